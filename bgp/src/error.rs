@@ -1,0 +1,62 @@
+//! Decode errors: the NOTIFICATION table plus the RFC 7606 outcome.
+//!
+//! A [`DecodeError`] is fatal for the session (RFC 7606 "session reset") and
+//! converts into the [`Notification`] to send. Outcomes short of a reset are
+//! not errors: they are recorded as [`Rfc7606Issue`]s on the decoded
+//! [`Update`](crate::message::Update).
+
+use crate::notification::Notification;
+use crate::types::Family;
+
+/// A decode failure that ends the session: the NOTIFICATION to send and a
+/// sentence for the operator's log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} (NOTIFICATION {})", .notification)]
+pub struct DecodeError {
+    pub notification: Notification,
+    pub reason: String,
+}
+
+impl DecodeError {
+    pub fn new(code: u8, subcode: u8, data: impl Into<Vec<u8>>, reason: impl Into<String>) -> Self {
+        DecodeError {
+            notification: Notification::new(code, subcode, data),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<DecodeError> for Notification {
+    fn from(e: DecodeError) -> Notification {
+        e.notification
+    }
+}
+
+/// The RFC 7606 §2 approaches short of a session reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rfc7606Action {
+    /// Handle every NLRI of the UPDATE as withdrawn (§2, "treat-as-withdraw").
+    TreatAsWithdraw,
+    /// Drop the attribute, keep the route (§2, "attribute discard").
+    AttributeDiscard,
+    /// Disable the family on this session (§2, "AFI/SAFI disable").
+    AfiSafiDisable(Family),
+}
+
+/// One RFC 7606 outcome applied while decoding an UPDATE.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rfc7606Issue {
+    pub action: Rfc7606Action,
+    /// The attribute type code concerned (0 when not about one attribute).
+    pub attribute: u8,
+    /// The NOTIFICATION subcode a reset would have carried (for counters and
+    /// the operator's log line).
+    pub subcode: u8,
+    pub reason: String,
+}
+
+impl Rfc7606Issue {
+    pub fn is_treat_as_withdraw(&self) -> bool {
+        self.action == Rfc7606Action::TreatAsWithdraw
+    }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test of Tabby: installs what is needed, then formatting, lints,
+# unit, conformance and interop tests (the interop tests need root and build
+# their own network namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+export CARGO_TERM_COLOR=never
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+# The interop tests share the machine's two cores with daemons they start;
+# run test binaries one at a time so timers are not starved.
+cargo test --workspace --locked -- --test-threads=2
