@@ -1,0 +1,155 @@
+//! Command-line flags; every flag can also be set from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// tabbyd: BGP routing for Kubernetes-style hosts.
+///
+/// Reads the cluster's Calico v3 resources (Node, BGPConfiguration, BGPPeer,
+/// IPPool, BGPFilter, BlockAffinity) from a YAML file or from etcd, peers with
+/// the other nodes, top-of-rack switches or route reflectors, advertises this
+/// node's pod blocks and programs the best routes into the kernel.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tabbyd", version, about, long_about = None)]
+pub struct Args {
+    /// This node's name, as in its Calico `Node` resource. Defaults to the
+    /// host name.
+    #[arg(long, env = "TABBY_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Where the cluster's resources live: `file:PATH` (multi-document YAML,
+    /// watched for changes) or `etcd:URL[,URL...]` (Calico's etcdv3 layout).
+    #[arg(
+        long,
+        env = "TABBY_DATASTORE",
+        default_value = "file:/etc/tabby/cluster.yaml"
+    )]
+    pub datastore: String,
+
+    /// The management API listener: `unix:PATH` (mode 0660) or `tcp:ADDR`
+    /// (then set --api-tls-cert and --api-tls-key).
+    #[arg(long, env = "TABBY_API", default_value = "unix:/run/tabby/tabbyd.sock")]
+    pub api: String,
+
+    /// Serve the GoBGP v3 compatible API on this TCP address (for the `gobgp`
+    /// CLI), e.g. 127.0.0.1:50051. Off unless given.
+    #[arg(long, env = "TABBY_GOBGP_API")]
+    pub gobgp_api: Option<SocketAddr>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics. Off unless given.
+    #[arg(long, env = "TABBY_METRICS")]
+    pub metrics: Option<SocketAddr>,
+
+    /// Do not program the kernel: standalone route-reflector mode.
+    #[arg(long, env = "TABBY_NO_FIB")]
+    pub no_fib: bool,
+
+    /// Log level: error, warn, info, debug or trace (or a tracing filter
+    /// such as `info,tabby_bgp=debug`).
+    #[arg(long, env = "TABBY_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log line format.
+    #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Kernel route protocol number for Tabby's routes.
+    #[arg(long, env = "TABBY_KERNEL_PROTOCOL")]
+    pub kernel_protocol: Option<u8>,
+
+    /// Kernel routing table for Tabby's routes (254 = main).
+    #[arg(long, env = "TABBY_KERNEL_TABLE", default_value_t = 254)]
+    pub kernel_table: u32,
+
+    /// Name of the IP-in-IP tunnel device that routes of `ipipMode` pools go
+    /// through (onlink).
+    #[arg(long, env = "TABBY_TUNNEL_DEVICE", default_value = "tunl0")]
+    pub tunnel_device: String,
+
+    /// Seconds to defer FIB changes after a restart while waiting for
+    /// End-of-RIB from every peer.
+    #[arg(long, env = "TABBY_DEFERRAL_TIME", default_value_t = 120)]
+    pub deferral_time: u64,
+
+    /// Directory for the API socket and state (created if missing).
+    #[arg(long, env = "TABBY_RUN_DIR", default_value = "/run/tabby")]
+    pub run_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A parsed `--datastore` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Datastore {
+    File(PathBuf),
+    Etcd(Vec<String>),
+}
+
+impl Datastore {
+    pub fn parse(s: &str) -> Result<Datastore, String> {
+        if let Some(path) = s.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err(
+                    "--datastore file: needs a path, e.g. file:/etc/tabby/cluster.yaml".into(),
+                );
+            }
+            return Ok(Datastore::File(PathBuf::from(path)));
+        }
+        if let Some(urls) = s.strip_prefix("etcd:") {
+            let urls: Vec<String> = urls
+                .split(',')
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if urls.is_empty() {
+                return Err(
+                    "--datastore etcd: needs at least one URL, e.g. etcd:http://127.0.0.1:2379"
+                        .into(),
+                );
+            }
+            return Ok(Datastore::Etcd(urls));
+        }
+        Err(format!(
+            "--datastore {s:?} is not understood: use file:PATH or etcd:URL[,URL...]"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datastore_forms() {
+        assert_eq!(
+            Datastore::parse("file:/tmp/x.yaml"),
+            Ok(Datastore::File("/tmp/x.yaml".into()))
+        );
+        assert_eq!(
+            Datastore::parse("etcd:http://127.0.0.1:2379,http://127.0.0.2:2379"),
+            Ok(Datastore::Etcd(vec![
+                "http://127.0.0.1:2379".into(),
+                "http://127.0.0.2:2379".into()
+            ]))
+        );
+        assert!(Datastore::parse("file:").is_err());
+        assert!(Datastore::parse("etcd:").is_err());
+        assert!(Datastore::parse("consul:x").is_err());
+    }
+
+    #[test]
+    fn flags_parse_and_env_names_are_documented() {
+        let a = Args::try_parse_from(["tabbyd", "--node-name", "n1", "--no-fib"]).unwrap();
+        assert_eq!(a.node_name.as_deref(), Some("n1"));
+        assert!(a.no_fib);
+        assert_eq!(a.kernel_table, 254);
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,152 @@
+//! Prometheus metrics, served at `/metrics` when `--metrics ADDR` is given.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerFamilyLabel {
+    pub peer: String,
+    pub family: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+/// Every metric tabbyd exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub sessions: Family<StateLabel, Gauge>,
+    pub prefixes_received: Family<PeerFamilyLabel, Gauge>,
+    pub prefixes_advertised: Family<PeerFamilyLabel, Gauge>,
+    pub updates_in: Family<PeerLabel, Counter>,
+    pub updates_out: Family<PeerLabel, Counter>,
+    pub fib_operations: Family<KindLabel, Counter>,
+    pub fib_errors: Family<KindLabel, Counter>,
+    pub datastore_events: Family<KindLabel, Counter>,
+    pub api_calls: Family<KindLabel, Counter>,
+}
+
+impl Metrics {
+    pub fn register(self: &Arc<Self>) -> Registry {
+        let mut r = Registry::with_prefix("tabby");
+        r.register(
+            "bgp_sessions",
+            "BGP sessions by FSM state",
+            self.sessions.clone(),
+        );
+        r.register(
+            "bgp_prefixes_received",
+            "Prefixes accepted from each peer, per address family",
+            self.prefixes_received.clone(),
+        );
+        r.register(
+            "bgp_prefixes_advertised",
+            "Prefixes advertised to each peer, per address family",
+            self.prefixes_advertised.clone(),
+        );
+        r.register(
+            "bgp_updates_received",
+            "UPDATE messages received per peer",
+            self.updates_in.clone(),
+        );
+        r.register(
+            "bgp_updates_sent",
+            "UPDATE messages sent per peer",
+            self.updates_out.clone(),
+        );
+        r.register(
+            "fib_operations",
+            "Kernel route operations by kind",
+            self.fib_operations.clone(),
+        );
+        r.register(
+            "fib_errors",
+            "Kernel route operation errors by kind",
+            self.fib_errors.clone(),
+        );
+        r.register(
+            "datastore_events",
+            "Datastore events by outcome",
+            self.datastore_events.clone(),
+        );
+        r.register(
+            "api_calls",
+            "gRPC API calls by method",
+            self.api_calls.clone(),
+        );
+        r
+    }
+}
+
+/// Serves `/metrics` until the task is dropped.
+pub async fn serve(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen for metrics on {addr}: {e}; choose another --metrics address"),
+        )
+    })?;
+    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let registry = registry.clone();
+                async move { Ok::<_, std::convert::Infallible>(respond(&req, &registry)) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await
+            {
+                tracing::debug!(error = %e, "metrics connection ended");
+            }
+        });
+    }
+}
+
+fn respond(req: &Request<hyper::body::Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/metrics" {
+        return Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::from_static(b"try /metrics\n")))
+            .unwrap_or_default();
+    }
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
+        return Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Full::new(Bytes::from_static(b"encoding failed\n")))
+            .unwrap_or_default();
+    }
+    Response::builder()
+        .header(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+        .body(Full::new(Bytes::from(text)))
+        .unwrap_or_default()
+}
