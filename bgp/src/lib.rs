@@ -12,7 +12,9 @@ pub mod attr;
 pub mod capability;
 pub mod codec;
 pub mod error;
+pub mod fsm;
 pub mod message;
+pub mod negotiated;
 pub mod notification;
 pub mod types;
 
