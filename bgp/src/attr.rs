@@ -168,7 +168,11 @@ impl fmt::Display for AsPath {
             f.write_str(open)?;
             for (i, a) in s.asns.iter().enumerate() {
                 if i > 0 {
-                    f.write_str(if s.kind == SegmentType::Sequence { " " } else { "," })?;
+                    f.write_str(if s.kind == SegmentType::Sequence {
+                        " "
+                    } else {
+                        ","
+                    })?;
                 }
                 write!(f, "{a}")?;
             }

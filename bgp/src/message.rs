@@ -24,6 +24,9 @@ pub const MAX_MESSAGE_LEN: usize = 4096;
 /// RFC 8654 maximum message size with extended messages.
 pub const MAX_EXTENDED_MESSAGE_LEN: usize = 65535;
 
+// An UPDATE is the common case: boxing it would cost an allocation per
+// message to shrink the rare ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Open(Open),
@@ -130,7 +133,11 @@ impl Update {
     /// The family this UPDATE is an End-of-RIB marker for, if it is one.
     pub fn as_end_of_rib(&self) -> Option<Family> {
         let no_attrs = self.attributes == PathAttributes::default() && self.issues.is_empty();
-        if !no_attrs || !self.withdrawn.is_empty() || !self.nlri.is_empty() || self.mp_reach.is_some() {
+        if !no_attrs
+            || !self.withdrawn.is_empty()
+            || !self.nlri.is_empty()
+            || self.mp_reach.is_some()
+        {
             return None;
         }
         match &self.mp_unreach {
@@ -147,6 +154,9 @@ pub enum RefreshSubtype {
     Request = 0,
     BeginningOfRouteRefresh = 1,
     EndOfRouteRefresh = 2,
+    /// Any other subtype (3-255): RFC 7313 §5 says to ignore the message.
+    /// Encoded as 255.
+    Reserved = 255,
 }
 
 /// ROUTE-REFRESH (RFC 2918, RFC 7313).

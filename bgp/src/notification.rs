@@ -187,9 +187,7 @@ impl Notification {
             (code::CEASE, cease::PEER_DECONFIGURED) => "cease: peer de-configured",
             (code::CEASE, cease::ADMINISTRATIVE_RESET) => "cease: administrative reset",
             (code::CEASE, cease::CONNECTION_REJECTED) => "cease: connection rejected",
-            (code::CEASE, cease::OTHER_CONFIGURATION_CHANGE) => {
-                "cease: other configuration change"
-            }
+            (code::CEASE, cease::OTHER_CONFIGURATION_CHANGE) => "cease: other configuration change",
             (code::CEASE, cease::CONNECTION_COLLISION_RESOLUTION) => {
                 "cease: connection collision resolution"
             }

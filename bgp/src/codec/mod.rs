@@ -1,16 +1,48 @@
 //! Wire codec: nom parses, bytes writes.
 //!
 //! The entry points are [`decode_message`] (one whole message, header
-//! included) and [`encode_message`]. Both take a [`CodecCtx`]: what the
-//! session negotiated that changes the wire format.
+//! included), [`encode_message`], [`frame_len`] for stream framing, the
+//! packing [`UpdatePacker`] for the RIB's outgoing routes, and [`BgpCodec`]
+//! for tokio-util framed sockets. All take a [`CodecCtx`]: what the session
+//! negotiated that changes the wire format.
+//!
+//! No input makes a decoder panic: wire data is never indexed or unwrapped.
 
 use std::collections::BTreeSet;
 
 use bytes::BytesMut;
 
 use crate::error::DecodeError;
-use crate::message::{MAX_MESSAGE_LEN, Message};
+use crate::message::{MAX_MESSAGE_LEN, Message, kind};
 use crate::types::Family;
+
+mod attributes;
+mod capabilities;
+mod framing;
+mod header;
+mod nlri;
+mod notification;
+mod open;
+mod pack;
+mod route_refresh;
+mod update;
+mod wire;
+
+pub use attributes::{
+    DecodedAttributes, decode_attributes, encode_attributes, encode_mp_reach, encode_mp_unreach,
+    parse_as_path,
+};
+pub use capabilities::{
+    decode_capabilities, decode_capability, encode_capability, unsupported_capability,
+};
+pub use framing::{BgpCodec, CodecError};
+pub use header::frame_len;
+pub use nlri::{NlriError, decode_prefixes, nlri_len, put_nlri};
+pub use notification::{decode_notification, encode_notification};
+pub use open::{decode_open, encode_open};
+pub use pack::{UpdatePacker, encode_announcements, encode_withdrawals};
+pub use route_refresh::{decode_route_refresh, encode_route_refresh};
+pub use update::{decode_update, encode_update};
 
 /// Negotiated parameters that change how messages are encoded and decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +87,53 @@ pub enum EncodeError {
 }
 
 /// Decodes one whole message (header included) from `buf`.
+///
+/// The header is checked against `ctx.max_message_len` (RFC 8654).
 pub fn decode_message(buf: &[u8], ctx: &CodecCtx) -> Result<Message, DecodeError> {
-    let _ = (buf, ctx);
-    Err(DecodeError::new(1, 1, Vec::new(), "codec not written yet"))
+    let (ty, body) = header::split_message(buf, ctx.max_message_len)?;
+    Ok(match ty {
+        kind::OPEN => Message::Open(open::decode_open(body)?),
+        kind::UPDATE => Message::Update(update::decode_update(body, ctx)?),
+        kind::NOTIFICATION => Message::Notification(notification::decode_notification(body)?),
+        kind::KEEPALIVE => Message::Keepalive,
+        kind::ROUTE_REFRESH => {
+            Message::RouteRefresh(route_refresh::decode_route_refresh(body, buf)?)
+        }
+        // frame_len rejected every other type.
+        other => {
+            return Err(DecodeError::new(
+                crate::notification::code::MESSAGE_HEADER,
+                crate::notification::header::BAD_MESSAGE_TYPE,
+                vec![other],
+                format!("unknown message type {other}"),
+            ));
+        }
+    })
 }
 
-/// Appends the wire form of `msg` to `out`.
-pub fn encode_message(msg: &Message, ctx: &CodecCtx, out: &mut BytesMut) -> Result<(), EncodeError> {
-    let _ = (msg, ctx, out);
-    Err(EncodeError::Unrepresentable("codec not written yet".into()))
+/// Appends the wire form of `msg` to `out`. On error nothing is appended.
+pub fn encode_message(
+    msg: &Message,
+    ctx: &CodecCtx,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let start = header::begin(out, msg.kind());
+    let body = match msg {
+        Message::Open(o) => open::encode_open(o, out),
+        Message::Update(u) => update::encode_update(u, ctx, out),
+        Message::Notification(n) => {
+            notification::encode_notification(n, out);
+            Ok(())
+        }
+        Message::Keepalive => Ok(()),
+        Message::RouteRefresh(rr) => {
+            route_refresh::encode_route_refresh(rr, out);
+            Ok(())
+        }
+    };
+    if let Err(e) = body {
+        out.truncate(start);
+        return Err(e);
+    }
+    header::finish(out, start, ctx.max_message_len)
 }
