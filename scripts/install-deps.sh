@@ -31,6 +31,10 @@ for bin in "${!want[@]}"; do
   fi
 done
 [ -d /usr/share/gocode/src/github.com/osrg/gobgp ] || missing+=(golang-github-osrg-gobgp-dev)
+# `bird` must be BIRD 2 (the Debian package `bird` is 1.6 and conflicts with it).
+if command -v bird >/dev/null 2>&1 && ! bird --version 2>&1 | grep -q 'version 2\.'; then
+  missing+=(bird2)
+fi
 
 apt_update() {
   for i in 1 2 3 4 5; do
@@ -45,14 +49,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   apt_update
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The packaged services are not wanted: tests start their own instances in
+  # namespaces. Stop only what the install itself may have started, through the
+  # service manager (never by process name: other labs may be running).
+  for svc in bird frr gobgpd etcd exabgp; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl stop "$svc" >/dev/null 2>&1 || true
+      systemctl disable "$svc" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # BIRD 1.6 (Calico's line) conflicts with bird2: unpack it beside, never install.
 bird1_dir="$root/target/lab/bird1"
-if [ ! -x "$bird1_dir/usr/sbin/bird" ]; then
+if [ ! -x "$bird1_dir/usr/sbin/bird" ] || [ ! -x "$bird1_dir/usr/sbin/bird6" ]; then
   echo "install-deps: unpacking BIRD 1.6 into $bird1_dir"
   mkdir -p "$bird1_dir"
   tmp=$(mktemp -d)
+  chmod 755 "$tmp" # apt's sandbox user must be able to write the download
   trap 'rm -rf "$tmp"' EXIT
   if ! (cd "$tmp" && apt-get download bird >/dev/null 2>&1); then
     apt_update
@@ -61,10 +75,4 @@ if [ ! -x "$bird1_dir/usr/sbin/bird" ]; then
   dpkg -x "$tmp"/bird_*.deb "$bird1_dir"
 fi
 
-# The daemons' own packaged services are not wanted: tests start their own
-# instances in namespaces.
-for svc in bird frr gobgpd etcd exabgp; do
-  if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
-  pkill -x "$svc" >/dev/null 2>&1 || true
-done
 echo "install-deps: ok"

@@ -1,0 +1,140 @@
+//! What a lab test needs before it starts, checked up front so a missing
+//! package fails with one line that says what to install.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+/// Something a test needs from the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Root: namespaces, veths, raw kernel routes.
+    Root,
+    /// BIRD 2 (`bird`, `birdc`, Debian `bird2`).
+    Bird2,
+    /// BIRD 1.6 unpacked beside BIRD 2 by `scripts/install-deps.sh`.
+    Bird1,
+    /// `gobgpd` and `gobgp` (Debian `gobgpd`).
+    GoBgp,
+    /// FRR's `bgpd` and `vtysh` (Debian `frr`).
+    Frr,
+    /// ExaBGP (Debian `exabgp`).
+    ExaBgp,
+    /// `etcd` and `etcdctl` (Debian `etcd-server`, `etcd-client`).
+    Etcd,
+}
+
+/// Root of the workspace (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// Where BIRD 1.6 is unpacked: `$TABBY_BIRD1_DIR` or `<workspace>/target/lab/bird1`.
+pub fn bird1_dir() -> PathBuf {
+    std::env::var_os("TABBY_BIRD1_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/lab/bird1"))
+}
+
+/// BIRD 1.6's IPv4 daemon (1.6 ships `bird` for IPv4 and `bird6` for IPv6).
+pub fn bird1_bin(v6: bool) -> PathBuf {
+    bird1_dir().join(if v6 {
+        "usr/sbin/bird6"
+    } else {
+        "usr/sbin/bird"
+    })
+}
+
+/// BIRD 1.6's client (`birdc` / `birdc6`).
+pub fn bird1_birdc(v6: bool) -> PathBuf {
+    bird1_dir().join(if v6 {
+        "usr/sbin/birdc6"
+    } else {
+        "usr/sbin/birdc"
+    })
+}
+
+fn on_path(bin: &str) -> bool {
+    if bin.contains('/') {
+        return Path::new(bin).is_file();
+    }
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false)
+}
+
+fn bird_is_2() -> bool {
+    crate::cmd::run("bird", &["--version"], crate::cmd::CMD_TIMEOUT)
+        .map(|o| format!("{}{}", o.stdout, o.stderr).contains("version 2."))
+        .unwrap_or(false)
+}
+
+/// Returns the packages missing for `need`, as `what (how)` strings.
+fn missing(need: Need) -> Vec<String> {
+    let pkg = |bins: &[&str], what: &str| -> Vec<String> {
+        if bins.iter().all(|b| on_path(b)) {
+            vec![]
+        } else {
+            vec![what.to_string()]
+        }
+    };
+    match need {
+        Need::Root => {
+            if crate::procfs::euid() == Some(0) {
+                vec![]
+            } else {
+                vec!["root (run the tests as root: they create network namespaces)".into()]
+            }
+        }
+        Need::Bird2 => {
+            if on_path("bird") && on_path("birdc") && bird_is_2() {
+                vec![]
+            } else {
+                vec!["BIRD 2 (apt-get install bird2)".into()]
+            }
+        }
+        Need::Bird1 => {
+            if bird1_bin(false).is_file() && bird1_birdc(false).is_file() {
+                vec![]
+            } else {
+                vec![format!(
+                    "BIRD 1.6 at {} (bash scripts/install-deps.sh unpacks it)",
+                    bird1_bin(false).display()
+                )]
+            }
+        }
+        Need::GoBgp => pkg(&["gobgpd", "gobgp"], "GoBGP (apt-get install gobgpd)"),
+        Need::Frr => pkg(&["/usr/lib/frr/bgpd", "vtysh"], "FRR (apt-get install frr)"),
+        Need::ExaBgp => pkg(&["exabgp"], "ExaBGP (apt-get install exabgp)"),
+        Need::Etcd => pkg(
+            &["etcd", "etcdctl"],
+            "etcd (apt-get install etcd-server etcd-client)",
+        ),
+    }
+}
+
+/// Checks root, `ip` and every listed need; the error is one line naming all
+/// that is missing and the command that installs it.
+pub fn preflight(needs: &[Need]) -> Result<()> {
+    let mut miss: Vec<String> = Vec::new();
+    let mut all = vec![Need::Root];
+    all.extend_from_slice(needs);
+    if !on_path("ip") {
+        miss.push("iproute2 (apt-get install iproute2)".into());
+    }
+    for n in all {
+        for m in missing(n) {
+            if !miss.contains(&m) {
+                miss.push(m);
+            }
+        }
+    }
+    if !miss.is_empty() {
+        bail!(
+            "lab test cannot run; missing: {} — as root, run `bash scripts/install-deps.sh`",
+            miss.join(", ")
+        );
+    }
+    Ok(())
+}

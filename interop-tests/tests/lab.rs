@@ -1,0 +1,241 @@
+//! Proves the lab library against real peers: sessions establish, routes show
+//! up where they should, and the lab leaves nothing behind.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail, ensure};
+use interop_tests::*;
+use ipnet::IpNet;
+
+const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn need(needs: &[Need]) {
+    if let Err(e) = preflight(needs) {
+        panic!("{e}");
+    }
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("test prefix")
+}
+
+/// BIRD 2 (AS 65001) ↔ GoBGP (AS 65002) over eBGP: BIRD's static blackhole
+/// reaches GoBGP's RIB with the right AS path and next hop, and GoBGP's
+/// announcement reaches BIRD's kernel.
+#[test]
+fn bird2_gobgp_ebgp() -> Result<()> {
+    need(&[Need::Bird2, Need::GoBgp]);
+    let started = Instant::now();
+    let mut lab = Lab::new("b2gobgp")?;
+    let a = lab.ns("bird")?;
+    let b = lab.ns("gobgp")?;
+    let seg = lab.link(&a, &b)?;
+    let (a4, b4) = (seg.v4(&a)?, seg.v4(&b)?);
+
+    let bird_conf = Bird2Conf::new(a4)
+        .blackhole(net("100.64.0.0/26"))
+        .peer(Bird2Peer::ebgp("gobgp", 65001, b4.into(), 65002));
+    let bird = lab.start_bird2(&a, "bird", &bird_conf.render())?;
+    let mut n = GoBgpNeighbor::new(a4.into(), 65001);
+    n.local_address = Some(b4.into());
+    let gconf = GoBgpConf::new(65002, b4).neighbor(n);
+    let gobgp = lab.start_gobgp(&b, "gobgp", &gconf.render())?;
+
+    lab.wait_for("BIRD 2 ↔ GoBGP Established", SESSION_TIMEOUT, || {
+        bird.established("gobgp")?;
+        gobgp.established(a4.into())
+    })?;
+    let path = lab.wait_for("BIRD's block in GoBGP's RIB", SESSION_TIMEOUT, || {
+        let rib = gobgp.rib("ipv4")?;
+        rib.into_iter()
+            .find(|p| p.prefix == net("100.64.0.0/26"))
+            .ok_or_else(|| anyhow::anyhow!("not there yet"))
+    })?;
+    assert_eq!(path.as_path, vec![65001]);
+    assert_eq!(path.next_hop, Some(IpAddr::V4(a4)));
+
+    gobgp.announce(net("100.64.1.0/26"), b4.into())?;
+    let r = lab.wait_for("GoBGP's route in BIRD's kernel", SESSION_TIMEOUT, || {
+        lab.kernel_routes_proto(&a, "bird")?
+            .into_iter()
+            .find(|r| r.dst == net("100.64.1.0/26"))
+            .ok_or_else(|| anyhow::anyhow!("not in the kernel yet"))
+    })?;
+    assert_eq!(r.gateway(), Some(IpAddr::V4(b4)));
+    let br = bird.routes_for(net("100.64.1.0/26"))?;
+    ensure!(br.len() == 1 && br[0].as_path() == vec![65002], "{br:?}");
+
+    let st = lab.stats("bird")?;
+    assert!(st.peak_rss_kib > 0);
+    eprintln!(
+        "bird2_gobgp_ebgp: {:?}; bird cpu {:.2}s peak {:.1} MiB",
+        started.elapsed(),
+        st.cpu_secs,
+        st.peak_rss_mib()
+    );
+    Ok(())
+}
+
+/// BIRD 2 ↔ BIRD 1.6 configured like a Calico node: the Calico node's block
+/// reaches BIRD 2's kernel, and BIRD 2's route reaches the Calico node's kernel.
+#[test]
+fn bird2_bird1_calico_mesh() -> Result<()> {
+    need(&[Need::Bird2, Need::Bird1]);
+    let mut lab = Lab::new("b2b1")?;
+    let a = lab.ns("bird2")?;
+    let c = lab.ns("calico")?;
+    let seg = lab.lan(&[&a, &c])?;
+    let (a4, c4) = (seg.v4(&a)?, seg.v4(&c)?);
+    let asn = 64512;
+
+    let mut calico = CalicoBird1Conf::new(c4, asn);
+    calico.blocks.push(net("100.64.2.0/26"));
+    calico.pools.push(CalicoPool {
+        cidr: net("100.64.0.0/16"),
+        mode: PoolMode::None,
+        disable_bgp_export: false,
+    });
+    for ip in [a4, c4] {
+        calico.mesh.push(MeshPeer {
+            ip,
+            as_num: None,
+            port: None,
+        });
+    }
+    let b1 = lab.start_bird1(&c, "calico", &calico.render())?;
+
+    let mut peer = Bird2Peer::ibgp("mesh", asn, c4.into());
+    peer.local_addr = Some(a4.into());
+    let b2conf = Bird2Conf::new(a4)
+        .blackhole(net("100.64.3.0/26"))
+        .peer(peer);
+    let b2 = lab.start_bird2(&a, "bird2", &b2conf.render())?;
+
+    let mesh_name = format!("Mesh_{}", a4.to_string().replace('.', "_"));
+    lab.wait_for("BIRD 2 ↔ BIRD 1.6 Established", SESSION_TIMEOUT, || {
+        b2.established("mesh")?;
+        b1.established(&mesh_name)
+    })?;
+    let r = lab.wait_for("Calico block in BIRD 2's kernel", SESSION_TIMEOUT, || {
+        lab.kernel_routes_proto(&a, "bird")?
+            .into_iter()
+            .find(|r| r.dst == net("100.64.2.0/26"))
+            .ok_or_else(|| anyhow::anyhow!("not in the kernel yet"))
+    })?;
+    assert_eq!(r.gateway(), Some(IpAddr::V4(c4)));
+    // The Calico node blackholes its own block and programs BIRD 2's.
+    lab.wait_for(
+        "routes in the Calico node's kernel",
+        SESSION_TIMEOUT,
+        || {
+            let k = lab.kernel_routes(&c)?;
+            let own = k
+                .iter()
+                .any(|r| r.dst == net("100.64.2.0/26") && r.kind == "blackhole");
+            let learned = k
+                .iter()
+                .any(|r| r.dst == net("100.64.3.0/26") && r.gateway() == Some(IpAddr::V4(a4)));
+            ensure!(own && learned, "own blackhole {own}, learned {learned}");
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// Nothing survives a lab: namespaces gone, daemons dead — after a normal
+/// drop and after a panic inside the test body.
+#[test]
+fn lab_cleans_up_after_drop_and_panic() -> Result<()> {
+    need(&[Need::Bird2]);
+    let run = |panic: bool| -> (Vec<String>, Vec<u32>, std::thread::Result<()>) {
+        let mut names = vec![];
+        let mut pids = vec![];
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut lab = Lab::new("cleanup").expect("lab");
+            let a = lab.ns("a").expect("ns");
+            let b = lab.ns("b").expect("ns");
+            let _ = lab.lan(&[&a, &b]).expect("lan");
+            names.extend(lab.namespaces().iter().map(|n| n.name.clone()));
+            let conf = Bird2Conf::new(Ipv4Addr::new(198, 18, 1, 1)).render();
+            lab.start_bird2(&a, "b1", &conf).expect("bird");
+            // A helper child of a daemon-like process must die too.
+            lab.start(
+                &b,
+                "sh",
+                Daemon::other("sh", &["-c", "sleep 300 & sleep 300"]),
+            )
+            .expect("sh");
+            std::thread::sleep(Duration::from_millis(200));
+            pids.push(lab.pid("b1").expect("pid"));
+            let sh = lab.pid("sh").expect("pid");
+            pids.push(sh);
+            pids.extend(interop_tests::procfs::descendants(sh));
+            if panic {
+                panic!("deliberate panic inside a lab");
+            }
+        }));
+        (names, pids, r)
+    };
+    for panic in [false, true] {
+        let (names, pids, r) = run(panic);
+        ensure!(r.is_err() == panic, "panic={panic}: unexpected outcome");
+        ensure!(
+            names.len() == 3,
+            "expected 3 namespaces (a, b, fabric): {names:?}"
+        );
+        ensure!(
+            pids.len() >= 3,
+            "expected bird, sh and its sleeps: {pids:?}"
+        );
+        for n in &names {
+            ensure!(
+                !Path::new("/run/netns").join(n).exists(),
+                "namespace {n} survived (panic={panic})"
+            );
+        }
+        for &p in &pids {
+            if interop_tests::procfs::alive(p) {
+                bail!("pid {p} survived the lab (panic={panic})");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Timeouts say what was awaited and dump the daemons.
+#[test]
+fn wait_for_timeout_dumps_state() -> Result<()> {
+    need(&[Need::Bird2]);
+    let mut lab = Lab::new("dump")?;
+    let a = lab.ns("a")?;
+    let conf = Bird2Conf::new(Ipv4Addr::new(198, 18, 1, 1))
+        .peer(Bird2Peer::ebgp(
+            "nobody",
+            65001,
+            "198.18.1.9".parse()?,
+            65002,
+        ))
+        .render();
+    let bird = lab.start_bird2(&a, "lonely", &conf)?;
+    let t = Instant::now();
+    let e = lab
+        .wait_for(
+            "a session nobody answers",
+            Duration::from_millis(500),
+            || bird.established("nobody"),
+        )
+        .unwrap_err()
+        .to_string();
+    ensure!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    ensure!(e.contains("a session nobody answers"), "{e}");
+    ensure!(e.contains("protocol nobody is"), "{e}");
+    ensure!(e.contains("show protocols all"), "{e}");
+    ensure!(e.contains("lonely.log"), "{e}");
+    Ok(())
+}
