@@ -30,11 +30,15 @@ pub mod bird;
 pub mod bird_conf;
 pub mod cmd;
 pub mod daemon;
+pub mod etcd;
+pub mod exabgp;
+pub mod frr;
 pub mod gobgp;
 pub mod kernel;
 pub mod lab;
 pub mod preflight;
 pub mod procfs;
+pub mod tabbyd;
 
 pub use bird::{Bird, BirdProtocol, BirdRoute};
 pub use bird_conf::{
@@ -42,8 +46,12 @@ pub use bird_conf::{
     StaticRoute,
 };
 pub use daemon::{Control, Daemon, DaemonKind, Datastore, TabbydOpts, tabbyd_bin};
+pub use etcd::Etcd;
+pub use exabgp::{ExaBgp, ExaBgpConf, ExaBgpNeighbor};
+pub use frr::{Frr, FrrConf, FrrNeighbor, FrrPath, FrrPeer};
 pub use gobgp::{GoBgp, GoBgpConf, GoBgpNeighbor, GoBgpPath, GoBgpPeer};
 pub use kernel::{KernelNextHop, KernelRoute};
 pub use lab::{Lab, Member, Ns, Segment};
 pub use preflight::{Need, preflight};
 pub use procfs::ProcStats;
+pub use tabbyd::Tabbyd;

@@ -239,3 +239,118 @@ fn wait_for_timeout_dumps_state() -> Result<()> {
     ensure!(e.contains("lonely.log"), "{e}");
     Ok(())
 }
+
+/// FRR (ToR, AS 65000) ↔ BIRD 2 (AS 65001): the session establishes and
+/// routes flow both ways with the expected AS paths.
+#[test]
+fn frr_bird2_ebgp() -> Result<()> {
+    need(&[Need::Bird2, Need::Frr]);
+    let mut lab = Lab::new("frrb2")?;
+    let t = lab.ns("tor")?;
+    let n = lab.ns("node")?;
+    let seg = lab.link(&t, &n)?;
+    let (t4, n4) = (seg.v4(&t)?, seg.v4(&n)?);
+
+    let fconf = FrrConf::new("tor", 65000, t4)
+        .network(net("198.19.0.0/24"))
+        .neighbor(FrrNeighbor::new(n4.into(), 65001));
+    let frr = lab.start_frr(&t, "tor", &fconf.render())?;
+    let bconf = Bird2Conf::new(n4)
+        .blackhole(net("100.64.4.0/26"))
+        .peer(Bird2Peer::ebgp("tor", 65001, t4.into(), 65000));
+    let bird = lab.start_bird2(&n, "node", &bconf.render())?;
+
+    lab.wait_for("FRR ↔ BIRD 2 Established", SESSION_TIMEOUT, || {
+        frr.established(n4.into())?;
+        bird.established("tor")
+    })?;
+    // FRR selects best paths asynchronously: wait for the selection too.
+    let p = lab.wait_for("BIRD's block as FRR's best path", SESSION_TIMEOUT, || {
+        frr.routes("ipv4")?
+            .into_iter()
+            .find(|p| p.prefix == net("100.64.4.0/26") && p.best)
+            .ok_or_else(|| anyhow::anyhow!("not there yet"))
+    })?;
+    ensure!(p.valid && p.best && p.as_path == vec![65001], "{p:?}");
+    ensure!(p.next_hops.contains(&IpAddr::V4(n4)), "{p:?}");
+    let k = lab.wait_for("FRR's network in BIRD's kernel", SESSION_TIMEOUT, || {
+        lab.kernel_routes_proto(&n, "bird")?
+            .into_iter()
+            .find(|r| r.dst == net("198.19.0.0/24"))
+            .ok_or_else(|| anyhow::anyhow!("not in the kernel yet"))
+    })?;
+    assert_eq!(k.gateway(), Some(IpAddr::V4(t4)));
+    Ok(())
+}
+
+/// ExaBGP injects scripted routes (one with an unknown optional transitive
+/// attribute) into BIRD 2.
+#[test]
+fn exabgp_injects_into_bird2() -> Result<()> {
+    need(&[Need::Bird2, Need::ExaBgp]);
+    let mut lab = Lab::new("exab2")?;
+    let x = lab.ns("exa")?;
+    let b = lab.ns("bird")?;
+    let seg = lab.link(&x, &b)?;
+    let (x4, b4) = (seg.v4(&x)?, seg.v4(&b)?);
+    let bconf = Bird2Conf::new(b4).peer(Bird2Peer::ebgp("exa", 65001, x4.into(), 65099));
+    let bird = lab.start_bird2(&b, "bird", &bconf.render())?;
+    let econf =
+        ExaBgpConf::new(x4).neighbor(ExaBgpNeighbor::new(b4.into(), 65001, x4.into(), 65099));
+    let exa = lab.start_exabgp(&x, "exa", &econf)?;
+    lab.wait_for("ExaBGP → BIRD 2 Established", SESSION_TIMEOUT, || {
+        bird.established("exa")
+    })?;
+    exa.send(&format!("announce route 100.64.7.0/24 next-hop {x4}"))?;
+    // Attribute 0x63 (unassigned), flags optional+transitive, two bytes.
+    exa.send(&format!(
+        "announce route 100.64.8.0/24 next-hop {x4} attribute [ 0x63 0xc0 0x0102 ]"
+    ))?;
+    let routes = lab.wait_for("both routes at BIRD", SESSION_TIMEOUT, || {
+        let r = bird.routes()?;
+        let got: Vec<_> = r
+            .into_iter()
+            .filter(|r| r.prefix == net("100.64.7.0/24") || r.prefix == net("100.64.8.0/24"))
+            .collect();
+        ensure!(got.len() == 2, "have {} of 2", got.len());
+        Ok(got)
+    })?;
+    for r in &routes {
+        ensure!(r.as_path() == vec![65099], "{r:?}");
+    }
+    exa.send("withdraw route 100.64.7.0/24")?;
+    lab.wait_for("withdrawal at BIRD", SESSION_TIMEOUT, || {
+        ensure!(
+            bird.routes_for(net("100.64.7.0/24"))?.is_empty(),
+            "still there"
+        );
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// etcd runs on a lab address and answers another namespace's etcdctl.
+#[test]
+fn etcd_serves_the_lab() -> Result<()> {
+    need(&[Need::Etcd]);
+    let mut lab = Lab::new("etcd")?;
+    let d = lab.ns("store")?;
+    let c = lab.ns("client")?;
+    let seg = lab.link(&d, &c)?;
+    let etcd = lab.start_etcd(&d, "etcd", seg.v4(&d)?.into())?;
+    let key = "/calico/resources/v3/projectcalico.org/bgppeers/tor";
+    etcd.put(key, r#"{"kind":"BGPPeer","spec":{"peerIP":"198.18.1.1"}}"#)?;
+    assert_eq!(
+        etcd.get(key)?.as_deref(),
+        Some(r#"{"kind":"BGPPeer","spec":{"peerIP":"198.18.1.1"}}"#)
+    );
+    // The same data seen from the other namespace, over the link.
+    let remote = Etcd {
+        ns: c.clone(),
+        ..etcd.clone()
+    };
+    assert_eq!(remote.keys("/calico/")?, vec![key.to_string()]);
+    assert_eq!(etcd.del(key)?, 1);
+    assert_eq!(etcd.get(key)?, None);
+    Ok(())
+}
