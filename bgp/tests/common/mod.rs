@@ -44,3 +44,39 @@ pub fn both_ways(bytes: &[u8], m: &Message, ctx: &CodecCtx) {
     assert_eq!(&decoded, m, "decode");
     assert_eq!(encode(m, ctx), bytes, "encode");
 }
+
+/// An UPDATE body from hex sections, with the two lengths computed.
+pub fn update_body(withdrawn: &str, attrs: &str, nlri: &str) -> String {
+    let (w, a) = (hex(withdrawn), hex(attrs));
+    format!("{:04x} {withdrawn} {:04x} {attrs} {nlri}", w.len(), a.len())
+}
+
+/// A whole UPDATE message from hex sections.
+pub fn update(withdrawn: &str, attrs: &str, nlri: &str) -> Vec<u8> {
+    msg(2, &update_body(withdrawn, attrs, nlri))
+}
+
+pub fn ctx4() -> CodecCtx {
+    CodecCtx {
+        four_octet_as: true,
+        ..CodecCtx::default()
+    }
+}
+
+pub fn ibgp() -> CodecCtx {
+    ctx4()
+}
+
+pub fn ebgp() -> CodecCtx {
+    CodecCtx {
+        ebgp: true,
+        ..ctx4()
+    }
+}
+
+pub fn decode_update(bytes: &[u8], ctx: &CodecCtx) -> tabby_bgp::message::Update {
+    match tabby_bgp::codec::decode_message(bytes, ctx) {
+        Ok(Message::Update(u)) => u,
+        other => panic!("expected an UPDATE, got {other:?}"),
+    }
+}
