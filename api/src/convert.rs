@@ -1,0 +1,533 @@
+//! tabby.v1 ↔ model conversion, with the validation of everything a client
+//! sends. Every error is `INVALID_ARGUMENT` (or `RESOURCE_EXHAUSTED` for
+//! sizes) and names the field and what to write instead.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use tabby_proto::v1 as pb;
+use tonic::Status;
+
+use crate::model::{
+    CandidatePath, DaemonStatus, DatastoreSync, Family, FibSync, GracefulRestart, LargeCommunity,
+    LocalRoute, Origin, Path, PathSource, PeerConfig, PeerCounters, PeerError, PeerExport,
+    PeerStatus, PeerType, Route, RouteExplanation, RouteKind, SessionState,
+};
+
+/// Longest RFC 8203 / RFC 9003 shutdown communication, in bytes.
+pub const MAX_SHUTDOWN_REASON: usize = 255;
+
+/// Parses a CIDR prefix with zero host bits. `field` names the request field
+/// in the error.
+pub fn parse_prefix(field: &str, s: &str) -> Result<IpNet, Status> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{field} is empty: give a prefix in CIDR notation, e.g. 100.64.1.0/26 or 2001:db8:1000::/64"
+        )));
+    }
+    let net = IpNet::from_str(s).map_err(|_| {
+        if IpAddr::from_str(s).is_ok() {
+            Status::invalid_argument(format!(
+                "{field} {s:?} is an address, not a prefix: add the length, e.g. {s}/{}",
+                if s.contains(':') { 128 } else { 32 }
+            ))
+        } else {
+            Status::invalid_argument(format!(
+                "{field} {s:?} is not a CIDR prefix: write e.g. 100.64.1.0/26 or 2001:db8:1000::/64"
+            ))
+        }
+    })?;
+    if net.trunc() != net {
+        return Err(Status::invalid_argument(format!(
+            "{field} {s:?} has host bits set: did you mean {}?",
+            net.trunc()
+        )));
+    }
+    Ok(net)
+}
+
+/// Parses an IP address.
+pub fn parse_addr(field: &str, s: &str) -> Result<IpAddr, Status> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{field} is empty: give an IP address, e.g. 198.18.0.2 or 2001:db8::2"
+        )));
+    }
+    IpAddr::from_str(s).map_err(|_| {
+        Status::invalid_argument(format!(
+            "{field} {s:?} is not an IP address: write e.g. 198.18.0.2 or 2001:db8::2 (no prefix length)"
+        ))
+    })
+}
+
+/// Parses a peer address (unicast, not unspecified).
+pub fn parse_peer_addr(field: &str, s: &str) -> Result<IpAddr, Status> {
+    let a = parse_addr(field, s)?;
+    if a.is_unspecified() || a.is_multicast() {
+        return Err(Status::invalid_argument(format!(
+            "{field} {a} is not a unicast address: give the peer's own IP address"
+        )));
+    }
+    Ok(a)
+}
+
+/// Maps a proto family filter: unspecified → `None`.
+pub fn family_filter(field: &str, v: i32) -> Result<Option<Family>, Status> {
+    match pb::AddressFamily::try_from(v) {
+        Ok(pb::AddressFamily::Unspecified) => Ok(None),
+        Ok(pb::AddressFamily::Ipv4) => Ok(Some(Family::Ipv4)),
+        Ok(pb::AddressFamily::Ipv6) => Ok(Some(Family::Ipv6)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "{field} {v} is not a known address family: use ADDRESS_FAMILY_IPV4 (1) or ADDRESS_FAMILY_IPV6 (2)"
+        ))),
+    }
+}
+
+/// Model family → proto.
+pub fn family_to_pb(f: Family) -> pb::AddressFamily {
+    match f {
+        Family::Ipv4 => pb::AddressFamily::Ipv4,
+        Family::Ipv6 => pb::AddressFamily::Ipv6,
+    }
+}
+
+fn route_kind_from_pb(field: &str, v: i32) -> Result<RouteKind, Status> {
+    match pb::RouteKind::try_from(v) {
+        Ok(pb::RouteKind::Unspecified) => Ok(RouteKind::Unspecified),
+        Ok(pb::RouteKind::PodBlock) => Ok(RouteKind::PodBlock),
+        Ok(pb::RouteKind::Host) => Ok(RouteKind::Host),
+        Ok(pb::RouteKind::ServiceIp) => Ok(RouteKind::ServiceIp),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "{field} {v} is not a known route kind: use POD_BLOCK (1), HOST (2) or SERVICE_IP (3)"
+        ))),
+    }
+}
+
+fn route_kind_to_pb(k: RouteKind) -> pb::RouteKind {
+    match k {
+        RouteKind::Unspecified => pb::RouteKind::Unspecified,
+        RouteKind::PodBlock => pb::RouteKind::PodBlock,
+        RouteKind::Host => pb::RouteKind::Host,
+        RouteKind::ServiceIp => pb::RouteKind::ServiceIp,
+    }
+}
+
+/// Validates one announced route. `field` is e.g. `routes[3]`.
+pub fn local_route_from_pb(field: &str, r: &pb::LocalRoute) -> Result<LocalRoute, Status> {
+    let prefix = parse_prefix(&format!("{field}.prefix"), &r.prefix)?;
+    let kind = route_kind_from_pb(&format!("{field}.kind"), r.kind)?;
+    if kind == RouteKind::Host && prefix.prefix_len() != prefix.max_prefix_len() {
+        return Err(Status::invalid_argument(format!(
+            "{field}: kind HOST needs a /{} but prefix is {prefix}; use POD_BLOCK or SERVICE_IP for a block",
+            prefix.max_prefix_len()
+        )));
+    }
+    let next_hop = if r.next_hop.trim().is_empty() {
+        None
+    } else {
+        let nh = parse_addr(&format!("{field}.next_hop"), &r.next_hop)?;
+        if Family::of_addr(&nh) != Family::of_prefix(&prefix) {
+            return Err(Status::invalid_argument(format!(
+                "{field}.next_hop {nh} is {} but prefix {prefix} is {}: give a next hop of the prefix's family or leave it empty",
+                Family::of_addr(&nh).name(),
+                Family::of_prefix(&prefix).name()
+            )));
+        }
+        if nh.is_unspecified() || nh.is_multicast() {
+            return Err(Status::invalid_argument(format!(
+                "{field}.next_hop {nh} is not a unicast address; leave it empty to use this node's address"
+            )));
+        }
+        Some(nh)
+    };
+    Ok(LocalRoute {
+        prefix,
+        kind,
+        communities: r.communities.clone(),
+        large_communities: r
+            .large_communities
+            .iter()
+            .map(|c| LargeCommunity {
+                global_admin: c.global_admin,
+                local_data1: c.local_data1,
+                local_data2: c.local_data2,
+            })
+            .collect(),
+        next_hop,
+    })
+}
+
+/// Validates a route set: each route and no prefix twice.
+pub fn local_routes_from_pb(
+    routes: &[pb::LocalRoute],
+    max: usize,
+) -> Result<Vec<LocalRoute>, Status> {
+    if routes.len() > max {
+        return Err(Status::resource_exhausted(format!(
+            "{} routes in one request; at most {max} allowed: split the request",
+            routes.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(routes.len());
+    let mut seen = std::collections::HashSet::with_capacity(routes.len());
+    for (i, r) in routes.iter().enumerate() {
+        let lr = local_route_from_pb(&format!("routes[{i}]"), r)?;
+        if !seen.insert(lr.prefix) {
+            return Err(Status::invalid_argument(format!(
+                "routes[{i}].prefix {} appears more than once: give each prefix once per request",
+                lr.prefix
+            )));
+        }
+        out.push(lr);
+    }
+    Ok(out)
+}
+
+fn origin_to_pb(o: Origin) -> pb::Origin {
+    match o {
+        Origin::Igp => pb::Origin::Igp,
+        Origin::Egp => pb::Origin::Egp,
+        Origin::Incomplete => pb::Origin::Incomplete,
+    }
+}
+
+/// Model path → proto.
+pub fn path_to_pb(p: &Path) -> pb::Path {
+    pb::Path {
+        next_hop: p.next_hop.to_string(),
+        as_path: p.as_path.clone(),
+        origin: origin_to_pb(p.origin) as i32,
+        local_pref: p.local_pref,
+        med: p.med,
+        communities: p.communities.clone(),
+        large_communities: p
+            .large_communities
+            .iter()
+            .map(|c| pb::LargeCommunity {
+                global_admin: c.global_admin,
+                local_data1: c.local_data1,
+                local_data2: c.local_data2,
+            })
+            .collect(),
+        source: Some(pb::PathSource {
+            source: Some(match &p.source {
+                PathSource::Local(o) => pb::path_source::Source::LocalOwner(o.to_string()),
+                PathSource::Peer(a) => pb::path_source::Source::PeerAddress(a.to_string()),
+            }),
+        }),
+        best: p.best,
+        age_seconds: p.age_seconds,
+        kind: route_kind_to_pb(p.kind) as i32,
+        stale: p.stale,
+    }
+}
+
+/// Model route → proto.
+pub fn route_to_pb(r: &Route) -> pb::Route {
+    pb::Route {
+        prefix: r.prefix.to_string(),
+        family: family_to_pb(Family::of_prefix(&r.prefix)) as i32,
+        paths: r.paths.iter().map(path_to_pb).collect(),
+    }
+}
+
+/// Model explanation → proto.
+pub fn explanation_to_pb(e: &RouteExplanation) -> pb::ExplainRouteResponse {
+    pb::ExplainRouteResponse {
+        prefix: e.prefix.to_string(),
+        candidates: e
+            .candidates
+            .iter()
+            .map(|c: &CandidatePath| pb::CandidatePath {
+                path: Some(path_to_pb(&c.path)),
+                reason: c.reason.clone(),
+            })
+            .collect(),
+        exports: e
+            .exports
+            .iter()
+            .map(|x: &PeerExport| pb::PeerExport {
+                peer_address: x.peer.to_string(),
+                exported: x.exported,
+                reason: x.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Checks an AS number for a peer: not 0 (RFC 7607) and not AS_TRANS
+/// (RFC 6793 §2).
+pub fn check_asn(field: &str, asn: u32) -> Result<u32, Status> {
+    match asn {
+        0 => Err(Status::invalid_argument(format!(
+            "{field} is 0, which is reserved (RFC 7607): give the peer's AS, 1..4294967295"
+        ))),
+        23456 => Err(Status::invalid_argument(format!(
+            "{field} is 23456 (AS_TRANS, RFC 6793), which no router uses as its AS: give the real 4-octet AS"
+        ))),
+        a => Ok(a),
+    }
+}
+
+/// Validates a peer configuration.
+pub fn peer_config_from_pb(c: Option<&pb::PeerConfig>) -> Result<PeerConfig, Status> {
+    let c = c.ok_or_else(|| {
+        Status::invalid_argument("config is missing: give at least address and remote_as")
+    })?;
+    let address = parse_peer_addr("config.address", &c.address)?;
+    let remote_as = check_asn("config.remote_as", c.remote_as)?;
+    let local_as = match c.local_as {
+        0 => None,
+        a => Some(check_asn("config.local_as", a)?),
+    };
+    let hold_time = match c.hold_time_seconds {
+        0 => None,
+        h @ (1 | 2) => {
+            return Err(Status::invalid_argument(format!(
+                "config.hold_time_seconds {h} is not allowed (RFC 4271 §4.2): use 0 for the default or 3..65535"
+            )));
+        }
+        h => Some(u16::try_from(h).map_err(|_| {
+            Status::invalid_argument(format!(
+                "config.hold_time_seconds {h} is above 65535: use 3..65535"
+            ))
+        })?),
+    };
+    let keepalive = match c.keepalive_seconds {
+        0 => None,
+        k => {
+            let k16 = u16::try_from(k).map_err(|_| {
+                Status::invalid_argument(format!("config.keepalive_seconds {k} is above 65535"))
+            })?;
+            let hold = hold_time.unwrap_or(90);
+            if k16 >= hold {
+                return Err(Status::invalid_argument(format!(
+                    "config.keepalive_seconds {k} must be below the hold time ({hold}s); a third of it is usual"
+                )));
+            }
+            Some(k16)
+        }
+    };
+    let ebgp_multihop_ttl = match c.ebgp_multihop_ttl {
+        0 => None,
+        t => Some(u8::try_from(t).map_err(|_| {
+            Status::invalid_argument(format!(
+                "config.ebgp_multihop_ttl {t} is above 255: use 1..255"
+            ))
+        })?),
+    };
+    if c.description.len() > 255 {
+        return Err(Status::invalid_argument(format!(
+            "config.description is {} bytes; at most 255 allowed",
+            c.description.len()
+        )));
+    }
+    let mut families = Vec::new();
+    for (i, f) in c.families.iter().enumerate() {
+        match family_filter(&format!("config.families[{i}]"), *f)? {
+            Some(f) if !families.contains(&f) => families.push(f),
+            Some(_) => {}
+            None => {
+                return Err(Status::invalid_argument(format!(
+                    "config.families[{i}] is unspecified: use ADDRESS_FAMILY_IPV4 or ADDRESS_FAMILY_IPV6"
+                )));
+            }
+        }
+    }
+    Ok(PeerConfig {
+        address,
+        remote_as,
+        local_as,
+        hold_time,
+        keepalive,
+        description: c.description.clone(),
+        passive: c.passive,
+        ebgp_multihop_ttl,
+        route_reflector_client: c.route_reflector_client,
+        families,
+        // Peers added through the API are always recorded as such.
+        peer_type: PeerType::Api,
+    })
+}
+
+/// Checks an RFC 8203 shutdown communication; empty → `None`.
+pub fn check_reason(field: &str, s: &str) -> Result<Option<String>, Status> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.len() > MAX_SHUTDOWN_REASON {
+        return Err(Status::invalid_argument(format!(
+            "{field} is {} bytes; a shutdown communication holds at most {MAX_SHUTDOWN_REASON} (RFC 9003)",
+            s.len()
+        )));
+    }
+    Ok(Some(s.to_string()))
+}
+
+fn peer_type_to_pb(t: PeerType) -> pb::PeerType {
+    match t {
+        PeerType::Unspecified => pb::PeerType::Unspecified,
+        PeerType::NodeMesh => pb::PeerType::NodeMesh,
+        PeerType::Global => pb::PeerType::Global,
+        PeerType::NodeSpecific => pb::PeerType::NodeSpecific,
+        PeerType::Api => pb::PeerType::Api,
+    }
+}
+
+/// Model session state → proto.
+pub fn session_state_to_pb(s: SessionState) -> pb::SessionState {
+    match s {
+        SessionState::Idle => pb::SessionState::Idle,
+        SessionState::Connect => pb::SessionState::Connect,
+        SessionState::Active => pb::SessionState::Active,
+        SessionState::OpenSent => pb::SessionState::OpenSent,
+        SessionState::OpenConfirm => pb::SessionState::OpenConfirm,
+        SessionState::Established => pb::SessionState::Established,
+    }
+}
+
+fn counters_to_pb(c: &PeerCounters) -> pb::PeerCounters {
+    pb::PeerCounters {
+        prefixes_received: c.prefixes_received,
+        prefixes_accepted: c.prefixes_accepted,
+        prefixes_advertised: c.prefixes_advertised,
+        updates_received: c.updates_received,
+        updates_sent: c.updates_sent,
+        messages_received: c.messages_received,
+        messages_sent: c.messages_sent,
+        notifications_received: c.notifications_received,
+        notifications_sent: c.notifications_sent,
+        keepalives_received: c.keepalives_received,
+        keepalives_sent: c.keepalives_sent,
+        flaps: c.flaps,
+    }
+}
+
+fn error_to_pb(e: &PeerError) -> pb::PeerError {
+    pb::PeerError {
+        code: u32::from(e.code),
+        subcode: u32::from(e.subcode),
+        text: e.text.clone(),
+        sent_by_local: e.sent_by_local,
+        at_unix_seconds: e.at_unix_seconds,
+    }
+}
+
+/// Model peer config → proto.
+pub fn peer_config_to_pb(c: &PeerConfig) -> pb::PeerConfig {
+    pb::PeerConfig {
+        address: c.address.to_string(),
+        remote_as: c.remote_as,
+        local_as: c.local_as.unwrap_or(0),
+        hold_time_seconds: c.hold_time.map(u32::from).unwrap_or(0),
+        keepalive_seconds: c.keepalive.map(u32::from).unwrap_or(0),
+        description: c.description.clone(),
+        passive: c.passive,
+        ebgp_multihop_ttl: c.ebgp_multihop_ttl.map(u32::from).unwrap_or(0),
+        route_reflector_client: c.route_reflector_client,
+        families: c.families.iter().map(|f| family_to_pb(*f) as i32).collect(),
+        r#type: peer_type_to_pb(c.peer_type) as i32,
+    }
+}
+
+/// Model peer → proto.
+pub fn peer_to_pb(p: &PeerStatus) -> pb::Peer {
+    pb::Peer {
+        config: Some(peer_config_to_pb(&p.config)),
+        state: session_state_to_pb(p.state) as i32,
+        enabled: p.enabled,
+        state_since_unix_seconds: p.state_since_unix_seconds,
+        uptime_seconds: p.uptime_seconds,
+        remote_router_id: p
+            .remote_router_id
+            .map(|r: Ipv4Addr| r.to_string())
+            .unwrap_or_default(),
+        negotiated_hold_time_seconds: u32::from(p.negotiated_hold_time),
+        negotiated_families: p
+            .negotiated_families
+            .iter()
+            .map(|f| family_to_pb(*f) as i32)
+            .collect(),
+        counters: Some(counters_to_pb(&p.counters)),
+        last_error: p.last_error.as_ref().map(error_to_pb),
+        info: p.info.clone(),
+        local_address: p.local_address.map(|a| a.to_string()).unwrap_or_default(),
+        graceful_restart_pending: p.graceful_restart_pending,
+    }
+}
+
+/// Model status → proto.
+pub fn status_to_pb(s: &DaemonStatus) -> pb::StatusResponse {
+    pb::StatusResponse {
+        router_id: s.router_id.to_string(),
+        local_as: s.local_as,
+        version: s.version.clone(),
+        uptime_seconds: s.uptime_seconds,
+        datastore_sync: match s.datastore {
+            DatastoreSync::Unspecified => pb::DatastoreSyncState::Unspecified,
+            DatastoreSync::Disabled => pb::DatastoreSyncState::Disabled,
+            DatastoreSync::Syncing => pb::DatastoreSyncState::Syncing,
+            DatastoreSync::InSync => pb::DatastoreSyncState::InSync,
+            DatastoreSync::Disconnected => pb::DatastoreSyncState::Disconnected,
+        } as i32,
+        datastore_detail: s.datastore_detail.clone(),
+        fib_sync: match s.fib {
+            FibSync::Unspecified => pb::FibSyncState::Unspecified,
+            FibSync::Disabled => pb::FibSyncState::Disabled,
+            FibSync::Syncing => pb::FibSyncState::Syncing,
+            FibSync::InSync => pb::FibSyncState::InSync,
+            FibSync::Error => pb::FibSyncState::Error,
+        } as i32,
+        fib_detail: s.fib_detail.clone(),
+        graceful_restart: match s.graceful_restart {
+            GracefulRestart::Unspecified => pb::GracefulRestartState::Unspecified,
+            GracefulRestart::Disabled => pb::GracefulRestartState::Disabled,
+            GracefulRestart::Idle => pb::GracefulRestartState::Idle,
+            GracefulRestart::Restarting => pb::GracefulRestartState::Restarting,
+            GracefulRestart::Helping => pb::GracefulRestartState::Helping,
+        } as i32,
+        graceful_restart_detail: s.graceful_restart_detail.clone(),
+        peers_configured: s.peers_configured,
+        peers_established: s.peers_established,
+        routes: s.routes,
+        bgp_listen_port: u32::from(s.bgp_listen_port),
+        bgp_listen_addresses: s
+            .bgp_listen_addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        log_level: s.log_level.clone(),
+    }
+}
+
+/// Checks a log filter: non-empty, at most 1,024 bytes, printable ASCII of
+/// the characters tracing directives use.
+pub fn check_log_filter(s: &str) -> Result<String, Status> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(Status::invalid_argument(
+            "level is empty: give trace, debug, info, warn, error or a directive like info,tabby_bgp=debug",
+        ));
+    }
+    if s.len() > 1024 {
+        return Err(Status::invalid_argument(format!(
+            "level is {} bytes; at most 1024 allowed",
+            s.len()
+        )));
+    }
+    if let Some(c) = s.chars().find(|c| {
+        !(c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                '_' | '-' | ':' | '=' | ',' | '.' | '[' | ']' | '{' | '}' | '"' | '*'
+            ))
+    }) {
+        return Err(Status::invalid_argument(format!(
+            "level contains {c:?}: give a level or a tracing directive like info,tabby_bgp=debug"
+        )));
+    }
+    Ok(s.to_string())
+}
