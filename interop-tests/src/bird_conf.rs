@@ -35,7 +35,7 @@ impl Filter {
 /// One `protocol bgp` of a BIRD 2 configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bird2Peer {
-    /// Protocol name (letters, digits, `_`).
+    /// Protocol name (letters, digits, `_`; not a BIRD keyword such as `rr`).
     pub name: String,
     pub local_as: u32,
     pub local_addr: Option<IpAddr>,

@@ -193,27 +193,47 @@ pub enum Datastore {
     Etcd(Vec<String>),
 }
 
-/// tabbyd's command line.
+/// tabbyd's command line (flags of `tabbyd --help`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TabbydOpts {
     pub node_name: String,
     pub datastore: Datastore,
-    /// `unix:PATH` or `tcp:ADDR`.
+    /// `unix:PATH` or `tcp:ADDR`. `Lab::start_tabbyd` picks a socket in the
+    /// lab directory when unset: tabbyd's default path is shared by every
+    /// namespace (the file system is not namespaced).
     pub api: Option<String>,
+    /// `--run-dir`; `Lab::start_tabbyd` picks one in the lab directory when unset.
+    pub run_dir: Option<PathBuf>,
+    /// `--gobgp-api ADDR` (the GoBGP-compatible API, e.g. `127.0.0.1:50051`).
+    pub gobgp_api: Option<String>,
+    /// `--metrics ADDR`.
+    pub metrics: Option<String>,
     pub no_fib: bool,
+    /// `--kernel-protocol N`.
+    pub kernel_protocol: Option<u8>,
+    /// `--tunnel-device NAME` (the IP-in-IP stand-in in the lab).
+    pub tunnel_device: Option<String>,
+    /// `--deferral-time SECS`.
+    pub deferral_time: Option<u64>,
     pub log_level: String,
-    /// Flags appended as given (e.g. `--metrics`, `--gobgp-api`).
+    /// Flags appended as given.
     pub extra_args: Vec<String>,
 }
 
 impl TabbydOpts {
-    /// A node reading `datastore`, FIB on, log level `info`, no API.
+    /// A node reading `datastore`, FIB on, log level `info`.
     pub fn new(node_name: &str, datastore: Datastore) -> TabbydOpts {
         TabbydOpts {
             node_name: node_name.to_string(),
             datastore,
             api: None,
+            run_dir: None,
+            gobgp_api: None,
+            metrics: None,
             no_fib: false,
+            kernel_protocol: None,
+            tunnel_device: None,
+            deferral_time: None,
             log_level: "info".into(),
             extra_args: vec![],
         }
@@ -234,20 +254,36 @@ impl TabbydOpts {
     /// The argument vector (without the program).
     pub fn args(&self) -> Vec<String> {
         let mut a = vec!["--node-name".to_string(), self.node_name.clone()];
-        a.push("--datastore".into());
-        a.push(match &self.datastore {
-            Datastore::File(p) => format!("file:{}", p.display()),
-            Datastore::Etcd(urls) => format!("etcd:{}", urls.join(",")),
-        });
-        if let Some(api) = &self.api {
-            a.push("--api".into());
-            a.push(api.clone());
-        }
+        let mut opt = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                a.push(flag.to_string());
+                a.push(v);
+            }
+        };
+        opt(
+            "--datastore",
+            Some(match &self.datastore {
+                Datastore::File(p) => format!("file:{}", p.display()),
+                Datastore::Etcd(urls) => format!("etcd:{}", urls.join(",")),
+            }),
+        );
+        opt("--api", self.api.clone());
+        opt(
+            "--run-dir",
+            self.run_dir.as_ref().map(|p| p.display().to_string()),
+        );
+        opt("--gobgp-api", self.gobgp_api.clone());
+        opt("--metrics", self.metrics.clone());
+        opt(
+            "--kernel-protocol",
+            self.kernel_protocol.map(|p| p.to_string()),
+        );
+        opt("--tunnel-device", self.tunnel_device.clone());
+        opt("--deferral-time", self.deferral_time.map(|d| d.to_string()));
+        opt("--log-level", Some(self.log_level.clone()));
         if self.no_fib {
             a.push("--no-fib".into());
         }
-        a.push("--log-level".into());
-        a.push(self.log_level.clone());
         a.extend(self.extra_args.iter().cloned());
         a
     }
@@ -302,9 +338,9 @@ mod tests {
                 "file:/tmp/c.yaml",
                 "--api",
                 "unix:/tmp/a.sock",
-                "--no-fib",
                 "--log-level",
-                "info"
+                "info",
+                "--no-fib",
             ]
         );
         let e = TabbydOpts::new(

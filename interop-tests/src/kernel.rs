@@ -47,9 +47,16 @@ impl KernelRoute {
     }
 }
 
+/// `via` of a route whose gateway is of the other family (RFC 8950).
+#[derive(Debug, Deserialize)]
+struct RawVia {
+    host: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 struct RawNh {
     gateway: Option<String>,
+    via: Option<RawVia>,
     dev: Option<String>,
     #[serde(default)]
     flags: Vec<String>,
@@ -62,6 +69,7 @@ struct RawRoute {
     kind: Option<String>,
     dst: String,
     gateway: Option<String>,
+    via: Option<RawVia>,
     dev: Option<String>,
     protocol: Option<String>,
     metric: Option<u32>,
@@ -91,8 +99,10 @@ fn parse_dst(dst: &str, v6: bool) -> Result<IpNet> {
     Ok(IpNet::from(a))
 }
 
-fn parse_gw(g: &Option<String>) -> Option<IpAddr> {
-    g.as_deref().and_then(|s| s.parse().ok())
+fn parse_gw(g: &Option<String>, via: &Option<RawVia>) -> Option<IpAddr> {
+    g.as_deref()
+        .or_else(|| via.as_ref().and_then(|v| v.host.as_deref()))
+        .and_then(|s| s.parse().ok())
 }
 
 /// Parses `ip -j route show` output for one family.
@@ -106,11 +116,11 @@ pub fn parse_routes(json: &str, v6: bool) -> Result<Vec<KernelRoute>> {
     raw.into_iter()
         .map(|r| {
             let nexthops = if r.nexthops.is_empty() {
-                if r.gateway.is_none() && r.dev.is_none() {
+                if r.gateway.is_none() && r.via.is_none() && r.dev.is_none() {
                     vec![]
                 } else {
                     vec![KernelNextHop {
-                        gateway: parse_gw(&r.gateway),
+                        gateway: parse_gw(&r.gateway, &r.via),
                         dev: r.dev.clone(),
                         onlink: r.flags.iter().any(|f| f == "onlink"),
                         weight: None,
@@ -120,7 +130,7 @@ pub fn parse_routes(json: &str, v6: bool) -> Result<Vec<KernelRoute>> {
                 r.nexthops
                     .iter()
                     .map(|n| KernelNextHop {
-                        gateway: parse_gw(&n.gateway),
+                        gateway: parse_gw(&n.gateway, &n.via),
                         dev: n.dev.clone(),
                         onlink: n.flags.iter().any(|f| f == "onlink"),
                         weight: n.weight,
@@ -174,6 +184,9 @@ mod tests {
         assert_eq!(r[3].nexthops.len(), 2);
         assert_eq!(r[3].gateway(), None);
         assert!(parse_routes("", false).unwrap().is_empty());
+        let x = r#"[{"dst":"100.64.3.0/26","via":{"family":"inet6","host":"2001:db8:0:1::1"},"dev":"eth0","protocol":"bird","flags":[]}]"#;
+        let x = parse_routes(x, false).unwrap();
+        assert_eq!(x[0].gateway(), Some("2001:db8:0:1::1".parse().unwrap()));
         assert!(parse_routes("{bad", false).is_err());
     }
 }

@@ -112,6 +112,8 @@ impl Lab {
         if procfs::euid() != Some(0) {
             bail!("the lab needs root (network namespaces); run the tests as root");
         }
+        static REAPED: std::sync::Once = std::sync::Once::new();
+        REAPED.call_once(reap_stale);
         let dir = tempfile::Builder::new()
             .prefix(&format!("tabby-lab-{label}-"))
             .tempdir()
@@ -337,6 +339,41 @@ impl Lab {
         Ok(())
     }
 
+    /// Runs many `ip` commands in `ns` at once (`ip -batch`): one command per
+    /// line, without the leading `ip`. Much faster than one process each.
+    pub fn ip_batch(&self, ns: &Ns, lines: &[String]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let n = NS_SEQ.fetch_add(1, Ordering::Relaxed);
+        let file = self.write_file(&format!("batch-{n}.ip"), &(lines.join("\n") + "\n"))?;
+        let f = file.display().to_string();
+        cmd::run_ok(
+            "ip",
+            &["-n", &ns.name, "-batch", &f],
+            Duration::from_secs(120),
+        )
+        .with_context(|| format!("ip -batch in namespace {ns}"))?;
+        let _ = std::fs::remove_file(&file);
+        Ok(())
+    }
+
+    /// Adds many addresses (`CIDR`s) to one interface of `ns` in one batch,
+    /// e.g. one source address per benchmark session.
+    pub fn add_addrs(&self, ns: &Ns, ifname: &str, cidrs: &[String]) -> Result<()> {
+        let lines: Vec<String> = cidrs
+            .iter()
+            .map(|c| {
+                if c.contains(':') {
+                    format!("-6 addr add {c} dev {ifname} nodad")
+                } else {
+                    format!("addr add {c} dev {ifname}")
+                }
+            })
+            .collect();
+        self.ip_batch(ns, &lines)
+    }
+
     /// Runs `ip -n NS args…` and returns its stdout.
     pub fn ip(&self, ns: &Ns, args: &[&str]) -> Result<String> {
         let mut full = vec!["-n", ns.name.as_str()];
@@ -393,6 +430,51 @@ impl Lab {
     /// `/etc/iproute2/rt_protos` such as `bird`, or a number).
     pub fn kernel_routes_proto(&self, ns: &Ns, proto: &str) -> Result<Vec<KernelRoute>> {
         kernel::routes(&ns.name, Some(proto))
+    }
+
+    /// Waits until `ns`'s kernel has a route for exactly `prefix` (of protocol
+    /// `proto` when given) and returns it.
+    pub fn wait_kernel_route(
+        &self,
+        ns: &Ns,
+        proto: Option<&str>,
+        prefix: ipnet::IpNet,
+        timeout: Duration,
+    ) -> Result<KernelRoute> {
+        self.wait_for(
+            &format!("route {prefix} in the kernel of {ns}"),
+            timeout,
+            || {
+                kernel::routes(&ns.name, proto)?
+                    .into_iter()
+                    .find(|r| r.dst == prefix)
+                    .ok_or_else(|| anyhow!("{prefix} not in the kernel of {ns} yet"))
+            },
+        )
+    }
+
+    /// Waits until `ns`'s kernel has no route for exactly `prefix` (of
+    /// protocol `proto` when given).
+    pub fn wait_no_kernel_route(
+        &self,
+        ns: &Ns,
+        proto: Option<&str>,
+        prefix: ipnet::IpNet,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.wait_for(
+            &format!("no route {prefix} in the kernel of {ns}"),
+            timeout,
+            || {
+                if let Some(r) = kernel::routes(&ns.name, proto)?
+                    .into_iter()
+                    .find(|r| r.dst == prefix)
+                {
+                    bail!("still there: {r:?}");
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Pings `addr` from `ns` once (1 s limit); true on a reply.
@@ -602,6 +684,46 @@ impl Lab {
     }
 }
 
+/// Removes namespaces left by lab processes that died without running Drop
+/// (e.g. SIGKILLed test binaries): names are `tl<pid>x<n>`, so a namespace
+/// whose creator pid is gone is ours and stale. Processes still inside are
+/// killed by pid first.
+fn reap_stale() {
+    let Ok(rd) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Some(owner) = stale_owner(&name) else {
+            continue;
+        };
+        if owner == std::process::id() || procfs::alive(owner) {
+            continue;
+        }
+        if let Ok(out) = cmd::run_ok("ip", &["netns", "pids", &name], CMD_TIMEOUT) {
+            for p in out.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+                send(p, Signal::SIGKILL);
+            }
+        }
+        match cmd::run_ok("ip", &["netns", "del", &name], CMD_TIMEOUT) {
+            Ok(_) => tracing::info!(ns = %name, owner, "removed a stale lab namespace"),
+            Err(e) => tracing::warn!(ns = %name, "cannot remove a stale lab namespace: {e:#}"),
+        }
+    }
+}
+
+/// The creator pid encoded in a lab namespace name `tl<pid>x<n>`.
+fn stale_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("tl")?;
+    let (pid, n) = rest.split_once('x')?;
+    if pid.is_empty() || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 fn spawn(ns: &Ns, daemon: &Daemon, log: &Path) -> Result<(Child, u32)> {
     let file = OpenOptions::new()
         .create(true)
@@ -717,5 +839,28 @@ impl Drop for Lab {
             let _ = d.close();
         }
         tracing::info!(lab = %self.label, "lab torn down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lab_names_have_owners() {
+        assert_eq!(stale_owner("tl1234x0"), Some(1234));
+        assert_eq!(stale_owner("tl1234x17"), Some(1234));
+        assert_eq!(stale_owner("tlx0"), None);
+        assert_eq!(stale_owner("tl12x"), None);
+        assert_eq!(stale_owner("tl12xa"), None);
+        assert_eq!(stale_owner("other"), None);
+        assert_eq!(stale_owner("tlab12x3"), None);
+    }
+
+    #[test]
+    fn segment_addresses_follow_the_plan() {
+        let (v4, v6) = Lab::seg_addrs(3, 7);
+        assert_eq!(v4, Ipv4Addr::new(198, 18, 3, 7));
+        assert_eq!(v6, "2001:db8:0:3::7".parse::<Ipv6Addr>().unwrap());
     }
 }

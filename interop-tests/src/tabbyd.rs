@@ -22,10 +22,22 @@ pub struct Tabbyd {
 }
 
 impl Lab {
-    /// Starts tabbyd in `ns`. With a `unix:` API address it waits until the
-    /// socket exists; otherwise only until the process runs.
+    /// Starts tabbyd in `ns`. Unless `opts` says otherwise, its API socket is
+    /// `<label>.api.sock` and its run directory `<label>.run` in the lab
+    /// directory. With a `unix:` API it waits until the socket exists;
+    /// otherwise only until the process runs.
     pub fn start_tabbyd(&mut self, ns: &Ns, label: &str, opts: &TabbydOpts) -> Result<Tabbyd> {
-        let daemon = Daemon::tabbyd(opts)?;
+        let mut opts = opts.clone();
+        if opts.api.is_none() {
+            opts.api = Some(format!(
+                "unix:{}",
+                self.path(&format!("{label}.api.sock")).display()
+            ));
+        }
+        if opts.run_dir.is_none() {
+            opts.run_dir = Some(self.path(&format!("{label}.run")));
+        }
+        let daemon = Daemon::tabbyd(&opts)?;
         self.start(ns, label, daemon)?;
         let api_socket = opts
             .api
@@ -42,7 +54,7 @@ impl Lab {
         Ok(Tabbyd {
             label: label.into(),
             ns: ns.clone(),
-            opts: opts.clone(),
+            opts,
             api_socket,
         })
     }

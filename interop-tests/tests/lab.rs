@@ -354,3 +354,190 @@ fn etcd_serves_the_lab() -> Result<()> {
     assert_eq!(etcd.get(key)?, None);
     Ok(())
 }
+
+/// BIRD 2 as route reflector (cluster 198.18.0.100) with a BIRD 2 client and
+/// a GoBGP client: reflected routes carry ORIGINATOR_ID and CLUSTER_LIST
+/// (RFC 4456 §8) as both clients' parsers see them.
+#[test]
+fn bird2_reflector_with_bird2_and_gobgp_clients() -> Result<()> {
+    need(&[Need::Bird2, Need::GoBgp]);
+    let asn = 64512;
+    let cluster = Ipv4Addr::new(198, 18, 0, 100);
+    let mut lab = Lab::new("rr")?;
+    let rr = lab.ns("rr")?;
+    let c1 = lab.ns("c1")?;
+    let c2 = lab.ns("c2")?;
+    let seg = lab.lan(&[&rr, &c1, &c2])?;
+    let (rr4, c14, c24) = (seg.v4(&rr)?, seg.v4(&c1)?, seg.v4(&c2)?);
+
+    let mut rrconf = Bird2Conf::new(rr4);
+    rrconf.kernel_export = false;
+    for (name, addr) in [("c1", c14), ("c2", c24)] {
+        let mut p = Bird2Peer::ibgp(name, asn, addr.into());
+        p.rr_client = true;
+        p.rr_cluster_id = Some(cluster);
+        rrconf.peers.push(p);
+    }
+    let rrd = lab.start_bird2(&rr, "rr", &rrconf.render())?;
+    let c1conf = Bird2Conf::new(c14)
+        .blackhole(net("100.64.10.0/26"))
+        .peer(Bird2Peer::ibgp("rr1", asn, rr4.into()));
+    let c1d = lab.start_bird2(&c1, "c1", &c1conf.render())?;
+    let gconf = GoBgpConf::new(asn, c24).neighbor(GoBgpNeighbor::new(rr4.into(), asn));
+    let c2d = lab.start_gobgp(&c2, "c2", &gconf.render())?;
+
+    lab.wait_for(
+        "both clients Established with the reflector",
+        SESSION_TIMEOUT,
+        || {
+            rrd.established("c1")?;
+            rrd.established("c2")?;
+            c1d.established("rr1")?;
+            c2d.established(rr4.into())
+        },
+    )?;
+    c2d.announce(net("100.64.11.0/26"), c24.into())?;
+
+    let at_c1 = lab.wait_for("GoBGP's route reflected to BIRD", SESSION_TIMEOUT, || {
+        c1d.routes_for(net("100.64.11.0/26"))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("not there yet"))
+    })?;
+    ensure!(at_c1.originator_id() == Some(c24), "{at_c1:?}");
+    ensure!(at_c1.cluster_list() == vec![cluster], "{at_c1:?}");
+    ensure!(at_c1.bgp_next_hop() == vec![IpAddr::V4(c24)], "{at_c1:?}");
+    let k = lab.wait_kernel_route(&c1, Some("bird"), net("100.64.11.0/26"), SESSION_TIMEOUT)?;
+    ensure!(k.gateway() == Some(IpAddr::V4(c24)), "{k:?}");
+
+    let at_c2 = lab.wait_for("BIRD's block reflected to GoBGP", SESSION_TIMEOUT, || {
+        c2d.rib("ipv4")?
+            .into_iter()
+            .find(|p| p.prefix == net("100.64.10.0/26"))
+            .ok_or_else(|| anyhow::anyhow!("not there yet"))
+    })?;
+    ensure!(at_c2.originator_id == Some(c14), "{at_c2:?}");
+    ensure!(at_c2.cluster_list == vec![cluster], "{at_c2:?}");
+    ensure!(at_c2.as_path.is_empty(), "{at_c2:?}");
+    Ok(())
+}
+
+/// IPv6 session between FRR and BIRD 2 carrying IPv6 blocks and IPv4 with
+/// IPv6 next hops (RFC 8950) into BIRD's kernel.
+#[test]
+fn frr_bird2_ipv6_and_extended_next_hop() -> Result<()> {
+    need(&[Need::Bird2, Need::Frr]);
+    let mut lab = Lab::new("v6")?;
+    let t = lab.ns("tor")?;
+    let n = lab.ns("node")?;
+    let seg = lab.link(&t, &n)?;
+    let (t6, n6) = (seg.v6(&t)?, seg.v6(&n)?);
+
+    let mut fn_ = FrrNeighbor::new(n6.into(), 65001);
+    fn_.ipv4 = true;
+    fn_.extended_nexthop = true;
+    let fconf = FrrConf::new("tor", 65000, seg.v4(&t)?)
+        .network(net("198.19.2.0/24"))
+        .network(net("2001:db8:1000:2::/64"))
+        .neighbor(fn_);
+    let frr = lab.start_frr(&t, "tor", &fconf.render())?;
+    let mut bp = Bird2Peer::ebgp("tor", 65001, t6.into(), 65000);
+    bp.ipv4 = true;
+    bp.extended_next_hop = true;
+    // bgpd without zebra knows no interfaces, so it rejects link-local next
+    // hops ("no peer interface information"); BIRD sends only the global
+    // next hop on a multihop session.
+    bp.multihop = true;
+    let bconf = Bird2Conf::new(seg.v4(&n)?)
+        .blackhole(net("2001:db8:1000:1::/64"))
+        .blackhole(net("100.64.12.0/26"))
+        .peer(bp);
+    let bird = lab.start_bird2(&n, "node", &bconf.render())?;
+
+    lab.wait_for(
+        "FRR ↔ BIRD 2 over IPv6 Established",
+        SESSION_TIMEOUT,
+        || {
+            frr.established(n6.into())?;
+            bird.established("tor")
+        },
+    )?;
+    let v6 = lab.wait_kernel_route(
+        &n,
+        Some("bird"),
+        net("2001:db8:1000:2::/64"),
+        SESSION_TIMEOUT,
+    )?;
+    ensure!(v6.gateway().is_some_and(|g| g.is_ipv6()), "{v6:?}");
+    let v4 = lab.wait_kernel_route(&n, Some("bird"), net("198.19.2.0/24"), SESSION_TIMEOUT)?;
+    ensure!(
+        v4.gateway().is_some_and(|g| g.is_ipv6()),
+        "IPv4 route should have an IPv6 gateway: {v4:?}"
+    );
+    lab.wait_for("BIRD's blocks at FRR", SESSION_TIMEOUT, || {
+        let r4 = frr.routes("ipv4")?;
+        let r6 = frr.routes("ipv6")?;
+        ensure!(
+            r4.iter()
+                .any(|p| p.prefix == net("100.64.12.0/26") && p.best),
+            "v4 block missing"
+        );
+        ensure!(
+            r6.iter()
+                .any(|p| p.prefix == net("2001:db8:1000:1::/64") && p.best),
+            "v6 block missing"
+        );
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// `kill9` and `restart`: with graceful restart (RFC 4724) the surviving BIRD
+/// keeps the dead peer's route in its kernel; the restarted daemon (new pid)
+/// re-establishes.
+#[test]
+fn kill9_and_restart_keep_routes_under_graceful_restart() -> Result<()> {
+    need(&[Need::Bird2]);
+    let mut lab = Lab::new("gr")?;
+    let a = lab.ns("a")?;
+    let b = lab.ns("b")?;
+    let seg = lab.link(&a, &b)?;
+    let (a4, b4) = (seg.v4(&a)?, seg.v4(&b)?);
+    let aconf = Bird2Conf::new(a4).peer(Bird2Peer::ebgp("b", 65001, b4.into(), 65002));
+    let ad = lab.start_bird2(&a, "a", &aconf.render())?;
+    let bconf = Bird2Conf::new(b4)
+        .blackhole(net("100.64.13.0/26"))
+        .peer(Bird2Peer::ebgp("a", 65002, a4.into(), 65001));
+    let bd = lab.start_bird2(&b, "b", &bconf.render())?;
+    lab.wait_for("a ↔ b Established", SESSION_TIMEOUT, || {
+        ad.established("b")?;
+        bd.established("a")
+    })?;
+    lab.wait_kernel_route(&a, Some("bird"), net("100.64.13.0/26"), SESSION_TIMEOUT)?;
+
+    let old = lab.pid("b")?;
+    lab.kill9("b")?;
+    ensure!(!interop_tests::procfs::alive(old), "b survived kill9");
+    // The peer notices the closed connection; the route must stay (stale).
+    lab.wait_for("a to notice b is gone", SESSION_TIMEOUT, || {
+        let p = ad.protocol("b")?;
+        ensure!(!p.established(), "still Established");
+        Ok(())
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+    let k = lab.kernel_routes_proto(&a, "bird")?;
+    ensure!(
+        k.iter().any(|r| r.dst == net("100.64.13.0/26")),
+        "route lost during graceful restart: {k:?}"
+    );
+
+    let new = lab.restart("b")?;
+    ensure!(new != old, "restart kept the pid");
+    lab.wait_for("a ↔ b Established again", SESSION_TIMEOUT, || {
+        ad.established("b")?;
+        bd.established("a")
+    })?;
+    let stale = ad.routes_for(net("100.64.13.0/26"))?;
+    ensure!(stale.len() == 1, "{stale:?}");
+    Ok(())
+}
