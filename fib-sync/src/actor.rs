@@ -1,0 +1,1228 @@
+//! The FIB synchroniser actor: desired state in, kernel state out.
+//!
+//! Level-triggered: the actor keeps the desired routes and a view of the
+//! kernel (our routes plus which keys other protocols hold), and for every
+//! prefix whose either side changed it plans at most one request. The view
+//! is maintained from the event socket only; a request's acknowledgement
+//! says whether it failed. Because the kernel queues a change's multicast
+//! notification before the requester's acknowledgement, the actor reads the
+//! acks, then drains the event socket, then applies the acks: by then every
+//! acknowledged change is already in the view.
+//!
+//! Ownership rule (why no foreign route is ever changed):
+//! - creates use `NLM_F_CREATE|NLM_F_EXCL`, which never alters an existing
+//!   route: if any route holds the key (prefix, table, tos 0, metric) the
+//!   kernel answers EEXIST;
+//! - deletes name our protocol, which the kernel matches (fib_table_delete
+//!   and ip6_route_del skip routes of another `rtm_protocol`);
+//! - `NLM_F_REPLACE` replaces the *first* route with that key whoever owns
+//!   it, so it is only sent when the view holds our route on the key and no
+//!   foreign one. When a foreign route shares the key we step aside: we
+//!   delete our own (by protocol) if it differs and wait until the foreign
+//!   route goes away. A notification that leaves the key ambiguous (a
+//!   REPLACE seen on a key holding both) triggers a full dump instead of a
+//!   guess.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_DUMP_INTR, NLM_F_REPLACE};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::socket::{
+    NlSocket, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE,
+    RTNLGRP_LINK,
+};
+use crate::types::{FibConfig, FibRoute, FibStats, KernelEvent, NextHopSpec, RouteKind};
+use crate::wire::{self, Hop, KernelRoute, OpKind, Parsed, Shape, Target};
+use crate::{FibError, learn};
+
+const RECV_BUF: usize = 256 << 10;
+/// Give up repeating an interrupted dump after this many tries and use the
+/// last one; the event stream corrects what it missed.
+const MAX_DUMP_TRIES: u32 = 8;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Set(Vec<FibRoute>),
+    Remove(Vec<IpNet>),
+    ReplaceAll(Vec<FibRoute>),
+    Converged,
+    Stats(oneshot::Sender<FibStats>),
+    Sync(oneshot::Sender<()>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    prefix: IpNet,
+    op: OpKind,
+    /// The metric named in a delete (stale routes may carry an old one).
+    metric: u32,
+    /// The op undoes someone else's change to our route.
+    restore: bool,
+}
+
+/// Who holds a key (prefix at our table and metric) besides us.
+#[derive(Debug, Default, Clone, Copy)]
+struct Foreign {
+    count: u32,
+    /// A change we cannot attribute; treat as held until a dump clears it.
+    ambiguous: bool,
+}
+
+#[derive(Debug)]
+struct Link {
+    name: String,
+    up: bool,
+}
+
+/// The actor's state; see the module docs.
+#[derive(Debug)]
+pub struct FibTask {
+    cfg: FibConfig,
+    target: Target,
+    req: NlSocket,
+    events: NlSocket,
+    dump: NlSocket,
+    rx: mpsc::Receiver<Command>,
+    rx_closed: bool,
+    events_tx: broadcast::Sender<KernelEvent>,
+
+    desired: HashMap<IpNet, FibRoute>,
+    /// Our routes in the kernel at our metric.
+    ours: HashMap<IpNet, KernelRoute>,
+    /// Our routes in the kernel at another metric (an older configuration);
+    /// removed after convergence.
+    stale_metric: HashMap<IpNet, Vec<u32>>,
+    foreign: HashMap<IpNet, Foreign>,
+    /// Prefixes whose kernel route predates this run; untouched until the
+    /// RIB converges.
+    inherited: HashSet<IpNet>,
+    converged: bool,
+
+    dirty: VecDeque<IpNet>,
+    in_dirty: HashSet<IpNet>,
+    /// Dirty while a request for the prefix is outstanding: replanned after.
+    deferred: HashSet<IpNet>,
+    /// Prefixes an outside change hit: the next op for them is a restore.
+    touched: HashSet<IpNet>,
+    inflight: HashMap<u32, Pending>,
+    inflight_prefix: HashSet<IpNet>,
+    /// (first seq, last seq) of every sent batch, oldest first.
+    batches: VecDeque<(u32, u32)>,
+    seq: u32,
+    parked: HashMap<IpNet, i32>,
+    blocked: HashSet<IpNet>,
+    /// The errno last logged per prefix, so a retry storm logs once.
+    logged: HashMap<IpNet, i32>,
+    need_resync: bool,
+    /// Set when a send failed for lack of kernel memory; retried shortly.
+    send_backoff: Option<Instant>,
+    next_retry: Instant,
+
+    links: HashMap<u32, Link>,
+    names: HashMap<String, u32>,
+    learned: HashMap<IpNet, FibRoute>,
+
+    stats: FibStats,
+    waiters: Vec<oneshot::Sender<()>>,
+    recv_buf: Vec<u8>,
+    send_buf: Vec<u8>,
+}
+
+impl FibTask {
+    pub(crate) async fn open(
+        cfg: FibConfig,
+        rx: mpsc::Receiver<Command>,
+        events_tx: broadcast::Sender<KernelEvent>,
+    ) -> Result<Self, FibError> {
+        let open = |what: &'static str, size: usize, groups: &[u32]| {
+            NlSocket::open(size, groups).map_err(|e| FibError::Socket { what, source: e })
+        };
+        let req = open("request", cfg.rcvbuf, &[])?;
+        let events = open(
+            "event",
+            cfg.event_rcvbuf.unwrap_or(cfg.rcvbuf),
+            &[
+                RTNLGRP_LINK,
+                RTNLGRP_IPV4_IFADDR,
+                RTNLGRP_IPV6_IFADDR,
+                RTNLGRP_IPV4_ROUTE,
+                RTNLGRP_IPV6_ROUTE,
+            ],
+        )?;
+        let dump = open("dump", 4 << 20, &[])?;
+        info!(
+            protocol = cfg.protocol,
+            table = cfg.table,
+            metric = cfg.metric,
+            request_rcvbuf = req.rcvbuf,
+            event_rcvbuf = events.rcvbuf,
+            "fib-sync starting"
+        );
+        let target = Target {
+            protocol: cfg.protocol,
+            table: cfg.table,
+            metric_v4: cfg.kernel_metric(false),
+            metric_v6: cfg.kernel_metric(true),
+        };
+        let retry = cfg.retry_interval;
+        let mut task = Self {
+            cfg,
+            target,
+            req,
+            events,
+            dump,
+            rx,
+            rx_closed: false,
+            events_tx,
+            desired: HashMap::new(),
+            ours: HashMap::new(),
+            stale_metric: HashMap::new(),
+            foreign: HashMap::new(),
+            inherited: HashSet::new(),
+            converged: false,
+            dirty: VecDeque::new(),
+            in_dirty: HashSet::new(),
+            deferred: HashSet::new(),
+            touched: HashSet::new(),
+            inflight: HashMap::new(),
+            inflight_prefix: HashSet::new(),
+            batches: VecDeque::new(),
+            seq: 1,
+            parked: HashMap::new(),
+            blocked: HashSet::new(),
+            logged: HashMap::new(),
+            need_resync: false,
+            send_backoff: None,
+            next_retry: Instant::now() + retry,
+            links: HashMap::new(),
+            names: HashMap::new(),
+            learned: HashMap::new(),
+            stats: FibStats::default(),
+            waiters: Vec::new(),
+            recv_buf: Vec::with_capacity(RECV_BUF),
+            send_buf: Vec::with_capacity(256 << 10),
+        };
+        task.resync().await?;
+        task.inherited = task.ours.keys().copied().collect();
+        task.inherited.extend(task.stale_metric.keys().copied());
+        info!(
+            inherited = task.inherited.len(),
+            "kernel routes of our protocol left as they are until the RIB converges"
+        );
+        Ok(task)
+    }
+
+    /// Runs until every `FibHandle` is dropped. Routes stay in the kernel
+    /// when it returns (a restart adopts them).
+    pub async fn run(mut self) -> Result<(), FibError> {
+        loop {
+            if self.need_resync {
+                self.resync().await?;
+            }
+            self.pump()?;
+            self.answer_waiters();
+            if self.rx_closed && self.inflight.is_empty() {
+                debug!("all handles dropped; fib-sync stops, routes stay in the kernel");
+                return Ok(());
+            }
+            let wake_at = match self.send_backoff {
+                Some(t) => t.min(self.next_retry),
+                None => self.next_retry,
+            };
+            enum Wake {
+                Io,
+                Cmd(Option<Command>),
+                Timer,
+            }
+            let wake = tokio::select! {
+                r = self.req.readable() => { r.map_err(FibError::Io)?; Wake::Io }
+                r = self.events.readable() => { r.map_err(FibError::Io)?; Wake::Io }
+                c = self.rx.recv(), if !self.rx_closed => Wake::Cmd(c),
+                _ = tokio::time::sleep_until(wake_at) => Wake::Timer,
+            };
+            match wake {
+                Wake::Io => {}
+                Wake::Cmd(None) => self.rx_closed = true,
+                Wake::Cmd(Some(c)) => {
+                    self.command(c);
+                    // Take what else is queued without waiting, bounded so
+                    // acks and events keep flowing under a command flood.
+                    for _ in 0..4096 {
+                        match self.rx.try_recv() {
+                            Ok(c) => self.command(c),
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => {
+                                self.rx_closed = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Wake::Timer => self.on_timer(),
+            }
+            self.drain()?;
+        }
+    }
+
+    // ----- commands -----------------------------------------------------
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Set(routes) => {
+                for r in routes {
+                    let p = r.prefix;
+                    if self.desired.get(&p) != Some(&r) {
+                        self.desired.insert(p, r);
+                        self.parked.remove(&p);
+                        self.mark(p);
+                    }
+                }
+            }
+            Command::Remove(prefixes) => {
+                for p in prefixes {
+                    if self.desired.remove(&p).is_some() {
+                        self.parked.remove(&p);
+                        self.blocked.remove(&p);
+                        self.mark(p);
+                    }
+                }
+            }
+            Command::ReplaceAll(routes) => {
+                let new: HashMap<IpNet, FibRoute> =
+                    routes.into_iter().map(|r| (r.prefix, r)).collect();
+                let old = std::mem::replace(&mut self.desired, new);
+                for p in old.keys() {
+                    if !self.desired.contains_key(p) {
+                        self.mark(*p);
+                    }
+                }
+                let changed: Vec<IpNet> = self
+                    .desired
+                    .iter()
+                    .filter(|(p, r)| old.get(p) != Some(r))
+                    .map(|(p, _)| *p)
+                    .collect();
+                for p in changed {
+                    self.parked.remove(&p);
+                    self.mark(p);
+                }
+                self.set_converged();
+            }
+            Command::Converged => self.set_converged(),
+            Command::Stats(tx) => {
+                let _ = tx.send(self.snapshot());
+            }
+            Command::Sync(tx) => self.waiters.push(tx),
+        }
+    }
+
+    fn set_converged(&mut self) {
+        if self.converged {
+            return;
+        }
+        self.converged = true;
+        let inherited = std::mem::take(&mut self.inherited);
+        info!(
+            inherited = inherited.len(),
+            desired = self.desired.len(),
+            "RIB converged: reconciling inherited kernel routes"
+        );
+        for p in inherited {
+            self.mark(p);
+        }
+    }
+
+    fn snapshot(&self) -> FibStats {
+        let mut s = self.stats.clone();
+        s.desired = self.desired.len();
+        s.installed = self.ours.len();
+        s.blocked_by_foreign = self.blocked.len();
+        s.parked = self.parked.len();
+        s.converged = self.converged;
+        s
+    }
+
+    fn answer_waiters(&mut self) {
+        if self.waiters.is_empty()
+            || !self.dirty.is_empty()
+            || !self.inflight.is_empty()
+            || self.need_resync
+        {
+            return;
+        }
+        for w in self.waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    fn mark(&mut self, p: IpNet) {
+        if self.in_dirty.insert(p) {
+            self.dirty.push_back(p);
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.send_backoff.is_some_and(|t| t <= now) {
+            self.send_backoff = None;
+        }
+        if self.next_retry <= now {
+            self.next_retry = now + self.cfg.retry_interval;
+            self.unpark("retry timer");
+        }
+    }
+
+    fn unpark(&mut self, why: &str) {
+        if self.parked.is_empty() {
+            return;
+        }
+        debug!(count = self.parked.len(), why, "retrying parked routes");
+        let parked: Vec<IpNet> = self.parked.drain().map(|(p, _)| p).collect();
+        for p in parked {
+            self.mark(p);
+        }
+    }
+
+    // ----- planning and sending ------------------------------------------
+
+    fn metric_for(&self, p: &IpNet) -> u32 {
+        match p {
+            IpNet::V4(_) => self.target.metric_v4,
+            IpNet::V6(_) => self.target.metric_v6,
+        }
+    }
+
+    /// Resolves device names to interface indexes.
+    fn resolve(&self, route: &FibRoute) -> Result<Vec<Hop>, i32> {
+        match &route.kind {
+            RouteKind::Blackhole => Ok(Vec::new()),
+            RouteKind::Unicast(hops) => {
+                let mut out = Vec::with_capacity(hops.len());
+                for h in hops {
+                    let oif = match &h.device {
+                        None => 0,
+                        Some(name) => *self.names.get(name).ok_or(libc::ENODEV)?,
+                    };
+                    out.push(Hop {
+                        gateway: Some(h.gateway),
+                        oif,
+                        onlink: h.onlink,
+                        weight: if hops.len() > 1 { h.weight } else { 1 },
+                    });
+                }
+                out.sort_by(|a, b| a.gateway.cmp(&b.gateway).then(a.oif.cmp(&b.oif)));
+                Ok(out)
+            }
+        }
+    }
+
+    /// Whether the kernel's route already does what we want.
+    fn matches(&self, want: &FibRoute, hops: &[Hop], have: &KernelRoute) -> bool {
+        if want.pref_src != have.pref_src || have.tos != 0 {
+            return false;
+        }
+        match (&want.kind, &have.shape) {
+            (RouteKind::Blackhole, Shape::Blackhole) => true,
+            (RouteKind::Unicast(_), Shape::Unicast(k)) => {
+                if k.len() != hops.len() {
+                    return false;
+                }
+                let mut k = k.clone();
+                k.sort_by(|a, b| a.gateway.cmp(&b.gateway).then(a.oif.cmp(&b.oif)));
+                let multi = hops.len() > 1;
+                hops.iter().zip(&k).all(|(w, h)| {
+                    w.gateway == h.gateway
+                        && w.onlink == h.onlink
+                        && (w.oif == 0 || w.oif == h.oif)
+                        && (!multi || w.weight == h.weight)
+                })
+            }
+            _ => false,
+        }
+    }
+
+    /// At most one request for `p`, or `None` when nothing is to be done now.
+    fn plan(&mut self, p: IpNet) -> Option<(OpKind, u32, wire::RouteMessage)> {
+        if !self.converged && self.inherited.contains(&p) {
+            return None;
+        }
+        if self.converged {
+            if let Some(&m) = self.stale_metric.get(&p).and_then(|v| v.first()) {
+                return Some((OpKind::Delete, m, wire::delete_message(&self.target, &p, m)));
+            }
+        }
+        let metric = self.metric_for(&p);
+        let foreign = self
+            .foreign
+            .get(&p)
+            .is_some_and(|f| f.count > 0 || f.ambiguous);
+        let want = self.desired.get(&p);
+        let have = self.ours.get(&p);
+        let Some(want) = want else {
+            self.blocked.remove(&p);
+            return have.map(|_| {
+                (
+                    OpKind::Delete,
+                    metric,
+                    wire::delete_message(&self.target, &p, metric),
+                )
+            });
+        };
+        if self.parked.contains_key(&p) {
+            return None;
+        }
+        let hops = match self.resolve(want) {
+            Ok(h) => h,
+            Err(errno) => {
+                self.park(p, errno, "device not found");
+                return None;
+            }
+        };
+        match have {
+            Some(have) if self.matches(want, &hops, have) => {
+                self.blocked.remove(&p);
+                None
+            }
+            Some(_) if foreign => {
+                // Step aside: REPLACE could hit the foreign route.
+                self.blocked.insert(p);
+                Some((
+                    OpKind::Delete,
+                    metric,
+                    wire::delete_message(&self.target, &p, metric),
+                ))
+            }
+            Some(_) => {
+                self.blocked.remove(&p);
+                Some((
+                    OpKind::Replace,
+                    metric,
+                    wire::route_message(&self.target, want, &hops),
+                ))
+            }
+            None if foreign => {
+                if self.blocked.insert(p) {
+                    debug!(prefix = %p, "key held by another protocol's route; not installing");
+                }
+                None
+            }
+            None => {
+                self.blocked.remove(&p);
+                Some((
+                    OpKind::Create,
+                    metric,
+                    wire::route_message(&self.target, want, &hops),
+                ))
+            }
+        }
+    }
+
+    fn pump(&mut self) -> Result<(), FibError> {
+        if self.need_resync || self.send_backoff.is_some() {
+            return Ok(());
+        }
+        let mut buf = std::mem::take(&mut self.send_buf);
+        buf.clear();
+        let mut first: Option<u32> = None;
+        let mut last_at = 0usize;
+        let mut result = Ok(());
+        while self.inflight.len() < self.cfg.max_in_flight {
+            let Some(p) = self.dirty.pop_front() else {
+                break;
+            };
+            self.in_dirty.remove(&p);
+            if self.inflight_prefix.contains(&p) {
+                self.deferred.insert(p);
+                continue;
+            }
+            let Some((op, metric, msg)) = self.plan(p) else {
+                continue;
+            };
+            let seq = self.next_seq();
+            last_at = buf.len();
+            wire::push_request(&mut buf, seq, op, msg, false);
+            let restore = self.touched.remove(&p);
+            self.inflight.insert(
+                seq,
+                Pending {
+                    prefix: p,
+                    op,
+                    metric,
+                    restore,
+                },
+            );
+            self.inflight_prefix.insert(p);
+            if first.is_none() {
+                first = Some(seq);
+            }
+            if buf.len() >= self.cfg.batch_bytes {
+                if let Some(f) = first.take() {
+                    result = self.flush(&mut buf, f, seq, last_at);
+                }
+                buf.clear();
+                if result.is_err() || self.send_backoff.is_some() {
+                    break;
+                }
+            }
+        }
+        if let Some(f) = first {
+            if result.is_ok() && !buf.is_empty() {
+                let last = self.seq.wrapping_sub(1);
+                result = self.flush(&mut buf, f, last, last_at);
+            }
+        }
+        buf.clear();
+        self.send_buf = buf;
+        result
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        let s = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        if self.seq == 0 {
+            self.seq = 1;
+        }
+        s
+    }
+
+    /// Sends one batch; only its last request asks for an ack, earlier ones
+    /// report only failures (the kernel acks errors regardless of
+    /// `NLM_F_ACK`), so success is "no error before the batch's ack".
+    fn flush(
+        &mut self,
+        buf: &mut [u8],
+        first: u32,
+        last: u32,
+        last_at: usize,
+    ) -> Result<(), FibError> {
+        wire::set_ack(buf, last_at);
+        match self.req.send(buf) {
+            Ok(()) => {
+                self.batches.push_back((first, last));
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing of the batch was processed: requeue it.
+                let mut s = first;
+                loop {
+                    if let Some(p) = self.inflight.remove(&s) {
+                        self.inflight_prefix.remove(&p.prefix);
+                        if p.restore {
+                            self.touched.insert(p.prefix);
+                        }
+                        self.mark(p.prefix);
+                    }
+                    if s == last {
+                        break;
+                    }
+                    s = s.wrapping_add(1);
+                }
+                let errno = e.raw_os_error().unwrap_or(0);
+                *self.stats.errors.entry(errno).or_default() += 1;
+                if matches!(errno, libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN) {
+                    warn!(error = %e, "netlink send failed for lack of memory; retrying shortly");
+                    self.send_backoff = Some(Instant::now() + Duration::from_millis(50));
+                    Ok(())
+                } else {
+                    Err(FibError::Io(e))
+                }
+            }
+        }
+    }
+
+    // ----- receiving -------------------------------------------------------
+
+    /// Reads acks, then events, then applies the acks (see module docs).
+    fn drain(&mut self) -> Result<(), FibError> {
+        let mut acks: Vec<(u32, i32)> = Vec::new();
+        let mut lost_acks = false;
+        let mut buf = std::mem::take(&mut self.recv_buf);
+        loop {
+            match self.req.try_recv(&mut buf) {
+                Ok(None) => break,
+                Ok(Some(_)) => wire::for_each_message(&buf, |_, _, m| {
+                    if let Ok(Parsed::Error { seq, errno }) = m {
+                        acks.push((seq, errno));
+                    }
+                }),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    // Failures were dropped: we cannot tell which requests
+                    // worked, so the view is rebuilt and everything replanned.
+                    warn!("request socket overrun; some failures were lost; resyncing");
+                    *self.stats.errors.entry(libc::ENOBUFS).or_default() += 1;
+                    lost_acks = true;
+                }
+                Err(e) => {
+                    self.recv_buf = buf;
+                    return Err(FibError::Io(e));
+                }
+            }
+        }
+        self.recv_buf = buf;
+        self.drain_events()?;
+        for (seq, errno) in acks {
+            self.on_ack(seq, errno);
+        }
+        if lost_acks {
+            self.abandon_inflight();
+            self.need_resync = true;
+        }
+        Ok(())
+    }
+
+    fn abandon_inflight(&mut self) {
+        let pending: Vec<IpNet> = self.inflight.drain().map(|(_, p)| p.prefix).collect();
+        for p in pending {
+            self.mark(p);
+        }
+        self.inflight_prefix.clear();
+        self.batches.clear();
+        for p in std::mem::take(&mut self.deferred) {
+            self.mark(p);
+        }
+    }
+
+    fn on_ack(&mut self, seq: u32, errno: i32) {
+        if errno != 0 || self.batches.front().is_none_or(|b| b.1 != seq) {
+            if let Some(p) = self.inflight.remove(&seq) {
+                self.complete(p, errno);
+            }
+        }
+        // The batch's ack (or the failure of its last request) closes it:
+        // requests of the batch with no failure seen succeeded.
+        if let Some(&(first, last)) = self.batches.front() {
+            if seq == last {
+                self.batches.pop_front();
+                let mut s = first;
+                loop {
+                    if let Some(p) = self.inflight.remove(&s) {
+                        self.complete(p, 0);
+                    }
+                    if s == last {
+                        break;
+                    }
+                    s = s.wrapping_add(1);
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, p: Pending, errno: i32) {
+        let prefix = p.prefix;
+        self.inflight_prefix.remove(&prefix);
+        self.inherited.remove(&prefix);
+        if self.deferred.remove(&prefix) {
+            self.mark(prefix);
+        }
+        if errno == 0 {
+            match p.op {
+                OpKind::Create => self.stats.installs += 1,
+                OpKind::Replace => self.stats.replaces += 1,
+                OpKind::Delete => self.stats.deletes += 1,
+            }
+            if p.restore {
+                self.stats.restores += 1;
+            }
+            self.logged.remove(&prefix);
+            return;
+        }
+        *self.stats.errors.entry(errno).or_default() += 1;
+        match (p.op, errno) {
+            (OpKind::Delete, libc::ENOENT | libc::ESRCH) => {
+                // Already gone: the goal of a delete.
+                self.stats.deletes += 1;
+                self.forget_ours(prefix, p.metric);
+                self.mark(prefix);
+            }
+            (OpKind::Replace, libc::ENOENT | libc::ESRCH) => {
+                // Our route vanished under us; create it instead.
+                self.forget_ours(prefix, p.metric);
+                self.mark(prefix);
+            }
+            (OpKind::Create, libc::EEXIST) => {
+                // The view is current (events are drained before acks), so
+                // if it shows neither our route nor a foreign one on the key,
+                // something we never saw holds it: rebuild the view.
+                let ours = self.ours.contains_key(&prefix);
+                let foreign = self.foreign.get(&prefix).is_some_and(|f| f.count > 0);
+                if ours || foreign {
+                    self.mark(prefix);
+                } else if self.logged.get(&prefix) == Some(&libc::EEXIST) {
+                    self.park(prefix, errno, "key held by a route we cannot see");
+                } else {
+                    self.log_once(prefix, errno, "create met an unknown route; resyncing");
+                    self.need_resync = true;
+                    self.mark(prefix);
+                }
+            }
+            _ => self.park(prefix, errno, "kernel refused the route; will retry"),
+        }
+    }
+
+    fn forget_ours(&mut self, prefix: IpNet, metric: u32) {
+        if metric == self.metric_for(&prefix) {
+            self.ours.remove(&prefix);
+        } else if let Some(v) = self.stale_metric.get_mut(&prefix) {
+            v.retain(|m| *m != metric);
+            if v.is_empty() {
+                self.stale_metric.remove(&prefix);
+            }
+        }
+    }
+
+    fn log_once(&mut self, prefix: IpNet, errno: i32, what: &str) {
+        if self.logged.insert(prefix, errno) != Some(errno) {
+            let err = io::Error::from_raw_os_error(errno);
+            warn!(%prefix, errno, error = %err, "{what}");
+        }
+    }
+
+    fn park(&mut self, prefix: IpNet, errno: i32, what: &str) {
+        self.log_once(prefix, errno, what);
+        if errno == libc::ENODEV && !self.parked.contains_key(&prefix) {
+            *self.stats.errors.entry(errno).or_default() += 1;
+        }
+        self.parked.insert(prefix, errno);
+    }
+
+    fn drain_events(&mut self) -> Result<(), FibError> {
+        let mut buf = std::mem::take(&mut self.recv_buf);
+        let mut parsed: Vec<(u16, Parsed)> = Vec::new();
+        loop {
+            match self.events.try_recv(&mut buf) {
+                Ok(None) => break,
+                Ok(Some(_)) => {
+                    wire::for_each_message(&buf, |flags, _, m| match m {
+                        Ok(m) => parsed.push((flags, m)),
+                        Err(e) => debug!(error = %e, "undecodable kernel event ignored"),
+                    });
+                    for (flags, m) in parsed.drain(..) {
+                        self.on_event(flags, m);
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    // Events were lost: only a dump can tell what changed.
+                    warn!("event socket overrun; resyncing from a full dump");
+                    *self.stats.errors.entry(libc::ENOBUFS).or_default() += 1;
+                    self.need_resync = true;
+                }
+                Err(e) => {
+                    self.recv_buf = buf;
+                    return Err(FibError::Io(e));
+                }
+            }
+        }
+        self.recv_buf = buf;
+        Ok(())
+    }
+
+    fn on_event(&mut self, flags: u16, m: Parsed) {
+        match m {
+            Parsed::NewRoute(r) => self.on_route(r, true, flags & NLM_F_REPLACE != 0),
+            Parsed::DelRoute(r) => self.on_route(r, false, false),
+            Parsed::Link {
+                index,
+                name,
+                up,
+                removed,
+            } => self.on_link(index, name, up, removed),
+            Parsed::Addr {
+                index,
+                address,
+                removed,
+            } => {
+                let ev = if removed {
+                    KernelEvent::AddressRemoved { index, address }
+                } else {
+                    self.unpark("address added");
+                    KernelEvent::AddressAdded { index, address }
+                };
+                let _ = self.events_tx.send(ev);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_link(&mut self, index: u32, name: Option<String>, up: bool, removed: bool) {
+        let old = self.links.get(&index).map(|l| (l.name.clone(), l.up));
+        if removed {
+            if let Some((name, _)) = old {
+                self.links.remove(&index);
+                self.names.remove(&name);
+                let _ = self
+                    .events_tx
+                    .send(KernelEvent::LinkRemoved { index, name });
+                // The kernel drops IPv4 routes through a vanished or downed
+                // device without RTM_DELROUTE: re-read the table.
+                self.need_resync = true;
+            }
+            return;
+        }
+        let name = match name.or_else(|| old.as_ref().map(|o| o.0.clone())) {
+            Some(n) => n,
+            None => return,
+        };
+        if let Some((old_name, _)) = &old {
+            if *old_name != name {
+                self.names.remove(old_name);
+            }
+        }
+        let changed = old.as_ref().is_none_or(|o| o.1 != up || o.0 != name);
+        self.names.insert(name.clone(), index);
+        self.links.insert(
+            index,
+            Link {
+                name: name.clone(),
+                up,
+            },
+        );
+        if changed {
+            if old.is_some() {
+                self.need_resync = true;
+            }
+            if up {
+                self.unpark("link up");
+            }
+            let _ = self.events_tx.send(KernelEvent::Link { index, name, up });
+        }
+    }
+
+    fn on_route(&mut self, r: KernelRoute, added: bool, replace: bool) {
+        if r.table != self.cfg.table {
+            return;
+        }
+        let p = r.prefix;
+        if r.protocol == self.cfg.protocol {
+            let our_metric = self.metric_for(&p);
+            if r.metric == our_metric && r.tos == 0 {
+                if replace && self.foreign.get(&p).is_some_and(|f| f.count > 0) {
+                    // Which route did this replace, ours or theirs?
+                    self.foreign.entry(p).or_default().ambiguous = true;
+                    self.need_resync = true;
+                }
+                let before = self.ours.get(&p);
+                // A change to our route that no request of ours explains.
+                let outside = !self.inflight_prefix.contains(&p)
+                    && self.desired.contains_key(&p)
+                    && if added {
+                        before != Some(&r)
+                    } else {
+                        before.is_some()
+                    };
+                if added {
+                    self.ours.insert(p, r);
+                } else {
+                    self.ours.remove(&p);
+                }
+                if outside && self.converged_or_fresh(&p) {
+                    self.touched.insert(p);
+                }
+                self.mark(p);
+            } else {
+                let v = self.stale_metric.entry(p).or_default();
+                if added {
+                    if !v.contains(&r.metric) {
+                        v.push(r.metric);
+                    }
+                } else {
+                    v.retain(|m| *m != r.metric);
+                    if v.is_empty() {
+                        self.stale_metric.remove(&p);
+                    }
+                }
+                self.mark(p);
+            }
+            return;
+        }
+        self.maybe_learn(&r, added);
+        if r.metric != self.metric_for(&p) || r.tos != 0 {
+            return;
+        }
+        let f = self.foreign.entry(p).or_default();
+        if added {
+            if replace {
+                if self.ours.contains_key(&p) && f.count == 0 {
+                    // A foreign REPLACE took over our route's key.
+                    self.ours.remove(&p);
+                    f.count = 1;
+                } else if f.count == 0 {
+                    f.count = 1;
+                } else if self.ours.contains_key(&p) {
+                    f.ambiguous = true;
+                    self.need_resync = true;
+                }
+            } else {
+                f.count += 1;
+            }
+        } else {
+            f.count = f.count.saturating_sub(1);
+        }
+        if f.count == 0 && !f.ambiguous {
+            self.foreign.remove(&p);
+        }
+        if self.desired.contains_key(&p) || self.ours.contains_key(&p) {
+            self.mark(p);
+        }
+    }
+
+    fn converged_or_fresh(&self, p: &IpNet) -> bool {
+        self.converged || !self.inherited.contains(p)
+    }
+
+    fn maybe_learn(&mut self, r: &KernelRoute, added: bool) {
+        let Some(filter) = &self.cfg.learn else {
+            return;
+        };
+        let dev = |oif: u32| self.links.get(&oif).map(|l| l.name.as_str());
+        let p = r.prefix;
+        if added && learn::accepts(filter, r, dev) {
+            if let Some(route) = learn::to_fib_route(r, dev) {
+                if self.learned.get(&p) != Some(&route) {
+                    self.learned.insert(p, route.clone());
+                    let _ = self.events_tx.send(KernelEvent::Learned(route));
+                }
+            }
+        } else if !added && learn::accepts(filter, r, dev) && self.learned.remove(&p).is_some() {
+            let _ = self.events_tx.send(KernelEvent::Unlearned(p));
+        }
+    }
+
+    // ----- dumps -------------------------------------------------------------
+
+    /// Rebuilds the view from dumps of links and both families' routes, then
+    /// replans every prefix we know of.
+    async fn resync(&mut self) -> Result<(), FibError> {
+        // Everything queued on the event socket predates the dump, which
+        // supersedes it; what arrives during the dump is applied after it,
+        // in order, and only moves the view forward.
+        let mut buf = std::mem::take(&mut self.recv_buf);
+        loop {
+            match self.events.try_recv(&mut buf) {
+                Ok(None) => break,
+                Ok(Some(_)) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(e) => {
+                    self.recv_buf = buf;
+                    return Err(FibError::Io(e));
+                }
+            }
+        }
+        self.recv_buf = buf;
+        self.stats.resyncs += 1;
+        self.need_resync = false;
+
+        let links = self.dump_until_stable(DumpKind::Links).await?;
+        self.links.clear();
+        self.names.clear();
+        for m in links {
+            if let Parsed::Link {
+                index,
+                name: Some(name),
+                up,
+                ..
+            } = m
+            {
+                self.names.insert(name.clone(), index);
+                self.links.insert(index, Link { name, up });
+            }
+        }
+        let mut routes = self
+            .dump_until_stable(DumpKind::Routes { v6: false })
+            .await?;
+        routes.extend(
+            self.dump_until_stable(DumpKind::Routes { v6: true })
+                .await?,
+        );
+
+        let old_ours: HashSet<IpNet> = self.ours.keys().copied().collect();
+        let old_stale: HashSet<IpNet> = self.stale_metric.keys().copied().collect();
+        self.ours.clear();
+        self.stale_metric.clear();
+        self.foreign.clear();
+        let learned_before = std::mem::take(&mut self.learned);
+        for m in routes {
+            if let Parsed::NewRoute(r) = m {
+                if r.table != self.cfg.table {
+                    continue;
+                }
+                let p = r.prefix;
+                let metric = self.metric_for(&p);
+                if r.protocol == self.cfg.protocol {
+                    if r.metric == metric && r.tos == 0 {
+                        self.ours.insert(p, r);
+                    } else {
+                        self.stale_metric.entry(p).or_default().push(r.metric);
+                    }
+                } else {
+                    self.maybe_learn(&r, true);
+                    if r.metric == metric && r.tos == 0 {
+                        self.foreign.entry(p).or_default().count += 1;
+                    }
+                }
+            }
+        }
+        for p in learned_before.keys() {
+            if !self.learned.contains_key(p) {
+                let _ = self.events_tx.send(KernelEvent::Unlearned(*p));
+            }
+        }
+        let all: Vec<IpNet> = self
+            .desired
+            .keys()
+            .chain(self.ours.keys())
+            .chain(self.stale_metric.keys())
+            .chain(old_ours.iter())
+            .chain(old_stale.iter())
+            .copied()
+            .collect();
+        for p in all {
+            self.mark(p);
+        }
+        // A resync is a fresh look: parked routes get another try.
+        self.unpark("resync");
+        let _ = self.events_tx.send(KernelEvent::Resynced);
+        debug!(
+            ours = self.ours.len(),
+            foreign_keys = self.foreign.len(),
+            links = self.links.len(),
+            "kernel view rebuilt"
+        );
+        Ok(())
+    }
+
+    async fn dump_until_stable(&mut self, kind: DumpKind) -> Result<Vec<Parsed>, FibError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (out, interrupted) = self.dump_once(kind).await?;
+            if !interrupted {
+                return Ok(out);
+            }
+            // NLM_F_DUMP_INTR: the table changed mid-dump, so the dump may
+            // miss or duplicate entries; deleting on its word could remove
+            // a valid route.
+            self.stats.dump_retries += 1;
+            if tries >= MAX_DUMP_TRIES {
+                warn!(
+                    tries,
+                    "kernel dump kept being interrupted; using the last one"
+                );
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn dump_once(&mut self, kind: DumpKind) -> Result<(Vec<Parsed>, bool), FibError> {
+        let seq = self.next_seq();
+        let mut req = Vec::with_capacity(64);
+        match kind {
+            DumpKind::Links => wire::dump_links(&mut req, seq),
+            DumpKind::Routes { v6 } => wire::dump_routes(&mut req, seq, v6, self.cfg.table),
+        }
+        self.dump.send(&req).map_err(FibError::Io)?;
+        let mut out = Vec::new();
+        let mut interrupted = false;
+        let mut done = false;
+        let mut failure = None;
+        let mut buf = Vec::with_capacity(RECV_BUF);
+        while !done {
+            match self.dump.try_recv(&mut buf).map_err(FibError::Io)? {
+                None => {
+                    self.dump.readable().await.map_err(FibError::Io)?;
+                    continue;
+                }
+                Some(_) => wire::for_each_message(&buf, |flags, s, m| {
+                    if s != seq {
+                        return;
+                    }
+                    if flags & NLM_F_DUMP_INTR != 0 {
+                        interrupted = true;
+                    }
+                    match m {
+                        Ok(Parsed::Done) => done = true,
+                        Ok(Parsed::Error { errno, .. }) => {
+                            done = true;
+                            if errno != 0 {
+                                failure = Some(errno);
+                            }
+                        }
+                        Ok(m) => out.push(m),
+                        Err(e) => debug!(error = %e, "undecodable dump entry skipped"),
+                    }
+                }),
+            }
+        }
+        if let Some(errno) = failure {
+            return Err(FibError::Io(io::Error::from_raw_os_error(errno)));
+        }
+        Ok((out, interrupted))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum DumpKind {
+    Links,
+    Routes { v6: bool },
+}
+
+/// Checks a route before it is queued, so a bad one is refused at `set`.
+pub(crate) fn validate(route: &FibRoute) -> Result<FibRoute, FibError> {
+    let bad = |why: String| Err(FibError::InvalidRoute(route.prefix, why));
+    let v6 = matches!(route.prefix, IpNet::V6(_));
+    if let Some(src) = route.pref_src {
+        if src.is_ipv6() != v6 {
+            return bad(format!(
+                "preferred source {src} is not of the prefix's family"
+            ));
+        }
+    }
+    if let RouteKind::Unicast(hops) = &route.kind {
+        if hops.is_empty() {
+            return bad("a unicast route needs at least one next hop".into());
+        }
+        for NextHopSpec {
+            gateway,
+            device,
+            weight,
+            onlink,
+        } in hops
+        {
+            if gateway.is_ipv6() != v6 {
+                return bad(format!("gateway {gateway} is not of the prefix's family"));
+            }
+            if !(1..=256).contains(weight) {
+                return bad(format!("weight {weight} is outside 1..=256"));
+            }
+            if let Some(d) = device {
+                if d.is_empty() || d.len() > 15 {
+                    return bad(format!("device name {d:?} must be 1 to 15 bytes"));
+                }
+            } else if *onlink {
+                return bad("onlink needs a device".into());
+            }
+        }
+        let mut gws: Vec<_> = hops.iter().map(|h| (h.gateway, &h.device)).collect();
+        gws.sort();
+        gws.dedup();
+        if gws.len() != hops.len() {
+            return bad("duplicate next hop".into());
+        }
+    }
+    let mut r = route.clone();
+    r.prefix = route.prefix.trunc();
+    if let RouteKind::Unicast(hops) = &mut r.kind {
+        hops.sort();
+        if hops.len() == 1 {
+            if let Some(h) = hops.first_mut() {
+                h.weight = 1;
+            }
+        }
+    }
+    Ok(r)
+}

@@ -1,0 +1,229 @@
+//! The input and output types of the FIB synchroniser: what the daemon asks
+//! for (`FibRoute`), how it is configured (`FibConfig`), and what it reports
+//! (`FibStats`, `KernelEvent`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// Tabby's route protocol number (`rtm_protocol`), 84 = ASCII `'T'`.
+///
+/// Chosen because it appears in no registry we could find: the kernel's
+/// `rtnetlink.h` (2 kernel, 3 boot, 4 static, 9 ra, 11 zebra, 12 bird,
+/// 16 dhcp, 17 mrouted, 18 keepalived, 42 babel, 99 openr, 186-192 FRR's
+/// bgp/isis/ospf/rip/eigrp), FRR's own 193-198 (ldp, sharp, pbr, static,
+/// openfabric, srte) and Calico Felix's 80 for its VXLAN routes. The
+/// protocol number is how Tabby recognises its own routes after a restart,
+/// so it must be unique on the node; it is configurable for sites that
+/// already use 84.
+pub const TABBY_RT_PROTO: u8 = 84;
+
+/// The kernel's main routing table.
+pub const RT_TABLE_MAIN: u32 = 254;
+
+/// One route Tabby wants in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FibRoute {
+    /// Destination; host bits are cleared on `set`.
+    pub prefix: IpNet,
+    /// What the route does with packets.
+    pub kind: RouteKind,
+    /// Optional preferred source address (`RTA_PREFSRC`, `ip route ... src`).
+    pub pref_src: Option<IpAddr>,
+}
+
+impl FibRoute {
+    /// A route via one gateway.
+    pub fn via(prefix: IpNet, gateway: IpAddr) -> Self {
+        Self {
+            prefix,
+            kind: RouteKind::Unicast(vec![NextHopSpec::gateway(gateway)]),
+            pref_src: None,
+        }
+    }
+
+    /// An ECMP route over several gateways (all weight 1).
+    pub fn ecmp(prefix: IpNet, gateways: impl IntoIterator<Item = IpAddr>) -> Self {
+        Self {
+            prefix,
+            kind: RouteKind::Unicast(gateways.into_iter().map(NextHopSpec::gateway).collect()),
+            pref_src: None,
+        }
+    }
+
+    /// A blackhole route (a node's own pod block: advertised, dropped
+    /// locally unless a more specific per-pod route exists).
+    pub fn blackhole(prefix: IpNet) -> Self {
+        Self {
+            prefix,
+            kind: RouteKind::Blackhole,
+            pref_src: None,
+        }
+    }
+}
+
+/// What a route does with packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteKind {
+    /// Forward via one next hop, or several (ECMP through `RTA_MULTIPATH`).
+    Unicast(Vec<NextHopSpec>),
+    /// Drop silently (`RTN_BLACKHOLE`).
+    Blackhole,
+}
+
+/// One next hop of a unicast route.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NextHopSpec {
+    /// Gateway address; same family as the prefix.
+    pub gateway: IpAddr,
+    /// Output device by name (for example the IP-in-IP tunnel). `None` lets
+    /// the kernel resolve it from the gateway.
+    pub device: Option<String>,
+    /// Treat the gateway as directly attached to `device` even without a
+    /// covering connected route (`onlink`, Calico's `krt_tunnel`).
+    pub onlink: bool,
+    /// ECMP weight, 1..=256; ignored for single-path routes.
+    pub weight: u16,
+}
+
+impl NextHopSpec {
+    /// A plain gateway next hop.
+    pub fn gateway(gateway: IpAddr) -> Self {
+        Self {
+            gateway,
+            device: None,
+            onlink: false,
+            weight: 1,
+        }
+    }
+
+    /// A gateway reached `onlink` through a named device.
+    pub fn onlink(gateway: IpAddr, device: impl Into<String>) -> Self {
+        Self {
+            gateway,
+            device: Some(device.into()),
+            onlink: true,
+            weight: 1,
+        }
+    }
+}
+
+/// Which kernel routes to import as locally originated (Calico's `learn`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LearnFilter {
+    /// Route protocol numbers to import (for example 3 = boot for
+    /// per-pod device routes). Empty means any protocol except our own.
+    pub protocols: Vec<u8>,
+    /// Interface name prefixes the route's output device must match (for
+    /// example `cali`). Empty means any interface.
+    pub interface_prefixes: Vec<String>,
+}
+
+/// Configuration of one FIB synchroniser.
+#[derive(Debug, Clone)]
+pub struct FibConfig {
+    /// Our route protocol number; see [`TABBY_RT_PROTO`].
+    pub protocol: u8,
+    /// Routing table to program (254 = main).
+    pub table: u32,
+    /// Route metric (`RTA_PRIORITY`). IPv6 treats 0 as 1024, so 0 is mapped
+    /// to 1024 for IPv6 routes.
+    pub metric: u32,
+    /// Receive buffer of the request and event sockets in bytes; set with
+    /// `SO_RCVBUFFORCE` when permitted (root / `CAP_NET_ADMIN`), else
+    /// `SO_RCVBUF` (capped by `net.core.rmem_max`).
+    pub rcvbuf: usize,
+    /// Receive buffer of the event socket; defaults to `rcvbuf`. Tests make
+    /// it tiny to force an overrun.
+    pub event_rcvbuf: Option<usize>,
+    /// Import matching kernel routes and report them as `KernelEvent::Learned`.
+    pub learn: Option<LearnFilter>,
+    /// Requests packed into one `sendmsg` are at most this many bytes.
+    pub batch_bytes: usize,
+    /// At most this many requests are unacknowledged at once.
+    pub max_in_flight: usize,
+    /// Routes whose next hop was unreachable are retried on link and
+    /// address changes, and at least this often.
+    pub retry_interval: Duration,
+}
+
+impl Default for FibConfig {
+    fn default() -> Self {
+        Self {
+            protocol: TABBY_RT_PROTO,
+            table: RT_TABLE_MAIN,
+            metric: 32,
+            rcvbuf: 32 << 20,
+            event_rcvbuf: None,
+            learn: None,
+            batch_bytes: 96 << 10,
+            max_in_flight: 8192,
+            retry_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl FibConfig {
+    /// The metric the kernel stores for a route of this family.
+    pub(crate) fn kernel_metric(&self, v6: bool) -> u32 {
+        if v6 && self.metric == 0 {
+            1024
+        } else {
+            self.metric
+        }
+    }
+}
+
+/// Counters, readable at any time through `FibHandle::stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FibStats {
+    /// Routes created (`RTM_NEWROUTE` with `NLM_F_CREATE|NLM_F_EXCL`) and acknowledged.
+    pub installs: u64,
+    /// Routes of ours replaced in place (`NLM_F_REPLACE`).
+    pub replaces: u64,
+    /// Routes of ours deleted (ENOENT counts as done).
+    pub deletes: u64,
+    /// Routes of ours put back after someone else removed or changed them.
+    pub restores: u64,
+    /// Full dumps after an event-socket overrun or an unexplained EEXIST.
+    pub resyncs: u64,
+    /// Dumps repeated because the kernel flagged them `NLM_F_DUMP_INTR`.
+    pub dump_retries: u64,
+    /// Failed requests by errno (positive, as in `errno.h`).
+    pub errors: BTreeMap<i32, u64>,
+    /// Routes wanted by the RIB.
+    pub desired: usize,
+    /// Routes of our protocol currently in the kernel table.
+    pub installed: usize,
+    /// Wanted routes whose key (prefix, table, metric) is held by another
+    /// protocol's route; they wait until it goes away.
+    pub blocked_by_foreign: usize,
+    /// Wanted routes waiting for a next hop or device to become usable.
+    pub parked: usize,
+    /// Whether the RIB has declared convergence.
+    pub converged: bool,
+}
+
+/// What the synchroniser saw in the kernel, for the daemon (next-hop
+/// reachability, learned routes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelEvent {
+    /// A link appeared or changed; `up` is `IFF_UP && IFF_RUNNING`-ish
+    /// (operationally usable).
+    Link { index: u32, name: String, up: bool },
+    /// A link was removed.
+    LinkRemoved { index: u32, name: String },
+    /// An address was added to an interface.
+    AddressAdded { index: u32, address: IpNet },
+    /// An address was removed from an interface.
+    AddressRemoved { index: u32, address: IpNet },
+    /// A kernel route matching the learn filter appeared or changed.
+    Learned(FibRoute),
+    /// A learned route went away.
+    Unlearned(IpNet),
+    /// The event stream overran and the kernel view was rebuilt from a dump;
+    /// consumers should re-read anything they cache.
+    Resynced,
+}

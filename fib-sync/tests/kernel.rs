@@ -1,0 +1,625 @@
+//! fib-sync against the real kernel, each test in its own network namespace.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tabby_fib_sync::{FibConfig, FibRoute, NextHopSpec, RouteKind};
+
+#[test]
+fn install_replace_withdraw_v4_v6() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ns.block_on(move || async move {
+        let (fib, _task) = start(FibConfig::default()).await;
+        fib.converged().await.unwrap();
+        fib.set(FibRoute::via(net("100.64.1.0/24"), ip("198.18.0.2")))
+            .await
+            .unwrap();
+        fib.set(FibRoute::via(
+            net("2001:db8:1000:1::/64"),
+            ip("2001:db8::2"),
+        ))
+        .await
+        .unwrap();
+        fib.sync().await.unwrap();
+        let v4 = ours(&n, "100.64.1.0/24").expect("v4 route installed");
+        assert!(v4.contains("via 198.18.0.2 dev t0 metric 32"), "{v4}");
+        let v6 = ours(&n, "2001:db8:1000:1::/64").expect("v6 route installed");
+        assert!(v6.contains("via 2001:db8::2 dev t0 metric 32"), "{v6}");
+
+        // Replace: new gateway, and a preferred source.
+        let mut r = FibRoute::via(net("100.64.1.0/24"), ip("198.18.0.3"));
+        r.pref_src = Some(ip("198.18.0.1"));
+        fib.set(r).await.unwrap();
+        fib.set(FibRoute::via(
+            net("2001:db8:1000:1::/64"),
+            ip("2001:db8::3"),
+        ))
+        .await
+        .unwrap();
+        fib.sync().await.unwrap();
+        let v4 = ours(&n, "100.64.1.0/24").unwrap();
+        assert!(
+            v4.contains("via 198.18.0.3") && v4.contains("src 198.18.0.1"),
+            "{v4}"
+        );
+        assert!(
+            ours(&n, "2001:db8:1000:1::/64")
+                .unwrap()
+                .contains("via 2001:db8::3")
+        );
+        assert_eq!(
+            routes(&n, false, "84").len(),
+            1,
+            "replace must not leave a second route"
+        );
+
+        let s = fib.stats().await.unwrap();
+        assert_eq!((s.installs, s.replaces), (2, 2), "{s:?}");
+
+        fib.remove(net("100.64.1.0/24")).await.unwrap();
+        fib.remove(net("2001:db8:1000:1::/64")).await.unwrap();
+        fib.sync().await.unwrap();
+        assert!(routes(&n, false, "84").is_empty());
+        assert!(routes(&n, true, "84").is_empty());
+        assert_eq!(fib.stats().await.unwrap().deletes, 2);
+    })
+    .unwrap();
+}
+
+#[test]
+fn ecmp_add_and_shrink() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ns.block_on(move || async move {
+        let (fib, _task) = start(FibConfig::default()).await;
+        fib.converged().await.unwrap();
+        let v4 = net("100.64.2.0/24");
+        let v6 = net("2001:db8:1000:2::/64");
+        fib.set(FibRoute::ecmp(
+            v4,
+            ["198.18.0.2", "198.18.0.3", "198.18.0.4"].map(ip),
+        ))
+        .await
+        .unwrap();
+        fib.set(FibRoute::ecmp(
+            v6,
+            ["2001:db8::2", "2001:db8::3", "2001:db8::4"].map(ip),
+        ))
+        .await
+        .unwrap();
+        fib.sync().await.unwrap();
+        for (p, gws) in [
+            ("100.64.2.0/24", ["198.18.0.2", "198.18.0.3", "198.18.0.4"]),
+            (
+                "2001:db8:1000:2::/64",
+                ["2001:db8::2", "2001:db8::3", "2001:db8::4"],
+            ),
+        ] {
+            let line = ours(&n, p).expect("ecmp route");
+            for g in gws {
+                assert!(line.contains(&format!("nexthop via {g} dev t0")), "{line}");
+            }
+        }
+        // Shrink to two, with a weight.
+        let mut hops = vec![
+            NextHopSpec::gateway(ip("198.18.0.2")),
+            NextHopSpec::gateway(ip("198.18.0.4")),
+        ];
+        hops[1].weight = 3;
+        fib.set(FibRoute {
+            prefix: v4,
+            kind: RouteKind::Unicast(hops),
+            pref_src: None,
+        })
+        .await
+        .unwrap();
+        fib.set(FibRoute::ecmp(v6, ["2001:db8::2", "2001:db8::4"].map(ip)))
+            .await
+            .unwrap();
+        fib.sync().await.unwrap();
+        let line = ours(&n, "100.64.2.0/24").unwrap();
+        assert!(
+            line.contains("nexthop via 198.18.0.2 dev t0 weight 1"),
+            "{line}"
+        );
+        assert!(
+            line.contains("nexthop via 198.18.0.4 dev t0 weight 3"),
+            "{line}"
+        );
+        assert!(!line.contains("198.18.0.3"), "{line}");
+        let line = ours(&n, "2001:db8:1000:2::/64").unwrap();
+        assert!(
+            line.contains("2001:db8::2") && line.contains("2001:db8::4"),
+            "{line}"
+        );
+        assert!(!line.contains("2001:db8::3"), "{line}");
+        // And down to a single path.
+        fib.set(FibRoute::via(v6, ip("2001:db8::4"))).await.unwrap();
+        fib.sync().await.unwrap();
+        let line = ours(&n, "2001:db8:1000:2::/64").unwrap();
+        assert!(
+            line.contains("via 2001:db8::4 dev t0") && !line.contains("nexthop"),
+            "{line}"
+        );
+        assert_eq!(routes(&n, true, "84").len(), 1);
+    })
+    .unwrap();
+}
+
+#[test]
+fn blackhole_blocks() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ns.block_on(move || async move {
+        let (fib, _task) = start(FibConfig::default()).await;
+        fib.converged().await.unwrap();
+        fib.set(FibRoute::blackhole(net("100.64.3.0/26")))
+            .await
+            .unwrap();
+        fib.set(FibRoute::blackhole(net("2001:db8:1000:3::/122")))
+            .await
+            .unwrap();
+        fib.sync().await.unwrap();
+        assert!(
+            routes(&n, false, "84")
+                .iter()
+                .any(|l| l.starts_with("blackhole 100.64.3.0/26 metric 32"))
+        );
+        assert!(
+            routes(&n, true, "84")
+                .iter()
+                .any(|l| l.starts_with("blackhole 2001:db8:1000:3::/122"))
+        );
+        // A more specific per-pod route (another component's) wins.
+        ipn(
+            &n,
+            &[
+                "route",
+                "add",
+                "100.64.3.5/32",
+                "dev",
+                "t0",
+                "proto",
+                "boot",
+            ],
+        );
+        let got = ipn(&n, &["route", "get", "100.64.3.5"]);
+        assert!(got.contains("dev t0"), "{got}");
+        // Blackhole → gateway route is a replace in place.
+        fib.set(FibRoute::via(net("100.64.3.0/26"), ip("198.18.0.2")))
+            .await
+            .unwrap();
+        fib.sync().await.unwrap();
+        assert!(
+            ours(&n, "100.64.3.0/26")
+                .unwrap()
+                .contains("via 198.18.0.2")
+        );
+    })
+    .unwrap();
+}
+
+#[test]
+fn onlink_via_device() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ns.block_on(move || async move {
+        let (fib, _task) = start(FibConfig::default()).await;
+        fib.converged().await.unwrap();
+        // 198.18.9.1 is not on any connected subnet: only onlink makes it usable.
+        let r = FibRoute {
+            prefix: net("100.64.4.0/26"),
+            kind: RouteKind::Unicast(vec![NextHopSpec::onlink(ip("198.18.9.1"), "t0")]),
+            pref_src: None,
+        };
+        fib.set(r).await.unwrap();
+        // A device that does not exist yet: parked, then installed when it appears.
+        let later = FibRoute {
+            prefix: net("100.64.5.0/26"),
+            kind: RouteKind::Unicast(vec![NextHopSpec::onlink(ip("198.18.9.2"), "tunx")]),
+            pref_src: None,
+        };
+        fib.set(later).await.unwrap();
+        fib.sync().await.unwrap();
+        let line = ours(&n, "100.64.4.0/26").expect("onlink route");
+        assert!(
+            line.contains("via 198.18.9.1 dev t0") && line.contains("onlink"),
+            "{line}"
+        );
+        assert!(ours(&n, "100.64.5.0/26").is_none());
+        assert_eq!(fib.stats().await.unwrap().parked, 1);
+        ipn(
+            &n,
+            &[
+                "link", "add", "tunx", "type", "veth", "peer", "name", "tuny",
+            ],
+        );
+        ipn(&n, &["link", "set", "tunx", "up"]);
+        ipn(&n, &["link", "set", "tuny", "up"]);
+        let n2 = n.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for("route via the new device", Duration::from_secs(10), || {
+                ours(&n2, "100.64.5.0/26")
+                    .is_some_and(|l| l.contains("dev tunx") && l.contains("onlink"))
+            })
+        })
+        .await
+        .unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn unreachable_gateway_retried_when_address_appears() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ns.block_on(move || async move {
+        let (fib, _task) = start(FibConfig::default()).await;
+        fib.converged().await.unwrap();
+        fib.set(FibRoute::via(net("100.64.6.0/24"), ip("198.18.7.2")))
+            .await
+            .unwrap();
+        fib.sync().await.unwrap();
+        assert!(ours(&n, "100.64.6.0/24").is_none());
+        let s = fib.stats().await.unwrap();
+        assert_eq!(s.parked, 1, "{s:?}");
+        assert!(s.errors.contains_key(&libc::ENETUNREACH), "{s:?}");
+        ipn(&n, &["addr", "add", "198.18.7.1/24", "dev", "t0"]);
+        let n2 = n.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for(
+                "route once the gateway is reachable",
+                Duration::from_secs(10),
+                || ours(&n2, "100.64.6.0/24").is_some(),
+            )
+        })
+        .await
+        .unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn restart_keeps_valid_routes_and_removes_stale_after_convergence() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ns.block_on(move || async move {
+        let total = 10_000u32;
+        let prefix = |i: u32| net(&format!("100.64.{}.{}/32", i / 256, i % 256));
+        let first: Vec<FibRoute> = (0..total)
+            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
+            .collect();
+        {
+            let (fib, task) = start(FibConfig::default()).await;
+            fib.set_many(first.clone()).await.unwrap();
+            fib.converged().await.unwrap();
+            fib.sync().await.unwrap();
+            assert_eq!(fib.stats().await.unwrap().installs, u64::from(total));
+            // "kill -9": the handle goes away, nothing is withdrawn.
+            drop(fib);
+            task.await.unwrap();
+        }
+        assert_eq!(routes(&n, false, "84").len(), total as usize);
+
+        let monitor = DelMonitor::start(PROTO);
+        let (fib, _task) = start(FibConfig::default()).await;
+        // The restarted RIB relearns all but the last 100 (stale), with 50
+        // next hops changed.
+        let mut second: Vec<FibRoute> = first[..(total - 100) as usize].to_vec();
+        for r in second.iter_mut().take(50) {
+            *r = FibRoute::via(r.prefix, ip("198.18.0.3"));
+        }
+        let new: Vec<FibRoute> = (0..20)
+            .map(|i| FibRoute::via(net(&format!("100.65.0.{i}/32")), ip("198.18.0.2")))
+            .collect();
+        fib.set_many(second.clone()).await.unwrap();
+        fib.set_many(new.clone()).await.unwrap();
+        fib.sync().await.unwrap();
+        // Before convergence: nothing inherited was touched, new ones are in.
+        let before = fib.stats().await.unwrap();
+        assert_eq!(
+            (before.installs, before.replaces, before.deletes),
+            (20, 0, 0),
+            "{before:?}"
+        );
+        assert_eq!(routes(&n, false, "84").len(), total as usize + 20);
+        fib.converged().await.unwrap();
+        fib.sync().await.unwrap();
+        let after = fib.stats().await.unwrap();
+        assert_eq!((after.replaces, after.deletes), (50, 100), "{after:?}");
+        let deleted = monitor.finish();
+        let stale: std::collections::BTreeSet<_> = first[(total - 100) as usize..]
+            .iter()
+            .map(|r| r.prefix)
+            .collect();
+        let seen: std::collections::BTreeSet<_> = deleted.iter().copied().collect();
+        assert_eq!(
+            deleted.len(),
+            100,
+            "exactly the stale routes are deleted, once each"
+        );
+        assert_eq!(seen, stale, "no valid route was deleted");
+        let now = our_prefixes(&n);
+        assert_eq!(now.len(), (total - 100 + 20) as usize);
+        assert!(
+            ours(&n, &shown(&second[0].prefix))
+                .unwrap()
+                .contains("via 198.18.0.3")
+        );
+    })
+    .unwrap();
+}
+
+#[test]
+fn foreign_routes_are_never_touched() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    // Same prefix and metric as ours, three other protocols, both families.
+    let foreign = [
+        ("100.64.10.0/24", "boot", false),
+        ("100.64.11.0/24", "static", false),
+        ("100.64.12.0/24", "99", false),
+        ("2001:db8:1000:10::/64", "boot", true),
+        ("2001:db8:1000:11::/64", "static", true),
+        ("2001:db8:1000:12::/64", "99", true),
+    ];
+    for (p, proto, v6) in foreign {
+        let gw = if v6 { "2001:db8::9" } else { "198.18.0.9" };
+        ipn(
+            &n,
+            &["route", "add", p, "via", gw, "proto", proto, "metric", "32"],
+        );
+    }
+    let snapshot = |n: &str| {
+        let mut all = Vec::new();
+        for proto in ["boot", "static", "99"] {
+            all.extend(routes(n, false, proto));
+            all.extend(routes(n, true, proto));
+        }
+        all.sort();
+        all
+    };
+    let before = snapshot(&n);
+    assert_eq!(before.len(), 6);
+    let n2 = n.clone();
+    ns.block_on(move || async move {
+        let (fib, task) = start(FibConfig::default()).await;
+        fib.converged().await.unwrap();
+        for round in 0..20u32 {
+            for (p, _, v6) in foreign {
+                let gw = if v6 {
+                    format!("2001:db8::{}", 2 + round % 3)
+                } else {
+                    format!("198.18.0.{}", 2 + round % 3)
+                };
+                fib.set(FibRoute::via(net(p), ip(&gw))).await.unwrap();
+            }
+            if round % 4 == 3 {
+                for (p, _, _) in foreign {
+                    fib.remove(net(p)).await.unwrap();
+                }
+            }
+            fib.sync().await.unwrap();
+        }
+        for (p, _, v6) in foreign {
+            let gw = if v6 { "2001:db8::2" } else { "198.18.0.2" };
+            fib.set(FibRoute::via(net(p), ip(gw))).await.unwrap();
+        }
+        fib.sync().await.unwrap();
+        let s = fib.stats().await.unwrap();
+        assert_eq!(s.blocked_by_foreign, 6, "{s:?}");
+        assert_eq!(s.installs, 0, "{s:?}");
+        assert!(routes(&n2, false, "84").is_empty() && routes(&n2, true, "84").is_empty());
+
+        // A foreign route appended beside ours later: we step aside, it stays.
+        fib.set(FibRoute::via(net("100.64.13.0/24"), ip("198.18.0.2")))
+            .await
+            .unwrap();
+        fib.sync().await.unwrap();
+        assert!(ours(&n2, "100.64.13.0/24").is_some());
+        ipn(
+            &n2,
+            &[
+                "route",
+                "append",
+                "100.64.13.0/24",
+                "via",
+                "198.18.0.9",
+                "proto",
+                "static",
+                "metric",
+                "32",
+            ],
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fib.set(FibRoute::via(net("100.64.13.0/24"), ip("198.18.0.3")))
+            .await
+            .unwrap();
+        fib.sync().await.unwrap();
+        let st = routes(&n2, false, "static");
+        assert!(
+            st.iter()
+                .any(|l| l.starts_with("100.64.13.0/24 via 198.18.0.9")),
+            "{st:?}"
+        );
+
+        // When a foreign route goes away, ours takes the key.
+        ipn(
+            &n2,
+            &[
+                "route",
+                "del",
+                "100.64.10.0/24",
+                "proto",
+                "boot",
+                "metric",
+                "32",
+            ],
+        );
+        let n3 = n2.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for(
+                "our route after the foreign one left",
+                Duration::from_secs(10),
+                || ours(&n3, "100.64.10.0/24").is_some(),
+            )
+        })
+        .await
+        .unwrap();
+        // Shutdown leaves everything.
+        drop(fib);
+        task.await.unwrap();
+    })
+    .unwrap();
+    let mut after = snapshot(&n);
+    after.retain(|l| !l.starts_with("100.64.13.0/24"));
+    let mut expect = before.clone();
+    expect.retain(|l| !l.starts_with("100.64.10.0/24"));
+    assert_eq!(after, expect, "foreign routes changed");
+}
+
+#[test]
+fn our_route_deleted_or_changed_by_someone_else_comes_back() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ns.block_on(move || async move {
+        let (fib, _task) = start(FibConfig::default()).await;
+        fib.converged().await.unwrap();
+        fib.set(FibRoute::via(net("100.64.20.0/24"), ip("198.18.0.2")))
+            .await
+            .unwrap();
+        fib.set(FibRoute::via(
+            net("2001:db8:1000:20::/64"),
+            ip("2001:db8::2"),
+        ))
+        .await
+        .unwrap();
+        fib.sync().await.unwrap();
+        ipn(&n, &["route", "del", "100.64.20.0/24", "proto", "84"]);
+        ipn(
+            &n,
+            &["-6", "route", "del", "2001:db8:1000:20::/64", "proto", "84"],
+        );
+        let n2 = n.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for("deleted routes restored", Duration::from_secs(10), || {
+                ours(&n2, "100.64.20.0/24").is_some()
+                    && ours(&n2, "2001:db8:1000:20::/64").is_some()
+            })
+        })
+        .await
+        .unwrap();
+        // Changed under us (same protocol, other gateway): put back.
+        ipn(
+            &n,
+            &[
+                "route",
+                "replace",
+                "100.64.20.0/24",
+                "via",
+                "198.18.0.7",
+                "proto",
+                "84",
+                "metric",
+                "32",
+            ],
+        );
+        let n2 = n.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for("changed route restored", Duration::from_secs(10), || {
+                ours(&n2, "100.64.20.0/24").is_some_and(|l| l.contains("via 198.18.0.2"))
+            })
+        })
+        .await
+        .unwrap();
+        fib.sync().await.unwrap();
+        let s = fib.stats().await.unwrap();
+        assert!(s.restores >= 3, "{s:?}");
+    })
+    .unwrap();
+}
+
+#[test]
+fn event_socket_overrun_ends_with_kernel_equal_to_desired() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    let desired = ns
+        .block_on(move || async move {
+            let cfg = FibConfig {
+                event_rcvbuf: Some(4096),
+                ..FibConfig::default()
+            };
+            let (fib, _task) = start(cfg).await;
+            fib.converged().await.unwrap();
+            let prefix = |i: u32| net(&format!("100.66.{}.{}/32", i / 256, i % 256));
+            let mut desired = std::collections::BTreeSet::new();
+            // 50k changes: 30k adds, 10k replaces, 10k removes.
+            let adds: Vec<FibRoute> = (0..30_000)
+                .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
+                .collect();
+            fib.set_many(adds).await.unwrap();
+            let reps: Vec<FibRoute> = (0..10_000)
+                .map(|i| FibRoute::via(prefix(i), ip("198.18.0.3")))
+                .collect();
+            fib.set_many(reps).await.unwrap();
+            fib.remove_many((20_000..30_000).map(prefix).collect())
+                .await
+                .unwrap();
+            for i in 0..20_000 {
+                desired.insert(shown(&prefix(i)));
+            }
+            fib.sync().await.unwrap();
+            // Someone deletes a few of ours while the event socket overflows.
+            for i in [5u32, 15_000] {
+                ipn(&n, &["route", "del", &shown(&prefix(i)), "proto", "84"]);
+            }
+            let more: Vec<FibRoute> = (40_000..45_000)
+                .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
+                .collect();
+            for i in 40_000..45_000 {
+                desired.insert(shown(&prefix(i)));
+            }
+            fib.set_many(more).await.unwrap();
+            fib.sync().await.unwrap();
+            let n2 = n.clone();
+            let want = desired.clone();
+            tokio::task::spawn_blocking(move || {
+                wait_for("kernel equal to desired", Duration::from_secs(30), || {
+                    our_prefixes(&n2) == want
+                })
+            })
+            .await
+            .unwrap();
+            let s = fib.stats().await.unwrap();
+            assert!(
+                s.resyncs >= 2,
+                "the overrun must have forced a resync: {s:?}"
+            );
+            assert!(
+                s.errors.contains_key(&libc::ENOBUFS),
+                "ENOBUFS counted: {s:?}"
+            );
+            desired
+        })
+        .unwrap();
+    let v4 = routes(ns.name(), false, "84");
+    assert_eq!(v4.len(), desired.len());
+    assert!(
+        v4.iter()
+            .filter(|l| l.starts_with("100.66.0."))
+            .take(5)
+            .all(|l| l.contains("via 198.18.0.3"))
+    );
+}
