@@ -1,0 +1,157 @@
+//! Interned route attributes: one shared copy per distinct attribute set.
+//!
+//! A route's attributes are its [`PathAttributes`] plus its next hop (which
+//! for MP_REACH routes lives outside the attribute set on the wire). All the
+//! NLRI of one UPDATE share one `Arc`, and identical sets from different
+//! peers or UPDATEs share it too, so a path costs a pointer, not a copy.
+
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use tabby_bgp::PathAttributes;
+use tabby_bgp::attr::NextHop;
+
+use crate::hash::FastSet;
+
+/// Attributes of a route as held in the RIB.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteAttrs {
+    pub attrs: PathAttributes,
+    /// The route's next hop. For locally originated routes without an
+    /// override this is the unspecified address of the family: "self".
+    pub next_hop: NextHop,
+}
+
+impl RouteAttrs {
+    pub fn new(attrs: PathAttributes, next_hop: NextHop) -> Self {
+        RouteAttrs { attrs, next_hop }
+    }
+
+    /// LOCAL_PREF, or `default` when absent (RFC 4271 §5.1.5).
+    pub fn local_pref_or(&self, default: u32) -> u32 {
+        self.attrs.local_pref.unwrap_or(default)
+    }
+
+    /// True when the next hop means "this node" (local route, no override).
+    pub fn next_hop_is_self(&self) -> bool {
+        self.next_hop.addr.is_unspecified()
+    }
+
+    /// The unspecified next hop of `prefix`'s family ("self").
+    pub fn self_next_hop(v6: bool) -> NextHop {
+        if v6 {
+            NextHop::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+        } else {
+            NextHop::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        }
+    }
+}
+
+/// Hashes an `Arc<RouteAttrs>` by its contents so the set finds equal sets.
+#[derive(Debug, Clone)]
+struct Interned(Arc<RouteAttrs>);
+
+impl PartialEq for Interned {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+impl Eq for Interned {}
+impl Hash for Interned {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+impl std::borrow::Borrow<RouteAttrs> for Interned {
+    fn borrow(&self) -> &RouteAttrs {
+        &self.0
+    }
+}
+
+/// The attribute interner. Entries no path refers to any more are dropped
+/// by [`Interner::collect`], which the RIB calls as the set grows.
+#[derive(Debug, Default)]
+pub struct Interner {
+    set: FastSet<Interned>,
+    /// Set size after the last collection; the next runs at twice that.
+    collect_at: usize,
+}
+
+impl Interner {
+    /// The shared copy of `attrs`.
+    pub fn intern(&mut self, attrs: RouteAttrs) -> Arc<RouteAttrs> {
+        if let Some(found) = self.set.get(&attrs) {
+            return found.0.clone();
+        }
+        if self.set.len() >= self.collect_at.max(1024) {
+            self.collect();
+        }
+        let arc = Arc::new(attrs);
+        self.set.insert(Interned(arc.clone()));
+        arc
+    }
+
+    /// Re-interns an already shared set (cheap when it is already ours).
+    pub fn intern_arc(&mut self, attrs: &Arc<RouteAttrs>) -> Arc<RouteAttrs> {
+        if let Some(found) = self.set.get(&**attrs) {
+            return found.0.clone();
+        }
+        self.set.insert(Interned(attrs.clone()));
+        attrs.clone()
+    }
+
+    /// Drops entries only the interner still holds.
+    pub fn collect(&mut self) {
+        self.set.retain(|e| Arc::strong_count(&e.0) > 1);
+        self.collect_at = self.set.len() * 2;
+    }
+
+    /// Distinct attribute sets currently held.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tabby_bgp::Asn;
+    use tabby_bgp::attr::{AsPath, Origin};
+
+    fn attrs(asn: u32) -> RouteAttrs {
+        RouteAttrs::new(
+            PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: AsPath::from_sequence([Asn(asn)]),
+                ..Default::default()
+            },
+            NextHop::new("198.18.0.1".parse().unwrap()),
+        )
+    }
+
+    #[test]
+    fn equal_sets_share_one_copy() {
+        let mut i = Interner::default();
+        let a = i.intern(attrs(65001));
+        let b = i.intern(attrs(65001));
+        let c = i.intern(attrs(65002));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(i.len(), 2);
+    }
+
+    #[test]
+    fn collect_drops_unreferenced_sets() {
+        let mut i = Interner::default();
+        let a = i.intern(attrs(65001));
+        drop(i.intern(attrs(65002)));
+        i.collect();
+        assert_eq!(i.len(), 1);
+        assert!(Arc::ptr_eq(&a, &i.intern(attrs(65001))));
+    }
+}

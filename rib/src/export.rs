@@ -1,0 +1,305 @@
+//! Export rules: what a peer may receive and how its attributes change.
+//!
+//! RFC 4271 §9.1.3 and §5.1, RFC 4456 §6 and §8 (reflection), RFC 1997
+//! well-known communities, RFC 9234 §5 (OTC), RFC 9494 (LLGR), RFC 8212.
+//! Everything here depends only on the update group's key, never on one
+//! member, so a group computes each route once.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use tabby_bgp::attr::{Community, NextHop};
+use tabby_bgp::capability::Role;
+use tabby_bgp::{Asn, Family, PathAttributes};
+
+use crate::attrs::RouteAttrs;
+use crate::policy::{Decider, Policy, RouteCtx, SourceMatchInput, Verdict};
+use crate::types::{LocalKind, NextHopMode, PeerKind};
+
+/// Everything that shapes what a group of peers receives. Peers with equal
+/// keys share an update group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct GroupKey {
+    pub kind: PeerKind,
+    pub rr_client: bool,
+    /// The peer AS for eBGP groups (0 for iBGP: all iBGP peers share it).
+    pub peer_asn: Asn,
+    pub local_asn: Asn,
+    pub next_hop_mode: NextHopMode,
+    pub local_v4: Option<Ipv4Addr>,
+    pub local_v6: Option<Ipv6Addr>,
+    pub export: Option<Arc<Policy>>,
+    pub families: Vec<Family>,
+    pub add_path_tx: Vec<Family>,
+    pub add_path_max: u8,
+    pub four_octet_as: bool,
+    pub max_message_len: usize,
+    pub role: Option<Role>,
+    pub llgr: bool,
+    pub rfc8212: bool,
+}
+
+impl GroupKey {
+    pub fn add_path(&self, family: Family) -> bool {
+        self.add_path_max > 0 && self.add_path_tx.contains(&family)
+    }
+}
+
+/// The source of a path as export rules see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ExportSource {
+    Local(LocalKind),
+    Peer {
+        kind: PeerKind,
+        rr_client: bool,
+        bgp_id: Ipv4Addr,
+    },
+}
+
+/// Why a route is not sent to a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportDenied {
+    FamilyNotNegotiated,
+    /// RFC 4456 §6 / RFC 4271 §9.2: iBGP route to a non-client iBGP peer
+    /// from a non-client.
+    IbgpSplitHorizon,
+    NoAdvertise,
+    NoExport,
+    /// RFC 9234 §5: OTC present toward a provider, peer or route server.
+    OtcLeak,
+    /// RFC 9494 §4.5: LLGR-stale routes only go to LLGR-capable peers.
+    LlgrStaleToNonLlgrPeer,
+    Policy(Decider),
+    /// No local address of the route's family configured for next-hop-self.
+    NoLocalAddress,
+    /// Attributes would not fit the peer's maximum message size
+    /// (CONFORMANCE row 28).
+    TooLarge,
+}
+
+impl std::fmt::Display for ExportDenied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportDenied::FamilyNotNegotiated => f.write_str("family not negotiated"),
+            ExportDenied::IbgpSplitHorizon => {
+                f.write_str("iBGP split horizon (neither side is a reflector client)")
+            }
+            ExportDenied::NoAdvertise => f.write_str("NO_ADVERTISE community"),
+            ExportDenied::NoExport => f.write_str("NO_EXPORT community toward eBGP"),
+            ExportDenied::OtcLeak => f.write_str("RFC 9234 OTC: would leak toward provider/peer"),
+            ExportDenied::LlgrStaleToNonLlgrPeer => {
+                f.write_str("LLGR-stale route, peer lacks LLGR")
+            }
+            ExportDenied::Policy(d) => write!(f, "rejected by {d}"),
+            ExportDenied::NoLocalAddress => {
+                f.write_str("no local address of this family for next-hop-self")
+            }
+            ExportDenied::TooLarge => {
+                f.write_str("attributes exceed the peer's maximum message size")
+            }
+        }
+    }
+}
+
+/// Inputs of one export computation besides the group key.
+pub(crate) struct ExportInput<'a> {
+    pub prefix: &'a IpNet,
+    pub attrs: &'a RouteAttrs,
+    pub source: ExportSource,
+    pub llgr_stale: bool,
+    pub cluster_id: Ipv4Addr,
+    pub default_local_pref: u32,
+}
+
+/// Computes what `key`'s peers receive for one path, with the rule that
+/// decided (policy decider when accepted).
+pub(crate) fn export_route(
+    key: &GroupKey,
+    input: &ExportInput<'_>,
+) -> Result<(RouteAttrs, Decider), ExportDenied> {
+    let family = Family::of(input.prefix);
+    if !key.families.contains(&family) {
+        return Err(ExportDenied::FamilyNotNegotiated);
+    }
+    let a = &input.attrs.attrs;
+    let ebgp = key.kind == PeerKind::Ebgp;
+    let (from_peer, reflect) = match input.source {
+        ExportSource::Local(_) => (false, false),
+        ExportSource::Peer {
+            kind: PeerKind::Ibgp,
+            rr_client,
+            ..
+        } if !ebgp => {
+            if !rr_client && !key.rr_client {
+                return Err(ExportDenied::IbgpSplitHorizon);
+            }
+            (true, true)
+        }
+        ExportSource::Peer { .. } => (true, false),
+    };
+    // RFC 1997.
+    if a.communities.contains(&Community::NO_ADVERTISE) {
+        return Err(ExportDenied::NoAdvertise);
+    }
+    if ebgp
+        && (a.communities.contains(&Community::NO_EXPORT)
+            || a.communities.contains(&Community::NO_EXPORT_SUBCONFED))
+    {
+        return Err(ExportDenied::NoExport);
+    }
+    if input.llgr_stale && !key.llgr {
+        return Err(ExportDenied::LlgrStaleToNonLlgrPeer);
+    }
+
+    // Export policy first (it sees the route as selected), then the
+    // protocol's own changes.
+    let ctx = RouteCtx {
+        prefix: input.prefix,
+        next_hop: input.attrs.next_hop.addr,
+        source: match input.source {
+            ExportSource::Local(k) => SourceMatchInput::Local(k),
+            ExportSource::Peer { kind, .. } => SourceMatchInput::Remote(kind),
+        },
+        peer_kind: key.kind,
+        local_asn: key.local_asn,
+        attrs: a,
+    };
+    let (mut out, decider) = match &key.export {
+        Some(p) => {
+            let r = p.evaluate(&ctx);
+            if r.verdict == Verdict::Reject {
+                return Err(ExportDenied::Policy(r.decider));
+            }
+            (r.modified.unwrap_or_else(|| a.clone()), r.decider)
+        }
+        // RFC 8212 §3: nothing to eBGP without an export policy.
+        None if ebgp && key.rfc8212 => return Err(ExportDenied::Policy(Decider::Rfc8212)),
+        None => (a.clone(), Decider::NoPolicy),
+    };
+
+    // RFC 9234 §5: OTC on egress, by the role we play on the session.
+    if let Some(role) = key.role {
+        let toward_up = matches!(role, Role::Customer | Role::Peer | Role::RouteServerClient);
+        if out.otc.is_some() && toward_up {
+            return Err(ExportDenied::OtcLeak);
+        }
+        if out.otc.is_none() && matches!(role, Role::Provider | Role::Peer | Role::RouteServer) {
+            out.otc = Some(key.local_asn);
+        }
+    }
+    if input.llgr_stale && !out.communities.contains(&Community::LLGR_STALE) {
+        // RFC 9494 §4.3: advertise with the LLGR_STALE community.
+        out.communities.push(Community::LLGR_STALE);
+    }
+
+    let is_self = input.attrs.next_hop_is_self();
+    let next_hop_self = match key.next_hop_mode {
+        NextHopMode::SelfAddress => true,
+        NextHopMode::Keep => is_self,
+        // RFC 4271 §5.1.3: eBGP gets our address; iBGP and reflected
+        // routes keep theirs (RFC 4456 §10).
+        NextHopMode::Auto => is_self || ebgp,
+    };
+    let next_hop = if next_hop_self {
+        let addr = match input.prefix {
+            IpNet::V4(_) => key
+                .local_v4
+                .map(IpAddr::V4)
+                .or(key.local_v6.map(IpAddr::V6)),
+            IpNet::V6(_) => key.local_v6.map(IpAddr::V6),
+        };
+        match addr {
+            Some(a) => NextHop::new(a),
+            None => return Err(ExportDenied::NoLocalAddress),
+        }
+    } else {
+        input.attrs.next_hop
+    };
+
+    if ebgp {
+        // RFC 4271 §5.1.2, §5.1.5, §5.1.4; RFC 4456 §8 (non-transitive
+        // across ASes).
+        out.as_path.prepend(key.local_asn, 1);
+        out.local_pref = None;
+        out.originator_id = None;
+        out.cluster_list.clear();
+        if from_peer && (key.export.is_none() || out.med == a.med) {
+            out.med = None;
+        }
+    } else {
+        if out.local_pref.is_none() {
+            out.local_pref = Some(input.default_local_pref);
+        }
+        if reflect {
+            // RFC 4456 §8.
+            if let (None, ExportSource::Peer { bgp_id, .. }) = (out.originator_id, input.source) {
+                out.originator_id = Some(bgp_id);
+            }
+            out.cluster_list.insert(0, input.cluster_id);
+        }
+    }
+    if out.origin.is_none() {
+        out.origin = Some(tabby_bgp::attr::Origin::Igp);
+    }
+    // The classic NEXT_HOP attribute is derived from `next_hop` when the
+    // UPDATE is built; keep the interned set canonical.
+    out.next_hop = None;
+    let route = RouteAttrs::new(out, next_hop);
+    if estimate_attrs_len(&route, key.four_octet_as) + 64 > key.max_message_len {
+        return Err(ExportDenied::TooLarge);
+    }
+    Ok((route, decider))
+}
+
+/// An upper bound of the encoded path attributes (MP_REACH header and next
+/// hop included), used to pack NLRI without exceeding the message size.
+pub(crate) fn estimate_attrs_len(r: &RouteAttrs, four_octet_as: bool) -> usize {
+    let a: &PathAttributes = &r.attrs;
+    const H: usize = 4; // flags, type, extended length
+    let asn_bytes = |n: usize| if four_octet_as { 4 * n } else { 2 * n + 4 * n };
+    let mut len = H + 1; // ORIGIN
+    len += H + a
+        .as_path
+        .segments
+        .iter()
+        .map(|s| 2 + asn_bytes(s.asns.len()))
+        .sum::<usize>();
+    if !four_octet_as {
+        len += H; // AS4_PATH header
+    }
+    len += H + 4; // NEXT_HOP or part of MP_REACH below
+    len += H + 2 + 1 + 1 + 32 + 1; // MP_REACH header with the largest next hop
+    if a.med.is_some() {
+        len += H + 4;
+    }
+    if a.local_pref.is_some() {
+        len += H + 4;
+    }
+    if a.atomic_aggregate {
+        len += H;
+    }
+    if a.aggregator.is_some() {
+        len += H + 8 + 8;
+    }
+    if !a.communities.is_empty() {
+        len += H + 4 * a.communities.len();
+    }
+    if a.originator_id.is_some() {
+        len += H + 4;
+    }
+    if !a.cluster_list.is_empty() {
+        len += H + 4 * a.cluster_list.len();
+    }
+    if !a.ext_communities.is_empty() {
+        len += H + 8 * a.ext_communities.len();
+    }
+    if !a.large_communities.is_empty() {
+        len += H + 12 * a.large_communities.len();
+    }
+    if a.otc.is_some() {
+        len += H + 4;
+    }
+    len += a.unknown.iter().map(|u| H + u.value.len()).sum::<usize>();
+    len
+}

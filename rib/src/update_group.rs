@@ -1,0 +1,396 @@
+//! Adj-RIB-Out through update groups.
+//!
+//! Peers whose [`GroupKey`] is equal receive the same routes with the same
+//! attributes, so a group computes each export and builds each UPDATE once.
+//! The only per-member difference is split horizon: a route is never sent
+//! back to the member it came from. Reflected routes from different sources
+//! carry different attributes (next hop, ORIGINATOR_ID) and so travel in
+//! different UPDATEs anyway; each such batch names the one member it skips.
+
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use tabby_bgp::attr::NextHop;
+use tabby_bgp::message::{MpReach, MpUnreach, Update};
+use tabby_bgp::{Family, Nlri};
+
+use crate::attrs::RouteAttrs;
+use crate::export::{GroupKey, estimate_attrs_len};
+use crate::hash::{FastMap, FastSet};
+use crate::types::{Outgoing, PeerId, Recipients};
+
+/// What a group has advertised for one path of a prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct AdjOutEntry {
+    /// ADD-PATH identifier sent (0 without ADD-PATH).
+    pub tx_id: u32,
+    pub source: u32,
+    pub src_path_id: u32,
+    pub attrs: Arc<RouteAttrs>,
+}
+
+#[derive(Debug)]
+pub(crate) struct UpdateGroup {
+    pub id: u32,
+    pub key: GroupKey,
+    /// Member peer slots.
+    pub members: FastSet<u32>,
+    pub adj_out: FastMap<IpNet, Vec<AdjOutEntry>>,
+    next_tx_id: u32,
+}
+
+/// A group's pending changes, collected over many prefixes, then packed.
+#[derive(Debug, Default)]
+pub(crate) struct Batcher {
+    announce: Vec<(Arc<RouteAttrs>, Option<u32>, Vec<Nlri>)>,
+    announce_idx: FastMap<(usize, Option<u32>), usize>,
+    withdraw: Vec<(Family, Option<u32>, Vec<Nlri>)>,
+    withdraw_idx: FastMap<(Family, Option<u32>), usize>,
+    /// Per-member withdrawals: the member's own route became the best, so
+    /// the route it had from us must go (split horizon).
+    corrections: Vec<(u32, Family, Vec<Nlri>)>,
+}
+
+impl Batcher {
+    pub fn is_empty(&self) -> bool {
+        self.announce.is_empty() && self.withdraw.is_empty() && self.corrections.is_empty()
+    }
+
+    pub fn push_announce(&mut self, attrs: &Arc<RouteAttrs>, nlri: &Nlri) {
+        self.announce(attrs, None, *nlri);
+    }
+
+    fn announce(&mut self, attrs: &Arc<RouteAttrs>, except: Option<u32>, nlri: Nlri) {
+        let k = (Arc::as_ptr(attrs) as usize, except);
+        let i = *self.announce_idx.entry(k).or_insert_with(|| {
+            self.announce.push((attrs.clone(), except, Vec::new()));
+            self.announce.len() - 1
+        });
+        self.announce[i].2.push(nlri);
+    }
+
+    fn withdraw(&mut self, except: Option<u32>, nlri: Nlri) {
+        let k = (nlri.family(), except);
+        let i = *self.withdraw_idx.entry(k).or_insert_with(|| {
+            self.withdraw.push((k.0, except, Vec::new()));
+            self.withdraw.len() - 1
+        });
+        self.withdraw[i].2.push(nlri);
+    }
+}
+
+impl UpdateGroup {
+    pub fn new(id: u32, key: GroupKey) -> Self {
+        UpdateGroup {
+            id,
+            key,
+            members: FastSet::default(),
+            adj_out: FastMap::default(),
+            next_tx_id: 1,
+        }
+    }
+
+    fn member(&self, source: u32) -> Option<u32> {
+        self.members.contains(&source).then_some(source)
+    }
+
+    /// Records the new export result for `prefix` (`new` in preference
+    /// order: `(source, source path id, attrs)`), queueing the difference.
+    pub fn apply(
+        &mut self,
+        prefix: IpNet,
+        new: Vec<(u32, u32, Arc<RouteAttrs>)>,
+        batch: &mut Batcher,
+    ) {
+        let add_path = self.key.add_path(Family::of(&prefix));
+        let old = self.adj_out.remove(&prefix).unwrap_or_default();
+        let mut entries: Vec<AdjOutEntry> = Vec::with_capacity(new.len());
+        for (source, src_path_id, attrs) in new {
+            let tx_id = if add_path {
+                match old
+                    .iter()
+                    .find(|o| o.source == source && o.src_path_id == src_path_id)
+                {
+                    Some(o) => o.tx_id,
+                    None => {
+                        let id = self.next_tx_id;
+                        self.next_tx_id = self.next_tx_id.wrapping_add(1).max(1);
+                        id
+                    }
+                }
+            } else {
+                0
+            };
+            entries.push(AdjOutEntry {
+                tx_id,
+                source,
+                src_path_id,
+                attrs,
+            });
+        }
+        if add_path {
+            // RFC 7911: each path is its own NLRI; ids are unique per source.
+            for e in &entries {
+                let unchanged = old
+                    .iter()
+                    .any(|o| o.tx_id == e.tx_id && Arc::ptr_eq(&o.attrs, &e.attrs));
+                if !unchanged {
+                    batch.announce(
+                        &e.attrs,
+                        self.member(e.source),
+                        Nlri::with_path_id(prefix, e.tx_id),
+                    );
+                }
+            }
+            for o in &old {
+                if !entries.iter().any(|e| e.tx_id == o.tx_id) {
+                    batch.withdraw(self.member(o.source), Nlri::with_path_id(prefix, o.tx_id));
+                }
+            }
+        } else {
+            match (old.first(), entries.first()) {
+                (Some(o), Some(n)) if o.source == n.source && Arc::ptr_eq(&o.attrs, &n.attrs) => {}
+                (o, Some(n)) => {
+                    let except = self.member(n.source);
+                    batch.announce(&n.attrs, except, Nlri::new(prefix));
+                    if let (Some(o), Some(m)) = (o, except) {
+                        if o.source != m {
+                            batch.corrections.push((
+                                m,
+                                Family::of(&prefix),
+                                vec![Nlri::new(prefix)],
+                            ));
+                        }
+                    }
+                }
+                (Some(o), None) => batch.withdraw(self.member(o.source), Nlri::new(prefix)),
+                (None, None) => {}
+            }
+        }
+        if !entries.is_empty() {
+            self.adj_out.insert(prefix, entries);
+        }
+    }
+
+    /// Everything this group advertises that `member` may receive, for
+    /// `family` (all when `None`): an initial dump or a route refresh.
+    pub fn dump_for(&self, member: u32, family: Option<Family>) -> Batcher {
+        let mut b = Batcher::default();
+        let add_path = |p: &IpNet| self.key.add_path(Family::of(p));
+        let mut prefixes: Vec<&IpNet> = self
+            .adj_out
+            .keys()
+            .filter(|p| family.is_none_or(|f| Family::of(p) == f))
+            .collect();
+        prefixes.sort();
+        for p in prefixes {
+            let Some(entries) = self.adj_out.get(p) else {
+                continue;
+            };
+            for e in entries {
+                if e.source == member {
+                    continue;
+                }
+                let nlri = if add_path(p) {
+                    Nlri::with_path_id(*p, e.tx_id)
+                } else {
+                    Nlri::new(*p)
+                };
+                b.announce(&e.attrs, None, nlri);
+                if !add_path(p) {
+                    break;
+                }
+            }
+        }
+        b
+    }
+
+    /// Packs a batch into UPDATEs for the members (`members` excludes those
+    /// still waiting for their initial dump). `encodings` counts UPDATEs
+    /// built.
+    pub fn finish(
+        &self,
+        batch: Batcher,
+        members: &Arc<[PeerId]>,
+        id_of: impl Fn(u32) -> PeerId,
+        to_single: Option<PeerId>,
+        encodings: &mut u64,
+    ) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        let to = |except: Option<u32>| match to_single {
+            Some(p) => Recipients::Peer(p),
+            None => Recipients::Group {
+                group: self.id,
+                members: members.clone(),
+                except: except.map(&id_of),
+            },
+        };
+        let max = self.key.max_message_len;
+        for (family, except, nlri) in batch.withdraw {
+            let updates = pack_withdraw(family, &nlri, max);
+            *encodings += updates.len() as u64;
+            out.push(Outgoing {
+                to: to(except),
+                updates: updates.into(),
+            });
+        }
+        for (attrs, except, nlri) in batch.announce {
+            let updates = pack_announce(&attrs, &nlri, max, self.key.four_octet_as);
+            *encodings += updates.len() as u64;
+            out.push(Outgoing {
+                to: to(except),
+                updates: updates.into(),
+            });
+        }
+        for (member, family, nlri) in batch.corrections {
+            let updates = pack_withdraw(family, &nlri, max);
+            *encodings += updates.len() as u64;
+            out.push(Outgoing {
+                to: Recipients::Peer(id_of(member)),
+                updates: updates.into(),
+            });
+        }
+        out.retain(|o| {
+            !o.updates.is_empty()
+                && !(matches!(&o.to, Recipients::Group { members, .. } if members.is_empty()))
+        });
+        out
+    }
+}
+
+/// Encoded NLRI size: length octet, prefix octets, ADD-PATH id.
+fn nlri_len(n: &Nlri) -> usize {
+    1 + (n.prefix.prefix_len() as usize).div_ceil(8) + if n.path_id.is_some() { 4 } else { 0 }
+}
+
+/// Splits `nlri` into chunks whose encoded size fits `budget` octets.
+fn chunks(nlri: &[Nlri], budget: usize) -> Vec<&[Nlri]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut used = 0;
+    for (i, n) in nlri.iter().enumerate() {
+        let l = nlri_len(n);
+        if used + l > budget && i > start {
+            out.push(&nlri[start..i]);
+            start = i;
+            used = 0;
+        }
+        used += l;
+    }
+    if start < nlri.len() {
+        out.push(&nlri[start..]);
+    }
+    out
+}
+
+/// Header (19) + withdrawn length (2) + attributes length (2).
+const UPDATE_OVERHEAD: usize = 23;
+
+fn pack_withdraw(family: Family, nlri: &[Nlri], max: usize) -> Vec<Update> {
+    let v4 = family == Family::IPV4_UNICAST;
+    // MP_UNREACH: attribute header 4 + AFI/SAFI 3.
+    let budget = max.saturating_sub(UPDATE_OVERHEAD + if v4 { 0 } else { 7 });
+    chunks(nlri, budget)
+        .into_iter()
+        .map(|c| {
+            if v4 {
+                Update {
+                    withdrawn: c.to_vec(),
+                    ..Update::default()
+                }
+            } else {
+                Update {
+                    mp_unreach: Some(MpUnreach {
+                        family,
+                        withdrawn: c.to_vec(),
+                    }),
+                    ..Update::default()
+                }
+            }
+        })
+        .collect()
+}
+
+fn pack_announce(r: &RouteAttrs, nlri: &[Nlri], max: usize, four_octet_as: bool) -> Vec<Update> {
+    let Some(first) = nlri.first() else {
+        return Vec::new();
+    };
+    let family = first.family();
+    let budget = max.saturating_sub(UPDATE_OVERHEAD + estimate_attrs_len(r, four_octet_as));
+    // Classic encoding only for IPv4 NLRI with an IPv4 next hop; RFC 8950
+    // IPv6 next hops and IPv6 NLRI go in MP_REACH (RFC 4760 §3).
+    let classic = family == Family::IPV4_UNICAST && r.next_hop.addr.is_ipv4();
+    chunks(nlri, budget)
+        .into_iter()
+        .map(|c| {
+            let mut attributes = r.attrs.clone();
+            if classic {
+                if let std::net::IpAddr::V4(a) = r.next_hop.addr {
+                    attributes.next_hop = Some(a);
+                }
+                Update {
+                    attributes,
+                    nlri: c.to_vec(),
+                    ..Update::default()
+                }
+            } else {
+                attributes.next_hop = None;
+                Update {
+                    attributes,
+                    mp_reach: Some(MpReach {
+                        family,
+                        next_hop: NextHop {
+                            addr: r.next_hop.addr,
+                            link_local: r.next_hop.link_local,
+                        },
+                        nlri: c.to_vec(),
+                    }),
+                    ..Update::default()
+                }
+            }
+        })
+        .collect()
+}
+
+/// End-of-RIB markers (RFC 4724 §2) for `families`.
+pub(crate) fn end_of_rib(families: &[Family]) -> Vec<Update> {
+    families.iter().map(|f| Update::end_of_rib(*f)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_respect_budget() {
+        let nlri: Vec<Nlri> = (0..1000u32)
+            .map(|i| {
+                Nlri::new(IpNet::V4(
+                    ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(0x6440_0000 + (i << 8)), 24)
+                        .unwrap(),
+                ))
+            })
+            .collect();
+        let c = chunks(&nlri, 100);
+        assert!(
+            c.iter()
+                .all(|c| c.iter().map(nlri_len).sum::<usize>() <= 100)
+        );
+        assert_eq!(c.iter().map(|c| c.len()).sum::<usize>(), 1000);
+        assert_eq!(c[0].len(), 25);
+    }
+
+    #[test]
+    fn withdraw_families() {
+        let v6: IpNet = "2001:db8:1000::/48".parse().unwrap();
+        let u = pack_withdraw(Family::IPV6_UNICAST, &[Nlri::new(v6)], 4096);
+        assert_eq!(u.len(), 1);
+        assert_eq!(
+            u[0].mp_unreach.as_ref().unwrap().withdrawn,
+            vec![Nlri::new(v6)]
+        );
+        let v4: IpNet = "100.64.0.0/26".parse().unwrap();
+        let u = pack_withdraw(Family::IPV4_UNICAST, &[Nlri::new(v4)], 4096);
+        assert_eq!(u[0].withdrawn, vec![Nlri::new(v4)]);
+    }
+}

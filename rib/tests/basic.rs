@@ -1,0 +1,264 @@
+//! The thin path: routes in, best changes and UPDATEs out.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use tabby_bgp::Asn;
+use tabby_bgp::message::Update;
+use tabby_rib::*;
+
+const LOCAL_AS: u32 = 64512;
+
+fn rib() -> Rib {
+    let mut c = RibConfig::new(v4("198.18.0.1"), Asn(LOCAL_AS));
+    c.max_paths = 4;
+    c.local_addresses = vec![ip("198.18.0.1")];
+    Rib::new(c)
+}
+
+fn peer(addr: &str, asn: u32) -> PeerConfig {
+    let mut p = PeerConfig::new(ip(addr), Asn(asn));
+    p.local_v4 = Some(v4("198.18.0.1"));
+    p.local_v6 = Some("2001:db8::1".parse().unwrap());
+    p
+}
+
+#[test]
+fn best_path_and_ecmp_and_withdraw() {
+    let mut r = rib();
+    let t = now();
+    for (i, a) in [(1, "198.18.0.2"), (2, "198.18.0.3")] {
+        r.add_peer(PeerId(i), peer(a, 65000 + i)).unwrap();
+        r.peer_up(PeerId(i), PeerSession::basic(v4(a)), t).unwrap();
+    }
+    let o = r
+        .apply_update(
+            PeerId(1),
+            &announce(&["100.64.0.0/26"], "198.18.0.2", &[65001, 65010]),
+        )
+        .unwrap();
+    assert_eq!(o.announced, 1);
+    let c = r.drain_best_changes();
+    assert_eq!(c.len(), 1);
+    let b = c[0].best.as_ref().unwrap();
+    assert_eq!(
+        b.next_hops,
+        vec![EcmpHop {
+            addr: ip("198.18.0.2"),
+            peer: Some(PeerId(1))
+        }]
+    );
+    assert!(!b.local);
+
+    // Equal up to the IGP step: ECMP of two (different neighbour AS, so MED
+    // is not compared; both eBGP).
+    r.apply_update(
+        PeerId(2),
+        &announce(&["100.64.0.0/26"], "198.18.0.3", &[65002, 65010]),
+    )
+    .unwrap();
+    let c = r.drain_best_changes();
+    assert_eq!(c.len(), 1);
+    let hops: Vec<_> = c[0]
+        .best
+        .as_ref()
+        .unwrap()
+        .next_hops
+        .iter()
+        .map(|h| h.addr)
+        .collect();
+    assert_eq!(hops, vec![ip("198.18.0.2"), ip("198.18.0.3")]);
+
+    // A shorter path wins alone.
+    r.apply_update(
+        PeerId(2),
+        &announce(&["100.64.0.0/26"], "198.18.0.3", &[65002]),
+    )
+    .unwrap();
+    let c = r.drain_best_changes();
+    assert_eq!(c[0].best.as_ref().unwrap().next_hops.len(), 1);
+    assert_eq!(
+        c[0].best.as_ref().unwrap().next_hops[0].addr,
+        ip("198.18.0.3")
+    );
+
+    r.apply_update(PeerId(2), &withdraw(&["100.64.0.0/26"]))
+        .unwrap();
+    r.apply_update(PeerId(1), &withdraw(&["100.64.0.0/26"]))
+        .unwrap();
+    let c = r.drain_best_changes();
+    assert_eq!(c.len(), 2);
+    assert_eq!(c[1].best, None);
+    assert!(c[0].seq < c[1].seq);
+    assert_eq!(r.stats().prefixes, 0);
+}
+
+#[test]
+fn rejects_loops_martians_and_first_as() {
+    let mut r = rib();
+    let t = now();
+    r.add_peer(PeerId(1), peer("198.18.0.2", 65001)).unwrap();
+    r.peer_up(PeerId(1), PeerSession::basic(v4("198.18.0.2")), t)
+        .unwrap();
+    let o = r
+        .apply_update(
+            PeerId(1),
+            &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001, LOCAL_AS]),
+        )
+        .unwrap();
+    assert_eq!(o.rejected, vec![(RejectReason::AsLoop, 1)]);
+    let o = r
+        .apply_update(
+            PeerId(1),
+            &announce(&["100.64.1.0/26"], "198.18.0.2", &[65009]),
+        )
+        .unwrap();
+    assert_eq!(o.rejected, vec![(RejectReason::FirstAsMismatch, 1)]);
+    // CONFORMANCE row 17: stored but never selected.
+    for nh in ["0.0.0.0", "127.0.0.1", "224.0.0.5", "198.18.0.1"] {
+        r.apply_update(PeerId(1), &announce(&["100.64.2.0/26"], nh, &[65001]))
+            .unwrap();
+        assert!(
+            r.best(&net("100.64.2.0/26")).is_none(),
+            "next hop {nh} must not be used"
+        );
+    }
+    assert!(r.drain_best_changes().is_empty());
+}
+
+#[test]
+fn originated_route_is_exported_with_next_hop_self_and_prepend() {
+    let mut r = rib();
+    let t = now();
+    r.add_peer(PeerId(1), peer("198.18.0.2", 65001)).unwrap();
+    r.peer_up(PeerId(1), PeerSession::basic(v4("198.18.0.2")), t)
+        .unwrap();
+    let out = r.drain_outgoing();
+    assert_eq!(
+        render(&updates_for(&out, PeerId(1))),
+        vec!["EOR ipv4-unicast", "EOR ipv6-unicast"]
+    );
+
+    r.originate(net("100.64.3.0/26"), "ipam", LocalRoute::default());
+    r.originate(net("2001:db8:1000::/122"), "ipam", LocalRoute::default());
+    let c = r.drain_best_changes();
+    assert_eq!(c.len(), 2);
+    assert!(c[0].best.as_ref().unwrap().local);
+    let out = r.drain_outgoing();
+    assert_eq!(
+        render(&updates_for(&out, PeerId(1))),
+        vec![
+            r#"A ["100.64.3.0/26"] nh=198.18.0.1 path=[64512] lp=None med=None orig=None cl=[] comm=[]"#,
+            r#"A ["2001:db8:1000::/122"] nh=2001:db8::1 path=[64512] lp=None med=None orig=None cl=[] comm=[]"#,
+        ]
+    );
+    assert!(r.withdraw_local(net("100.64.3.0/26"), "ipam"));
+    let out = r.drain_outgoing();
+    assert_eq!(
+        render(&updates_for(&out, PeerId(1))),
+        vec![r#"W ["100.64.3.0/26"]"#]
+    );
+}
+
+#[test]
+fn ibgp_split_horizon_and_no_echo() {
+    let mut r = rib();
+    let t = now();
+    for (i, a) in [(1, "198.18.0.2"), (2, "198.18.0.3")] {
+        r.add_peer(PeerId(i), peer(a, LOCAL_AS)).unwrap();
+        r.peer_up(PeerId(i), PeerSession::basic(v4(a)), t).unwrap();
+    }
+    r.drain_outgoing();
+    r.apply_update(PeerId(1), &announce(&["100.64.4.0/26"], "198.18.0.2", &[]))
+        .unwrap();
+    let out = r.drain_outgoing();
+    // Not a reflector: iBGP routes do not go to other iBGP peers.
+    assert!(updates_for(&out, PeerId(2)).is_empty());
+    assert!(updates_for(&out, PeerId(1)).is_empty());
+    let e = r.explain(&net("100.64.4.0/26"));
+    assert_eq!(e.candidates.len(), 1);
+    assert!(e.candidates[0].best);
+    assert_eq!(e.exports.len(), 2);
+    assert!(e.exports.iter().all(|x| !x.exported));
+    assert!(
+        e.exports[1].reason.contains("split horizon"),
+        "{}",
+        e.exports[1].reason
+    );
+}
+
+#[test]
+fn replace_local_is_atomic_set_replacement() {
+    let mut r = rib();
+    r.replace_local(
+        "ipam",
+        vec![
+            (net("100.64.5.0/26"), LocalRoute::default()),
+            (net("100.64.6.0/26"), LocalRoute::default()),
+        ],
+    );
+    assert_eq!(r.drain_best_changes().len(), 2);
+    r.replace_local(
+        "ipam",
+        vec![
+            (net("100.64.6.0/26"), LocalRoute::default()),
+            (net("100.64.7.0/26"), LocalRoute::default()),
+        ],
+    );
+    let c = r.drain_best_changes();
+    let mut got: Vec<(String, bool)> = c
+        .iter()
+        .map(|c| (c.prefix.to_string(), c.best.is_some()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("100.64.5.0/26".to_string(), false),
+            ("100.64.7.0/26".to_string(), true)
+        ]
+    );
+}
+
+#[test]
+fn treat_as_withdraw_and_end_of_rib() {
+    use tabby_bgp::error::{Rfc7606Action, Rfc7606Issue};
+    let mut r = rib();
+    let t = now();
+    r.add_peer(PeerId(1), peer("198.18.0.2", 65001)).unwrap();
+    assert_eq!(
+        r.apply_update(PeerId(1), &Update::default()),
+        Err(RibError::PeerNotUp(PeerId(1)))
+    );
+    r.peer_up(PeerId(1), PeerSession::basic(v4("198.18.0.2")), t)
+        .unwrap();
+    r.apply_update(
+        PeerId(1),
+        &announce(&["100.64.8.0/26"], "198.18.0.2", &[65001]),
+    )
+    .unwrap();
+    assert!(r.best(&net("100.64.8.0/26")).is_some());
+    let mut u = announce(&["100.64.8.0/26"], "198.18.0.2", &[65001]);
+    u.issues.push(Rfc7606Issue {
+        action: Rfc7606Action::TreatAsWithdraw,
+        attribute: 8,
+        subcode: 5,
+        reason: "bad".into(),
+    });
+    let o = r.apply_update(PeerId(1), &u).unwrap();
+    assert_eq!(o.rejected, vec![(RejectReason::TreatAsWithdraw, 1)]);
+    assert!(r.best(&net("100.64.8.0/26")).is_none());
+    let o = r
+        .apply_update(
+            PeerId(1),
+            &Update::end_of_rib(tabby_bgp::Family::IPV6_UNICAST),
+        )
+        .unwrap();
+    assert_eq!(o.end_of_rib, Some(tabby_bgp::Family::IPV6_UNICAST));
+    assert_eq!(
+        r.add_peer(PeerId(1), peer("198.18.0.2", 65001)),
+        Err(RibError::DuplicatePeer(PeerId(1)))
+    );
+    let _ = Arc::new(0);
+}
