@@ -113,7 +113,7 @@ impl Lab {
             bail!("the lab needs root (network namespaces); run the tests as root");
         }
         static REAPED: std::sync::Once = std::sync::Once::new();
-        REAPED.call_once(reap_stale);
+        REAPED.call_once(reap_stale_namespaces);
         let dir = tempfile::Builder::new()
             .prefix(&format!("tabby-lab-{label}-"))
             .tempdir()
@@ -688,7 +688,7 @@ impl Lab {
 /// (e.g. SIGKILLed test binaries): names are `tl<pid>x<n>`, so a namespace
 /// whose creator pid is gone is ours and stale. Processes still inside are
 /// killed by pid first.
-fn reap_stale() {
+pub fn reap_stale_namespaces() {
     let Ok(rd) = std::fs::read_dir("/run/netns") else {
         return;
     };

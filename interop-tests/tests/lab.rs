@@ -541,3 +541,130 @@ fn kill9_and_restart_keep_routes_under_graceful_restart() -> Result<()> {
     ensure!(stale.len() == 1, "{stale:?}");
     Ok(())
 }
+
+/// The raw peer reaches Established with BIRD 2, its UPDATE is accepted, a
+/// malformed ORIGIN is treated as withdraw with the session up (RFC 7606
+/// §7.1), and a broken marker draws NOTIFICATION 1/1 (RFC 4271 §6.1).
+#[test]
+fn raw_peer_against_bird2() -> Result<()> {
+    use interop_tests::raw::{self, RawBgp};
+    need(&[Need::Bird2]);
+    let mut lab = Lab::new("raw")?;
+    let r = lab.ns("raw")?;
+    let b = lab.ns("bird")?;
+    let seg = lab.link(&r, &b)?;
+    let (r4, b4) = (seg.v4(&r)?, seg.v4(&b)?);
+    let mut peer = Bird2Peer::ebgp("raw", 65001, r4.into(), 65099);
+    peer.passive = true;
+    let bird = lab.start_bird2(&b, "bird", &Bird2Conf::new(b4).peer(peer).render())?;
+
+    let mut raw = RawBgp::connect(
+        &lab,
+        &r,
+        Some(r4.into()),
+        (IpAddr::V4(b4), 179).into(),
+        Duration::from_secs(5),
+    )?;
+    let open = raw.establish(65099, r4, 90)?;
+    ensure!(open.open_my_as() == Some(65001), "{open:?}");
+    lab.wait_for(
+        "BIRD sees the raw peer Established",
+        SESSION_TIMEOUT,
+        || bird.established("raw"),
+    )?;
+
+    let good = raw::update_body(
+        &[],
+        &raw::basic_attrs(&[65099], r4),
+        &["100.64.20.0/24".parse()?],
+    );
+    raw.send_msg(raw::UPDATE, &good)?;
+    let got = lab.wait_for("the raw route at BIRD", SESSION_TIMEOUT, || {
+        bird.routes_for(net("100.64.20.0/24"))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("not there yet"))
+    })?;
+    ensure!(got.as_path() == vec![65099], "{got:?}");
+
+    // ORIGIN 7 does not exist: treat-as-withdraw, session stays up.
+    let mut bad = raw::attr(raw::TRANSITIVE, 1, &[7]);
+    bad.extend(raw::attr(raw::TRANSITIVE, 2, &[2, 1, 0, 0, 0xfe, 0x4b]));
+    bad.extend(raw::attr(raw::TRANSITIVE, 3, &r4.octets()));
+    raw.send_msg(
+        raw::UPDATE,
+        &raw::update_body(&[], &bad, &["100.64.20.0/24".parse()?]),
+    )?;
+    lab.wait_for(
+        "the malformed update to withdraw the route",
+        SESSION_TIMEOUT,
+        || {
+            ensure!(
+                bird.routes_for(net("100.64.20.0/24"))?.is_empty(),
+                "route still there"
+            );
+            Ok(())
+        },
+    )?;
+    bird.established("raw")?;
+    while let Some(m) = raw.recv(Duration::from_millis(300))? {
+        ensure!(m.notification().is_none(), "BIRD reset the session: {m:?}");
+    }
+
+    let mut broken = raw::frame(raw::KEEPALIVE, &[]);
+    broken[0] = 0;
+    raw.send(&broken)?;
+    let (code, sub, _) = raw.expect_notification(Duration::from_secs(5))?;
+    ensure!((code, sub) == (1, 1), "expected 1/1, got {code}/{sub}");
+    Ok(())
+}
+
+/// A namespace left by a lab whose process died without Drop is removed,
+/// with what runs inside it; `in_ns` runs code inside a namespace.
+#[test]
+fn stale_namespaces_are_reaped_and_in_ns_works() -> Result<()> {
+    need(&[]);
+    let mut dead = std::process::Command::new("true").spawn()?;
+    let dead_pid = dead.id();
+    dead.wait()?;
+    let name = format!("tl{dead_pid}x0");
+    interop_tests::cmd::run_ok("ip", &["netns", "add", &name], Duration::from_secs(5))?;
+    let mut inside = std::process::Command::new("ip")
+        .args(["netns", "exec", &name, "sleep", "300"])
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(100));
+    interop_tests::lab::reap_stale_namespaces();
+    let gone = !Path::new("/run/netns").join(&name).exists();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut status = inside.try_wait()?;
+    while status.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        status = inside.try_wait()?;
+    }
+    if status.is_none() {
+        let _ = inside.kill();
+        let _ = inside.wait();
+    }
+    if !gone {
+        let _ = interop_tests::cmd::run("ip", &["netns", "del", &name], Duration::from_secs(5));
+    }
+    ensure!(gone, "stale namespace {name} survived");
+    ensure!(
+        status.is_some(),
+        "process inside the stale namespace survived"
+    );
+
+    let mut lab = Lab::new("inns")?;
+    let a = lab.ns("a")?;
+    let b = lab.ns("b")?;
+    lab.link(&a, &b)?;
+    // Inside `a` the link's address is local; outside it is not.
+    let local =
+        |addr: &str| std::net::UdpSocket::bind((addr.parse::<IpAddr>().expect("addr"), 0)).is_ok();
+    ensure!(lab.in_ns(&a, || local("198.18.1.1"))?, "not inside a");
+    ensure!(
+        !local("198.18.1.1"),
+        "198.18.1.1 must not exist outside the lab"
+    );
+    Ok(())
+}
