@@ -791,6 +791,10 @@ fn terminate(d: &mut Running, sig: Option<Signal>) {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // A panicking test gets the whole picture before it is torn down.
+        if thread::panicking() && !self.daemons.is_empty() {
+            eprintln!("lab {} torn down by a panic:\n{}", self.label, self.dump());
+        }
         // TERM everything at once so teardown takes one grace period, not one per daemon.
         let mut pending: Vec<(Child, Vec<u32>)> = Vec::new();
         for d in &mut self.daemons {

@@ -67,6 +67,9 @@ fn bird2_gobgp_ebgp() -> Result<()> {
     let br = bird.routes_for(net("100.64.1.0/26"))?;
     ensure!(br.len() == 1 && br[0].as_path() == vec![65002], "{br:?}");
 
+    // `ip netns exec` execs in place: the pid the lab accounts is BIRD's own.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", lab.pid("bird")?))?;
+    ensure!(comm.trim() == "bird", "pid is {comm:?}, not bird");
     let st = lab.stats("bird")?;
     assert!(st.peak_rss_kib > 0);
     eprintln!(
@@ -666,5 +669,64 @@ fn stale_namespaces_are_reaped_and_in_ns_works() -> Result<()> {
         !local("198.18.1.1"),
         "198.18.1.1 must not exist outside the lab"
     );
+    Ok(())
+}
+
+/// TCP-MD5 (RFC 2385) with GoBGP and, with GTSM (RFC 5082) on top, with
+/// FRR; a wrong key keeps a session down.
+#[test]
+fn md5_and_gtsm_with_gobgp_and_frr() -> Result<()> {
+    need(&[Need::Bird2, Need::GoBgp, Need::Frr]);
+    let mut lab = Lab::new("md5")?;
+    let hub = lab.ns("hub")?;
+    let g = lab.ns("gobgp")?;
+    let f = lab.ns("frr")?;
+    let w = lab.ns("wrong")?;
+    let seg = lab.lan(&[&hub, &g, &f, &w])?;
+    let (h4, g4, f4, w4) = (seg.v4(&hub)?, seg.v4(&g)?, seg.v4(&f)?, seg.v4(&w)?);
+
+    let mut to_g = Bird2Peer::ebgp("gob", 65001, g4.into(), 65002);
+    to_g.password = Some("lab-secret-1".into());
+    let mut to_f = Bird2Peer::ebgp("frr", 65001, f4.into(), 65003);
+    to_f.password = Some("lab-secret-2".into());
+    to_f.ttl_security = true;
+    let mut to_w = Bird2Peer::ebgp("wrong", 65001, w4.into(), 65004);
+    to_w.password = Some("lab-secret-3".into());
+    let hconf = Bird2Conf::new(h4).peer(to_g).peer(to_f).peer(to_w);
+    let hd = lab.start_bird2(&hub, "hub", &hconf.render())?;
+
+    let mut gn = GoBgpNeighbor::new(h4.into(), 65001);
+    gn.password = Some("lab-secret-1".into());
+    let gd = lab.start_gobgp(
+        &g,
+        "gobgp",
+        &GoBgpConf::new(65002, g4).neighbor(gn).render(),
+    )?;
+    let mut fnb = FrrNeighbor::new(h4.into(), 65001);
+    fnb.password = Some("lab-secret-2".into());
+    fnb.ttl_security_hops = Some(1);
+    let fd = lab.start_frr(
+        &f,
+        "frr",
+        &FrrConf::new("frr", 65003, f4).neighbor(fnb).render(),
+    )?;
+    let mut wn = FrrNeighbor::new(h4.into(), 65001);
+    wn.password = Some("not-the-key".into());
+    lab.start_frr(
+        &w,
+        "wrong",
+        &FrrConf::new("wrong", 65004, w4).neighbor(wn).render(),
+    )?;
+
+    lab.wait_for("MD5 sessions with the right keys", SESSION_TIMEOUT, || {
+        hd.established("gob")?;
+        hd.established("frr")?;
+        gd.established(h4.into())?;
+        fd.established(h4.into())
+    })?;
+    // Both sides retry every 2 s: several attempts with the wrong key.
+    std::thread::sleep(Duration::from_secs(5));
+    let p = hd.protocol("wrong")?;
+    ensure!(!p.established(), "wrong key established: {p:?}");
     Ok(())
 }
