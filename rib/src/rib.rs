@@ -646,13 +646,17 @@ impl Rib {
     fn best_route_of(&self, fi: usize, prefix: &IpNet) -> Option<BestRoute> {
         let d = self.tables[fi].dests.get(prefix)?;
         let best = d.best()?;
-        let next_hops = d.paths[..d.ecmp as usize]
-            .iter()
-            .map(|p| EcmpHop {
-                addr: p.attrs.next_hop.addr,
-                peer: self.peer(p.source).map(|s| s.id),
-            })
-            .collect();
+        // Paths through the same next hop (a route and its reflection) are
+        // one forwarding entry.
+        let mut next_hops: Vec<EcmpHop> = Vec::with_capacity(d.ecmp as usize);
+        for p in &d.paths[..d.ecmp as usize] {
+            if !next_hops.iter().any(|h| h.addr == p.attrs.next_hop.addr) {
+                next_hops.push(EcmpHop {
+                    addr: p.attrs.next_hop.addr,
+                    peer: self.peer(p.source).map(|s| s.id),
+                });
+            }
+        }
         Some(BestRoute {
             next_hops,
             local: best.is_local(),

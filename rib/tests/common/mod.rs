@@ -159,3 +159,219 @@ pub fn render(updates: &[Update]) -> Vec<String> {
 pub fn now() -> Instant {
     Instant::now()
 }
+
+// ------------------------------------------------------------------ network
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tabby_bgp::codec::{CodecCtx, decode_message, encode_message};
+use tabby_bgp::message::Message;
+
+/// One simulated BGP speaker: a RIB and its sessions.
+pub struct Speaker {
+    pub name: String,
+    pub rib: Rib,
+    pub addr: Ipv4Addr,
+    /// local peer id → (remote speaker, remote's id for us, ctx toward it)
+    pub links: HashMap<PeerId, (usize, PeerId, CodecCtx)>,
+    next_id: u32,
+}
+
+/// Several speakers wired in memory. UPDATEs travel through the real codec
+/// (encode, then decode) so what the RIB builds is what a peer would parse.
+pub struct Net {
+    pub sp: Vec<Speaker>,
+    pub now: Instant,
+    pub log: Vec<String>,
+    /// Session parameters used by `link` (GR, LLGR, ...).
+    pub session_template: fn(Ipv4Addr) -> PeerSession,
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Net {
+            sp: Vec::new(),
+            now: Instant::now(),
+            log: Vec::new(),
+            session_template: PeerSession::basic,
+        }
+    }
+}
+
+impl Net {
+    pub fn speaker(&mut self, name: &str, asn: u32, cluster: Option<&str>) -> usize {
+        let i = self.sp.len();
+        let addr = Ipv4Addr::new(198, 18, 0, (i + 1) as u8);
+        let mut c = RibConfig::new(addr, Asn(asn));
+        c.cluster_id = cluster.map(v4);
+        c.max_paths = 2;
+        c.local_addresses = vec![IpAddr::V4(addr)];
+        self.sp.push(Speaker {
+            name: name.to_string(),
+            rib: Rib::new(c),
+            addr,
+            links: HashMap::new(),
+            next_id: 1,
+        });
+        i
+    }
+
+    fn peer_cfg(&self, from: usize, to: usize) -> PeerConfig {
+        let asn = self.sp[to].rib.config().local_asn;
+        let mut p = PeerConfig::new(IpAddr::V4(self.sp[to].addr), asn);
+        p.local_v4 = Some(self.sp[from].addr);
+        p.local_v6 = Some(format!("2001:db8::{}", from + 1).parse().unwrap());
+        p
+    }
+
+    /// Configures a session a↔b (with per-side tweaks) and brings it up.
+    pub fn link(
+        &mut self,
+        a: usize,
+        b: usize,
+        tweak_a: impl Fn(&mut PeerConfig),
+        tweak_b: impl Fn(&mut PeerConfig),
+    ) -> (PeerId, PeerId) {
+        let ida = PeerId(self.sp[a].next_id);
+        self.sp[a].next_id += 1;
+        let idb = PeerId(self.sp[b].next_id);
+        self.sp[b].next_id += 1;
+        let mut ca = self.peer_cfg(a, b);
+        tweak_a(&mut ca);
+        let mut cb = self.peer_cfg(b, a);
+        tweak_b(&mut cb);
+        let ebgp = ca.peer_asn != self.sp[a].rib.config().local_asn;
+        let ctx = CodecCtx {
+            four_octet_as: true,
+            ebgp,
+            ..CodecCtx::default()
+        };
+        self.sp[a].rib.add_peer(ida, ca).unwrap();
+        self.sp[b].rib.add_peer(idb, cb).unwrap();
+        self.sp[a].links.insert(ida, (b, idb, ctx.clone()));
+        self.sp[b].links.insert(idb, (a, ida, ctx));
+        self.up(a, ida);
+        self.up(b, idb);
+        (ida, idb)
+    }
+
+    /// Brings one side of a configured session up.
+    pub fn up(&mut self, a: usize, id: PeerId) {
+        let (b, _, _) = self.sp[a].links[&id].clone();
+        let s = (self.session_template)(self.sp[b].addr);
+        self.sp[a].rib.peer_up(id, s, self.now).unwrap();
+    }
+
+    pub fn down(&mut self, a: usize, id: PeerId, kind: DownKind) {
+        self.sp[a].rib.peer_down(id, kind, self.now).unwrap();
+    }
+
+    /// Delivers UPDATEs until no speaker has anything to send. Sessions
+    /// that are down on the receiving side drop what is sent to them.
+    pub fn pump(&mut self) {
+        for _round in 0..50 {
+            let mut moved = false;
+            for i in 0..self.sp.len() {
+                let out = self.sp[i].rib.drain_outgoing();
+                for o in out {
+                    for pid in o.to.peers() {
+                        let Some((j, rid, ctx)) = self.sp[i].links.get(&pid).cloned() else {
+                            continue;
+                        };
+                        for u in o.updates.iter() {
+                            let mut buf = BytesMut::new();
+                            encode_message(&Message::Update(u.clone()), &ctx, &mut buf)
+                                .expect("RIB output must encode");
+                            let Message::Update(d) =
+                                decode_message(&buf, &ctx).expect("RIB output must decode")
+                            else {
+                                panic!("not an UPDATE")
+                            };
+                            let from = self.sp[i].name.clone();
+                            let to = self.sp[j].name.clone();
+                            for line in render(std::slice::from_ref(&d)) {
+                                self.log.push(format!("{from} -> {to}: {line}"));
+                            }
+                            moved = true;
+                            match self.sp[j].rib.apply_update(rid, &d) {
+                                Ok(_) | Err(RibError::PeerNotUp(_)) => {}
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("network did not converge in 50 rounds");
+    }
+
+    pub fn advance(&mut self, d: Duration) {
+        self.now += d;
+        for s in &mut self.sp {
+            s.rib.on_timer(self.now);
+        }
+    }
+
+    /// Each speaker's best routes, one line each.
+    pub fn tables(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.sp {
+            for (p, b) in s.rib.best_routes() {
+                let hops: Vec<String> = b.next_hops.iter().map(|h| h.addr.to_string()).collect();
+                let a = &b.attributes.attrs;
+                out.push(format!(
+                    "{}: {p} via [{}] {}path=[{}] lp={:?} orig={:?} cl={:?}{}",
+                    s.name,
+                    hops.join(","),
+                    if b.local { "local " } else { "" },
+                    a.as_path,
+                    a.local_pref,
+                    a.originator_id.map(|o| o.to_string()),
+                    a.cluster_list
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>(),
+                    if b.stale { " STALE" } else { "" },
+                ));
+            }
+        }
+        out
+    }
+
+    pub fn clear_log(&mut self) {
+        self.log.clear();
+    }
+}
+
+/// Compares `actual` with the golden file `tests/golden/<name>.txt`;
+/// `TABBY_UPDATE_GOLDEN=1` rewrites it.
+pub fn golden(name: &str, actual: &[String]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.txt"));
+    let text = actual.join("\n") + "\n";
+    if std::env::var_os("TABBY_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing golden file {}; run with TABBY_UPDATE_GOLDEN=1 and review it",
+            path.display()
+        )
+    });
+    if want != text {
+        panic!("golden mismatch for {name}\n--- want\n{want}\n--- got\n{text}");
+    }
+}
+
+pub fn tweak_none(_: &mut PeerConfig) {}
+pub fn tweak_client(p: &mut PeerConfig) {
+    p.rr_client = true;
+}
