@@ -51,7 +51,8 @@ pub struct Member {
 }
 
 /// An L2 segment: a veth pair (two members) or a bridge in the fabric namespace.
-/// Addresses are `198.18.<index>.<n>/24` and `2001:db8:0:<index>::<n>/64`.
+/// Addresses are `198.18.<index>.<n>/24` and `2001:db8:0:<index>::<n>/64`,
+/// index 1–127; 198.18.128.0/17 is kept for bulk addresses.
 #[derive(Debug, Clone)]
 pub struct Segment {
     pub index: u8,
@@ -204,8 +205,9 @@ impl Lab {
     }
 
     fn next_segment(&mut self) -> Result<u8> {
-        if self.segments == u8::MAX {
-            bail!("a lab has at most 255 segments");
+        // 198.18.128.0/17 is left for bulk addresses (see `attach_bulk`).
+        if self.segments >= 127 {
+            bail!("a lab has at most 127 segments");
         }
         self.segments += 1;
         Ok(self.segments)
@@ -372,6 +374,38 @@ impl Lab {
             })
             .collect();
         self.ip_batch(ns, &lines)
+    }
+
+    /// Gives `count` (at most 32766) extra IPv4 addresses from 198.18.128.0/17
+    /// to `from`'s interface on `seg`, and makes them reachable on-link from
+    /// every other member of `seg`: one namespace can then open one session
+    /// per source address (benchmarks), instead of one namespace per peer.
+    pub fn attach_bulk(&self, seg: &Segment, from: &Ns, count: usize) -> Result<Vec<Ipv4Addr>> {
+        if count > 32766 {
+            bail!("at most 32766 bulk addresses (198.18.128.0/17)");
+        }
+        let base = u32::from(Ipv4Addr::new(198, 18, 128, 0));
+        let addrs: Vec<Ipv4Addr> = (1..=count as u32)
+            .map(|i| Ipv4Addr::from(base + i))
+            .collect();
+        let me = seg.member(from)?;
+        let cidrs: Vec<String> = addrs.iter().map(|a| format!("{a}/32")).collect();
+        self.add_addrs(from, &me.ifname, &cidrs)?;
+        for m in seg.members.iter().filter(|m| m.ns != *from) {
+            self.ip(
+                &m.ns,
+                &[
+                    "route",
+                    "add",
+                    "198.18.128.0/17",
+                    "dev",
+                    &m.ifname,
+                    "src",
+                    &m.v4.to_string(),
+                ],
+            )?;
+        }
+        Ok(addrs)
     }
 
     /// Runs `ip -n NS args…` and returns its stdout.

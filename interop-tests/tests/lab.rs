@@ -730,3 +730,47 @@ fn md5_and_gtsm_with_gobgp_and_frr() -> Result<()> {
     ensure!(!p.established(), "wrong key established: {p:?}");
     Ok(())
 }
+
+/// Bulk source addresses: one namespace reaches a peer from 300 addresses.
+#[test]
+fn bulk_addresses_reach_the_peer() -> Result<()> {
+    need(&[]);
+    let mut lab = Lab::new("bulk")?;
+    let gen_ns = lab.ns("gen")?;
+    let dut = lab.ns("dut")?;
+    let seg = lab.link(&gen_ns, &dut)?;
+    let t = Instant::now();
+    let addrs = lab.attach_bulk(&seg, &gen_ns, 300)?;
+    let took = t.elapsed();
+    ensure!(addrs.len() == 300 && addrs[0] == Ipv4Addr::new(198, 18, 128, 1));
+    let dut4 = seg.v4(&dut)?;
+    // Connect from the first and the last bulk address to a listener in `dut`.
+    let listener = lab.in_ns(&dut, || std::net::TcpListener::bind((dut4, 7179)))??;
+    for src in [addrs[0], addrs[299]] {
+        let peer = tcp_connect_from(&lab, &gen_ns, src, dut4)?;
+        let (_, from) = listener.accept()?;
+        ensure!(from.ip() == IpAddr::V4(src), "{from} is not {src}");
+        drop(peer);
+    }
+    eprintln!("300 bulk addresses in {took:?}");
+    Ok(())
+}
+
+/// A plain TCP connect from a given source inside a namespace.
+fn tcp_connect_from(
+    lab: &Lab,
+    ns: &Ns,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+) -> Result<std::net::TcpStream> {
+    lab.in_ns(ns, || -> Result<std::net::TcpStream> {
+        use socket2::{Domain, SockAddr, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        s.bind(&SockAddr::from(std::net::SocketAddr::from((src, 0))))?;
+        s.connect_timeout(
+            &SockAddr::from(std::net::SocketAddr::from((dst, 7179))),
+            Duration::from_secs(3),
+        )?;
+        Ok(s.into())
+    })?
+}
