@@ -2,7 +2,7 @@
 //! BIRD 1.6 configured the way Calico's confd templates configure a node.
 
 use std::fmt::Write;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -275,7 +275,7 @@ pub struct CalicoPool {
 /// A BGP peer of a Calico node (`BGPPeer`, global or node-specific).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CalicoPeer {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub port: Option<u16>,
     pub as_num: u32,
     pub password: Option<String>,
@@ -288,28 +288,35 @@ pub struct CalicoPeer {
 /// Another node of the full mesh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeshPeer {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// The node's own AS; the global AS when `None`.
     pub as_num: Option<u32>,
     pub port: Option<u16>,
 }
 
 /// BIRD 1.6 configured as Calico's confd renders `bird.cfg`, `bird_aggr.cfg`
-/// and `bird_ipam.cfg` for one node (IPv4): kernel sync with `learn`,
-/// `persist` and graceful restart, the `direct` protocol, a static blackhole
-/// per confirmed block, the node-to-node mesh from a common template with
-/// `graceful restart`, and the export / kernel-programming filters.
+/// and `bird_ipam.cfg` (or their `bird6` twins) for one node: kernel sync
+/// with `learn`, `persist` and graceful restart, the `direct` protocol, a
+/// static blackhole per confirmed block, the node-to-node mesh from a common
+/// template with `graceful restart`, and the export / kernel-programming
+/// filters. Blocks, pools, mesh and peers of both families live in one value;
+/// [`CalicoBird1Conf::render`] writes the IPv4 file (for `bird`) and
+/// [`CalicoBird1Conf::render_v6`] the IPv6 one (for `bird6`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CalicoBird1Conf {
+    /// The node's IPv4 address: router id and IPv4 source address.
     pub node_ip: Ipv4Addr,
+    /// The node's IPv6 address, for `bird6`.
+    pub node_ip6: Option<Ipv6Addr>,
     pub as_num: u32,
     /// Global AS, used for mesh peers without their own.
     pub global_as: u32,
     pub listen_port: Option<u16>,
-    /// This node's confirmed blocks.
+    /// This node's confirmed blocks (either family).
     pub blocks: Vec<IpNet>,
+    /// IP pools (either family).
     pub pools: Vec<CalicoPool>,
-    /// Every node of the mesh (this node is skipped when listed).
+    /// Every node of the mesh (either family; this node is skipped).
     pub mesh: Vec<MeshPeer>,
     pub peers: Vec<CalicoPeer>,
     /// Set when this node is a route reflector (mesh is then off for it).
@@ -323,6 +330,7 @@ impl CalicoBird1Conf {
     pub fn new(node_ip: Ipv4Addr, as_num: u32) -> CalicoBird1Conf {
         CalicoBird1Conf {
             node_ip,
+            node_ip6: None,
             as_num,
             global_as: as_num,
             listen_port: None,
@@ -335,6 +343,16 @@ impl CalicoBird1Conf {
         }
     }
 
+    /// Adds a mesh peer in the global AS.
+    pub fn mesh_peer(mut self, ip: IpAddr) -> CalicoBird1Conf {
+        self.mesh.push(MeshPeer {
+            ip,
+            as_num: None,
+            port: None,
+        });
+        self
+    }
+
     fn debug(&self) -> &'static str {
         if self.debug_all {
             "debug all;"
@@ -344,12 +362,12 @@ impl CalicoBird1Conf {
     }
 
     /// `bird_aggr.cfg`: the blocks' blackholes and the aggregation function.
-    fn render_aggr(&self, o: &mut String) {
-        // A /32 block is a borrowed address, not blackholed (Calico skips it too).
-        let blackholes: Vec<&IpNet> = self
-            .blocks
+    fn render_aggr(blocks: &[&IpNet], o: &mut String) {
+        // A host-length block is a borrowed address, not blackholed (Calico
+        // skips /32 too).
+        let blackholes: Vec<&&IpNet> = blocks
             .iter()
-            .filter(|b| b.prefix_len() != 32)
+            .filter(|b| b.prefix_len() != b.max_prefix_len())
             .collect();
         if blackholes.is_empty() {
             o.push_str("# No IP blocks for this host.\n");
@@ -362,7 +380,7 @@ impl CalicoBird1Conf {
         }
         // Advertise each block itself, never the more specific routes inside it.
         o.push_str("function calico_aggr ()\n{\n");
-        for b in &self.blocks {
+        for b in blocks {
             let _ = writeln!(o, "  if ( net = {b} ) then {{ accept; }}");
             let _ = writeln!(o, "  if ( net ~ {b} ) then {{ reject; }}");
         }
@@ -370,20 +388,20 @@ impl CalicoBird1Conf {
     }
 
     /// `bird_ipam.cfg`: pool export filter and kernel programming filter.
-    fn render_ipam(&self, o: &mut String) {
+    fn render_ipam(pools: &[&CalicoPool], o: &mut String) {
         o.push_str("function reject_disabled_pools ()\n{\n");
-        for p in self.pools.iter().filter(|p| p.disable_bgp_export) {
+        for p in pools.iter().filter(|p| p.disable_bgp_export) {
             let _ = writeln!(o, "  if ( net ~ {} ) then {{ reject; }}", p.cidr);
         }
         o.push_str("}\n\n");
         o.push_str("filter calico_export_to_bgp_peers {\n");
         o.push_str("  reject_disabled_pools();\n  calico_aggr();\n");
-        for p in self.pools.iter().filter(|p| !p.disable_bgp_export) {
+        for p in pools.iter().filter(|p| !p.disable_bgp_export) {
             let _ = writeln!(o, "  if ( net ~ {} ) then {{ accept; }}", p.cidr);
         }
         o.push_str("  reject;\n}\n\n");
         o.push_str("filter calico_kernel_programming {\n");
-        for p in &self.pools {
+        for p in pools {
             match p.mode {
                 // Felix programs VXLAN routes itself.
                 PoolMode::Vxlan => {
@@ -399,11 +417,33 @@ impl CalicoBird1Conf {
         o.push_str("  accept;\n}\n\n");
     }
 
-    /// The complete configuration text (Calico's three files in one).
+    /// The IPv4 configuration text for `bird` (Calico's three files in one).
     pub fn render(&self) -> String {
-        let mut o = String::from("# Calico-style node configuration (confd templates, IPv4)\n");
-        self.render_aggr(&mut o);
-        self.render_ipam(&mut o);
+        self.render_family(IpAddr::V4(self.node_ip))
+    }
+
+    /// The IPv6 configuration text for `bird6`; `None` without `node_ip6`.
+    pub fn render_v6(&self) -> Option<String> {
+        self.node_ip6.map(|ip| self.render_family(IpAddr::V6(ip)))
+    }
+
+    fn render_family(&self, me: IpAddr) -> String {
+        let v6 = me.is_ipv6();
+        let blocks: Vec<&IpNet> = self
+            .blocks
+            .iter()
+            .filter(|b| b.addr().is_ipv6() == v6)
+            .collect();
+        let pools: Vec<&CalicoPool> = self
+            .pools
+            .iter()
+            .filter(|p| p.cidr.addr().is_ipv6() == v6)
+            .collect();
+        let fam = if v6 { "IPv6" } else { "IPv4" };
+        let mut o = format!("# Calico-style node configuration (confd templates, {fam})\n");
+        Self::render_aggr(&blocks, &mut o);
+        Self::render_ipam(&pools, &mut o);
+        // The router id is the IPv4 address in both daemons (4 octets even in MP-BGP).
         let _ = writeln!(o, "router id {};", self.node_ip);
         if let Some(p) = self.listen_port {
             let _ = writeln!(o, "listen bgp port {p};");
@@ -428,6 +468,9 @@ impl CalicoBird1Conf {
             self.debug(),
             self.as_num
         );
+        // Protocol names: the address with its separators replaced, as Calico does.
+        let id = |ip: &str| ip.replace(['.', ':'], "_");
+        let me_s = me.to_string();
         o.push_str("# ------------- Node-to-node mesh -------------\n");
         if let Some(cid) = self.cluster_id {
             let _ = writeln!(
@@ -435,43 +478,42 @@ impl CalicoBird1Conf {
                 "# This node is a route reflector (cluster {cid}); no mesh."
             );
         } else {
-            let me = self.node_ip.to_string();
-            for m in &self.mesh {
+            for m in self.mesh.iter().filter(|m| m.ip.is_ipv6() == v6) {
                 let ip = m.ip.to_string();
-                if ip == me {
-                    let _ = writeln!(o, "# Skipping ourselves ({me})");
+                if ip == me_s {
+                    let _ = writeln!(o, "# Skipping ourselves ({me_s})");
                     continue;
                 }
                 let port = m.port.map(|p| format!("port {p} ")).unwrap_or_default();
                 let _ = writeln!(
                     o,
                     "protocol bgp Mesh_{} from bgp_template {{\n  neighbor {ip} {port}as {};\n  \
-                     source address {me};",
-                    ip.replace('.', "_"),
+                     source address {me_s};",
+                    id(&ip),
                     m.as_num.unwrap_or(self.global_as)
                 );
                 // Calico makes each mesh pair one-directional to keep graceful
                 // restart race-free; its template compares the addresses as
                 // strings, so this does too.
-                if ip > me {
+                if ip > me_s {
                     o.push_str("  passive on; # the peer connects to us\n");
                 }
                 o.push_str("  graceful restart time 120;\n}\n");
             }
         }
         o.push_str("# ------------- Peers -------------\n");
-        for p in &self.peers {
+        for p in self.peers.iter().filter(|p| p.ip.is_ipv6() == v6) {
             let ip = p.ip.to_string();
-            let mut id = ip.replace('.', "_");
+            let mut pid = id(&ip);
             if let Some(port) = p.port {
-                let _ = write!(id, "_port_{port}");
+                let _ = write!(pid, "_port_{port}");
             }
             let port = p.port.map(|p| format!("port {p} ")).unwrap_or_default();
             let _ = writeln!(
                 o,
-                "protocol bgp Global_{id} from bgp_template {{\n  neighbor {ip} {port}as {};\n  \
-                 source address {};",
-                p.as_num, self.node_ip
+                "protocol bgp Global_{pid} from bgp_template {{\n  neighbor {ip} {port}as {};\n  \
+                 source address {me_s};",
+                p.as_num
             );
             if let Some(t) = p.restart_time {
                 let _ = writeln!(o, "  graceful restart time {t};");
@@ -532,11 +574,7 @@ mod tests {
             disable_bgp_export: false,
         });
         for h in [1, 3, 20] {
-            c.mesh.push(MeshPeer {
-                ip: Ipv4Addr::new(198, 18, 1, h),
-                as_num: None,
-                port: None,
-            });
+            c = c.mesh_peer(Ipv4Addr::new(198, 18, 1, h).into());
         }
         let t = c.render();
         assert!(t.contains("# Skipping ourselves (198.18.1.3)"));
@@ -550,5 +588,28 @@ mod tests {
         c2.node_ip = Ipv4Addr::new(198, 18, 1, 1);
         let t2 = c2.render();
         assert_eq!(t2.matches("passive on").count(), 2);
+        assert_eq!(c.render_v6(), None);
+    }
+
+    #[test]
+    fn calico_bird6_config_uses_v6_addresses_and_v4_router_id() {
+        let mut c = CalicoBird1Conf::new(Ipv4Addr::new(198, 18, 1, 2), 64512);
+        c.node_ip6 = Some("2001:db8:0:1::2".parse().unwrap());
+        c.blocks.push("100.64.3.0/26".parse().unwrap());
+        c.blocks.push("2001:db8:1000:3::/122".parse().unwrap());
+        let c = c
+            .mesh_peer("198.18.1.1".parse().unwrap())
+            .mesh_peer("2001:db8:0:1::1".parse().unwrap())
+            .mesh_peer("2001:db8:0:1::3".parse().unwrap());
+        let t = c.render_v6().unwrap();
+        assert!(t.contains("router id 198.18.1.2;"));
+        assert!(t.contains("route 2001:db8:1000:3::/122 blackhole;"));
+        assert!(!t.contains("100.64.3.0/26"));
+        assert!(t.contains("protocol bgp Mesh_2001_db8_0_1__1 from bgp_template"));
+        assert!(t.contains("source address 2001:db8:0:1::2;"));
+        assert!(!t.contains("198.18.1.1"));
+        assert_eq!(t.matches("passive on").count(), 1);
+        let t4 = c.render();
+        assert!(!t4.contains("2001:db8"));
     }
 }

@@ -81,8 +81,9 @@ fn bird2_gobgp_ebgp() -> Result<()> {
     Ok(())
 }
 
-/// BIRD 2 ↔ BIRD 1.6 configured like a Calico node: the Calico node's block
-/// reaches BIRD 2's kernel, and BIRD 2's route reaches the Calico node's kernel.
+/// BIRD 2 ↔ BIRD 1.6 configured like a Calico node (`bird` for IPv4,
+/// `bird6` for IPv6): the Calico node's blocks reach BIRD 2's kernel, and
+/// BIRD 2's routes reach the Calico node's kernel.
 #[test]
 fn bird2_bird1_calico_mesh() -> Result<()> {
     need(&[Need::Bird2, Need::Bird1]);
@@ -91,56 +92,85 @@ fn bird2_bird1_calico_mesh() -> Result<()> {
     let c = lab.ns("calico")?;
     let seg = lab.lan(&[&a, &c])?;
     let (a4, c4) = (seg.v4(&a)?, seg.v4(&c)?);
+    let (a6, c6) = (seg.v6(&a)?, seg.v6(&c)?);
     let asn = 64512;
 
     let mut calico = CalicoBird1Conf::new(c4, asn);
+    calico.node_ip6 = Some(c6);
     calico.blocks.push(net("100.64.2.0/26"));
-    calico.pools.push(CalicoPool {
-        cidr: net("100.64.0.0/16"),
-        mode: PoolMode::None,
-        disable_bgp_export: false,
-    });
-    for ip in [a4, c4] {
-        calico.mesh.push(MeshPeer {
-            ip,
-            as_num: None,
-            port: None,
+    calico.blocks.push(net("2001:db8:1000:2::/122"));
+    for cidr in ["100.64.0.0/16", "2001:db8:1000::/48"] {
+        calico.pools.push(CalicoPool {
+            cidr: net(cidr),
+            mode: PoolMode::None,
+            disable_bgp_export: false,
         });
     }
+    for ip in [
+        IpAddr::V4(a4),
+        IpAddr::V4(c4),
+        IpAddr::V6(a6),
+        IpAddr::V6(c6),
+    ] {
+        calico = calico.mesh_peer(ip);
+    }
     let b1 = lab.start_bird1(&c, "calico", &calico.render())?;
+    let v6conf = calico
+        .render_v6()
+        .ok_or_else(|| anyhow::anyhow!("no v6 config"))?;
+    let b16 = lab.start_bird1_v6(&c, "calico6", &v6conf)?;
 
     let mut peer = Bird2Peer::ibgp("mesh", asn, c4.into());
     peer.local_addr = Some(a4.into());
+    let mut peer6 = Bird2Peer::ibgp("mesh6", asn, c6.into());
+    peer6.local_addr = Some(a6.into());
     let b2conf = Bird2Conf::new(a4)
         .blackhole(net("100.64.3.0/26"))
-        .peer(peer);
+        .blackhole(net("2001:db8:1000:3::/122"))
+        .peer(peer)
+        .peer(peer6);
     let b2 = lab.start_bird2(&a, "bird2", &b2conf.render())?;
 
     let mesh_name = format!("Mesh_{}", a4.to_string().replace('.', "_"));
-    lab.wait_for("BIRD 2 ↔ BIRD 1.6 Established", SESSION_TIMEOUT, || {
-        b2.established("mesh")?;
-        b1.established(&mesh_name)
-    })?;
-    let r = lab.wait_for("Calico block in BIRD 2's kernel", SESSION_TIMEOUT, || {
-        lab.kernel_routes_proto(&a, "bird")?
-            .into_iter()
-            .find(|r| r.dst == net("100.64.2.0/26"))
-            .ok_or_else(|| anyhow::anyhow!("not in the kernel yet"))
-    })?;
+    let mesh6_name = format!("Mesh_{}", a6.to_string().replace(':', "_"));
+    lab.wait_for(
+        "BIRD 2 ↔ BIRD 1.6 (v4 and v6) Established",
+        SESSION_TIMEOUT,
+        || {
+            b2.established("mesh")?;
+            b2.established("mesh6")?;
+            b1.established(&mesh_name)?;
+            b16.established(&mesh6_name)
+        },
+    )?;
+    let r = lab.wait_kernel_route(&a, Some("bird"), net("100.64.2.0/26"), SESSION_TIMEOUT)?;
     assert_eq!(r.gateway(), Some(IpAddr::V4(c4)));
-    // The Calico node blackholes its own block and programs BIRD 2's.
+    let r6 = lab.wait_kernel_route(
+        &a,
+        Some("bird"),
+        net("2001:db8:1000:2::/122"),
+        SESSION_TIMEOUT,
+    )?;
+    assert_eq!(r6.gateway(), Some(IpAddr::V6(c6)));
+    // The Calico node blackholes its own blocks and programs BIRD 2's.
     lab.wait_for(
         "routes in the Calico node's kernel",
         SESSION_TIMEOUT,
         || {
             let k = lab.kernel_routes(&c)?;
-            let own = k
-                .iter()
-                .any(|r| r.dst == net("100.64.2.0/26") && r.kind == "blackhole");
-            let learned = k
-                .iter()
-                .any(|r| r.dst == net("100.64.3.0/26") && r.gateway() == Some(IpAddr::V4(a4)));
-            ensure!(own && learned, "own blackhole {own}, learned {learned}");
+            let has = |p: &str, f: &dyn Fn(&KernelRoute) -> bool| {
+                k.iter().any(|r| r.dst == net(p) && f(r))
+            };
+            let own = has("100.64.2.0/26", &|r| r.kind == "blackhole");
+            let own6 = has("2001:db8:1000:2::/122", &|r| r.kind == "blackhole");
+            let learned = has("100.64.3.0/26", &|r| r.gateway() == Some(IpAddr::V4(a4)));
+            let learned6 = has("2001:db8:1000:3::/122", &|r| {
+                r.gateway() == Some(IpAddr::V6(a6))
+            });
+            ensure!(
+                own && own6 && learned && learned6,
+                "own {own}/{own6}, learned {learned}/{learned6}"
+            );
             Ok(())
         },
     )?;
