@@ -584,6 +584,57 @@ impl Lab {
         procfs::stats(d.pid).with_context(|| format!("daemon {label} (pid {})", d.pid))
     }
 
+    /// [`Lab::stats`] of daemon `label` and its descendants.
+    pub fn stats_tree(&self, label: &str) -> Result<ProcStats> {
+        let d = self.running(label)?;
+        procfs::stats_tree(d.pid).with_context(|| format!("daemon {label} (pid {})", d.pid))
+    }
+
+    /// Starts `tcpdump` on `ifname` in `ns`, writing `<label>.pcap` in the lab
+    /// directory (kept with `TABBY_LAB_KEEP=1`); BGP only unless `filter`
+    /// says otherwise. Stop it with [`Lab::stop`] to flush the file.
+    pub fn capture(
+        &mut self,
+        ns: &Ns,
+        label: &str,
+        ifname: &str,
+        filter: Option<&str>,
+    ) -> Result<PathBuf> {
+        let file = self.path(&format!("{label}.pcap"));
+        let mut args = vec![
+            "-i".to_string(),
+            ifname.to_string(),
+            "-U".into(),
+            // Without it packets wait in the ring until a timeout and are lost on stop.
+            "--immediate-mode".into(),
+            "-n".into(),
+            "-w".into(),
+            file.display().to_string(),
+        ];
+        args.extend(
+            filter
+                .unwrap_or("tcp port 179")
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        let daemon = Daemon {
+            kind: crate::daemon::DaemonKind::Other,
+            program: "tcpdump".into(),
+            args,
+            env: vec![],
+            control: crate::daemon::Control::None,
+        };
+        self.start(ns, label, daemon)?;
+        let f = file.clone();
+        // tcpdump writes the pcap header once it listens.
+        self.wait_ready(label, Duration::from_secs(5), || {
+            let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+            anyhow::ensure!(len >= 24, "tcpdump has not opened {} yet", f.display());
+            Ok(())
+        })?;
+        Ok(file)
+    }
+
     /// Sends SIGTERM to daemon `label` (and its descendants), waits up to 3 s,
     /// then SIGKILLs what is left. The daemon can be [`Lab::restart`]ed.
     pub fn stop(&mut self, label: &str) -> Result<()> {

@@ -22,6 +22,8 @@ pub enum Need {
     ExaBgp,
     /// `etcd` and `etcdctl` (Debian `etcd-server`, `etcd-client`).
     Etcd,
+    /// `tcpdump` for captures.
+    Tcpdump,
 }
 
 /// Root of the workspace (the parent of this crate).
@@ -107,6 +109,7 @@ fn missing(need: Need) -> Vec<String> {
         Need::GoBgp => pkg(&["gobgpd", "gobgp"], "GoBGP (apt-get install gobgpd)"),
         Need::Frr => pkg(&["/usr/lib/frr/bgpd", "vtysh"], "FRR (apt-get install frr)"),
         Need::ExaBgp => pkg(&["exabgp"], "ExaBGP (apt-get install exabgp)"),
+        Need::Tcpdump => pkg(&["tcpdump"], "tcpdump (apt-get install tcpdump)"),
         Need::Etcd => pkg(
             &["etcd", "etcdctl"],
             "etcd (apt-get install etcd-server etcd-client)",

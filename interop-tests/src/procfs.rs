@@ -84,6 +84,22 @@ pub fn stats(pid: u32) -> Result<ProcStats> {
     })
 }
 
+/// [`stats`] of `pid` plus all its live descendants (ExaBGP's API helper,
+/// etcd's threads are already in its own figure). Peak RSS is summed, an
+/// upper bound of the tree's true peak.
+pub fn stats_tree(pid: u32) -> Result<ProcStats> {
+    let mut total = stats(pid)?;
+    for d in descendants(pid) {
+        if let Ok(s) = stats(d) {
+            total.cpu_secs += s.cpu_secs;
+            total.children_cpu_secs += s.children_cpu_secs;
+            total.peak_rss_kib += s.peak_rss_kib;
+            total.rss_kib += s.rss_kib;
+        }
+    }
+    Ok(total)
+}
+
 /// True while `pid` exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
     match stat_fields(pid) {

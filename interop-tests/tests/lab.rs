@@ -804,3 +804,53 @@ fn tcp_connect_from(
         Ok(s.into())
     })?
 }
+
+/// A stand-in tunnel device takes onlink routes (the lab kernel has no
+/// `ipip`), and a capture records the BGP session on a link.
+#[test]
+fn tunnel_stand_in_and_capture() -> Result<()> {
+    need(&[Need::Bird2, Need::Tcpdump]);
+    let mut lab = Lab::new("tun")?;
+    let a = lab.ns("a")?;
+    let b = lab.ns("b")?;
+    let seg = lab.link(&a, &b)?;
+    let (a4, b4) = (seg.v4(&a)?, seg.v4(&b)?);
+    lab.stub_iface(&a, "tunl9")?;
+    lab.add_route(&a, &format!("100.64.30.0/26 via {b4} dev tunl9 onlink"))?;
+    let r = lab
+        .kernel_routes(&a)?
+        .into_iter()
+        .find(|r| r.dst == net("100.64.30.0/26"))
+        .ok_or_else(|| anyhow::anyhow!("onlink route missing"))?;
+    ensure!(r.dev() == Some("tunl9") && r.nexthops[0].onlink, "{r:?}");
+
+    let pcap = lab.capture(&a, "cap", seg.ifname(&a)?, None)?;
+    let ad = lab.start_bird2(
+        &a,
+        "a",
+        &Bird2Conf::new(a4)
+            .peer(Bird2Peer::ebgp("b", 65001, b4.into(), 65002))
+            .render(),
+    )?;
+    lab.start_bird2(
+        &b,
+        "b",
+        &Bird2Conf::new(b4)
+            .peer(Bird2Peer::ebgp("a", 65002, a4.into(), 65001))
+            .render(),
+    )?;
+    lab.wait_for("a ↔ b Established", SESSION_TIMEOUT, || {
+        ad.established("b")
+    })?;
+    lab.stop("cap")?;
+    let out = interop_tests::cmd::run_ok(
+        "tcpdump",
+        &["-n", "-r", &pcap.display().to_string()],
+        Duration::from_secs(10),
+    )?;
+    ensure!(
+        out.contains(".179"),
+        "no BGP packets in the capture:\n{out}"
+    );
+    Ok(())
+}
