@@ -465,7 +465,7 @@ impl Session {
         c.buf.extend_from_slice(data);
         loop {
             let Some(c) = self.conn_mut(id) else { return };
-            let frame = match frame_len(&c.buf, c.ctx.max_message_len) {
+            let frame = match codec::frame_len(&c.buf, c.ctx.max_message_len) {
                 Ok(Some(n)) => c.buf.split_to(n).freeze(),
                 Ok(None) => return,
                 Err(e) => {
@@ -850,33 +850,4 @@ fn stale_routes(neg: &Negotiated, reason: &DownReason) -> Option<StaleRoutes> {
         families,
         llgr,
     })
-}
-
-/// The length of the first whole message in `buf`, checked against the
-/// header rules of RFC 4271 §6.1.
-fn frame_len(buf: &[u8], max_len: usize) -> Result<Option<usize>, crate::error::DecodeError> {
-    use crate::error::DecodeError;
-    use crate::message::HEADER_LEN;
-    use crate::notification::header;
-    let Some(hdr) = buf.get(..HEADER_LEN) else {
-        return Ok(None);
-    };
-    if hdr.iter().take(16).any(|&b| b != 0xff) {
-        return Err(DecodeError::new(
-            code::MESSAGE_HEADER,
-            header::CONNECTION_NOT_SYNCHRONIZED,
-            Vec::new(),
-            "message marker is not all ones",
-        ));
-    }
-    let len = usize::from(u16::from_be_bytes([hdr[16], hdr[17]]));
-    if !(HEADER_LEN..=max_len).contains(&len) {
-        return Err(DecodeError::new(
-            code::MESSAGE_HEADER,
-            header::BAD_MESSAGE_LENGTH,
-            (len as u16).to_be_bytes().to_vec(),
-            format!("message length {len} outside {HEADER_LEN}..={max_len}"),
-        ));
-    }
-    Ok((buf.len() >= len).then_some(len))
 }
