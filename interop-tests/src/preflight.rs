@@ -86,7 +86,7 @@ fn missing(need: Need) -> Vec<String> {
             if crate::procfs::euid() == Some(0) {
                 vec![]
             } else {
-                vec!["root (run the tests as root: they create network namespaces)".into()]
+                vec!["root".into()]
             }
         }
         Need::Bird2 => {
@@ -101,7 +101,7 @@ fn missing(need: Need) -> Vec<String> {
                 vec![]
             } else {
                 vec![format!(
-                    "BIRD 1.6 at {} (bash scripts/install-deps.sh unpacks it)",
+                    "BIRD 1.6 at {} (unpacked beside BIRD 2)",
                     bird1_bin(false).display()
                 )]
             }
@@ -121,23 +121,28 @@ fn missing(need: Need) -> Vec<String> {
 /// that is missing and the command that installs it.
 pub fn preflight(needs: &[Need]) -> Result<()> {
     let mut miss: Vec<String> = Vec::new();
-    let mut all = vec![Need::Root];
-    all.extend_from_slice(needs);
     if !on_path("ip") {
         miss.push("iproute2 (apt-get install iproute2)".into());
     }
-    for n in all {
+    for &n in needs {
         for m in missing(n) {
             if !miss.contains(&m) {
                 miss.push(m);
             }
         }
     }
+    let mut problems = Vec::new();
+    if !missing(Need::Root).is_empty() {
+        problems.push("it needs root (it creates network namespaces)".to_string());
+    }
     if !miss.is_empty() {
-        bail!(
-            "lab test cannot run; missing: {} — as root, run `bash scripts/install-deps.sh`",
+        problems.push(format!(
+            "missing {} (as root, `bash scripts/install-deps.sh` installs everything)",
             miss.join(", ")
-        );
+        ));
+    }
+    if !problems.is_empty() {
+        bail!("lab test cannot run: {}", problems.join("; "));
     }
     Ok(())
 }
