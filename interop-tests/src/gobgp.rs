@@ -421,13 +421,25 @@ impl Lab {
     /// Starts gobgpd in `ns` with `conf` (TOML text, see [`GoBgpConf`]); its
     /// API listens on 127.0.0.1:50051 inside the namespace.
     pub fn start_gobgp(&mut self, ns: &Ns, label: &str, conf: &str) -> Result<GoBgp> {
+        self.start_gobgp_args(ns, label, conf, &[])
+    }
+
+    /// [`Lab::start_gobgp`] with extra gobgpd flags (e.g. `--log-level=error`
+    /// for benchmarks).
+    pub fn start_gobgp_args(
+        &mut self,
+        ns: &Ns,
+        label: &str,
+        conf: &str,
+        extra: &[&str],
+    ) -> Result<GoBgp> {
         let path = self.write_file(&format!("{label}.toml"), conf)?;
         let port = GOBGP_API_PORT;
         let daemon = Daemon {
             kind: DaemonKind::GoBgp,
             program: "gobgpd".into(),
-            args: vec![
-                "-f".into(),
+            args: [
+                "-f".to_string(),
                 path.display().to_string(),
                 "-t".into(),
                 "toml".into(),
@@ -435,7 +447,10 @@ impl Lab {
                 format!("127.0.0.1:{port}"),
                 "--pprof-disable".into(),
                 "--log-plain".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect(),
             env: vec![],
             control: Control::GoBgp { port },
         };

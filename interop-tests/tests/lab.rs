@@ -774,6 +774,11 @@ fn bulk_addresses_reach_the_peer() -> Result<()> {
     let took = t.elapsed();
     ensure!(addrs.len() == 300 && addrs[0] == Ipv4Addr::new(198, 18, 128, 1));
     let dut4 = seg.v4(&dut)?;
+    ensure!(lab.ping(&gen_ns, dut4.into()), "no IPv4 ping over the link");
+    ensure!(
+        lab.ping(&gen_ns, seg.v6(&dut)?.into()),
+        "no IPv6 ping over the link"
+    );
     // Connect from the first and the last bulk address to a listener in `dut`.
     let listener = lab.in_ns(&dut, || std::net::TcpListener::bind((dut4, 7179)))??;
     for src in [addrs[0], addrs[299]] {
