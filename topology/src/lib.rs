@@ -1,1 +1,39 @@
-//! placeholder
+//! Tabby's view of a Calico cluster.
+//!
+//! Owns: reading Calico's `projectcalico.org/v3` resources (Node, BGPConfiguration, BGPPeer,
+//! IPPool, BGPFilter, BlockAffinity, and v1 Secrets for passwords) from a YAML file or
+//! etcd; Calico's selector language; deriving one node's desired BGP state (peers,
+//! originated routes, pools, export/import policy) exactly as Calico's BIRD templates
+//! would; and diffing two states so the daemon changes only what changed.
+//!
+//! Does not own: BGP sessions, the RIB, or the kernel FIB. Its outputs are plain types
+//! (`std::net`, `ipnet`, `u32` AS numbers) that `tabbyd` maps onto `tabby-bgp`,
+//! `tabby-rib` and `tabby-fib-sync`; this crate depends on none of them.
+//!
+//! ```
+//! let yaml = include_str!("../examples/cluster.yaml");
+//! let res = tabby_topology::Resources::from_yaml_str(yaml, "cluster.yaml").unwrap();
+//! let state = tabby_topology::derive(&res, "node-a").unwrap();
+//! assert_eq!(state.local_as, 64512);
+//! ```
+
+mod derive;
+mod diff;
+mod error;
+mod fields;
+mod model;
+mod resources;
+pub mod selector;
+pub mod source;
+mod state;
+mod types;
+
+pub use derive::{derive, filter_rule};
+pub use diff::{Change, GlobalField, PeerField, diff};
+pub use error::TopologyError;
+pub use model::{DEFAULT_SECRET_NAMESPACE, parse_object};
+pub use resources::Resources;
+pub use selector::{Selector, SelectorError};
+pub use source::{DatastoreSpec, EtcdSource, FileSource, Source};
+pub use state::*;
+pub use types::*;

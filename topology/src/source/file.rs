@@ -1,0 +1,108 @@
+//! `--datastore file:PATH`: multi-document YAML, polled once a second and re-applied when
+//! its contents change.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::error::TopologyError;
+use crate::resources::Resources;
+
+/// Watches one YAML file.
+#[derive(Debug)]
+pub struct FileSource {
+    path: PathBuf,
+    interval: Duration,
+    /// (mtime, length) at the last read, to skip re-reading an untouched file.
+    stamp: Option<(Option<SystemTime>, u64)>,
+    /// The text last parsed (good or bad), so a touched-but-unchanged file is not re-applied.
+    last_text: Option<String>,
+    started: bool,
+}
+
+impl FileSource {
+    pub fn new(path: PathBuf) -> Self {
+        FileSource {
+            path,
+            interval: Duration::from_secs(1),
+            stamp: None,
+            last_text: None,
+            started: false,
+        }
+    }
+
+    /// Polls at another interval (tests use a short one).
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Reads and parses the file now, whatever its stamp.
+    pub async fn load(&self) -> Result<Resources, TopologyError> {
+        let text = tokio::fs::read_to_string(&self.path)
+            .await
+            .map_err(|source| TopologyError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        Resources::from_yaml_str(&text, &self.path.display().to_string())
+    }
+
+    /// The first call returns the file's contents (or why they are bad). Later calls wait
+    /// until the contents change, then return the new snapshot or the error.
+    pub async fn next(&mut self) -> Result<Arc<Resources>, TopologyError> {
+        loop {
+            if self.started {
+                tokio::time::sleep(self.interval).await;
+            }
+            self.started = true;
+            let meta = match tokio::fs::metadata(&self.path).await {
+                Ok(m) => m,
+                Err(source) => {
+                    // Report a vanished file once, then wait for it to come back.
+                    if self.stamp.take().is_some() || self.last_text.is_none() {
+                        self.last_text = Some(String::new());
+                        return Err(TopologyError::Io {
+                            path: self.path.clone(),
+                            source,
+                        });
+                    }
+                    continue;
+                }
+            };
+            let stamp = (meta.modified().ok(), meta.len());
+            if self.stamp == Some(stamp) {
+                continue;
+            }
+            let text = match tokio::fs::read_to_string(&self.path).await {
+                Ok(t) => t,
+                Err(source) => {
+                    return Err(TopologyError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            };
+            self.stamp = Some(stamp);
+            if self.last_text.as_deref() == Some(text.as_str()) {
+                continue;
+            }
+            let parsed = Resources::from_yaml_str(&text, &self.path.display().to_string());
+            self.last_text = Some(text);
+            match parsed {
+                Ok(r) => {
+                    tracing::info!(path = %self.path.display(), resources = r.len(), "datastore file loaded");
+                    return Ok(Arc::new(r));
+                }
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "datastore file rejected; keeping the last good state");
+                    return Err(e);
+                }
+            }
+        }
+    }
+}

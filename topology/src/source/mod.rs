@@ -1,0 +1,103 @@
+//! Where resources come from: a YAML file or Calico's etcd datastore. Each source yields a
+//! full [`Resources`] snapshot whenever it changes; a bad update yields an error and the
+//! source keeps watching, so the caller keeps running on the last good snapshot.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::error::TopologyError;
+use crate::resources::Resources;
+
+pub mod etcd;
+pub mod file;
+
+pub use etcd::EtcdSource;
+pub use file::FileSource;
+
+/// The `--datastore` flag: `file:PATH` or `etcd:URL[,URL…]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatastoreSpec {
+    File(PathBuf),
+    Etcd(Vec<String>),
+}
+
+impl FromStr for DatastoreSpec {
+    type Err = TopologyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err(TopologyError::BadDatastore(s.to_string()));
+            }
+            return Ok(DatastoreSpec::File(PathBuf::from(path)));
+        }
+        if let Some(urls) = s.strip_prefix("etcd:") {
+            let urls: Vec<String> = urls
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string)
+                .collect();
+            if urls.is_empty() {
+                return Err(TopologyError::BadDatastore(s.to_string()));
+            }
+            return Ok(DatastoreSpec::Etcd(urls));
+        }
+        Err(TopologyError::BadDatastore(s.to_string()))
+    }
+}
+
+/// Either source behind one interface.
+#[derive(Debug)]
+pub enum Source {
+    File(FileSource),
+    Etcd(EtcdSource),
+}
+
+impl Source {
+    /// Opens the source; nothing is read until the first [`Source::next`].
+    pub fn open(spec: &DatastoreSpec) -> Source {
+        match spec {
+            DatastoreSpec::File(p) => Source::File(FileSource::new(p.clone())),
+            DatastoreSpec::Etcd(urls) => Source::Etcd(EtcdSource::new(urls.clone())),
+        }
+    }
+
+    /// Waits for the next snapshot. The first call returns the initial contents. `Err` is a
+    /// bad update (or an unreachable datastore): report it and call again; the source goes
+    /// on watching.
+    pub async fn next(&mut self) -> Result<Arc<Resources>, TopologyError> {
+        match self {
+            Source::File(s) => s.next().await,
+            Source::Etcd(s) => s.next().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datastore_flag() {
+        assert_eq!(
+            "file:/etc/tabby/cluster.yaml"
+                .parse::<DatastoreSpec>()
+                .unwrap(),
+            DatastoreSpec::File("/etc/tabby/cluster.yaml".into())
+        );
+        assert_eq!(
+            "etcd:http://127.0.0.1:2379, http://127.0.0.2:2379"
+                .parse::<DatastoreSpec>()
+                .unwrap(),
+            DatastoreSpec::Etcd(vec![
+                "http://127.0.0.1:2379".into(),
+                "http://127.0.0.2:2379".into()
+            ])
+        );
+        assert!("file:".parse::<DatastoreSpec>().is_err());
+        assert!("etcd:".parse::<DatastoreSpec>().is_err());
+        assert!("kubernetes".parse::<DatastoreSpec>().is_err());
+    }
+}
