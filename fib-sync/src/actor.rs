@@ -23,7 +23,7 @@
 //!   REPLACE seen on a key holding both) triggers a full dump instead of a
 //!   guess.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
@@ -38,8 +38,14 @@ use crate::socket::{
     RTNLGRP_LINK,
 };
 use crate::types::{FibConfig, FibRoute, FibStats, KernelEvent, NextHopSpec, RouteKind};
-use crate::wire::{self, Hop, KernelRoute, OpKind, Parsed, Shape, Target};
+use crate::wire::{self, Body, Hop, KernelRoute, OpKind, Parsed, Shape, Target};
 use crate::{FibError, learn};
+
+/// Per-prefix maps are hit several times per route; SipHash showed up in
+/// profiles, and these keys come from the RIB and the kernel, not from an
+/// unauthenticated peer that could aim for collisions.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 const RECV_BUF: usize = 256 << 10;
 /// Give up repeating an interrupted dump after this many tries and use the
@@ -180,29 +186,29 @@ impl FibTask {
             rx,
             rx_closed: false,
             events_tx,
-            desired: HashMap::new(),
-            ours: HashMap::new(),
-            stale_metric: HashMap::new(),
-            foreign: HashMap::new(),
-            inherited: HashSet::new(),
+            desired: HashMap::default(),
+            ours: HashMap::default(),
+            stale_metric: HashMap::default(),
+            foreign: HashMap::default(),
+            inherited: HashSet::default(),
             converged: false,
             dirty: VecDeque::new(),
-            in_dirty: HashSet::new(),
-            deferred: HashSet::new(),
-            touched: HashSet::new(),
-            inflight: HashMap::new(),
-            inflight_prefix: HashSet::new(),
+            in_dirty: HashSet::default(),
+            deferred: HashSet::default(),
+            touched: HashSet::default(),
+            inflight: HashMap::default(),
+            inflight_prefix: HashSet::default(),
             batches: VecDeque::new(),
             seq: 1,
-            parked: HashMap::new(),
-            blocked: HashSet::new(),
-            logged: HashMap::new(),
+            parked: HashMap::default(),
+            blocked: HashSet::default(),
+            logged: HashMap::default(),
             need_resync: false,
             send_backoff: None,
             next_retry: Instant::now() + retry,
-            links: HashMap::new(),
-            names: HashMap::new(),
-            learned: HashMap::new(),
+            links: HashMap::default(),
+            names: HashMap::default(),
+            learned: HashMap::default(),
             stats: FibStats::default(),
             waiters: Vec::new(),
             recv_buf: Vec::with_capacity(RECV_BUF),
@@ -447,14 +453,17 @@ impl FibTask {
         }
     }
 
-    /// At most one request for `p`, or `None` when nothing is to be done now.
-    fn plan(&mut self, p: IpNet) -> Option<(OpKind, u32, wire::RouteMessage)> {
+    /// Encodes at most one request for `p` into `buf`; `None` when nothing
+    /// is to be done now.
+    fn plan(&mut self, p: IpNet, buf: &mut Vec<u8>, seq: u32) -> Option<(OpKind, u32)> {
         if !self.converged && self.inherited.contains(&p) {
             return None;
         }
+        let t = self.target;
         if self.converged {
             if let Some(&m) = self.stale_metric.get(&p).and_then(|v| v.first()) {
-                return Some((OpKind::Delete, m, wire::delete_message(&self.target, &p, m)));
+                wire::push_request(buf, seq, OpKind::Delete, &t, &p, Body::Delete(m));
+                return Some((OpKind::Delete, m));
             }
         }
         let metric = self.metric_for(&p);
@@ -462,17 +471,12 @@ impl FibTask {
             .foreign
             .get(&p)
             .is_some_and(|f| f.count > 0 || f.ambiguous);
-        let want = self.desired.get(&p);
         let have = self.ours.get(&p);
-        let Some(want) = want else {
+        let Some(want) = self.desired.get(&p) else {
             self.blocked.remove(&p);
-            return have.map(|_| {
-                (
-                    OpKind::Delete,
-                    metric,
-                    wire::delete_message(&self.target, &p, metric),
-                )
-            });
+            have?;
+            wire::push_request(buf, seq, OpKind::Delete, &t, &p, Body::Delete(metric));
+            return Some((OpKind::Delete, metric));
         };
         if self.parked.contains_key(&p) {
             return None;
@@ -484,43 +488,28 @@ impl FibTask {
                 return None;
             }
         };
-        match have {
-            Some(have) if self.matches(want, &hops, have) => {
-                self.blocked.remove(&p);
-                None
+        let op = match have {
+            Some(have) if self.matches(want, &hops, have) => None,
+            // Step aside: REPLACE could hit the foreign route.
+            Some(_) if foreign => Some(OpKind::Delete),
+            Some(_) => Some(OpKind::Replace),
+            None if foreign => None,
+            None => Some(OpKind::Create),
+        };
+        if foreign {
+            if self.blocked.insert(p) {
+                debug!(prefix = %p, "key held by another protocol's route; not installing");
             }
-            Some(_) if foreign => {
-                // Step aside: REPLACE could hit the foreign route.
-                self.blocked.insert(p);
-                Some((
-                    OpKind::Delete,
-                    metric,
-                    wire::delete_message(&self.target, &p, metric),
-                ))
-            }
-            Some(_) => {
-                self.blocked.remove(&p);
-                Some((
-                    OpKind::Replace,
-                    metric,
-                    wire::route_message(&self.target, want, &hops),
-                ))
-            }
-            None if foreign => {
-                if self.blocked.insert(p) {
-                    debug!(prefix = %p, "key held by another protocol's route; not installing");
-                }
-                None
-            }
-            None => {
-                self.blocked.remove(&p);
-                Some((
-                    OpKind::Create,
-                    metric,
-                    wire::route_message(&self.target, want, &hops),
-                ))
-            }
+        } else {
+            self.blocked.remove(&p);
         }
+        match op? {
+            OpKind::Delete => {
+                wire::push_request(buf, seq, OpKind::Delete, &t, &p, Body::Delete(metric))
+            }
+            op => wire::push_request(buf, seq, op, &t, &p, Body::Route(want, &hops)),
+        }
+        Some((op?, metric))
     }
 
     fn pump(&mut self) -> Result<(), FibError> {
@@ -541,12 +530,12 @@ impl FibTask {
                 self.deferred.insert(p);
                 continue;
             }
-            let Some((op, metric, msg)) = self.plan(p) else {
+            let at = buf.len();
+            let Some((op, metric)) = self.plan(p, &mut buf, self.seq) else {
                 continue;
             };
             let seq = self.next_seq();
-            last_at = buf.len();
-            wire::push_request(&mut buf, seq, op, msg, false);
+            last_at = at;
             let restore = self.touched.remove(&p);
             self.inflight.insert(
                 seq,

@@ -8,13 +8,8 @@ use netlink_packet_core::{
     DecodeError, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteNextHop, RouteNextHopFlags,
-    RouteProtocol, RouteScope, RouteType,
-};
+use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-
-pub(crate) use netlink_packet_route::route::RouteMessage;
 
 use crate::types::{FibRoute, RouteKind};
 
@@ -120,6 +115,30 @@ pub(crate) fn for_each_message(
 }
 
 fn parse_one(one: &[u8], seq: u32) -> Result<Parsed, DecodeError> {
+    let ty = u16::from_ne_bytes([one[4], one[5]]);
+    let body = one.get(16..).unwrap_or(&[]);
+    match ty {
+        // NLMSG_ERROR: a negative errno (0 = ack), then the request header.
+        2 => {
+            let code = body
+                .get(..4)
+                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| DecodeError::from("short NLMSG_ERROR"))?;
+            return Ok(Parsed::Error { seq, errno: -code });
+        }
+        3 => return Ok(Parsed::Done),
+        RTM_NEWROUTE => {
+            return Ok(parse_route(body)
+                .map(Parsed::NewRoute)
+                .unwrap_or(Parsed::Other));
+        }
+        RTM_DELROUTE => {
+            return Ok(parse_route(body)
+                .map(Parsed::DelRoute)
+                .unwrap_or(Parsed::Other));
+        }
+        _ => {}
+    }
     let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(one)?;
     Ok(match msg.payload {
         NetlinkPayload::Error(e) => Parsed::Error {
@@ -127,12 +146,6 @@ fn parse_one(one: &[u8], seq: u32) -> Result<Parsed, DecodeError> {
             errno: e.code.map(|c| -c.get()).unwrap_or(0),
         },
         NetlinkPayload::Done(_) => Parsed::Done,
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(m)) => {
-            route_of(&m).map(Parsed::NewRoute).unwrap_or(Parsed::Other)
-        }
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(m)) => {
-            route_of(&m).map(Parsed::DelRoute).unwrap_or(Parsed::Other)
-        }
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m))
         | NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m)) => {
             use netlink_packet_route::link::{LinkAttribute, LinkFlags};
@@ -177,85 +190,113 @@ fn parse_one(one: &[u8], seq: u32) -> Result<Parsed, DecodeError> {
     })
 }
 
-fn addr_of(a: &RouteAddress) -> Option<IpAddr> {
-    match a {
-        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
-        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
-        _ => None,
+fn ip_of(family: u8, b: &[u8]) -> Option<IpAddr> {
+    if family == libc::AF_INET as u8 {
+        <[u8; 4]>::try_from(b).ok().map(IpAddr::from)
+    } else {
+        <[u8; 16]>::try_from(b).ok().map(IpAddr::from)
     }
 }
 
-/// Maps a kernel route message to our view; `None` for families and
-/// shapes we never program (MPLS, multicast, cloned cache entries).
-pub(crate) fn route_of(m: &RouteMessage) -> Option<KernelRoute> {
-    let h = &m.header;
-    let v6 = match h.address_family {
-        AddressFamily::Inet => false,
-        AddressFamily::Inet6 => true,
+fn u32_of(b: &[u8]) -> Option<u32> {
+    <[u8; 4]>::try_from(b).ok().map(u32::from_ne_bytes)
+}
+
+/// Walks `rtattr`s: (type, value) pairs; stops at the first malformed one.
+fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let len = usize::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+        let ty = u16::from_ne_bytes([*b.get(2)?, *b.get(3)?]) & 0x3fff;
+        if len < 4 {
+            return None;
+        }
+        let value = b.get(4..len)?;
+        b = b.get((len + 3) & !3..).unwrap_or(&[]);
+        Some((ty, value))
+    })
+}
+
+/// Decodes an `rtmsg` and its attributes (the hot path of events and dumps).
+pub(crate) fn parse_route(b: &[u8]) -> Option<KernelRoute> {
+    let h = b.get(..12)?;
+    let (family, dst_len, tos, table8, protocol, kind) = (h[0], h[1], h[3], h[4], h[5], h[7]);
+    let flags = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+    let v6 = match i32::from(family) {
+        libc::AF_INET => false,
+        libc::AF_INET6 => true,
         _ => return None,
     };
-    if h.flags.contains(RouteFlags::Cloned) {
+    if flags & RTM_F_CLONED != 0 {
         return None;
     }
     let mut dst = None;
-    let mut table = u32::from(h.table);
-    let mut metric = 0u32;
+    let mut table = u32::from(table8);
+    let mut metric = 0;
     let mut gateway = None;
-    let mut oif = 0u32;
+    let mut oif = 0;
     let mut pref_src = None;
-    let mut multipath: Option<&Vec<RouteNextHop>> = None;
-    for a in &m.attributes {
-        match a {
-            RouteAttribute::Destination(d) => dst = addr_of(d),
-            RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Priority(p) => metric = *p,
-            RouteAttribute::Gateway(g) => gateway = addr_of(g),
-            RouteAttribute::Oif(i) => oif = *i,
-            RouteAttribute::PrefSource(s) => pref_src = addr_of(s),
-            RouteAttribute::MultiPath(hops) => multipath = Some(hops),
+    let mut multipath = None;
+    for (ty, v) in attrs(b.get(12..)?) {
+        match ty {
+            RTA_DST => dst = ip_of(family, v),
+            RTA_TABLE => table = u32_of(v)?,
+            RTA_PRIORITY => metric = u32_of(v)?,
+            RTA_GATEWAY => gateway = ip_of(family, v),
+            RTA_OIF => oif = u32_of(v)?,
+            RTA_PREFSRC => pref_src = ip_of(family, v),
+            RTA_MULTIPATH => multipath = Some(v),
             _ => {}
         }
     }
-    let dst = match dst {
-        Some(d) => d,
-        None if v6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-        None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-    };
-    let prefix = IpNet::new(dst, h.destination_prefix_length).ok()?;
-    let shape = match h.kind {
-        RouteType::BlackHole => Shape::Blackhole,
-        RouteType::Unicast => {
-            let mut hops = match multipath {
-                Some(hops) => hops
-                    .iter()
-                    .map(|nh| Hop {
-                        gateway: nh.attributes.iter().find_map(|a| match a {
-                            RouteAttribute::Gateway(g) => addr_of(g),
-                            _ => None,
-                        }),
-                        oif: nh.interface_index,
-                        onlink: nh.flags.contains(RouteNextHopFlags::Onlink),
-                        weight: u16::from(nh.hops) + 1,
-                    })
-                    .collect(),
-                None => vec![Hop {
+    let dst = dst.unwrap_or(if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    });
+    let prefix = IpNet::new(dst, dst_len).ok()?;
+    let shape = match kind {
+        RTN_BLACKHOLE => Shape::Blackhole,
+        RTN_UNICAST => {
+            let mut hops = Vec::with_capacity(1);
+            match multipath {
+                Some(mut mp) => {
+                    // struct rtnexthop { u16 len; u8 flags; u8 hops; i32 ifindex; } + attrs
+                    while mp.len() >= 8 {
+                        let len = usize::from(u16::from_ne_bytes([mp[0], mp[1]]));
+                        if len < 8 {
+                            break;
+                        }
+                        let nh = mp.get(..len)?;
+                        let gateway = attrs(nh.get(8..)?)
+                            .find(|(t, _)| *t == RTA_GATEWAY)
+                            .and_then(|(_, v)| ip_of(family, v));
+                        hops.push(Hop {
+                            gateway,
+                            oif: u32::from_ne_bytes([nh[4], nh[5], nh[6], nh[7]]),
+                            onlink: nh[2] & RTNH_F_ONLINK != 0,
+                            weight: u16::from(nh[3]) + 1,
+                        });
+                        mp = mp.get((len + 3) & !3..).unwrap_or(&[]);
+                    }
+                }
+                None => hops.push(Hop {
                     gateway,
                     oif,
-                    onlink: h.flags.contains(RouteFlags::Onlink),
+                    onlink: flags & u32::from(RTNH_F_ONLINK) != 0,
                     weight: 1,
-                }],
-            };
+                }),
+            }
             hops.sort();
             Shape::Unicast(hops)
         }
-        other => Shape::Other(u8::from(other)),
+        other => Shape::Other(other),
     };
     Some(KernelRoute {
         prefix,
         table,
-        protocol: u8::from(h.protocol),
+        protocol,
         metric,
-        tos: h.tos,
+        tos,
         shape,
         pref_src,
     })
@@ -270,111 +311,143 @@ pub(crate) struct Target {
     pub metric_v6: u32,
 }
 
-fn family_of(prefix: &IpNet) -> AddressFamily {
-    match prefix {
-        IpNet::V4(_) => AddressFamily::Inet,
-        IpNet::V6(_) => AddressFamily::Inet6,
+// Route requests are encoded by hand: they are the hot path (a million
+// routes), the layout is fixed by `linux/rtnetlink.h`, and the library's
+// attribute vectors cost an allocation per attribute. Unit tests check the
+// bytes against netlink-packet-route's parser.
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PRIORITY: u16 = 6;
+const RTA_PREFSRC: u16 = 7;
+const RTA_MULTIPATH: u16 = 9;
+const RTA_TABLE: u16 = 15;
+const RTN_UNICAST: u8 = 1;
+const RTN_BLACKHOLE: u8 = 6;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const RT_SCOPE_NOWHERE: u8 = 255;
+const RTNH_F_ONLINK: u8 = 4;
+const RTM_F_CLONED: u32 = 0x200;
+
+fn put_attr(buf: &mut Vec<u8>, ty: u16, data: &[u8]) {
+    let len = 4 + data.len();
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&ty.to_ne_bytes());
+    buf.extend_from_slice(data);
+    buf.resize(buf.len() + ((4 - len % 4) % 4), 0);
+}
+
+fn put_addr(buf: &mut Vec<u8>, ty: u16, a: IpAddr) {
+    match a {
+        IpAddr::V4(v4) => put_attr(buf, ty, &v4.octets()),
+        IpAddr::V6(v6) => put_attr(buf, ty, &v6.octets()),
     }
 }
 
-fn base_message(t: &Target, prefix: &IpNet) -> RouteMessage {
-    let mut m = RouteMessage::default();
-    m.header.address_family = family_of(prefix);
-    m.header.destination_prefix_length = prefix.prefix_len();
-    m.header.table = u8::try_from(t.table)
-        .ok()
-        .filter(|_| t.table < 256)
-        .unwrap_or(RT_TABLE_COMPAT);
-    m.header.protocol = RouteProtocol::from(t.protocol);
-    m.attributes
-        .push(RouteAttribute::Destination(RouteAddress::from(
-            prefix.addr(),
-        )));
-    m.attributes.push(RouteAttribute::Table(t.table));
-    let metric = match prefix {
-        IpNet::V4(_) => t.metric_v4,
-        IpNet::V6(_) => t.metric_v6,
-    };
-    m.attributes.push(RouteAttribute::Priority(metric));
-    m
+/// What a request carries besides the key.
+#[derive(Debug)]
+pub(crate) enum Body<'a> {
+    /// A route to create or replace, devices resolved to `hops`.
+    Route(&'a FibRoute, &'a [Hop]),
+    /// A delete of our route at `metric`.
+    Delete(u32),
 }
 
-/// Builds the route message for `Create`/`Replace` of a desired route whose
-/// devices are already resolved to `hops`.
-pub(crate) fn route_message(t: &Target, route: &FibRoute, hops: &[Hop]) -> RouteMessage {
-    let mut m = base_message(t, &route.prefix);
-    m.header.scope = RouteScope::Universe;
-    match &route.kind {
-        RouteKind::Blackhole => m.header.kind = RouteType::BlackHole,
-        RouteKind::Unicast(_) => {
-            m.header.kind = RouteType::Unicast;
+/// Appends one request to `buf` (no `NLM_F_ACK`; see `set_ack`).
+pub(crate) fn push_request(
+    buf: &mut Vec<u8>,
+    seq: u32,
+    op: OpKind,
+    t: &Target,
+    prefix: &IpNet,
+    body: Body<'_>,
+) {
+    let start = buf.len();
+    let (ty, flags) = match op {
+        OpKind::Create => (RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL),
+        OpKind::Replace => (RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_REPLACE),
+        OpKind::Delete => (RTM_DELROUTE, NLM_F_REQUEST),
+    };
+    buf.extend_from_slice(&0u32.to_ne_bytes()); // length, patched below
+    buf.extend_from_slice(&ty.to_ne_bytes());
+    buf.extend_from_slice(&flags.to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+    let (family, v6) = match prefix {
+        IpNet::V4(_) => (libc::AF_INET as u8, false),
+        IpNet::V6(_) => (libc::AF_INET6 as u8, true),
+    };
+    let (scope, kind, rtm_flags, metric) = match &body {
+        Body::Delete(m) => (RT_SCOPE_NOWHERE, 0u8, 0u32, *m),
+        Body::Route(r, hops) => {
+            let kind = match r.kind {
+                RouteKind::Blackhole => RTN_BLACKHOLE,
+                RouteKind::Unicast(_) => RTN_UNICAST,
+            };
+            let onlink = matches!(hops, [h] if h.onlink);
+            let metric = if v6 { t.metric_v6 } else { t.metric_v4 };
+            (
+                RT_SCOPE_UNIVERSE,
+                kind,
+                if onlink { u32::from(RTNH_F_ONLINK) } else { 0 },
+                metric,
+            )
+        }
+    };
+    let table = if t.table < 256 {
+        t.table as u8
+    } else {
+        RT_TABLE_COMPAT
+    };
+    buf.extend_from_slice(&[
+        family,
+        prefix.prefix_len(),
+        0,
+        0,
+        table,
+        t.protocol,
+        scope,
+        kind,
+    ]);
+    buf.extend_from_slice(&rtm_flags.to_ne_bytes());
+    put_addr(buf, RTA_DST, prefix.addr());
+    put_attr(buf, RTA_TABLE, &t.table.to_ne_bytes());
+    put_attr(buf, RTA_PRIORITY, &metric.to_ne_bytes());
+    if let Body::Route(r, hops) = body {
+        if matches!(r.kind, RouteKind::Unicast(_)) {
             if let [hop] = hops {
                 if let Some(g) = hop.gateway {
-                    m.attributes
-                        .push(RouteAttribute::Gateway(RouteAddress::from(g)));
+                    put_addr(buf, RTA_GATEWAY, g);
                 }
                 if hop.oif != 0 {
-                    m.attributes.push(RouteAttribute::Oif(hop.oif));
-                }
-                if hop.onlink {
-                    m.header.flags |= RouteFlags::Onlink;
+                    put_attr(buf, RTA_OIF, &hop.oif.to_ne_bytes());
                 }
             } else {
-                let nhs = hops
-                    .iter()
-                    .map(|hop| {
-                        let mut nh = RouteNextHop::default();
-                        nh.interface_index = hop.oif;
-                        nh.hops = u8::try_from(hop.weight.clamp(1, 256) - 1).unwrap_or(0);
-                        if hop.onlink {
-                            nh.flags |= RouteNextHopFlags::Onlink;
-                        }
-                        if let Some(g) = hop.gateway {
-                            nh.attributes
-                                .push(RouteAttribute::Gateway(RouteAddress::from(g)));
-                        }
-                        nh
-                    })
-                    .collect();
-                m.attributes.push(RouteAttribute::MultiPath(nhs));
+                let mut mp = Vec::with_capacity(hops.len() * 28);
+                for hop in hops {
+                    let at = mp.len();
+                    mp.extend_from_slice(&0u16.to_ne_bytes());
+                    let hflags = if hop.onlink { RTNH_F_ONLINK } else { 0 };
+                    let weight = u8::try_from(hop.weight.clamp(1, 256) - 1).unwrap_or(0);
+                    mp.extend_from_slice(&[hflags, weight]);
+                    mp.extend_from_slice(&hop.oif.to_ne_bytes());
+                    if let Some(g) = hop.gateway {
+                        put_addr(&mut mp, RTA_GATEWAY, g);
+                    }
+                    let len = (mp.len() - at) as u16;
+                    mp[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+                }
+                put_attr(buf, RTA_MULTIPATH, &mp);
             }
         }
+        if let Some(src) = r.pref_src {
+            put_addr(buf, RTA_PREFSRC, src);
+        }
     }
-    if let Some(src) = route.pref_src {
-        m.attributes
-            .push(RouteAttribute::PrefSource(RouteAddress::from(src)));
-    }
-    m
-}
-
-/// Builds a delete that can only match our protocol's route for `prefix`.
-pub(crate) fn delete_message(t: &Target, prefix: &IpNet, metric: u32) -> RouteMessage {
-    let mut m = base_message(t, prefix);
-    // Replace the default metric with the one the kernel holds (a stale
-    // route may carry an older configuration's metric).
-    m.attributes
-        .retain(|a| !matches!(a, RouteAttribute::Priority(_)));
-    m.attributes.push(RouteAttribute::Priority(metric));
-    m.header.scope = RouteScope::NoWhere;
-    m
-}
-
-/// Appends one request to `buf`.
-pub(crate) fn push_request(buf: &mut Vec<u8>, seq: u32, op: OpKind, msg: RouteMessage, ack: bool) {
-    let mut header = NetlinkHeader::default();
-    header.sequence_number = seq;
-    header.flags = NLM_F_REQUEST
-        | if ack { NLM_F_ACK } else { 0 }
-        | match op {
-            OpKind::Create => NLM_F_CREATE | NLM_F_EXCL,
-            OpKind::Replace => NLM_F_REPLACE,
-            OpKind::Delete => 0,
-        };
-    let payload = match op {
-        OpKind::Delete => RouteNetlinkMessage::DelRoute(msg),
-        _ => RouteNetlinkMessage::NewRoute(msg),
-    };
-    push(buf, header, payload);
+    let len = (buf.len() - start) as u32;
+    buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
 }
 
 /// Sets `NLM_F_ACK` on the message starting at `at` (the last of a batch).
@@ -429,4 +502,294 @@ pub(crate) fn dump_links(buf: &mut Vec<u8>, seq: u32) {
         header,
         RouteNetlinkMessage::GetLink(netlink_packet_route::link::LinkMessage::default()),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-written encoder and decoder, checked against
+    //! netlink-packet-route in both directions.
+
+    use super::*;
+    use crate::types::NextHopSpec;
+    use netlink_packet_route::route::{
+        RouteAddress, RouteFlags, RouteNextHop, RouteNextHopFlags, RouteProtocol, RouteScope,
+        RouteType,
+    };
+
+    fn addr_of(a: &RouteAddress) -> Option<IpAddr> {
+        match a {
+            RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+            RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+            _ => None,
+        }
+    }
+
+    /// The library's view of a route message, to cross-check `parse_route`.
+    /// Maps a kernel route message to our view; `None` for families and
+    /// shapes we never program (MPLS, multicast, cloned cache entries).
+    fn route_of(m: &RouteMessage) -> Option<KernelRoute> {
+        let h = &m.header;
+        let v6 = match h.address_family {
+            AddressFamily::Inet => false,
+            AddressFamily::Inet6 => true,
+            _ => return None,
+        };
+        if h.flags.contains(RouteFlags::Cloned) {
+            return None;
+        }
+        let mut dst = None;
+        let mut table = u32::from(h.table);
+        let mut metric = 0u32;
+        let mut gateway = None;
+        let mut oif = 0u32;
+        let mut pref_src = None;
+        let mut multipath: Option<&Vec<RouteNextHop>> = None;
+        for a in &m.attributes {
+            match a {
+                RouteAttribute::Destination(d) => dst = addr_of(d),
+                RouteAttribute::Table(t) => table = *t,
+                RouteAttribute::Priority(p) => metric = *p,
+                RouteAttribute::Gateway(g) => gateway = addr_of(g),
+                RouteAttribute::Oif(i) => oif = *i,
+                RouteAttribute::PrefSource(s) => pref_src = addr_of(s),
+                RouteAttribute::MultiPath(hops) => multipath = Some(hops),
+                _ => {}
+            }
+        }
+        let dst = match dst {
+            Some(d) => d,
+            None if v6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        };
+        let prefix = IpNet::new(dst, h.destination_prefix_length).ok()?;
+        let shape = match h.kind {
+            RouteType::BlackHole => Shape::Blackhole,
+            RouteType::Unicast => {
+                let mut hops = match multipath {
+                    Some(hops) => hops
+                        .iter()
+                        .map(|nh| Hop {
+                            gateway: nh.attributes.iter().find_map(|a| match a {
+                                RouteAttribute::Gateway(g) => addr_of(g),
+                                _ => None,
+                            }),
+                            oif: nh.interface_index,
+                            onlink: nh.flags.contains(RouteNextHopFlags::Onlink),
+                            weight: u16::from(nh.hops) + 1,
+                        })
+                        .collect(),
+                    None => vec![Hop {
+                        gateway,
+                        oif,
+                        onlink: h.flags.contains(RouteFlags::Onlink),
+                        weight: 1,
+                    }],
+                };
+                hops.sort();
+                Shape::Unicast(hops)
+            }
+            other => Shape::Other(u8::from(other)),
+        };
+        Some(KernelRoute {
+            prefix,
+            table,
+            protocol: u8::from(h.protocol),
+            metric,
+            tos: h.tos,
+            shape,
+            pref_src,
+        })
+    }
+
+    const T: Target = Target {
+        protocol: 84,
+        table: 254,
+        metric_v4: 32,
+        metric_v6: 1024,
+    };
+
+    fn encode(op: OpKind, prefix: &IpNet, body: Body<'_>) -> (NetlinkHeader, RouteMessage) {
+        let mut buf = Vec::new();
+        push_request(&mut buf, 7, op, &T, prefix, body);
+        assert_eq!(buf.len() % 4, 0);
+        let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf)
+            .expect("library parses our bytes");
+        assert_eq!(m.header.length as usize, buf.len());
+        match m.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r))
+            | NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => (m.header, r),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn hop(g: &str, oif: u32, onlink: bool, weight: u16) -> Hop {
+        Hop {
+            gateway: Some(g.parse().unwrap()),
+            oif,
+            onlink,
+            weight,
+        }
+    }
+
+    #[test]
+    fn create_single_gateway_v4() {
+        let route = FibRoute::via(
+            "100.64.1.0/24".parse().unwrap(),
+            "198.18.0.2".parse().unwrap(),
+        );
+        let hops = [hop("198.18.0.2", 0, false, 1)];
+        let (h, m) = encode(OpKind::Create, &route.prefix, Body::Route(&route, &hops));
+        assert_eq!(h.message_type, RTM_NEWROUTE);
+        assert_eq!(h.flags, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL);
+        assert_eq!(h.sequence_number, 7);
+        assert_eq!(m.header.protocol, RouteProtocol::Other(84));
+        assert_eq!(m.header.kind, RouteType::Unicast);
+        assert_eq!(m.header.scope, RouteScope::Universe);
+        assert_eq!(m.header.destination_prefix_length, 24);
+        assert!(m.attributes.contains(&RouteAttribute::Priority(32)));
+        assert!(m.attributes.contains(&RouteAttribute::Table(254)));
+        assert!(
+            m.attributes
+                .contains(&RouteAttribute::Gateway(RouteAddress::Inet(
+                    "198.18.0.2".parse().unwrap()
+                )))
+        );
+        assert_eq!(route_of(&m), parse_route(&emit(&m)));
+    }
+
+    #[test]
+    fn replace_onlink_v6_with_source_and_big_table() {
+        let t = Target { table: 1000, ..T };
+        let mut route = FibRoute::via(
+            "2001:db8:1000::/48".parse().unwrap(),
+            "2001:db8::9".parse().unwrap(),
+        );
+        route.pref_src = Some("2001:db8::1".parse().unwrap());
+        let hops = [hop("2001:db8::9", 5, true, 1)];
+        let mut buf = Vec::new();
+        push_request(
+            &mut buf,
+            1,
+            OpKind::Replace,
+            &t,
+            &route.prefix,
+            Body::Route(&route, &hops),
+        );
+        let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf).unwrap();
+        assert_eq!(m.header.flags, NLM_F_REQUEST | NLM_F_REPLACE);
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) = m.payload else {
+            panic!()
+        };
+        assert_eq!(r.header.table, RT_TABLE_COMPAT);
+        assert!(r.header.flags.contains(RouteFlags::Onlink));
+        assert!(r.attributes.contains(&RouteAttribute::Table(1000)));
+        assert!(r.attributes.contains(&RouteAttribute::Oif(5)));
+        assert!(r.attributes.contains(&RouteAttribute::Priority(1024)));
+        let k = parse_route(&emit(&r)).unwrap();
+        assert_eq!(k.table, 1000);
+        assert_eq!(k.pref_src, route.pref_src);
+        assert_eq!(k.shape, Shape::Unicast(hops.to_vec()));
+        assert_eq!(Some(k), route_of(&r));
+    }
+
+    #[test]
+    fn ecmp_weights_and_blackhole_and_delete() {
+        let route = FibRoute::ecmp(
+            "100.64.2.0/24".parse().unwrap(),
+            ["198.18.0.2", "198.18.0.3"].map(|s| s.parse().unwrap()),
+        );
+        let hops = [
+            hop("198.18.0.2", 3, false, 1),
+            hop("198.18.0.3", 4, true, 7),
+        ];
+        let (_, m) = encode(OpKind::Create, &route.prefix, Body::Route(&route, &hops));
+        let mp = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::MultiPath(v) => Some(v.clone()),
+                _ => None,
+            })
+            .expect("multipath");
+        assert_eq!(mp.len(), 2);
+        assert_eq!((mp[1].hops, mp[1].interface_index), (6, 4));
+        assert!(mp[1].flags.contains(RouteNextHopFlags::Onlink));
+        assert_eq!(
+            parse_route(&emit(&m)).unwrap().shape,
+            Shape::Unicast(hops.to_vec())
+        );
+
+        let bh = FibRoute::blackhole("100.64.3.0/26".parse().unwrap());
+        let (_, m) = encode(OpKind::Create, &bh.prefix, Body::Route(&bh, &[]));
+        assert_eq!(m.header.kind, RouteType::BlackHole);
+        assert_eq!(parse_route(&emit(&m)).unwrap().shape, Shape::Blackhole);
+
+        let p: IpNet = "100.64.4.0/24".parse().unwrap();
+        let (h, m) = encode(OpKind::Delete, &p, Body::Delete(99));
+        assert_eq!(h.message_type, RTM_DELROUTE);
+        assert_eq!(
+            m.header.protocol,
+            RouteProtocol::Other(84),
+            "deletes must name our protocol"
+        );
+        assert_eq!(m.header.scope, RouteScope::NoWhere);
+        assert!(m.attributes.contains(&RouteAttribute::Priority(99)));
+    }
+
+    #[test]
+    fn parse_matches_library_on_library_messages() {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        m.header.destination_prefix_length = 64;
+        m.header.table = 254;
+        m.header.protocol = RouteProtocol::Static;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet6(
+                "2001:db8:1000:1::".parse().unwrap(),
+            )));
+        m.attributes.push(RouteAttribute::Priority(1024));
+        let mut nh = RouteNextHop::default();
+        nh.interface_index = 2;
+        nh.hops = 2;
+        nh.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(
+                "2001:db8::2".parse().unwrap(),
+            )));
+        m.attributes
+            .push(RouteAttribute::MultiPath(vec![nh.clone(), nh]));
+        let ours = parse_route(&emit(&m)).unwrap();
+        assert_eq!(Some(&ours), route_of(&m).as_ref());
+        assert_eq!(ours.protocol, 4);
+    }
+
+    #[test]
+    fn truncated_input_is_refused_not_a_panic() {
+        let route = FibRoute {
+            prefix: "100.64.5.0/24".parse().unwrap(),
+            kind: RouteKind::Unicast(vec![NextHopSpec::gateway("198.18.0.2".parse().unwrap())]),
+            pref_src: None,
+        };
+        let hops = [hop("198.18.0.2", 1, false, 1)];
+        let mut buf = Vec::new();
+        push_request(
+            &mut buf,
+            1,
+            OpKind::Create,
+            &T,
+            &route.prefix,
+            Body::Route(&route, &hops),
+        );
+        for cut in 0..buf.len() {
+            let _ = parse_route(buf.get(16..cut).unwrap_or(&[]));
+            for_each_message(&buf[..cut], |_, _, _| {});
+        }
+    }
+
+    fn emit(m: &RouteMessage) -> Vec<u8> {
+        use netlink_packet_core::Emitable;
+        let mut b = vec![0; m.buffer_len()];
+        m.emit(&mut b);
+        b
+    }
 }
