@@ -133,12 +133,25 @@ impl<'a> Fields<'a> {
 
     /// A Kubernetes `metav1.Duration` string such as `120s`, `1m30s`, `1.5h`.
     pub(crate) fn duration(&mut self, key: &'a str) -> Result<Option<Duration>, TopologyError> {
-        match self.string(key)? {
-            None => Ok(None),
-            Some(s) => parse_go_duration(&s).map(Some).ok_or_else(|| {
-                self.err(key, format!("'{s}' is not a duration like 120s or 1m30s"))
-            }),
-        }
+        let text = match self.raw(key) {
+            None => return Ok(None),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(self.err(
+                    key,
+                    format!(
+                        "expected a duration string like 120s or 1m30s, found {}",
+                        describe(other)
+                    ),
+                ));
+            }
+        };
+        parse_go_duration(&text).map(Some).ok_or_else(|| {
+            self.err(
+                key,
+                format!("'{text}' is not a duration like 120s or 1m30s"),
+            )
+        })
     }
 
     pub(crate) fn ip(&mut self, key: &'a str) -> Result<Option<IpAddr>, TopologyError> {
