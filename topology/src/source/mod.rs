@@ -52,7 +52,7 @@ impl FromStr for DatastoreSpec {
 #[derive(Debug)]
 pub enum Source {
     File(FileSource),
-    Etcd(EtcdSource),
+    Etcd(Box<EtcdSource>),
 }
 
 impl Source {
@@ -60,7 +60,7 @@ impl Source {
     pub fn open(spec: &DatastoreSpec) -> Source {
         match spec {
             DatastoreSpec::File(p) => Source::File(FileSource::new(p.clone())),
-            DatastoreSpec::Etcd(urls) => Source::Etcd(EtcdSource::new(urls.clone())),
+            DatastoreSpec::Etcd(urls) => Source::Etcd(Box::new(EtcdSource::new(urls.clone()))),
         }
     }
 
