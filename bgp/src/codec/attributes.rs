@@ -512,16 +512,19 @@ fn reconcile_as4(d: &mut Decoder<'_>) {
             }
         }
     }
-    for seg in as4.segments {
+    // Join the two halves when a sequence was cut between them.
+    let mut as4_segments = as4.segments.into_iter();
+    if let Some(first) = as4_segments.next() {
         match merged.last_mut() {
             Some(last)
-                if last.kind == SegmentType::Sequence && seg.kind == SegmentType::Sequence =>
+                if last.kind == SegmentType::Sequence && first.kind == SegmentType::Sequence =>
             {
-                last.asns.extend(seg.asns)
+                last.asns.extend(first.asns)
             }
-            _ => merged.push(seg),
+            _ => merged.push(first),
         }
     }
+    merged.extend(as4_segments);
     d.out.attributes.as_path = AsPath { segments: merged };
 }
 

@@ -171,7 +171,10 @@ impl UpdatePacker {
                 if l > budget {
                     break;
                 }
-                check_family(n, self.family)?;
+                if let Err(e) = check_family(n, self.family) {
+                    out.truncate(start);
+                    return Err(e);
+                }
                 budget -= l;
                 put_nlri(out, n, ap);
                 taken += 1;
@@ -262,7 +265,10 @@ pub fn encode_withdrawals(
             if l > budget {
                 break;
             }
-            check_family(n, family)?;
+            if let Err(e) = check_family(n, family) {
+                out.truncate(start);
+                return Err(e);
+            }
             budget -= l;
             put_nlri(out, n, ap);
             taken += 1;
