@@ -126,6 +126,12 @@ pub struct FibTask {
     /// The errno last logged per prefix, so a retry storm logs once.
     logged: HashMap<IpNet, i32>,
     need_resync: bool,
+    /// Bulk mode: route notifications off, no replaces, view kept from acks,
+    /// one verifying dump at the end.
+    bulk: bool,
+    /// Prefixes changed by commands since the queue was last empty; what
+    /// decides bulk mode (a resync marks everything, mostly no-ops).
+    changed: usize,
     /// Set when a send failed for lack of kernel memory; retried shortly.
     send_backoff: Option<Instant>,
     next_retry: Instant,
@@ -204,6 +210,8 @@ impl FibTask {
             blocked: HashSet::default(),
             logged: HashMap::default(),
             need_resync: false,
+            bulk: false,
+            changed: 0,
             send_backoff: None,
             next_retry: Instant::now() + retry,
             links: HashMap::default(),
@@ -231,7 +239,9 @@ impl FibTask {
             if self.need_resync {
                 self.resync().await?;
             }
+            self.enter_bulk_if_worth_it()?;
             self.pump()?;
+            self.leave_bulk_if_done()?;
             self.answer_waiters();
             if self.rx_closed && self.inflight.is_empty() {
                 debug!("all handles dropped; fib-sync stops, routes stay in the kernel");
@@ -287,6 +297,7 @@ impl FibTask {
                         self.desired.insert(p, r);
                         self.parked.remove(&p);
                         self.mark(p);
+                        self.changed += 1;
                     }
                 }
             }
@@ -296,6 +307,7 @@ impl FibTask {
                         self.parked.remove(&p);
                         self.blocked.remove(&p);
                         self.mark(p);
+                        self.changed += 1;
                     }
                 }
             }
@@ -306,6 +318,7 @@ impl FibTask {
                 for p in old.keys() {
                     if !self.desired.contains_key(p) {
                         self.mark(*p);
+                        self.changed += 1;
                     }
                 }
                 let changed: Vec<IpNet> = self
@@ -314,6 +327,7 @@ impl FibTask {
                     .filter(|(p, r)| old.get(p) != Some(r))
                     .map(|(p, _)| *p)
                     .collect();
+                self.changed += changed.len();
                 for p in changed {
                     self.parked.remove(&p);
                     self.mark(p);
@@ -393,6 +407,71 @@ impl FibTask {
         for p in parked {
             self.mark(p);
         }
+    }
+
+    // ----- bulk mode -------------------------------------------------------
+
+    fn enter_bulk_if_worth_it(&mut self) -> Result<(), FibError> {
+        let threshold = self.cfg.bulk_threshold;
+        if self.dirty.is_empty() {
+            self.changed = 0;
+        }
+        if self.bulk || threshold == 0 || self.changed < threshold || self.need_resync {
+            return Ok(());
+        }
+        self.events
+            .set_groups(&[RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE], false)
+            .map_err(FibError::Io)?;
+        self.bulk = true;
+        self.stats.bulk_runs += 1;
+        info!(
+            backlog = self.dirty.len(),
+            "bulk programming: route notifications paused, table verified by a dump afterwards"
+        );
+        Ok(())
+    }
+
+    fn leave_bulk_if_done(&mut self) -> Result<(), FibError> {
+        if !self.bulk || !self.dirty.is_empty() || !self.inflight.is_empty() {
+            return Ok(());
+        }
+        // Listen first, then dump: a change after the dump's snapshot is
+        // then always seen as an event.
+        self.events
+            .set_groups(&[RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE], true)
+            .map_err(FibError::Io)?;
+        self.bulk = false;
+        self.need_resync = true;
+        debug!("bulk programming done; verifying the table");
+        Ok(())
+    }
+
+    /// In bulk mode the view follows our acknowledged requests.
+    fn assume_done(&mut self, p: &Pending) {
+        if p.op == OpKind::Delete {
+            self.forget_ours(p.prefix, p.metric);
+            return;
+        }
+        let Some(want) = self.desired.get(&p.prefix) else {
+            return;
+        };
+        let Ok(hops) = self.resolve(want) else {
+            return;
+        };
+        let shape = match want.kind {
+            RouteKind::Blackhole => Shape::Blackhole,
+            RouteKind::Unicast(_) => Shape::Unicast(hops),
+        };
+        let route = KernelRoute {
+            prefix: p.prefix,
+            table: self.cfg.table,
+            protocol: self.cfg.protocol,
+            metric: p.metric,
+            tos: 0,
+            shape,
+            pref_src: want.pref_src,
+        };
+        self.ours.insert(p.prefix, route);
     }
 
     // ----- planning and sending ------------------------------------------
@@ -492,6 +571,9 @@ impl FibTask {
             Some(have) if self.matches(want, &hops, have) => None,
             // Step aside: REPLACE could hit the foreign route.
             Some(_) if foreign => Some(OpKind::Delete),
+            // REPLACE needs a current view of foreign routes; the dump that
+            // ends bulk mode replans this prefix.
+            Some(_) if self.bulk => None,
             Some(_) => Some(OpKind::Replace),
             None if foreign => None,
             None => Some(OpKind::Create),
@@ -710,6 +792,9 @@ impl FibTask {
             self.mark(prefix);
         }
         if errno == 0 {
+            if self.bulk {
+                self.assume_done(&p);
+            }
             match p.op {
                 OpKind::Create => self.stats.installs += 1,
                 OpKind::Replace => self.stats.replaces += 1,
@@ -733,6 +818,14 @@ impl FibTask {
                 // Our route vanished under us; create it instead.
                 self.forget_ours(prefix, p.metric);
                 self.mark(prefix);
+            }
+            (OpKind::Create, libc::EEXIST) if self.bulk => {
+                // The dump that ends bulk mode shows who holds the key.
+                self.log_once(
+                    prefix,
+                    errno,
+                    "create met an existing route; checked after the bulk run",
+                );
             }
             (OpKind::Create, libc::EEXIST) => {
                 // The view is current (events are drained before acks), so

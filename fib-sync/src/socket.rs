@@ -51,6 +51,18 @@ impl NlSocket {
         Ok(Self { fd, rcvbuf })
     }
 
+    /// Joins or leaves multicast groups.
+    pub(crate) fn set_groups(&self, groups: &[u32], join: bool) -> io::Result<()> {
+        for g in groups {
+            if join {
+                self.fd.get_ref().add_membership(*g)?;
+            } else {
+                self.fd.get_ref().drop_membership(*g)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sends one datagram holding one or more requests. The kernel processes
     /// `NETLINK_ROUTE` requests in the sender's context, so the whole batch
     /// is done (and its errors queued) when this returns.

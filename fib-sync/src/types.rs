@@ -147,6 +147,12 @@ pub struct FibConfig {
     /// Routes whose next hop was unreachable are retried on link and
     /// address changes, and at least this often.
     pub retry_interval: Duration,
+    /// When at least this many prefixes wait to be programmed, stop
+    /// listening to route notifications (each costs the kernel a message
+    /// and us a `recv`), send only creates and deletes (both safe without a
+    /// current view), and verify the whole table with one dump at the end.
+    /// 0 disables bulk mode.
+    pub bulk_threshold: usize,
 }
 
 impl Default for FibConfig {
@@ -161,6 +167,7 @@ impl Default for FibConfig {
             batch_bytes: 96 << 10,
             max_in_flight: 8192,
             retry_interval: Duration::from_secs(10),
+            bulk_threshold: 4096,
         }
     }
 }
@@ -204,6 +211,8 @@ pub struct FibStats {
     pub parked: usize,
     /// Whether the RIB has declared convergence.
     pub converged: bool,
+    /// Times bulk mode was entered (see `FibConfig::bulk_threshold`).
+    pub bulk_runs: u64,
 }
 
 /// What the synchroniser saw in the kernel, for the daemon (next-hop

@@ -303,7 +303,9 @@ fn restart_keeps_valid_routes_and_removes_stale_after_convergence() {
             fib.set_many(first.clone()).await.unwrap();
             fib.converged().await.unwrap();
             fib.sync().await.unwrap();
-            assert_eq!(fib.stats().await.unwrap().installs, u64::from(total));
+            let s = fib.stats().await.unwrap();
+            assert_eq!(s.installs, u64::from(total));
+            assert_eq!(s.bulk_runs, 1, "10k routes go in bulk mode: {s:?}");
             // "kill -9": the handle goes away, nothing is withdrawn.
             drop(fib);
             task.await.unwrap();
@@ -557,8 +559,10 @@ fn event_socket_overrun_ends_with_kernel_equal_to_desired() {
     let n = ns.name().to_string();
     let desired = ns
         .block_on(move || async move {
+            // Bulk mode off: this test is about the event socket overflowing.
             let cfg = FibConfig {
                 event_rcvbuf: Some(4096),
+                bulk_threshold: 0,
                 ..FibConfig::default()
             };
             let (fib, _task) = start(cfg).await;
@@ -622,4 +626,70 @@ fn event_socket_overrun_ends_with_kernel_equal_to_desired() {
             .take(5)
             .all(|l| l.contains("via 198.18.0.3"))
     );
+}
+
+#[test]
+fn bulk_mode_respects_foreign_keys_and_replaces_after_verifying() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    let prefix = |i: u32| net(&format!("100.67.{}.{}/32", i / 256, i % 256));
+    for i in [10u32, 5000, 19_999] {
+        ipn(
+            &n,
+            &[
+                "route",
+                "add",
+                &shown(&prefix(i)),
+                "via",
+                "198.18.0.9",
+                "proto",
+                "static",
+                "metric",
+                "32",
+            ],
+        );
+    }
+    let n2 = n.clone();
+    ns.block_on(move || async move {
+        let (fib, _task) = start(FibConfig::default()).await;
+        fib.converged().await.unwrap();
+        let all: Vec<FibRoute> = (0..20_000)
+            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
+            .collect();
+        fib.set_many(all).await.unwrap();
+        fib.sync().await.unwrap();
+        let s = fib.stats().await.unwrap();
+        assert_eq!(s.bulk_runs, 1, "{s:?}");
+        assert_eq!(
+            (s.installs, s.installed, s.blocked_by_foreign),
+            (19_997, 19_997, 3),
+            "{s:?}"
+        );
+        // Someone deletes one of ours during the next bulk run; replaces wait
+        // for the verifying dump and then go out as REPLACE.
+        let reps: Vec<FibRoute> = (0..8_000)
+            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.3")))
+            .collect();
+        fib.set_many(reps).await.unwrap();
+        ipn(
+            &n2,
+            &["route", "del", &shown(&prefix(15_000)), "proto", "84"],
+        );
+        fib.sync().await.unwrap();
+        let s = fib.stats().await.unwrap();
+        assert_eq!(s.bulk_runs, 2, "{s:?}");
+        assert_eq!(s.replaces, 7_998, "two of the 8000 keys are foreign: {s:?}");
+        assert_eq!(s.restores, 1, "{s:?}");
+        let v4 = routes(&n2, false, "84");
+        assert_eq!(v4.len(), 19_997);
+        assert_eq!(
+            v4.iter().filter(|l| l.contains("via 198.18.0.3")).count(),
+            7_998
+        );
+        let st = routes(&n2, false, "static");
+        assert_eq!(st.len(), 3, "foreign routes intact: {st:?}");
+        assert!(st.iter().all(|l| l.contains("via 198.18.0.9")));
+    })
+    .unwrap();
 }
