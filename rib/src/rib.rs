@@ -465,6 +465,7 @@ impl Rib {
             self.sweep_stale(slot, f);
         }
         self.join_group(slot);
+        self.check_deferral_done();
         info!(peer = %id, "peer up in RIB");
         Ok(())
     }

@@ -1,0 +1,303 @@
+//! RIB benches (issue: ingest, RR fan-out, churn). Figures go in README.md.
+//!
+//! Memory is measured with a counting global allocator: live bytes after
+//! building the table, divided by the number of paths.
+
+use std::alloc::System;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ipnet::{IpNet, Ipv4Net};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tabby_bgp::attr::{AsPath, Community, Origin};
+use tabby_bgp::codec::{CodecCtx, encode_message};
+use tabby_bgp::message::{Message, Update};
+use tabby_bgp::{Asn, Nlri, PathAttributes};
+use tabby_rib::*;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const PEERS: u32 = 10;
+const PREFIXES: u32 = 100_000;
+/// Prefixes per attribute set (a full table averages about this).
+const PER_SET: u32 = 10;
+
+/// The i-th /27 of 100.64.0.0/10 (LAB address plan).
+fn prefix27(i: u32) -> IpNet {
+    IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x6440_0000u32 + (i << 5)), 27).expect("valid /27"))
+}
+
+fn peer_addr(p: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, 1, p as u8 + 1))
+}
+
+/// 10 eBGP peers, each announcing the same 100k prefixes, 10 per UPDATE
+/// with one attribute set per UPDATE; paths differ per peer in their first
+/// AS and length, so attributes are shared within a peer's UPDATE only.
+fn ingest_updates() -> Vec<(PeerId, Update)> {
+    let mut out = Vec::new();
+    for p in 0..PEERS {
+        let nh = match peer_addr(p) {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => unreachable!(),
+        };
+        for set in 0..PREFIXES / PER_SET {
+            let origin_as = 64600 + (set % 3000);
+            let mut path = vec![Asn(65001 + p), Asn(64700 + (set % 97))];
+            if (set + p) % 3 == 0 {
+                path.push(Asn(64900 + (set % 13)));
+            }
+            path.push(Asn(origin_as));
+            let attributes = PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: AsPath::from_sequence(path),
+                next_hop: Some(nh),
+                med: if set % 4 == 0 { Some(set % 50) } else { None },
+                communities: vec![Community::new(65001 + p as u16, (set % 20) as u16)],
+                ..Default::default()
+            };
+            let nlri = (set * PER_SET..(set + 1) * PER_SET)
+                .map(|i| Nlri::new(prefix27(i)))
+                .collect();
+            out.push((
+                PeerId(p),
+                Update {
+                    attributes,
+                    nlri,
+                    ..Default::default()
+                },
+            ));
+        }
+    }
+    out
+}
+
+fn ingest_rib() -> Rib {
+    let mut c = RibConfig::new(Ipv4Addr::new(198, 18, 0, 1), Asn(64512));
+    c.max_paths = 4;
+    let mut rib = Rib::new(c);
+    let now = Instant::now();
+    for p in 0..PEERS {
+        let mut pc = PeerConfig::new(peer_addr(p), Asn(65001 + p));
+        pc.local_v4 = Some(Ipv4Addr::new(198, 18, 0, 1));
+        rib.add_peer(PeerId(p), pc).expect("new peer");
+        let mut s = PeerSession::basic(Ipv4Addr::new(198, 18, 1, p as u8 + 1));
+        s.families = vec![tabby_bgp::Family::IPV4_UNICAST];
+        rib.peer_up(PeerId(p), s, now).expect("configured peer");
+    }
+    rib.drain_outgoing();
+    rib
+}
+
+fn ingest(rib: &mut Rib, updates: &[(PeerId, Update)]) {
+    for (p, u) in updates {
+        black_box(rib.apply_update(*p, u).expect("peer up"));
+    }
+}
+
+fn bench_ingest(c: &mut Criterion) {
+    let updates = ingest_updates();
+    let paths = (PEERS * PREFIXES) as u64;
+
+    // Memory: live bytes of a full table (1M paths).
+    let rib0 = ingest_rib();
+    let region = Region::new(GLOBAL);
+    let mut rib = rib0;
+    ingest(&mut rib, &updates);
+    rib.drain_best_changes();
+    let s = region.change();
+    let live = s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64;
+    let st = rib.stats();
+    println!(
+        "ingest memory: {} paths, {} prefixes, {} attribute sets, {:.1} MB live, {:.1} bytes/path",
+        st.paths,
+        st.prefixes,
+        st.attribute_sets,
+        live as f64 / 1e6,
+        live as f64 / st.paths as f64
+    );
+    drop(rib);
+
+    let mut g = c.benchmark_group("ingest");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(paths));
+    g.bench_function("10 peers x 100k IPv4 prefixes", |b| {
+        b.iter_batched(
+            ingest_rib,
+            |mut rib| {
+                ingest(&mut rib, &updates);
+                black_box(rib.drain_best_changes().len());
+                rib
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+const CLIENTS: u32 = 1000;
+
+fn client_addr(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0xC612_0000u32 + 256 + i) // 198.18.1.0 + i
+}
+
+/// A reflector with 1,000 clients in one update group, every client up.
+fn fanout_rib() -> (Rib, Vec<(PeerId, Update)>) {
+    let mut c = RibConfig::new(Ipv4Addr::new(198, 18, 0, 1), Asn(64512));
+    c.cluster_id = Some(Ipv4Addr::new(198, 18, 0, 1));
+    let mut rib = Rib::new(c);
+    let now = Instant::now();
+    let mut updates = Vec::new();
+    for i in 0..CLIENTS {
+        let mut pc = PeerConfig::new(IpAddr::V4(client_addr(i)), Asn(64512));
+        pc.rr_client = true;
+        pc.local_v4 = Some(Ipv4Addr::new(198, 18, 0, 1));
+        rib.add_peer(PeerId(i), pc).expect("new peer");
+        let mut s = PeerSession::basic(client_addr(i));
+        s.families = vec![tabby_bgp::Family::IPV4_UNICAST];
+        rib.peer_up(PeerId(i), s, now).expect("configured");
+        let nlri = (0..4)
+            .map(|k| {
+                let n = i * 4 + k;
+                Nlri::new(IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::from(0x6440_0000u32 + (n << 6)), 26).expect("/26"),
+                ))
+            })
+            .collect();
+        updates.push((
+            PeerId(i),
+            Update {
+                attributes: PathAttributes {
+                    origin: Some(Origin::Igp),
+                    next_hop: Some(client_addr(i)),
+                    local_pref: Some(100),
+                    ..Default::default()
+                },
+                nlri,
+                ..Default::default()
+            },
+        ));
+    }
+    rib.drain_outgoing();
+    (rib, updates)
+}
+
+/// Applies every client's routes, drains the outgoing UPDATEs and encodes
+/// each once. Returns (UPDATEs encoded, deliveries, bytes).
+fn fanout(rib: &mut Rib, updates: &[(PeerId, Update)]) -> (usize, usize, usize) {
+    ingest(rib, updates);
+    let out = rib.drain_outgoing();
+    let ctx = CodecCtx {
+        four_octet_as: true,
+        ..CodecCtx::default()
+    };
+    let (mut enc, mut deliveries, mut bytes) = (0, 0, 0);
+    let mut buf = BytesMut::with_capacity(1 << 20);
+    for o in &out {
+        let n = o.to.peers().len();
+        for u in o.updates.iter() {
+            buf.clear();
+            encode_message(&Message::Update(u.clone()), &ctx, &mut buf).expect("encodable");
+            enc += 1;
+            bytes += buf.len();
+            deliveries += n;
+        }
+    }
+    (enc, deliveries, bytes)
+}
+
+fn bench_fanout(c: &mut Criterion) {
+    let (mut rib, updates) = fanout_rib();
+    let (enc, deliveries, bytes) = fanout(&mut rib, &updates);
+    println!(
+        "fan-out: {CLIENTS} clients x 4 /26: {enc} UPDATEs encoded ({} update groups), {deliveries} deliveries ({:.0} per encoding), {bytes} bytes encoded",
+        rib.stats().update_groups,
+        deliveries as f64 / enc as f64
+    );
+    let mut g = c.benchmark_group("fanout");
+    g.sample_size(10);
+    g.bench_function("1000 RR clients x 4 /26", |b| {
+        b.iter_batched(
+            fanout_rib,
+            |(mut rib, updates)| {
+                black_box(fanout(&mut rib, &updates));
+                rib
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+fn bench_churn(c: &mut Criterion) {
+    let updates = ingest_updates();
+    let mut rib = ingest_rib();
+    ingest(&mut rib, &updates);
+    rib.drain_best_changes();
+    rib.drain_outgoing();
+    // Flap the best path of 10k prefixes: withdraw it, re-announce it. Each
+    // change runs through decision, best-change stream and all update
+    // groups (10 eBGP peers).
+    let flaps: Vec<(PeerId, Update, Update)> = (0..10_000u32)
+        .map(|i| {
+            let prefix = prefix27(i * 7 % PREFIXES);
+            let best = rib.best(&prefix).expect("in table");
+            let peer = best.next_hops[0].peer.expect("learned");
+            let set = (i * 7 % PREFIXES) / PER_SET;
+            let (_, orig) = &updates[(peer.0 * (PREFIXES / PER_SET) + set) as usize];
+            let w = Update {
+                withdrawn: vec![Nlri::new(prefix)],
+                ..Default::default()
+            };
+            let a = Update {
+                attributes: orig.attributes.clone(),
+                nlri: vec![Nlri::new(prefix)],
+                ..Default::default()
+            };
+            (peer, w, a)
+        })
+        .collect();
+    let mut lat: Vec<Duration> = Vec::with_capacity(20_000);
+    for (p, w, a) in &flaps {
+        for u in [w, a] {
+            let t = Instant::now();
+            rib.apply_update(*p, u).expect("up");
+            black_box(rib.drain_best_changes());
+            black_box(rib.drain_outgoing());
+            lat.push(t.elapsed());
+        }
+    }
+    lat.sort();
+    let pct = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    println!(
+        "churn: {} changes on a {}-path table: p50 {:?}, p99 {:?}, max {:?}",
+        lat.len(),
+        rib.stats().paths,
+        pct(0.50),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+    let mut g = c.benchmark_group("churn");
+    g.sample_size(20);
+    let mut k = 0usize;
+    g.bench_function("one flap (withdraw + re-announce) on 1M paths", |b| {
+        b.iter(|| {
+            let (p, w, a) = &flaps[k % flaps.len()];
+            k += 1;
+            rib.apply_update(*p, w).expect("up");
+            black_box(rib.drain_outgoing());
+            rib.apply_update(*p, a).expect("up");
+            black_box(rib.drain_outgoing());
+            black_box(rib.drain_best_changes());
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_ingest, bench_fanout, bench_churn);
+criterion_main!(benches);

@@ -1,0 +1,574 @@
+//! Export rules, policy, ADD-PATH, LLGR and next-hop tracking through the
+//! public API.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tabby_bgp::attr::{AsPath, Community, Origin};
+use tabby_bgp::capability::{LlgrFamily, Role};
+use tabby_bgp::{Asn, Family, PathAttributes};
+use tabby_rib::*;
+
+const LOCAL_AS: u32 = 64512;
+
+fn rib_with(f: impl Fn(&mut RibConfig)) -> Rib {
+    let mut c = RibConfig::new(v4("198.18.0.1"), Asn(LOCAL_AS));
+    c.local_addresses = vec![ip("198.18.0.1")];
+    f(&mut c);
+    Rib::new(c)
+}
+
+fn peer(addr: &str, asn: u32) -> PeerConfig {
+    let mut p = PeerConfig::new(ip(addr), Asn(asn));
+    p.local_v4 = Some(v4("198.18.0.1"));
+    p.local_v6 = Some("2001:db8::1".parse().unwrap());
+    p
+}
+
+fn up(r: &mut Rib, id: u32, cfg: PeerConfig) {
+    let addr = match cfg.address {
+        std::net::IpAddr::V4(a) => a,
+        _ => unreachable!(),
+    };
+    r.add_peer(PeerId(id), cfg).unwrap();
+    r.peer_up(PeerId(id), PeerSession::basic(addr), now())
+        .unwrap();
+}
+
+fn attrs(path: &[u32], communities: &[Community]) -> PathAttributes {
+    PathAttributes {
+        origin: Some(Origin::Igp),
+        as_path: AsPath::from_sequence(path.iter().map(|a| Asn(*a))),
+        communities: communities.to_vec(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn well_known_communities_limit_export() {
+    let mut r = rib_with(|_| {});
+    up(&mut r, 1, peer("198.18.0.2", 65001));
+    up(&mut r, 2, peer("198.18.0.3", 65002));
+    r.drain_outgoing();
+    r.apply_update(
+        PeerId(1),
+        &with_attrs(
+            &["100.64.1.0/26"],
+            "198.18.0.2",
+            attrs(&[65001], &[Community::NO_EXPORT]),
+        ),
+    )
+    .unwrap();
+    r.apply_update(
+        PeerId(1),
+        &with_attrs(
+            &["100.64.2.0/26"],
+            "198.18.0.2",
+            attrs(&[65001], &[Community::NO_ADVERTISE]),
+        ),
+    )
+    .unwrap();
+    r.apply_update(
+        PeerId(1),
+        &with_attrs(&["100.64.3.0/26"], "198.18.0.2", attrs(&[65001], &[])),
+    )
+    .unwrap();
+    let out = r.drain_outgoing();
+    assert_eq!(
+        announced(&updates_for(&out, PeerId(2))),
+        vec![net("100.64.3.0/26")]
+    );
+    let e = r.explain(&net("100.64.1.0/26"));
+    assert_eq!(e.exports[1].reason, "NO_EXPORT community toward eBGP");
+}
+
+#[test]
+fn ebgp_export_strips_med_and_local_pref_and_prepends() {
+    let mut r = rib_with(|_| {});
+    up(&mut r, 1, peer("198.18.0.2", LOCAL_AS));
+    up(&mut r, 2, peer("198.18.0.3", 65002));
+    r.drain_outgoing();
+    let mut a = attrs(&[], &[]);
+    a.med = Some(50);
+    a.local_pref = Some(300);
+    r.apply_update(PeerId(1), &with_attrs(&["100.64.1.0/26"], "198.18.0.2", a))
+        .unwrap();
+    let out = updates_for(&r.drain_outgoing(), PeerId(2));
+    assert_eq!(
+        render(&out),
+        vec![
+            r#"A ["100.64.1.0/26"] nh=198.18.0.1 path=[64512] lp=None med=None orig=None cl=[] comm=[]"#
+        ]
+    );
+}
+
+#[test]
+fn next_hop_modes() {
+    for (mode, want) in [
+        (NextHopMode::Auto, "198.18.0.2"),
+        (NextHopMode::SelfAddress, "198.18.0.1"),
+    ] {
+        let mut r = rib_with(|_| {});
+        let mut client = peer("198.18.0.3", LOCAL_AS);
+        client.rr_client = true;
+        client.next_hop_mode = mode;
+        up(&mut r, 1, peer("198.18.0.2", 65001));
+        up(&mut r, 2, client);
+        r.drain_outgoing();
+        r.apply_update(
+            PeerId(1),
+            &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001]),
+        )
+        .unwrap();
+        let out = updates_for(&r.drain_outgoing(), PeerId(2));
+        assert_eq!(out[0].attributes.next_hop, Some(v4(want)), "{mode:?}");
+    }
+    // Keep: even toward eBGP.
+    let mut r = rib_with(|_| {});
+    let mut e = peer("198.18.0.3", 65003);
+    e.next_hop_mode = NextHopMode::Keep;
+    up(&mut r, 1, peer("198.18.0.2", 65001));
+    up(&mut r, 2, e);
+    r.drain_outgoing();
+    r.apply_update(
+        PeerId(1),
+        &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001]),
+    )
+    .unwrap();
+    let out = updates_for(&r.drain_outgoing(), PeerId(2));
+    assert_eq!(out[0].attributes.next_hop, Some(v4("198.18.0.2")));
+}
+
+#[test]
+fn allow_own_as_n_times() {
+    let mut r = rib_with(|_| {});
+    let mut p = peer("198.18.0.2", 65001);
+    p.num_allowed_local_as = 1;
+    up(&mut r, 1, p);
+    let o = r
+        .apply_update(
+            PeerId(1),
+            &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001, LOCAL_AS]),
+        )
+        .unwrap();
+    assert_eq!(o.announced, 1);
+    let o = r
+        .apply_update(
+            PeerId(1),
+            &announce(
+                &["100.64.2.0/26"],
+                "198.18.0.2",
+                &[65001, LOCAL_AS, LOCAL_AS],
+            ),
+        )
+        .unwrap();
+    assert_eq!(o.rejected, vec![(RejectReason::AsLoop, 1)]);
+}
+
+#[test]
+fn reflector_loop_detection() {
+    let mut r = rib_with(|c| c.cluster_id = Some(v4("198.18.0.100")));
+    up(&mut r, 1, peer("198.18.0.2", LOCAL_AS));
+    let mut a = attrs(&[], &[]);
+    a.originator_id = Some(v4("198.18.0.1"));
+    let o = r
+        .apply_update(PeerId(1), &with_attrs(&["100.64.1.0/26"], "198.18.0.2", a))
+        .unwrap();
+    assert_eq!(o.rejected, vec![(RejectReason::OriginatorLoop, 1)]);
+    let mut a = attrs(&[], &[]);
+    a.cluster_list = vec![v4("198.18.0.7"), v4("198.18.0.100")];
+    let o = r
+        .apply_update(PeerId(1), &with_attrs(&["100.64.1.0/26"], "198.18.0.2", a))
+        .unwrap();
+    assert_eq!(o.rejected, vec![(RejectReason::ClusterLoop, 1)]);
+    assert_eq!(r.stats().paths, 0);
+}
+
+#[test]
+fn rfc8212_blocks_ebgp_without_policy() {
+    let mut r = rib_with(|c| c.rfc8212 = true);
+    up(&mut r, 1, peer("198.18.0.2", 65001));
+    let o = r
+        .apply_update(
+            PeerId(1),
+            &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001]),
+        )
+        .unwrap();
+    assert_eq!(o.rejected, vec![(RejectReason::ImportPolicy, 1)]);
+    r.originate(net("100.64.9.0/26"), "ipam", LocalRoute::default());
+    let out = r.drain_outgoing();
+    assert!(announced(&updates_for(&out, PeerId(1))).is_empty());
+    let e = r.explain(&net("100.64.9.0/26"));
+    assert_eq!(e.exports[0].decided_by, Some(policy::Decider::Rfc8212));
+}
+
+#[test]
+fn import_policy_sets_priority_and_soft_reconfiguration_reapplies() {
+    let mut r = rib_with(|_| {});
+    let mut p1 = peer("198.18.0.2", 65001);
+    p1.soft_reconfig_inbound = true;
+    up(&mut r, 1, p1);
+    up(&mut r, 2, peer("198.18.0.3", 65002));
+    r.apply_update(
+        PeerId(1),
+        &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001, 65010]),
+    )
+    .unwrap();
+    r.apply_update(
+        PeerId(2),
+        &announce(&["100.64.1.0/26"], "198.18.0.3", &[65002]),
+    )
+    .unwrap();
+    assert_eq!(
+        r.best(&net("100.64.1.0/26")).unwrap().next_hops[0].addr,
+        ip("198.18.0.3")
+    );
+    r.drain_best_changes();
+    // Prefer peer 1 by priority: applied from the pre-policy Adj-RIB-In,
+    // no route refresh needed.
+    let pol = Policy::new("prefer", Verdict::Accept)
+        .rule(Rule::new("prio", Some(Verdict::Accept)).action(Action::SetPriority(10)));
+    let o = r
+        .update_policy(PeerId(1), Some(Arc::new(pol)), None)
+        .unwrap();
+    assert!(o.route_refresh.is_empty());
+    assert_eq!(
+        r.best(&net("100.64.1.0/26")).unwrap().next_hops[0].addr,
+        ip("198.18.0.2")
+    );
+    assert_eq!(r.drain_best_changes().len(), 1);
+    let e = r.explain(&net("100.64.1.0/26"));
+    assert_eq!(e.candidates[1].lost_at, Some(Step::LocalPref));
+    // Peer 2 keeps no pre-policy copy: the caller must ask for a refresh.
+    let reject = Policy::new("none", Verdict::Reject);
+    let o = r
+        .update_policy(PeerId(2), Some(Arc::new(reject)), None)
+        .unwrap();
+    assert_eq!(
+        o.route_refresh,
+        vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]
+    );
+    // The refreshed routes are now rejected and the old path removed.
+    let o = r
+        .apply_update(
+            PeerId(2),
+            &announce(&["100.64.1.0/26"], "198.18.0.3", &[65002]),
+        )
+        .unwrap();
+    assert_eq!(o.rejected, vec![(RejectReason::ImportPolicy, 1)]);
+    assert_eq!(r.explain(&net("100.64.1.0/26")).candidates.len(), 1);
+}
+
+#[test]
+fn export_policy_change_sends_only_the_difference() {
+    let mut r = rib_with(|_| {});
+    up(&mut r, 1, peer("198.18.0.2", 65001));
+    r.originate(net("100.64.1.0/26"), "ipam", LocalRoute::default());
+    r.originate(net("100.64.2.0/26"), "ipam", LocalRoute::default());
+    let out = r.drain_outgoing();
+    assert_eq!(announced(&updates_for(&out, PeerId(1))).len(), 2);
+    let pol = Policy::new("only-1", Verdict::Reject).rule(
+        Rule::new("block 1", Some(Verdict::Accept))
+            .matching(Match::Cidr {
+                op: CidrOp::Equal,
+                cidr: net("100.64.1.0/26"),
+            })
+            .action(Action::AddCommunity(Community::new(64512, 7))),
+    );
+    let g0 = r.group_of(PeerId(1));
+    r.update_policy(PeerId(1), None, Some(Arc::new(pol)))
+        .unwrap();
+    let out = updates_for(&r.drain_outgoing(), PeerId(1));
+    assert_eq!(
+        render(&out),
+        vec![
+            r#"W ["100.64.2.0/26"]"#.to_string(),
+            r#"A ["100.64.1.0/26"] nh=198.18.0.1 path=[64512] lp=None med=None orig=None cl=[] comm=["64512:7"]"#.to_string(),
+        ]
+    );
+    assert!(r.group_of(PeerId(1)).is_some());
+    let _ = g0;
+    let e = r.explain(&net("100.64.2.0/26"));
+    assert!(!e.exports[0].exported);
+    assert!(
+        e.exports[0].reason.contains("only-1 default"),
+        "{}",
+        e.exports[0].reason
+    );
+}
+
+#[test]
+fn update_groups_share_work() {
+    let mut r = rib_with(|c| c.cluster_id = Some(v4("198.18.0.100")));
+    for i in 0..20u32 {
+        let mut p = peer(&format!("198.18.0.{}", 10 + i), LOCAL_AS);
+        p.rr_client = true;
+        up(&mut r, i, p);
+    }
+    r.drain_outgoing();
+    assert_eq!(r.stats().update_groups, 1);
+    let before = r.stats().updates_built;
+    r.originate(net("100.64.1.0/26"), "ipam", LocalRoute::default());
+    let out = r.drain_outgoing();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].to.peers().len(), 20);
+    assert_eq!(
+        r.stats().updates_built - before,
+        1,
+        "one UPDATE built for twenty peers"
+    );
+    // A client's own route goes to the nineteen others, not back to it.
+    r.apply_update(PeerId(3), &announce(&["100.64.2.0/26"], "198.18.0.13", &[]))
+        .unwrap();
+    let out = r.drain_outgoing();
+    assert_eq!(out.len(), 1);
+    assert!(!out[0].to.includes(PeerId(3)));
+    assert_eq!(out[0].to.peers().len(), 19);
+    // A better route from another client replaces it; client 3 now gets
+    // the new route (it had nothing from us for this prefix).
+    let mut a = attrs(&[], &[]);
+    a.local_pref = Some(200);
+    r.apply_update(PeerId(4), &with_attrs(&["100.64.2.0/26"], "198.18.0.14", a))
+        .unwrap();
+    let out = r.drain_outgoing();
+    assert!(
+        updates_for(&out, PeerId(3)).len() == 1
+            && withdrawn(&updates_for(&out, PeerId(3))).is_empty()
+    );
+    // Client 4 had client 3's route from us; its own is best now, so the
+    // old one is withdrawn (split horizon, per-member correction).
+    assert_eq!(
+        render(&updates_for(&out, PeerId(4))),
+        vec![r#"W ["100.64.2.0/26"]"#]
+    );
+    // And back: client 3's route is best again; client 3 loses client 4's
+    // route, client 4 gets client 3's again.
+    r.apply_update(PeerId(4), &withdraw(&["100.64.2.0/26"]))
+        .unwrap();
+    let out = r.drain_outgoing();
+    assert_eq!(
+        withdrawn(&updates_for(&out, PeerId(3))),
+        vec![net("100.64.2.0/26")]
+    );
+    assert_eq!(
+        announced(&updates_for(&out, PeerId(4))),
+        vec![net("100.64.2.0/26")]
+    );
+}
+
+#[test]
+fn add_path_sends_several_paths() {
+    let mut r = rib_with(|c| c.cluster_id = Some(v4("198.18.0.100")));
+    up(&mut r, 1, peer("198.18.0.2", 65001));
+    up(&mut r, 2, peer("198.18.0.3", 65002));
+    let mut c = peer("198.18.0.4", LOCAL_AS);
+    c.rr_client = true;
+    c.add_path_send_max = 4;
+    r.add_peer(PeerId(3), c).unwrap();
+    let mut s = PeerSession::basic(v4("198.18.0.4"));
+    s.add_path_tx = vec![Family::IPV4_UNICAST];
+    r.peer_up(PeerId(3), s, now()).unwrap();
+    r.drain_outgoing();
+    r.apply_update(
+        PeerId(1),
+        &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001]),
+    )
+    .unwrap();
+    r.apply_update(
+        PeerId(2),
+        &announce(&["100.64.1.0/26"], "198.18.0.3", &[65002, 65003]),
+    )
+    .unwrap();
+    let out = updates_for(&r.drain_outgoing(), PeerId(3));
+    let ids: Vec<Option<u32>> = out
+        .iter()
+        .flat_map(|u| u.nlri.iter().map(|n| n.path_id))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.iter().all(|i| i.is_some()) && ids[0] != ids[1]);
+    r.apply_update(PeerId(2), &withdraw(&["100.64.1.0/26"]))
+        .unwrap();
+    let out = updates_for(&r.drain_outgoing(), PeerId(3));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].withdrawn.len(), 1);
+    assert_eq!(out[0].withdrawn[0].path_id, ids[1]);
+}
+
+#[test]
+fn next_hop_reachability_changes_selection() {
+    let mut r = rib_with(|c| c.max_paths = 1);
+    up(&mut r, 1, peer("198.18.0.2", LOCAL_AS));
+    up(&mut r, 2, peer("198.18.0.3", LOCAL_AS));
+    r.apply_update(PeerId(1), &announce(&["100.64.1.0/26"], "198.18.5.2", &[]))
+        .unwrap();
+    r.apply_update(PeerId(2), &announce(&["100.64.1.0/26"], "198.18.5.3", &[]))
+        .unwrap();
+    assert_eq!(
+        r.best(&net("100.64.1.0/26")).unwrap().next_hops[0].addr,
+        ip("198.18.5.2")
+    );
+    r.drain_best_changes();
+    r.set_next_hop_resolver(Box::new(|nh: std::net::IpAddr| {
+        match nh.to_string().as_str() {
+            "198.18.5.2" => Some(20),
+            "198.18.5.3" => Some(10),
+            _ => None,
+        }
+    }));
+    assert_eq!(
+        r.best(&net("100.64.1.0/26")).unwrap().next_hops[0].addr,
+        ip("198.18.5.3")
+    );
+    let e = r.explain(&net("100.64.1.0/26"));
+    assert_eq!(e.candidates[1].lost_at, Some(Step::IgpCost));
+    r.set_next_hop_resolver(Box::new(|nh: std::net::IpAddr| {
+        (nh.to_string() == "198.18.5.2").then_some(5)
+    }));
+    assert_eq!(
+        r.best(&net("100.64.1.0/26")).unwrap().next_hops[0].addr,
+        ip("198.18.5.2")
+    );
+    assert_eq!(
+        r.explain(&net("100.64.1.0/26")).candidates[1].ineligible,
+        Some("next hop unreachable")
+    );
+    assert_eq!(r.drain_best_changes().len(), 2);
+}
+
+#[test]
+fn llgr_stale_is_least_preferred_then_swept() {
+    let mut r = rib_with(|c| c.max_paths = 1);
+    up(&mut r, 2, peer("198.18.0.3", LOCAL_AS));
+    r.add_peer(PeerId(1), peer("198.18.0.2", LOCAL_AS)).unwrap();
+    let mut s = PeerSession::basic(v4("198.18.0.2"));
+    s.llgr = vec![LlgrFamily {
+        family: Family::IPV4_UNICAST,
+        forwarding_preserved: true,
+        stale_time: 3600,
+    }];
+    let t0 = now();
+    r.peer_up(PeerId(1), s, t0).unwrap();
+    let mut hi = attrs(&[], &[]);
+    hi.local_pref = Some(500);
+    r.apply_update(
+        PeerId(1),
+        &with_attrs(&["100.64.1.0/26"], "198.18.0.2", hi.clone()),
+    )
+    .unwrap();
+    r.apply_update(
+        PeerId(1),
+        &with_attrs(
+            &["100.64.2.0/26"],
+            "198.18.0.2",
+            attrs(&[], &[Community::NO_LLGR]),
+        ),
+    )
+    .unwrap();
+    r.apply_update(PeerId(2), &announce(&["100.64.1.0/26"], "198.18.0.3", &[]))
+        .unwrap();
+    assert_eq!(
+        r.best(&net("100.64.1.0/26")).unwrap().next_hops[0].addr,
+        ip("198.18.0.2")
+    );
+    r.peer_down(PeerId(1), DownKind::Graceful, t0).unwrap();
+    // LLGR-stale loses to the LOCAL_PREF 100 path; NO_LLGR routes are gone.
+    assert_eq!(
+        r.best(&net("100.64.1.0/26")).unwrap().next_hops[0].addr,
+        ip("198.18.0.3")
+    );
+    assert!(r.best(&net("100.64.2.0/26")).is_none());
+    let e = r.explain(&net("100.64.1.0/26"));
+    assert!(e.candidates[1].llgr_stale);
+    assert_eq!(e.candidates[1].lost_at, Some(Step::LlgrStale));
+    r.on_timer(t0 + Duration::from_secs(3601));
+    assert_eq!(r.explain(&net("100.64.1.0/26")).candidates.len(), 1);
+}
+
+#[test]
+fn otc_route_leak_prevention() {
+    let mut r = rib_with(|_| {});
+    let mut cust = peer("198.18.0.2", 65001);
+    cust.role = Some(Role::Provider); // we are their provider
+    let mut prov = peer("198.18.0.3", 65002);
+    prov.role = Some(Role::Customer); // we are their customer
+    up(&mut r, 1, cust);
+    up(&mut r, 2, prov);
+    r.drain_outgoing();
+    let mut leaked = attrs(&[65001], &[]);
+    leaked.otc = Some(Asn(65009));
+    let o = r
+        .apply_update(
+            PeerId(1),
+            &with_attrs(&["100.64.1.0/26"], "198.18.0.2", leaked),
+        )
+        .unwrap();
+    assert_eq!(o.rejected, vec![(RejectReason::RouteLeak, 1)]);
+    // From our provider: marked with OTC, then never sent up to another
+    // provider (here: none) but fine to our customer, OTC kept.
+    r.apply_update(
+        PeerId(2),
+        &announce(&["100.64.2.0/26"], "198.18.0.3", &[65002]),
+    )
+    .unwrap();
+    let out = r.drain_outgoing();
+    let to_cust = updates_for(&out, PeerId(1));
+    assert_eq!(to_cust[0].attributes.otc, Some(Asn(65002)));
+    // A customer route goes up to the provider without OTC.
+    r.apply_update(
+        PeerId(1),
+        &announce(&["100.64.3.0/26"], "198.18.0.2", &[65001]),
+    )
+    .unwrap();
+    let out = r.drain_outgoing();
+    let to_prov = updates_for(&out, PeerId(2));
+    assert_eq!(announced(&to_prov), vec![net("100.64.3.0/26")]);
+    assert_eq!(to_prov[0].attributes.otc, None);
+}
+
+#[test]
+fn route_refresh_resends_adj_rib_out() {
+    let mut r = rib_with(|_| {});
+    up(&mut r, 1, peer("198.18.0.2", 65001));
+    r.originate(net("100.64.1.0/26"), "ipam", LocalRoute::default());
+    r.originate(net("2001:db8:1000::/122"), "ipam", LocalRoute::default());
+    r.drain_outgoing();
+    r.route_refresh(PeerId(1), Family::IPV6_UNICAST).unwrap();
+    let out = updates_for(&r.drain_outgoing(), PeerId(1));
+    assert_eq!(announced(&out), vec![net("2001:db8:1000::/122")]);
+    assert_eq!(
+        r.route_refresh(PeerId(9), Family::IPV4_UNICAST),
+        Err(RibError::UnknownPeer(PeerId(9)))
+    );
+}
+
+#[test]
+fn oversized_as_path_is_not_exported() {
+    // CONFORMANCE row 28: output never exceeds the negotiated size.
+    let mut r = rib_with(|_| {});
+    up(&mut r, 1, peer("198.18.0.2", 65001));
+    let mut p = peer("198.18.0.3", 65002);
+    p.local_v4 = Some(v4("198.18.0.1"));
+    r.add_peer(PeerId(2), p).unwrap();
+    let mut s = PeerSession::basic(v4("198.18.0.3"));
+    s.four_octet_as = false;
+    r.peer_up(PeerId(2), s, now()).unwrap();
+    r.drain_outgoing();
+    let long: Vec<u32> = std::iter::once(65001)
+        .chain((0..1500).map(|i| 70000 + i))
+        .collect();
+    r.apply_update(
+        PeerId(1),
+        &announce(&["100.64.1.0/26"], "198.18.0.2", &long),
+    )
+    .unwrap();
+    assert!(r.best(&net("100.64.1.0/26")).is_some());
+    let out = updates_for(&r.drain_outgoing(), PeerId(2));
+    assert!(out.is_empty());
+    let e = r.explain(&net("100.64.1.0/26"));
+    assert_eq!(
+        e.exports[1].reason,
+        "attributes exceed the peer's maximum message size"
+    );
+}
