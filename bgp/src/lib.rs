@@ -11,11 +11,13 @@
 pub mod attr;
 pub mod capability;
 pub mod codec;
+pub mod driver;
 pub mod error;
 pub mod fsm;
 pub mod message;
 pub mod negotiated;
 pub mod notification;
+pub mod sockopt;
 pub mod types;
 
 pub use attr::PathAttributes;

@@ -1,0 +1,291 @@
+//! The tokio driver: sockets and timers around [`Session`](crate::fsm::Session).
+//!
+//! A [`Speaker`] owns the listening sockets shared by all peers (dual-stack
+//! by default) and hands each accepted connection to the peer task whose
+//! address matches; connections from unknown addresses are closed. Each peer
+//! runs in its own task ([`Speaker::add_peer`]), a thin loop that feeds the
+//! session bytes, timer expiries and commands, and carries out its actions.
+//! The daemon talks to a peer through a [`PeerHandle`]: [`PeerCommand`]s in,
+//! [`PeerEvent`]s out.
+//!
+//! Writes go through a per-connection writer task with two queues: OPEN,
+//! KEEPALIVE and NOTIFICATION on an urgent queue that is always served
+//! first, UPDATEs on a bulk queue whose backlog throttles the command
+//! channel, so keepalives never wait behind a full RIB dump.
+
+mod conn;
+mod peer;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::fsm::{Down, SessionConfig, State};
+use crate::message::{RouteRefresh, Update};
+use crate::negotiated::Negotiated;
+use crate::sockopt;
+use crate::types::Family;
+
+/// The well-known BGP port (RFC 4271 §8.2.1).
+pub const BGP_PORT: u16 = 179;
+
+/// Where to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenConfig {
+    /// Addresses to listen on. `[::]:port` is dual-stack (IPv4 peers arrive
+    /// v4-mapped). Empty: do not listen (every peer active-only).
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl ListenConfig {
+    /// Dual-stack on every address at `port`.
+    pub fn any(port: u16) -> ListenConfig {
+        ListenConfig {
+            addrs: vec![SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)],
+        }
+    }
+}
+
+/// One peer's transport settings plus its session configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub remote: IpAddr,
+    /// The port we connect to (179 unless testing).
+    pub remote_port: u16,
+    /// Source address of our connections.
+    pub local_addr: Option<IpAddr>,
+    /// RFC 2385 TCP-MD5 password, on the listening and connecting sockets.
+    pub md5_password: Option<String>,
+    /// RFC 5082 GTSM: the peer is this many hops away (1 = on-link).
+    pub gtsm_hops: Option<u8>,
+    /// TTL of our segments for multihop peers without GTSM.
+    pub ttl: Option<u8>,
+    pub connect_timeout: Duration,
+    pub session: SessionConfig,
+}
+
+impl PeerConfig {
+    pub fn new(remote: IpAddr, session: SessionConfig) -> PeerConfig {
+        PeerConfig {
+            remote,
+            remote_port: BGP_PORT,
+            local_addr: None,
+            md5_password: None,
+            gtsm_hops: None,
+            ttl: None,
+            connect_timeout: Duration::from_secs(10),
+            session,
+        }
+    }
+}
+
+/// What the daemon asks of a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCommand {
+    Start,
+    /// Cease / Administrative Shutdown with an RFC 9003 message.
+    Stop(Option<String>),
+    /// Cease / Administrative Reset (hard: RFC 8538 Hard Reset).
+    Reset {
+        hard: bool,
+    },
+    /// UPDATEs to encode with the session's parameters and send.
+    SendUpdates(Vec<Update>),
+    /// Whole UPDATE messages already encoded with
+    /// [`Negotiated::codec_ctx`].
+    SendEncoded(Bytes),
+    /// Ask the peer to resend its routes of a family (RFC 2918).
+    RouteRefresh(Family),
+}
+
+/// What a peer tells the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    StateChanged {
+        from: State,
+        to: State,
+    },
+    Established(Box<Negotiated>),
+    Update(Box<Update>),
+    EndOfRib(Family),
+    RouteRefresh(RouteRefresh),
+    Down(Down),
+    /// A command could not be carried out (not established, encode error).
+    CommandFailed(String),
+}
+
+/// The daemon's side of one peer task.
+#[derive(Debug)]
+pub struct PeerHandle {
+    pub remote: IpAddr,
+    /// Bounded: a peer whose socket is backed up stops taking commands.
+    pub commands: mpsc::Sender<PeerCommand>,
+    pub events: mpsc::Receiver<PeerEvent>,
+    pub task: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct PeerSlot {
+    incoming: mpsc::Sender<TcpStream>,
+    md5: Option<String>,
+}
+
+type Peers = Arc<Mutex<HashMap<IpAddr, PeerSlot>>>;
+
+/// The listening sockets and the table that routes accepted connections to
+/// peers.
+#[derive(Debug)]
+pub struct Speaker {
+    peers: Peers,
+    listeners: Vec<Arc<TcpListener>>,
+    accept_tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        for t in &self.accept_tasks {
+            t.abort();
+        }
+    }
+}
+
+fn listen_socket(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        // Dual-stack on the unspecified address, one socket for both.
+        sock.set_only_v6(!addr.ip().is_unspecified())?;
+    }
+    sock.set_reuse_address(true)?;
+    // RFC 5082: the SYN-ACK must already leave with TTL 255 for GTSM peers
+    // (options are per socket and the listener is shared by all peers).
+    sockopt::set_ttl(&sock, 255)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
+}
+
+impl Speaker {
+    /// Binds every listening address. Must run inside a tokio runtime.
+    pub fn bind(cfg: &ListenConfig) -> io::Result<Speaker> {
+        let peers: Peers = Arc::default();
+        let mut listeners = Vec::new();
+        let mut accept_tasks = Vec::new();
+        for addr in &cfg.addrs {
+            let l = Arc::new(listen_socket(*addr).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr}: {e} (port 179 needs CAP_NET_BIND_SERVICE)"),
+                )
+            })?);
+            info!(addr = %l.local_addr()?, "BGP listening");
+            accept_tasks.push(tokio::spawn(accept_loop(l.clone(), peers.clone())));
+            listeners.push(l);
+        }
+        Ok(Speaker {
+            peers,
+            listeners,
+            accept_tasks,
+        })
+    }
+
+    /// The bound addresses (with the real port when 0 was asked for).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Starts a peer task. The session stays Idle until
+    /// [`PeerCommand::Start`].
+    pub fn add_peer(&self, cfg: PeerConfig) -> io::Result<PeerHandle> {
+        let remote = sockopt::canonical(cfg.remote);
+        let (in_tx, in_rx) = mpsc::channel(4);
+        {
+            let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+            if peers.contains_key(&remote) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("peer {remote} is already configured"),
+                ));
+            }
+            for l in &self.listeners {
+                if let Some(pw) = &cfg.md5_password {
+                    sockopt::set_tcp_md5(l.as_ref(), remote, Some(pw.as_bytes()))?;
+                }
+            }
+            peers.insert(
+                remote,
+                PeerSlot {
+                    incoming: in_tx,
+                    md5: cfg.md5_password.clone(),
+                },
+            );
+        }
+        let (cmd_tx, cmd_rx) = mpsc::channel(16);
+        let (ev_tx, ev_rx) = mpsc::channel(1024);
+        let task = tokio::spawn(peer::run(cfg, in_rx, cmd_rx, ev_tx));
+        Ok(PeerHandle {
+            remote,
+            commands: cmd_tx,
+            events: ev_rx,
+            task,
+        })
+    }
+
+    /// Forgets a peer: its connections are no longer accepted and its
+    /// listener key is removed. Drop its [`PeerHandle`] to end the task.
+    pub fn remove_peer(&self, remote: IpAddr) {
+        let remote = sockopt::canonical(remote);
+        let slot = self
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&remote);
+        if slot.is_some_and(|s| s.md5.is_some()) {
+            for l in &self.listeners {
+                if let Err(e) = sockopt::set_tcp_md5(l.as_ref(), remote, None) {
+                    warn!(peer = %remote, error = %e, "cannot remove TCP-MD5 key");
+                }
+            }
+        }
+    }
+}
+
+async fn accept_loop(listener: Arc<TcpListener>, peers: Peers) {
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ip = sockopt::canonical(from.ip());
+        let tx = peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&ip)
+            .map(|s| s.incoming.clone());
+        match tx {
+            Some(tx) => {
+                if tx.try_send(stream).is_err() {
+                    debug!(%from, "peer task busy or gone; connection dropped");
+                }
+            }
+            None => debug!(%from, "connection from an unknown address closed"),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The peer task: a thin loop around one [`Session`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant as TokioInstant;
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::conn::{self, ConnIo, NetEvent};
+use super::{PeerCommand, PeerConfig, PeerEvent};
+use crate::fsm::{Action, ConnectionId, Event, Session};
+
+/// Above this many bulk octets queued for the socket, stop taking commands.
+const BULK_HIGH_WATER: usize = 4 << 20;
+/// Events held for a daemon that is not reading; then reads pause.
+const EVENT_BACKLOG: usize = 4096;
+
+fn now() -> Instant {
+    TokioInstant::now().into_std()
+}
+
+struct Peer {
+    cfg: PeerConfig,
+    session: Session,
+    conns: HashMap<ConnectionId, ConnIo>,
+    connecting: HashMap<ConnectionId, JoinHandle<()>>,
+    data_tx: mpsc::Sender<NetEvent>,
+    ctl_tx: mpsc::UnboundedSender<NetEvent>,
+    /// Events for the daemon not yet accepted by its channel.
+    events: VecDeque<PeerEvent>,
+}
+
+pub(super) async fn run(
+    cfg: PeerConfig,
+    incoming: mpsc::Receiver<TcpStream>,
+    commands: mpsc::Receiver<PeerCommand>,
+    events: mpsc::Sender<PeerEvent>,
+) {
+    let span = info_span!("peer", remote = %cfg.remote);
+    run_inner(cfg, incoming, commands, events)
+        .instrument(span)
+        .await;
+}
+
+async fn run_inner(
+    cfg: PeerConfig,
+    mut incoming: mpsc::Receiver<TcpStream>,
+    mut commands: mpsc::Receiver<PeerCommand>,
+    events_tx: mpsc::Sender<PeerEvent>,
+) {
+    let (data_tx, mut data_rx) = mpsc::channel(64);
+    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+    let mut p = Peer {
+        session: Session::new(cfg.session.clone()),
+        cfg,
+        conns: HashMap::new(),
+        connecting: HashMap::new(),
+        data_tx,
+        ctl_tx,
+        events: VecDeque::new(),
+    };
+    let mut incoming_open = true;
+    loop {
+        p.carry_out();
+        let deadline = p.session.poll_timeout().map(TokioInstant::from_std);
+        let take_commands = p.bulk_backlog() < BULK_HIGH_WATER;
+        let take_data = p.events.len() < EVENT_BACKLOG;
+        tokio::select! {
+            biased;
+            Some(ev) = ctl_rx.recv() => p.on_net(ev),
+            _ = sleep_until(deadline) => p.session.handle_event(now(), Event::Timer),
+            permit = events_tx.reserve(), if !p.events.is_empty() => match permit {
+                Ok(permit) => {
+                    if let Some(ev) = p.events.pop_front() {
+                        permit.send(ev);
+                    }
+                }
+                // Nobody listens any more: treat like a dropped handle.
+                Err(_) => p.events.clear(),
+            },
+            Some(ev) = data_rx.recv(), if take_data => p.on_net(ev),
+            s = incoming.recv(), if incoming_open => match s {
+                Some(stream) => p.on_incoming(stream),
+                None => incoming_open = false,
+            },
+            cmd = commands.recv(), if take_commands => match cmd {
+                Some(cmd) => p.on_command(cmd),
+                None => {
+                    p.session.handle_event(now(), Event::Stop {
+                        reason: Some("peer removed from the configuration".into()),
+                    });
+                    p.carry_out();
+                    return;
+                }
+            },
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<TokioInstant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Peer {
+    fn bulk_backlog(&self) -> usize {
+        self.conns
+            .values()
+            .map(|c| c.backlog.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn on_net(&mut self, ev: NetEvent) {
+        let ev = match ev {
+            NetEvent::Connected(id, stream) => {
+                self.connecting.remove(&id);
+                if let Err(e) = conn::prepare(&stream, &self.cfg) {
+                    warn!(%id, error = %e, "socket options failed");
+                }
+                self.conns.insert(
+                    id,
+                    ConnIo::spawn(id, stream, self.data_tx.clone(), self.ctl_tx.clone()),
+                );
+                Event::Connected(id)
+            }
+            NetEvent::Received(id, data) => Event::Received(id, data),
+            NetEvent::Closed(id) => {
+                self.connecting.remove(&id);
+                if let Some(c) = self.conns.remove(&id) {
+                    c.close();
+                }
+                Event::Closed(id)
+            }
+            NetEvent::Progress(id, pending) => Event::SendProgress { conn: id, pending },
+        };
+        self.session.handle_event(now(), ev);
+    }
+
+    fn on_incoming(&mut self, stream: TcpStream) {
+        let id = self.session.next_connection_id();
+        if let Err(e) = conn::prepare(&stream, &self.cfg) {
+            warn!(%id, error = %e, "socket options failed; connection dropped");
+            return;
+        }
+        debug!(%id, from = ?stream.peer_addr().ok(), "accepted");
+        self.conns.insert(
+            id,
+            ConnIo::spawn(id, stream, self.data_tx.clone(), self.ctl_tx.clone()),
+        );
+        self.session.handle_event(now(), Event::Accepted(id));
+    }
+
+    fn on_command(&mut self, cmd: PeerCommand) {
+        let t = now();
+        let result = match cmd {
+            PeerCommand::Start => {
+                self.session.handle_event(t, Event::Start);
+                Ok(())
+            }
+            PeerCommand::Stop(reason) => {
+                self.session.handle_event(t, Event::Stop { reason });
+                Ok(())
+            }
+            PeerCommand::Reset { hard } => {
+                self.session.handle_event(t, Event::Reset { hard });
+                Ok(())
+            }
+            PeerCommand::SendUpdates(updates) => updates
+                .iter()
+                .try_for_each(|u| self.session.send_update(t, u)),
+            PeerCommand::SendEncoded(bytes) => self.session.send_raw(t, bytes),
+            PeerCommand::RouteRefresh(family) => self.session.request_route_refresh(t, family),
+        };
+        if let Err(e) = result {
+            self.events
+                .push_back(PeerEvent::CommandFailed(e.to_string()));
+        }
+    }
+
+    /// Carries out every action the session has queued.
+    fn carry_out(&mut self) {
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                Action::Connect(id) => {
+                    let cfg = self.cfg.clone();
+                    let ctl = self.ctl_tx.clone();
+                    let task = tokio::spawn(async move {
+                        match conn::connect(&cfg).await {
+                            Ok(s) => {
+                                let _ = ctl.send(NetEvent::Connected(id, s));
+                            }
+                            Err(e) => {
+                                debug!(%id, error = %e, "connect failed");
+                                let _ = ctl.send(NetEvent::Closed(id));
+                            }
+                        }
+                    });
+                    self.connecting.insert(id, task);
+                }
+                Action::Send { conn, data, urgent } => {
+                    if let Some(c) = self.conns.get(&conn) {
+                        c.send(data, urgent);
+                    }
+                }
+                Action::Close(id) => {
+                    if let Some(t) = self.connecting.remove(&id) {
+                        t.abort();
+                    }
+                    if let Some(c) = self.conns.remove(&id) {
+                        c.close();
+                    }
+                }
+                Action::StateChanged { from, to } => {
+                    self.events.push_back(PeerEvent::StateChanged { from, to });
+                }
+                Action::Established(n) => self.events.push_back(PeerEvent::Established(n)),
+                Action::Down(d) => self.events.push_back(PeerEvent::Down(d)),
+                Action::Update(u) => self.events.push_back(PeerEvent::Update(u)),
+                Action::RouteRefresh(r) => self.events.push_back(PeerEvent::RouteRefresh(r)),
+                Action::EndOfRib(f) => self.events.push_back(PeerEvent::EndOfRib(f)),
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The tokio driver over real loopback sockets: two speakers on 127.0.0.1
+//! and 127.0.0.2 bring a session up, exchange routes, and shut down; a
+//! TCP-MD5 mismatch keeps the session down.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tabby_bgp::attr::{AsPath, Origin, PathAttributes};
+use tabby_bgp::driver::{ListenConfig, PeerCommand, PeerConfig, PeerEvent, PeerHandle, Speaker};
+use tabby_bgp::fsm::{DownReason, PeerAs, SessionConfig, State};
+use tabby_bgp::message::Update;
+use tabby_bgp::types::{Asn, Family, Nlri};
+use tokio::time::timeout;
+
+const A: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const B: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+struct Side {
+    _speaker: Speaker,
+    peer: PeerHandle,
+}
+
+fn session(local: u32, peer: u32, id: Ipv4Addr) -> SessionConfig {
+    let mut s = SessionConfig::new(Asn(local), PeerAs::Exact(Asn(peer)), id);
+    s.connect_retry = Duration::from_secs(1);
+    s.hold_time = 9;
+    s
+}
+
+/// Two speakers, each listening on its own loopback address, each
+/// configured with the other as a peer.
+fn pair(md5: (Option<&str>, Option<&str>), passive_b: bool) -> (Side, Side) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let sa = Speaker::bind(&ListenConfig {
+        addrs: vec![SocketAddr::new(A, 0)],
+    })
+    .expect("bind A");
+    let sb = Speaker::bind(&ListenConfig {
+        addrs: vec![SocketAddr::new(B, 0)],
+    })
+    .expect("bind B");
+    let (pa, pb) = (sa.local_addrs()[0].port(), sb.local_addrs()[0].port());
+
+    let mut ca = PeerConfig::new(B, session(65001, 65002, Ipv4Addr::new(198, 18, 0, 1)));
+    ca.remote_port = pb;
+    ca.local_addr = Some(A);
+    ca.md5_password = md5.0.map(str::to_owned);
+    ca.gtsm_hops = Some(1);
+    let mut cb = PeerConfig::new(A, session(65002, 65001, Ipv4Addr::new(198, 18, 0, 2)));
+    cb.remote_port = pa;
+    cb.local_addr = Some(B);
+    cb.md5_password = md5.1.map(str::to_owned);
+    cb.gtsm_hops = Some(1);
+    cb.session.passive = passive_b;
+    let peer_a = sa.add_peer(ca).expect("peer A");
+    let peer_b = sb.add_peer(cb).expect("peer B");
+    (
+        Side {
+            _speaker: sa,
+            peer: peer_a,
+        },
+        Side {
+            _speaker: sb,
+            peer: peer_b,
+        },
+    )
+}
+
+/// Waits for an event matching `f`, skipping others.
+async fn wait_for(side: &mut Side, what: &str, f: impl Fn(&PeerEvent) -> bool) -> PeerEvent {
+    let fut = async {
+        loop {
+            match side.peer.events.recv().await {
+                Some(ev) if f(&ev) => return ev,
+                Some(_) => {}
+                None => panic!("peer task ended while waiting for {what}"),
+            }
+        }
+    };
+    timeout(Duration::from_secs(15), fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn is_established(ev: &PeerEvent) -> bool {
+    matches!(ev, PeerEvent::Established(_))
+}
+
+fn route(prefix: &str) -> Update {
+    Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: AsPath::from_sequence([Asn(65001)]),
+            next_hop: Some(Ipv4Addr::new(198, 18, 0, 1)),
+            ..PathAttributes::default()
+        },
+        nlri: vec![Nlri::new(prefix.parse::<IpNet>().expect("prefix"))],
+        ..Update::default()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn session_comes_up_carries_routes_and_shuts_down() {
+    let (mut a, mut b) = pair((None, None), false);
+    a.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    b.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    let PeerEvent::Established(neg) = wait_for(&mut a, "A established", is_established).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(neg.peer_asn, Asn(65002));
+    assert_eq!(neg.hold_time, Duration::from_secs(9));
+    wait_for(&mut b, "B established", is_established).await;
+
+    a.peer
+        .commands
+        .send(PeerCommand::SendUpdates(vec![
+            route("100.64.7.0/24"),
+            Update::end_of_rib(Family::IPV4_UNICAST),
+        ]))
+        .await
+        .expect("cmd");
+    let PeerEvent::Update(u) =
+        wait_for(&mut b, "the route", |e| matches!(e, PeerEvent::Update(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        u.nlri[0].prefix,
+        "100.64.7.0/24".parse::<IpNet>().expect("prefix")
+    );
+    wait_for(&mut b, "End-of-RIB", |e| {
+        *e == PeerEvent::EndOfRib(Family::IPV4_UNICAST)
+    })
+    .await;
+
+    // Survives several keepalive intervals (hold 9 s, keepalive 3 s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    a.peer
+        .commands
+        .send(PeerCommand::Stop(Some("maintenance".into())))
+        .await
+        .expect("cmd");
+    let PeerEvent::Down(down) =
+        wait_for(&mut b, "B down", |e| matches!(e, PeerEvent::Down(_))).await
+    else {
+        unreachable!()
+    };
+    let DownReason::NotificationReceived(n) = down.reason else {
+        panic!("expected a NOTIFICATION, got {:?}", down.reason)
+    };
+    // Graceful restart with N bit by default: a Hard Reset carrying Cease/2.
+    assert_eq!((n.code, n.subcode), (6, 9));
+    assert!(n.data.ends_with(b"maintenance"));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn passive_peer_and_route_refresh() {
+    let (mut a, mut b) = pair((None, None), true);
+    b.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    a.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    wait_for(&mut a, "A established", is_established).await;
+    wait_for(&mut b, "B established", is_established).await;
+    b.peer
+        .commands
+        .send(PeerCommand::RouteRefresh(Family::IPV6_UNICAST))
+        .await
+        .expect("cmd");
+    wait_for(
+        &mut a,
+        "refresh request",
+        |e| matches!(e, PeerEvent::RouteRefresh(r) if r.family == Family::IPV6_UNICAST),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tcp_md5_same_password_comes_up() {
+    let (mut a, mut b) = pair((Some("s3cret"), Some("s3cret")), false);
+    a.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    b.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    wait_for(&mut a, "A established", is_established).await;
+    wait_for(&mut b, "B established", is_established).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tcp_md5_wrong_password_stays_down() {
+    let (mut a, b) = pair((Some("s3cret"), Some("other")), false);
+    a.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    b.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    let got = timeout(Duration::from_secs(4), async {
+        loop {
+            match a.peer.events.recv().await {
+                Some(PeerEvent::StateChanged { to, .. }) if to >= State::OpenSent => return to,
+                Some(_) => {}
+                None => return State::Idle,
+            }
+        }
+    })
+    .await;
+    assert!(
+        got.is_err(),
+        "no TCP session may form with a wrong key: {got:?}"
+    );
+    drop(b);
+}
