@@ -242,6 +242,9 @@ impl FibTask {
             self.enter_bulk_if_worth_it()?;
             self.pump()?;
             self.leave_bulk_if_done()?;
+            if self.need_resync {
+                continue;
+            }
             self.answer_waiters();
             if self.rx_closed && self.inflight.is_empty() {
                 debug!("all handles dropped; fib-sync stops, routes stay in the kernel");

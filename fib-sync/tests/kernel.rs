@@ -693,3 +693,150 @@ fn bulk_mode_respects_foreign_keys_and_replaces_after_verifying() {
     })
     .unwrap();
 }
+
+#[test]
+fn link_down_and_up_restores_routes() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ns.block_on(move || async move {
+        let (fib, _task) = start(FibConfig::default()).await;
+        let mut events = fib.subscribe_kernel_events();
+        fib.converged().await.unwrap();
+        fib.set(FibRoute::via(net("100.64.30.0/24"), ip("198.18.0.2")))
+            .await
+            .unwrap();
+        fib.set(FibRoute::via(
+            net("2001:db8:1000:30::/64"),
+            ip("2001:db8::2"),
+        ))
+        .await
+        .unwrap();
+        fib.sync().await.unwrap();
+        // The kernel flushes routes through a downed device (IPv4 without
+        // telling anyone); they must come back with the link.
+        ipn(&n, &["link", "set", "t0", "down"]);
+        let n2 = n.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for("kernel flushed the routes", Duration::from_secs(10), || {
+                ours(&n2, "100.64.30.0/24").is_none()
+            })
+        })
+        .await
+        .unwrap();
+        let mut saw_down = false;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !saw_down {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(tabby_fib_sync::KernelEvent::Link {
+                    name, up: false, ..
+                })) if name == "t0" => saw_down = true,
+                Ok(_) => {}
+                Err(_) => panic!("no link-down event for t0"),
+            }
+        }
+        ipn(&n, &["link", "set", "t0", "up"]);
+        // IPv6 drops global addresses on link down (keep_addr_on_down=0):
+        // the gateway is reachable again only once the address is back.
+        ipn(
+            &n,
+            &["-6", "addr", "add", "2001:db8::1/64", "dev", "t0", "nodad"],
+        );
+        let n2 = n.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for("routes back with the link", Duration::from_secs(15), || {
+                ours(&n2, "100.64.30.0/24").is_some()
+                    && ours(&n2, "2001:db8:1000:30::/64").is_some()
+            })
+        })
+        .await
+        .unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn learns_device_routes_of_selected_protocols() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ns.block_on(move || async move {
+        let cfg = FibConfig {
+            learn: Some(tabby_fib_sync::LearnFilter {
+                protocols: vec![3],
+                interface_prefixes: vec!["t0".into()],
+            }),
+            ..FibConfig::default()
+        };
+        let (fib, _task) = start(cfg).await;
+        let mut events = fib.subscribe_kernel_events();
+        ipn(
+            &n,
+            &[
+                "route",
+                "add",
+                "198.19.5.7/32",
+                "dev",
+                "t0",
+                "proto",
+                "boot",
+            ],
+        );
+        ipn(
+            &n,
+            &[
+                "route",
+                "add",
+                "198.19.5.8/32",
+                "dev",
+                "t0",
+                "proto",
+                "static",
+            ],
+        );
+        let mut learned = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while learned.is_none() {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(tabby_fib_sync::KernelEvent::Learned(r))) => learned = Some(r),
+                Ok(_) => {}
+                Err(_) => panic!("nothing learned"),
+            }
+        }
+        let r = learned.unwrap();
+        assert_eq!(
+            r.prefix,
+            net("198.19.5.7/32"),
+            "only proto boot on t0 is learned"
+        );
+        match &r.kind {
+            RouteKind::Unicast(h) => assert_eq!(h[0].device.as_deref(), Some("t0")),
+            k => panic!("{k:?}"),
+        }
+        ipn(
+            &n,
+            &[
+                "route",
+                "del",
+                "198.19.5.7/32",
+                "dev",
+                "t0",
+                "proto",
+                "boot",
+            ],
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(tabby_fib_sync::KernelEvent::Unlearned(p))) => {
+                    assert_eq!(p, net("198.19.5.7/32"));
+                    break;
+                }
+                Ok(Ok(tabby_fib_sync::KernelEvent::Learned(r))) => panic!("learned {r:?}"),
+                Ok(_) => {}
+                Err(_) => panic!("no unlearn event"),
+            }
+        }
+    })
+    .unwrap();
+}
