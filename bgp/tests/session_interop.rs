@@ -1,0 +1,612 @@
+//! This crate's driver against real BGP speakers in network namespaces:
+//! BIRD 2 and GoBGP exchange IPv4 and IPv6 routes with us both ways, and
+//! TCP-MD5 against BIRD comes up with the right password only.
+//!
+//! Needs root and the Debian packages bird2 and gobgpd. Each test builds two
+//! namespaces joined by a veth (tabby 198.18.0.1 / 2001:db8::1, peer
+//! 198.18.0.2 / 2001:db8::2) and removes them, and the daemons it started,
+//! on every exit path.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tabby_bgp::attr::{AsPath, NextHop, Origin, PathAttributes};
+use tabby_bgp::driver::{ListenConfig, PeerCommand, PeerConfig, PeerEvent, Speaker};
+use tabby_bgp::fsm::{PeerAs, SessionConfig, State};
+use tabby_bgp::message::{MpReach, Update};
+use tabby_bgp::types::{Asn, Family, Nlri};
+
+const TABBY_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const PEER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const TABBY_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const PEER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+
+/// What we announce.
+const OUR_V4: [&str; 3] = ["100.64.1.0/24", "100.64.2.0/24", "100.64.3.0/24"];
+const OUR_V6: [&str; 2] = ["2001:db8:1001::/48", "2001:db8:1002::/48"];
+/// What the peer announces (its static routes).
+const PEER_V4_ROUTES: [&str; 2] = ["198.19.7.0/24", "198.19.8.0/24"];
+const PEER_V6_ROUTES: [&str; 1] = ["2001:db8:1700::/48"];
+
+// ----- the lab -----
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn must(cmd: &str, args: &[&str]) -> String {
+    run(cmd, args).unwrap_or_else(|e| panic!("lab setup failed: {e}"))
+}
+
+fn preflight(binaries: &[&str]) {
+    let uid = run("id", &["-u"]).unwrap_or_default();
+    assert_eq!(
+        uid.trim(),
+        "0",
+        "session_interop needs root (network namespaces, TCP-MD5)"
+    );
+    for b in binaries {
+        assert!(
+            run("sh", &["-c", &format!("command -v {b}")]).is_ok(),
+            "session_interop needs `{b}`: apt-get install bird2 gobgpd (scripts/install-deps.sh)"
+        );
+    }
+}
+
+/// Two namespaces, a veth between them, a temporary directory, and the
+/// daemons started in them; all removed on drop.
+struct Lab {
+    tabby_ns: String,
+    peer_ns: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let tag = format!(
+            "{}{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Lab {
+            tabby_ns: format!("tbgp{tag}t"),
+            peer_ns: format!("tbgp{tag}p"),
+            dir: std::env::temp_dir().join(format!("tabby-interop-{tag}")),
+            children: Vec::new(),
+        };
+        let _ = std::fs::remove_dir_all(&lab.dir);
+        std::fs::create_dir_all(&lab.dir).expect("temp dir");
+        let (vt, vp) = (format!("vt{tag}"), format!("vp{tag}"));
+        must("ip", &["netns", "add", &lab.tabby_ns]);
+        must("ip", &["netns", "add", &lab.peer_ns]);
+        must(
+            "ip",
+            &[
+                "link",
+                "add",
+                "name",
+                &vt,
+                "netns",
+                &lab.tabby_ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &vp,
+                "netns",
+                &lab.peer_ns,
+            ],
+        );
+        for (ns, dev, v4, v6) in [
+            (&lab.tabby_ns, &vt, TABBY_V4, TABBY_V6),
+            (&lab.peer_ns, &vp, PEER_V4, PEER_V6),
+        ] {
+            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
+            must(
+                "ip",
+                &["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev],
+            );
+            must(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{v6}/64"),
+                    "dev",
+                    dev,
+                    "nodad",
+                ],
+            );
+            must("ip", &["-n", ns, "link", "set", dev, "up"]);
+        }
+        lab
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).expect("write lab file");
+        p
+    }
+
+    /// Starts `cmd` inside the peer namespace (`ip netns exec` execs it, so
+    /// the child's pid is the daemon's).
+    fn spawn_in_peer(&mut self, cmd: &str, args: &[&str], log: &str) {
+        let log = File::create(self.dir.join(log)).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.peer_ns, cmd])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd}: {e}"));
+        self.children.push(child);
+    }
+
+    fn in_peer(&self, cmd: &str, args: &[&str]) -> Result<String, String> {
+        let mut full = vec!["netns", "exec", &self.peer_ns, cmd];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    fn start_bird(&mut self, password: Option<&str>) -> PathBuf {
+        let pw = password.map_or(String::new(), |p| format!("  password \"{p}\";\n"));
+        let conf = format!(
+            r#"router id {PEER_V4};
+protocol device {{ }}
+protocol static s4 {{ ipv4; {v4} }}
+protocol static s6 {{ ipv6; {v6} }}
+protocol bgp tabby {{
+  local {PEER_V4} as 65002;
+  neighbor {TABBY_V4} as 65001;
+  hold time 9;
+  connect retry time 1;
+  error wait time 1, 2;
+{pw}  ipv4 {{ import all; export all; }};
+  ipv6 {{ import all; export all; next hop address {PEER_V6}; }};
+}}
+"#,
+            v4 = PEER_V4_ROUTES
+                .map(|r| format!("route {r} blackhole;"))
+                .join(" "),
+            v6 = PEER_V6_ROUTES
+                .map(|r| format!("route {r} blackhole;"))
+                .join(" "),
+        );
+        let conf = self.file("bird.conf", &conf);
+        let sock = self.dir.join("bird.ctl");
+        let pid = self.dir.join("bird.pid");
+        self.spawn_in_peer(
+            "bird",
+            &[
+                "-f",
+                "-c",
+                &conf.display().to_string(),
+                "-s",
+                &sock.display().to_string(),
+                "-P",
+                &pid.display().to_string(),
+            ],
+            "bird.log",
+        );
+        sock
+    }
+
+    fn birdc(&self, sock: &Path, args: &[&str]) -> String {
+        let s = sock.display().to_string();
+        let mut full = vec!["-s", &s];
+        full.extend_from_slice(args);
+        run("birdc", &full).unwrap_or_default()
+    }
+
+    fn start_gobgp(&mut self) {
+        let conf = format!(
+            r#"[global.config]
+  as = 65002
+  router-id = "{PEER_V4}"
+  port = 179
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{TABBY_V4}"
+    peer-as = 65001
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = 9
+    keepalive-interval = 3
+  [neighbors.transport.config]
+    local-address = "{PEER_V4}"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+"#
+        );
+        let conf = self.file("gobgpd.toml", &conf);
+        self.spawn_in_peer(
+            "gobgpd",
+            &[
+                "-f",
+                &conf.display().to_string(),
+                "-t",
+                "toml",
+                "--api-hosts",
+                "127.0.0.1:50051",
+                "--pprof-disable",
+                "--log-plain",
+            ],
+            "gobgpd.log",
+        );
+        wait_until("gobgpd API", Duration::from_secs(15), || {
+            self.gobgp(&["global"]).is_ok()
+        });
+        for r in PEER_V4_ROUTES {
+            self.gobgp(&[
+                "global",
+                "rib",
+                "add",
+                r,
+                "nexthop",
+                &PEER_V4.to_string(),
+                "-a",
+                "ipv4",
+            ])
+            .expect("gobgp add");
+        }
+        for r in PEER_V6_ROUTES {
+            self.gobgp(&[
+                "global",
+                "rib",
+                "add",
+                r,
+                "nexthop",
+                &PEER_V6.to_string(),
+                "-a",
+                "ipv6",
+            ])
+            .expect("gobgp add");
+        }
+    }
+
+    fn gobgp(&self, args: &[&str]) -> Result<String, String> {
+        let mut full = vec!["-u", "127.0.0.1", "-p", "50051"];
+        full.extend_from_slice(args);
+        self.in_peer("gobgp", &full)
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = run("ip", &["netns", "del", &self.tabby_ns]);
+        let _ = run("ip", &["netns", "del", &self.peer_ns]);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("lab files kept in {}", self.dir.display());
+        }
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+// ----- our side -----
+
+/// What our side saw.
+#[derive(Debug, Default)]
+struct Outcome {
+    established: bool,
+    received: Vec<IpNet>,
+    states: Vec<State>,
+}
+
+fn our_updates() -> Vec<Update> {
+    let attrs = PathAttributes {
+        origin: Some(Origin::Igp),
+        as_path: AsPath::from_sequence([Asn(65001)]),
+        ..PathAttributes::default()
+    };
+    let v4 = Update {
+        attributes: PathAttributes {
+            next_hop: Some(TABBY_V4),
+            ..attrs.clone()
+        },
+        nlri: OUR_V4
+            .iter()
+            .map(|p| Nlri::new(p.parse().expect("prefix")))
+            .collect(),
+        ..Update::default()
+    };
+    let v6 = Update {
+        attributes: attrs,
+        mp_reach: Some(MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hop: NextHop::new(IpAddr::V6(TABBY_V6)),
+            nlri: OUR_V6
+                .iter()
+                .map(|p| Nlri::new(p.parse().expect("prefix")))
+                .collect(),
+        }),
+        ..Update::default()
+    };
+    vec![
+        v4,
+        v6,
+        Update::end_of_rib(Family::IPV4_UNICAST),
+        Update::end_of_rib(Family::IPV6_UNICAST),
+    ]
+}
+
+/// Runs our speaker inside `ns` on its own thread (setns affects only the
+/// calling thread) until `done` says so or `limit` passes.
+fn run_tabby(
+    ns: &str,
+    password: Option<&str>,
+    limit: Duration,
+    done: fn(&Outcome) -> bool,
+) -> Outcome {
+    let ns_path = format!("/run/netns/{ns}");
+    let password = password.map(str::to_owned);
+    std::thread::spawn(move || {
+        let f = File::open(&ns_path).expect("namespace file");
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let speaker = Speaker::bind(&ListenConfig::any(179)).expect("listen");
+            let mut session = SessionConfig::new(Asn(65001), PeerAs::Exact(Asn(65002)), TABBY_V4);
+            session.hold_time = 9;
+            session.connect_retry = Duration::from_secs(1);
+            let mut peer = PeerConfig::new(IpAddr::V4(PEER_V4), session);
+            peer.local_addr = Some(IpAddr::V4(TABBY_V4));
+            peer.md5_password = password;
+            peer.connect_timeout = Duration::from_secs(2);
+            let mut h = speaker.add_peer(peer).expect("peer");
+            h.commands.send(PeerCommand::Start).await.expect("start");
+            let mut out = Outcome::default();
+            let deadline = tokio::time::Instant::now() + limit;
+            while !done(&out) {
+                let ev = match tokio::time::timeout_at(deadline, h.events.recv()).await {
+                    Ok(Some(ev)) => ev,
+                    _ => break,
+                };
+                match ev {
+                    PeerEvent::Established(_) => {
+                        out.established = true;
+                        h.commands
+                            .send(PeerCommand::SendUpdates(our_updates()))
+                            .await
+                            .expect("send");
+                    }
+                    PeerEvent::Update(u) => {
+                        out.received.extend(u.nlri.iter().map(|n| n.prefix));
+                        if let Some(m) = &u.mp_reach {
+                            out.received.extend(m.nlri.iter().map(|n| n.prefix));
+                        }
+                    }
+                    PeerEvent::StateChanged { to, .. } => out.states.push(to),
+                    _ => {}
+                }
+            }
+            // Keep the session up a moment so the peer can be queried.
+            if out.established {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            out
+        })
+    })
+    .join()
+    .expect("tabby thread")
+}
+
+fn has_all_peer_routes(o: &Outcome) -> bool {
+    PEER_V4_ROUTES
+        .iter()
+        .chain(PEER_V6_ROUTES.iter())
+        .all(|r| o.received.contains(&r.parse().expect("prefix")))
+}
+
+fn never(_: &Outcome) -> bool {
+    false
+}
+
+// ----- tests -----
+
+#[test]
+fn bird2_exchanges_ipv4_and_ipv6_routes() {
+    preflight(&["bird", "birdc", "ip"]);
+    let mut lab = Lab::new();
+    let sock = lab.start_bird(None);
+    let ns = lab.tabby_ns.clone();
+    // Ask BIRD from a helper thread while our side runs.
+    let checker = {
+        let sock = sock.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut last = String::new();
+            while start.elapsed() < Duration::from_secs(40) {
+                last = run(
+                    "birdc",
+                    &[
+                        "-s",
+                        &sock.display().to_string(),
+                        "show",
+                        "route",
+                        "protocol",
+                        "tabby",
+                    ],
+                )
+                .unwrap_or_default();
+                if OUR_V4.iter().chain(OUR_V6.iter()).all(|p| last.contains(p)) {
+                    return Ok(last);
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            Err(last)
+        })
+    };
+    let out = run_tabby(&ns, None, Duration::from_secs(40), |o| {
+        has_all_peer_routes(o)
+    });
+    let bird_view = checker.join().expect("checker");
+    assert!(
+        out.established,
+        "no session with BIRD: states {:?}\n{}",
+        out.states,
+        lab.log("bird.log")
+    );
+    assert!(
+        has_all_peer_routes(&out),
+        "BIRD's static routes not received: {:?}",
+        out.received
+    );
+    // Wait for the checker's verdict while the session was up.
+    let shown = bird_view.unwrap_or_else(|last| {
+        panic!(
+            "BIRD did not learn our routes; `show route protocol tabby`:\n{last}\n{}",
+            lab.birdc(&sock, &["show", "protocols", "all", "tabby"])
+        )
+    });
+    for p in OUR_V4.iter().chain(OUR_V6.iter()) {
+        assert!(shown.contains(p), "{p} missing in BIRD:\n{shown}");
+    }
+}
+
+#[test]
+fn gobgp_exchanges_ipv4_and_ipv6_routes() {
+    preflight(&["gobgpd", "gobgp", "ip"]);
+    let mut lab = Lab::new();
+    lab.start_gobgp();
+    let ns = lab.tabby_ns.clone();
+    let peer_ns = lab.peer_ns.clone();
+    let checker = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < Duration::from_secs(40) {
+            let q = |fam: &str| {
+                run(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &peer_ns,
+                        "gobgp",
+                        "-u",
+                        "127.0.0.1",
+                        "-p",
+                        "50051",
+                        "global",
+                        "rib",
+                        "-a",
+                        fam,
+                    ],
+                )
+                .unwrap_or_default()
+            };
+            last = q("ipv4") + &q("ipv6");
+            if OUR_V4.iter().chain(OUR_V6.iter()).all(|p| last.contains(p)) {
+                return Ok(last);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Err(last)
+    });
+    let out = run_tabby(&ns, None, Duration::from_secs(40), |o| {
+        has_all_peer_routes(o)
+    });
+    let gobgp_view = checker.join().expect("checker");
+    assert!(
+        out.established,
+        "no session with GoBGP: states {:?}\n{}",
+        out.states,
+        lab.log("gobgpd.log")
+    );
+    assert!(
+        has_all_peer_routes(&out),
+        "GoBGP's routes not received: {:?}",
+        out.received
+    );
+    let shown = gobgp_view.unwrap_or_else(|last| {
+        panic!(
+            "GoBGP did not learn our routes; global rib:\n{last}\n{}",
+            lab.gobgp(&["neighbor"]).unwrap_or_default()
+        )
+    });
+    for p in OUR_V4.iter().chain(OUR_V6.iter()) {
+        assert!(shown.contains(p), "{p} missing in GoBGP:\n{shown}");
+    }
+}
+
+#[test]
+fn tcp_md5_with_bird_right_password_only() {
+    preflight(&["bird", "birdc", "ip"]);
+    {
+        let mut lab = Lab::new();
+        lab.start_bird(Some("tabby-md5-key"));
+        let ns = lab.tabby_ns.clone();
+        let out = run_tabby(&ns, Some("tabby-md5-key"), Duration::from_secs(30), |o| {
+            o.established
+        });
+        assert!(
+            out.established,
+            "same TCP-MD5 password must come up: states {:?}\n{}",
+            out.states,
+            lab.log("bird.log")
+        );
+    }
+    {
+        let mut lab = Lab::new();
+        let sock = lab.start_bird(Some("tabby-md5-key"));
+        let ns = lab.tabby_ns.clone();
+        let out = run_tabby(&ns, Some("a-wrong-key"), Duration::from_secs(8), never);
+        assert!(!out.established, "a wrong TCP-MD5 password came up");
+        assert!(
+            !out.states.contains(&State::OpenSent),
+            "no TCP connection may form with a wrong key: {:?}",
+            out.states
+        );
+        let proto = lab.birdc(&sock, &["show", "protocols", "tabby"]);
+        assert!(!proto.contains("Established"), "BIRD says:\n{proto}");
+    }
+}
