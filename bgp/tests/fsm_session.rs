@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tabby_bgp::fsm::{Action, DownReason, Event, GrConfig, State};
 use tabby_bgp::message::{RefreshSubtype, Update};
-use tabby_bgp::notification::{cease, code};
+use tabby_bgp::notification::{Notification, cease, code};
 use tabby_bgp::types::Family;
 use util::{Pair, Side, config};
 
@@ -435,4 +435,125 @@ fn ibgp_any_internal_peer() {
     p.start_both();
     assert!(p.both_established());
     assert!(!p.a.session.negotiated().is_some_and(|n| n.ebgp));
+}
+
+#[test]
+fn max_prefix_cease_is_a_hard_reset_with_n_bit() {
+    let mut p = Pair::default_ebgp();
+    p.start_both();
+    // AFI 1, SAFI 1, limit 100 (RFC 4486 §4).
+    let n = Notification::new(
+        code::CEASE,
+        cease::MAX_PREFIXES_REACHED,
+        vec![0, 1, 1, 0, 0, 0, 100],
+    );
+    p.event(Side::B, Event::Cease(n));
+    p.drive();
+    let down = p.a.downs()[0];
+    let DownReason::NotificationReceived(got) = &down.reason else {
+        panic!("expected a NOTIFICATION");
+    };
+    assert_eq!((got.code, got.subcode), (code::CEASE, cease::HARD_RESET));
+    assert_eq!(
+        got.data,
+        vec![cease::MAX_PREFIXES_REACHED, 0, 1, 1, 0, 0, 0, 100]
+    );
+    assert!(down.stale.is_none());
+    assert!(p.b.downs()[0].stale.is_none());
+    // Both come back after the idle hold.
+    p.advance(Duration::from_secs(5));
+    assert!(p.both_established());
+}
+
+#[test]
+fn max_prefix_cease_is_plain_without_n_bit() {
+    let mut a = config(65001, 65002, [198, 18, 0, 1]);
+    a.graceful_restart = None;
+    let mut p = Pair::new(a, config(65002, 65001, [198, 18, 0, 2]));
+    p.start_both();
+    let n = Notification::new(code::CEASE, cease::MAX_PREFIXES_REACHED, Vec::new());
+    p.event(Side::B, Event::Cease(n.clone()));
+    p.drive();
+    assert_eq!(p.a.downs()[0].reason, DownReason::NotificationReceived(n));
+}
+
+#[test]
+fn peer_reconnecting_without_restart_bit_replaces_when_its_side_wins() {
+    // B has the higher id: its new connection wins the collision against
+    // the established one that A opened.
+    let a = config(65001, 65002, [198, 18, 0, 1]);
+    let mut b = config(65002, 65001, [198, 18, 0, 2]);
+    b.passive = true;
+    let mut p = Pair::new(a, b);
+    p.start_both();
+    assert_eq!(p.initiators(), vec![Side::A]);
+    p.restart(Side::B, config(65002, 65001, [198, 18, 0, 2]));
+    p.event(Side::B, Event::Start);
+    p.drive();
+    assert_eq!(p.a.downs()[0].reason, DownReason::PeerReconnected);
+    assert!(p.both_established());
+    assert_eq!(p.initiators(), vec![Side::B]);
+}
+
+#[test]
+fn peer_reconnecting_without_restart_bit_loses_until_hold_expiry() {
+    // A has the higher id and keeps the established connection it opened;
+    // B's new attempts get Cease/7 until A's hold timer notices the old
+    // connection is dead.
+    let a = config(65001, 65002, [198, 18, 0, 9]);
+    let mut b = config(65002, 65001, [198, 18, 0, 2]);
+    b.passive = true;
+    let mut p = Pair::new(a, b);
+    p.start_both();
+    p.restart(Side::B, config(65002, 65001, [198, 18, 0, 2]));
+    p.event(Side::B, Event::Start);
+    p.drive();
+    assert_eq!(p.a.session.state(), State::Established);
+    assert_ne!(p.b.session.state(), State::Established);
+    assert!(p.b.downs().iter().all(|d| matches!(
+        &d.reason,
+        DownReason::NotificationReceived(n) if n.subcode == cease::CONNECTION_COLLISION_RESOLUTION
+    )));
+    p.advance(Duration::from_secs(300));
+    assert!(p.both_established());
+    assert!(matches!(
+        &p.a.downs()[0].reason,
+        DownReason::NotificationSent(n) if n.code == code::HOLD_TIMER_EXPIRED
+    ));
+}
+
+#[test]
+fn back_off_resets_after_a_stable_session() {
+    let mut a = config(65001, 65002, [198, 18, 0, 1]);
+    a.idle_hold_max = Duration::from_secs(60);
+    let mut b = config(65002, 65001, [198, 18, 0, 2]);
+    b.passive = true;
+    b.idle_hold_max = Duration::from_secs(60);
+    let mut p = Pair::new(a, b);
+    p.start_both();
+    // The wait between a cut and A's next attempt.
+    let flap = |p: &mut Pair| {
+        let cut_at = p.now;
+        p.cut();
+        p.advance(Duration::from_secs(10));
+        assert!(p.both_established());
+        let next = p.a.connects.iter().find(|t| **t > cut_at).copied();
+        next.map(|t| (t - cut_at).as_secs())
+    };
+    // Quick flaps: idle hold 1, 2, 4 s.
+    assert_eq!(flap(&mut p), Some(1));
+    assert_eq!(flap(&mut p), Some(2));
+    assert_eq!(flap(&mut p), Some(4));
+    // Up for longer than idle_hold_max: back to 1 s.
+    p.advance(Duration::from_secs(61));
+    assert_eq!(flap(&mut p), Some(1));
+}
+
+#[test]
+fn reset_of_a_stopped_session_does_nothing() {
+    let mut p = Pair::default_ebgp();
+    p.event(Side::A, Event::Reset { hard: false });
+    p.drive();
+    assert_eq!(p.a.session.state(), State::Idle);
+    assert!(p.a.connects.is_empty());
 }

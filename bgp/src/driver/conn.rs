@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -172,9 +172,9 @@ async fn read_loop(id: ConnectionId, mut rd: OwnedReadHalf, tx: mpsc::Sender<Net
     }
 }
 
-async fn write_loop(
+async fn write_loop<W: AsyncWrite + Unpin>(
     id: ConnectionId,
-    mut wr: OwnedWriteHalf,
+    mut wr: W,
     mut urgent: mpsc::UnboundedReceiver<WriterMsg>,
     mut bulk: mpsc::UnboundedReceiver<Bytes>,
     backlog: Arc<AtomicUsize>,
@@ -205,5 +205,54 @@ async fn write_loop(
         }
         let pending = !urgent.is_empty() || !bulk.is_empty();
         let _ = ctl.send(NetEvent::Progress(id, pending));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A KEEPALIVE queued behind a backlog of UPDATEs to a slow reader goes
+    /// out after at most the chunk being written.
+    #[tokio::test(flavor = "current_thread")]
+    async fn urgent_overtakes_bulk() {
+        let (wr, mut rd) = tokio::io::duplex(1024);
+        let (urgent_tx, urgent_rx) = mpsc::unbounded_channel();
+        let (bulk_tx, bulk_rx) = mpsc::unbounded_channel();
+        let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        const CHUNK: usize = 4096;
+        for i in 0..50u8 {
+            bulk_tx.send(Bytes::from(vec![i; CHUNK])).expect("queue");
+            backlog.fetch_add(CHUNK, Ordering::Relaxed);
+        }
+        let writer = tokio::spawn(write_loop(
+            ConnectionId(1),
+            wr,
+            urgent_rx,
+            bulk_rx,
+            backlog.clone(),
+            ctl_tx,
+        ));
+        // Let the writer start on the first chunk, then queue the urgent one.
+        let mut got = vec![0u8; 512];
+        rd.read_exact(&mut got).await.expect("read");
+        urgent_tx
+            .send(WriterMsg::Data(Bytes::from_static(b"KEEPALIVE")))
+            .expect("queue");
+        urgent_tx.send(WriterMsg::Close).expect("queue");
+        let mut rest = Vec::new();
+        rd.read_to_end(&mut rest).await.expect("read");
+        got.extend(rest);
+        let at = got
+            .windows(9)
+            .position(|w| w == b"KEEPALIVE")
+            .expect("urgent data written");
+        assert!(
+            at <= 2 * CHUNK,
+            "urgent data waited behind {at} bulk octets"
+        );
+        writer.await.expect("writer");
+        assert!(ctl_rx.try_recv().is_ok(), "progress reported");
     }
 }

@@ -98,6 +98,9 @@ pub enum PeerCommand {
     Reset {
         hard: bool,
     },
+    /// Close with this NOTIFICATION (e.g. Cease/1 for max-prefix) and
+    /// start again after the idle hold.
+    Cease(crate::notification::Notification),
     /// UPDATEs to encode with the session's parameters and send.
     SendUpdates(Vec<Update>),
     /// Whole UPDATE messages already encoded with

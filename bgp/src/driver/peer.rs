@@ -167,6 +167,10 @@ impl Peer {
                 self.session.handle_event(t, Event::Stop { reason });
                 Ok(())
             }
+            PeerCommand::Cease(n) => {
+                self.session.handle_event(t, Event::Cease(n));
+                Ok(())
+            }
             PeerCommand::Reset { hard } => {
                 self.session.handle_event(t, Event::Reset { hard });
                 Ok(())

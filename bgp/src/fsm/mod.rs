@@ -78,6 +78,10 @@ pub enum Event {
     /// 8538 Hard Reset so that the peer flushes our routes at once; a soft
     /// reset lets a peer that negotiated the N bit keep them as stale.
     Reset { hard: bool },
+    /// Tear the session down with this NOTIFICATION, as for an error we
+    /// found (e.g. Cease / Maximum Number of Prefixes Reached, RFC 4486,
+    /// from the RIB); it starts again after the idle hold.
+    Cease(Notification),
     /// Our connection attempt announced by [`Action::Connect`] succeeded.
     Connected(ConnectionId),
     /// The peer connected to us; the id comes from

@@ -159,6 +159,18 @@ impl Session {
             Event::Start => self.start(now),
             Event::Stop { reason } => self.stop(reason),
             Event::Reset { hard } => self.reset(now, hard),
+            Event::Cease(n) => {
+                warn!(notification = %n, "closing the session on request");
+                let ids: Vec<ConnectionId> = self.conns.iter().map(|c| c.id).collect();
+                for id in ids {
+                    self.drop_conn(
+                        now,
+                        id,
+                        DownReason::NotificationSent(n.clone()),
+                        Some(n.clone()),
+                    );
+                }
+            }
             Event::Connected(id) => self.on_connected(now, id),
             Event::Accepted(id) => self.on_accepted(now, id),
             Event::Closed(id) => self.on_closed(now, id),
@@ -274,6 +286,10 @@ impl Session {
     }
 
     fn reset(&mut self, now: Instant, hard: bool) {
+        if !self.admin_up {
+            debug!("reset of a stopped session ignored");
+            return;
+        }
         info!(hard, "BGP session reset");
         let n = Notification::new(code::CEASE, cease::ADMINISTRATIVE_RESET, Vec::new());
         let stale = if hard {
@@ -668,6 +684,11 @@ impl Session {
     ) {
         let Some(i) = self.conn_index(id) else { return };
         let c = self.conns.remove(i);
+        let mut reason = reason;
+        let notify = notify.map(|n| must_hard_reset(n, c.negotiated.as_ref()));
+        if let (DownReason::NotificationSent(x), Some(n)) = (&mut reason, &notify) {
+            x.clone_from(n);
+        }
         if let Some(n) = notify {
             if let Some(bytes) = encode(&Message::Notification(n), &c.ctx) {
                 self.actions.push_back(Action::Send {
@@ -818,6 +839,22 @@ fn hard_reset(n: &Notification) -> Notification {
     data.push(n.subcode);
     data.extend_from_slice(&n.data);
     Notification::new(code::CEASE, cease::HARD_RESET, data)
+}
+
+/// RFC 8538 §5: with the N bit negotiated, Cease / Maximum Number of
+/// Prefixes Reached, Administrative Shutdown and Peer De-configured MUST go
+/// out as a Hard Reset.
+fn must_hard_reset(n: Notification, neg: Option<&Negotiated>) -> Notification {
+    let must = n.code == code::CEASE
+        && matches!(
+            n.subcode,
+            cease::MAX_PREFIXES_REACHED | cease::ADMINISTRATIVE_SHUTDOWN | cease::PEER_DECONFIGURED
+        );
+    if must && neg.is_some_and(|n| n.gr_notification) {
+        hard_reset(&n)
+    } else {
+        n
+    }
 }
 
 fn is_hard_reset(n: &Notification) -> bool {
