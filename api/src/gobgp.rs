@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 use prost_types::{Any, Timestamp};
 use tabby_proto::gobgp as g;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -34,6 +34,7 @@ pub const GOBGP_OWNER: &str = "gobgp-api";
 pub struct GobgpService {
     core: Arc<dyn Core>,
     limits: Limits,
+    stop: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for GobgpService {
@@ -43,9 +44,9 @@ impl std::fmt::Debug for GobgpService {
 }
 
 impl GobgpService {
-    /// A service over `core`.
-    pub fn new(core: Arc<dyn Core>, limits: Limits) -> GobgpService {
-        GobgpService { core, limits }
+    /// A service over `core`; watch streams end when `stop` turns true.
+    pub fn new(core: Arc<dyn Core>, limits: Limits, stop: watch::Receiver<bool>) -> GobgpService {
+        GobgpService { core, limits, stop }
     }
 }
 
@@ -609,13 +610,21 @@ impl g::gobgp_api_server::GobgpApi for GobgpService {
             let watch = self.core.watch_routes(None).await?;
             let tx = tx.clone();
             let core = Arc::clone(&self.core);
-            tokio::spawn(async move { table_events(core, watch, init, local_as, tx).await });
+            tokio::spawn(crate::server::until_stopped(
+                self.stop.clone(),
+                tx.clone(),
+                async move { table_events(core, watch, init, local_as, tx).await },
+            ));
             started = true;
         }
         if req.peer.is_some() {
             let watch = self.core.watch_peers().await?;
             let tx = tx.clone();
-            tokio::spawn(async move { peer_events(watch, local_as, tx).await });
+            tokio::spawn(crate::server::until_stopped(
+                self.stop.clone(),
+                tx.clone(),
+                async move { peer_events(watch, local_as, tx).await },
+            ));
             started = true;
         }
         if !started {

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tabby_proto::v1 as pb;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -20,6 +20,7 @@ use crate::{Core, Limits};
 pub struct PeersService {
     core: Arc<dyn Core>,
     limits: Limits,
+    stop: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for PeersService {
@@ -29,9 +30,9 @@ impl std::fmt::Debug for PeersService {
 }
 
 impl PeersService {
-    /// A service over `core`.
-    pub fn new(core: Arc<dyn Core>, limits: Limits) -> PeersService {
-        PeersService { core, limits }
+    /// A service over `core`; watch streams end when `stop` turns true.
+    pub fn new(core: Arc<dyn Core>, limits: Limits, stop: watch::Receiver<bool>) -> PeersService {
+        PeersService { core, limits, stop }
     }
 }
 
@@ -135,11 +136,12 @@ impl pb::peers_server::Peers for PeersService {
         let watch = self.core.watch_peers().await?;
         let (tx, rx) = mpsc::channel(self.limits.watch_stream_buffer.max(1));
         let core = Arc::clone(&self.core);
-        tokio::spawn(async move {
+        let stop = self.stop.clone();
+        tokio::spawn(crate::server::until_stopped(stop, tx.clone(), async move {
             if let Err(why) = run_peer_watch(core, watch, tx).await {
                 tracing::debug!(reason = why, "peer watcher ended");
             }
-        });
+        }));
         Ok(Response::new(
             Box::pin(ReceiverStream::new(rx)) as EventStream
         ))

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tabby_proto::v1 as pb;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -22,6 +22,7 @@ use crate::{Core, Limits};
 pub struct RoutesService {
     core: Arc<dyn Core>,
     limits: Limits,
+    stop: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for RoutesService {
@@ -33,9 +34,9 @@ impl std::fmt::Debug for RoutesService {
 }
 
 impl RoutesService {
-    /// A service over `core`.
-    pub fn new(core: Arc<dyn Core>, limits: Limits) -> RoutesService {
-        RoutesService { core, limits }
+    /// A service over `core`; watch streams end when `stop` turns true.
+    pub fn new(core: Arc<dyn Core>, limits: Limits, stop: watch::Receiver<bool>) -> RoutesService {
+        RoutesService { core, limits, stop }
     }
 }
 
@@ -196,13 +197,14 @@ impl pb::routes_server::Routes for RoutesService {
         let core = Arc::clone(&self.core);
         let resync_first =
             resume.is_some() && matches!(watch.start, RouteWatchStart::Snapshot { .. });
-        tokio::spawn(async move {
+        let stop = self.stop.clone();
+        tokio::spawn(crate::server::until_stopped(stop, tx.clone(), async move {
             if let Err(closed) =
                 run_route_watch(core, watch, family, resume, resync_first, tx).await
             {
                 tracing::debug!(reason = closed, "route watcher ended");
             }
-        });
+        }));
         Ok(Response::new(
             Box::pin(ReceiverStream::new(rx)) as EventStream
         ))

@@ -32,6 +32,17 @@ pub const HEALTH_SERVICE_LIVENESS: &str = "liveness";
 /// reports the same.
 pub const HEALTH_SERVICE_READINESS: &str = "readiness";
 
+/// Every service name the health service reports on: "" and readiness
+/// (ready), liveness, then one per tabby.v1 service (live).
+const HEALTH_NAMES: [&str; 6] = [
+    "",
+    HEALTH_SERVICE_READINESS,
+    HEALTH_SERVICE_LIVENESS,
+    "tabby.v1.Routes",
+    "tabby.v1.Peers",
+    "tabby.v1.Daemon",
+];
+
 /// Size limits that protect the daemon from oversize requests and slow
 /// watchers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +284,13 @@ impl BoundApi {
         };
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
+        // Known names answer NOT_SERVING until the first report, rather
+        // than NOT_FOUND.
+        for svc in HEALTH_NAMES {
+            reporter
+                .set_service_status(svc, ServingStatus::NotServing)
+                .await;
+        }
         let health_task = tokio::spawn(report_health(
             Arc::clone(&core),
             reporter,
@@ -291,12 +309,18 @@ impl BoundApi {
             .build_v1alpha()
             .map_err(|e| ServeError::Tls(format!("reflection descriptors: {e}")))?;
 
-        let routes =
-            pb::routes_server::RoutesServer::new(RoutesService::new(Arc::clone(&core), limits))
-                .max_decoding_message_size(limits.max_message_bytes)
-                .max_encoding_message_size(limits.max_message_bytes);
-        let peers =
-            pb::peers_server::PeersServer::new(PeersService::new(Arc::clone(&core), limits));
+        let routes = pb::routes_server::RoutesServer::new(RoutesService::new(
+            Arc::clone(&core),
+            limits,
+            stop_rx.clone(),
+        ))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+        let peers = pb::peers_server::PeersServer::new(PeersService::new(
+            Arc::clone(&core),
+            limits,
+            stop_rx.clone(),
+        ));
         let daemon = pb::daemon_server::DaemonServer::new(DaemonService::new(Arc::clone(&core)));
 
         let make_router = |tls: Option<ServerTlsConfig>| -> Result<_, ServeError> {
@@ -344,6 +368,7 @@ impl BoundApi {
             let svc = tabby_proto::gobgp::gobgp_api_server::GobgpApiServer::new(GobgpService::new(
                 Arc::clone(&core),
                 limits,
+                stop_rx.clone(),
             ))
             .max_decoding_message_size(limits.max_message_bytes);
             let rx = stop_rx.clone();
@@ -364,12 +389,40 @@ impl BoundApi {
             },
         };
         let _ = stop_tx.send(true);
-        while tasks.join_next().await.is_some() {}
+        // Streams end on the stop signal; a client that never reads its
+        // GOAWAY does not hold the daemon up for long.
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            tracing::warn!("API connections still open after {SHUTDOWN_GRACE:?}; closing them");
+            tasks.abort_all();
+        }
         health_task.abort();
         if let Some(p) = socket_file {
             let _ = std::fs::remove_file(&p);
         }
         result
+    }
+}
+
+/// How long shutdown waits for open connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs a stream-feeding task until it ends or the server stops; on stop the
+/// client gets UNAVAILABLE so it knows to reconnect (and resume).
+pub(crate) async fn until_stopped<T, F>(
+    mut stop: watch::Receiver<bool>,
+    tx: tokio::sync::mpsc::Sender<Result<T, tonic::Status>>,
+    task: F,
+) where
+    F: Future<Output = ()>,
+{
+    tokio::select! {
+        _ = task => {}
+        _ = stop.wait_for(|s| *s) => {
+            let _ = tx.try_send(Err(tonic::Status::unavailable(
+                "tabbyd is shutting down: reconnect and resume from the last sequence",
+            )));
+        }
     }
 }
 
@@ -410,7 +463,7 @@ async fn report_health(
             .set_service_status(HEALTH_SERVICE_READINESS, ready)
             .await;
         reporter.set_service_status("", ready).await;
-        for svc in ["tabby.v1.Routes", "tabby.v1.Peers", "tabby.v1.Daemon"] {
+        for svc in &HEALTH_NAMES[3..] {
             reporter.set_service_status(svc, status(h.live)).await;
         }
     }
