@@ -171,8 +171,11 @@ impl Lab {
         run("ip", &full)
     }
 
-    fn start_bird(&mut self, password: Option<&str>) -> PathBuf {
-        let pw = password.map_or(String::new(), |p| format!("  password \"{p}\";\n"));
+    fn start_bird(&mut self, password: Option<&str>, ttl_security: bool) -> PathBuf {
+        let mut pw = password.map_or(String::new(), |p| format!("  password \"{p}\";\n"));
+        if ttl_security {
+            pw.push_str("  ttl security on;\n");
+        }
         let conf = format!(
             r#"router id {PEER_V4};
 protocol device {{ }}
@@ -378,14 +381,16 @@ fn our_updates() -> Vec<Update> {
 
 /// Runs our speaker inside `ns` on its own thread (setns affects only the
 /// calling thread) until `done` says so or `limit` passes.
-fn run_tabby(
-    ns: &str,
-    password: Option<&str>,
-    limit: Duration,
-    done: fn(&Outcome) -> bool,
-) -> Outcome {
+/// How our side of the session is set up.
+#[derive(Debug, Clone, Default)]
+struct Ours {
+    password: Option<String>,
+    passive: bool,
+    gtsm: bool,
+}
+
+fn run_tabby(ns: &str, ours: Ours, limit: Duration, done: fn(&Outcome) -> bool) -> Outcome {
     let ns_path = format!("/run/netns/{ns}");
-    let password = password.map(str::to_owned);
     std::thread::spawn(move || {
         let f = File::open(&ns_path).expect("namespace file");
         nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
@@ -398,9 +403,11 @@ fn run_tabby(
             let mut session = SessionConfig::new(Asn(65001), PeerAs::Exact(Asn(65002)), TABBY_V4);
             session.hold_time = 9;
             session.connect_retry = Duration::from_secs(1);
+            session.passive = ours.passive;
             let mut peer = PeerConfig::new(IpAddr::V4(PEER_V4), session);
             peer.local_addr = Some(IpAddr::V4(TABBY_V4));
-            peer.md5_password = password;
+            peer.md5_password = ours.password;
+            peer.gtsm_hops = ours.gtsm.then_some(1);
             peer.connect_timeout = Duration::from_secs(2);
             let mut h = speaker.add_peer(peer).expect("peer");
             h.commands.send(PeerCommand::Start).await.expect("start");
@@ -457,7 +464,7 @@ fn never(_: &Outcome) -> bool {
 fn bird2_exchanges_ipv4_and_ipv6_routes() {
     preflight(&["bird", "birdc", "ip"]);
     let mut lab = Lab::new();
-    let sock = lab.start_bird(None);
+    let sock = lab.start_bird(None, false);
     let ns = lab.tabby_ns.clone();
     // Ask BIRD from a helper thread while our side runs.
     let checker = {
@@ -486,7 +493,7 @@ fn bird2_exchanges_ipv4_and_ipv6_routes() {
             Err(last)
         })
     };
-    let out = run_tabby(&ns, None, Duration::from_secs(40), |o| {
+    let out = run_tabby(&ns, Ours::default(), Duration::from_secs(40), |o| {
         has_all_peer_routes(o)
     });
     let bird_view = checker.join().expect("checker");
@@ -552,7 +559,7 @@ fn gobgp_exchanges_ipv4_and_ipv6_routes() {
         }
         Err(last)
     });
-    let out = run_tabby(&ns, None, Duration::from_secs(40), |o| {
+    let out = run_tabby(&ns, Ours::default(), Duration::from_secs(40), |o| {
         has_all_peer_routes(o)
     });
     let gobgp_view = checker.join().expect("checker");
@@ -578,16 +585,28 @@ fn gobgp_exchanges_ipv4_and_ipv6_routes() {
     }
 }
 
+fn md5(key: &str, passive: bool) -> Ours {
+    Ours {
+        password: Some(key.into()),
+        passive,
+        gtsm: false,
+    }
+}
+
+/// Both sides connect: the collision is resolved either way.
 #[test]
 fn tcp_md5_with_bird_right_password_only() {
     preflight(&["bird", "birdc", "ip"]);
     {
         let mut lab = Lab::new();
-        lab.start_bird(Some("tabby-md5-key"));
+        lab.start_bird(Some("tabby-md5-key"), false);
         let ns = lab.tabby_ns.clone();
-        let out = run_tabby(&ns, Some("tabby-md5-key"), Duration::from_secs(30), |o| {
-            o.established
-        });
+        let out = run_tabby(
+            &ns,
+            md5("tabby-md5-key", false),
+            Duration::from_secs(30),
+            |o| o.established,
+        );
         assert!(
             out.established,
             "same TCP-MD5 password must come up: states {:?}\n{}",
@@ -597,9 +616,14 @@ fn tcp_md5_with_bird_right_password_only() {
     }
     {
         let mut lab = Lab::new();
-        let sock = lab.start_bird(Some("tabby-md5-key"));
+        let sock = lab.start_bird(Some("tabby-md5-key"), false);
         let ns = lab.tabby_ns.clone();
-        let out = run_tabby(&ns, Some("a-wrong-key"), Duration::from_secs(8), never);
+        let out = run_tabby(
+            &ns,
+            md5("a-wrong-key", false),
+            Duration::from_secs(8),
+            never,
+        );
         assert!(!out.established, "a wrong TCP-MD5 password came up");
         assert!(
             !out.states.contains(&State::OpenSent),
@@ -608,5 +632,76 @@ fn tcp_md5_with_bird_right_password_only() {
         );
         let proto = lab.birdc(&sock, &["show", "protocols", "tabby"]);
         assert!(!proto.contains("Established"), "BIRD says:\n{proto}");
+    }
+}
+
+/// We only listen: the key must sit on the shared dual-stack listener for
+/// the peer's (v4-mapped) address.
+#[test]
+fn tcp_md5_on_the_listener() {
+    preflight(&["bird", "birdc", "ip"]);
+    {
+        let mut lab = Lab::new();
+        lab.start_bird(Some("listener-key"), false);
+        let ns = lab.tabby_ns.clone();
+        let out = run_tabby(
+            &ns,
+            md5("listener-key", true),
+            Duration::from_secs(30),
+            |o| o.established,
+        );
+        assert!(
+            out.established,
+            "passive side with the right key: {:?}\n{}",
+            out.states,
+            lab.log("bird.log")
+        );
+    }
+    {
+        let mut lab = Lab::new();
+        lab.start_bird(Some("listener-key"), false);
+        let ns = lab.tabby_ns.clone();
+        let out = run_tabby(&ns, md5("not-the-key", true), Duration::from_secs(8), never);
+        assert!(
+            !out.states.contains(&State::OpenSent),
+            "accepted with a wrong key: {:?}",
+            out.states
+        );
+    }
+}
+
+/// RFC 5082: with GTSM on both sides the session comes up; against a peer
+/// that sends with TTL 1 (BIRD's default for direct eBGP) it cannot.
+#[test]
+fn gtsm_with_bird() {
+    preflight(&["bird", "birdc", "ip"]);
+    let gtsm = Ours {
+        gtsm: true,
+        ..Ours::default()
+    };
+    {
+        let mut lab = Lab::new();
+        lab.start_bird(None, true);
+        let ns = lab.tabby_ns.clone();
+        let out = run_tabby(&ns, gtsm.clone(), Duration::from_secs(30), |o| {
+            o.established
+        });
+        assert!(
+            out.established,
+            "GTSM on both sides: {:?}\n{}",
+            out.states,
+            lab.log("bird.log")
+        );
+    }
+    {
+        let mut lab = Lab::new();
+        lab.start_bird(None, false);
+        let ns = lab.tabby_ns.clone();
+        let out = run_tabby(&ns, gtsm, Duration::from_secs(8), never);
+        assert!(
+            !out.established,
+            "TTL-1 packets passed our GTSM check: {:?}",
+            out.states
+        );
     }
 }
