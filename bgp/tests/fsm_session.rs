@@ -557,3 +557,20 @@ fn reset_of_a_stopped_session_does_nothing() {
     assert_eq!(p.a.session.state(), State::Idle);
     assert!(p.a.connects.is_empty());
 }
+
+#[test]
+fn updates_only_for_negotiated_families() {
+    let mut a = config(65001, 65002, [198, 18, 0, 1]);
+    a.families = vec![Family::IPV4_UNICAST];
+    let mut p = Pair::new(a, config(65002, 65001, [198, 18, 0, 2]));
+    p.start_both();
+    let now = p.now;
+    assert!(
+        p.b.session
+            .send_update(now, &Update::end_of_rib(Family::IPV6_UNICAST))
+            .is_err()
+    );
+    p.b.session
+        .send_update(now, &Update::end_of_rib(Family::IPV4_UNICAST))
+        .expect("IPv4 is negotiated");
+}

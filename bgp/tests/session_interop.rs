@@ -172,6 +172,16 @@ impl Lab {
     }
 
     fn start_bird(&mut self, password: Option<&str>, ttl_security: bool) -> PathBuf {
+        self.start_bird_over(password, ttl_security, false)
+    }
+
+    /// BIRD 2 in the peer namespace; `v6` runs the session over IPv6.
+    fn start_bird_over(&mut self, password: Option<&str>, ttl_security: bool, v6: bool) -> PathBuf {
+        let (local, neighbor): (IpAddr, IpAddr) = if v6 {
+            (PEER_V6.into(), TABBY_V6.into())
+        } else {
+            (PEER_V4.into(), TABBY_V4.into())
+        };
         let mut pw = password.map_or(String::new(), |p| format!("  password \"{p}\";\n"));
         if ttl_security {
             pw.push_str("  ttl security on;\n");
@@ -182,12 +192,12 @@ protocol device {{ }}
 protocol static s4 {{ ipv4; {v4} }}
 protocol static s6 {{ ipv6; {v6} }}
 protocol bgp tabby {{
-  local {PEER_V4} as 65002;
-  neighbor {TABBY_V4} as 65001;
+  local {local} as 65002;
+  neighbor {neighbor} as 65001;
   hold time 9;
   connect retry time 1;
   error wait time 1, 2;
-{pw}  ipv4 {{ import all; export all; }};
+{pw}  ipv4 {{ import all; export all; next hop address {PEER_V4}; }};
   ipv6 {{ import all; export all; next hop address {PEER_V6}; }};
 }}
 "#,
@@ -385,6 +395,8 @@ fn our_updates() -> Vec<Update> {
 #[derive(Debug, Clone, Default)]
 struct Ours {
     password: Option<String>,
+    /// Run the session over IPv6 transport.
+    v6: bool,
     passive: bool,
     gtsm: bool,
 }
@@ -404,8 +416,13 @@ fn run_tabby(ns: &str, ours: Ours, limit: Duration, done: fn(&Outcome) -> bool) 
             session.hold_time = 9;
             session.connect_retry = Duration::from_secs(1);
             session.passive = ours.passive;
-            let mut peer = PeerConfig::new(IpAddr::V4(PEER_V4), session);
-            peer.local_addr = Some(IpAddr::V4(TABBY_V4));
+            let (remote, local): (IpAddr, IpAddr) = if ours.v6 {
+                (PEER_V6.into(), TABBY_V6.into())
+            } else {
+                (PEER_V4.into(), TABBY_V4.into())
+            };
+            let mut peer = PeerConfig::new(remote, session);
+            peer.local_addr = Some(local);
             peer.md5_password = ours.password;
             peer.gtsm_hops = ours.gtsm.then_some(1);
             peer.connect_timeout = Duration::from_secs(2);
@@ -589,7 +606,7 @@ fn md5(key: &str, passive: bool) -> Ours {
     Ours {
         password: Some(key.into()),
         passive,
-        gtsm: false,
+        ..Ours::default()
     }
 }
 
@@ -704,4 +721,32 @@ fn gtsm_with_bird() {
             out.states
         );
     }
+}
+
+/// The session over IPv6 transport (native IPv6 on the dual-stack listener,
+/// TCP-MD5 keyed by an IPv6 address), still carrying both families.
+#[test]
+fn bird2_over_ipv6_transport_with_md5() {
+    preflight(&["bird", "birdc", "ip"]);
+    let mut lab = Lab::new();
+    let sock = lab.start_bird_over(Some("v6-key"), false, true);
+    let ns = lab.tabby_ns.clone();
+    let ours = Ours {
+        password: Some("v6-key".into()),
+        v6: true,
+        ..Ours::default()
+    };
+    let out = run_tabby(&ns, ours, Duration::from_secs(40), has_all_peer_routes);
+    assert!(
+        out.established,
+        "no IPv6 session with BIRD: {:?}\n{}",
+        out.states,
+        lab.log("bird.log")
+    );
+    assert!(
+        has_all_peer_routes(&out),
+        "BIRD's routes not received over IPv6: {:?}\n{}",
+        out.received,
+        lab.birdc(&sock, &["show", "protocols", "all", "tabby"])
+    );
 }

@@ -188,6 +188,25 @@ impl Session {
     /// Sends an UPDATE on the Established connection.
     pub fn send_update(&mut self, now: Instant, update: &Update) -> Result<(), SendError> {
         let c = self.established().ok_or(SendError::NotEstablished)?;
+        // RFC 4760 §7: only families the peer agreed to.
+        if let Some(neg) = &c.negotiated {
+            let classic = (!update.nlri.is_empty()
+                || !update.withdrawn.is_empty()
+                || update.as_end_of_rib() == Some(Family::IPV4_UNICAST))
+            .then_some(Family::IPV4_UNICAST);
+            let families = [
+                classic,
+                update.mp_reach.as_ref().map(|m| m.family),
+                update.mp_unreach.as_ref().map(|m| m.family),
+            ];
+            if let Some(f) = families
+                .into_iter()
+                .flatten()
+                .find(|f| !neg.families.contains(f))
+            {
+                return Err(SendError::FamilyNotNegotiated(f));
+            }
+        }
         let mut out = BytesMut::new();
         codec::encode_message(&Message::Update(update.clone()), &c.ctx, &mut out)?;
         self.send_raw(now, out.freeze())
