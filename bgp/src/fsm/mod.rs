@@ -15,6 +15,7 @@
 
 mod config;
 mod open;
+mod restart;
 mod session;
 
 use std::fmt;

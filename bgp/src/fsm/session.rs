@@ -14,7 +14,8 @@ use crate::types::Family;
 
 use super::config::SessionConfig;
 use super::open::{check_open, local_open};
-use super::{Action, ConnectionId, Down, DownReason, Event, StaleRoutes, State};
+use super::restart::{hard_reset, must_hard_reset, stale_routes};
+use super::{Action, ConnectionId, Down, DownReason, Event, State};
 
 /// At most this many connections per peer: ours, the peer's, and a
 /// replacement while Established (RFC 4271 §6.8, RFC 4724 §4.2).
@@ -849,61 +850,4 @@ fn encode(msg: &Message, ctx: &CodecCtx) -> Option<Bytes> {
             None
         }
     }
-}
-
-/// RFC 8538 §3: a Hard Reset carries the Cease subcode it stands for,
-/// then that NOTIFICATION's data.
-fn hard_reset(n: &Notification) -> Notification {
-    let mut data = Vec::with_capacity(n.data.len() + 1);
-    data.push(n.subcode);
-    data.extend_from_slice(&n.data);
-    Notification::new(code::CEASE, cease::HARD_RESET, data)
-}
-
-/// RFC 8538 §5: with the N bit negotiated, Cease / Maximum Number of
-/// Prefixes Reached, Administrative Shutdown and Peer De-configured MUST go
-/// out as a Hard Reset.
-fn must_hard_reset(n: Notification, neg: Option<&Negotiated>) -> Notification {
-    let must = n.code == code::CEASE
-        && matches!(
-            n.subcode,
-            cease::MAX_PREFIXES_REACHED | cease::ADMINISTRATIVE_SHUTDOWN | cease::PEER_DECONFIGURED
-        );
-    if must && neg.is_some_and(|n| n.gr_notification) {
-        hard_reset(&n)
-    } else {
-        n
-    }
-}
-
-fn is_hard_reset(n: &Notification) -> bool {
-    n.code == code::CEASE && n.subcode == cease::HARD_RESET
-}
-
-/// Whether graceful restart keeps the peer's routes after `reason`
-/// (RFC 4724 §4.2, RFC 8538 §4, RFC 9494 §4.3).
-fn stale_routes(neg: &Negotiated, reason: &DownReason) -> Option<StaleRoutes> {
-    let applies = match reason {
-        DownReason::ConnectionLost | DownReason::PeerReconnected => true,
-        DownReason::NotificationSent(n) | DownReason::NotificationReceived(n) => {
-            neg.gr_notification && !is_hard_reset(n)
-        }
-        DownReason::AdminStop(_) => false,
-        DownReason::AdminReset { hard } => !hard && neg.gr_notification,
-    };
-    if !applies {
-        return None;
-    }
-    let families = neg.graceful_restart_families();
-    let restart_time =
-        Duration::from_secs(neg.peer_gr.as_ref().map_or(0, |g| g.restart_time).into());
-    let llgr = neg.peer_llgr.clone();
-    if (families.is_empty() || restart_time.is_zero()) && llgr.is_empty() {
-        return None;
-    }
-    Some(StaleRoutes {
-        restart_time,
-        families,
-        llgr,
-    })
 }
