@@ -17,7 +17,7 @@ const A: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const B: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 struct Side {
-    _speaker: Speaker,
+    speaker: Speaker,
     peer: PeerHandle,
 }
 
@@ -60,11 +60,11 @@ fn pair(md5: (Option<&str>, Option<&str>), passive_b: bool) -> (Side, Side) {
     let peer_b = sb.add_peer(cb).expect("peer B");
     (
         Side {
-            _speaker: sa,
+            speaker: sa,
             peer: peer_a,
         },
         Side {
-            _speaker: sb,
+            speaker: sb,
             peer: peer_b,
         },
     )
@@ -207,4 +207,25 @@ async fn tcp_md5_wrong_password_stays_down() {
         "no TCP session may form with a wrong key: {got:?}"
     );
     drop(b);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn unknown_addresses_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let (a, _b) = pair((None, None), true);
+    let port = a.speaker.local_addrs()[0].port();
+    // 127.0.0.9 is nobody's peer.
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)), 0))
+        .expect("bind");
+    let mut s = sock
+        .connect(SocketAddr::new(A, port))
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 64];
+    let n = timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("closed promptly")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "an unknown peer must get nothing but a close");
 }
