@@ -2,7 +2,7 @@
 //! BIRD 2 and GoBGP exchange IPv4 and IPv6 routes with us both ways, and
 //! TCP-MD5 against BIRD comes up with the right password only.
 //!
-//! Needs root and the Debian packages bird2 and gobgpd. Each test builds two
+//! Needs root and the Debian packages bird2, gobgpd and frr. Each test builds two
 //! namespaces joined by a veth (tabby 198.18.0.1 / 2001:db8::1, peer
 //! 198.18.0.2 / 2001:db8::2) and removes them, and the daemons it started,
 //! on every exit path.
@@ -67,7 +67,7 @@ fn preflight(binaries: &[&str]) {
     for b in binaries {
         assert!(
             run("sh", &["-c", &format!("command -v {b}")]).is_ok(),
-            "session_interop needs `{b}`: apt-get install bird2 gobgpd (scripts/install-deps.sh)"
+            "session_interop needs `{b}`: apt-get install bird2 gobgpd frr (scripts/install-deps.sh)"
         );
     }
 }
@@ -302,6 +302,52 @@ protocol bgp tabby {{
             ])
             .expect("gobgp add");
         }
+    }
+
+    /// FRR's bgpd alone (no zebra), originating the peer routes with
+    /// `network`; returns the vty socket directory for vtysh.
+    fn start_frr(&mut self) -> PathBuf {
+        let nets = |v6: bool| {
+            PEER_V4_ROUTES
+                .iter()
+                .chain(PEER_V6_ROUTES.iter())
+                .filter(|r| r.contains(':') == v6)
+                .map(|r| format!("  network {r}\n"))
+                .collect::<String>()
+        };
+        let conf = format!(
+            "frr defaults traditional\nhostname peer\nlog stdout informational\n!\n\
+router bgp 65002\n bgp router-id {PEER_V4}\n no bgp ebgp-requires-policy\n\
+ no bgp network import-check\n no bgp default ipv4-unicast\n\
+ neighbor {TABBY_V4} remote-as 65001\n neighbor {TABBY_V4} timers connect 1\n\
+ neighbor {TABBY_V4} timers 3 9\n !\n address-family ipv4 unicast\n{}\
+  neighbor {TABBY_V4} activate\n exit-address-family\n !\n address-family ipv6 unicast\n{}\
+  neighbor {TABBY_V4} activate\n exit-address-family\n!\n",
+            nets(false),
+            nets(true)
+        );
+        let conf = self.file("frr.conf", &conf);
+        let vty = self.dir.join("vty");
+        std::fs::create_dir_all(&vty).expect("vty dir");
+        let pid = self.dir.join("frr.pid");
+        self.spawn_in_peer(
+            "/usr/lib/frr/bgpd",
+            &[
+                "-Z",
+                "-n",
+                "-S",
+                "-P",
+                "0",
+                "-f",
+                &conf.display().to_string(),
+                "-i",
+                &pid.display().to_string(),
+                "--vty_socket",
+                &vty.display().to_string(),
+            ],
+            "frr.log",
+        );
+        vty
     }
 
     fn gobgp(&self, args: &[&str]) -> Result<String, String> {
@@ -749,4 +795,63 @@ fn bird2_over_ipv6_transport_with_md5() {
         out.received,
         lab.birdc(&sock, &["show", "protocols", "all", "tabby"])
     );
+}
+
+/// FRR sends capabilities we do not know (FQDN, software version, ...):
+/// they are kept and the session still comes up.
+#[test]
+fn frr_exchanges_ipv4_and_ipv6_routes() {
+    preflight(&["/usr/lib/frr/bgpd", "vtysh", "ip"]);
+    let mut lab = Lab::new();
+    let vty = lab.start_frr();
+    let ns = lab.tabby_ns.clone();
+    let checker = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut last = String::new();
+        let vty = vty.display().to_string();
+        while start.elapsed() < Duration::from_secs(40) {
+            let q = |fam: &str| {
+                run(
+                    "vtysh",
+                    &[
+                        "--vty_socket",
+                        &vty,
+                        "-d",
+                        "bgpd",
+                        "-c",
+                        &format!("show bgp {fam} unicast"),
+                    ],
+                )
+                .unwrap_or_default()
+            };
+            last = q("ipv4") + &q("ipv6");
+            if OUR_V4.iter().chain(OUR_V6.iter()).all(|p| last.contains(p)) {
+                return Ok(last);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Err(last)
+    });
+    let out = run_tabby(
+        &ns,
+        Ours::default(),
+        Duration::from_secs(40),
+        has_all_peer_routes,
+    );
+    let frr_view = checker.join().expect("checker");
+    assert!(
+        out.established,
+        "no session with FRR: states {:?}\n{}",
+        out.states,
+        lab.log("frr.log")
+    );
+    assert!(
+        has_all_peer_routes(&out),
+        "FRR's routes not received: {:?}",
+        out.received
+    );
+    let shown = frr_view.unwrap_or_else(|last| panic!("FRR did not learn our routes:\n{last}"));
+    for p in OUR_V4.iter().chain(OUR_V6.iter()) {
+        assert!(shown.contains(p), "{p} missing in FRR:\n{shown}");
+    }
 }
