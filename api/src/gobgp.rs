@@ -447,11 +447,9 @@ fn local_route_from_path(p: &g::Path) -> Result<LocalRoute, Status> {
                 })
                 .collect();
         } else if let Some(o) = unpack::<g::OriginAttribute>(a) {
-            if o?.origin != 0 {
-                return Err(Status::invalid_argument(
-                    "tabbyd originates routes with ORIGIN IGP only: drop the origin argument",
-                ));
-            }
+            // The CLI always sends an ORIGIN (INCOMPLETE unless told
+            // otherwise); tabbyd originates every local route as IGP.
+            o?;
         } else if let Some(asp) = unpack::<g::AsPathAttribute>(a) {
             if asp?.segments.iter().any(|s| !s.numbers.is_empty()) {
                 return Err(Status::invalid_argument(
