@@ -1,8 +1,10 @@
 //! This crate's driver against real BGP speakers in network namespaces:
-//! BIRD 2 and GoBGP exchange IPv4 and IPv6 routes with us both ways, and
-//! TCP-MD5 against BIRD comes up with the right password only.
+//! BIRD 2, GoBGP and FRR exchange IPv4 and IPv6 routes with us both ways,
+//! BIRD 1.6 (Calico's line) IPv4; TCP-MD5 and GTSM against BIRD come up
+//! only when both sides agree.
 //!
-//! Needs root and the Debian packages bird2, gobgpd and frr. Each test builds two
+//! Needs root and the Debian packages bird2, gobgpd and frr, and BIRD 1.6
+//! unpacked by scripts/install-deps.sh. Each test builds two
 //! namespaces joined by a veth (tabby 198.18.0.1 / 2001:db8::1, peer
 //! 198.18.0.2 / 2001:db8::2) and removes them, and the daemons it started,
 //! on every exit path.
@@ -67,7 +69,7 @@ fn preflight(binaries: &[&str]) {
     for b in binaries {
         assert!(
             run("sh", &["-c", &format!("command -v {b}")]).is_ok(),
-            "session_interop needs `{b}`: apt-get install bird2 gobgpd frr (scripts/install-deps.sh)"
+            "session_interop needs `{b}`: run scripts/install-deps.sh (bird2, gobgpd, frr, BIRD 1.6 unpacked)"
         );
     }
 }
@@ -350,6 +352,45 @@ router bgp 65002\n bgp router-id {PEER_V4}\n no bgp ebgp-requires-policy\n\
         vty
     }
 
+    /// BIRD 1.6 (IPv4 daemon), unpacked beside bird2 by install-deps.
+    fn start_bird1(&mut self) -> PathBuf {
+        let conf = format!(
+            r#"router id {PEER_V4};
+protocol device {{ }}
+protocol static {{ {v4} }}
+protocol bgp tabby {{
+  local {PEER_V4} as 65002;
+  neighbor {TABBY_V4} as 65001;
+  hold time 9;
+  connect retry time 1;
+  error wait time 1, 2;
+  import all;
+  export all;
+}}
+"#,
+            v4 = PEER_V4_ROUTES
+                .map(|r| format!("route {r} blackhole;"))
+                .join(" "),
+        );
+        let conf = self.file("bird1.conf", &conf);
+        let sock = self.dir.join("bird1.ctl");
+        let pid = self.dir.join("bird1.pid");
+        self.spawn_in_peer(
+            &bird1_dir().join("bird").display().to_string(),
+            &[
+                "-f",
+                "-c",
+                &conf.display().to_string(),
+                "-s",
+                &sock.display().to_string(),
+                "-P",
+                &pid.display().to_string(),
+            ],
+            "bird1.log",
+        );
+        sock
+    }
+
     fn gobgp(&self, args: &[&str]) -> Result<String, String> {
         let mut full = vec!["-u", "127.0.0.1", "-p", "50051"];
         full.extend_from_slice(args);
@@ -375,6 +416,10 @@ impl Drop for Lab {
             eprintln!("lab files kept in {}", self.dir.display());
         }
     }
+}
+
+fn bird1_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab/bird1/usr/sbin")
 }
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -482,10 +527,24 @@ fn run_tabby(ns: &str, ours: Ours, limit: Duration, done: fn(&Outcome) -> bool) 
                     _ => break,
                 };
                 match ev {
-                    PeerEvent::Established(_) => {
+                    PeerEvent::Established(neg) => {
                         out.established = true;
+                        // Only the families the peer agreed to (BIRD 1.6
+                        // speaks IPv4 only).
+                        let updates = our_updates()
+                            .into_iter()
+                            .filter(|u| {
+                                let f = u
+                                    .mp_reach
+                                    .as_ref()
+                                    .map(|m| m.family)
+                                    .or_else(|| u.as_end_of_rib())
+                                    .unwrap_or(Family::IPV4_UNICAST);
+                                neg.families.contains(&f)
+                            })
+                            .collect();
                         h.commands
-                            .send(PeerCommand::SendUpdates(our_updates()))
+                            .send(PeerCommand::SendUpdates(updates))
                             .await
                             .expect("send");
                     }
@@ -853,5 +912,66 @@ fn frr_exchanges_ipv4_and_ipv6_routes() {
     let shown = frr_view.unwrap_or_else(|last| panic!("FRR did not learn our routes:\n{last}"));
     for p in OUR_V4.iter().chain(OUR_V6.iter()) {
         assert!(shown.contains(p), "{p} missing in FRR:\n{shown}");
+    }
+}
+
+fn has_peer_v4_routes(o: &Outcome) -> bool {
+    PEER_V4_ROUTES
+        .iter()
+        .all(|r| o.received.contains(&r.parse().expect("prefix")))
+}
+
+#[test]
+fn bird1_exchanges_ipv4_routes() {
+    let bird1 = bird1_dir();
+    preflight(&["ip", &bird1.join("bird").display().to_string()]);
+    let birdc = bird1.join("birdc").display().to_string();
+    let mut lab = Lab::new();
+    let sock = lab.start_bird1();
+    let checker = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < Duration::from_secs(40) {
+            last = run(
+                &birdc,
+                &[
+                    "-s",
+                    &sock.display().to_string(),
+                    "show",
+                    "route",
+                    "protocol",
+                    "tabby",
+                ],
+            )
+            .unwrap_or_default();
+            if OUR_V4.iter().all(|p| last.contains(p)) {
+                return Ok(last);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Err(last)
+    });
+    let ns = lab.tabby_ns.clone();
+    let out = run_tabby(
+        &ns,
+        Ours::default(),
+        Duration::from_secs(40),
+        has_peer_v4_routes,
+    );
+    let view = checker.join().expect("checker");
+    assert!(
+        out.established,
+        "no session with BIRD 1.6: {:?}\n{}",
+        out.states,
+        lab.log("bird1.log")
+    );
+    assert!(
+        has_peer_v4_routes(&out),
+        "BIRD 1.6 routes not received: {:?}",
+        out.received
+    );
+    let shown = view.unwrap_or_else(|last| panic!("BIRD 1.6 did not learn our routes:\n{last}"));
+    for p in OUR_V4 {
+        assert!(shown.contains(p), "{p} missing in BIRD 1.6:\n{shown}");
     }
 }
