@@ -2,7 +2,7 @@
 //! (`bird.cfg.template`, `bird_aggr.cfg.template`, `bird_ipam.cfg.template`) and its peer
 //! expansion (`updatePeersV1`, `bgp_processor.go`) produce for the same resources.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -104,6 +104,8 @@ struct Ctx<'a> {
     default: Option<&'a BgpConfiguration>,
     global_as: u32,
     global_port: Option<u16>,
+    /// `listenPort` of `node.<name>` configurations, by node name (looked up per mesh peer).
+    node_ports: HashMap<&'a str, u16>,
     mesh_enabled: bool,
 }
 
@@ -117,6 +119,11 @@ impl<'a> Ctx<'a> {
                 .and_then(|c| c.as_number)
                 .unwrap_or(DEFAULT_AS_NUMBER),
             global_port: default.and_then(|c| c.listen_port),
+            node_ports: res
+                .bgp_configurations
+                .iter()
+                .filter_map(|(name, c)| Some((name.strip_prefix("node.")?, c.listen_port?)))
+                .collect(),
             mesh_enabled: default
                 .and_then(|c| c.node_to_node_mesh_enabled)
                 .unwrap_or(true),
@@ -129,10 +136,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn configured_port(&self, node: &str) -> Option<u16> {
-        self.res
-            .node_config(node)
-            .and_then(|c| c.listen_port)
-            .or(self.global_port)
+        self.node_ports.get(node).copied().or(self.global_port)
     }
 
     fn node_as(&self, n: &Node) -> u32 {
@@ -163,8 +167,8 @@ impl<'a> Ctx<'a> {
 /// (`peerIP > nodeIP` on strings, in `bird.cfg.template` and `bgp_processor.go`): the end
 /// with the greater string is the one that connects. Comparing text rather than numbers
 /// keeps Tabby and BIRD nodes agreeing in a mixed cluster ("198.18.0.9" > "198.18.0.11").
-fn peer_is_active_side(peer: IpAddr, me: IpAddr) -> bool {
-    peer.to_string() > me.to_string()
+fn peer_is_active_side(peer: IpAddr, me: &str) -> bool {
+    peer.to_string().as_str() > me
 }
 
 fn families(n: &Node) -> impl Iterator<Item = IpAddr> {
@@ -186,6 +190,15 @@ fn derive_mesh(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
         .default
         .and_then(|c| c.node_mesh_max_restart_time)
         .unwrap_or(MESH_RESTART_TIME);
+    let my_text = |ip: IpAddr| ip.to_string();
+    let (my_v4, my_v6) = (
+        me.ipv4_addr()
+            .map(|a| my_text(IpAddr::V4(a)))
+            .unwrap_or_default(),
+        me.ipv6_addr()
+            .map(|a| my_text(IpAddr::V6(a)))
+            .unwrap_or_default(),
+    );
     for other in ctx.res.nodes.values() {
         if other.name == me.name || other.rr_cluster_id.is_some() {
             continue;
@@ -220,7 +233,10 @@ fn derive_mesh(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
                     local_as_override: None,
                     // The mesh is unidirectional so a graceful restart is never aborted by a
                     // crossing connection (the race the template's comment describes).
-                    passive: peer_is_active_side(peer_ip, my_ip),
+                    passive: peer_is_active_side(
+                        peer_ip,
+                        if peer_ip.is_ipv4() { &my_v4 } else { &my_v6 },
+                    ),
                     rr_client: false,
                     password: password.clone(),
                     ttl_security: None,
@@ -411,8 +427,9 @@ fn build_peer(
     }
     // Calico makes only global peerings to Calico nodes unidirectional; node-specific and
     // reverse peerings connect from both ends.
-    let passive =
-        c.kind == PeerKind::Global && c.calico_node.is_some() && peer_is_active_side(c.ip, my_ip);
+    let passive = c.kind == PeerKind::Global
+        && c.calico_node.is_some()
+        && peer_is_active_side(c.ip, &my_ip.to_string());
     let password = spec
         .password
         .as_ref()
