@@ -478,3 +478,38 @@ fn malformed_update_resets_with_its_notification() {
     assert!(down.was_established);
     assert!(matches!(&down.reason, DownReason::NotificationSent(x) if x.code == 3));
 }
+
+#[test]
+fn updates_in_families_not_negotiated_are_ignored() {
+    let mut open = peer_open();
+    open.capabilities
+        .retain(|c| *c != Capability::Multiprotocol(Family::IPV6_UNICAST));
+    let (mut s, id) = established(cfg(), open);
+    let ctx = s.session.negotiated().expect("negotiated").codec_ctx();
+    let v6: IpNet = "2001:db8:1000::/48".parse().expect("prefix");
+    let u6 = Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: AsPath::from_sequence([Asn(65002)]),
+            ..PathAttributes::default()
+        },
+        mp_reach: Some(MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hop: NextHop::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2).into()),
+            nlri: vec![Nlri::new(v6)],
+        }),
+        ..Update::default()
+    };
+    let mut bytes = encode_with(&Message::Update(u6), &ctx);
+    bytes.extend(encode_with(
+        &Message::Update(Update::end_of_rib(Family::IPV6_UNICAST)),
+        &ctx,
+    ));
+    s.feed(id, &bytes);
+    assert!(
+        !s.actions
+            .iter()
+            .any(|a| matches!(a, Action::Update(_) | Action::EndOfRib(_)))
+    );
+    assert_eq!(s.session.state(), State::Established);
+}

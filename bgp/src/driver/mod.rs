@@ -213,6 +213,9 @@ impl Speaker {
     /// [`PeerCommand::Start`].
     pub fn add_peer(&self, cfg: PeerConfig) -> io::Result<PeerHandle> {
         let remote = sockopt::canonical(cfg.remote);
+        cfg.session.validate().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("peer {remote}: {e}"))
+        })?;
         let (in_tx, in_rx) = mpsc::channel(4);
         {
             let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);

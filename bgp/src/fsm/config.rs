@@ -128,9 +128,76 @@ impl SessionConfig {
         }
     }
 
+    /// Checks what would make every peer refuse us, in words for the
+    /// operator.
+    pub fn validate(&self) -> Result<(), String> {
+        if matches!(self.hold_time, 1 | 2) {
+            return Err(format!(
+                "hold time {} s is invalid: use 0 (no hold timer) or at least 3 (RFC 4271 §4.2)",
+                self.hold_time
+            ));
+        }
+        if self.router_id.is_unspecified() {
+            return Err("router id 0.0.0.0 is invalid (RFC 6286): set a router id".into());
+        }
+        if self.local_as.0 == 0 {
+            return Err("local AS 0 is invalid (RFC 7607)".into());
+        }
+        if self.families.is_empty() {
+            return Err("no address family to offer: enable IPv4 or IPv6 unicast".into());
+        }
+        if let Some(k) = self.keepalive {
+            if self.hold_time != 0 && k > self.hold_time / 3 {
+                return Err(format!(
+                    "keepalive {k} s is more than a third of the hold time {} s",
+                    self.hold_time
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// RFC 9687 §3: the send hold time in force for a negotiated hold time.
     pub fn send_hold_time(&self, hold: Duration) -> Duration {
         self.send_hold
             .unwrap_or_else(|| Duration::from_secs(480).max(hold * 2))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        let ok = SessionConfig::new(Asn(65001), PeerAs::External, Ipv4Addr::new(198, 18, 0, 1));
+        assert!(ok.validate().is_ok());
+        let mut c = ok.clone();
+        c.hold_time = 2;
+        assert!(c.validate().is_err());
+        c.hold_time = 0;
+        assert!(c.validate().is_ok());
+        let mut c = ok.clone();
+        c.router_id = Ipv4Addr::UNSPECIFIED;
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
+        c.keepalive = Some(60);
+        assert!(c.validate().is_err());
+        let mut c = ok;
+        c.families.clear();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn send_hold_default_follows_rfc_9687() {
+        let c = SessionConfig::new(Asn(65001), PeerAs::External, Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(
+            c.send_hold_time(Duration::from_secs(90)),
+            Duration::from_secs(480)
+        );
+        assert_eq!(
+            c.send_hold_time(Duration::from_secs(300)),
+            Duration::from_secs(600)
+        );
     }
 }

@@ -540,10 +540,7 @@ impl Session {
             }
             (Phase::OpenConfirm, Message::Keepalive) => self.establish(now, id),
             (Phase::Established, Message::Keepalive) => {}
-            (Phase::Established, Message::Update(update)) => match update.as_end_of_rib() {
-                Some(family) => self.actions.push_back(Action::EndOfRib(family)),
-                None => self.actions.push_back(Action::Update(Box::new(update))),
-            },
+            (Phase::Established, Message::Update(update)) => self.on_update(id, update),
             (Phase::Established, Message::RouteRefresh(rr)) => self.on_route_refresh(id, rr),
             (phase, msg) => {
                 // RFC 6608 §3: the subcode names the state.
@@ -558,6 +555,47 @@ impl Session {
                 self.drop_conn(now, id, DownReason::NotificationSent(n.clone()), Some(n));
             }
         }
+    }
+
+    /// Delivers an UPDATE, without the parts in families that were not
+    /// negotiated (RFC 4760 §7 lets us ignore them).
+    fn on_update(&mut self, id: ConnectionId, mut update: Update) {
+        let Some(neg) = self.conn(id).and_then(|c| c.negotiated.as_ref()) else {
+            return;
+        };
+        let ok = |f: Family| neg.families.contains(&f);
+        if let Some(family) = update.as_end_of_rib() {
+            if ok(family) {
+                self.actions.push_back(Action::EndOfRib(family));
+            } else {
+                debug!(%id, %family, "End-of-RIB for a family not negotiated ignored");
+            }
+            return;
+        }
+        let mut dropped = Vec::new();
+        if update.mp_reach.as_ref().is_some_and(|m| !ok(m.family)) {
+            dropped.extend(update.mp_reach.take().map(|m| m.family));
+        }
+        if update.mp_unreach.as_ref().is_some_and(|m| !ok(m.family)) {
+            dropped.extend(update.mp_unreach.take().map(|m| m.family));
+        }
+        let classic = !update.nlri.is_empty() || !update.withdrawn.is_empty();
+        if classic && !ok(Family::IPV4_UNICAST) {
+            update.nlri.clear();
+            update.withdrawn.clear();
+            dropped.push(Family::IPV4_UNICAST);
+        }
+        if !dropped.is_empty() {
+            warn!(%id, families = ?dropped, "UPDATE parts in families not negotiated ignored");
+            let empty = update.nlri.is_empty()
+                && update.withdrawn.is_empty()
+                && update.mp_reach.is_none()
+                && update.mp_unreach.is_none();
+            if empty {
+                return;
+            }
+        }
+        self.actions.push_back(Action::Update(Box::new(update)));
     }
 
     fn on_route_refresh(&mut self, id: ConnectionId, rr: RouteRefresh) {
