@@ -68,10 +68,27 @@ async fn missing_file_is_an_error_then_recovers() {
         .unwrap()
         .unwrap_err();
     assert!(e.to_string().contains("later.yaml"), "{e}");
+    // An empty file is a valid (empty) datastore.
+    write(&path, "");
+    let r = tokio::time::timeout(Duration::from_secs(5), src.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r.is_empty());
     write(&path, NODE);
     let r = tokio::time::timeout(Duration::from_secs(5), src.next())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(r.nodes.len(), 1);
+    // Removed: reported once; back with the same text: nothing new to apply.
+    std::fs::remove_file(&path).unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), src.next())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, TopologyError::Io { .. }), "{e}");
+    write(&path, NODE);
+    let quiet = tokio::time::timeout(Duration::from_millis(2500), src.next()).await;
+    assert!(quiet.is_err(), "same contents as the last good snapshot");
 }

@@ -18,6 +18,7 @@ pub struct FileSource {
     /// The text last parsed (good or bad), so a touched-but-unchanged file is not re-applied.
     last_text: Option<String>,
     started: bool,
+    reported_missing: bool,
 }
 
 impl FileSource {
@@ -28,6 +29,7 @@ impl FileSource {
             stamp: None,
             last_text: None,
             started: false,
+            reported_missing: false,
         }
     }
 
@@ -61,17 +63,20 @@ impl FileSource {
             }
             self.started = true;
             let meta = match tokio::fs::metadata(&self.path).await {
-                Ok(m) => m,
+                Ok(m) => {
+                    self.reported_missing = false;
+                    m
+                }
                 Err(source) => {
-                    // Report a vanished file once, then wait for it to come back.
-                    if self.stamp.take().is_some() || self.last_text.is_none() {
-                        self.last_text = Some(String::new());
-                        return Err(TopologyError::Io {
-                            path: self.path.clone(),
-                            source,
-                        });
+                    // Report a missing file once, then wait quietly for it to come back.
+                    self.stamp = None;
+                    if std::mem::replace(&mut self.reported_missing, true) {
+                        continue;
                     }
-                    continue;
+                    return Err(TopologyError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
                 }
             };
             let stamp = (meta.modified().ok(), meta.len());
