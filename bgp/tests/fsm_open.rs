@@ -2,7 +2,7 @@
 //! and OPEN rows of CONFORMANCE.md (1-9), RFC 6608 unexpected messages
 //! (row 30), and NOTIFICATION in each state.
 
-#[path = "fsm_util.rs"]
+#[path = "fsm_util/mod.rs"]
 mod util;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -1,7 +1,7 @@
 //! Two sessions back to back with a virtual clock: establishment,
 //! collisions, timers, back-off, graceful restart.
 
-#[path = "fsm_util.rs"]
+#[path = "fsm_util/mod.rs"]
 mod util;
 
 use std::time::Duration;

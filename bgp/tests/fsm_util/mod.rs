@@ -1,7 +1,7 @@
 //! A simulated network for [`Session`]s with a virtual clock, in the manner
 //! of quinn-proto's test pair: two sessions, in-memory TCP connections, and
 //! time that only moves when a test says so. Included by the `fsm_*` tests
-//! with `#[path]`; on its own it is an empty test crate.
+//! with `#[path]`.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
