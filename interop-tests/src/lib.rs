@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bench;
 pub mod bird;
 pub mod bird_conf;
 pub mod cmd;

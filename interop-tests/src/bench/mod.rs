@@ -1,0 +1,19 @@
+//! The benchmark (issue 7): a lean BGP load generator of our own and the
+//! runs that put BIRD 2, GoBGP, FRR and tabbyd under the same load as a
+//! route reflector. `cargo run --release -p interop-tests --bin bench`.
+//!
+//! - [`generator`]: many sessions from one namespace, pre-encoded UPDATEs,
+//!   observers that decode, drains that do not.
+//! - [`anchors`]: each daemon's configuration as the reflector.
+//! - [`scenario`]: one run in a fresh lab, with CPU and peak RSS.
+//! - [`report`]: markdown tables with medians and ratios to the best anchor.
+
+pub mod anchors;
+pub mod generator;
+pub mod report;
+pub mod scenario;
+
+pub use anchors::Dut;
+pub use generator::{GenOutcome, Load, Phase, SessionSpec};
+pub use report::{Row, table};
+pub use scenario::{RunOpts, RunResult, Shape, Unavailable, run_once};

@@ -1,0 +1,328 @@
+//! One benchmark run: a fresh lab (reflector namespace, generator namespace
+//! with one source address per session), the daemon under test, the
+//! generator, and the daemon's and generator's resource use.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use ipnet::Ipv4Net;
+
+use super::anchors::{self, ASN, Dut, Peer, Setup};
+use super::generator::{self, Load, Phase, SessionSpec};
+use crate::lab::Lab;
+use crate::procfs;
+
+/// Pod blocks and generated prefixes come from here (lab address plan).
+const PREFIX_BASE: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 0);
+/// 100.64.0.0/10 holds 2^22 addresses.
+const PREFIX_SPACE: u64 = 1 << 22;
+
+/// What load a run applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// (a) The Calico shape: `clients` reflector clients, 4 /26 blocks each;
+    /// `observers` spread clients check they hold every other client's blocks.
+    Fanout { clients: usize, observers: usize },
+    /// (b) `peers` non-client iBGP peers of the reflector's cluster announce
+    /// `prefixes` distinct /30s each; one client observes all of them.
+    Ingest { peers: usize, prefixes: usize },
+}
+
+impl Shape {
+    /// Number of BGP sessions.
+    pub fn sessions(&self) -> usize {
+        match *self {
+            Shape::Fanout { clients, .. } => clients,
+            Shape::Ingest { peers, .. } => peers + 1,
+        }
+    }
+
+    /// A short title for tables and file names.
+    pub fn title(&self) -> String {
+        match *self {
+            Shape::Fanout { clients, .. } => format!("(a) RR fan-out, {clients} clients × 4 /26"),
+            Shape::Ingest { peers, prefixes } => {
+                format!("(b) ingest and reflect, {peers} peers × {prefixes} prefixes → 1 client")
+            }
+        }
+    }
+
+    /// Sessions and reflector peers for the generator's `addrs`.
+    pub fn build(&self, addrs: &[Ipv4Addr]) -> Result<(Vec<SessionSpec>, Vec<Peer>)> {
+        ensure!(addrs.len() >= self.sessions(), "too few source addresses");
+        match *self {
+            Shape::Fanout { clients, observers } => {
+                ensure!(clients >= 2, "the fan-out needs at least 2 clients");
+                ensure!(
+                    clients as u64 * 4 * 64 <= PREFIX_SPACE,
+                    "{clients} clients do not fit 100.64.0.0/10"
+                );
+                let blocks = |c: usize| -> Result<Vec<Ipv4Net>> {
+                    (0..4)
+                        .map(|k| prefix((c * 4 + k) as u64 * 64, 26))
+                        .collect()
+                };
+                let k = observers.clamp(1, clients);
+                // Spread over the range: first, last and evenly between.
+                let obs: Vec<usize> = (0..k)
+                    .map(|j| {
+                        if k == 1 {
+                            0
+                        } else {
+                            j * (clients - 1) / (k - 1)
+                        }
+                    })
+                    .collect();
+                let mut sessions = Vec::with_capacity(clients);
+                for (c, &addr) in addrs.iter().take(clients).enumerate() {
+                    let expect = if obs.contains(&c) {
+                        let mut v = Vec::with_capacity(4 * (clients - 1));
+                        for other in (0..clients).filter(|&o| o != c) {
+                            v.extend(blocks(other)?);
+                        }
+                        Some(v)
+                    } else {
+                        None
+                    };
+                    sessions.push(SessionSpec {
+                        source: addr,
+                        asn: ASN,
+                        announce: blocks(c)?,
+                        expect,
+                    });
+                }
+                let peers = sessions
+                    .iter()
+                    .map(|s| Peer {
+                        addr: s.source,
+                        client: true,
+                    })
+                    .collect();
+                Ok((sessions, peers))
+            }
+            Shape::Ingest { peers, prefixes } => {
+                ensure!(
+                    peers >= 1 && prefixes >= 1,
+                    "ingest needs peers and prefixes"
+                );
+                ensure!(
+                    (peers * prefixes) as u64 * 4 <= PREFIX_SPACE,
+                    "{peers} × {prefixes} /30s do not fit 100.64.0.0/10"
+                );
+                let mut sessions = Vec::with_capacity(peers + 1);
+                let mut all = Vec::with_capacity(peers * prefixes);
+                for (p, &addr) in addrs.iter().take(peers).enumerate() {
+                    let mine: Vec<Ipv4Net> = (0..prefixes)
+                        .map(|i| prefix((p * prefixes + i) as u64 * 4, 30))
+                        .collect::<Result<_>>()?;
+                    all.extend_from_slice(&mine);
+                    sessions.push(SessionSpec {
+                        source: addr,
+                        asn: ASN,
+                        announce: mine,
+                        expect: None,
+                    });
+                }
+                let obs = *addrs.get(peers).context("no address for the observer")?;
+                sessions.push(SessionSpec {
+                    source: obs,
+                    asn: ASN,
+                    announce: vec![],
+                    expect: Some(all),
+                });
+                let roles = sessions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| Peer {
+                        addr: s.source,
+                        client: i == peers,
+                    })
+                    .collect();
+                Ok((sessions, roles))
+            }
+        }
+    }
+}
+
+fn prefix(offset: u64, len: u8) -> Result<Ipv4Net> {
+    ensure!(
+        offset < PREFIX_SPACE,
+        "prefix offset {offset} outside 100.64.0.0/10"
+    );
+    let a = u32::from(PREFIX_BASE) + offset as u32;
+    Ok(Ipv4Net::new(Ipv4Addr::from(a), len)?)
+}
+
+/// Limits and generator settings of a run.
+#[derive(Debug, Clone)]
+pub struct RunOpts {
+    pub establish_timeout: Duration,
+    pub converge_timeout: Duration,
+    /// Generator runtime threads (1 = one thread for every session).
+    pub gen_threads: usize,
+    /// Handshakes the generator runs at once.
+    pub connect_burst: usize,
+    /// The tabbyd binary (a release build); `None` when there is none.
+    pub tabbyd: Option<PathBuf>,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub establish: Phase,
+    pub converge: Option<Phase>,
+    /// Daemon CPU seconds from the first connect to the end of the run.
+    pub daemon_cpu: f64,
+    /// Daemon peak RSS (VmHWM) at the end of the run, MiB.
+    pub daemon_rss_mib: f64,
+    /// The generator's CPU seconds over the same interval.
+    pub gen_cpu: f64,
+    /// Per observer: prefixes held at the end, prefixes expected.
+    pub observers: Vec<(usize, usize)>,
+}
+
+/// Why a daemon could not be measured at all (not a failed run).
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Unavailable {}
+
+/// Runs `shape` once against `dut` in a fresh lab.
+pub fn run_once(dut: Dut, shape: Shape, opts: &RunOpts) -> Result<RunResult> {
+    if dut == Dut::Tabby && opts.tabbyd.is_none() {
+        return Err(Unavailable(
+            "no release build of tabbyd: run `cargo build --release -p tabbyd` or set TABBYD_BIN"
+                .into(),
+        )
+        .into());
+    }
+    let mut lab = Lab::new("bench")?;
+    let dut_ns = lab.ns("dut")?;
+    let gen_ns = lab.ns("gen")?;
+    let seg = lab.link(&dut_ns, &gen_ns)?;
+    let addrs = lab.attach_bulk(&seg, &gen_ns, shape.sessions())?;
+    let (sessions, peers) = shape.build(&addrs)?;
+    let me = seg.member(&dut_ns)?;
+    let setup = Setup {
+        ns: dut_ns.clone(),
+        addr: me.v4,
+        ifname: me.ifname.clone(),
+        peer_net: "198.18.128.0/17",
+        peers,
+    };
+    let started = anchors::start(&mut lab, dut, "dut", &setup, opts.tabbyd.as_deref());
+    if let Err(e) = started {
+        if dut == Dut::Tabby {
+            return Err(Unavailable(format!("tabbyd did not start: {e:#}")).into());
+        }
+        return Err(e.context(format!("starting {}", dut.name())));
+    }
+    let load = Load {
+        target: SocketAddr::new(IpAddr::V4(me.v4), 179),
+        daemon_asn: ASN,
+        sessions,
+        hold_time: 240,
+        threads: opts.gen_threads,
+        connect_burst: opts.connect_burst,
+        establish_timeout: opts.establish_timeout,
+        converge_timeout: opts.converge_timeout,
+    };
+    let d0 = lab.stats("dut")?;
+    let g0 = procfs::stats(std::process::id())?;
+    let out = lab
+        .in_ns(&gen_ns, || generator::run(&load))?
+        .with_context(|| format!("generator against {}", dut.name()));
+    let g1 = procfs::stats(std::process::id())?;
+    lab.check_alive("dut")
+        .with_context(|| format!("{} died during the run", dut.name()))?;
+    let d1 = lab.stats("dut")?;
+    let out = out?;
+    if let Some(Phase::Done(_)) = out.converge {
+        // The generator's own check, stated again for the report's sake.
+        for (h, e) in out.observer_held.iter().zip(&out.observer_expected) {
+            if h != e {
+                bail!("an observer holds {h} of {e} prefixes after convergence");
+            }
+        }
+    }
+    Ok(RunResult {
+        establish: out.establish,
+        converge: out.converge,
+        daemon_cpu: d1.cpu_secs - d0.cpu_secs,
+        daemon_rss_mib: d1.peak_rss_mib(),
+        gen_cpu: g1.cpu_secs - g0.cpu_secs,
+        observers: out
+            .observer_held
+            .iter()
+            .copied()
+            .zip(out.observer_expected.iter().copied())
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(n: u32) -> Vec<Ipv4Addr> {
+        (1..=n)
+            .map(|i| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 128, 0)) + i))
+            .collect()
+    }
+
+    #[test]
+    fn fanout_observers_expect_every_other_block() {
+        let (s, p) = Shape::Fanout {
+            clients: 10,
+            observers: 3,
+        }
+        .build(&addrs(10))
+        .unwrap();
+        assert_eq!(s.len(), 10);
+        assert!(p.iter().all(|p| p.client));
+        let obs: Vec<usize> = (0..10).filter(|&i| s[i].expect.is_some()).collect();
+        assert_eq!(obs, [0, 4, 9]);
+        let e = s[4].expect.as_ref().unwrap();
+        assert_eq!(e.len(), 36);
+        assert!(!e.iter().any(|b| s[4].announce.contains(b)));
+        assert_eq!(s[1].announce[0].to_string(), "100.64.1.0/26");
+        assert_eq!(s[9].announce[3].to_string(), "100.64.9.192/26");
+    }
+
+    #[test]
+    fn ingest_prefixes_are_distinct_and_observed() {
+        let (s, p) = Shape::Ingest {
+            peers: 3,
+            prefixes: 5,
+        }
+        .build(&addrs(4))
+        .unwrap();
+        assert_eq!(s.len(), 4);
+        assert_eq!(p.iter().filter(|p| p.client).count(), 1);
+        assert!(p[3].client);
+        let e = s[3].expect.as_ref().unwrap();
+        assert_eq!(e.len(), 15);
+        let uniq: std::collections::HashSet<_> = e.iter().collect();
+        assert_eq!(uniq.len(), 15);
+        assert_eq!(s[2].announce[4].to_string(), "100.64.0.56/30");
+    }
+
+    #[test]
+    fn oversized_loads_are_refused() {
+        assert!(
+            Shape::Ingest {
+                peers: 11,
+                prefixes: 100_000
+            }
+            .build(&addrs(12))
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! The Tabby benchmark: BIRD 2, GoBGP, FRR and tabbyd as a route reflector
+//! under the same generated load, in network namespaces (needs root).
+//!
+//! ```sh
+//! cargo run --release -p interop-tests --bin bench                 # (a) at 200 and 1000 clients, (b)
+//! cargo run --release -p interop-tests --bin bench -- --with-2000  # (a) at 2000 clients too
+//! cargo run --release -p interop-tests --bin bench -- --scenario fanout --clients 500 --daemons bird2,frr --reps 3
+//! ```
+//!
+//! Tables go to stdout and to `bench-results/<date>-<scenario>.md`.
+
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use interop_tests::bench::{Dut, Phase, Row, RunOpts, Shape, Unavailable, run_once, table};
+use interop_tests::{Need, preflight};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// (a) route-reflector fan-out, the Calico shape.
+    Fanout,
+    /// (b) ingest and reflect.
+    Ingest,
+    All,
+}
+
+/// Route-reflector benchmark against BIRD 2, GoBGP, FRR and tabbyd.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Args {
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    scenario: Scenario,
+    /// Client counts for (a), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [200usize, 1000])]
+    clients: Vec<usize>,
+    /// Adds 2000 clients to (a); each anchor may take minutes there.
+    #[arg(long)]
+    with_2000: bool,
+    /// Observer clients in (a), spread over the client range.
+    #[arg(long, default_value_t = 8)]
+    observers: usize,
+    /// Peers in (b).
+    #[arg(long, default_value_t = 10)]
+    ingest_peers: usize,
+    /// Prefixes per peer in (b).
+    #[arg(long, default_value_t = 100_000)]
+    ingest_prefixes: usize,
+    /// Daemons to measure, comma-separated (bird2, gobgp, frr, tabby).
+    #[arg(long, value_delimiter = ',', default_values_t = ["tabby".to_string(), "bird2".into(), "frr".into(), "gobgp".into()])]
+    daemons: Vec<String>,
+    /// Repetitions per daemon and load (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Seconds each phase (establish, converge) may take before the run is
+    /// reported as "> N s"; a daemon that times out is not repeated.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Generator threads (1: every session on one thread).
+    #[arg(long, default_value_t = 1)]
+    gen_threads: usize,
+    /// Handshakes the generator runs at once (BIRD listens with a short
+    /// accept queue; an overflowing burst costs seconds of SYN-ACK retries).
+    #[arg(long, default_value_t = 32)]
+    connect_burst: usize,
+    /// Where the markdown files go.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    preflight(&[Need::Root])?;
+    let mut duts = Vec::new();
+    for d in &args.daemons {
+        let dut = Dut::parse(d)?;
+        let need = match dut {
+            Dut::Bird2 => Some(Need::Bird2),
+            Dut::GoBgp => Some(Need::GoBgp),
+            Dut::Frr => Some(Need::Frr),
+            Dut::Tabby => None,
+        };
+        if let Some(n) = need {
+            preflight(&[n])?;
+        }
+        duts.push(dut);
+    }
+    let opts = RunOpts {
+        establish_timeout: Duration::from_secs(args.timeout),
+        converge_timeout: Duration::from_secs(args.timeout),
+        gen_threads: args.gen_threads,
+        connect_burst: args.connect_burst,
+        tabbyd: tabbyd_release(),
+    };
+    let mut clients = args.clients.clone();
+    if args.with_2000 && !clients.contains(&2000) {
+        clients.push(2000);
+    }
+    let date = interop_tests::cmd::run_ok("date", &["-u", "+%F"], interop_tests::cmd::CMD_TIMEOUT)?
+        .trim()
+        .to_string();
+    let header = machine_header(&args, &date);
+    println!("{header}");
+
+    let mut files: Vec<(&str, Vec<Shape>)> = Vec::new();
+    if matches!(args.scenario, Scenario::Fanout | Scenario::All) {
+        files.push((
+            "fanout",
+            clients
+                .iter()
+                .map(|&c| Shape::Fanout {
+                    clients: c,
+                    observers: args.observers,
+                })
+                .collect(),
+        ));
+    }
+    if matches!(args.scenario, Scenario::Ingest | Scenario::All) {
+        files.push((
+            "ingest",
+            vec![Shape::Ingest {
+                peers: args.ingest_peers,
+                prefixes: args.ingest_prefixes,
+            }],
+        ));
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    for (name, shapes) in files {
+        let mut doc = header.clone();
+        for shape in shapes {
+            let rows: Vec<Row> = duts
+                .iter()
+                .map(|&d| measure(d, shape, &args, &opts))
+                .collect();
+            let t = table(&shape.title(), &rows);
+            println!("{t}");
+            doc.push_str(&t);
+            doc.push('\n');
+        }
+        doc.push_str(&configs_note(&duts));
+        let path = args.out.join(format!("{date}-{name}.md"));
+        std::fs::write(&path, &doc).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Every repetition of one daemon under one load. A timeout ends the series
+/// (repeating a run that takes minutes tells nothing new); so does an error.
+fn measure(dut: Dut, shape: Shape, args: &Args, opts: &RunOpts) -> Row {
+    let mut row = Row {
+        dut,
+        runs: vec![],
+        requested: args.reps,
+        note: None,
+    };
+    for rep in 1..=args.reps {
+        eprintln!(
+            "{} — {}: run {rep}/{}",
+            shape.title(),
+            dut.name(),
+            args.reps
+        );
+        match run_once(dut, shape, opts) {
+            Ok(r) => {
+                let timed_out = matches!(r.establish, Phase::TimedOut { .. })
+                    || matches!(r.converge, Some(Phase::TimedOut { .. }));
+                eprintln!(
+                    "  established {} converged {} daemon CPU {:.2} s peak RSS {:.0} MiB generator CPU {:.2} s",
+                    phase_text(Some(r.establish)),
+                    phase_text(r.converge),
+                    r.daemon_cpu,
+                    r.daemon_rss_mib,
+                    r.gen_cpu
+                );
+                row.runs.push(r);
+                if timed_out {
+                    if rep < args.reps {
+                        row.note = Some(format!(
+                            "timed out after {} s in run {rep}; not repeated",
+                            args.timeout
+                        ));
+                    }
+                    break;
+                }
+            }
+            Err(e) => {
+                let msg = match e.downcast_ref::<Unavailable>() {
+                    Some(u) => {
+                        eprintln!("{} not available: {u}", dut.key());
+                        format!("{} not available: {}", dut.key(), first_line(&u.0))
+                    }
+                    None => {
+                        eprintln!("  run failed: {e:#}");
+                        format!("run {rep} failed: {}", first_line(&format!("{e:#}")))
+                    }
+                };
+                row.note = Some(msg);
+                break;
+            }
+        }
+    }
+    row
+}
+
+/// `$TABBYD_BIN`, else the `tabbyd` built beside this binary (a release
+/// build when the bench is one): a debug tabbyd would be no fair measure.
+fn tabbyd_release() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TABBYD_BIN") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    if !dir.ends_with("release") {
+        return None;
+    }
+    Some(dir.join("tabbyd")).filter(|p| p.is_file())
+}
+
+/// The error on one line, short enough for a table cell.
+fn first_line(s: &str) -> String {
+    let l = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    if l.chars().count() > 300 {
+        format!("{}…", l.chars().take(300).collect::<String>())
+    } else {
+        l
+    }
+}
+
+fn phase_text(p: Option<Phase>) -> String {
+    match p {
+        Some(Phase::Done(d)) => format!("{:.2} s", d.as_secs_f64()),
+        Some(Phase::TimedOut { limit, done, of }) => {
+            format!("> {} s ({done}/{of})", limit.as_secs())
+        }
+        None => "—".into(),
+    }
+}
+
+fn machine_header(args: &Args, date: &str) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = interop_tests::cmd::run_ok("uname", &["-r"], interop_tests::cmd::CMD_TIMEOUT)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mut o = String::new();
+    let _ = writeln!(o, "## Tabby benchmark, {date}\n");
+    let _ = writeln!(
+        o,
+        "Machine: {cores} cores ({cpu}), Linux {kernel}. Each run is a fresh lab: the daemon under test is the route reflector (AS 64512) in one namespace; the generator opens every session from another, one source address per session. Times: *established* from the first connect until every session is Established; *converged* from release (all sessions send their UPDATEs at once) until every observer holds every prefix it expects. Daemon CPU covers the same interval; peak RSS is the daemon's VmHWM at the end. Median of {} runs (min–max); generator: {} thread(s), at most {} handshakes at once; phase limit {} s.\n",
+        args.reps, args.gen_threads, args.connect_burst, args.timeout
+    );
+    o
+}
+
+fn configs_note(duts: &[Dut]) -> String {
+    let mut o = String::from("Configurations:\n\n");
+    for d in duts {
+        let _ = writeln!(o, "- {}: {}", d.name(), d.config_note());
+    }
+    o
+}
