@@ -574,3 +574,24 @@ fn updates_only_for_negotiated_families() {
         .send_update(now, &Update::end_of_rib(Family::IPV4_UNICAST))
         .expect("IPv4 is negotiated");
 }
+
+#[test]
+fn stats_count_messages_and_flaps() {
+    let mut p = Pair::default_ebgp();
+    p.start_both();
+    p.advance(Duration::from_secs(65));
+    let s = p.a.session.stats();
+    assert_eq!(s.established, 1);
+    assert!(s.established_since.is_some());
+    // One OPEN each way on the surviving connection at least, and the
+    // handshake KEEPALIVE plus two timed ones.
+    assert!(s.sent.open >= 1 && s.received.open >= 1);
+    assert!(s.sent.keepalive >= 3, "{s:?}");
+    assert!(s.received.keepalive >= 3, "{s:?}");
+    assert!(s.received.keepalive <= p.b.keepalives_sent() as u64);
+    assert!(s.octets_sent > 0 && s.octets_received > 0);
+    p.cut();
+    let s = p.a.session.stats();
+    assert_eq!(s.last_down, Some(DownReason::ConnectionLost));
+    assert!(s.established_since.is_none());
+}

@@ -115,6 +115,10 @@ async fn session_comes_up_carries_routes_and_shuts_down() {
     assert_eq!(neg.peer_asn, Asn(65002));
     assert_eq!(neg.hold_time, Duration::from_secs(9));
     wait_for(&mut b, "B established", is_established).await;
+    let status = a.peer.status.borrow().clone();
+    assert_eq!(status.state, Some(State::Established));
+    assert_eq!(status.stats.established, 1);
+    assert!(status.stats.received.open >= 1);
 
     a.peer
         .commands

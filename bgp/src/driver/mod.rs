@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::fsm::{Down, SessionConfig, State};
+use crate::fsm::{Down, SessionConfig, SessionStats, State};
 use crate::message::{RouteRefresh, Update};
 use crate::negotiated::Negotiated;
 use crate::sockopt;
@@ -126,10 +126,18 @@ pub enum PeerEvent {
     CommandFailed(String),
 }
 
+/// A peer's state and counters, always current (for `show neighbors`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub state: Option<State>,
+    pub stats: SessionStats,
+}
+
 /// The daemon's side of one peer task.
 #[derive(Debug)]
 pub struct PeerHandle {
     pub remote: IpAddr,
+    pub status: tokio::sync::watch::Receiver<PeerStatus>,
     /// Bounded: a peer whose socket is backed up stops taking commands.
     pub commands: mpsc::Sender<PeerCommand>,
     pub events: mpsc::Receiver<PeerEvent>,
@@ -240,9 +248,11 @@ impl Speaker {
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (ev_tx, ev_rx) = mpsc::channel(1024);
-        let task = tokio::spawn(peer::run(cfg, in_rx, cmd_rx, ev_tx));
+        let (status_tx, status) = tokio::sync::watch::channel(PeerStatus::default());
+        let task = tokio::spawn(peer::run(cfg, in_rx, cmd_rx, ev_tx, status_tx));
         Ok(PeerHandle {
             remote,
+            status,
             commands: cmd_tx,
             events: ev_rx,
             task,

@@ -11,7 +11,7 @@ use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::conn::{self, ConnIo, NetEvent};
-use super::{PeerCommand, PeerConfig, PeerEvent};
+use super::{PeerCommand, PeerConfig, PeerEvent, PeerStatus};
 use crate::fsm::{Action, ConnectionId, Event, Session};
 
 /// Above this many bulk octets queued for the socket, stop taking commands.
@@ -39,9 +39,10 @@ pub(super) async fn run(
     incoming: mpsc::Receiver<TcpStream>,
     commands: mpsc::Receiver<PeerCommand>,
     events: mpsc::Sender<PeerEvent>,
+    status: tokio::sync::watch::Sender<PeerStatus>,
 ) {
     let span = info_span!("peer", remote = %cfg.remote);
-    run_inner(cfg, incoming, commands, events)
+    run_inner(cfg, incoming, commands, events, status)
         .instrument(span)
         .await;
 }
@@ -51,6 +52,7 @@ async fn run_inner(
     mut incoming: mpsc::Receiver<TcpStream>,
     mut commands: mpsc::Receiver<PeerCommand>,
     events_tx: mpsc::Sender<PeerEvent>,
+    status: tokio::sync::watch::Sender<PeerStatus>,
 ) {
     let (data_tx, mut data_rx) = mpsc::channel(64);
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
@@ -66,6 +68,16 @@ async fn run_inner(
     let mut incoming_open = true;
     loop {
         p.carry_out();
+        status.send_if_modified(|s| {
+            let state = Some(p.session.state());
+            let stats = p.session.stats();
+            if s.state == state && s.stats == *stats {
+                return false;
+            }
+            s.state = state;
+            s.stats.clone_from(stats);
+            true
+        });
         let deadline = p.session.poll_timeout().map(TokioInstant::from_std);
         let take_commands = p.bulk_backlog() < BULK_HIGH_WATER;
         let take_data = p.events.len() < EVENT_BACKLOG;

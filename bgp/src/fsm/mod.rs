@@ -30,7 +30,7 @@ use crate::notification::Notification;
 use crate::types::Family;
 
 pub use config::{GrConfig, PeerAs, SessionConfig};
-pub use session::{SendError, Session};
+pub use session::{MessageCounts, SendError, Session, SessionStats};
 
 /// One TCP connection of a session, named by the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

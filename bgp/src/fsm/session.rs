@@ -34,6 +34,45 @@ pub enum SendError {
     Encode(#[from] EncodeError),
 }
 
+/// Messages of each type, counted for operators.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    pub open: u64,
+    pub update: u64,
+    pub notification: u64,
+    pub keepalive: u64,
+    pub route_refresh: u64,
+}
+
+impl MessageCounts {
+    fn count(&mut self, kind: u8) {
+        use crate::message::kind as k;
+        match kind {
+            k::OPEN => self.open += 1,
+            k::UPDATE => self.update += 1,
+            k::NOTIFICATION => self.notification += 1,
+            k::KEEPALIVE => self.keepalive += 1,
+            k::ROUTE_REFRESH => self.route_refresh += 1,
+            _ => {}
+        }
+    }
+}
+
+/// What `show neighbor` prints: counters since the session was created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub received: MessageCounts,
+    pub sent: MessageCounts,
+    pub octets_received: u64,
+    pub octets_sent: u64,
+    /// Times the session reached Established.
+    pub established: u64,
+    /// When the current Established session began.
+    pub established_since: Option<Instant>,
+    /// Why the session last went down.
+    pub last_down: Option<DownReason>,
+}
+
 /// Where one connection is in the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Phase {
@@ -95,6 +134,7 @@ pub struct Session {
     next_id: u64,
     state: State,
     actions: VecDeque<Action>,
+    stats: SessionStats,
 }
 
 impl Session {
@@ -111,7 +151,13 @@ impl Session {
             next_id: 1,
             state: State::Idle,
             actions: VecDeque::new(),
+            stats: SessionStats::default(),
         }
+    }
+
+    /// Message counters and the last reason the session went down.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
     }
 
     pub fn config(&self) -> &SessionConfig {
@@ -297,11 +343,11 @@ impl Session {
         let down = self.close_all(&shutdown, true);
         if let Some(was_established) = down {
             self.sync_state();
-            self.actions.push_back(Action::Down(Down {
+            self.push_down(Down {
                 reason: DownReason::AdminStop(reason),
                 was_established,
                 stale: None,
-            }));
+            });
         }
     }
 
@@ -324,11 +370,11 @@ impl Session {
         }
         if let Some(was_established) = self.close_all(&n, hard) {
             self.sync_state();
-            self.actions.push_back(Action::Down(Down {
+            self.push_down(Down {
                 reason: DownReason::AdminReset { hard },
                 was_established,
                 stale,
-            }));
+            });
         }
         self.admin_up = true;
         self.idle_hold_at = None;
@@ -354,6 +400,7 @@ impl Session {
                 n.clone()
             };
             if let Some(bytes) = encode(&Message::Notification(msg), &c.ctx) {
+                self.count_sent(&bytes);
                 self.actions.push_back(Action::Send {
                     conn: c.id,
                     data: bytes,
@@ -511,7 +558,12 @@ impl Session {
                     return;
                 }
             };
-            match codec::decode_message(&frame, &c.ctx) {
+            let decoded = codec::decode_message(&frame, &c.ctx);
+            self.stats.octets_received += frame.len() as u64;
+            if let Some(&kind) = frame.get(crate::message::HEADER_LEN - 1) {
+                self.stats.received.count(kind);
+            }
+            match decoded {
                 Ok(msg) => self.on_message(now, id, msg),
                 Err(e) => {
                     warn!(%id, error = %e, "bad message from peer");
@@ -718,6 +770,9 @@ impl Session {
         let Some(c) = self.conn_mut(id) else { return };
         c.phase = Phase::Established;
         c.established_at = Some(now);
+        self.stats.established += 1;
+        self.stats.established_since = Some(now);
+        let Some(c) = self.conn_mut(id) else { return };
         let Some(neg) = c.negotiated.clone() else {
             return;
         };
@@ -749,6 +804,7 @@ impl Session {
         }
         if let Some(n) = notify {
             if let Some(bytes) = encode(&Message::Notification(n), &c.ctx) {
+                self.count_sent(&bytes);
                 self.actions.push_back(Action::Send {
                     conn: id,
                     data: bytes,
@@ -769,11 +825,11 @@ impl Session {
                 self.enter_idle(now, c.established_at);
             }
             self.sync_state();
-            self.actions.push_back(Action::Down(Down {
+            self.push_down(Down {
                 reason,
                 was_established: true,
                 stale,
-            }));
+            });
             return;
         }
         if !last {
@@ -789,11 +845,11 @@ impl Session {
             self.enter_idle(now, None);
         }
         self.sync_state();
-        self.actions.push_back(Action::Down(Down {
+        self.push_down(Down {
             reason,
             was_established: false,
             stale: None,
-        }));
+        });
     }
 
     /// Idle with an idle hold that doubles per failure (RFC 4271 §8.1.1
@@ -822,6 +878,7 @@ impl Session {
     // ----- helpers -----
 
     fn push_send(&mut self, now: Instant, id: ConnectionId, data: Bytes, urgent: bool) {
+        self.count_sent(&data);
         if let Some(c) = self.conn_mut(id) {
             // RFC 9687 §4: armed while something waits to be written.
             if c.send_hold_at.is_none() {
@@ -833,6 +890,27 @@ impl Session {
             data,
             urgent,
         });
+    }
+
+    /// Counts the messages in bytes we produced (whole messages, so the
+    /// header walk cannot go wrong; `get` keeps it panic-free anyway).
+    fn count_sent(&mut self, data: &[u8]) {
+        use crate::message::HEADER_LEN;
+        self.stats.octets_sent += data.len() as u64;
+        let mut rest = data;
+        while let (Some(&hi), Some(&lo), Some(&kind)) = (rest.get(16), rest.get(17), rest.get(18)) {
+            self.stats.sent.count(kind);
+            let len = usize::from(u16::from_be_bytes([hi, lo])).max(HEADER_LEN);
+            rest = rest.get(len..).unwrap_or_default();
+        }
+    }
+
+    fn push_down(&mut self, down: Down) {
+        if down.was_established {
+            self.stats.established_since = None;
+        }
+        self.stats.last_down = Some(down.reason.clone());
+        self.actions.push_back(Action::Down(down));
     }
 
     fn sync_state(&mut self) {
