@@ -595,3 +595,28 @@ fn stats_count_messages_and_flaps() {
     assert_eq!(s.last_down, Some(DownReason::ConnectionLost));
     assert!(s.established_since.is_none());
 }
+
+#[test]
+fn detach_closes_silently_and_the_peer_keeps_routes() {
+    let mut p = Pair::default_ebgp();
+    p.start_both();
+    let notifications = p.a.notifications_sent().len();
+    p.event(Side::A, Event::Detach);
+    p.drive();
+    assert_eq!(
+        p.a.notifications_sent().len(),
+        notifications,
+        "no NOTIFICATION"
+    );
+    assert_eq!(p.a.downs()[0].reason, DownReason::Detached);
+    assert_eq!(p.a.session.state(), State::Idle);
+    let down = p.b.downs()[0];
+    assert_eq!(down.reason, DownReason::ConnectionLost);
+    assert!(
+        down.stale.is_some(),
+        "RFC 4724: the helper keeps our routes"
+    );
+    // A stays down until started again.
+    p.advance(Duration::from_secs(30));
+    assert_eq!(p.a.session.state(), State::Idle);
+}

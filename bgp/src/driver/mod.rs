@@ -94,6 +94,10 @@ pub enum PeerCommand {
     Start,
     /// Cease / Administrative Shutdown with an RFC 9003 message.
     Stop(Option<String>),
+    /// Close without a NOTIFICATION and stay down, so that peers keep our
+    /// routes while this process restarts (RFC 4724). Dropping the handle
+    /// instead sends Cease and makes peers flush them.
+    Detach,
     /// Cease / Administrative Reset (hard: RFC 8538 Hard Reset).
     Reset {
         hard: bool,

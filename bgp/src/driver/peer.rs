@@ -179,6 +179,10 @@ impl Peer {
                 self.session.handle_event(t, Event::Stop { reason });
                 Ok(())
             }
+            PeerCommand::Detach => {
+                self.session.handle_event(t, Event::Detach);
+                Ok(())
+            }
             PeerCommand::Cease(n) => {
                 self.session.handle_event(t, Event::Cease(n));
                 Ok(())

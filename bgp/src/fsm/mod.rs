@@ -75,6 +75,10 @@ pub enum Event {
     /// ManualStop: Cease / Administrative Shutdown with an optional RFC 9003
     /// shutdown communication.
     Stop { reason: Option<String> },
+    /// Close every connection without a NOTIFICATION and stay down: a
+    /// planned restart under graceful restart, where the peer must see a
+    /// plain TCP close to keep our routes (RFC 4724 §4).
+    Detach,
     /// Cease / Administrative Reset, then start again. `hard` sends an RFC
     /// 8538 Hard Reset so that the peer flushes our routes at once; a soft
     /// reset lets a peer that negotiated the N bit keep them as stale.
@@ -138,6 +142,8 @@ pub enum Action {
 pub enum DownReason {
     /// We were told to stop ([`Event::Stop`]).
     AdminStop(Option<String>),
+    /// We closed without a NOTIFICATION ([`Event::Detach`]).
+    Detached,
     /// We were told to reset ([`Event::Reset`]).
     AdminReset { hard: bool },
     /// We found an error and sent this NOTIFICATION (hold timer, bad OPEN,
@@ -157,6 +163,7 @@ impl fmt::Display for DownReason {
         match self {
             DownReason::AdminStop(Some(r)) => write!(f, "administrative stop: \"{r}\""),
             DownReason::AdminStop(None) => f.write_str("administrative stop"),
+            DownReason::Detached => f.write_str("closed for a graceful restart"),
             DownReason::AdminReset { hard: true } => f.write_str("administrative hard reset"),
             DownReason::AdminReset { hard: false } => f.write_str("administrative reset"),
             DownReason::NotificationSent(n) => write!(f, "sent NOTIFICATION {n}"),

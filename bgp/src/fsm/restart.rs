@@ -41,7 +41,7 @@ fn is_hard_reset(n: &Notification) -> bool {
 /// (RFC 4724 §4.2, RFC 8538 §4, RFC 9494 §4.3).
 pub(super) fn stale_routes(neg: &Negotiated, reason: &DownReason) -> Option<StaleRoutes> {
     let applies = match reason {
-        DownReason::ConnectionLost | DownReason::PeerReconnected => true,
+        DownReason::ConnectionLost | DownReason::PeerReconnected | DownReason::Detached => true,
         DownReason::NotificationSent(n) | DownReason::NotificationReceived(n) => {
             neg.gr_notification && !is_hard_reset(n)
         }

@@ -206,6 +206,7 @@ impl Session {
             Event::Start => self.start(now),
             Event::Stop { reason } => self.stop(reason),
             Event::Reset { hard } => self.reset(now, hard),
+            Event::Detach => self.detach(),
             Event::Cease(n) => {
                 warn!(notification = %n, "closing the session on request");
                 let ids: Vec<ConnectionId> = self.conns.iter().map(|c| c.id).collect();
@@ -347,6 +348,34 @@ impl Session {
                 reason: DownReason::AdminStop(reason),
                 was_established,
                 stale: None,
+            });
+        }
+    }
+
+    fn detach(&mut self) {
+        info!("BGP session detach (no NOTIFICATION, for graceful restart)");
+        self.admin_up = false;
+        self.idle_hold_at = None;
+        self.connect_retry_at = None;
+        if let Some(id) = self.connecting.take() {
+            self.actions.push_back(Action::Close(id));
+        }
+        let conns = std::mem::take(&mut self.conns);
+        let was_established = conns.iter().any(|c| c.phase == Phase::Established);
+        let stale = conns
+            .iter()
+            .find(|c| c.phase == Phase::Established)
+            .and_then(|c| c.negotiated.as_ref())
+            .and_then(|neg| stale_routes(neg, &DownReason::Detached));
+        for c in &conns {
+            self.actions.push_back(Action::Close(c.id));
+        }
+        if !conns.is_empty() {
+            self.sync_state();
+            self.push_down(Down {
+                reason: DownReason::Detached,
+                was_established,
+                stale,
             });
         }
     }
