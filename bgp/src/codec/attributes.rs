@@ -61,6 +61,10 @@ struct Decoder<'c> {
     out: DecodedAttributes,
     seen: [u64; 4],
     as_path_seen: bool,
+    /// AS4_PATH / AS4_AGGREGATOR arrived before AS_PATH (judged once the
+    /// whole list is read).
+    as4_path_early: bool,
+    as4_aggregator_early: bool,
     as4_path: Option<AsPath>,
     as4_aggregator: Option<Aggregator>,
 }
@@ -128,6 +132,8 @@ pub fn decode_attributes(buf: &[u8], ctx: &CodecCtx) -> Result<DecodedAttributes
         out: DecodedAttributes::default(),
         seen: [0; 4],
         as_path_seen: false,
+        as4_path_early: false,
+        as4_aggregator_early: false,
         as4_path: None,
         as4_aggregator: None,
     };
@@ -154,6 +160,22 @@ pub fn decode_attributes(buf: &[u8], ctx: &CodecCtx) -> Result<DecodedAttributes
         decode_one(&mut d, fl, ty, value, whole)?;
     }
     d.out.as_path_present = d.as_path_seen;
+    // CONFORMANCE.md row 15: an AS4 attribute placed before AS_PATH is
+    // discarded.
+    if d.as_path_seen && d.as4_path_early && d.as4_path.take().is_some() {
+        d.discard(
+            code::AS4_PATH,
+            sub::MALFORMED_AS_PATH,
+            "AS4_PATH placed before AS_PATH",
+        );
+    }
+    if d.as_path_seen && d.as4_aggregator_early && d.as4_aggregator.take().is_some() {
+        d.discard(
+            code::AS4_AGGREGATOR,
+            sub::OPTIONAL_ATTRIBUTE_ERROR,
+            "AS4_AGGREGATOR placed before AS_PATH",
+        );
+    }
     reconcile_as4(&mut d);
     Ok(d.out)
 }
@@ -359,13 +381,11 @@ fn decode_one(
             None => d.withdraw(ty, sub::ATTRIBUTE_LENGTH_ERROR, wrong_len("OTC")),
         },
         code::AS4_PATH => {
-            // RFC 6793 §3: a 4-octet session must not carry AS4_PATH;
-            // row 15 of CONFORMANCE.md: nor may it come before AS_PATH.
+            // RFC 6793 §3: a 4-octet session must not carry AS4_PATH.
             if ctx.four_octet_as {
                 d.discard(ty, 0, "AS4_PATH on a 4-octet AS session");
-            } else if !d.as_path_seen {
-                d.discard(ty, sub::MALFORMED_AS_PATH, "AS4_PATH placed before AS_PATH");
             } else {
+                d.as4_path_early = !d.as_path_seen;
                 match parse_as_path(v, true) {
                     Ok(p) if p.iter().any(|a| a.0 == 0) => {
                         d.discard(ty, sub::MALFORMED_AS_PATH, "AS4_PATH contains AS 0")
@@ -383,13 +403,8 @@ fn decode_one(
         code::AS4_AGGREGATOR => {
             if ctx.four_octet_as {
                 d.discard(ty, 0, "AS4_AGGREGATOR on a 4-octet AS session");
-            } else if !d.as_path_seen {
-                d.discard(
-                    ty,
-                    sub::OPTIONAL_ATTRIBUTE_ERROR,
-                    "AS4_AGGREGATOR placed before AS_PATH",
-                );
             } else {
+                d.as4_aggregator_early = !d.as_path_seen;
                 match (v.get(..4).and_then(be32), v.get(4..).and_then(be32)) {
                     (Some(asn), Some(addr)) if v.len() == 8 && asn != 0 => {
                         d.as4_aggregator = Some(Aggregator {

@@ -19,15 +19,28 @@ pub struct NlriError(pub String);
 /// Decodes a run of prefixes of `afi` (IPv4 or IPv6) into `out`. Host bits
 /// past the prefix length are cleared (RFC 4271 §4.3: they are irrelevant).
 pub fn decode_prefixes(
-    mut buf: &[u8],
+    buf: &[u8],
     afi: Afi,
     add_path: bool,
     out: &mut Vec<Nlri>,
 ) -> Result<(), NlriError> {
-    let v6 = afi == Afi::IPV6;
-    let max_len: u8 = if v6 { 128 } else { 32 };
+    // One monomorphised loop per shape keeps the per-prefix work minimal.
+    match (afi == Afi::IPV6, add_path) {
+        (false, false) => decode_loop::<false, false>(buf, out),
+        (false, true) => decode_loop::<false, true>(buf, out),
+        (true, false) => decode_loop::<true, false>(buf, out),
+        (true, true) => decode_loop::<true, true>(buf, out),
+    }
+}
+
+#[inline(always)]
+fn decode_loop<const V6: bool, const ADD_PATH: bool>(
+    mut buf: &[u8],
+    out: &mut Vec<Nlri>,
+) -> Result<(), NlriError> {
+    let max_len: u8 = if V6 { 128 } else { 32 };
     while !buf.is_empty() {
-        let path_id = if add_path {
+        let path_id = if ADD_PATH {
             let Some((id, rest)) = buf.split_first_chunk::<4>() else {
                 return Err(NlriError(format!(
                     "{} octets left, too few for an ADD-PATH path identifier",
@@ -46,34 +59,46 @@ pub fn decode_prefixes(
             return Err(NlriError(format!("prefix length {len} exceeds {max_len}")));
         }
         let n = (len as usize).div_ceil(8);
-        let Some((bytes, rest)) = rest.split_at_checked(n) else {
+        if rest.len() < n {
             return Err(NlriError(format!(
                 "prefix /{len} needs {n} octets, {} left",
                 rest.len()
             )));
-        };
-        buf = rest;
-        let prefix = if v6 {
-            let mut a = [0u8; 16];
-            if let Some(dst) = a.get_mut(..n) {
-                dst.copy_from_slice(bytes);
-            }
-            let bits = u128::from_be_bytes(a) & mask128(len);
+        }
+        let prefix = if V6 {
+            // Load a whole address when the buffer allows and mask off what
+            // belongs to the next entry; copy only near the end.
+            let raw = match rest.first_chunk::<16>() {
+                Some(a) => u128::from_be_bytes(*a),
+                None => u128::from_be_bytes(padded(rest)),
+            };
+            let bits = raw & mask128(len);
             Ipv6Net::new(Ipv6Addr::from(bits), len).map(IpNet::V6)
         } else {
-            let mut a = [0u8; 4];
-            if let Some(dst) = a.get_mut(..n) {
-                dst.copy_from_slice(bytes);
-            }
-            let bits = u32::from_be_bytes(a) & mask32(len);
+            let raw = match rest.first_chunk::<4>() {
+                Some(a) => u32::from_be_bytes(*a),
+                None => u32::from_be_bytes(padded(rest)),
+            };
+            let bits = raw & mask32(len);
             Ipv4Net::new(Ipv4Addr::from(bits), len).map(IpNet::V4)
         };
+        buf = rest.get(n..).unwrap_or_default();
         let Ok(prefix) = prefix else {
             return Err(NlriError(format!("prefix length {len} is invalid")));
         };
         out.push(Nlri { prefix, path_id });
     }
     Ok(())
+}
+
+/// The first octets of `b` in a zero-padded array.
+#[inline]
+fn padded<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    for (d, s) in a.iter_mut().zip(b) {
+        *d = *s;
+    }
+    a
 }
 
 #[inline]
@@ -101,15 +126,31 @@ pub fn put_nlri(out: &mut BytesMut, n: &Nlri, add_path: bool) {
     }
     let len = n.prefix.prefix_len();
     let k = (len as usize).div_ceil(8);
-    out.put_u8(len);
+    // Write a fixed-size word (length octet + whole address) and trim the
+    // unused tail: cheaper than a variable-length copy per prefix.
     match n.prefix {
         IpNet::V4(p) => {
             let bits = u32::from(p.addr()) & mask32(len);
-            out.put_slice(bits.to_be_bytes().get(..k).unwrap_or_default());
+            out.put_u64(((len as u64) << 56) | ((bits as u64) << 24));
+            out.truncate(out.len() - (7 - k));
         }
         IpNet::V6(p) => {
             let bits = u128::from(p.addr()) & mask128(len);
-            out.put_slice(bits.to_be_bytes().get(..k).unwrap_or_default());
+            // Length octet + first 7 address octets, then the rest only
+            // for prefixes longer than /56.
+            out.put_u64(((len as u64) << 56) | (bits >> 72) as u64);
+            let written = if k > 7 {
+                out.put_u64((bits >> 8) as u64);
+                if k > 15 {
+                    out.put_u8(bits as u8);
+                    17
+                } else {
+                    16
+                }
+            } else {
+                8
+            };
+            out.truncate(out.len() - (written - 1 - k));
         }
     }
 }
