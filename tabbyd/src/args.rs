@@ -84,64 +84,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// A parsed `--datastore` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Datastore {
-    File(PathBuf),
-    Etcd(Vec<String>),
-}
-
-impl Datastore {
-    pub fn parse(s: &str) -> Result<Datastore, String> {
-        if let Some(path) = s.strip_prefix("file:") {
-            if path.is_empty() {
-                return Err(
-                    "--datastore file: needs a path, e.g. file:/etc/tabby/cluster.yaml".into(),
-                );
-            }
-            return Ok(Datastore::File(PathBuf::from(path)));
-        }
-        if let Some(urls) = s.strip_prefix("etcd:") {
-            let urls: Vec<String> = urls
-                .split(',')
-                .filter(|u| !u.is_empty())
-                .map(str::to_owned)
-                .collect();
-            if urls.is_empty() {
-                return Err(
-                    "--datastore etcd: needs at least one URL, e.g. etcd:http://127.0.0.1:2379"
-                        .into(),
-                );
-            }
-            return Ok(Datastore::Etcd(urls));
-        }
-        Err(format!(
-            "--datastore {s:?} is not understood: use file:PATH or etcd:URL[,URL...]"
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn datastore_forms() {
-        assert_eq!(
-            Datastore::parse("file:/tmp/x.yaml"),
-            Ok(Datastore::File("/tmp/x.yaml".into()))
-        );
-        assert_eq!(
-            Datastore::parse("etcd:http://127.0.0.1:2379,http://127.0.0.2:2379"),
-            Ok(Datastore::Etcd(vec![
-                "http://127.0.0.1:2379".into(),
-                "http://127.0.0.2:2379".into()
-            ]))
-        );
-        assert!(Datastore::parse("file:").is_err());
-        assert!(Datastore::parse("etcd:").is_err());
-        assert!(Datastore::parse("consul:x").is_err());
-    }
 
     #[test]
     fn flags_parse_and_env_names_are_documented() {

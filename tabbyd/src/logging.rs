@@ -1,6 +1,8 @@
 //! Structured logging set-up (tracing), with a level that the API can change
 //! at run time.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::reload;
@@ -43,7 +45,11 @@ pub fn init(level: &str, format: LogFormat) -> Result<LogControl, String> {
     let registry = tracing_subscriber::registry().with(filter);
     let res = match format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

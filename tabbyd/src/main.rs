@@ -2,31 +2,262 @@
 //! the gRPC API and the cluster datastore together and owns the runtime.
 
 mod args;
+mod convert;
+mod core_api;
+mod daemon;
 mod logging;
 mod metrics;
+mod sessions;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
+use tabby_fib_sync::{FibConfig, FibHandle, FibSync};
+use tabby_topology::{DatastoreSpec, Source};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
 
-use crate::args::{Args, Datastore};
+use crate::args::Args;
+use crate::daemon::{Daemon, FibOp, Options};
+use crate::metrics::Metrics;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let _log = match logging::init(&args.log_level, args.log_format) {
+    let log = match logging::init(&args.log_level, args.log_format) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("tabbyd: {e}");
             return ExitCode::from(2);
         }
     };
-    let datastore = match Datastore::parse(&args.datastore) {
+    let datastore: DatastoreSpec = match args.datastore.parse() {
         Ok(d) => d,
         Err(e) => {
             eprintln!("tabbyd: {e}");
             return ExitCode::from(2);
         }
     };
-    tracing::info!(?datastore, "tabbyd starting");
-    ExitCode::SUCCESS
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tabbyd: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args, datastore, log)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("tabbyd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn node_name(args: &Args) -> Result<String, String> {
+    if let Some(n) = &args.node_name {
+        return Ok(n.clone());
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| "cannot read the host name; pass --node-name".to_owned())
+}
+
+/// Feeds FIB operations to the FIB task in batches.
+async fn fib_feeder(fib: FibHandle, mut rx: mpsc::UnboundedReceiver<FibOp>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 4096).await > 0 {
+        let mut set = Vec::new();
+        let mut remove = Vec::new();
+        let mut converged = false;
+        for op in batch.drain(..) {
+            match op {
+                FibOp::Set(r) => {
+                    remove.retain(|p| *p != r.prefix);
+                    set.retain(|s: &tabby_fib_sync::FibRoute| s.prefix != r.prefix);
+                    set.push(r);
+                }
+                FibOp::Remove(p) => {
+                    set.retain(|s| s.prefix != p);
+                    remove.push(p);
+                }
+                FibOp::Converged => converged = true,
+            }
+        }
+        if !set.is_empty()
+            && let Err(e) = fib.set_many(set).await
+        {
+            warn!(error = %e, "kernel route update failed");
+        }
+        if !remove.is_empty()
+            && let Err(e) = fib.remove_many(remove).await
+        {
+            warn!(error = %e, "kernel route removal failed");
+        }
+        if converged && let Err(e) = fib.converged().await {
+            warn!(error = %e, "kernel reconciliation failed");
+        }
+    }
+}
+
+async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> Result<(), String> {
+    let node = node_name(&args)?;
+    info!(node = %node, datastore = %args.datastore, fib = !args.no_fib, "tabbyd starting");
+    std::fs::create_dir_all(&args.run_dir).map_err(|e| {
+        format!(
+            "cannot create the run directory {}: {e}; set --run-dir",
+            args.run_dir.display()
+        )
+    })?;
+
+    let metrics = Arc::new(Metrics::default());
+    let registry = Arc::new(metrics.register());
+    if let Some(addr) = args.metrics {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(addr, registry).await {
+                error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+
+    // Kernel FIB.
+    let fib_tx = if args.no_fib {
+        None
+    } else {
+        let mut cfg = FibConfig::default();
+        if let Some(p) = args.kernel_protocol {
+            cfg.protocol = p;
+        }
+        cfg.table = args.kernel_table;
+        let (fib, task) = FibSync::start(cfg).await.map_err(|e| {
+            format!("cannot program the kernel: {e}; run as root (CAP_NET_ADMIN) or pass --no-fib")
+        })?;
+        tokio::spawn(async move {
+            if let Err(e) = task.run().await {
+                error!(error = %e, "kernel FIB synchroniser stopped");
+            }
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(fib_feeder(fib, rx));
+        Some(tx)
+    };
+
+    // BGP sessions.
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    let speaker = Box::new(sessions::Speaker::new(ev_tx));
+
+    let daemon = Arc::new(Mutex::new(Daemon::new(
+        Options {
+            node_name: node.clone(),
+            tunnel_device: args.tunnel_device.clone(),
+            deferral_time: Duration::from_secs(args.deferral_time),
+            log_level: args.log_level.clone(),
+        },
+        speaker,
+        fib_tx,
+        Some(log),
+        metrics.clone(),
+    )));
+
+    // Datastore.
+    let (ds_tx, mut ds_rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut source = Source::open(&datastore);
+        loop {
+            let r = source.next().await;
+            if ds_tx.send(r).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    // API.
+    let api_cfg = api_config(&args)?;
+    let core = Arc::new(core_api::CoreHandle::new(daemon.clone(), metrics.clone()));
+    let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let bound = tabby_api::bind(core, api_cfg)
+        .await
+        .map_err(|e| format!("cannot serve the API: {e}"))?;
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = api_stop_rx.await;
+        };
+        if let Err(e) = bound.run(stop).await {
+            error!(error = %e, "API server stopped");
+        }
+    });
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
+
+    loop {
+        let deadline = lock(&daemon)?.next_deadline();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = ev_rx.recv() => {
+                let Some((id, ev)) = ev else { break };
+                lock(&daemon)?.session_event(id, ev, Instant::now());
+                // Drain what else is queued under one lock.
+                let mut d = lock(&daemon)?;
+                while let Ok((id, ev)) = ev_rx.try_recv() {
+                    d.session_event(id, ev, Instant::now());
+                }
+            }
+            r = ds_rx.recv() => {
+                match r {
+                    Some(Ok(res)) => lock(&daemon)?.apply_resources(&res, Instant::now()),
+                    Some(Err(e)) => lock(&daemon)?.datastore_error(&e.to_string()),
+                    None => break,
+                }
+            }
+            _ = sleep => lock(&daemon)?.on_timer(Instant::now()),
+            _ = tokio::signal::ctrl_c() => { info!("interrupted"); break; }
+            _ = sigterm.recv() => { info!("SIGTERM"); break; }
+        }
+    }
+    // Leave kernel routes in place and let peers keep ours as stale
+    // (graceful restart): no NOTIFICATION, the connections just close.
+    info!("tabbyd stopping: kernel routes stay, peers keep our routes for the restart time");
+    let _ = api_stop_tx.send(());
+    Ok(())
+}
+
+fn lock(d: &Arc<Mutex<Daemon>>) -> Result<std::sync::MutexGuard<'_, Daemon>, String> {
+    d.lock()
+        .map_err(|_| "the daemon core failed; restart tabbyd".to_owned())
+}
+
+fn api_config(args: &Args) -> Result<tabby_api::ApiConfig, String> {
+    let mut cfg = tabby_api::ApiConfig::default();
+    if let Some(path) = args.api.strip_prefix("unix:") {
+        cfg.unix_socket = Some(PathBuf::from(path));
+    } else if let Some(addr) = args.api.strip_prefix("tcp:") {
+        let addr = addr
+            .parse()
+            .map_err(|e| format!("--api tcp:{addr}: {e}; use tcp:HOST:PORT"))?;
+        cfg.unix_socket = None;
+        cfg.tcp = Some(tabby_api::TcpListen { addr, tls: None });
+    } else {
+        return Err(format!(
+            "--api {:?} is not understood: use unix:PATH or tcp:HOST:PORT",
+            args.api
+        ));
+    }
+    cfg.gobgp = args.gobgp_api;
+    Ok(cfg)
 }

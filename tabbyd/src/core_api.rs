@@ -1,0 +1,158 @@
+//! [`tabby_api::Core`] for the daemon: each call locks the core briefly.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ipnet::IpNet;
+use tabby_api::model::{
+    AdjRib, DaemonStatus, Family, Health, LocalRoute, Owner, PeerConfig, PeerStatus, PeerWatch,
+    ResetKind, Route, RouteChange, RouteExplanation, RoutePage, RouteQuery, RouteWatch,
+};
+use tabby_api::{Core, CoreError};
+
+use crate::daemon::Daemon;
+use crate::metrics::{KindLabel, Metrics};
+
+/// The API's handle on the daemon core.
+#[derive(Debug, Clone)]
+pub struct CoreHandle {
+    daemon: Arc<Mutex<Daemon>>,
+    metrics: Arc<Metrics>,
+}
+
+impl CoreHandle {
+    pub fn new(daemon: Arc<Mutex<Daemon>>, metrics: Arc<Metrics>) -> Self {
+        CoreHandle { daemon, metrics }
+    }
+
+    fn lock(&self, method: &str) -> Result<MutexGuard<'_, Daemon>, CoreError> {
+        self.metrics
+            .api_calls
+            .get_or_create(&KindLabel {
+                kind: method.to_owned(),
+            })
+            .inc();
+        self.daemon
+            .lock()
+            .map_err(|_| CoreError::Internal("the daemon core failed; restart tabbyd".into()))
+    }
+}
+
+#[tonic::async_trait]
+impl Core for CoreHandle {
+    async fn announce_routes(
+        &self,
+        owner: Owner,
+        routes: Vec<LocalRoute>,
+    ) -> Result<RouteChange, CoreError> {
+        self.lock("AnnounceRoutes")?.announce(&owner, routes)
+    }
+
+    async fn withdraw_routes(
+        &self,
+        owner: Owner,
+        prefixes: Vec<IpNet>,
+    ) -> Result<RouteChange, CoreError> {
+        self.lock("WithdrawRoutes")?.withdraw(&owner, prefixes)
+    }
+
+    async fn replace_routes(
+        &self,
+        owner: Owner,
+        routes: Vec<LocalRoute>,
+    ) -> Result<RouteChange, CoreError> {
+        self.lock("ReplaceRoutes")?.replace(&owner, routes)
+    }
+
+    async fn list_routes(&self, query: RouteQuery) -> Result<RoutePage, CoreError> {
+        self.lock("ListRoutes")?.list_routes(&query)
+    }
+
+    async fn watch_routes(&self, resume_from: Option<u64>) -> Result<RouteWatch, CoreError> {
+        self.lock("WatchRoutes")?.watch_routes(resume_from)
+    }
+
+    async fn explain_route(&self, prefix: IpNet) -> Result<RouteExplanation, CoreError> {
+        self.lock("ExplainRoute")?.explain(prefix)
+    }
+
+    async fn list_adj_rib(
+        &self,
+        peer: IpAddr,
+        rib: AdjRib,
+        family: Family,
+    ) -> Result<Vec<Route>, CoreError> {
+        self.lock("ListAdjRib")?.adj_rib(peer, rib, family)
+    }
+
+    async fn list_peers(&self) -> Result<Vec<PeerStatus>, CoreError> {
+        Ok(self.lock("ListPeers")?.list_peers())
+    }
+
+    async fn get_peer(&self, address: IpAddr) -> Result<PeerStatus, CoreError> {
+        self.lock("GetPeer")?.get_peer(address)
+    }
+
+    async fn add_peer(&self, config: PeerConfig) -> Result<PeerStatus, CoreError> {
+        self.lock("AddPeer")?.add_api_peer(config)
+    }
+
+    async fn delete_peer(&self, address: IpAddr) -> Result<(), CoreError> {
+        self.lock("DeletePeer")?.delete_peer(address)
+    }
+
+    async fn enable_peer(&self, address: IpAddr) -> Result<PeerStatus, CoreError> {
+        self.lock("EnablePeer")?.enable_peer(address, true, None)
+    }
+
+    async fn disable_peer(
+        &self,
+        address: IpAddr,
+        reason: Option<String>,
+    ) -> Result<PeerStatus, CoreError> {
+        self.lock("DisablePeer")?
+            .enable_peer(address, false, reason)
+    }
+
+    async fn reset_peer(
+        &self,
+        address: IpAddr,
+        kind: ResetKind,
+        _reason: Option<String>,
+    ) -> Result<PeerStatus, CoreError> {
+        self.lock("ResetPeer")?.reset_peer(address, kind)
+    }
+
+    async fn watch_peers(&self) -> Result<PeerWatch, CoreError> {
+        Ok(self.lock("WatchPeers")?.watch_peers())
+    }
+
+    async fn status(&self) -> Result<DaemonStatus, CoreError> {
+        Ok(self.lock("Status")?.status())
+    }
+
+    async fn set_log_level(&self, filter: String) -> Result<String, CoreError> {
+        self.lock("SetLogLevel")?.set_log_level(filter)
+    }
+
+    async fn effective_config(&self) -> Result<String, CoreError> {
+        Ok(self.lock("GetConfig")?.effective_config())
+    }
+
+    async fn health(&self) -> Health {
+        match self.daemon.try_lock() {
+            Ok(d) => d.health(),
+            // Busy is alive; a poisoned lock is not.
+            Err(std::sync::TryLockError::WouldBlock) => Health {
+                live: true,
+                ready: false,
+                reasons: vec!["the core is busy".into()],
+            },
+            Err(std::sync::TryLockError::Poisoned(_)) => Health {
+                live: false,
+                ready: false,
+                reasons: vec!["the daemon core failed".into()],
+            },
+        }
+    }
+}
