@@ -106,17 +106,24 @@ impl Resources {
                 origin: doc_origin.clone(),
                 reason: e.to_string(),
             })?;
-            out.add_value(&value, &doc_origin)?;
+            out.add_value(&value, &doc_origin, None)?;
         }
         Ok(out)
     }
 
-    fn add_value(&mut self, value: &Value, origin: &str) -> Result<(), TopologyError> {
+    fn add_value(
+        &mut self,
+        value: &Value,
+        origin: &str,
+        hint: Option<Kind>,
+    ) -> Result<(), TopologyError> {
         if value.is_null() {
             return Ok(());
         }
         let kind = value.get("kind").and_then(Value::as_str);
-        if kind.is_some_and(|k| k == "List" || k.ends_with("List")) {
+        if let Some(list) = kind.filter(|k| k.ends_with("List")) {
+            // `kind: BGPPeerList` (calicoctl's output) types items that omit their kind.
+            let item_hint = list.strip_suffix("List").and_then(Kind::from_kind_str);
             let Some(Value::Sequence(items)) = value.get("items") else {
                 return Err(TopologyError::Parse {
                     origin: origin.to_string(),
@@ -124,11 +131,11 @@ impl Resources {
                 });
             };
             for (j, item) in items.iter().enumerate() {
-                self.add_value(item, &format!("{origin}, item {}", j + 1))?;
+                self.add_value(item, &format!("{origin}, item {}", j + 1), item_hint)?;
             }
             return Ok(());
         }
-        if let Some(r) = parse_object(value, origin, None)? {
+        if let Some(r) = parse_object(value, origin, hint)? {
             if self.contains(&r) {
                 return Err(TopologyError::Duplicate {
                     origin: origin.to_string(),

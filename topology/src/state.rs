@@ -330,7 +330,9 @@ impl NodeState {
     /// then reject. Mirrors `calico_export_to_bgp_peers(internal)` in Calico's BIRD config.
     pub fn export_policy(&self, peer: &Peer) -> Policy {
         let mut rules = peer.export_rules.clone();
-        if peer.internal {
+        // Calico calls calico_export_to_bgp_peers(true) for every mesh session, even
+        // between nodes of different AS numbers.
+        if peer.internal || peer.kind == PeerKind::Mesh {
             for g in FELIX_TUNNEL_INTERFACES {
                 rules.push(PolicyRule {
                     matches: vec![Match::Interface(g.to_string())],

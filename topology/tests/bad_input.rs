@@ -293,3 +293,20 @@ fn garbage_never_panics() {
         assert!(Resources::from_yaml_str(s, "g").is_err(), "{s}");
     }
 }
+
+#[test]
+fn typed_lists_give_their_items_a_kind() {
+    let text = "\
+apiVersion: projectcalico.org/v3
+kind: BGPPeerList
+items:
+  - metadata: {name: a}
+    spec: {peerIP: 198.18.0.1, asNumber: 65000}
+  - apiVersion: projectcalico.org/v3
+    kind: BGPPeer
+    metadata: {name: b}
+    spec: {peerIP: 198.18.0.2, asNumber: 65000}
+";
+    let r = Resources::from_yaml_str(text, "t").unwrap();
+    assert_eq!(r.bgp_peers.keys().collect::<Vec<_>>(), vec!["a", "b"]);
+}

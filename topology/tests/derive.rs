@@ -302,6 +302,17 @@ fn full_fixture_export_policy_matches_calico_export_to_bgp_peers() {
     );
     // Not ours: default reject.
     assert_eq!(eval("203.0.113.0/24", None).verdict, Verdict::Reject);
+    // A mesh session to a node of another AS still counts as internal for tunnel routes
+    // (Calico renders calico_export_to_bgp_peers(true) for every mesh peer).
+    let b4 = &s.peers[&key("198.18.0.12", 1790)];
+    assert!(!b4.internal);
+    let pb = s.export_policy(b4);
+    let tunnel = RouteFacts {
+        prefix: net("100.64.9.0/26"),
+        from_bgp: false,
+        interface: Some("vxlan.calico"),
+    };
+    assert_eq!(pb.evaluate(&tunnel).verdict, Verdict::Reject);
 
     // eBGP ToR: its filter runs first: /28 and longer inside 100.64/16 are dropped…
     let tor = &s.peers[&key("198.18.0.1", 1179)];
