@@ -21,11 +21,40 @@ pub struct RouteAttrs {
     /// The route's next hop. For locally originated routes without an
     /// override this is the unspecified address of the family: "self".
     pub next_hop: NextHop,
+    /// What the decision process reads, computed once per interned set so
+    /// a decision does not walk AS_PATH segments for every candidate.
+    pub(crate) rank: RankInputs,
+}
+
+/// Decision-process inputs derived from the attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct RankInputs {
+    pub local_pref: Option<u32>,
+    pub as_path_len: u32,
+    pub origin: tabby_bgp::attr::Origin,
+    pub med: u32,
+    pub neighbor_as: Option<tabby_bgp::Asn>,
+    pub originator_id: Option<Ipv4Addr>,
+    pub cluster_list_len: u32,
 }
 
 impl RouteAttrs {
     pub fn new(attrs: PathAttributes, next_hop: NextHop) -> Self {
-        RouteAttrs { attrs, next_hop }
+        let rank = RankInputs {
+            local_pref: attrs.local_pref,
+            as_path_len: attrs.as_path.path_len() as u32,
+            origin: attrs.origin.unwrap_or(tabby_bgp::attr::Origin::Incomplete),
+            // RFC 4271 §9.1.2.2 c: a missing MED is the lowest value.
+            med: attrs.med.unwrap_or(0),
+            neighbor_as: attrs.as_path.first_as(),
+            originator_id: attrs.originator_id,
+            cluster_list_len: attrs.cluster_list.len() as u32,
+        };
+        RouteAttrs {
+            attrs,
+            next_hop,
+            rank,
+        }
     }
 
     /// LOCAL_PREF, or `default` when absent (RFC 4271 §5.1.5).

@@ -105,29 +105,32 @@ pub struct RankKey {
 /// Compares two candidates; `Less` means `a` is preferred. Also returns the
 /// step that decided (`PathId` when the keys are identical).
 pub fn compare(a: &RankKey, b: &RankKey) -> (Ordering, Step) {
-    let steps: [(Ordering, Step); 13] = [
-        (a.ineligible.cmp(&b.ineligible), Step::Eligibility),
-        (a.remote.cmp(&b.remote), Step::LocalOrigin),
-        (a.llgr_stale.cmp(&b.llgr_stale), Step::LlgrStale),
-        (b.local_pref.cmp(&a.local_pref), Step::LocalPref),
-        (a.as_path_len.cmp(&b.as_path_len), Step::AsPathLength),
-        (a.origin.cmp(&b.origin), Step::Origin),
-        (a.med.cmp(&b.med), Step::Med),
-        (a.ibgp.cmp(&b.ibgp), Step::EbgpOverIbgp),
-        (a.igp_cost.cmp(&b.igp_cost), Step::IgpCost),
-        (a.router_id.cmp(&b.router_id), Step::RouterId),
-        (
-            a.cluster_list_len.cmp(&b.cluster_list_len),
-            Step::ClusterListLength,
-        ),
-        (a.peer_addr.cmp(&b.peer_addr), Step::PeerAddress),
-        (a.path_id.cmp(&b.path_id), Step::PathId),
-    ];
-    for (ord, step) in steps {
-        if ord != Ordering::Equal {
-            return (ord, step);
-        }
+    // Evaluated lazily, step by step: this runs for every pair of
+    // candidates in every decision.
+    macro_rules! step {
+        ($ord:expr, $step:expr) => {
+            let o = $ord;
+            if o != Ordering::Equal {
+                return (o, $step);
+            }
+        };
     }
+    step!(a.ineligible.cmp(&b.ineligible), Step::Eligibility);
+    step!(a.remote.cmp(&b.remote), Step::LocalOrigin);
+    step!(a.llgr_stale.cmp(&b.llgr_stale), Step::LlgrStale);
+    step!(b.local_pref.cmp(&a.local_pref), Step::LocalPref);
+    step!(a.as_path_len.cmp(&b.as_path_len), Step::AsPathLength);
+    step!(a.origin.cmp(&b.origin), Step::Origin);
+    step!(a.med.cmp(&b.med), Step::Med);
+    step!(a.ibgp.cmp(&b.ibgp), Step::EbgpOverIbgp);
+    step!(a.igp_cost.cmp(&b.igp_cost), Step::IgpCost);
+    step!(a.router_id.cmp(&b.router_id), Step::RouterId);
+    step!(
+        a.cluster_list_len.cmp(&b.cluster_list_len),
+        Step::ClusterListLength
+    );
+    step!(a.peer_addr.cmp(&b.peer_addr), Step::PeerAddress);
+    step!(a.path_id.cmp(&b.path_id), Step::PathId);
     (Ordering::Equal, Step::PathId)
 }
 

@@ -8,11 +8,9 @@
 
 use std::sync::Arc;
 
-use ipnet::IpNet;
-
 use crate::attrs::RouteAttrs;
 use crate::decision::{RankKey, multipath_equal, resolve_med};
-use crate::hash::FastMap;
+use crate::hash::PrefixMap;
 
 /// `Path::source` of locally originated paths.
 pub(crate) const LOCAL_SOURCE: u32 = u32::MAX;
@@ -165,7 +163,7 @@ impl Dest {
 /// One address family's Loc-RIB.
 #[derive(Debug, Default)]
 pub(crate) struct LocRib {
-    pub dests: FastMap<IpNet, Dest>,
+    pub dests: PrefixMap<Dest>,
 }
 
 impl LocRib {

@@ -193,7 +193,7 @@ pub(crate) fn is_martian(a: IpAddr) -> bool {
 
 /// Builds the decision key of one path.
 pub(crate) fn rank_key(p: &Path, peers: &[Option<PeerSlot>], cfg: &RibConfig) -> RankKey {
-    let a = &p.attrs.attrs;
+    let r = &p.attrs.rank;
     let peer = if p.is_local() {
         None
     } else {
@@ -212,9 +212,9 @@ pub(crate) fn rank_key(p: &Path, peers: &[Option<PeerSlot>], cfg: &RibConfig) ->
         ineligible: !p.eligible(),
         remote,
         llgr_stale: p.flags & flag::LLGR_STALE != 0,
-        local_pref: a.local_pref.unwrap_or(cfg.default_local_pref),
-        as_path_len: a.as_path.path_len() as u32,
-        origin: a.origin.unwrap_or(Origin::Incomplete),
+        local_pref: r.local_pref.unwrap_or(cfg.default_local_pref),
+        as_path_len: r.as_path_len,
+        origin: r.origin,
         med: 0,
         ibgp,
         igp_cost: if p.nh_cost == UNREACHABLE {
@@ -222,12 +222,75 @@ pub(crate) fn rank_key(p: &Path, peers: &[Option<PeerSlot>], cfg: &RibConfig) ->
         } else {
             p.nh_cost
         },
-        router_id: a.originator_id.unwrap_or(rid),
-        cluster_list_len: a.cluster_list.len() as u32,
+        router_id: r.originator_id.unwrap_or(rid),
+        cluster_list_len: r.cluster_list_len,
         peer_addr: addr,
         path_id: p.path_id,
-        neighbor_as: a.as_path.first_as().unwrap_or(cfg.local_asn),
-        raw_med: a.med.unwrap_or(0),
+        neighbor_as: r.neighbor_as.unwrap_or(cfg.local_asn),
+        raw_med: r.med,
+    }
+}
+
+/// The best route of a destination, as handed to fib-sync.
+fn build_best(
+    prefix: &IpNet,
+    d: &Dest,
+    peers: &[Option<PeerSlot>],
+    owners: &[String],
+    local_meta: &FastMap<(IpNet, u32), LocalRoute>,
+) -> Option<BestRoute> {
+    let best = d.best()?;
+    let peer = |slot: u32| peers.get(slot as usize).and_then(|s| s.as_ref());
+    // Paths through the same next hop (a route and its reflection) are
+    // one forwarding entry.
+    let mut next_hops: Vec<EcmpHop> = Vec::with_capacity(d.ecmp as usize);
+    for p in &d.paths[..d.ecmp as usize] {
+        if !next_hops.iter().any(|h| h.addr == p.attrs.next_hop.addr) {
+            next_hops.push(EcmpHop {
+                addr: p.attrs.next_hop.addr,
+                peer: if p.is_local() {
+                    None
+                } else {
+                    peer(p.source).map(|s| s.id)
+                },
+            });
+        }
+    }
+    Some(BestRoute {
+        next_hops,
+        local: best.is_local(),
+        source: source_of(prefix, best, peers, owners, local_meta),
+        attributes: best.attrs.clone(),
+        stale: best.flags & flag::STALE != 0,
+    })
+}
+
+fn source_of(
+    prefix: &IpNet,
+    p: &Path,
+    peers: &[Option<PeerSlot>],
+    owners: &[String],
+    local_meta: &FastMap<(IpNet, u32), LocalRoute>,
+) -> RouteSource {
+    if p.is_local() {
+        return RouteSource::Local {
+            owner: owners.get(p.path_id as usize).cloned().unwrap_or_default(),
+            kind: local_meta
+                .get(&(*prefix, p.path_id))
+                .map(|l| l.kind)
+                .unwrap_or_default(),
+        };
+    }
+    match peers.get(p.source as usize).and_then(|s| s.as_ref()) {
+        Some(s) => RouteSource::Peer {
+            peer: s.id,
+            address: s.cfg.address,
+            kind: s.kind,
+        },
+        None => RouteSource::Local {
+            owner: String::from("(removed peer)"),
+            kind: LocalKind::Static,
+        },
     }
 }
 
@@ -600,100 +663,57 @@ impl Rib {
             keys,
             sig_old,
             sig_new,
+            dirty,
+            best_changes,
+            seq,
+            owners,
+            local_meta,
+            deferral,
+            add_path_groups,
             ..
         } = self;
+        let table = &mut tables[fi].dests;
         let dest = if create {
-            tables[fi].dests.entry(prefix).or_default()
+            table.entry(prefix).or_default()
         } else {
-            match tables[fi].dests.get_mut(&prefix) {
+            match table.get_mut(&prefix) {
                 Some(d) => d,
                 None => return,
             }
         };
         dest.signature(sig_old);
-        if !f(dest) {
-            if dest.paths.is_empty() {
-                tables[fi].dests.remove(&prefix);
-            }
-            return;
-        }
-        dest.decide(keys, cfg.always_compare_med, cfg.max_paths, |p| {
-            rank_key(p, peers, cfg)
-        });
-        dest.signature(sig_new);
-        let best_changed = sig_old != sig_new;
-        if (best_changed || self.add_path_groups > 0) && !dest.dirty {
-            dest.dirty = true;
-            self.dirty.push(prefix);
-        }
-        if best_changed && self.deferral.is_none() {
-            let best = self.best_route_of(fi, &prefix);
-            self.seq += 1;
-            self.best_changes.push(BestChange {
-                seq: self.seq,
-                prefix,
-                best,
+        let changed = f(dest);
+        if changed {
+            dest.decide(keys, cfg.always_compare_med, cfg.max_paths, |p| {
+                rank_key(p, peers, cfg)
             });
+            dest.signature(sig_new);
+            let best_changed = sig_old != sig_new;
+            if (best_changed || *add_path_groups > 0) && !dest.dirty {
+                dest.dirty = true;
+                dirty.push(prefix);
+            }
+            if best_changed && deferral.is_none() {
+                *seq += 1;
+                best_changes.push(BestChange {
+                    seq: *seq,
+                    prefix,
+                    best: build_best(&prefix, dest, peers, owners, local_meta),
+                });
+            }
         }
-        if self.tables[fi]
-            .dests
-            .get(&prefix)
-            .is_some_and(|d| d.paths.is_empty())
-        {
-            self.tables[fi].dests.remove(&prefix);
+        if dest.paths.is_empty() {
+            table.remove(&prefix);
         }
     }
 
     fn best_route_of(&self, fi: usize, prefix: &IpNet) -> Option<BestRoute> {
         let d = self.tables[fi].dests.get(prefix)?;
-        let best = d.best()?;
-        // Paths through the same next hop (a route and its reflection) are
-        // one forwarding entry.
-        let mut next_hops: Vec<EcmpHop> = Vec::with_capacity(d.ecmp as usize);
-        for p in &d.paths[..d.ecmp as usize] {
-            if !next_hops.iter().any(|h| h.addr == p.attrs.next_hop.addr) {
-                next_hops.push(EcmpHop {
-                    addr: p.attrs.next_hop.addr,
-                    peer: self.peer(p.source).map(|s| s.id),
-                });
-            }
-        }
-        Some(BestRoute {
-            next_hops,
-            local: best.is_local(),
-            source: self.source_of(prefix, best),
-            attributes: best.attrs.clone(),
-            stale: best.flags & flag::STALE != 0,
-        })
+        build_best(prefix, d, &self.peers, &self.owners, &self.local_meta)
     }
 
     pub(crate) fn source_of(&self, prefix: &IpNet, p: &Path) -> RouteSource {
-        if p.is_local() {
-            RouteSource::Local {
-                owner: self
-                    .owners
-                    .get(p.path_id as usize)
-                    .cloned()
-                    .unwrap_or_default(),
-                kind: self
-                    .local_meta
-                    .get(&(*prefix, p.path_id))
-                    .map(|l| l.kind)
-                    .unwrap_or_default(),
-            }
-        } else {
-            match self.peer(p.source) {
-                Some(s) => RouteSource::Peer {
-                    peer: s.id,
-                    address: s.cfg.address,
-                    kind: s.kind,
-                },
-                None => RouteSource::Local {
-                    owner: String::from("(removed peer)"),
-                    kind: LocalKind::Static,
-                },
-            }
-        }
+        source_of(prefix, p, &self.peers, &self.owners, &self.local_meta)
     }
 
     /// The current best route of a prefix.
