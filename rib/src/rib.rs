@@ -477,6 +477,9 @@ impl Rib {
         let slot = self.slot(id)?;
         self.leave_group(slot);
         self.flush_peer(slot, None);
+        // Settle the groups' Adj-RIB-Out before the slot can be reused, so no
+        // entry names a slot that now belongs to another peer.
+        self.process_dirty();
         self.peers[slot as usize] = None;
         self.peer_slots.remove(&id);
         self.rebuild_own_addrs();
@@ -492,6 +495,9 @@ impl Rib {
         now: Instant,
     ) -> Result<(), RibError> {
         let slot = self.slot(id)?;
+        // A new session replaces any previous one (the session layer should
+        // have said peer_down; do not leave a stale group membership).
+        self.leave_group(slot);
         let stale_time = self.cfg.stale_path_time;
         let mut sweep: Vec<Family> = Vec::new();
         {

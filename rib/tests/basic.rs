@@ -262,3 +262,25 @@ fn treat_as_withdraw_and_end_of_rib() {
     );
     let _ = Arc::new(0);
 }
+
+#[test]
+fn rib_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Rib>();
+    assert_send::<BestChange>();
+    assert_send::<Outgoing>();
+}
+
+#[test]
+fn repeated_peer_up_keeps_one_group_membership() {
+    let mut r = rib();
+    let t = now();
+    r.add_peer(PeerId(1), peer("198.18.0.2", 65001)).unwrap();
+    r.peer_up(PeerId(1), PeerSession::basic(v4("198.18.0.2")), t)
+        .unwrap();
+    r.peer_up(PeerId(1), PeerSession::basic(v4("198.18.0.2")), t)
+        .unwrap();
+    assert_eq!(r.stats().update_groups, 1);
+    r.remove_peer(PeerId(1)).unwrap();
+    assert_eq!(r.stats().update_groups, 0);
+}
