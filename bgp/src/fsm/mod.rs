@@ -12,6 +12,32 @@
 //! peer's, and a replacement while Established) so that connection collisions
 //! (RFC 4271 §6.8) and a restarting peer (RFC 4724 §4.2) are handled; each
 //! is named by a [`ConnectionId`] the session hands out.
+//!
+//! ```
+//! use std::net::Ipv4Addr;
+//! use std::time::Instant;
+//! use tabby_bgp::fsm::{Action, Event, PeerAs, Session, SessionConfig, State};
+//! use tabby_bgp::types::Asn;
+//!
+//! let cfg = SessionConfig::new(Asn(65001), PeerAs::Exact(Asn(65002)), Ipv4Addr::new(192, 0, 2, 1));
+//! let mut session = Session::new(cfg);
+//! let now = Instant::now();
+//! session.handle_event(now, Event::Start);
+//! // The caller opens the TCP connection it is asked for...
+//! let conn = std::iter::from_fn(|| session.poll_action())
+//!     .find_map(|a| match a {
+//!         Action::Connect(c) => Some(c),
+//!         _ => None,
+//!     })
+//!     .expect("a connection attempt");
+//! session.handle_event(now, Event::Connected(conn));
+//! // ...and writes the OPEN the session produced.
+//! assert!(std::iter::from_fn(|| session.poll_action())
+//!     .any(|a| matches!(a, Action::Send { conn: c, urgent: true, .. } if c == conn)));
+//! assert_eq!(session.state(), State::OpenSent);
+//! // Next wake-up: the hold timer of OpenSent.
+//! assert!(session.poll_timeout().is_some());
+//! ```
 
 mod config;
 mod open;
