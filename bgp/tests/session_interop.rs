@@ -81,6 +81,8 @@ struct Lab {
     peer_ns: String,
     dir: PathBuf,
     children: Vec<Child>,
+    /// More lines for BIRD's `protocol bgp`.
+    bird_extra: String,
 }
 
 impl Lab {
@@ -95,6 +97,7 @@ impl Lab {
             peer_ns: format!("tbgp{tag}p"),
             dir: std::env::temp_dir().join(format!("tabby-interop-{tag}")),
             children: Vec::new(),
+            bird_extra: String::new(),
         };
         let _ = std::fs::remove_dir_all(&lab.dir);
         std::fs::create_dir_all(&lab.dir).expect("temp dir");
@@ -188,6 +191,7 @@ impl Lab {
         if ttl_security {
             pw.push_str("  ttl security on;\n");
         }
+        pw.push_str(&self.bird_extra);
         let conf = format!(
             r#"router id {PEER_V4};
 protocol device {{ }}
@@ -488,6 +492,8 @@ struct Ours {
     password: Option<String>,
     /// Run the session over IPv6 transport.
     v6: bool,
+    /// End with an administrative stop instead of a bare TCP close.
+    stop_at_end: bool,
     passive: bool,
     gtsm: bool,
 }
@@ -562,6 +568,12 @@ fn run_tabby(ns: &str, ours: Ours, limit: Duration, done: fn(&Outcome) -> bool) 
             if out.established {
                 tokio::time::sleep(Duration::from_secs(3)).await;
             }
+            if ours.stop_at_end {
+                let _ = h.commands.send(PeerCommand::Stop(Some("bye".into()))).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            // Leaving drops the runtime: the socket closes without a
+            // NOTIFICATION, as when the process dies.
             out
         })
     })
@@ -973,5 +985,51 @@ fn bird1_exchanges_ipv4_routes() {
     let shown = view.unwrap_or_else(|last| panic!("BIRD 1.6 did not learn our routes:\n{last}"));
     for p in OUR_V4 {
         assert!(shown.contains(p), "{p} missing in BIRD 1.6:\n{shown}");
+    }
+}
+
+fn bird_has(lab: &Lab, sock: &Path, prefixes: &[&str]) -> bool {
+    let shown = lab.birdc(sock, &["show", "route", "protocol", "tabby"]);
+    prefixes.iter().all(|p| shown.contains(p))
+}
+
+/// RFC 4724 against BIRD as helper: when we vanish without a NOTIFICATION
+/// BIRD keeps our routes as stale; an administrative stop (Hard Reset)
+/// withdraws them.
+#[test]
+fn bird2_keeps_our_routes_across_a_graceful_restart() {
+    preflight(&["bird", "birdc", "ip"]);
+    for stop in [false, true] {
+        let mut lab = Lab::new();
+        lab.bird_extra = "  graceful restart on;\n  graceful restart time 120;\n".into();
+        let sock = lab.start_bird(None, false);
+        let ns = lab.tabby_ns.clone();
+        let ours = Ours {
+            stop_at_end: stop,
+            ..Ours::default()
+        };
+        let out = run_tabby(&ns, ours, Duration::from_secs(40), has_all_peer_routes);
+        assert!(
+            out.established,
+            "no session with BIRD: {:?}\n{}",
+            out.states,
+            lab.log("bird.log")
+        );
+        // Our side is gone now. Give BIRD time to notice.
+        std::thread::sleep(Duration::from_secs(2));
+        let proto = lab.birdc(&sock, &["show", "protocols", "all", "tabby"]);
+        if stop {
+            wait_until(
+                "BIRD to withdraw our routes after a stop",
+                Duration::from_secs(10),
+                || !bird_has(&lab, &sock, &["100.64.1.0/24"]),
+            );
+        } else {
+            assert!(
+                bird_has(&lab, &sock, &OUR_V4) && bird_has(&lab, &sock, &OUR_V6),
+                "BIRD dropped our routes on a bare TCP close:\n{}\n{proto}",
+                lab.birdc(&sock, &["show", "route", "protocol", "tabby"])
+            );
+        }
     }
 }
