@@ -233,3 +233,25 @@ async fn unknown_addresses_are_closed() {
         .unwrap_or(0);
     assert_eq!(n, 0, "an unknown peer must get nothing but a close");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_the_handle_deconfigures_the_peer() {
+    let (a, mut b) = pair((None, None), false);
+    a.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    b.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    wait_for(&mut b, "B established", is_established).await;
+    let Side { speaker, peer } = a;
+    drop(peer.commands);
+    let PeerEvent::Down(down) =
+        wait_for(&mut b, "B down", |e| matches!(e, PeerEvent::Down(_))).await
+    else {
+        unreachable!()
+    };
+    // RFC 8538 Hard Reset carrying Cease / Peer De-configured (RFC 4486).
+    let DownReason::NotificationReceived(n) = down.reason else {
+        panic!("expected a NOTIFICATION, got {:?}", down.reason)
+    };
+    assert_eq!((n.code, n.subcode), (6, 9));
+    assert_eq!(n.data.first(), Some(&3));
+    drop(speaker);
+}

@@ -13,6 +13,7 @@ use tracing::{Instrument, debug, info_span, warn};
 use super::conn::{self, ConnIo, NetEvent};
 use super::{PeerCommand, PeerConfig, PeerEvent, PeerStatus};
 use crate::fsm::{Action, ConnectionId, Event, Session};
+use crate::notification::{Notification, cease};
 
 /// Above this many bulk octets queued for the socket, stop taking commands.
 const BULK_HIGH_WATER: usize = 4 << 20;
@@ -102,9 +103,13 @@ async fn run_inner(
             cmd = commands.recv(), if take_commands => match cmd {
                 Some(cmd) => p.on_command(cmd),
                 None => {
-                    p.session.handle_event(now(), Event::Stop {
-                        reason: Some("peer removed from the configuration".into()),
-                    });
+                    // RFC 4486: Cease / Peer De-configured.
+                    let n = Notification::cease_with_reason(
+                        cease::PEER_DECONFIGURED,
+                        "peer removed from the configuration",
+                    );
+                    p.session.handle_event(now(), Event::Cease(n));
+                    p.session.handle_event(now(), Event::Stop { reason: None });
                     p.carry_out();
                     return;
                 }
