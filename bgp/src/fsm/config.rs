@@ -146,6 +146,22 @@ impl SessionConfig {
         if self.families.is_empty() {
             return Err("no address family to offer: enable IPv4 or IPv6 unicast".into());
         }
+        // Timer arithmetic on Instant must not overflow.
+        let day = Duration::from_secs(86_400);
+        let timers = [
+            ("connect retry", Some(self.connect_retry)),
+            ("delay open", self.delay_open),
+            ("idle hold", Some(self.idle_hold)),
+            ("idle hold maximum", Some(self.idle_hold_max)),
+            ("send hold", self.send_hold),
+            ("open hold", Some(self.open_hold)),
+        ];
+        if let Some((name, d)) = timers
+            .iter()
+            .find_map(|(n, d)| d.filter(|d| *d > day).map(|d| (n, d)))
+        {
+            return Err(format!("{name} time {d:?} is longer than a day"));
+        }
         if let Some(k) = self.keepalive {
             if self.hold_time != 0 && k > self.hold_time / 3 {
                 return Err(format!(
@@ -182,6 +198,9 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = ok.clone();
         c.keepalive = Some(60);
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
+        c.connect_retry = Duration::MAX;
         assert!(c.validate().is_err());
         let mut c = ok;
         c.families.clear();
