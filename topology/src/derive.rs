@@ -106,6 +106,8 @@ struct Ctx<'a> {
     global_port: Option<u16>,
     /// `listenPort` of `node.<name>` configurations, by node name (looked up per mesh peer).
     node_ports: HashMap<&'a str, u16>,
+    /// Nodes by address, built on first use (only BGPPeers with `peerIP` need it).
+    by_address: std::cell::OnceCell<HashMap<IpAddr, &'a Node>>,
     mesh_enabled: bool,
 }
 
@@ -124,6 +126,7 @@ impl<'a> Ctx<'a> {
                 .iter()
                 .filter_map(|(name, c)| Some((name.strip_prefix("node.")?, c.listen_port?)))
                 .collect(),
+            by_address: std::cell::OnceCell::new(),
             mesh_enabled: default
                 .and_then(|c| c.node_to_node_mesh_enabled)
                 .unwrap_or(true),
@@ -137,6 +140,23 @@ impl<'a> Ctx<'a> {
 
     fn configured_port(&self, node: &str) -> Option<u16> {
         self.node_ports.get(node).copied().or(self.global_port)
+    }
+
+    /// The Calico node owning this address, if any (first by name if several claim it).
+    fn node_at(&self, ip: IpAddr) -> Option<&'a Node> {
+        let res = self.res;
+        self.by_address
+            .get_or_init(|| {
+                let mut m = HashMap::new();
+                for n in res.nodes.values() {
+                    for ip in families(n) {
+                        m.entry(ip).or_insert(&**n);
+                    }
+                }
+                m
+            })
+            .get(&ip)
+            .copied()
     }
 
     fn node_as(&self, n: &Node) -> u32 {
@@ -310,7 +330,7 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
             } else if let (Some((ip, port)), Some(asn)) = (spec.peer_ip, spec.as_number) {
                 // An address without a port that belongs to a Calico node of that AS peers
                 // on that node's listen port.
-                let calico = ctx.res.nodes.values().find(|n| n.addr_like(ip) == Some(ip));
+                let calico = ctx.node_at(ip);
                 let port = port.or_else(|| {
                     calico
                         .filter(|n| ctx.node_as(n) == asn)
@@ -352,15 +372,18 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
         if !selected {
             continue;
         }
-        for n in ctx.res.nodes.values() {
-            let local_side = match (&spec.node, &spec.node_selector) {
-                (Some(name), _) => &n.name == name,
-                (None, Some(sel)) => sel.matches(&n.labels),
-                (None, None) => true,
-            };
-            if !local_side {
-                continue;
-            }
+        let local_side: Box<dyn Iterator<Item = &Node>> = match (&spec.node, &spec.node_selector) {
+            (Some(name), _) => Box::new(ctx.res.nodes.get(name).map(|n| &**n).into_iter()),
+            (None, Some(sel)) => Box::new(
+                ctx.res
+                    .nodes
+                    .values()
+                    .map(|n| &**n)
+                    .filter(|n| sel.matches(&n.labels)),
+            ),
+            (None, None) => Box::new(ctx.res.nodes.values().map(|n| &**n)),
+        };
+        for n in local_side {
             for ip in families(n).filter(|ip| (ip.is_ipv4() && v4) || (ip.is_ipv6() && v6)) {
                 emit(&mut chosen, node_peer(n, ip, PeerKind::Node, spec));
             }
