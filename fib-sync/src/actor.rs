@@ -33,6 +33,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::inflight::Inflight;
 use crate::socket::{
     NlSocket, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE,
     RTNLGRP_LINK,
@@ -47,10 +48,22 @@ use crate::{FibError, learn};
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+// Work flags per prefix (`FibTask::marks`).
+/// Queued in `dirty`.
+const DIRTY: u8 = 1;
+/// A request for it is outstanding.
+const INFLIGHT: u8 = 2;
+/// Dirtied while in flight: replanned when the ack comes.
+const DEFERRED: u8 = 4;
+/// An outside change hit our route: the next request is a restore.
+const TOUCHED: u8 = 8;
+
 const RECV_BUF: usize = 256 << 10;
 /// Give up repeating an interrupted dump after this many tries and use the
 /// last one; the event stream corrects what it missed.
 const MAX_DUMP_TRIES: u32 = 8;
+/// The longest bulk run before a verifying dump (see `leave_bulk_if_done`).
+const MAX_BULK_RUN: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -111,16 +124,14 @@ pub struct FibTask {
     converged: bool,
 
     dirty: VecDeque<IpNet>,
-    in_dirty: HashSet<IpNet>,
-    /// Dirty while a request for the prefix is outstanding: replanned after.
-    deferred: HashSet<IpNet>,
-    /// Prefixes an outside change hit: the next op for them is a restore.
-    touched: HashSet<IpNet>,
-    inflight: HashMap<u32, Pending>,
-    inflight_prefix: HashSet<IpNet>,
+    /// Per-prefix work flags (`DIRTY`, `INFLIGHT`, `DEFERRED`, `TOUCHED`);
+    /// one map so the hot path does one lookup, not four.
+    marks: HashMap<IpNet, u8>,
+    inflight: Inflight<Pending>,
     /// (first seq, last seq) of every sent batch, oldest first.
     batches: VecDeque<(u32, u32)>,
-    seq: u32,
+    /// Sequence numbers of dump requests (their own socket).
+    dump_seq: u32,
     parked: HashMap<IpNet, i32>,
     blocked: HashSet<IpNet>,
     /// The errno last logged per prefix, so a retry storm logs once.
@@ -129,6 +140,7 @@ pub struct FibTask {
     /// Bulk mode: route notifications off, no replaces, view kept from acks,
     /// one verifying dump at the end.
     bulk: bool,
+    bulk_since: Instant,
     /// Prefixes changed by commands since the queue was last empty; what
     /// decides bulk mode (a resync marks everything, mostly no-ops).
     changed: usize,
@@ -148,10 +160,14 @@ pub struct FibTask {
 
 impl FibTask {
     pub(crate) async fn open(
-        cfg: FibConfig,
+        mut cfg: FibConfig,
         rx: mpsc::Receiver<Command>,
         events_tx: broadcast::Sender<KernelEvent>,
     ) -> Result<Self, FibError> {
+        // A batch must fit the socket's send buffer (netlink refuses a
+        // message larger than sk_sndbuf); at least one request in flight.
+        cfg.batch_bytes = cfg.batch_bytes.clamp(4096, 128 << 10);
+        cfg.max_in_flight = cfg.max_in_flight.max(1);
         let open = |what: &'static str, size: usize, groups: &[u32]| {
             NlSocket::open(size, groups).map_err(|e| FibError::Socket { what, source: e })
         };
@@ -199,18 +215,16 @@ impl FibTask {
             inherited: HashSet::default(),
             converged: false,
             dirty: VecDeque::new(),
-            in_dirty: HashSet::default(),
-            deferred: HashSet::default(),
-            touched: HashSet::default(),
-            inflight: HashMap::default(),
-            inflight_prefix: HashSet::default(),
+            marks: HashMap::default(),
+            inflight: Inflight::new(1),
             batches: VecDeque::new(),
-            seq: 1,
+            dump_seq: 1,
             parked: HashMap::default(),
             blocked: HashSet::default(),
             logged: HashMap::default(),
             need_resync: false,
             bulk: false,
+            bulk_since: Instant::now(),
             changed: 0,
             send_backoff: None,
             next_retry: Instant::now() + retry,
@@ -385,8 +399,23 @@ impl FibTask {
     }
 
     fn mark(&mut self, p: IpNet) {
-        if self.in_dirty.insert(p) {
+        let f = self.marks.entry(p).or_insert(0);
+        if *f & DIRTY == 0 {
+            *f |= DIRTY;
             self.dirty.push_back(p);
+        }
+    }
+
+    fn flags(&self, p: &IpNet) -> u8 {
+        self.marks.get(p).copied().unwrap_or(0)
+    }
+
+    /// Sets and clears flags of `p`, dropping the entry when none is left.
+    fn set_flags(&mut self, p: IpNet, set: u8, clear: u8) {
+        let f = self.marks.entry(p).or_insert(0);
+        *f = (*f | set) & !clear;
+        if *f == 0 {
+            self.marks.remove(&p);
         }
     }
 
@@ -426,6 +455,7 @@ impl FibTask {
             .set_groups(&[RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE], false)
             .map_err(FibError::Io)?;
         self.bulk = true;
+        self.bulk_since = Instant::now();
         self.stats.bulk_runs += 1;
         info!(
             backlog = self.dirty.len(),
@@ -435,9 +465,17 @@ impl FibTask {
     }
 
     fn leave_bulk_if_done(&mut self) -> Result<(), FibError> {
-        if !self.bulk || !self.dirty.is_empty() || !self.inflight.is_empty() {
+        if !self.bulk || !self.inflight.is_empty() {
             return Ok(());
         }
+        // A never-ending stream must not starve replaces and restores:
+        // verify and replan at least this often.
+        if !self.dirty.is_empty() && self.bulk_since.elapsed() < MAX_BULK_RUN {
+            return Ok(());
+        }
+        // The changes are handled; the replanning after the dump must not
+        // count as a new backlog.
+        self.changed = 0;
         // Listen first, then dump: a change after the dump's snapshot is
         // then always seen as an event.
         self.events
@@ -521,10 +559,9 @@ impl FibTask {
                 if k.len() != hops.len() {
                     return false;
                 }
-                let mut k = k.clone();
-                k.sort_by(|a, b| a.gateway.cmp(&b.gateway).then(a.oif.cmp(&b.oif)));
+                // Both sides are sorted by gateway, then interface.
                 let multi = hops.len() > 1;
-                hops.iter().zip(&k).all(|(w, h)| {
+                hops.iter().zip(k).all(|(w, h)| {
                     w.gateway == h.gateway
                         && w.onlink == h.onlink
                         && (w.oif == 0 || w.oif == h.oif)
@@ -610,28 +647,24 @@ impl FibTask {
             let Some(p) = self.dirty.pop_front() else {
                 break;
             };
-            self.in_dirty.remove(&p);
-            if self.inflight_prefix.contains(&p) {
-                self.deferred.insert(p);
+            let flags = self.flags(&p);
+            if flags & INFLIGHT != 0 {
+                self.set_flags(p, DEFERRED, DIRTY);
                 continue;
             }
             let at = buf.len();
-            let Some((op, metric)) = self.plan(p, &mut buf, self.seq) else {
+            let Some((op, metric)) = self.plan(p, &mut buf, self.inflight.next_seq()) else {
+                self.set_flags(p, 0, DIRTY);
                 continue;
             };
-            let seq = self.next_seq();
             last_at = at;
-            let restore = self.touched.remove(&p);
-            self.inflight.insert(
-                seq,
-                Pending {
-                    prefix: p,
-                    op,
-                    metric,
-                    restore,
-                },
-            );
-            self.inflight_prefix.insert(p);
+            let seq = self.inflight.push(Pending {
+                prefix: p,
+                op,
+                metric,
+                restore: flags & TOUCHED != 0,
+            });
+            self.set_flags(p, INFLIGHT, DIRTY | TOUCHED);
             if first.is_none() {
                 first = Some(seq);
             }
@@ -647,7 +680,7 @@ impl FibTask {
         }
         if let Some(f) = first {
             if result.is_ok() && !buf.is_empty() {
-                let last = self.seq.wrapping_sub(1);
+                let last = self.inflight.next_seq().wrapping_sub(1);
                 result = self.flush(&mut buf, f, last, last_at);
             }
         }
@@ -656,13 +689,9 @@ impl FibTask {
         result
     }
 
-    fn next_seq(&mut self) -> u32 {
-        let s = self.seq;
-        self.seq = self.seq.wrapping_add(1);
-        if self.seq == 0 {
-            self.seq = 1;
-        }
-        s
+    fn next_dump_seq(&mut self) -> u32 {
+        self.dump_seq = self.dump_seq.wrapping_add(1);
+        self.dump_seq
     }
 
     /// Sends one batch; only its last request asks for an ack, earlier ones
@@ -685,11 +714,9 @@ impl FibTask {
                 // Nothing of the batch was processed: requeue it.
                 let mut s = first;
                 loop {
-                    if let Some(p) = self.inflight.remove(&s) {
-                        self.inflight_prefix.remove(&p.prefix);
-                        if p.restore {
-                            self.touched.insert(p.prefix);
-                        }
+                    if let Some(p) = self.inflight.remove(s) {
+                        let touched = if p.restore { TOUCHED } else { 0 };
+                        self.set_flags(p.prefix, touched, INFLIGHT | DEFERRED);
                         self.mark(p.prefix);
                     }
                     if s == last {
@@ -699,13 +726,20 @@ impl FibTask {
                 }
                 let errno = e.raw_os_error().unwrap_or(0);
                 *self.stats.errors.entry(errno).or_default() += 1;
-                if matches!(errno, libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN) {
-                    warn!(error = %e, "netlink send failed for lack of memory; retrying shortly");
-                    self.send_backoff = Some(Instant::now() + Duration::from_millis(50));
-                    Ok(())
-                } else {
-                    Err(FibError::Io(e))
+                if errno == libc::EBADF {
+                    return Err(FibError::Io(e));
                 }
+                // ENOBUFS/ENOMEM: the kernel is short of memory; anything
+                // else is retried too, more slowly, rather than stopping
+                // route programming altogether.
+                let wait = if matches!(errno, libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN) {
+                    Duration::from_millis(50)
+                } else {
+                    Duration::from_secs(1)
+                };
+                warn!(error = %e, ?wait, "netlink send failed; batch requeued");
+                self.send_backoff = Some(Instant::now() + wait);
+                Ok(())
             }
         }
     }
@@ -751,20 +785,16 @@ impl FibTask {
     }
 
     fn abandon_inflight(&mut self) {
-        let pending: Vec<IpNet> = self.inflight.drain().map(|(_, p)| p.prefix).collect();
-        for p in pending {
-            self.mark(p);
+        for p in self.inflight.drain() {
+            self.set_flags(p.prefix, 0, INFLIGHT | DEFERRED);
+            self.mark(p.prefix);
         }
-        self.inflight_prefix.clear();
         self.batches.clear();
-        for p in std::mem::take(&mut self.deferred) {
-            self.mark(p);
-        }
     }
 
     fn on_ack(&mut self, seq: u32, errno: i32) {
         if errno != 0 || self.batches.front().is_none_or(|b| b.1 != seq) {
-            if let Some(p) = self.inflight.remove(&seq) {
+            if let Some(p) = self.inflight.remove(seq) {
                 self.complete(p, errno);
             }
         }
@@ -775,7 +805,7 @@ impl FibTask {
                 self.batches.pop_front();
                 let mut s = first;
                 loop {
-                    if let Some(p) = self.inflight.remove(&s) {
+                    if let Some(p) = self.inflight.remove(s) {
                         self.complete(p, 0);
                     }
                     if s == last {
@@ -789,9 +819,12 @@ impl FibTask {
 
     fn complete(&mut self, p: Pending, errno: i32) {
         let prefix = p.prefix;
-        self.inflight_prefix.remove(&prefix);
-        self.inherited.remove(&prefix);
-        if self.deferred.remove(&prefix) {
+        if !self.inherited.is_empty() {
+            self.inherited.remove(&prefix);
+        }
+        let deferred = self.flags(&prefix) & DEFERRED != 0;
+        self.set_flags(prefix, 0, INFLIGHT | DEFERRED);
+        if deferred {
             self.mark(prefix);
         }
         if errno == 0 {
@@ -993,7 +1026,7 @@ impl FibTask {
                 }
                 let before = self.ours.get(&p);
                 // A change to our route that no request of ours explains.
-                let outside = !self.inflight_prefix.contains(&p)
+                let outside = self.flags(&p) & INFLIGHT == 0
                     && self.desired.contains_key(&p)
                     && if added {
                         before != Some(&r)
@@ -1006,7 +1039,7 @@ impl FibTask {
                     self.ours.remove(&p);
                 }
                 if outside && self.converged_or_fresh(&p) {
-                    self.touched.insert(p);
+                    self.set_flags(p, TOUCHED, 0);
                 }
                 self.mark(p);
             } else {
@@ -1204,7 +1237,7 @@ impl FibTask {
     }
 
     async fn dump_once(&mut self, kind: DumpKind) -> Result<(Vec<Parsed>, bool), FibError> {
-        let seq = self.next_seq();
+        let seq = self.next_dump_seq();
         let mut req = Vec::with_capacity(64);
         match kind {
             DumpKind::Links => wire::dump_links(&mut req, seq),

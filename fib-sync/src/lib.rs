@@ -22,6 +22,7 @@
 //! ```
 
 mod actor;
+mod inflight;
 mod learn;
 pub mod netns;
 mod socket;

@@ -840,3 +840,88 @@ fn learns_device_routes_of_selected_protocols() {
     })
     .unwrap();
 }
+
+#[test]
+fn restart_under_foreign_churn_deletes_nothing_valid() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    // Churn: another protocol adds and removes 2000 routes over and over,
+    // so the start-up dumps run while the table changes (the kernel may
+    // flag them NLM_F_DUMP_INTR; either way nothing valid may go).
+    let mut add = String::new();
+    let mut del = String::new();
+    for i in 0..2000u32 {
+        add.push_str(&format!(
+            "route add 198.19.{}.{}/32 via 198.18.0.9 proto 99\n",
+            i / 256,
+            i % 256
+        ));
+        del.push_str(&format!(
+            "route del 198.19.{}.{}/32 proto 99\n",
+            i / 256,
+            i % 256
+        ));
+    }
+    let dir = std::env::temp_dir();
+    let (fa, fd) = (
+        dir.join(format!("churn-add-{}", std::process::id())),
+        dir.join(format!("churn-del-{}", std::process::id())),
+    );
+    std::fs::write(&fa, add).unwrap();
+    std::fs::write(&fd, del).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (n, stop, fa, fd) = (n.clone(), stop.clone(), fa.clone(), fd.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for f in [&fa, &fd] {
+                    let _ = std::process::Command::new("ip")
+                        .args(["-n", &n, "-batch"])
+                        .arg(f)
+                        .output();
+                }
+            }
+        })
+    };
+    let result = ns.block_on(move || async move {
+        let prefix = |i: u32| net(&format!("100.68.{}.{}/32", i / 256, i % 256));
+        let want: Vec<FibRoute> = (0..20_000)
+            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
+            .collect();
+        {
+            let (fib, task) = start(FibConfig::default()).await;
+            fib.set_many(want.clone()).await.unwrap();
+            fib.converged().await.unwrap();
+            fib.sync().await.unwrap();
+            drop(fib);
+            task.await.unwrap();
+        }
+        let mut retries = 0;
+        for _ in 0..3 {
+            let monitor = DelMonitor::start(PROTO);
+            let (fib, task) = start(FibConfig::default()).await;
+            fib.set_many(want.clone()).await.unwrap();
+            fib.converged().await.unwrap();
+            fib.sync().await.unwrap();
+            let s = fib.stats().await.unwrap();
+            retries += s.dump_retries;
+            assert_eq!((s.installs, s.replaces, s.deletes), (0, 0, 0), "{s:?}");
+            drop(fib);
+            task.await.unwrap();
+            assert_eq!(
+                monitor.finish(),
+                Vec::<ipnet::IpNet>::new(),
+                "valid routes were deleted"
+            );
+        }
+        retries
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = churn.join();
+    let _ = std::fs::remove_file(&fa);
+    let _ = std::fs::remove_file(&fd);
+    let retries = result.unwrap();
+    eprintln!("interrupted dumps repeated: {retries}");
+    assert_eq!(routes(ns.name(), false, "84").len(), 20_000);
+}

@@ -423,6 +423,7 @@ fn main() {
     let mut v4 = vec![100_000, 1_000_000];
     let mut v6 = vec![100_000];
     let mut with_bird = true;
+    let mut only_tabby = false;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -435,9 +436,10 @@ fn main() {
                 i += 1;
             }
             "--no-bird" => with_bird = false,
+            "--only-tabby" => only_tabby = true,
             other => {
                 eprintln!(
-                    "fib-bench: unknown argument {other}\nusage: fib-bench [--v4 N,N] [--v6 N,N] [--no-bird]"
+                    "fib-bench: unknown argument {other}\nusage: fib-bench [--v4 N,N] [--v6 N,N] [--no-bird] [--only-tabby]"
                 );
                 std::process::exit(2);
             }
@@ -458,6 +460,21 @@ fn main() {
         .chain(v6.iter().map(|n| (true, *n)));
     for (is6, n) in cases {
         let fam = if is6 { "IPv6" } else { "IPv4" };
+        if only_tabby {
+            match tabby(is6, n) {
+                Ok((a, w)) => println!(
+                    "| {fam} | {n} | tabby-fib-sync | {:.3} | {:.0} | {:.2} | - | {:.3} | {:.0} | {:.2} | - |",
+                    a.wall.as_secs_f64(),
+                    f64::from(n) / a.wall.as_secs_f64(),
+                    a.cpu.as_secs_f64(),
+                    w.wall.as_secs_f64(),
+                    f64::from(n) / w.wall.as_secs_f64(),
+                    w.cpu.as_secs_f64()
+                ),
+                Err(e) => println!("| {fam} | {n} | tabby-fib-sync | failed: {e} |"),
+            }
+            continue;
+        }
         let base = ip_batch(is6, n);
         let mut rows: Vec<(&str, Outcome)> = vec![("tabby-fib-sync", tabby(is6, n))];
         if with_bird {
