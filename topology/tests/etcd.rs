@@ -174,7 +174,8 @@ async fn list_watch_reject_delete_reconnect_relist() {
     let DatastoreSpec::Etcd(urls) = spec else {
         unreachable!()
     };
-    let mut src = EtcdSource::new(urls);
+    // Small pages so the paged list is exercised with a handful of keys.
+    let mut src = EtcdSource::new(urls).with_page_size(3);
 
     // 1. Initial list.
     let r1 = next(&mut src).await.unwrap();
@@ -182,6 +183,8 @@ async fn list_watch_reject_delete_reconnect_relist() {
     assert_eq!(r1.bgp_peers.len(), 2);
     let s1 = derive(&r1, "node-a").unwrap();
     assert_eq!(s1.peers.len(), 4, "two mesh + tor + tor2");
+    // 9 keys (one of a kind Tabby ignores) in pages of 3.
+    assert_eq!(src.pages_last_list(), 3);
     assert_eq!(
         s1.peers[&key("198.18.0.2")].password.as_deref(),
         Some("s3cret")

@@ -75,6 +75,8 @@ pub struct EtcdSource {
     failures: u32,
     listed: bool,
     lists: u64,
+    page_size: i64,
+    pages_last_list: usize,
 }
 
 impl std::fmt::Debug for EtcdSource {
@@ -103,7 +105,20 @@ impl EtcdSource {
             failures: 0,
             listed: false,
             lists: 0,
+            page_size: 500,
+            pages_last_list: 0,
         }
+    }
+
+    /// Lists in pages of this many keys (default 500), keeping each response small.
+    pub fn with_page_size(mut self, keys: u32) -> Self {
+        self.page_size = i64::from(keys.max(1));
+        self
+    }
+
+    /// How many pages (requests) the last list took.
+    pub fn pages_last_list(&self) -> usize {
+        self.pages_last_list
     }
 
     /// How many full lists were done: 1 after start, +1 per re-list after compaction (a
@@ -221,33 +236,70 @@ impl EtcdSource {
         Ok(())
     }
 
+    /// Lists the prefix in pages, every page read at the revision of the first so the view
+    /// is one consistent snapshot (a compaction meanwhile fails the list; it is retried).
     async fn list(&mut self) -> Result<(), TopologyError> {
         let endpoints = self.endpoints.join(",");
+        let page_size = self.page_size;
         let Some(client) = self.client.as_mut() else {
             return Ok(());
         };
-        let get = client.get(CALICO_PREFIX, Some(GetOptions::new().with_prefix()));
-        let resp = tokio::time::timeout(LIST_TIMEOUT, get)
-            .await
-            .map_err(|_| TopologyError::Etcd {
-                endpoints: endpoints.clone(),
-                reason: format!("listing {CALICO_PREFIX} took more than {LIST_TIMEOUT:?}"),
-            })?
-            .map_err(|e| TopologyError::Etcd {
-                endpoints: endpoints.clone(),
-                reason: format!("list: {e}"),
-            })?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or(0).max(1);
+        let err = |reason: String| TopologyError::Etcd {
+            endpoints: endpoints.clone(),
+            reason,
+        };
+        // The end of the prefix range: the prefix with its last byte incremented ('/' → '0').
+        let mut range_end = CALICO_PREFIX.as_bytes().to_vec();
+        if let Some(last) = range_end.last_mut() {
+            *last += 1;
+        }
+        let mut start = CALICO_PREFIX.as_bytes().to_vec();
+        let mut revision = 0i64;
+        let mut kvs: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut pages = 0usize;
+        loop {
+            pages += 1;
+            let mut opts = GetOptions::new()
+                .with_range(range_end.clone())
+                .with_limit(page_size);
+            if revision > 0 {
+                opts = opts.with_revision(revision);
+            }
+            let resp = tokio::time::timeout(LIST_TIMEOUT, client.get(start.clone(), Some(opts)))
+                .await
+                .map_err(|_| {
+                    err(format!(
+                        "listing {CALICO_PREFIX} took more than {LIST_TIMEOUT:?}"
+                    ))
+                })?
+                .map_err(|e| err(format!("list: {e}")))?;
+            if revision == 0 {
+                revision = resp.header().map(|h| h.revision()).unwrap_or(0).max(1);
+            }
+            for kv in resp.kvs() {
+                kvs.push((
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.value().to_vec(),
+                ));
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        self.pages_last_list = pages;
         let old = std::mem::take(&mut self.resources);
         let old_keys = std::mem::take(&mut self.keys);
-        for kv in resp.kvs() {
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            if !self.apply_put(&key, kv.value()) && !self.keys.contains_key(&key) {
+        for (key, value) in &kvs {
+            if !self.apply_put(key, value) && !self.keys.contains_key(key) {
                 // Bad value: keep what this key held before the re-list, if anything.
-                if let Some(id) = old_keys.get(&key) {
+                if let Some(id) = old_keys.get(key) {
                     if let Some(r) = lookup(&old, id) {
                         self.resources.upsert(r);
-                        self.keys.insert(key, id.clone());
+                        self.keys.insert(key.clone(), id.clone());
                     }
                 }
             }
