@@ -1468,6 +1468,14 @@ impl Daemon {
         }
     }
 
+    /// A planned stop: every session closes without a NOTIFICATION so peers
+    /// keep our routes for the restart time; kernel routes stay.
+    pub fn detach_all(&mut self) {
+        for slot in self.peers.values() {
+            slot.session.command(SessionCmd::Detach);
+        }
+    }
+
     pub fn health(&self) -> am::Health {
         let mut reasons = Vec::new();
         if self.state.is_none() {

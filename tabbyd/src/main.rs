@@ -233,7 +233,10 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
     // Leave kernel routes in place and let peers keep ours as stale
     // (graceful restart): no NOTIFICATION, the connections just close.
     info!("tabbyd stopping: kernel routes stay, peers keep our routes for the restart time");
+    lock(&daemon)?.detach_all();
     let _ = api_stop_tx.send(());
+    // Let the session tasks close their connections.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
 }
 

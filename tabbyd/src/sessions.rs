@@ -39,7 +39,12 @@ pub enum SessionEvent {
 pub enum SessionCmd {
     Start,
     Stop(Option<String>),
-    Reset { hard: bool },
+    Reset {
+        hard: bool,
+    },
+    /// Close without a NOTIFICATION so the peer keeps our routes as stale
+    /// (RFC 4724): a planned restart.
+    Detach,
     Send(Arc<[Update]>),
     RequestRefresh(Family),
 }
@@ -125,6 +130,7 @@ impl Sessions for Speaker {
                     SessionCmd::Start => driver::PeerCommand::Start,
                     SessionCmd::Stop(r) => driver::PeerCommand::Stop(r),
                     SessionCmd::Reset { hard } => driver::PeerCommand::Reset { hard },
+                    SessionCmd::Detach => driver::PeerCommand::Detach,
                     SessionCmd::Send(u) => driver::PeerCommand::SendUpdates(u.to_vec()),
                     SessionCmd::RequestRefresh(f) => driver::PeerCommand::RouteRefresh(f),
                 };
