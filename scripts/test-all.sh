@@ -12,6 +12,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (the daemons the interop tests start)"
+cargo build --workspace --bins --examples --locked
 echo "== cargo test"
 # The interop tests share the machine's two cores with daemons they start;
 # run test binaries one at a time so timers are not starved.
