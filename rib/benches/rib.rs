@@ -1,9 +1,8 @@
 //! RIB benches (issue: ingest, RR fan-out, churn). Figures go in README.md.
 //!
-//! Memory is measured with a counting global allocator: live bytes after
-//! building the table, divided by the number of paths.
+//! Timings are thread CPU time (the bench machine is shared). Memory per
+//! path is measured by the `memory` bench, which counts allocations.
 
-use std::alloc::System;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -12,93 +11,14 @@ use bytes::BytesMut;
 use cpu_time::ThreadTime;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ipnet::{IpNet, Ipv4Net};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use tabby_bgp::attr::{AsPath, Community, Origin};
+use tabby_bgp::attr::Origin;
 use tabby_bgp::codec::{CodecCtx, encode_message};
 use tabby_bgp::message::{Message, Update};
 use tabby_bgp::{Asn, Nlri, PathAttributes};
 use tabby_rib::*;
 
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-const PEERS: u32 = 10;
-const PREFIXES: u32 = 100_000;
-/// Prefixes per attribute set (a full table averages about this).
-const PER_SET: u32 = 10;
-
-/// The i-th /27 of 100.64.0.0/10 (LAB address plan).
-fn prefix27(i: u32) -> IpNet {
-    IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x6440_0000u32 + (i << 5)), 27).expect("valid /27"))
-}
-
-fn peer_addr(p: u32) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(198, 18, 1, p as u8 + 1))
-}
-
-/// 10 eBGP peers, each announcing the same 100k prefixes, 10 per UPDATE
-/// with one attribute set per UPDATE; paths differ per peer in their first
-/// AS and length, so attributes are shared within a peer's UPDATE only.
-fn ingest_updates() -> Vec<(PeerId, Update)> {
-    let mut out = Vec::new();
-    for p in 0..PEERS {
-        let nh = match peer_addr(p) {
-            IpAddr::V4(a) => a,
-            IpAddr::V6(_) => unreachable!(),
-        };
-        for set in 0..PREFIXES / PER_SET {
-            let origin_as = 64600 + (set % 3000);
-            let mut path = vec![Asn(65001 + p), Asn(64700 + (set % 97))];
-            if (set + p) % 3 == 0 {
-                path.push(Asn(64900 + (set % 13)));
-            }
-            path.push(Asn(origin_as));
-            let attributes = PathAttributes {
-                origin: Some(Origin::Igp),
-                as_path: AsPath::from_sequence(path),
-                next_hop: Some(nh),
-                med: if set % 4 == 0 { Some(set % 50) } else { None },
-                communities: vec![Community::new(65001 + p as u16, (set % 20) as u16)],
-                ..Default::default()
-            };
-            let nlri = (set * PER_SET..(set + 1) * PER_SET)
-                .map(|i| Nlri::new(prefix27(i)))
-                .collect();
-            out.push((
-                PeerId(p),
-                Update {
-                    attributes,
-                    nlri,
-                    ..Default::default()
-                },
-            ));
-        }
-    }
-    out
-}
-
-fn ingest_rib() -> Rib {
-    let mut c = RibConfig::new(Ipv4Addr::new(198, 18, 0, 1), Asn(64512));
-    c.max_paths = 4;
-    let mut rib = Rib::new(c);
-    let now = Instant::now();
-    for p in 0..PEERS {
-        let mut pc = PeerConfig::new(peer_addr(p), Asn(65001 + p));
-        pc.local_v4 = Some(Ipv4Addr::new(198, 18, 0, 1));
-        rib.add_peer(PeerId(p), pc).expect("new peer");
-        let mut s = PeerSession::basic(Ipv4Addr::new(198, 18, 1, p as u8 + 1));
-        s.families = vec![tabby_bgp::Family::IPV4_UNICAST];
-        rib.peer_up(PeerId(p), s, now).expect("configured peer");
-    }
-    rib.drain_outgoing();
-    rib
-}
-
-fn ingest(rib: &mut Rib, updates: &[(PeerId, Update)]) {
-    for (p, u) in updates {
-        black_box(rib.apply_update(*p, u).expect("peer up"));
-    }
-}
+mod common;
+use common::*;
 
 fn bench_ingest(c: &mut Criterion) {
     let updates = ingest_updates();
@@ -107,9 +27,7 @@ fn bench_ingest(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Elements(paths));
-    let report = std::sync::Once::new();
     g.bench_function("10 peers x 100k IPv4 prefixes", |b| {
-        report.call_once(|| memory_report(&updates));
         // CPU time of this thread: the bench machine is shared, wall time
         // would measure the other tenants.
         b.iter_custom(|iters| {
@@ -125,27 +43,6 @@ fn bench_ingest(c: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-/// Live bytes of a full table (1M paths), per path.
-fn memory_report(updates: &[(PeerId, Update)]) {
-    let rib0 = ingest_rib();
-    let region = Region::new(GLOBAL);
-    let mut rib = rib0;
-    ingest(&mut rib, updates);
-    rib.drain_best_changes();
-    let s = region.change();
-    let live = s.bytes_allocated as i64 - s.bytes_deallocated as i64;
-    let st = rib.stats();
-    println!(
-        "ingest memory: {} paths, {} prefixes, {} attribute sets, {:.1} MB live, {:.1} bytes/path",
-        st.paths,
-        st.prefixes,
-        st.attribute_sets,
-        live as f64 / 1e6,
-        live as f64 / st.paths as f64
-    );
-    drop(rib);
 }
 
 const CLIENTS: u32 = 1000;

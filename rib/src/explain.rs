@@ -73,7 +73,8 @@ impl Rib {
             for (i, p) in d.paths.iter().enumerate() {
                 let best = i == 0 && d.ecmp > 0;
                 let lost_at = match (keys.first(), keys.get(i)) {
-                    (Some(b), Some(k)) if i > 0 || d.ecmp == 0 => Some(compare(b, k).1),
+                    _ if !p.eligible() => Some(Step::Eligibility),
+                    (Some(b), Some(k)) if i > 0 => Some(compare(b, k).1),
                     _ => None,
                 };
                 let ineligible = if p.flags & flag::BAD_NEXT_HOP != 0 {

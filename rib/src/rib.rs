@@ -1054,9 +1054,10 @@ impl Rib {
         std::mem::take(&mut self.best_changes)
     }
 
-    /// True once after selection deferral ended (or immediately when there
-    /// was none): fib-sync may now remove kernel routes of a previous run
-    /// that the full set of best changes did not confirm.
+    /// False while selection is deferred (RFC 4724 §4.1), true once it
+    /// ended (and from the start when there was none). When it turns true,
+    /// the best changes drained next hold the complete table: fib-sync may
+    /// then remove kernel routes of a previous run they did not confirm.
     pub fn selection_complete(&self) -> bool {
         self.selection_complete
     }
@@ -1639,7 +1640,6 @@ impl Rib {
                 }
             }
         }
-        self.interner.collect();
     }
 
     // -------------------------------------------------------------- stats

@@ -1,35 +1,34 @@
-//! Times ingest phases without criterion (profiling aid).
+//! Workloads shared by the RIB benches.
+#![allow(dead_code)]
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use ipnet::{IpNet, Ipv4Net};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tabby_bgp::attr::{AsPath, Community, Origin};
 use tabby_bgp::message::Update;
 use tabby_bgp::{Asn, Nlri, PathAttributes};
 use tabby_rib::*;
-#[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
-const PEERS: u32 = 10;
-const PREFIXES: u32 = 100_000;
+pub const PEERS: u32 = 10;
+pub const PREFIXES: u32 = 100_000;
 /// Prefixes per attribute set (a full table averages about this).
-const PER_SET: u32 = 10;
+pub const PER_SET: u32 = 10;
 
 /// The i-th /27 of 100.64.0.0/10 (LAB address plan).
-fn prefix27(i: u32) -> IpNet {
+pub fn prefix27(i: u32) -> IpNet {
     IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x6440_0000u32 + (i << 5)), 27).expect("valid /27"))
 }
 
-fn peer_addr(p: u32) -> IpAddr {
+pub fn peer_addr(p: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 18, 1, p as u8 + 1))
 }
 
 /// 10 eBGP peers, each announcing the same 100k prefixes, 10 per UPDATE
 /// with one attribute set per UPDATE; paths differ per peer in their first
 /// AS and length, so attributes are shared within a peer's UPDATE only.
-fn ingest_updates() -> Vec<(PeerId, Update)> {
+pub fn ingest_updates() -> Vec<(PeerId, Update)> {
     let mut out = Vec::new();
     for p in 0..PEERS {
         let nh = match peer_addr(p) {
@@ -67,7 +66,7 @@ fn ingest_updates() -> Vec<(PeerId, Update)> {
     out
 }
 
-fn ingest_rib() -> Rib {
+pub fn ingest_rib() -> Rib {
     let mut c = RibConfig::new(Ipv4Addr::new(198, 18, 0, 1), Asn(64512));
     c.max_paths = 4;
     let mut rib = Rib::new(c);
@@ -84,40 +83,8 @@ fn ingest_rib() -> Rib {
     rib
 }
 
-fn ingest(rib: &mut Rib, updates: &[(PeerId, Update)]) {
+pub fn ingest(rib: &mut Rib, updates: &[(PeerId, Update)]) {
     for (p, u) in updates {
         black_box(rib.apply_update(*p, u).expect("peer up"));
-    }
-}
-
-fn main() {
-    let updates = ingest_updates();
-    for round in 0..3 {
-        let mut rib = ingest_rib();
-        let region = Region::new(GLOBAL);
-        let t = Instant::now();
-        let cpu = cpu_time::ThreadTime::now();
-        let per_peer = updates.len() / PEERS as usize;
-        for (k, chunk) in updates.chunks(per_peer).enumerate() {
-            let t1 = cpu_time::ThreadTime::now();
-            ingest(&mut rib, chunk);
-            if round == 2 {
-                let st = region.change();
-                let live = st.bytes_allocated as i64 - st.bytes_deallocated as i64;
-                println!(
-                    "peer {k}: {:?} live {} allocs {} sets {}",
-                    t1.elapsed(),
-                    live,
-                    st.allocations,
-                    rib.stats().attribute_sets
-                );
-            }
-        }
-        let n = rib.drain_best_changes().len();
-        println!(
-            "round {round}: {:?} wall, {:?} cpu for 1M paths ({n} best changes)",
-            t.elapsed(),
-            cpu.elapsed()
-        );
     }
 }
