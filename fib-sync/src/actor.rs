@@ -141,6 +141,9 @@ pub struct FibTask {
     /// one verifying dump at the end.
     bulk: bool,
     bulk_since: Instant,
+    /// Prefixes whose plan waits for the next dump (replaces and unexplained
+    /// EEXIST during a bulk run).
+    replan_after_dump: Vec<IpNet>,
     /// Prefixes changed by commands since the queue was last empty; what
     /// decides bulk mode (a resync marks everything, mostly no-ops).
     changed: usize,
@@ -226,6 +229,7 @@ impl FibTask {
             bulk: false,
             bulk_since: Instant::now(),
             changed: 0,
+            replan_after_dump: Vec::new(),
             send_backoff: None,
             next_retry: Instant::now() + retry,
             links: HashMap::default(),
@@ -613,7 +617,10 @@ impl FibTask {
             Some(_) if foreign => Some(OpKind::Delete),
             // REPLACE needs a current view of foreign routes; the dump that
             // ends bulk mode replans this prefix.
-            Some(_) if self.bulk => None,
+            Some(_) if self.bulk => {
+                self.replan_after_dump.push(p);
+                None
+            }
             Some(_) => Some(OpKind::Replace),
             None if foreign => None,
             None => Some(OpKind::Create),
@@ -1158,11 +1165,9 @@ impl FibTask {
                 .await?,
         );
 
-        let old_ours: HashSet<IpNet> = self.ours.keys().copied().collect();
-        let old_stale: HashSet<IpNet> = self.stale_metric.keys().copied().collect();
-        self.ours.clear();
-        self.stale_metric.clear();
-        self.foreign.clear();
+        let old_ours = std::mem::take(&mut self.ours);
+        let old_stale = std::mem::take(&mut self.stale_metric);
+        let old_foreign = std::mem::take(&mut self.foreign);
         let learned_before = std::mem::take(&mut self.learned);
         for m in routes {
             if let Parsed::NewRoute(r) = m {
@@ -1190,16 +1195,53 @@ impl FibTask {
                 let _ = self.events_tx.send(KernelEvent::Unlearned(*p));
             }
         }
-        let all: Vec<IpNet> = self
-            .desired
-            .keys()
-            .chain(self.ours.keys())
-            .chain(self.stale_metric.keys())
-            .chain(old_ours.iter())
-            .chain(old_stale.iter())
-            .copied()
-            .collect();
-        for p in all {
+        // Replan only what the dump shows differently from the view the
+        // earlier plans were made on, plus what was put off for a dump:
+        // at a million routes a full replan costs more than the dump.
+        let mut todo = std::mem::take(&mut self.replan_after_dump);
+        // A route that differs from the old view but already is what we
+        // want needs nothing (after a bulk run the view held our requests,
+        // the dump holds the kernel's spelling of them).
+        let settled = |p: &IpNet, r: &KernelRoute| {
+            self.desired
+                .get(p)
+                .is_some_and(|w| self.resolve(w).is_ok_and(|hops| self.matches(w, &hops, r)))
+                && !self.foreign.contains_key(p)
+        };
+        todo.extend(
+            self.ours
+                .iter()
+                .filter(|(p, r)| old_ours.get(*p) != Some(*r) && !settled(p, r))
+                .map(|(p, _)| *p),
+        );
+        todo.extend(old_ours.keys().filter(|p| !self.ours.contains_key(*p)));
+        todo.extend(
+            self.stale_metric
+                .iter()
+                .filter(|(p, m)| old_stale.get(*p) != Some(*m))
+                .map(|(p, _)| *p),
+        );
+        todo.extend(
+            old_stale
+                .keys()
+                .filter(|p| !self.stale_metric.contains_key(*p)),
+        );
+        todo.extend(
+            self.foreign
+                .iter()
+                .filter(|(p, f)| {
+                    old_foreign
+                        .get(*p)
+                        .is_none_or(|o| o.count != f.count || o.ambiguous)
+                })
+                .map(|(p, _)| *p),
+        );
+        todo.extend(
+            old_foreign
+                .keys()
+                .filter(|p| !self.foreign.contains_key(*p)),
+        );
+        for p in todo {
             self.mark(p);
         }
         // A resync is a fresh look: parked routes get another try.

@@ -99,6 +99,9 @@ fn tabby(v6: bool, n: u32) -> Outcome {
             cpu: usage(UsageWho::RUSAGE_THREAD) - cpu0,
         };
         let s = fib.stats().await.map_err(|e| e.to_string())?;
+        if std::env::var_os("FIB_BENCH_VERBOSE").is_some() {
+            eprintln!("tabby after install: {s:?}");
+        }
         if s.installs != u64::from(n) || s.installed != n as usize {
             return Err(format!("tabby installed {} of {n}: {s:?}", s.installs));
         }
