@@ -124,6 +124,8 @@ pub(crate) struct PeerSlot {
     pub adj_in_pre: FastMap<(IpNet, u32), Arc<RouteAttrs>>,
     pub gr: Vec<(Family, GrState)>,
     pub eor_rx: Vec<Family>,
+    /// Paths in the Loc-RIB from this peer, per family (IPv4, IPv6).
+    pub counts: [usize; 2],
 }
 
 /// The routing information base. See the crate documentation.
@@ -371,7 +373,7 @@ impl Rib {
                     }
                 }
                 if !updates.is_empty() {
-                    self.change_dest(prefix, false, |d| {
+                    self.change_dest(prefix, false, LOCAL_SOURCE, |d| {
                         for (s, id, cost, flags) in &updates {
                             if let Some(p) = d
                                 .paths
@@ -465,6 +467,7 @@ impl Rib {
             adj_in_pre: FastMap::default(),
             gr: Vec::new(),
             eor_rx: Vec::new(),
+            counts: [0; 2],
         });
         self.peer_slots.insert(id, slot as u32);
         self.rebuild_own_addrs();
@@ -600,7 +603,7 @@ impl Rib {
             .map(|(k, _)| *k)
             .collect();
         for prefix in prefixes {
-            self.change_dest(prefix, false, |d| {
+            self.change_dest(prefix, false, slot, |d| {
                 if llgr {
                     d.paths.retain(|p| {
                         p.source != slot || !p.attrs.attrs.communities.contains(&Community::NO_LLGR)
@@ -616,7 +619,7 @@ impl Rib {
 
     /// Removes a peer's stale paths of one family (End-of-RIB or timer).
     fn sweep_stale(&mut self, slot: u32, fam: Family) {
-        self.remove_paths(fam, |p| p.source == slot && p.flags & flag::STALE != 0);
+        self.remove_paths(fam, slot, |p| p.flags & flag::STALE != 0);
         if let Some(p) = self.peer_mut(slot) {
             p.gr.retain(|(f, _)| *f != fam);
         }
@@ -626,7 +629,7 @@ impl Rib {
     fn flush_peer(&mut self, slot: u32, fam: Option<Family>) {
         for f in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
             if fam.is_none_or(|x| x == f) {
-                self.remove_paths(f, |p| p.source == slot);
+                self.remove_paths(f, slot, |_| true);
                 if let Some(p) = self.peer_mut(slot) {
                     p.adj_in_pre.retain(|(pfx, _), _| Family::of(pfx) != f);
                     p.gr.retain(|(x, _)| *x != f);
@@ -635,18 +638,19 @@ impl Rib {
         }
     }
 
-    fn remove_paths(&mut self, fam: Family, pred: impl Fn(&Path) -> bool) {
+    /// Removes the paths of `source` in `fam` that match `pred`.
+    fn remove_paths(&mut self, fam: Family, source: u32, pred: impl Fn(&Path) -> bool) {
         let Some(fi) = family_idx(fam) else { return };
         let prefixes: Vec<IpNet> = self.tables[fi]
             .dests
             .iter()
-            .filter(|(_, d)| d.paths.iter().any(&pred))
+            .filter(|(_, d)| d.paths.iter().any(|p| p.source == source && pred(p)))
             .map(|(k, _)| *k)
             .collect();
         let removed: usize = prefixes.len();
         for prefix in prefixes {
-            self.change_dest(prefix, false, |d| {
-                d.paths.retain(|p| !pred(p));
+            self.change_dest(prefix, false, source, |d| {
+                d.paths.retain(|p| p.source != source || !pred(p));
                 true
             });
         }
@@ -660,7 +664,13 @@ impl Rib {
     /// Applies `f` to the prefix's destination (created when `create`),
     /// re-runs the decision and records the consequences. `f` returns
     /// whether it changed any path.
-    fn change_dest(&mut self, prefix: IpNet, create: bool, f: impl FnOnce(&mut Dest) -> bool) {
+    fn change_dest(
+        &mut self,
+        prefix: IpNet,
+        create: bool,
+        source: u32,
+        f: impl FnOnce(&mut Dest) -> bool,
+    ) {
         let fi = fam_idx(&prefix);
         let Rib {
             tables,
@@ -688,7 +698,16 @@ impl Rib {
             }
         };
         dest.signature(sig_old);
+        let before = dest.paths.len();
         let changed = f(dest);
+        // Every caller changes the paths of one source: keep its per-family
+        // count (max-prefix, RFC 4486 Cease/1) without scanning.
+        let delta = dest.paths.len() as isize - before as isize;
+        if delta != 0 {
+            if let Some(Some(p)) = peers.get_mut(source as usize) {
+                p.counts[fi] = p.counts[fi].saturating_add_signed(delta);
+            }
+        }
         if changed {
             dest.decide(keys, cfg.always_compare_med, cfg.max_paths, |p| {
                 rank_key(p, peers, cfg)
@@ -800,7 +819,7 @@ impl Rib {
         if let Some(p) = self.peer_mut(slot) {
             p.adj_in_pre.remove(&(prefix, id));
         }
-        self.change_dest(prefix, false, |d| d.remove(slot, id));
+        self.change_dest(prefix, false, slot, |d| d.remove(slot, id));
     }
 
     /// Loop and sanity checks on a received attribute set (RFC 4271 §9,
@@ -904,7 +923,7 @@ impl Rib {
                 Some(a) => a,
                 None => {
                     out.reject(RejectReason::ImportPolicy, 1);
-                    self.change_dest(prefix, false, |d| d.remove(slot, id));
+                    self.change_dest(prefix, false, slot, |d| d.remove(slot, id));
                     continue;
                 }
             };
@@ -916,7 +935,7 @@ impl Rib {
                 nh_cost: cost,
                 flags,
             };
-            self.change_dest(prefix, true, |d| d.upsert(path));
+            self.change_dest(prefix, true, path.source, |d| d.upsert(path));
         }
     }
 
@@ -1012,7 +1031,7 @@ impl Rib {
             nh_cost: 0,
             flags: 0,
         };
-        self.change_dest(prefix, true, |d| d.upsert(path));
+        self.change_dest(prefix, true, path.source, |d| d.upsert(path));
     }
 
     /// Withdraws a route originated by `owner`. Returns whether it existed.
@@ -1022,7 +1041,7 @@ impl Rib {
             return false;
         };
         let existed = self.local_meta.remove(&(prefix, id)).is_some();
-        self.change_dest(prefix, false, |d| d.remove(LOCAL_SOURCE, id));
+        self.change_dest(prefix, false, LOCAL_SOURCE, |d| d.remove(LOCAL_SOURCE, id));
         existed
     }
 
@@ -1527,7 +1546,7 @@ impl Rib {
         let block = import.is_none() && kind == PeerKind::Ebgp && self.cfg.rfc8212;
         for ((prefix, id), base) in entries {
             match self.run_import(&import, block, kind, &prefix, &base) {
-                None => self.change_dest(prefix, false, |d| d.remove(slot, id)),
+                None => self.change_dest(prefix, false, slot, |d| d.remove(slot, id)),
                 Some(attrs) => {
                     let (cost, bad) = self.resolve_next_hop(base.next_hop.addr);
                     let stale = self.tables[fam_idx(&prefix)]
@@ -1542,7 +1561,7 @@ impl Rib {
                         nh_cost: cost,
                         flags: stale | if bad { flag::BAD_NEXT_HOP } else { 0 },
                     };
-                    self.change_dest(prefix, true, |d| d.upsert(path));
+                    self.change_dest(prefix, true, path.source, |d| d.upsert(path));
                 }
             }
         }
@@ -1662,15 +1681,12 @@ impl Rib {
             .and_then(|p| p.group)
     }
 
-    /// Number of paths a peer has in the Loc-RIB, per family (max-prefix).
+    /// Paths a peer has in the Loc-RIB in `family` (stale ones included),
+    /// for max-prefix checks after each UPDATE. Constant time.
     pub fn prefix_count(&self, peer: PeerId, family: Family) -> usize {
         let (Ok(slot), Some(fi)) = (self.slot(peer), family_idx(family)) else {
             return 0;
         };
-        self.tables[fi]
-            .dests
-            .values()
-            .map(|d| d.paths.iter().filter(|p| p.source == slot).count())
-            .sum()
+        self.peer(slot).map_or(0, |p| p.counts[fi])
     }
 }

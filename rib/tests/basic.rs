@@ -284,3 +284,42 @@ fn repeated_peer_up_keeps_one_group_membership() {
     r.remove_peer(PeerId(1)).unwrap();
     assert_eq!(r.stats().update_groups, 0);
 }
+
+#[test]
+fn prefix_count_follows_announcements_withdrawals_and_flushes() {
+    use tabby_bgp::Family;
+    let mut r = rib();
+    let t = now();
+    r.add_peer(PeerId(1), peer("198.18.0.2", 65001)).unwrap();
+    r.peer_up(PeerId(1), PeerSession::basic(v4("198.18.0.2")), t)
+        .unwrap();
+    r.apply_update(
+        PeerId(1),
+        &announce(
+            &["100.64.0.0/26", "100.64.0.64/26", "100.64.0.128/26"],
+            "198.18.0.2",
+            &[65001],
+        ),
+    )
+    .unwrap();
+    r.apply_update(
+        PeerId(1),
+        &announce(&["2001:db8:1000::/64"], "2001:db8::2", &[65001]),
+    )
+    .unwrap();
+    // Implicit withdraw does not count twice.
+    r.apply_update(
+        PeerId(1),
+        &announce(&["100.64.0.0/26"], "198.18.0.2", &[65001, 65005]),
+    )
+    .unwrap();
+    assert_eq!(r.prefix_count(PeerId(1), Family::IPV4_UNICAST), 3);
+    assert_eq!(r.prefix_count(PeerId(1), Family::IPV6_UNICAST), 1);
+    r.apply_update(PeerId(1), &withdraw(&["100.64.0.64/26", "100.64.9.0/26"]))
+        .unwrap();
+    assert_eq!(r.prefix_count(PeerId(1), Family::IPV4_UNICAST), 2);
+    r.peer_down(PeerId(1), DownKind::Flush, t).unwrap();
+    assert_eq!(r.prefix_count(PeerId(1), Family::IPV4_UNICAST), 0);
+    assert_eq!(r.prefix_count(PeerId(1), Family::IPV6_UNICAST), 0);
+    assert_eq!(r.prefix_count(PeerId(7), Family::IPV4_UNICAST), 0);
+}
