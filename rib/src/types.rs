@@ -310,6 +310,26 @@ pub struct Outgoing {
     pub updates: Arc<[tabby_bgp::message::Update]>,
 }
 
+impl Outgoing {
+    /// The wire form of every UPDATE in this batch, back to back, encoded
+    /// once for all recipients (`ctx`: the negotiated session parameters,
+    /// equal for every member of an update group).
+    pub fn encode(
+        &self,
+        ctx: &tabby_bgp::codec::CodecCtx,
+    ) -> Result<bytes::BytesMut, tabby_bgp::codec::EncodeError> {
+        let mut out = bytes::BytesMut::with_capacity(self.updates.len() * 128);
+        for u in self.updates.iter() {
+            tabby_bgp::codec::encode_message(
+                &tabby_bgp::Message::Update(u.clone()),
+                ctx,
+                &mut out,
+            )?;
+        }
+        Ok(out)
+    }
+}
+
 /// What the caller must do after a policy change.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PolicyChangeOutcome {

@@ -323,3 +323,39 @@ fn prefix_count_follows_announcements_withdrawals_and_flushes() {
     assert_eq!(r.prefix_count(PeerId(1), Family::IPV6_UNICAST), 0);
     assert_eq!(r.prefix_count(PeerId(7), Family::IPV4_UNICAST), 0);
 }
+
+#[test]
+fn outgoing_encodes_once_and_round_trips() {
+    use tabby_bgp::Message;
+    use tabby_bgp::codec::{CodecCtx, decode_message, frame_len};
+    let mut r = rib();
+    r.add_peer(PeerId(1), peer("198.18.0.2", 65001)).unwrap();
+    r.peer_up(PeerId(1), PeerSession::basic(v4("198.18.0.2")), now())
+        .unwrap();
+    r.drain_outgoing();
+    r.originate(net("100.64.3.0/26"), "ipam", LocalRoute::default());
+    r.originate(net("2001:db8:1000::/122"), "ipam", LocalRoute::default());
+    let ctx = CodecCtx {
+        four_octet_as: true,
+        ebgp: true,
+        ..CodecCtx::default()
+    };
+    let out = r.drain_outgoing();
+    let mut decoded = Vec::new();
+    for o in &out {
+        let bytes = o.encode(&ctx).unwrap();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let n = frame_len(rest, ctx.max_message_len).unwrap().unwrap();
+            let Message::Update(u) = decode_message(&rest[..n], &ctx).unwrap() else {
+                panic!("not an UPDATE")
+            };
+            decoded.push(u);
+            rest = &rest[n..];
+        }
+    }
+    assert_eq!(
+        announced(&decoded),
+        vec![net("100.64.3.0/26"), net("2001:db8:1000::/122")]
+    );
+}
