@@ -48,8 +48,8 @@ pub enum NextHop {
     Keep,
 }
 
-/// One desired BGP session.
-#[derive(Debug, Clone, PartialEq)]
+/// One desired BGP session. Its `Debug` output never shows the password.
+#[derive(Clone, PartialEq)]
 pub struct Peer {
     pub key: PeerKey,
     pub kind: PeerKind,
@@ -89,6 +89,34 @@ pub struct Peer {
     pub import_rules: Vec<PolicyRule>,
     /// Rules from those filters; [`NodeState::export_policy`] composes the full chain.
     pub export_rules: Vec<PolicyRule>,
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("key", &self.key)
+            .field("kind", &self.kind)
+            .field("origin", &self.origin)
+            .field("calico_node", &self.calico_node)
+            .field("peer_as", &self.peer_as)
+            .field("local_as", &self.local_as)
+            .field("local_as_override", &self.local_as_override)
+            .field("passive", &self.passive)
+            .field("rr_client", &self.rr_client)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ttl_security", &self.ttl_security)
+            .field("source_address", &self.source_address)
+            .field("next_hop", &self.next_hop)
+            .field("num_allowed_local_as", &self.num_allowed_local_as)
+            .field("graceful_restart_time", &self.graceful_restart_time)
+            .field("keepalive_time", &self.keepalive_time)
+            .field("reachable_by", &self.reachable_by)
+            .field("internal", &self.internal)
+            .field("filters", &self.filters)
+            .field("import_rules", &self.import_rules)
+            .field("export_rules", &self.export_rules)
+            .finish()
+    }
 }
 
 /// A prefix condition: the route's prefix lies within `net` and its length is in `min..=max`.
