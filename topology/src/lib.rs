@@ -10,6 +10,17 @@
 //! (`std::net`, `ipnet`, `u32` AS numbers) that `tabbyd` maps onto `tabby-bgp`,
 //! `tabby-rib` and `tabby-fib-sync`; this crate depends on none of them.
 //!
+//! Flow: a [`Source`] ([`FileSource`] or [`EtcdSource`], chosen by [`DatastoreSpec`]) yields
+//! [`Resources`] snapshots; [`derive()`] turns one into this node's [`NodeState`]; [`diff`]
+//! between the running and the new state lists [`Change`]s, each saying whether it needs a
+//! session reset ([`Change::needs_reset`]) or only a re-export / route refresh.
+//!
+//! Datastores: the file is multi-document Kubernetes-style YAML (`kind: List` accepted),
+//! all-or-nothing per edit. etcd uses Calico's etcdv3 keys
+//! `/calico/resources/v3/projectcalico.org/<plural>/<name>`; Secrets, which Calico keeps in
+//! Kubernetes, are read from `…/secrets/<namespace>/<name>`. A `secretKeyRef` names no
+//! namespace: the Secret in `calico-system` wins, else any namespace holding that name.
+//!
 //! ```
 //! let yaml = include_str!("../examples/cluster.yaml");
 //! let res = tabby_topology::Resources::from_yaml_str(yaml, "cluster.yaml").unwrap();
