@@ -148,7 +148,7 @@ fn parse_node(
                 name,
                 field,
                 format!(
-                    "'{s}' is not a cluster id in dotted-quad form such as 244.0.0.1 (RFC 4456 §7)"
+                    "'{s}' is not a cluster id in dotted-quad form such as 198.18.0.100 (RFC 4456 §7)"
                 ),
             )
         })?),

@@ -384,7 +384,7 @@ fn route_reflector_clients_and_reflector_mesh() {
     // every client through the automatic reverse of peer-with-rr (different cluster id:
     // `rr client`).
     let rr1 = derive(&res, "rr-1").unwrap();
-    assert_eq!(rr1.rr_cluster_id, Some("244.0.0.1".parse().unwrap()));
+    assert_eq!(rr1.rr_cluster_id, Some("198.18.0.100".parse().unwrap()));
     let rr2 = &rr1.peers[&key("198.18.0.102", 179)];
     assert_eq!(rr2.origin, "BGPPeer rr-mesh");
     assert!(!rr2.rr_client);
@@ -396,7 +396,7 @@ fn route_reflector_clients_and_reflector_mesh() {
     assert_eq!(rr1.peers.len(), 4);
     // The annotation marks rr-2 a reflector too.
     let rr2s = derive(&res, "rr-2").unwrap();
-    assert_eq!(rr2s.rr_cluster_id, Some("244.0.0.1".parse().unwrap()));
+    assert_eq!(rr2s.rr_cluster_id, Some("198.18.0.100".parse().unwrap()));
     assert_eq!(rr2s.peers.values().filter(|p| p.rr_client).count(), 3);
 }
 

@@ -83,3 +83,25 @@ fn export_policy_sends_own_block_and_pool_routes_only() {
     // Anything outside every pool is not ours to announce.
     assert_eq!(verdict("198.19.0.0/24"), Verdict::Reject);
 }
+
+#[test]
+fn route_reflector_example() {
+    let text = include_str!("../examples/rr-cluster.yaml");
+    let res = Resources::from_yaml_str(text, "examples/rr-cluster.yaml").unwrap();
+    let rr = derive(&res, "rr-1").unwrap();
+    assert_eq!(rr.rr_cluster_id, Some("198.18.0.10".parse().unwrap()));
+    assert_eq!(rr.peers.len(), 3);
+    assert!(rr.peers.values().all(|p| p.rr_client && p.internal));
+    // A reflector announces no block of its own.
+    assert!(rr.originated.is_empty());
+    for n in ["node-a", "node-b", "node-c"] {
+        let s = derive(&res, n).unwrap();
+        assert_eq!(
+            s.peers.keys().copied().collect::<Vec<_>>(),
+            vec![key("198.18.0.10", 179)],
+            "{n}"
+        );
+        assert!(!s.peers[&key("198.18.0.10", 179)].rr_client);
+        assert_eq!(s.originated.len(), 1);
+    }
+}
