@@ -1321,46 +1321,64 @@ impl Rib {
                     .map(|_| i as u32)
             })
             .collect();
+        // Peers of one group that came up together share their dump.
+        let mut by_group: Vec<(u32, Vec<u32>)> = Vec::new();
         for slot in waiting {
-            self.dump_to(slot, None, true);
+            let Some(gid) = self.peer(slot).and_then(|p| p.group) else {
+                continue;
+            };
+            match by_group.iter_mut().find(|(g, _)| *g == gid) {
+                Some((_, v)) => v.push(slot),
+                None => by_group.push((gid, vec![slot])),
+            }
+        }
+        for (gid, slots) in by_group {
+            self.dump_to(gid, &slots, None, true);
         }
         std::mem::take(&mut self.queued)
     }
 
-    /// Queues everything `slot`'s group advertises (for `family`, or all),
-    /// optionally followed by End-of-RIB.
-    fn dump_to(&mut self, slot: u32, family: Option<Family>, eor: bool) {
-        let Some(s) = self.peer(slot) else { return };
-        let id = s.id;
-        let families: Vec<Family> = s
-            .session
-            .as_ref()
-            .map(|x| {
-                x.families
-                    .iter()
-                    .copied()
-                    .filter(|f| family.is_none_or(|y| y == *f))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let Some(gid) = s.group else { return };
+    /// Queues everything group `gid` advertises to `slots` (members of it),
+    /// for `family` or all, optionally followed by End-of-RIB.
+    fn dump_to(&mut self, gid: u32, slots: &[u32], family: Option<Family>, eor: bool) {
         let Some(Some(g)) = self.groups.get(gid as usize) else {
             return;
         };
-        let batch = g.dump_for(slot, family);
-        let members: Arc<[PeerId]> = Arc::from(Vec::new());
+        let targets: FastSet<u32> = slots.iter().copied().collect();
+        let families: Vec<Family> = g
+            .key
+            .families
+            .iter()
+            .copied()
+            .filter(|f| family.is_none_or(|y| y == *f))
+            .collect();
+        let mut ids: Vec<PeerId> = slots.iter().map(|s| self.id_of(*s)).collect();
+        ids.sort();
+        let single = (ids.len() == 1).then(|| ids[0]);
+        let members: Arc<[PeerId]> = ids.into();
+        let batch = g.dump_for(&targets, family);
         let mut built = 0;
-        let out = g.finish(batch, &members, |x| self.id_of(x), Some(id), &mut built);
+        let out = g.finish(batch, &members, |x| self.id_of(x), single, &mut built);
         self.updates_built += built;
         self.queued.extend(out);
-        if eor {
+        if eor && !families.is_empty() {
+            let to = match single {
+                Some(p) => Recipients::Peer(p),
+                None => Recipients::Group {
+                    group: gid,
+                    members: members.clone(),
+                    except: None,
+                },
+            };
             self.queued.push(Outgoing {
-                to: Recipients::Peer(id),
+                to,
                 updates: end_of_rib(&families).into(),
             });
         }
-        if let Some(p) = self.peer_mut(slot) {
-            p.awaiting_dump = false;
+        for s in slots {
+            if let Some(p) = self.peer_mut(*s) {
+                p.awaiting_dump = false;
+            }
         }
     }
 
@@ -1375,7 +1393,9 @@ impl Rib {
             return Err(RibError::UnsupportedFamily(family));
         }
         self.process_dirty();
-        self.dump_to(slot, Some(family), false);
+        if let Some(gid) = self.peer(slot).and_then(|p| p.group) {
+            self.dump_to(gid, &[slot], Some(family), false);
+        }
         Ok(())
     }
 

@@ -172,9 +172,11 @@ impl UpdateGroup {
         }
     }
 
-    /// Everything this group advertises that `member` may receive, for
-    /// `family` (all when `None`): an initial dump or a route refresh.
-    pub fn dump_for(&self, member: u32, family: Option<Family>) -> Batcher {
+    /// Everything this group advertises that `targets` may receive, for
+    /// `family` (all when `None`): initial dumps or a route refresh. Peers
+    /// that come up together share one dump: a route learned from one of
+    /// them goes in a batch that skips it.
+    pub fn dump_for(&self, targets: &FastSet<u32>, family: Option<Family>) -> Batcher {
         let mut b = Batcher::default();
         let add_path = |p: &IpNet| self.key.add_path(Family::of(p));
         let mut prefixes: Vec<&IpNet> = self
@@ -188,7 +190,8 @@ impl UpdateGroup {
                 continue;
             };
             for e in entries {
-                if e.source == member {
+                let except = targets.contains(&e.source).then_some(e.source);
+                if except.is_some() && targets.len() == 1 {
                     continue;
                 }
                 let nlri = if add_path(p) {
@@ -196,7 +199,7 @@ impl UpdateGroup {
                 } else {
                     Nlri::new(*p)
                 };
-                b.announce(&e.attrs, None, nlri);
+                b.announce(&e.attrs, except, nlri);
                 if !add_path(p) {
                     break;
                 }

@@ -572,3 +572,61 @@ fn oversized_as_path_is_not_exported() {
         "attributes exceed the peer's maximum message size"
     );
 }
+
+#[test]
+fn peers_coming_up_together_share_one_dump() {
+    use tabby_bgp::capability::{GrFamily, GracefulRestart};
+    let mut r = rib_with(|c| c.cluster_id = Some(v4("198.18.0.100")));
+    let session = |i: u32| {
+        let mut s = PeerSession::basic(v4(&format!("198.18.0.{}", 10 + i)));
+        s.families = vec![Family::IPV4_UNICAST];
+        s.graceful_restart = Some(GracefulRestart {
+            restart_state: false,
+            notification: true,
+            restart_time: 120,
+            families: vec![GrFamily {
+                family: Family::IPV4_UNICAST,
+                forwarding_preserved: true,
+            }],
+        });
+        s
+    };
+    for i in 0..20u32 {
+        let mut p = peer(&format!("198.18.0.{}", 10 + i), LOCAL_AS);
+        p.rr_client = true;
+        r.add_peer(PeerId(i), p).unwrap();
+        r.peer_up(PeerId(i), session(i), now()).unwrap();
+        let pfx = format!("100.64.{i}.0/26");
+        r.apply_update(
+            PeerId(i),
+            &announce(&[pfx.as_str()], &format!("198.18.0.{}", 10 + i), &[]),
+        )
+        .unwrap();
+    }
+    r.drain_outgoing();
+    // The reflector's clients all restart; their routes stay as stale.
+    for i in 0..20u32 {
+        r.peer_down(PeerId(i), DownKind::Graceful, now()).unwrap();
+    }
+    assert_eq!(r.stats().paths, 20);
+    for i in 0..20u32 {
+        r.peer_up(PeerId(i), session(i), now()).unwrap();
+    }
+    let before = r.stats().updates_built;
+    let out = r.drain_outgoing();
+    // One UPDATE per source, shared by the 19 others; not 20 x 19.
+    assert_eq!(r.stats().updates_built - before, 20);
+    for i in 0..20u32 {
+        let got = updates_for(&out, PeerId(i));
+        let prefixes = announced(&got);
+        assert_eq!(prefixes.len(), 19, "client {i}");
+        assert!(
+            !prefixes.contains(&net(&format!("100.64.{i}.0/26"))),
+            "own route sent back to client {i}"
+        );
+        assert_eq!(
+            render(&got).last().map(String::as_str),
+            Some("EOR ipv4-unicast")
+        );
+    }
+}
