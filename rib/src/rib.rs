@@ -686,6 +686,7 @@ impl Rib {
             local_meta,
             deferral,
             add_path_groups,
+            group_ids,
             ..
         } = self;
         let table = &mut tables[fi].dests;
@@ -714,7 +715,9 @@ impl Rib {
             });
             dest.signature(sig_new);
             let best_changed = sig_old != sig_new;
-            if (best_changed || *add_path_groups > 0) && !dest.dirty {
+            // Without update groups there is nobody to export to; a group
+            // created later starts from the whole table.
+            if (best_changed || *add_path_groups > 0) && !dest.dirty && !group_ids.is_empty() {
                 dest.dirty = true;
                 dirty.push(prefix);
             }
