@@ -1,0 +1,202 @@
+//! Scenario 2 (issue 7): node restart under graceful restart (RFC 4724).
+//! Three Tabby nodes in a mesh reach steady state; one is killed with
+//! SIGKILL. The other kernels lose no route while it is down (its peers keep
+//! its routes as stale); restarted, it converges without deleting a single
+//! route from its own kernel (its FIB waits for End-of-RIB), and ends with
+//! exactly the routes it had.
+
+mod fixtures;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use anyhow::{Result, ensure};
+use fixtures::*;
+use interop_tests::*;
+use ipnet::IpNet;
+
+/// `ip monitor route` lines for one of `prefixes` that report a deletion.
+fn deletions(log: &str, prefixes: &[IpNet]) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.starts_with("Deleted"))
+        .filter(|l| prefixes.iter().any(|p| l.contains(&p.to_string())))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn node_restart_keeps_every_route() -> Result<()> {
+    need(&[]);
+    let started = Instant::now();
+    let mut lab = Lab::new("scen2")?;
+    let ns: Vec<Ns> = (1..=3)
+        .map(|i| lab.ns(&format!("node-{i}")))
+        .collect::<Result<_>>()?;
+    let seg = lab.lan(&ns.iter().collect::<Vec<_>>())?;
+    let addrs: Vec<IpAddr> = ns
+        .iter()
+        .map(|n| seg.v4(n).map(IpAddr::V4))
+        .collect::<Result<_>>()?;
+    let blocks: Vec<IpNet> = (1..=3).map(|i| net(&format!("100.64.{i}.0/26"))).collect();
+
+    let mut c = Cluster::new().pool("100.64.0.0/16", "Never");
+    for (i, a) in addrs.iter().enumerate() {
+        let IpAddr::V4(v4) = a else { unreachable!() };
+        c = c
+            .node(NodeSpec::v4(&format!("node-{}", i + 1), *v4))
+            .block(&format!("node-{}", i + 1), &blocks[i].to_string());
+    }
+    let file = lab.write_file("cluster.yaml", &c.render())?;
+    let mut t = vec![];
+    for (i, n) in ns.iter().enumerate() {
+        let name = format!("node-{}", i + 1);
+        let mut o = TabbydOpts::new(&name, Datastore::File(file.clone()));
+        // Long enough that only End-of-RIB, not the timer, ends the deferral.
+        o.deferral_time = Some(60);
+        t.push(lab.start_tabbyd(n, &name, &o)?);
+    }
+    let others = |i: usize| -> Vec<IpAddr> {
+        addrs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, a)| *a)
+            .collect()
+    };
+    let steady = |lab: &Lab| -> Result<()> {
+        for (i, n) in ns.iter().enumerate() {
+            let want: Vec<(IpNet, Want)> = blocks
+                .iter()
+                .enumerate()
+                .map(|(j, b)| {
+                    (
+                        *b,
+                        if i == j {
+                            Want::Blackhole
+                        } else {
+                            Want::Via(addrs[j])
+                        },
+                    )
+                })
+                .collect();
+            kernel_has(lab, n, &want)?;
+        }
+        Ok(())
+    };
+    lab.wait_for(
+        "steady state: mesh up, every block in every kernel",
+        T,
+        || {
+            for (i, ti) in t.iter().enumerate() {
+                established(ti, &others(i))?;
+            }
+            steady(&lab)
+        },
+    )?;
+    let before: Vec<Vec<KernelRoute>> = ns
+        .iter()
+        .map(|n| lab.kernel_routes_proto(n, TABBY_PROTO))
+        .collect::<Result<_>>()?;
+
+    // Watch every kernel from before the crash until after recovery.
+    for (i, n) in ns.iter().enumerate() {
+        lab.start(
+            n,
+            &format!("monitor-{}", i + 1),
+            Daemon::other("ip", &["monitor", "route"]),
+        )?;
+    }
+    // `ip monitor` subscribes at start; a route added now must show up in its
+    // log before the crash is trusted to be observed.
+    lab.wait_for("ip monitor listening", T, || {
+        for (i, n) in ns.iter().enumerate() {
+            let probe = net(&format!("198.19.{}.0/24", 200 + i));
+            let _ = lab.ip(n, &["route", "replace", "blackhole", &probe.to_string()]);
+            let log = std::fs::read_to_string(lab.log_path(&format!("monitor-{}", i + 1))?)?;
+            ensure!(
+                log.contains(&probe.to_string()),
+                "monitor-{} not yet",
+                i + 1
+            );
+        }
+        Ok(())
+    })?;
+
+    lab.kill9("node-2")?;
+    let t_kill = Instant::now();
+    // The peers notice (the kernel closes the dead process's sockets) and
+    // keep node-2's routes as stale.
+    lab.wait_for("node-2 down at its peers", T, || {
+        for i in [0, 2] {
+            let p = peer(&t[i], addrs[1])?;
+            ensure!(p["state"].as_str() != Some("Established"), "{p}");
+        }
+        Ok(())
+    })?;
+    steady(&lab)?;
+    for i in [0, 2] {
+        let p = best_path(&t[i], blocks[1])?;
+        ensure!(
+            p["stale"].as_bool() == Some(true),
+            "node-{} holds {p}",
+            i + 1
+        );
+    }
+
+    lab.restart("node-2")?;
+    let t_restart = Instant::now();
+    lab.wait_for("node-2 back: sessions up, routes fresh", T, || {
+        established(&t[1], &others(1))?;
+        for i in [0, 2] {
+            established(&t[i], &[addrs[1]])?;
+            let p = best_path(&t[i], blocks[1])?;
+            ensure!(p["stale"].as_bool() != Some(true), "still stale: {p}");
+        }
+        let st = ctl_json(&t[1], &["status"])?;
+        ensure!(
+            st["fib"]["state"].as_str() == Some("in sync"),
+            "node-2 FIB: {}",
+            st["fib"]
+        );
+        steady(&lab)
+    })?;
+    let converged = t_restart.elapsed();
+
+    // Give a late deletion a chance to show up in the monitors: a fresh probe
+    // added after convergence must appear after it.
+    lab.wait_for("monitors caught up", T, || {
+        for (i, n) in ns.iter().enumerate() {
+            let probe = net(&format!("198.19.{}.0/24", 210 + i));
+            let _ = lab.ip(n, &["route", "replace", "blackhole", &probe.to_string()]);
+            let log = std::fs::read_to_string(lab.log_path(&format!("monitor-{}", i + 1))?)?;
+            ensure!(
+                log.contains(&probe.to_string()),
+                "monitor-{} not yet",
+                i + 1
+            );
+        }
+        Ok(())
+    })?;
+    for (i, n) in ns.iter().enumerate() {
+        let log = std::fs::read_to_string(lab.log_path(&format!("monitor-{}", i + 1))?)?;
+        let d = deletions(&log, &blocks);
+        assert!(d.is_empty(), "{n} deleted routes across the restart: {d:?}");
+        let after = lab.kernel_routes_proto(n, TABBY_PROTO)?;
+        let key = |v: &[KernelRoute]| {
+            let mut k: Vec<String> = v.iter().map(|r| format!("{r:?}")).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            key(&before[i]),
+            key(&after),
+            "{n}: routes differ after the restart"
+        );
+    }
+    eprintln!(
+        "scenario 2: passed in {:?}; node-2 down {:?}, converged {converged:?} after restart",
+        started.elapsed(),
+        t_restart.duration_since(t_kill)
+    );
+    Ok(())
+}
