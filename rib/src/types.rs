@@ -178,6 +178,24 @@ impl PeerSession {
     }
 }
 
+impl From<&tabby_bgp::negotiated::Negotiated> for PeerSession {
+    /// What the session FSM's `Established` action carries.
+    fn from(n: &tabby_bgp::negotiated::Negotiated) -> Self {
+        PeerSession {
+            router_id: n.peer_id,
+            families: n.families.iter().copied().collect(),
+            add_path_rx: n.add_path_rx.iter().copied().collect(),
+            add_path_tx: n.add_path_tx.iter().copied().collect(),
+            four_octet_as: n.four_octet_as,
+            route_refresh: n.route_refresh,
+            graceful_restart: n.peer_gr.clone(),
+            llgr: n.peer_llgr.clone(),
+            max_message_len: n.codec_ctx().max_message_len,
+            peer_role: n.peer_role,
+        }
+    }
+}
+
 /// Why a session went down, as far as the RIB cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownKind {
@@ -188,6 +206,18 @@ pub enum DownKind {
     /// Flush every route at once (administrative shutdown, RFC 8538 Hard
     /// Reset, GR not negotiated).
     Flush,
+}
+
+impl From<&tabby_bgp::fsm::Down> for DownKind {
+    /// The FSM decided whether graceful restart applies (RFC 4724 §4.2,
+    /// RFC 8538 N bit and Hard Reset).
+    fn from(d: &tabby_bgp::fsm::Down) -> Self {
+        if d.stale.is_some() {
+            DownKind::Graceful
+        } else {
+            DownKind::Flush
+        }
+    }
 }
 
 /// What kind of locally originated route this is (policy can match on it).
