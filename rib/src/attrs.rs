@@ -98,51 +98,81 @@ impl std::borrow::Borrow<RouteAttrs> for Interned {
     }
 }
 
-/// The attribute interner. Entries no path refers to any more are dropped
-/// by [`Interner::collect`], which the RIB calls as the set grows.
+/// Shards of the interner: garbage is collected one shard at a time, so a
+/// collection pauses for a sixty-fourth of the set, not all of it.
+const SHARDS: usize = 64;
+
 #[derive(Debug, Default)]
-pub struct Interner {
+struct Shard {
     set: FastSet<Interned>,
-    /// Set size after the last collection; the next runs at twice that.
+    /// Size after the last collection; the next runs at twice that.
     collect_at: usize,
+}
+
+impl Shard {
+    fn collect(&mut self) {
+        self.set.retain(|e| Arc::strong_count(&e.0) > 1);
+        self.collect_at = self.set.len() * 2;
+    }
+}
+
+/// The attribute interner. Entries no path refers to any more are dropped
+/// shard by shard as a shard doubles, and all at once by
+/// [`Interner::collect`].
+#[derive(Debug)]
+pub struct Interner {
+    shards: Vec<Shard>,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        }
+    }
+}
+
+/// A cheap shard choice from fields equal sets share.
+fn shard_of(a: &RouteAttrs) -> usize {
+    use std::hash::{BuildHasher, Hash};
+    let mut h = crate::hash::FastBuild::default().build_hasher();
+    a.next_hop.addr.hash(&mut h);
+    a.rank.hash(&mut h);
+    a.attrs.communities.first().hash(&mut h);
+    (std::hash::Hasher::finish(&h) >> 58) as usize % SHARDS
 }
 
 impl Interner {
     /// The shared copy of `attrs`.
     pub fn intern(&mut self, attrs: RouteAttrs) -> Arc<RouteAttrs> {
-        if let Some(found) = self.set.get(&attrs) {
+        let Some(shard) = self.shards.get_mut(shard_of(&attrs)) else {
+            return Arc::new(attrs);
+        };
+        if let Some(found) = shard.set.get(&attrs) {
             return found.0.clone();
         }
-        if self.set.len() >= self.collect_at.max(1024) {
-            self.collect();
+        if shard.set.len() >= shard.collect_at.max(64) {
+            shard.collect();
         }
         let arc = Arc::new(attrs);
-        self.set.insert(Interned(arc.clone()));
+        shard.set.insert(Interned(arc.clone()));
         arc
-    }
-
-    /// Re-interns an already shared set (cheap when it is already ours).
-    pub fn intern_arc(&mut self, attrs: &Arc<RouteAttrs>) -> Arc<RouteAttrs> {
-        if let Some(found) = self.set.get(&**attrs) {
-            return found.0.clone();
-        }
-        self.set.insert(Interned(attrs.clone()));
-        attrs.clone()
     }
 
     /// Drops entries only the interner still holds.
     pub fn collect(&mut self) {
-        self.set.retain(|e| Arc::strong_count(&e.0) > 1);
-        self.collect_at = self.set.len() * 2;
+        for s in &mut self.shards {
+            s.collect();
+        }
     }
 
     /// Distinct attribute sets currently held.
     pub fn len(&self) -> usize {
-        self.set.len()
+        self.shards.iter().map(|s| s.set.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
+        self.shards.iter().all(|s| s.set.is_empty())
     }
 }
 
