@@ -193,6 +193,12 @@ async fn global_rib_add_show_del() {
     assert!(v6.contains("2001:db8:1000::/48"), "{v6}");
     assert!(!v6.contains("100.64.1.0/24"), "{v6}");
 
+    let summary = ok(port, &["global", "rib", "summary"]).await;
+    assert!(
+        summary.contains("AFI_IP") && summary.contains("Destination: 2, Path: 2"),
+        "{summary}"
+    );
+
     let one = ok(port, &["global", "rib", "100.64.1.0/24"]).await;
     assert!(
         one.contains("100.64.1.0/24") && !one.contains("198.19.7.0"),
