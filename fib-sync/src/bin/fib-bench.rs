@@ -100,7 +100,14 @@ fn tabby(v6: bool, n: u32) -> Outcome {
         };
         let s = fib.stats().await.map_err(|e| e.to_string())?;
         if std::env::var_os("FIB_BENCH_VERBOSE").is_some() {
-            eprintln!("tabby after install: {s:?}");
+            let u = getrusage(UsageWho::RUSAGE_THREAD).ok();
+            eprintln!(
+                "tabby after install: {s:?}; voluntary/involuntary context switches {:?}",
+                u.map(|u| (
+                    u.voluntary_context_switches(),
+                    u.involuntary_context_switches()
+                ))
+            );
         }
         if s.installs != u64::from(n) || s.installed != n as usize {
             return Err(format!("tabby installed {} of {n}: {s:?}", s.installs));
