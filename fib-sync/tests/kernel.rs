@@ -925,3 +925,44 @@ fn restart_under_foreign_churn_deletes_nothing_valid() {
     eprintln!("interrupted dumps repeated: {retries}");
     assert_eq!(routes(ns.name(), false, "84").len(), 20_000);
 }
+
+#[test]
+fn replace_all_converges_and_keeps_unchanged_routes_untouched() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ns.block_on(move || async move {
+        let prefix = |i: u32| net(&format!("100.69.0.{i}/32"));
+        let (fib, _task) = start(FibConfig::default()).await;
+        let first: Vec<FibRoute> = (0..10)
+            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
+            .collect();
+        fib.set_many(first.clone()).await.unwrap();
+        fib.sync().await.unwrap();
+        assert!(!fib.stats().await.unwrap().converged);
+        let monitor = DelMonitor::start(PROTO);
+        // Keep 0..5 as they are, change 5, drop 6..10, add 20.
+        let mut next: Vec<FibRoute> = first[..6].to_vec();
+        next[5] = FibRoute::via(prefix(5), ip("198.18.0.3"));
+        next.push(FibRoute::blackhole(prefix(20)));
+        fib.replace_all(next).await.unwrap();
+        fib.sync().await.unwrap();
+        let s = fib.stats().await.unwrap();
+        assert!(s.converged, "{s:?}");
+        assert_eq!((s.installs, s.replaces, s.deletes), (11, 1, 4), "{s:?}");
+        let mut deleted = monitor.finish();
+        deleted.sort();
+        assert_eq!(deleted, (6..10).map(prefix).collect::<Vec<_>>());
+        assert!(ours(&n, "100.69.0.5").unwrap().contains("via 198.18.0.3"));
+        assert_eq!(our_prefixes(&n).len(), 7);
+        assert!(
+            our_prefixes(&n).contains("100.69.0.20"),
+            "blackhole listed by prefix"
+        );
+        // Withdraw-all.
+        fib.replace_all(Vec::new()).await.unwrap();
+        fib.sync().await.unwrap();
+        assert!(our_prefixes(&n).is_empty());
+    })
+    .unwrap();
+}

@@ -84,9 +84,13 @@ pub fn routes(ns: &str, v6: bool, proto: &str) -> Vec<String> {
 /// The line for `prefix` among our routes, if any.
 pub fn ours(ns: &str, prefix: &str) -> Option<String> {
     let v6 = prefix.contains(':');
-    routes(ns, v6, &PROTO.to_string())
-        .into_iter()
-        .find(|l| l.split_whitespace().next() == Some(prefix))
+    routes(ns, v6, &PROTO.to_string()).into_iter().find(|l| {
+        let mut words = l.split_whitespace();
+        match words.next() {
+            Some("blackhole" | "unreachable" | "prohibit") => words.next() == Some(prefix),
+            p => p == Some(prefix),
+        }
+    })
 }
 
 /// Prefixes of our protocol in the kernel (both families), by dump.
@@ -94,7 +98,12 @@ pub fn our_prefixes(ns: &str) -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::new();
     for v6 in [false, true] {
         for l in routes(ns, v6, &PROTO.to_string()) {
-            if let Some(p) = l.split_whitespace().next() {
+            let mut words = l.split_whitespace();
+            let p = match words.next() {
+                Some("blackhole" | "unreachable" | "prohibit") => words.next(),
+                p => p,
+            };
+            if let Some(p) = p {
                 out.insert(p.to_string());
             }
         }
