@@ -543,3 +543,74 @@ pub fn check_log_filter(s: &str) -> Result<String, Status> {
     }
     Ok(s.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(r: Result<impl std::fmt::Debug, Status>) -> String {
+        match r {
+            Ok(v) => panic!("expected an error, got {v:?}"),
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::InvalidArgument);
+                s.message().to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            parse_prefix("p", " 100.64.0.0/10 ").ok(),
+            "100.64.0.0/10".parse().ok()
+        );
+        assert_eq!(
+            parse_prefix("p", "2001:db8:1000::/36").ok(),
+            "2001:db8:1000::/36".parse().ok()
+        );
+        assert!(err(parse_prefix("p", "100.64.0.1/10")).contains("did you mean 100.64.0.0/10"));
+        assert!(err(parse_prefix("p", "2001:db8::1")).contains("2001:db8::1/128"));
+        assert!(err(parse_prefix("p", "100.64.0.0/40")).contains("not a CIDR prefix"));
+        assert!(err(parse_prefix("p", "")).contains("p is empty"));
+        assert!(err(parse_prefix("p", "100.64.0.0/-1")).contains("not a CIDR"));
+    }
+
+    #[test]
+    fn asn_and_reasons() {
+        assert!(err(check_asn("a", 0)).contains("RFC 7607"));
+        assert!(err(check_asn("a", 23456)).contains("AS_TRANS"));
+        assert_eq!(check_asn("a", 4_294_967_295).ok(), Some(4_294_967_295));
+        assert_eq!(check_reason("r", "").ok(), Some(None));
+        assert!(err(check_reason("r", &"é".repeat(128))).contains("256 bytes"));
+    }
+
+    #[test]
+    fn peer_timers() {
+        let base = pb::PeerConfig {
+            address: "198.18.0.2".into(),
+            remote_as: 64513,
+            ..Default::default()
+        };
+        let ok = peer_config_from_pb(Some(&pb::PeerConfig {
+            hold_time_seconds: 3,
+            keepalive_seconds: 1,
+            ..base.clone()
+        }));
+        assert!(ok.is_ok());
+        // Keepalive without hold time is checked against the default 90 s.
+        assert!(
+            err(peer_config_from_pb(Some(&pb::PeerConfig {
+                keepalive_seconds: 90,
+                ..base.clone()
+            })))
+            .contains("90s")
+        );
+        assert!(
+            err(peer_config_from_pb(Some(&pb::PeerConfig {
+                keepalive_seconds: 70_000,
+                ..base
+            })))
+            .contains("65535")
+        );
+    }
+}

@@ -98,8 +98,11 @@ pub struct TcpListen {
 pub struct ApiConfig {
     /// The unix socket; `None` disables it. Its parent directory is created.
     pub unix_socket: Option<PathBuf>,
-    /// Mode of the socket file (0o660: root and the socket's group).
+    /// Mode of the socket file (0o660: owner and the socket's group).
     pub unix_socket_mode: u32,
+    /// Group (gid) to give the socket, so operators in that group can use
+    /// tabbyctl without root; `None` keeps the daemon's group.
+    pub unix_socket_group: Option<u32>,
     /// TCP listener for tabby.v1, off by default.
     pub tcp: Option<TcpListen>,
     /// Address for the GoBGP-compatible API (plaintext, like GoBGP), off by
@@ -116,6 +119,7 @@ impl Default for ApiConfig {
         ApiConfig {
             unix_socket: Some(PathBuf::from(DEFAULT_SOCKET_PATH)),
             unix_socket_mode: 0o660,
+            unix_socket_group: None,
             tcp: None,
             gobgp: None,
             health_interval: Duration::from_secs(1),
@@ -173,7 +177,7 @@ fn listen_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeEr
     move |source| ServeError::Listen { what, source }
 }
 
-async fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
+async fn bind_unix(path: &Path, mode: u32, group: Option<u32>) -> Result<UnixListener, ServeError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(listen_err(format!("directory {}", dir.display())))?;
     }
@@ -188,6 +192,10 @@ async fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
     }
     let l =
         UnixListener::bind(path).map_err(listen_err(format!("unix socket {}", path.display())))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(listen_err(format!("group {gid} of {}", path.display())))?;
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(listen_err(format!("mode of {}", path.display())))?;
     Ok(l)
@@ -197,9 +205,20 @@ async fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
 /// permission denied) are the ones an operator must fix before start-up.
 pub async fn bind(core: Arc<dyn Core>, config: ApiConfig) -> Result<BoundApi, ServeError> {
     let unix = match &config.unix_socket {
-        Some(p) => Some((p.clone(), bind_unix(p, config.unix_socket_mode).await?)),
+        Some(p) => Some((
+            p.clone(),
+            bind_unix(p, config.unix_socket_mode, config.unix_socket_group).await?,
+        )),
         None => None,
     };
+    if let Some(t) = config
+        .tcp
+        .as_ref()
+        .filter(|t| t.tls.is_none() && !t.addr.ip().is_loopback())
+    {
+        // Anyone who can reach the port could steer BGP sessions.
+        tracing::warn!(addr = %t.addr, "API on a non-loopback TCP address without TLS; configure TLS with client certificates");
+    }
     let tcp = match &config.tcp {
         Some(t) => Some(
             TcpListener::bind(t.addr)

@@ -165,3 +165,14 @@ async fn no_tcp_listener_unless_configured() {
     assert!(srv.gobgp.is_none());
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn socket_group_is_applied() {
+    use std::os::unix::fs::MetadataExt;
+    // 65534 is "nogroup" on Debian; any gid works for root.
+    let srv = TestServer::start_with(TestCore::new(), |c| c.unix_socket_group = Some(65534)).await;
+    let meta = std::fs::metadata(&srv.socket).expect("socket exists");
+    assert_eq!(meta.gid(), 65534);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    srv.shutdown().await;
+}
