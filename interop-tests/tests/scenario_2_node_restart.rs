@@ -15,15 +15,6 @@ use fixtures::*;
 use interop_tests::*;
 use ipnet::IpNet;
 
-/// `ip monitor route` lines for one of `prefixes` that report a deletion.
-fn deletions(log: &str, prefixes: &[IpNet]) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.starts_with("Deleted"))
-        .filter(|l| prefixes.iter().any(|p| l.contains(&p.to_string())))
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn node_restart_keeps_every_route() -> Result<()> {
     need(&[]);
@@ -100,27 +91,9 @@ fn node_restart_keeps_every_route() -> Result<()> {
 
     // Watch every kernel from before the crash until after recovery.
     for (i, n) in ns.iter().enumerate() {
-        lab.start(
-            n,
-            &format!("monitor-{}", i + 1),
-            Daemon::other("ip", &["monitor", "route"]),
-        )?;
+        let probe = net(&format!("198.19.{}.0/24", 200 + i));
+        start_route_monitor(&mut lab, n, &format!("monitor-{}", i + 1), probe)?;
     }
-    // `ip monitor` subscribes at start; a route added now must show up in its
-    // log before the crash is trusted to be observed.
-    lab.wait_for("ip monitor listening", T, || {
-        for (i, n) in ns.iter().enumerate() {
-            let probe = net(&format!("198.19.{}.0/24", 200 + i));
-            let _ = lab.ip(n, &["route", "replace", "blackhole", &probe.to_string()]);
-            let log = std::fs::read_to_string(lab.log_path(&format!("monitor-{}", i + 1))?)?;
-            ensure!(
-                log.contains(&probe.to_string()),
-                "monitor-{} not yet",
-                i + 1
-            );
-        }
-        Ok(())
-    })?;
 
     lab.kill9("node-2")?;
     let t_kill = Instant::now();
@@ -162,24 +135,13 @@ fn node_restart_keeps_every_route() -> Result<()> {
     })?;
     let converged = t_restart.elapsed();
 
-    // Give a late deletion a chance to show up in the monitors: a fresh probe
-    // added after convergence must appear after it.
-    lab.wait_for("monitors caught up", T, || {
-        for (i, n) in ns.iter().enumerate() {
-            let probe = net(&format!("198.19.{}.0/24", 210 + i));
-            let _ = lab.ip(n, &["route", "replace", "blackhole", &probe.to_string()]);
-            let log = std::fs::read_to_string(lab.log_path(&format!("monitor-{}", i + 1))?)?;
-            ensure!(
-                log.contains(&probe.to_string()),
-                "monitor-{} not yet",
-                i + 1
-            );
-        }
-        Ok(())
-    })?;
+    // Everything the kernels did until now is in the monitors' logs.
     for (i, n) in ns.iter().enumerate() {
-        let log = std::fs::read_to_string(lab.log_path(&format!("monitor-{}", i + 1))?)?;
-        let d = deletions(&log, &blocks);
+        let probe = net(&format!("198.19.{}.0/24", 210 + i));
+        monitor_sync(&lab, n, &format!("monitor-{}", i + 1), probe)?;
+    }
+    for (i, n) in ns.iter().enumerate() {
+        let d = monitor_deletions(&lab, &format!("monitor-{}", i + 1), &blocks)?;
         assert!(d.is_empty(), "{n} deleted routes across the restart: {d:?}");
         let after = lab.kernel_routes_proto(n, TABBY_PROTO)?;
         let key = |v: &[KernelRoute]| {
