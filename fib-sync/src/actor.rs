@@ -28,7 +28,7 @@ use std::io;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_DUMP_INTR, NLM_F_REPLACE};
+use netlink_packet_core::NLM_F_REPLACE;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -1286,42 +1286,18 @@ impl FibTask {
             DumpKind::Routes { v6 } => wire::dump_routes(&mut req, seq, v6, self.cfg.table),
         }
         self.dump.send(&req).map_err(FibError::Io)?;
-        let mut out = Vec::new();
-        let mut interrupted = false;
-        let mut done = false;
-        let mut failure = None;
+        let mut dump = wire::Dump::new(seq);
         let mut buf = Vec::with_capacity(RECV_BUF);
-        while !done {
+        while !dump.done {
             match self.dump.try_recv(&mut buf).map_err(FibError::Io)? {
-                None => {
-                    self.dump.readable().await.map_err(FibError::Io)?;
-                    continue;
-                }
-                Some(_) => wire::for_each_message(&buf, |flags, s, m| {
-                    if s != seq {
-                        return;
-                    }
-                    if flags & NLM_F_DUMP_INTR != 0 {
-                        interrupted = true;
-                    }
-                    match m {
-                        Ok(Parsed::Done) => done = true,
-                        Ok(Parsed::Error { errno, .. }) => {
-                            done = true;
-                            if errno != 0 {
-                                failure = Some(errno);
-                            }
-                        }
-                        Ok(m) => out.push(m),
-                        Err(e) => debug!(error = %e, "undecodable dump entry skipped"),
-                    }
-                }),
+                None => self.dump.readable().await.map_err(FibError::Io)?,
+                Some(_) => dump.feed(&buf),
             }
         }
-        if let Some(errno) = failure {
+        if let Some(errno) = dump.failure {
             return Err(FibError::Io(io::Error::from_raw_os_error(errno)));
         }
-        Ok((out, interrupted))
+        Ok((dump.out, dump.interrupted))
     }
 }
 

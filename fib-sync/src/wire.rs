@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    DecodeError, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    DecodeError, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -300,6 +300,52 @@ pub(crate) fn parse_route(b: &[u8]) -> Option<KernelRoute> {
         shape,
         pref_src,
     })
+}
+
+/// The replies to one dump request, datagram by datagram.
+#[derive(Debug)]
+pub(crate) struct Dump {
+    seq: u32,
+    pub out: Vec<Parsed>,
+    /// Some part carried `NLM_F_DUMP_INTR`: the table changed while it was
+    /// walked, entries may be missing or doubled; the dump must be repeated.
+    pub interrupted: bool,
+    pub done: bool,
+    pub failure: Option<i32>,
+}
+
+impl Dump {
+    pub(crate) fn new(seq: u32) -> Self {
+        Self {
+            seq,
+            out: Vec::new(),
+            interrupted: false,
+            done: false,
+            failure: None,
+        }
+    }
+
+    pub(crate) fn feed(&mut self, datagram: &[u8]) {
+        for_each_message(datagram, |flags, s, m| {
+            if s != self.seq {
+                return;
+            }
+            if flags & NLM_F_DUMP_INTR != 0 {
+                self.interrupted = true;
+            }
+            match m {
+                Ok(Parsed::Done) => self.done = true,
+                Ok(Parsed::Error { errno, .. }) => {
+                    self.done = true;
+                    if errno != 0 {
+                        self.failure = Some(errno);
+                    }
+                }
+                Ok(m) => self.out.push(m),
+                Err(_) => {}
+            }
+        });
+    }
 }
 
 /// Parameters shared by every request of one synchroniser.
@@ -784,6 +830,61 @@ mod tests {
             let _ = parse_route(buf.get(16..cut).unwrap_or(&[]));
             for_each_message(&buf[..cut], |_, _, _| {});
         }
+    }
+
+    /// Frames `m` as a dump reply part with the given netlink flags.
+    fn dump_part(m: &RouteMessage, seq: u32, flags: u16) -> Vec<u8> {
+        let mut header = NetlinkHeader::default();
+        header.sequence_number = seq;
+        header.flags = flags;
+        let mut buf = Vec::new();
+        push(&mut buf, header, RouteNetlinkMessage::NewRoute(m.clone()));
+        buf
+    }
+
+    fn done_part(seq: u32) -> Vec<u8> {
+        let mut msg = NetlinkMessage::<RouteNetlinkMessage>::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::Done(netlink_packet_core::DoneMessage::default()),
+        );
+        msg.header.sequence_number = seq;
+        msg.header.flags = netlink_packet_core::NLM_F_MULTIPART;
+        msg.finalize();
+        let mut b = vec![0; msg.buffer_len()];
+        msg.serialize(&mut b);
+        b
+    }
+
+    #[test]
+    fn dump_flags_interruption_and_ignores_other_sequences() {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = 24;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(
+                "100.64.9.0".parse().unwrap(),
+            )));
+        let multi = netlink_packet_core::NLM_F_MULTIPART;
+
+        let mut clean = Dump::new(5);
+        let mut two = dump_part(&m, 5, multi);
+        two.extend(dump_part(&m, 5, multi));
+        clean.feed(&two);
+        clean.feed(&dump_part(&m, 4, multi)); // a stale reply to an older dump
+        assert!(!clean.done);
+        clean.feed(&done_part(5));
+        assert!(clean.done && !clean.interrupted && clean.failure.is_none());
+        assert_eq!(clean.out.len(), 2);
+
+        let mut intr = Dump::new(6);
+        intr.feed(&dump_part(&m, 6, multi));
+        intr.feed(&dump_part(&m, 6, multi | NLM_F_DUMP_INTR));
+        intr.feed(&done_part(6));
+        assert!(
+            intr.done && intr.interrupted,
+            "NLM_F_DUMP_INTR must force a repeat"
+        );
     }
 
     fn emit(m: &RouteMessage) -> Vec<u8> {
