@@ -513,21 +513,31 @@ impl Session {
         let who = self.spec.source;
         tokio::spawn(async move {
             let r: Result<()> = async {
-                while !*release.borrow_and_update() {
-                    if release.changed().await.is_err() {
-                        return Ok(());
-                    }
-                }
-                wr.write_all(&payload).await?;
-                // RFC 4271 §4.4: hold time 0 means no KEEPALIVEs.
-                if hold == 0 {
-                    std::future::pending::<()>().await;
-                }
+                // KEEPALIVEs run from Established on, not from release: a
+                // daemon with a short hold time (FRR's datacenter profile:
+                // 9 s) would drop sessions while the others still establish.
+                // RFC 4271 §4.4: hold time 0 means none at all.
                 let every = Duration::from_secs(u64::from((hold / 3).max(1)));
+                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let ka = keepalive();
+                let mut sent = false;
+                let mut release_open = true;
                 loop {
-                    tokio::time::sleep(every).await;
-                    wr.write_all(&ka).await?;
+                    if !sent && *release.borrow_and_update() {
+                        wr.write_all(&payload).await?;
+                        sent = true;
+                    }
+                    tokio::select! {
+                        r = release.changed(), if !sent && release_open => {
+                            // The generator is gone: stay quiet until cancelled.
+                            release_open = r.is_ok();
+                        }
+                        _ = ticks.tick(), if hold != 0 => {
+                            wr.write_all(&ka).await?;
+                        }
+                        _ = std::future::pending::<()>(), if hold == 0 && (sent || !release_open) => {}
+                    }
                 }
             }
             .await;

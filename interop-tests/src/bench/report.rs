@@ -106,13 +106,13 @@ pub fn table(title: &str, rows: &[Row]) -> String {
     let (bc, bcpu, brss) = (best(&conv), best(&cpu), best(&rss));
     let mut o = String::new();
     let _ = writeln!(o, "### {title}\n");
-    o.push_str("| daemon | runs | established (s) | converged (s) | × best | daemon CPU (s) | × best | peak RSS (MiB) | × best | generator CPU (s) |\n");
-    o.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    o.push_str("| daemon | runs | established (s) | converged (s) | × best | daemon CPU (s) | × best | peak RSS (MiB) | × best | generator CPU (s) | host load |\n");
+    o.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         if r.runs.is_empty() {
             let _ = writeln!(
                 o,
-                "| {} | 0/{} | not measured: {} | | | | | | | |",
+                "| {} | 0/{} | not measured: {} | | | | | | | | |",
                 r.dut.name(),
                 r.requested,
                 r.note
@@ -130,7 +130,7 @@ pub fn table(title: &str, rows: &[Row]) -> String {
         let g = spread(&r.runs.iter().map(|x| x.gen_cpu).collect::<Vec<_>>());
         let _ = writeln!(
             o,
-            "| {} | {n}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {n}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.dut.name(),
             r.requested,
             cell_text(&est, n, "established"),
@@ -142,6 +142,9 @@ pub fn table(title: &str, rows: &[Row]) -> String {
             rss(r).map(|m| format!("{m:.0}")).unwrap_or_default(),
             ratio(rss(r), brss),
             g.map(|(m, lo, hi)| fmt_spread(m, lo, hi, n))
+                .unwrap_or_default(),
+            median(r.runs.iter().map(|x| x.host_load))
+                .map(|l| format!("{l:.1}"))
                 .unwrap_or_default(),
         );
     }
@@ -178,6 +181,7 @@ mod tests {
             daemon_rss_mib: rss,
             gen_cpu: 0.1,
             observers: vec![],
+            host_load: 1.0,
         }
     }
 
@@ -208,7 +212,7 @@ mod tests {
             },
         ];
         let t = table("t", &rows);
-        assert!(t.contains("| BIRD 2 | 3/3 | 0.50 (0.50–0.50) | 2.50 (2.00–3.00) | 1.00× | 2.40 (2.00–2.50) | 1.00× | 28 | 1.00× |"), "{t}");
+        assert!(t.contains("| BIRD 2 | 3/3 | 0.50 (0.50–0.50) | 2.50 (2.00–3.00) | 1.00× | 2.40 (2.00–2.50) | 1.00× | 28 | 1.00× | 0.10 (0.10–0.10) | 1.0 |"), "{t}");
         assert!(t.contains("> 60 s (3/8 observers done)"), "{t}");
         assert!(t.contains("| GoBGP | 1/3 |"), "{t}");
         assert!(t.contains("not measured: tabbyd not available: x"), "{t}");

@@ -49,6 +49,22 @@ impl Shape {
         }
     }
 
+    /// What the load is, in a sentence for the report.
+    pub fn describe(&self) -> String {
+        match *self {
+            Shape::Fanout { clients, observers } => format!(
+                "{clients} iBGP reflector clients each announce four /26 blocks from 100.64.0.0/10 in one UPDATE; {} spread observers must each hold the other {} clients' {} blocks.",
+                observers.clamp(1, clients),
+                clients - 1,
+                4 * (clients - 1)
+            ),
+            Shape::Ingest { peers, prefixes } => format!(
+                "{peers} iBGP peers inside the reflector's cluster (non-clients) each announce {prefixes} distinct /30s from 100.64.0.0/10, packed into full 4096-octet UPDATEs; one reflector client must receive all {}.",
+                peers * prefixes
+            ),
+        }
+    }
+
     /// Sessions and reflector peers for the generator's `addrs`.
     pub fn build(&self, addrs: &[Ipv4Addr]) -> Result<(Vec<SessionSpec>, Vec<Peer>)> {
         ensure!(addrs.len() >= self.sessions(), "too few source addresses");
@@ -181,6 +197,17 @@ pub struct RunResult {
     pub gen_cpu: f64,
     /// Per observer: prefixes held at the end, prefixes expected.
     pub observers: Vec<(usize, usize)>,
+    /// The host's 1-minute load average when the run started: the machine
+    /// may be shared, and a busy one slows every daemon alike.
+    pub host_load: f64,
+}
+
+/// The 1-minute load average (`/proc/loadavg`), 0 if unreadable.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }
 
 /// Why a daemon could not be measured at all (not a failed run).
@@ -234,6 +261,7 @@ pub fn run_once(dut: Dut, shape: Shape, opts: &RunOpts) -> Result<RunResult> {
         establish_timeout: opts.establish_timeout,
         converge_timeout: opts.converge_timeout,
     };
+    let host_load = load_average();
     let d0 = lab.stats("dut")?;
     let g0 = procfs::stats(std::process::id())?;
     let out = lab
@@ -264,6 +292,7 @@ pub fn run_once(dut: Dut, shape: Shape, opts: &RunOpts) -> Result<RunResult> {
             .copied()
             .zip(out.observer_expected.iter().copied())
             .collect(),
+        host_load,
     })
 }
 

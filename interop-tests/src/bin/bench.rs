@@ -139,6 +139,9 @@ fn main() -> Result<()> {
             println!("{t}");
             doc.push_str(&t);
             doc.push('\n');
+            doc.push_str(&shape.describe());
+            doc.push('\n');
+            doc.push('\n');
         }
         doc.push_str(&configs_note(&duts));
         let path = args.out.join(format!("{date}-{name}.md"));
@@ -265,7 +268,7 @@ fn machine_header(args: &Args, date: &str) -> String {
     let _ = writeln!(o, "## Tabby benchmark, {date}\n");
     let _ = writeln!(
         o,
-        "Machine: {cores} cores ({cpu}), Linux {kernel}. Each run is a fresh lab: the daemon under test is the route reflector (AS 64512) in one namespace; the generator opens every session from another, one source address per session. Times: *established* from the first connect until every session is Established; *converged* from release (all sessions send their UPDATEs at once) until every observer holds every prefix it expects. Daemon CPU covers the same interval; peak RSS is the daemon's VmHWM at the end. Median of {} runs (min–max); generator: {} thread(s), at most {} handshakes at once; phase limit {} s.\n",
+        "Machine: {cores} cores ({cpu}), Linux {kernel}. Each run is a fresh lab: the daemon under test is the route reflector (AS 64512) in one namespace; the generator opens every session from another, one source address per session. Times: *established* from the first connect until every session is Established; *converged* from release (all sessions send their UPDATEs at once) until every observer holds every prefix it expects. Daemon CPU covers the same interval; peak RSS is the daemon's VmHWM at the end; *host load* is the 1-minute load average when a run started (other work on a shared machine slows every daemon alike, the single-threaded ones most). Median of {} runs (min–max); generator: {} thread(s), at most {} handshakes at once; phase limit {} s.\n",
         args.reps, args.gen_threads, args.connect_burst, args.timeout
     );
     o
