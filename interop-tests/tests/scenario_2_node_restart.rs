@@ -3,7 +3,9 @@
 //! SIGKILL. The other kernels lose no route while it is down (its peers keep
 //! its routes as stale); restarted, it converges without deleting a single
 //! route from its own kernel (its FIB waits for End-of-RIB), and ends with
-//! exactly the routes it had.
+//! exactly the routes it had. Then two more crashes inside the peers'
+//! restart time (RFC 4724 §4.2), the second right after the session came
+//! back: still no route deleted anywhere.
 
 mod fixtures;
 
@@ -118,7 +120,7 @@ fn node_restart_keeps_every_route() -> Result<()> {
 
     lab.restart("node-2")?;
     let t_restart = Instant::now();
-    lab.wait_for("node-2 back: sessions up, routes fresh", T, || {
+    let recovered = |lab: &Lab| -> Result<()> {
         established(&t[1], &others(1))?;
         for i in [0, 2] {
             established(&t[i], &[addrs[1]])?;
@@ -131,30 +133,53 @@ fn node_restart_keeps_every_route() -> Result<()> {
             "node-2 FIB: {}",
             st["fib"]
         );
-        steady(&lab)
+        steady(lab)
+    };
+    lab.wait_for("node-2 back: sessions up, routes fresh", T, || {
+        recovered(&lab)
     })?;
     let converged = t_restart.elapsed();
 
-    // Everything the kernels did until now is in the monitors' logs.
-    for (i, n) in ns.iter().enumerate() {
-        let probe = net(&format!("198.19.{}.0/24", 210 + i));
-        monitor_sync(&lab, n, &format!("monitor-{}", i + 1), probe)?;
-    }
-    for (i, n) in ns.iter().enumerate() {
-        let d = monitor_deletions(&lab, &format!("monitor-{}", i + 1), &blocks)?;
-        assert!(d.is_empty(), "{n} deleted routes across the restart: {d:?}");
-        let after = lab.kernel_routes_proto(n, TABBY_PROTO)?;
-        let key = |v: &[KernelRoute]| {
-            let mut k: Vec<String> = v.iter().map(|r| format!("{r:?}")).collect();
-            k.sort();
-            k
-        };
-        assert_eq!(
-            key(&before[i]),
-            key(&after),
-            "{n}: routes differ after the restart"
-        );
-    }
+    let key = |v: &[KernelRoute]| {
+        let mut k: Vec<String> = v.iter().map(|r| format!("{r:?}")).collect();
+        k.sort();
+        k
+    };
+    let unchanged = |lab: &Lab, round: usize| -> Result<()> {
+        // Everything the kernels did until now is in the monitors' logs.
+        for (i, n) in ns.iter().enumerate() {
+            let probe = net(&format!("198.19.{}.0/24", 210 + 10 * round + i));
+            monitor_sync(lab, n, &format!("monitor-{}", i + 1), probe)?;
+        }
+        for (i, n) in ns.iter().enumerate() {
+            let d = monitor_deletions(lab, &format!("monitor-{}", i + 1), &blocks)?;
+            ensure!(d.is_empty(), "{n} deleted routes (round {round}): {d:?}");
+            let after = lab.kernel_routes_proto(n, TABBY_PROTO)?;
+            ensure!(
+                key(&before[i]) == key(&after),
+                "{n}: routes differ after round {round}: {:?} vs {after:?}",
+                before[i]
+            );
+        }
+        Ok(())
+    };
+    unchanged(&lab, 1)?;
+
+    // Two more crashes inside the peers' restart time (RFC 4724 §4.2): the
+    // second as soon as the restarted node's session is up again, before it
+    // can have finished. The peers keep its routes throughout.
+    lab.kill9("node-2")?;
+    lab.restart("node-2")?;
+    lab.wait_for("node-2's new session up at node-1", T, || {
+        established(&t[0], &[addrs[1]])
+    })?;
+    lab.kill9("node-2")?;
+    steady(&lab)?;
+    lab.restart("node-2")?;
+    lab.wait_for("node-2 back after the double restart", T, || {
+        recovered(&lab)
+    })?;
+    unchanged(&lab, 2)?;
     eprintln!(
         "scenario 2: passed in {:?}; node-2 down {:?}, converged {converged:?} after restart",
         started.elapsed(),
