@@ -150,6 +150,8 @@ pub struct FibTask {
     /// Set when a send failed for lack of kernel memory; retried shortly.
     send_backoff: Option<Instant>,
     next_retry: Instant,
+    /// When the next periodic verifying dump is due, if configured.
+    next_verify: Option<Instant>,
 
     links: HashMap<u32, Link>,
     names: HashMap<String, u32>,
@@ -202,6 +204,7 @@ impl FibTask {
             metric_v6: cfg.kernel_metric(true),
         };
         let retry = cfg.retry_interval;
+        let verify = cfg.verify_interval.filter(|v| !v.is_zero());
         let mut task = Self {
             cfg,
             target,
@@ -232,6 +235,7 @@ impl FibTask {
             replan_after_dump: Vec::new(),
             send_backoff: None,
             next_retry: Instant::now() + retry,
+            next_verify: verify.map(|v| Instant::now() + v),
             links: HashMap::default(),
             names: HashMap::default(),
             learned: HashMap::default(),
@@ -268,10 +272,13 @@ impl FibTask {
                 debug!("all handles dropped; fib-sync stops, routes stay in the kernel");
                 return Ok(());
             }
-            let wake_at = match self.send_backoff {
+            let mut wake_at = match self.send_backoff {
                 Some(t) => t.min(self.next_retry),
                 None => self.next_retry,
             };
+            if let Some(v) = self.next_verify {
+                wake_at = wake_at.min(v);
+            }
             enum Wake {
                 Io,
                 Cmd(Option<Command>),
@@ -431,6 +438,14 @@ impl FibTask {
         if self.next_retry <= now {
             self.next_retry = now + self.cfg.retry_interval;
             self.unpark("retry timer");
+        }
+        if let (Some(due), Some(every)) = (self.next_verify, self.cfg.verify_interval) {
+            if due <= now {
+                // A safety net for a view that drifted without an overrun
+                // (see the module docs on ambiguous notifications).
+                self.next_verify = Some(now + every);
+                self.need_resync = true;
+            }
         }
     }
 

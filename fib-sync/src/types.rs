@@ -153,6 +153,11 @@ pub struct FibConfig {
     /// current view), and verify the whole table with one dump at the end.
     /// 0 disables bulk mode.
     pub bulk_threshold: usize,
+    /// Re-read the whole table this often and correct any drift (our view
+    /// is event-driven; this bounds how long an unnoticed divergence can
+    /// last). `None` disables. A dump costs about as much as reading the
+    /// same routes as events.
+    pub verify_interval: Option<Duration>,
 }
 
 impl Default for FibConfig {
@@ -168,6 +173,7 @@ impl Default for FibConfig {
             max_in_flight: 8192,
             retry_interval: Duration::from_secs(10),
             bulk_threshold: 4096,
+            verify_interval: Some(Duration::from_secs(600)),
         }
     }
 }

@@ -966,3 +966,48 @@ fn replace_all_converges_and_keeps_unchanged_routes_untouched() {
     })
     .unwrap();
 }
+
+#[test]
+fn periodic_verification_changes_nothing_when_in_sync() {
+    init_tracing();
+    let ns = lab();
+    ns.block_on(move || async move {
+        let cfg = FibConfig {
+            verify_interval: Some(Duration::from_millis(200)),
+            ..FibConfig::default()
+        };
+        let (fib, _task) = start(cfg).await;
+        fib.converged().await.unwrap();
+        fib.set(FibRoute::via(net("100.64.40.0/24"), ip("198.18.0.2")))
+            .await
+            .unwrap();
+        fib.set(FibRoute::blackhole(net("2001:db8:1000:40::/64")))
+            .await
+            .unwrap();
+        fib.sync().await.unwrap();
+        let before = fib.stats().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        fib.sync().await.unwrap();
+        let after = fib.stats().await.unwrap();
+        assert!(
+            after.resyncs >= before.resyncs + 3,
+            "{before:?} -> {after:?}"
+        );
+        assert_eq!(
+            (
+                after.installs,
+                after.replaces,
+                after.deletes,
+                after.restores
+            ),
+            (
+                before.installs,
+                before.replaces,
+                before.deletes,
+                before.restores
+            ),
+            "a verification of a table in sync must not send anything"
+        );
+    })
+    .unwrap();
+}
