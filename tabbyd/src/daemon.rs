@@ -68,6 +68,8 @@ struct PeerSlot {
     families: BTreeSet<Family>,
     eor: BTreeSet<Family>,
     established_at: Option<Instant>,
+    /// The wire format negotiated with the peer while Established.
+    codec: Option<tabby_bgp::codec::CodecCtx>,
 }
 
 /// The daemon core.
@@ -599,6 +601,7 @@ impl Daemon {
                 families: BTreeSet::new(),
                 eor: BTreeSet::new(),
                 established_at: None,
+                codec: None,
             },
         );
         self.metrics
@@ -690,6 +693,7 @@ impl Daemon {
                         slot.established_at = Some(now);
                     } else if from == State::Established {
                         slot.established_at = None;
+                        slot.codec = None;
                         slot.status.counters.flaps += 1;
                     }
                 }
@@ -728,6 +732,7 @@ impl Daemon {
                 };
                 if let Some(slot) = self.peers.get_mut(&address) {
                     slot.families = neg.families.clone();
+                    slot.codec = Some(neg.codec_ctx());
                     slot.eor.clear();
                     slot.status.remote_router_id = Some(neg.peer_id);
                     slot.status.negotiated_hold_time = neg.hold_time.as_secs() as u16;
@@ -835,22 +840,57 @@ impl Daemon {
             self.best_changed(c);
         }
         for out in outgoing {
-            for peer in out.to.peers() {
-                if let Some(addr) = self.by_id.get(&peer)
-                    && let Some(slot) = self.peers.get_mut(addr)
-                {
-                    slot.status.counters.updates_sent += out.updates.len() as u64;
-                    self.metrics
-                        .updates_out
-                        .get_or_create(&PeerLabel {
-                            peer: addr.to_string(),
-                        })
-                        .inc_by(out.updates.len() as u64);
-                    slot.session.command(SessionCmd::Send(out.updates.clone()));
-                }
-            }
+            self.send_outgoing(&out);
         }
         self.check_converged(now);
+    }
+
+    /// Sends one batch to its recipients. An update group's members share
+    /// their negotiated wire format, so the batch is encoded once and the
+    /// same bytes go to every member.
+    fn send_outgoing(&mut self, out: &tabby_rib::Outgoing) {
+        let peers = out.to.peers();
+        let ctx = peers
+            .first()
+            .and_then(|p| self.by_id.get(p))
+            .and_then(|a| self.peers.get(a))
+            .and_then(|s| s.codec.clone());
+        let shared = ctx.as_ref().filter(|ctx| {
+            peers.iter().all(|p| {
+                self.by_id
+                    .get(p)
+                    .and_then(|a| self.peers.get(a))
+                    .is_some_and(|s| s.codec.as_ref() == Some(*ctx))
+            })
+        });
+        let encoded = match shared.map(|ctx| out.encode(ctx)) {
+            Some(Ok(b)) => Some(b.freeze()),
+            Some(Err(e)) => {
+                warn!(error = %e, "cannot encode UPDATEs for an update group; sending them per peer");
+                None
+            }
+            None => None,
+        };
+        let n = out.updates.len() as u64;
+        for peer in peers {
+            let Some(addr) = self.by_id.get(&peer) else {
+                continue;
+            };
+            let Some(slot) = self.peers.get_mut(addr) else {
+                continue;
+            };
+            slot.status.counters.updates_sent += n;
+            self.metrics
+                .updates_out
+                .get_or_create(&PeerLabel {
+                    peer: addr.to_string(),
+                })
+                .inc_by(n);
+            slot.session.command(match &encoded {
+                Some(b) => SessionCmd::SendEncoded(b.clone()),
+                None => SessionCmd::Send(out.updates.clone()),
+            });
+        }
     }
 
     fn best_changed(&mut self, c: BestChange) {

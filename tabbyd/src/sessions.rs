@@ -46,6 +46,8 @@ pub enum SessionCmd {
     /// (RFC 4724): a planned restart.
     Detach,
     Send(Arc<[Update]>),
+    /// UPDATEs already encoded for this session's negotiated parameters.
+    SendEncoded(bytes::Bytes),
     RequestRefresh(Family),
 }
 
@@ -132,6 +134,7 @@ impl Sessions for Speaker {
                     SessionCmd::Reset { hard } => driver::PeerCommand::Reset { hard },
                     SessionCmd::Detach => driver::PeerCommand::Detach,
                     SessionCmd::Send(u) => driver::PeerCommand::SendUpdates(u.to_vec()),
+                    SessionCmd::SendEncoded(b) => driver::PeerCommand::SendEncoded(b),
                     SessionCmd::RequestRefresh(f) => driver::PeerCommand::RouteRefresh(f),
                 };
                 if commands.send(cmd).await.is_err() {
