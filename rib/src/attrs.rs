@@ -15,7 +15,7 @@ use tabby_bgp::attr::NextHop;
 use crate::hash::FastSet;
 
 /// Attributes of a route as held in the RIB.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct RouteAttrs {
     pub attrs: PathAttributes,
     /// The route's next hop. For locally originated routes without an
@@ -24,6 +24,24 @@ pub struct RouteAttrs {
     /// What the decision process reads, computed once per interned set so
     /// a decision does not walk AS_PATH segments for every candidate.
     pub(crate) rank: RankInputs,
+    /// Hash of `attrs` and `next_hop`, computed once: the interner's tables
+    /// rehash on growth and every lookup would otherwise walk all fields.
+    hash: u64,
+}
+
+impl PartialEq for RouteAttrs {
+    fn eq(&self, other: &Self) -> bool {
+        // `rank` is derived from `attrs`; the cached hash rejects most
+        // unequal sets without walking them.
+        self.hash == other.hash && self.next_hop == other.next_hop && self.attrs == other.attrs
+    }
+}
+impl Eq for RouteAttrs {}
+
+impl Hash for RouteAttrs {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 /// Decision-process inputs derived from the attributes.
@@ -50,10 +68,15 @@ impl RouteAttrs {
             originator_id: attrs.originator_id,
             cluster_list_len: attrs.cluster_list.len() as u32,
         };
+        let hash = {
+            use std::hash::BuildHasher;
+            crate::hash::FastBuild::default().hash_one((&attrs, &next_hop))
+        };
         RouteAttrs {
             attrs,
             next_hop,
             rank,
+            hash,
         }
     }
 
@@ -89,7 +112,7 @@ impl PartialEq for Interned {
 impl Eq for Interned {}
 impl Hash for Interned {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.hash(state)
+        (*self.0).hash(state)
     }
 }
 impl std::borrow::Borrow<RouteAttrs> for Interned {
@@ -132,14 +155,10 @@ impl Default for Interner {
     }
 }
 
-/// A cheap shard choice from fields equal sets share.
+/// The shard of an attribute set (from its cached hash's top bits; the
+/// tables use the low bits).
 fn shard_of(a: &RouteAttrs) -> usize {
-    use std::hash::{BuildHasher, Hash};
-    let mut h = crate::hash::FastBuild::default().build_hasher();
-    a.next_hop.addr.hash(&mut h);
-    a.rank.hash(&mut h);
-    a.attrs.communities.first().hash(&mut h);
-    (std::hash::Hasher::finish(&h) >> 58) as usize % SHARDS
+    (a.hash >> 58) as usize % SHARDS
 }
 
 impl Interner {
