@@ -48,9 +48,11 @@ use crate::{FibError, learn};
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
-// Work flags per prefix (`FibTask::marks`).
-/// Queued in `dirty`.
-const DIRTY: u8 = 1;
+// Work flags per prefix (`FibTask::marks`). Queued-ness is not among them:
+// `dirty` may hold a prefix twice (the second visit finds nothing to do), so
+// the map stays as small as the in-flight window and its lookups stay in
+// cache; with a million queued prefixes a "queued" flag per prefix made
+// this lookup the single largest cost.
 /// A request for it is outstanding.
 const INFLIGHT: u8 = 2;
 /// Dirtied while in flight: replanned when the ack comes.
@@ -124,8 +126,8 @@ pub struct FibTask {
     converged: bool,
 
     dirty: VecDeque<IpNet>,
-    /// Per-prefix work flags (`DIRTY`, `INFLIGHT`, `DEFERRED`, `TOUCHED`);
-    /// one map so the hot path does one lookup, not four.
+    /// Per-prefix work flags (`INFLIGHT`, `DEFERRED`, `TOUCHED`), only for
+    /// prefixes that have one.
     marks: HashMap<IpNet, u8>,
     inflight: Inflight<Pending>,
     /// (first seq, last seq) of every sent batch, oldest first.
@@ -410,11 +412,7 @@ impl FibTask {
     }
 
     fn mark(&mut self, p: IpNet) {
-        let f = self.marks.entry(p).or_insert(0);
-        if *f & DIRTY == 0 {
-            *f |= DIRTY;
-            self.dirty.push_back(p);
-        }
+        self.dirty.push_back(p);
     }
 
     fn flags(&self, p: &IpNet) -> u8 {
@@ -423,11 +421,17 @@ impl FibTask {
 
     /// Sets and clears flags of `p`, dropping the entry when none is left.
     fn set_flags(&mut self, p: IpNet, set: u8, clear: u8) {
+        if set == 0 {
+            if let Some(f) = self.marks.get_mut(&p) {
+                *f &= !clear;
+                if *f == 0 {
+                    self.marks.remove(&p);
+                }
+            }
+            return;
+        }
         let f = self.marks.entry(p).or_insert(0);
         *f = (*f | set) & !clear;
-        if *f == 0 {
-            self.marks.remove(&p);
-        }
     }
 
     fn on_timer(&mut self) {
@@ -671,12 +675,14 @@ impl FibTask {
             };
             let flags = self.flags(&p);
             if flags & INFLIGHT != 0 {
-                self.set_flags(p, DEFERRED, DIRTY);
+                self.set_flags(p, DEFERRED, 0);
                 continue;
             }
             let at = buf.len();
             let Some((op, metric)) = self.plan(p, &mut buf, self.inflight.next_seq()) else {
-                self.set_flags(p, 0, DIRTY);
+                if flags & TOUCHED != 0 {
+                    self.set_flags(p, 0, TOUCHED);
+                }
                 continue;
             };
             last_at = at;
@@ -686,7 +692,7 @@ impl FibTask {
                 metric,
                 restore: flags & TOUCHED != 0,
             });
-            self.set_flags(p, INFLIGHT, DIRTY | TOUCHED);
+            self.set_flags(p, INFLIGHT, TOUCHED);
             if first.is_none() {
                 first = Some(seq);
             }
