@@ -135,6 +135,24 @@ async fn global_and_neighbors() {
         "{calls:?}"
     );
 
+    ok(port, &["neighbor", "198.18.0.2", "disable"]).await;
+    let n = ok(port, &["neighbor"]).await;
+    assert!(
+        n.lines()
+            .any(|l| l.starts_with("198.18.0.2") && l.contains("Idle(Admin)")),
+        "{n}"
+    );
+    ok(port, &["neighbor", "198.18.0.2", "enable"]).await;
+    assert!(core.state().peers.values().all(|p| p.enabled));
+
+    // IPv6 peers are listed and shown too.
+    core.add_test_peer("2001:db8::2", 64515, SessionState::Established);
+    let d = ok(port, &["neighbor", "2001:db8::2"]).await;
+    assert!(
+        d.contains("BGP neighbor is 2001:db8::2, remote AS 64515"),
+        "{d}"
+    );
+
     // Outside the subset: UNIMPLEMENTED, reported by the CLI.
     let (success, vrf) = gobgp(port, &["vrf"]).await;
     assert!(
