@@ -30,6 +30,18 @@ pub struct CandidateExplain {
     pub next_hop_cost: Option<u32>,
     pub stale: bool,
     pub llgr_stale: bool,
+    /// The import rule that accepted it, when known (peers with
+    /// soft-reconfiguration inbound keep what is needed to tell).
+    pub import_decided_by: Option<Decider>,
+}
+
+/// A route a peer sent for the prefix that import policy rejected (known
+/// for peers with soft-reconfiguration inbound).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRejected {
+    pub peer: PeerId,
+    pub path_id: u32,
+    pub decided_by: Decider,
 }
 
 /// Whether one peer receives the prefix, and what decided.
@@ -49,6 +61,7 @@ pub struct Explanation {
     pub prefix: IpNet,
     /// In decision order, best first.
     pub candidates: Vec<CandidateExplain>,
+    pub import_rejected: Vec<ImportRejected>,
     pub exports: Vec<PeerExport>,
 }
 
@@ -60,6 +73,7 @@ impl Rib {
         let mut out = Explanation {
             prefix,
             candidates: Vec::new(),
+            import_rejected: Vec::new(),
             exports: Vec::new(),
         };
         let dest = self.tables[fam_idx(&prefix)].dests.get(&prefix);
@@ -99,7 +113,36 @@ impl Rib {
                     next_hop_cost: (p.nh_cost != UNREACHABLE).then_some(p.nh_cost),
                     stale: p.flags & flag::STALE != 0,
                     llgr_stale: p.flags & flag::LLGR_STALE != 0,
+                    import_decided_by: None,
                 });
+            }
+        }
+        // Import decisions, replayed from the pre-policy Adj-RIB-In.
+        for (slot, s) in self
+            .peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i as u32, p)))
+        {
+            for ((pfx, id), base) in s.adj_in_pre.iter().filter(|((pfx, _), _)| *pfx == prefix) {
+                let (accepted, decider) = self.import_decision(s, pfx, base);
+                if accepted {
+                    // Candidates are in the destination's path order.
+                    let i = dest.and_then(|d| {
+                        d.paths
+                            .iter()
+                            .position(|p| p.source == slot && p.path_id == *id)
+                    });
+                    if let Some(c) = i.and_then(|i| out.candidates.get_mut(i)) {
+                        c.import_decided_by = Some(decider);
+                    }
+                } else {
+                    out.import_rejected.push(ImportRejected {
+                        peer: s.id,
+                        path_id: *id,
+                        decided_by: decider,
+                    });
+                }
             }
         }
         let best = dest.and_then(|d| d.best());

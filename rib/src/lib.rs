@@ -26,7 +26,7 @@ mod update_group;
 
 pub use attrs::RouteAttrs;
 pub use decision::Step;
-pub use explain::{CandidateExplain, Explanation, PeerExport};
+pub use explain::{CandidateExplain, Explanation, ImportRejected, PeerExport};
 pub use export::ExportDenied;
 pub use policy::{Action, CidrOp, Match, Policy, Rule, SourceMatch, Verdict};
 pub use rib::{ApplyOutcome, NextHopResolver, RejectReason, Rib, RibStats};

@@ -942,6 +942,32 @@ impl Rib {
         }
     }
 
+    /// Whether import policy accepts a pre-policy route, and what decided.
+    pub(crate) fn import_decision(
+        &self,
+        s: &PeerSlot,
+        prefix: &IpNet,
+        base: &RouteAttrs,
+    ) -> (bool, crate::policy::Decider) {
+        let ebgp = s.kind == PeerKind::Ebgp;
+        match &s.cfg.import {
+            None if ebgp && self.cfg.rfc8212 => (false, crate::policy::Decider::Rfc8212),
+            None => (true, crate::policy::Decider::NoPolicy),
+            Some(policy) => {
+                let ctx = RouteCtx {
+                    prefix,
+                    next_hop: base.next_hop.addr,
+                    source: SourceMatchInput::Remote(s.kind),
+                    peer_kind: s.kind,
+                    local_asn: self.cfg.local_asn,
+                    attrs: &base.attrs,
+                };
+                let r = policy.evaluate(&ctx);
+                (r.verdict == Verdict::Accept, r.decider)
+            }
+        }
+    }
+
     /// Import policy over one route: the attributes to store, or `None`.
     fn run_import(
         &mut self,

@@ -241,7 +241,36 @@ fn import_policy_sets_priority_and_soft_reconfiguration_reapplies() {
     assert_eq!(r.drain_best_changes().len(), 1);
     let e = r.explain(&net("100.64.1.0/26"));
     assert_eq!(e.candidates[1].lost_at, Some(Step::LocalPref));
+    assert_eq!(
+        e.candidates[0].import_decided_by,
+        Some(policy::Decider::Rule {
+            policy: "prefer".into(),
+            rule: "prio".into(),
+            index: 0
+        })
+    );
+    // A rejecting import policy on the soft-reconfiguration peer shows up
+    // as a rejected route with its rule.
+    let drop = Policy::new("drop", Verdict::Reject);
+    r.update_policy(PeerId(1), Some(Arc::new(drop)), None)
+        .unwrap();
+    let e = r.explain(&net("100.64.1.0/26"));
+    assert_eq!(e.candidates.len(), 1);
+    assert_eq!(
+        e.import_rejected,
+        vec![ImportRejected {
+            peer: PeerId(1),
+            path_id: 0,
+            decided_by: policy::Decider::PolicyDefault {
+                policy: "drop".into()
+            }
+        }]
+    );
     // Peer 2 keeps no pre-policy copy: the caller must ask for a refresh.
+    assert_eq!(
+        r.best(&net("100.64.1.0/26")).unwrap().next_hops[0].addr,
+        ip("198.18.0.3")
+    );
     let reject = Policy::new("none", Verdict::Reject);
     let o = r
         .update_policy(PeerId(2), Some(Arc::new(reject)), None)
@@ -258,7 +287,9 @@ fn import_policy_sets_priority_and_soft_reconfiguration_reapplies() {
         )
         .unwrap();
     assert_eq!(o.rejected, vec![(RejectReason::ImportPolicy, 1)]);
-    assert_eq!(r.explain(&net("100.64.1.0/26")).candidates.len(), 1);
+    // Both peers now reject it.
+    assert!(r.explain(&net("100.64.1.0/26")).candidates.is_empty());
+    assert!(r.best(&net("100.64.1.0/26")).is_none());
 }
 
 #[test]
