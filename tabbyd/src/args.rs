@@ -73,6 +73,12 @@ pub struct Args {
     #[arg(long, env = "TABBY_DEFERRAL_TIME", default_value_t = 120)]
     pub deferral_time: u64,
 
+    /// Most prefixes accepted from one peer in one address family; past it
+    /// the session is closed with Cease / Maximum Number of Prefixes Reached
+    /// (RFC 4486). 0 turns the limit off.
+    #[arg(long, env = "TABBY_MAX_PREFIXES", default_value_t = 1_000_000)]
+    pub max_prefixes: u32,
+
     /// Directory for the API socket and state (created if missing).
     #[arg(long, env = "TABBY_RUN_DIR", default_value = "/run/tabby")]
     pub run_dir: PathBuf,

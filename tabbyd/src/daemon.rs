@@ -50,6 +50,8 @@ pub struct Options {
     pub tunnel_device: String,
     pub deferral_time: Duration,
     pub log_level: String,
+    /// Per peer and family; 0 = no limit.
+    pub max_prefixes: u32,
 }
 
 /// Why a peer exists.
@@ -768,6 +770,7 @@ impl Daemon {
                         Err(e) => warn!(peer = %address, error = %e, "UPDATE not applied"),
                     }
                 }
+                self.check_max_prefixes(address, id);
             }
             SessionEvent::EndOfRib(f) => {
                 debug!(peer = %address, family = %f, "End-of-RIB received");
@@ -825,6 +828,35 @@ impl Daemon {
             }
         }
         self.pump(now);
+    }
+
+    /// RFC 4486 §4: past the limit, Cease / Maximum Number of Prefixes
+    /// Reached with AFI, SAFI and the limit as data.
+    fn check_max_prefixes(&mut self, address: IpAddr, id: PeerId) {
+        let limit = self.opts.max_prefixes;
+        let (Some(rib), Some(slot)) = (self.rib.as_ref(), self.peers.get(&address)) else {
+            return;
+        };
+        if limit == 0 {
+            return;
+        }
+        for f in &slot.families {
+            let n = rib.prefix_count(id, *f);
+            if n > limit as usize {
+                warn!(peer = %address, family = %f, prefixes = n, limit, "maximum number of prefixes exceeded: closing the session");
+                let mut data = Vec::with_capacity(7);
+                data.extend_from_slice(&f.afi.0.to_be_bytes());
+                data.push(f.safi.0);
+                data.extend_from_slice(&limit.to_be_bytes());
+                slot.session
+                    .command(SessionCmd::Cease(tabby_bgp::Notification::new(
+                        tabby_bgp::notification::code::CEASE,
+                        tabby_bgp::notification::cease::MAX_PREFIXES_REACHED,
+                        data,
+                    )));
+                return;
+            }
+        }
     }
 
     // ---------------------------------------------------------------- output
@@ -1536,3 +1568,7 @@ impl Daemon {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "daemon_tests.rs"]
+mod tests;

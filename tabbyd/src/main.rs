@@ -162,6 +162,7 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
             tunnel_device: args.tunnel_device.clone(),
             deferral_time: Duration::from_secs(args.deferral_time),
             log_level: args.log_level.clone(),
+            max_prefixes: args.max_prefixes,
         },
         speaker,
         fib_tx,

@@ -46,6 +46,8 @@ pub enum SessionCmd {
     /// (RFC 4724): a planned restart.
     Detach,
     Send(Arc<[Update]>),
+    /// Close with this NOTIFICATION (e.g. Cease/1 for max-prefix).
+    Cease(tabby_bgp::Notification),
     /// UPDATEs already encoded for this session's negotiated parameters.
     SendEncoded(bytes::Bytes),
     RequestRefresh(Family),
@@ -133,6 +135,7 @@ impl Sessions for Speaker {
                     SessionCmd::Stop(r) => driver::PeerCommand::Stop(r),
                     SessionCmd::Reset { hard } => driver::PeerCommand::Reset { hard },
                     SessionCmd::Detach => driver::PeerCommand::Detach,
+                    SessionCmd::Cease(n) => driver::PeerCommand::Cease(n),
                     SessionCmd::Send(u) => driver::PeerCommand::SendUpdates(u.to_vec()),
                     SessionCmd::SendEncoded(b) => driver::PeerCommand::SendEncoded(b),
                     SessionCmd::RequestRefresh(f) => driver::PeerCommand::RouteRefresh(f),

@@ -1,0 +1,366 @@
+//! The daemon core driven without sockets or a kernel: a recording
+//! [`Sessions`] stands in for the BGP driver and the FIB channel is read
+//! directly, so every rule of the wiring is checked in memory.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tabby_bgp::attr::{AsPath, Origin};
+use tabby_bgp::capability::Capability;
+use tabby_bgp::fsm::{Down, DownReason, State};
+use tabby_bgp::message::{Open, Update};
+use tabby_bgp::negotiated::Negotiated;
+use tabby_bgp::{Asn, Family, Nlri, PathAttributes};
+use tabby_fib_sync::RouteKind;
+use tabby_rib::PeerId;
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::sessions::{SessionCmd, SessionEvent, SessionHandle, SessionSpec, Sessions};
+
+/// Commands each spawned session received, by peer address.
+type Log = Arc<Mutex<Vec<(IpAddr, PeerId, mpsc::UnboundedReceiver<SessionCmd>)>>>;
+
+struct Recorder {
+    log: Log,
+}
+
+impl Sessions for Recorder {
+    fn listen(&mut self, _addrs: Vec<SocketAddr>) -> Result<(), String> {
+        Ok(())
+    }
+    fn spawn(&mut self, id: PeerId, spec: SessionSpec) -> Result<SessionHandle, String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.log.lock().unwrap().push((spec.remote.ip(), id, rx));
+        Ok(SessionHandle::new(tx))
+    }
+}
+
+const CLUSTER: &str = "
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {asNumber: 64512, nodeToNodeMeshEnabled: true}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-a}
+spec: {bgp: {ipv4Address: 198.18.0.11/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-b}
+spec: {bgp: {ipv4Address: 198.18.0.12/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: pods}
+spec: {cidr: 100.64.0.0/16, blockSize: 26, ipipMode: Never, vxlanMode: Never}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: tor}
+spec: {peerIP: 198.18.0.1, asNumber: 65000}
+---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata: {name: a}
+spec: {node: node-a, cidr: 100.64.0.0/26, state: confirmed}
+";
+
+struct Harness {
+    daemon: Daemon,
+    log: Log,
+    fib: mpsc::UnboundedReceiver<FibOp>,
+}
+
+fn harness(max_prefixes: u32) -> Harness {
+    let log: Log = Arc::default();
+    let (fib_tx, fib) = mpsc::unbounded_channel();
+    let daemon = Daemon::new(
+        Options {
+            node_name: "node-a".into(),
+            tunnel_device: "tunl0".into(),
+            deferral_time: Duration::from_secs(30),
+            log_level: "info".into(),
+            max_prefixes,
+        },
+        Box::new(Recorder { log: log.clone() }),
+        Some(fib_tx),
+        None,
+        Arc::new(Metrics::default()),
+    );
+    Harness { daemon, log, fib }
+}
+
+impl Harness {
+    fn load(&mut self, yaml: &str) {
+        let res = topo::Resources::from_yaml_str(yaml, "test.yaml").unwrap();
+        self.daemon.apply_resources(&res, Instant::now());
+    }
+
+    fn id_of(&self, addr: &str) -> PeerId {
+        let a: IpAddr = addr.parse().unwrap();
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .rev()
+            .find(|(ip, _, _)| *ip == a)
+            .map(|(_, id, _)| *id)
+            .unwrap()
+    }
+
+    fn commands(&self, addr: &str) -> Vec<SessionCmd> {
+        let a: IpAddr = addr.parse().unwrap();
+        let mut log = self.log.lock().unwrap();
+        let mut out = Vec::new();
+        for (ip, _, rx) in log.iter_mut().filter(|(ip, _, _)| *ip == a) {
+            let _ = ip;
+            while let Ok(c) = rx.try_recv() {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn fib_ops(&mut self) -> Vec<FibOp> {
+        let mut v = Vec::new();
+        while let Ok(op) = self.fib.try_recv() {
+            v.push(op);
+        }
+        v
+    }
+
+    fn establish(&mut self, addr: &str, peer_as: u32, router_id: Ipv4Addr) {
+        let id = self.id_of(addr);
+        let open = |asn: u32, rid| Open {
+            version: 4,
+            my_as: asn.min(u16::MAX as u32) as u16,
+            hold_time: 90,
+            bgp_id: rid,
+            capabilities: vec![
+                Capability::Multiprotocol(Family::IPV4_UNICAST),
+                Capability::FourOctetAs(Asn(asn)),
+            ],
+            unknown_params: vec![],
+        };
+        let neg = Negotiated::new(
+            &open(64512, Ipv4Addr::new(198, 18, 0, 11)),
+            &open(peer_as, router_id),
+            None,
+        );
+        let now = Instant::now();
+        self.daemon.session_event(
+            id,
+            SessionEvent::State {
+                from: State::OpenConfirm,
+                to: State::Established,
+            },
+            now,
+        );
+        self.daemon
+            .session_event(id, SessionEvent::Established(Box::new(neg)), now);
+    }
+
+    fn announce(&mut self, addr: &str, path: &[u32], prefixes: &[&str], next_hop: Ipv4Addr) {
+        let id = self.id_of(addr);
+        let u = Update {
+            attributes: PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: AsPath::from_sequence(path.iter().map(|a| Asn(*a))),
+                next_hop: Some(next_hop),
+                ..PathAttributes::default()
+            },
+            nlri: prefixes
+                .iter()
+                .map(|p| Nlri::new(p.parse().unwrap()))
+                .collect(),
+            ..Update::default()
+        };
+        self.daemon
+            .session_event(id, SessionEvent::Update(Box::new(u)), Instant::now());
+    }
+}
+
+#[test]
+fn every_configured_peer_gets_a_started_session() {
+    let mut h = harness(0);
+    h.load(CLUSTER);
+    for peer in ["198.18.0.1", "198.18.0.12"] {
+        let cmds = h.commands(peer);
+        assert!(
+            matches!(cmds.first(), Some(SessionCmd::Start)),
+            "{peer}: {cmds:?}"
+        );
+    }
+    assert_eq!(h.daemon.list_peers().len(), 2);
+}
+
+#[test]
+fn own_block_is_blackholed_and_learned_routes_go_via_the_peer() {
+    let mut h = harness(0);
+    h.load(CLUSTER);
+    let ops = h.fib_ops();
+    assert!(
+        ops.iter().any(|op| matches!(op, FibOp::Set(r)
+            if r.prefix == "100.64.0.0/26".parse().unwrap() && r.kind == RouteKind::Blackhole)),
+        "own block not blackholed: {ops:?}"
+    );
+    h.establish("198.18.0.1", 65000, Ipv4Addr::new(198, 18, 0, 1));
+    h.announce(
+        "198.18.0.1",
+        &[65000],
+        &["198.19.7.0/24"],
+        Ipv4Addr::new(198, 18, 0, 1),
+    );
+    let ops = h.fib_ops();
+    let set = ops
+        .iter()
+        .find_map(|op| match op {
+            FibOp::Set(r) if r.prefix == "198.19.7.0/24".parse().unwrap() => Some(r),
+            _ => None,
+        })
+        .expect("learned route programmed");
+    match &set.kind {
+        RouteKind::Unicast(hops) => {
+            assert_eq!(hops.len(), 1);
+            assert_eq!(hops[0].gateway, "198.18.0.1".parse::<IpAddr>().unwrap());
+            assert!(!hops[0].onlink);
+        }
+        other => panic!("expected a gateway route, got {other:?}"),
+    }
+    // Our block goes to the top-of-rack router.
+    let cmds = h.commands("198.18.0.1");
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, SessionCmd::Send(_) | SessionCmd::SendEncoded(_))),
+        "nothing advertised to the ToR: {cmds:?}"
+    );
+}
+
+#[test]
+fn session_loss_without_graceful_restart_removes_the_kernel_route() {
+    let mut h = harness(0);
+    h.load(CLUSTER);
+    h.establish("198.18.0.1", 65000, Ipv4Addr::new(198, 18, 0, 1));
+    h.announce(
+        "198.18.0.1",
+        &[65000],
+        &["198.19.7.0/24"],
+        Ipv4Addr::new(198, 18, 0, 1),
+    );
+    h.fib_ops();
+    let id = h.id_of("198.18.0.1");
+    h.daemon.session_event(
+        id,
+        SessionEvent::Down(Down {
+            reason: DownReason::ConnectionLost,
+            was_established: true,
+            stale: None,
+        }),
+        Instant::now(),
+    );
+    let ops = h.fib_ops();
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, FibOp::Remove(p) if *p == "198.19.7.0/24".parse().unwrap())),
+        "{ops:?}"
+    );
+}
+
+#[test]
+fn max_prefixes_closes_the_session_with_cease_1() {
+    let mut h = harness(2);
+    h.load(CLUSTER);
+    h.establish("198.18.0.1", 65000, Ipv4Addr::new(198, 18, 0, 1));
+    h.commands("198.18.0.1");
+    h.announce(
+        "198.18.0.1",
+        &[65000],
+        &["198.19.1.0/24", "198.19.2.0/24"],
+        Ipv4Addr::new(198, 18, 0, 1),
+    );
+    assert!(
+        !h.commands("198.18.0.1")
+            .iter()
+            .any(|c| matches!(c, SessionCmd::Cease(_))),
+        "at the limit is allowed"
+    );
+    h.announce(
+        "198.18.0.1",
+        &[65000],
+        &["198.19.3.0/24"],
+        Ipv4Addr::new(198, 18, 0, 1),
+    );
+    let cmds = h.commands("198.18.0.1");
+    let n = cmds
+        .iter()
+        .find_map(|c| match c {
+            SessionCmd::Cease(n) => Some(n),
+            _ => None,
+        })
+        .expect("Cease sent");
+    assert_eq!((n.code, n.subcode), (6, 1));
+    // RFC 4486 §4: AFI 1, SAFI 1, the limit 2.
+    assert_eq!(n.data, vec![0, 1, 1, 0, 0, 0, 2]);
+}
+
+#[test]
+fn changing_one_peer_touches_only_that_session() {
+    let mut h = harness(0);
+    h.load(CLUSTER);
+    let tor_before = h.id_of("198.18.0.1");
+    let mesh_before = h.id_of("198.18.0.12");
+    h.commands("198.18.0.1");
+    h.commands("198.18.0.12");
+    h.load(&CLUSTER.replace("asNumber: 65000", "asNumber: 65001"));
+    assert_ne!(
+        h.id_of("198.18.0.1"),
+        tor_before,
+        "the ToR session is re-created"
+    );
+    assert_eq!(
+        h.id_of("198.18.0.12"),
+        mesh_before,
+        "the mesh session is untouched"
+    );
+    assert!(
+        h.commands("198.18.0.12").is_empty(),
+        "no command to the mesh peer"
+    );
+}
+
+#[test]
+fn api_owners_cannot_use_the_topology_owner_and_announce_counts() {
+    let mut h = harness(0);
+    h.load(CLUSTER);
+    let owner = am::Owner::new(TOPOLOGY_OWNER).unwrap();
+    assert!(matches!(
+        h.daemon.announce(&owner, vec![]),
+        Err(CoreError::InvalidArgument(_))
+    ));
+    let ipam = am::Owner::new("ipam").unwrap();
+    let route = |p: &str| am::LocalRoute {
+        prefix: p.parse().unwrap(),
+        kind: am::RouteKind::PodBlock,
+        communities: vec![],
+        large_communities: vec![],
+        next_hop: None,
+    };
+    let c = h
+        .daemon
+        .replace(&ipam, vec![route("100.64.1.0/26"), route("100.64.2.0/26")])
+        .unwrap();
+    assert_eq!((c.added, c.removed), (2, 0));
+    let c = h
+        .daemon
+        .replace(&ipam, vec![route("100.64.2.0/26")])
+        .unwrap();
+    assert_eq!((c.added, c.unchanged, c.removed), (0, 1, 1));
+    let ops = h.fib_ops();
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, FibOp::Remove(p) if *p == "100.64.1.0/26".parse().unwrap())),
+        "a block moved away is no longer blackholed: {ops:?}"
+    );
+}
