@@ -138,6 +138,8 @@ pub struct FibTask {
     blocked: HashSet<IpNet>,
     /// The errno last logged per prefix, so a retry storm logs once.
     logged: HashMap<IpNet, i32>,
+    /// How many prefixes have logged each errno.
+    logged_per_errno: HashMap<i32, u64>,
     need_resync: bool,
     /// Bulk mode: route notifications off, no replaces, view kept from acks,
     /// one verifying dump at the end.
@@ -230,6 +232,7 @@ impl FibTask {
             parked: HashMap::default(),
             blocked: HashSet::default(),
             logged: HashMap::default(),
+            logged_per_errno: HashMap::default(),
             need_resync: false,
             bulk: false,
             bulk_since: Instant::now(),
@@ -261,7 +264,14 @@ impl FibTask {
     pub async fn run(mut self) -> Result<(), FibError> {
         loop {
             if self.need_resync {
-                self.resync().await?;
+                if let Err(e) = self.resync().await {
+                    // Keep the routes and retry: stopping would leave the
+                    // FIB unmanaged.
+                    warn!(error = %e, "re-reading the kernel table failed; retrying in 1 s");
+                    self.need_resync = true;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
             }
             self.enter_bulk_if_worth_it()?;
             self.pump()?;
@@ -922,10 +932,21 @@ impl FibTask {
         }
     }
 
+    /// Logs a failure once per prefix and errno, and per errno only the
+    /// first few prefixes and then every 10 000th: a million routes refused
+    /// for one reason (say EPERM without CAP_NET_ADMIN) is one story, not a
+    /// million lines. `stats().errors` has the exact counts.
     fn log_once(&mut self, prefix: IpNet, errno: i32, what: &str) {
-        if self.logged.insert(prefix, errno) != Some(errno) {
-            let err = io::Error::from_raw_os_error(errno);
+        if self.logged.insert(prefix, errno) == Some(errno) {
+            return;
+        }
+        let n = self.logged_per_errno.entry(errno).or_default();
+        *n += 1;
+        let err = io::Error::from_raw_os_error(errno);
+        if *n <= 5 {
             warn!(%prefix, errno, error = %err, "{what}");
+        } else if *n % 10_000 == 0 {
+            warn!(errno, error = %err, prefixes = *n, "{what} (repeated for many prefixes; see stats)");
         }
     }
 
