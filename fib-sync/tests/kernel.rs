@@ -1011,3 +1011,64 @@ fn periodic_verification_changes_nothing_when_in_sync() {
     })
     .unwrap();
 }
+
+#[test]
+fn create_meeting_our_own_unseen_route_adopts_it() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    let prefix = |i: u32| net(&format!("100.70.{}.{}/32", i / 256, i % 256));
+    let last = shown(&prefix(29_999));
+    // While the bulk run has route notifications off, someone adds a route
+    // with our protocol on a key we are about to create: the create meets
+    // EEXIST, the verifying dump shows the route as ours, and it is
+    // replaced with what the RIB wants (adopted, not duplicated).
+    let intruder = {
+        let (n, last) = (n.clone(), last.clone());
+        std::thread::spawn(move || {
+            wait_for("the bulk run to start", Duration::from_secs(30), || {
+                ours(&n, "100.70.0.0").is_some()
+            });
+            ipn(
+                &n,
+                &[
+                    "route",
+                    "add",
+                    &last,
+                    "via",
+                    "198.18.0.7",
+                    "proto",
+                    "84",
+                    "metric",
+                    "32",
+                ],
+            );
+        })
+    };
+    let n2 = n.clone();
+    let stats = ns
+        .block_on(move || async move {
+            let cfg = FibConfig {
+                max_in_flight: 8,
+                ..FibConfig::default()
+            };
+            let (fib, _task) = start(cfg).await;
+            fib.converged().await.unwrap();
+            let all: Vec<FibRoute> = (0..30_000)
+                .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
+                .collect();
+            fib.set_many(all).await.unwrap();
+            fib.sync().await.unwrap();
+            let line = ours(&n2, &last).expect("route present");
+            assert!(line.contains("via 198.18.0.2"), "{line}");
+            assert_eq!(routes(&n2, false, "84").len(), 30_000, "one route per key");
+            fib.stats().await.unwrap()
+        })
+        .unwrap();
+    intruder.join().unwrap();
+    assert!(
+        stats.errors.contains_key(&libc::EEXIST),
+        "the create met the intruder: {stats:?}"
+    );
+    assert_eq!(stats.replaces, 1, "{stats:?}");
+}
