@@ -720,18 +720,7 @@ impl Daemon {
                 );
             }
             SessionEvent::Established(neg) => {
-                let session = PeerSession {
-                    router_id: neg.peer_id,
-                    families: neg.families.iter().copied().collect(),
-                    add_path_rx: neg.add_path_rx.iter().copied().collect(),
-                    add_path_tx: neg.add_path_tx.iter().copied().collect(),
-                    four_octet_as: neg.four_octet_as,
-                    route_refresh: neg.route_refresh,
-                    graceful_restart: neg.peer_gr.clone(),
-                    llgr: neg.peer_llgr.clone(),
-                    max_message_len: neg.codec_ctx().max_message_len,
-                    peer_role: neg.peer_role,
-                };
+                let session = PeerSession::from(neg.as_ref());
                 if let Some(slot) = self.peers.get_mut(&address) {
                     slot.families = neg.families.clone();
                     slot.codec = Some(neg.codec_ctx());
@@ -792,11 +781,7 @@ impl Daemon {
                 }
             }
             SessionEvent::Down(d) => {
-                let kind = if d.stale.is_some() {
-                    DownKind::Graceful
-                } else {
-                    DownKind::Flush
-                };
+                let kind = DownKind::from(&d);
                 info!(peer = %address, reason = %d.reason, graceful = d.stale.is_some(), "session down");
                 if let Some(slot) = self.peers.get_mut(&address) {
                     slot.status.info = d.reason.to_string();

@@ -1,8 +1,9 @@
 //! The daemon's view of one BGP session: a handle to send commands to the
 //! session task and the events it reports back, tagged with the peer.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tabby_bgp::Family;
 use tabby_bgp::driver;
@@ -84,11 +85,19 @@ pub trait Sessions: Send {
     fn spawn(&mut self, id: PeerId, spec: SessionSpec) -> Result<SessionHandle, String>;
 }
 
+/// Which spawn owns each peer address's slot in the driver's listener.
+type Owners = Arc<Mutex<HashMap<IpAddr, u64>>>;
+
 /// [`Sessions`] on top of the tokio driver.
 #[derive(Debug)]
 pub struct Speaker {
     events: EventSender,
     driver: Option<Arc<driver::Speaker>>,
+    /// A session replaced by a new one for the same address (a reset after
+    /// a configuration change) leaves the listener asynchronously; this
+    /// keeps it from removing its successor's slot.
+    owners: Owners,
+    next_owner: u64,
 }
 
 impl Speaker {
@@ -96,6 +105,8 @@ impl Speaker {
         Speaker {
             events,
             driver: None,
+            owners: Arc::default(),
+            next_owner: 0,
         }
     }
 }
@@ -104,6 +115,10 @@ impl Sessions for Speaker {
     fn listen(&mut self, addrs: Vec<SocketAddr>) -> Result<(), String> {
         // Drop the old listener first so the port can be bound again.
         self.driver = None;
+        self.owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let s =
             driver::Speaker::bind(&driver::ListenConfig { addrs }).map_err(|e| format!("{e}"))?;
         self.driver = Some(Arc::new(s));
@@ -120,7 +135,20 @@ impl Sessions for Speaker {
         cfg.md5_password = spec.md5_password;
         cfg.gtsm_hops = spec.ttl_security;
         let remote = cfg.remote;
-        let peer = speaker.add_peer(cfg).map_err(|e| format!("{e}"))?;
+        let owner = self.next_owner;
+        self.next_owner += 1;
+        let owners = self.owners.clone();
+        let peer = {
+            let mut o = owners.lock().unwrap_or_else(PoisonError::into_inner);
+            if o.remove(&remote).is_some() {
+                // The previous session for this address is still winding
+                // down: take its listener slot over now.
+                speaker.remove_peer(remote);
+            }
+            let peer = speaker.add_peer(cfg).map_err(|e| format!("{e}"))?;
+            o.insert(remote, owner);
+            peer
+        };
         let task = peer.task;
         let mut peer_events = peer.events;
         let (tx, mut rx) = mpsc::unbounded_channel::<SessionCmd>();
@@ -144,7 +172,13 @@ impl Sessions for Speaker {
                     break;
                 }
             }
-            speaker.remove_peer(remote);
+            {
+                let mut o = owners.lock().unwrap_or_else(PoisonError::into_inner);
+                if o.get(&remote) == Some(&owner) {
+                    o.remove(&remote);
+                    speaker.remove_peer(remote);
+                }
+            }
             // Give a final Stop a moment to leave as a NOTIFICATION.
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             task.abort();
