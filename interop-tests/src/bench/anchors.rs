@@ -125,7 +125,13 @@ pub fn start(
                 bail!("no tabbyd binary given");
             };
             let mut opts = TabbydOpts::new("rr", Datastore::File(yaml)).no_fib();
-            opts.log_level = "error".into();
+            // TABBY_BENCH_TABBYD_LOG raises it to debug a run (off in figures).
+            opts.log_level =
+                std::env::var("TABBY_BENCH_TABBYD_LOG").unwrap_or_else(|_| "error".into());
+            // TABBY_BENCH_TABBYD_ARGS: extra flags, to try a setting (stated in reports).
+            if let Ok(extra) = std::env::var("TABBY_BENCH_TABBYD_ARGS") {
+                opts.extra_args = extra.split_whitespace().map(str::to_string).collect();
+            }
             opts.api = Some(format!(
                 "unix:{}",
                 lab.path(&format!("{label}.api.sock")).display()
@@ -236,9 +242,10 @@ pub fn frr_conf(s: &Setup) -> String {
     o
 }
 
-/// tabbyd: Calico resources. Clients are BGPPeers by address (Calico makes
-/// every iBGP peer outside the reflector's cluster a client); non-clients
-/// are Calico nodes of the same cluster, selected by label.
+/// tabbyd: Calico resources as a cluster with reflectors has them. Every
+/// peer is a Calico node selected by label from the reflector's BGPPeer:
+/// clients carry no cluster id (so Calico makes them reflector clients),
+/// non-clients carry the reflector's.
 pub fn tabby_yaml(s: &Setup) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -250,26 +257,22 @@ pub fn tabby_yaml(s: &Setup) -> String {
         "---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: rr\n  labels:\n    role: reflector\nspec:\n  bgp:\n    ipv4Address: {}/24\n    routeReflectorClusterID: {CLUSTER_ID}",
         s.addr
     );
-    let mut members = false;
     for (i, p) in s.peers.iter().enumerate() {
-        if p.client {
-            let _ = writeln!(
-                o,
-                "---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: client-{i}\nspec:\n  node: rr\n  peerIP: {}\n  asNumber: {ASN}",
-                p.addr
-            );
+        let (role, cluster) = if p.client {
+            ("client", String::new())
         } else {
-            members = true;
-            let _ = writeln!(
-                o,
-                "---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: member-{i}\n  labels:\n    role: member\nspec:\n  bgp:\n    ipv4Address: {}/32\n    routeReflectorClusterID: {CLUSTER_ID}",
-                p.addr
-            );
-        }
+            (
+                "member",
+                format!("\n    routeReflectorClusterID: {CLUSTER_ID}"),
+            )
+        };
+        let _ = writeln!(
+            o,
+            "---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: {role}-{i}\n  labels:\n    role: {role}\nspec:\n  bgp:\n    ipv4Address: {}/32{cluster}",
+            p.addr
+        );
     }
-    if members {
-        o.push_str("---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: members\nspec:\n  node: rr\n  peerSelector: role == 'member'\n");
-    }
+    o.push_str("---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: reflector-peers\nspec:\n  node: rr\n  peerSelector: role in {'client', 'member'}\n");
     o
 }
 
@@ -313,7 +316,7 @@ mod tests {
         assert!(f.contains(" neighbor 198.18.128.1 peer-group clients"));
         assert!(f.contains(" neighbor 198.18.128.2 peer-group members"));
         let t = tabby_yaml(&s);
-        assert!(t.contains("peerIP: 198.18.128.1"));
+        assert!(t.contains("name: client-0"));
         assert!(t.contains("ipv4Address: 198.18.128.2/32"));
         assert!(t.contains("nodeToNodeMeshEnabled: false"));
     }
