@@ -581,6 +581,39 @@ impl FibTask {
         }
     }
 
+    /// `matches` on the route as given, without resolving devices into a
+    /// new vector. Desired next hops are sorted by gateway (see `validate`)
+    /// as the kernel's are; with a gateway repeated over several devices the
+    /// two orders can differ, so that case goes through `matches`.
+    fn matches_spec(&self, want: &FibRoute, have: &KernelRoute) -> bool {
+        if want.pref_src != have.pref_src || have.tos != 0 {
+            return false;
+        }
+        match (&want.kind, &have.shape) {
+            (RouteKind::Blackhole, Shape::Blackhole) => true,
+            (RouteKind::Unicast(w), Shape::Unicast(k)) => {
+                if w.len() != k.len() {
+                    return false;
+                }
+                if w.windows(2).any(|p| p[0].gateway == p[1].gateway) {
+                    return self
+                        .resolve(want)
+                        .is_ok_and(|hops| self.matches(want, &hops, have));
+                }
+                let multi = w.len() > 1;
+                w.iter().zip(k).all(|(w, h)| {
+                    Some(w.gateway) == h.gateway
+                        && w.onlink == h.onlink
+                        && w.device
+                            .as_ref()
+                            .is_none_or(|d| self.names.get(d) == Some(&h.oif))
+                        && (!multi || w.weight == h.weight)
+                })
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the kernel's route already does what we want.
     fn matches(&self, want: &FibRoute, hops: &[Hop], have: &KernelRoute) -> bool {
         if want.pref_src != have.pref_src || have.tos != 0 {
@@ -631,6 +664,11 @@ impl FibTask {
             return Some((OpKind::Delete, metric));
         };
         if self.parked.contains_key(&p) {
+            return None;
+        }
+        // The common case (nothing to do) without allocating resolved hops.
+        if !foreign && have.is_some_and(|h| self.matches_spec(want, h)) {
+            self.blocked.remove(&p);
             return None;
         }
         let hops = match self.resolve(want) {
@@ -1245,9 +1283,7 @@ impl FibTask {
         // want needs nothing (after a bulk run the view held our requests,
         // the dump holds the kernel's spelling of them).
         let settled = |p: &IpNet, r: &KernelRoute| {
-            self.desired
-                .get(p)
-                .is_some_and(|w| self.resolve(w).is_ok_and(|hops| self.matches(w, &hops, r)))
+            self.desired.get(p).is_some_and(|w| self.matches_spec(w, r))
                 && !self.foreign.contains_key(p)
         };
         todo.extend(

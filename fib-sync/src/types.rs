@@ -225,8 +225,8 @@ pub struct FibStats {
 /// reachability, learned routes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelEvent {
-    /// A link appeared or changed; `up` is `IFF_UP && IFF_RUNNING`-ish
-    /// (operationally usable).
+    /// A link appeared or changed state; `up` is administratively up with
+    /// carrier (`IFF_UP` and `IFF_LOWER_UP`).
     Link { index: u32, name: String, up: bool },
     /// A link was removed.
     LinkRemoved { index: u32, name: String },
