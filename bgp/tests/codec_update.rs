@@ -577,3 +577,36 @@ fn attributes_that_cannot_fit_are_refused() {
     assert!(matches!(e, EncodeError::TooLong { .. }));
     assert!(out.is_empty());
 }
+
+#[test]
+fn ipv6_next_hop_checks() {
+    let attrs = "40 01 01 00 | 40 02 00";
+    // Global :: with a link-local address: usable (link-local-only peering).
+    let u = decode_update(
+        &update(
+            "",
+            &format!(
+                "80 0e 2c 0002 01 20 00000000000000000000000000000000 fe800000000000000000000000000001 00 \
+                 30 20010db81000 | {attrs}"
+            ),
+            "",
+        ),
+        &ibgp(),
+    );
+    assert!(u.issues.is_empty(), "{:?}", u.issues);
+    // Global :: alone, or multicast: never usable.
+    for nh in [
+        "00000000000000000000000000000000",
+        "ff020000000000000000000000000001",
+    ] {
+        let u = decode_update(
+            &update(
+                "",
+                &format!("80 0e 1c 0002 01 10 {nh} 00 30 20010db81000 | {attrs}"),
+                "",
+            ),
+            &ibgp(),
+        );
+        assert!(u.treat_as_withdraw(), "{nh}");
+    }
+}

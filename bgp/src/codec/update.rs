@@ -113,7 +113,13 @@ fn check_mandatory(u: &mut Update, as_path_present: bool) {
         (Some(nh), _) if !u.nlri.is_empty() && unusable_next_hop(IpAddr::V4(*nh)) => {
             Some(IpAddr::V4(*nh))
         }
-        (_, Some(r)) if !r.nlri.is_empty() && unusable_next_hop(r.next_hop.addr) => {
+        // A link-local-only next hop (global ::, RFC 2545 §3 as sent by
+        // some unnumbered setups) is usable through its link-local part.
+        (_, Some(r))
+            if !r.nlri.is_empty()
+                && unusable_next_hop(r.next_hop.addr)
+                && r.next_hop.link_local.is_none_or(|ll| ll.is_unspecified()) =>
+        {
             Some(r.next_hop.addr)
         }
         _ => None,
