@@ -116,7 +116,6 @@ fn md5_and_gtsm_with_bird2() -> Result<()> {
 /// prefixes than `--max-prefixes` allows gets Cease / Maximum Number of
 /// Prefixes Reached with AFI, SAFI and the limit as data (RFC 4486 §4).
 #[test]
-#[ignore = "needs tabbyd --max-prefixes, not committed yet (passes against the work tree's tabbyd)"]
 fn max_prefix_exceeded_is_cease_1() -> Result<()> {
     need(&[]);
     let mut lab = Lab::new("scen6mp")?;
