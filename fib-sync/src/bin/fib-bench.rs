@@ -351,6 +351,18 @@ fn bird(v6: bool, n: u32) -> Outcome {
         wall: t0.elapsed(),
         cpu: proc_cpu(pid),
     };
+    // The monitor counts notifications; check that they are N distinct
+    // routes in the table (not one route announced twice).
+    let fam_flag = if v6 { "-6" } else { "-4" };
+    let in_table = ns
+        .exec(&[fam_flag, "route", "show", "proto", "bird"])
+        .map(|o| o.lines().count())
+        .unwrap_or(0);
+    if res.is_ok() && in_table < n as usize {
+        eprintln!(
+            "BIRD: {n} notifications seen but only {in_table} routes in the table at that moment"
+        );
+    }
     let cpu_before = proc_cpu(pid);
     let t1 = Instant::now();
     let _ = nix::sys::signal::kill(
