@@ -143,7 +143,10 @@ fn api_state(s: State) -> am::SessionState {
 
 fn local_kind(k: am::RouteKind) -> LocalKind {
     match k {
-        am::RouteKind::PodBlock | am::RouteKind::Unspecified => LocalKind::PodBlock,
+        am::RouteKind::PodBlock => LocalKind::PodBlock,
+        // A route announced without a kind (e.g. `gobgp global rib add`) is
+        // advertised only; the kernel gets no blackhole for it.
+        am::RouteKind::Unspecified => LocalKind::Static,
         am::RouteKind::Host => LocalKind::HostRoute,
         am::RouteKind::ServiceIp => LocalKind::Service,
     }

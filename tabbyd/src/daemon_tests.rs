@@ -364,3 +364,38 @@ fn api_owners_cannot_use_the_topology_owner_and_announce_counts() {
         "a block moved away is no longer blackholed: {ops:?}"
     );
 }
+
+#[test]
+fn routes_announced_without_a_kind_are_not_blackholed() {
+    let mut h = harness(0);
+    h.load(CLUSTER);
+    h.fib_ops();
+    let owner = am::Owner::new("gobgp-api").unwrap();
+    let route = |p: &str, kind| am::LocalRoute {
+        prefix: p.parse().unwrap(),
+        kind,
+        communities: vec![],
+        large_communities: vec![],
+        next_hop: None,
+    };
+    h.daemon
+        .announce(
+            &owner,
+            vec![
+                route("100.64.9.0/26", am::RouteKind::Unspecified),
+                route("100.64.10.0/26", am::RouteKind::PodBlock),
+            ],
+        )
+        .unwrap();
+    let ops = h.fib_ops();
+    assert!(
+        !ops.iter()
+            .any(|op| matches!(op, FibOp::Set(r) if r.prefix == "100.64.9.0/26".parse().unwrap())),
+        "{ops:?}"
+    );
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, FibOp::Set(r) if r.prefix == "100.64.10.0/26".parse().unwrap() && r.kind == RouteKind::Blackhole)),
+        "{ops:?}"
+    );
+}
