@@ -97,13 +97,15 @@ pub fn table(title: &str, rows: &[Row]) -> String {
     };
     let cpu = |r: &Row| median(r.runs.iter().map(|x| x.daemon_cpu));
     let rss = |r: &Row| median(r.runs.iter().map(|x| x.daemon_rss_mib));
+    let done_cpu = |r: &Row| conv(r).and(cpu(r));
+    let done_rss = |r: &Row| conv(r).and(rss(r));
     let best = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
         rows.iter()
             .filter(|r| r.dut.is_anchor() && !r.runs.is_empty())
             .filter_map(f)
             .min_by(f64::total_cmp)
     };
-    let (bc, bcpu, brss) = (best(&conv), best(&cpu), best(&rss));
+    let (bc, bcpu, brss) = (best(&conv), best(&done_cpu), best(&done_rss));
     let mut o = String::new();
     let _ = writeln!(o, "### {title}\n");
     o.push_str("| daemon | runs | established (s) | converged (s) | × best | daemon CPU (s) | × best | peak RSS (MiB) | × best | generator CPU (s) | host load |\n");
@@ -138,9 +140,11 @@ pub fn table(title: &str, rows: &[Row]) -> String {
             ratio(conv(r), bc),
             c.map(|(m, lo, hi)| fmt_spread(m, lo, hi, n))
                 .unwrap_or_default(),
-            ratio(cpu(r), bcpu),
+            // A daemon that never converged did less work than asked: its
+            // CPU and memory compare with nothing.
+            ratio(conv(r).and(cpu(r)), bcpu),
             rss(r).map(|m| format!("{m:.0}")).unwrap_or_default(),
-            ratio(rss(r), brss),
+            ratio(conv(r).and(rss(r)), brss),
             g.map(|(m, lo, hi)| fmt_spread(m, lo, hi, n))
                 .unwrap_or_default(),
             median(r.runs.iter().map(|x| x.host_load))
@@ -214,7 +218,12 @@ mod tests {
         let t = table("t", &rows);
         assert!(t.contains("| BIRD 2 | 3/3 | 0.50 (0.50–0.50) | 2.50 (2.00–3.00) | 1.00× | 2.40 (2.00–2.50) | 1.00× | 28 | 1.00× | 0.10 (0.10–0.10) | 1.0 |"), "{t}");
         assert!(t.contains("> 60 s (3/8 observers done)"), "{t}");
-        assert!(t.contains("| GoBGP | 1/3 |"), "{t}");
+        assert!(
+            t.contains(
+                "| GoBGP | 1/3 | 0.50 | > 60 s (3/8 observers done) | — | 50.00 | — | 300 | — |"
+            ),
+            "{t}"
+        );
         assert!(t.contains("not measured: tabbyd not available: x"), "{t}");
         assert!(t.contains("- GoBGP: stopped after a timeout"), "{t}");
     }
