@@ -508,18 +508,21 @@ fn reconcile_as4(d: &mut Decoder<'_>) {
         return;
     }
     let mut need = n - n4;
+    // Confederation segments (which belong at the front, RFC 5065 §3) are
+    // gathered first so the result re-encodes to itself.
     let mut merged: Vec<Segment> = Vec::with_capacity(path.segments.len() + as4.segments.len());
+    let mut leading: Vec<Segment> = Vec::new();
     for seg in &path.segments {
         match seg.kind {
             SegmentType::ConfedSequence | SegmentType::ConfedSet => merged.push(seg.clone()),
             _ if need == 0 => break,
             SegmentType::Set => {
-                merged.push(seg.clone());
+                leading.push(seg.clone());
                 need -= 1;
             }
             SegmentType::Sequence => {
                 let take = need.min(seg.asns.len());
-                merged.push(Segment {
+                leading.push(Segment {
                     kind: SegmentType::Sequence,
                     asns: seg.asns.iter().take(take).copied().collect(),
                 });
@@ -527,12 +530,16 @@ fn reconcile_as4(d: &mut Decoder<'_>) {
             }
         }
     }
-    // Join the two halves when a sequence was cut between them.
+    merged.extend(leading);
+    // Join the two halves when a sequence was cut between them and the
+    // result still fits one segment.
     let mut as4_segments = as4.segments.into_iter();
     if let Some(first) = as4_segments.next() {
         match merged.last_mut() {
             Some(last)
-                if last.kind == SegmentType::Sequence && first.kind == SegmentType::Sequence =>
+                if last.kind == SegmentType::Sequence
+                    && first.kind == SegmentType::Sequence
+                    && last.asns.len() + first.asns.len() <= 255 =>
             {
                 last.asns.extend(first.asns)
             }
