@@ -71,7 +71,7 @@ impl Dut {
                 "`frr defaults datacenter`, peer-group with passive `route-reflector-client` members, bgpd without zebra, errors-only log"
             }
             Dut::Tabby => {
-                "Calico resources (BGPConfiguration, reflector Node, one BGPPeer per client), `--no-fib`, `--log-level error`"
+                "Calico resources (BGPConfiguration without mesh, reflector Node with a cluster id, one Node per peer selected by one BGPPeer), `--no-fib`, `--log-level error`"
             }
         }
     }
