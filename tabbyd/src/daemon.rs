@@ -685,7 +685,17 @@ impl Daemon {
 
     // ------------------------------------------------------------ sessions
 
+    /// One session event, then the RIB's outputs pumped.
+    #[cfg(test)]
     pub fn session_event(&mut self, id: PeerId, ev: SessionEvent, now: Instant) {
+        self.absorb_session_event(id, ev, now);
+        self.pump(now);
+    }
+
+    /// One session event into the RIB without pumping: the event loop
+    /// absorbs every queued event first and pumps once, so UPDATEs that
+    /// arrived together leave in shared batches.
+    pub fn absorb_session_event(&mut self, id: PeerId, ev: SessionEvent, now: Instant) {
         let Some(&address) = self.by_id.get(&id) else {
             return; // a late event from a removed peer
         };
@@ -815,7 +825,6 @@ impl Daemon {
                 }
             }
         }
-        self.pump(now);
     }
 
     /// RFC 4486 §4: past the limit, Cease / Maximum Number of Prefixes

@@ -212,12 +212,17 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
         tokio::select! {
             ev = ev_rx.recv() => {
                 let Some((id, ev)) = ev else { break };
-                lock(&daemon)?.session_event(id, ev, Instant::now());
-                // Drain what else is queued under one lock.
+                // Absorb what else is queued (bounded, so API calls still get
+                // the lock), then pump once: UPDATEs that arrived together
+                // leave in shared batches.
+                let now = Instant::now();
                 let mut d = lock(&daemon)?;
-                while let Ok((id, ev)) = ev_rx.try_recv() {
-                    d.session_event(id, ev, Instant::now());
+                d.absorb_session_event(id, ev, now);
+                for _ in 0..4096 {
+                    let Ok((id, ev)) = ev_rx.try_recv() else { break };
+                    d.absorb_session_event(id, ev, now);
                 }
+                d.pump(Instant::now());
             }
             r = ds_rx.recv() => {
                 match r {

@@ -272,6 +272,9 @@ pub fn tabby_yaml(s: &Setup) -> String {
             p.addr
         );
     }
+    // Calico exports only routes inside an enabled IP pool (its
+    // calico_export_to_bgp_peers filter), reflectors included.
+    o.push_str("---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: bench\nspec:\n  cidr: 100.64.0.0/10\n  blockSize: 26\n  ipipMode: Never\n  vxlanMode: Never\n");
     o.push_str("---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: reflector-peers\nspec:\n  node: rr\n  peerSelector: role in {'client', 'member'}\n");
     o
 }
