@@ -184,6 +184,18 @@ fn rib_local_route(r: &am::LocalRoute) -> LocalRoute {
     }
 }
 
+/// The API's view of one candidate path of an explanation.
+fn candidate_path(c: &tabby_rib::CandidateExplain) -> am::Path {
+    let b = BestRoute {
+        next_hops: Vec::new(),
+        local: matches!(c.source, RouteSource::Local { .. }),
+        source: c.source.clone(),
+        attributes: c.attributes.clone(),
+        stale: c.stale,
+    };
+    api_path(&b, c.best)
+}
+
 /// The API's view of one path.
 fn api_path(best: &BestRoute, is_best: bool) -> am::Path {
     let a = &best.attributes.attrs;
@@ -1205,16 +1217,7 @@ impl Daemon {
         rib.explain(prefix)
             .candidates
             .iter()
-            .map(|c| {
-                let b = BestRoute {
-                    next_hops: Vec::new(),
-                    local: matches!(c.source, RouteSource::Local { .. }),
-                    source: c.source.clone(),
-                    attributes: c.attributes.clone(),
-                    stale: c.stale,
-                };
-                api_path(&b, c.best)
-            })
+            .map(candidate_path)
             .collect()
     }
 
@@ -1242,13 +1245,6 @@ impl Daemon {
                 .candidates
                 .iter()
                 .map(|c| {
-                    let b = BestRoute {
-                        next_hops: Vec::new(),
-                        local: matches!(c.source, RouteSource::Local { .. }),
-                        source: c.source.clone(),
-                        attributes: c.attributes.clone(),
-                        stale: c.stale,
-                    };
                     let reason = if c.best {
                         "best path".to_owned()
                     } else if let Some(why) = c.ineligible {
@@ -1261,7 +1257,7 @@ impl Daemon {
                         "not best".to_owned()
                     };
                     am::CandidatePath {
-                        path: api_path(&b, c.best),
+                        path: candidate_path(c),
                         reason,
                     }
                 })
@@ -1298,16 +1294,7 @@ impl Daemon {
                         .candidates
                         .iter()
                         .filter(|c| matches!(&c.source, RouteSource::Peer { peer: p, .. } if *p == slot.id))
-                        .map(|c| {
-                            let b = BestRoute {
-                                next_hops: Vec::new(),
-                                local: false,
-                                source: c.source.clone(),
-                                attributes: c.attributes.clone(),
-                                stale: c.stale,
-                            };
-                            api_path(&b, c.best)
-                        })
+                        .map(candidate_path)
                         .collect();
                     if !paths.is_empty() {
                         out.push(am::Route { prefix, paths });
