@@ -1730,6 +1730,20 @@ impl Rib {
             .and_then(|p| p.group)
     }
 
+    /// Paths advertised to a peer in `family` (its Adj-RIB-Out, as its
+    /// update group has it, split horizon applied). Constant time.
+    pub fn advertised_count(&self, peer: PeerId, family: Family) -> usize {
+        let Ok(slot) = self.slot(peer) else {
+            return 0;
+        };
+        self.peer(slot)
+            .filter(|p| p.session.is_some() && !p.awaiting_dump)
+            .and_then(|p| p.group)
+            .and_then(|g| self.groups.get(g as usize))
+            .and_then(|g| g.as_ref())
+            .map_or(0, |g| g.advertised_to(slot, family))
+    }
+
     /// Paths a peer has in the Loc-RIB in `family` (stale ones included),
     /// for max-prefix checks after each UPDATE. Constant time.
     pub fn prefix_count(&self, peer: PeerId, family: Family) -> usize {

@@ -37,6 +37,12 @@ pub(crate) struct UpdateGroup {
     pub members: FastSet<u32>,
     pub adj_out: FastMap<IpNet, Vec<AdjOutEntry>>,
     next_tx_id: u32,
+    /// Paths advertised, per family (IPv4, IPv6): the first entry of each
+    /// prefix, or every entry with ADD-PATH.
+    advertised: [usize; 2],
+    /// Of those, the paths each source slot contributed: split horizon keeps
+    /// them from that member, so its count is `advertised - from_source`.
+    from_source: FastMap<u32, [usize; 2]>,
 }
 
 /// A group's pending changes, collected over many prefixes, then packed.
@@ -87,6 +93,35 @@ impl UpdateGroup {
             members: FastSet::default(),
             adj_out: FastMap::default(),
             next_tx_id: 1,
+            advertised: [0; 2],
+            from_source: FastMap::default(),
+        }
+    }
+
+    /// Paths of `family` this group advertises to member `slot` (split
+    /// horizon applied). Constant time.
+    pub fn advertised_to(&self, slot: u32, family: Family) -> usize {
+        let fi = usize::from(family == Family::IPV6_UNICAST);
+        let own = self.from_source.get(&slot).map_or(0, |c| c[fi]);
+        self.advertised[fi].saturating_sub(own)
+    }
+
+    /// Adds (`add`) or removes the advertised-path counts of one prefix.
+    fn count(&mut self, prefix: &IpNet, entries: &[AdjOutEntry], add_path: bool, add: bool) {
+        let fi = usize::from(matches!(prefix, IpNet::V6(_)));
+        let n = if add_path { entries.len() } else { 1 };
+        for e in entries.iter().take(n) {
+            let c = self.from_source.entry(e.source).or_default();
+            if add {
+                self.advertised[fi] += 1;
+                c[fi] += 1;
+            } else {
+                self.advertised[fi] = self.advertised[fi].saturating_sub(1);
+                c[fi] = c[fi].saturating_sub(1);
+                if *c == [0, 0] {
+                    self.from_source.remove(&e.source);
+                }
+            }
         }
     }
 
@@ -104,6 +139,7 @@ impl UpdateGroup {
     ) {
         let add_path = self.key.add_path(Family::of(&prefix));
         let old = self.adj_out.remove(&prefix).unwrap_or_default();
+        self.count(&prefix, &old, add_path, false);
         let mut entries: Vec<AdjOutEntry> = Vec::with_capacity(new.len());
         for (source, src_path_id, attrs) in new {
             let tx_id = if add_path {
@@ -168,6 +204,7 @@ impl UpdateGroup {
             }
         }
         if !entries.is_empty() {
+            self.count(&prefix, &entries, add_path, true);
             self.adj_out.insert(prefix, entries);
         }
     }

@@ -338,3 +338,41 @@ fn deferral_timer_expires() {
     assert_eq!(n.sp[a].rib.drain_best_changes().len(), 1);
     let _ = (b, PathAttributes::default());
 }
+
+/// The per-peer "advertised" count follows the group's Adj-RIB-Out with
+/// split horizon: a client is not counted for its own route.
+#[test]
+fn advertised_counts_apply_split_horizon() {
+    let mut n = Net::default();
+    let rr = n.speaker("rr", AS, Some("198.18.0.100"));
+    let c1 = n.speaker("c1", AS, None);
+    let c2 = n.speaker("c2", AS, None);
+    let (to_c1, _) = n.link(rr, c1, tweak_client, tweak_none);
+    let (to_c2, _) = n.link(rr, c2, tweak_client, tweak_none);
+    n.pump();
+    let v4 = Family::IPV4_UNICAST;
+    assert_eq!(n.sp[rr].rib.advertised_count(to_c1, v4), 0);
+    originate(&mut n, c1, "100.64.1.0/26");
+    originate(&mut n, c1, "100.64.1.64/26");
+    originate(&mut n, c2, "100.64.2.0/26");
+    originate(&mut n, rr, "100.64.9.0/26");
+    n.pump();
+    let rib = &n.sp[rr].rib;
+    assert_eq!(
+        rib.advertised_count(to_c1, v4),
+        2,
+        "c2's block and the RR's own"
+    );
+    assert_eq!(
+        rib.advertised_count(to_c2, v4),
+        3,
+        "c1's two blocks and the RR's own"
+    );
+    assert_eq!(rib.advertised_count(to_c1, Family::IPV6_UNICAST), 0);
+    n.sp[c1]
+        .rib
+        .withdraw_local(common::net("100.64.1.64/26"), "ipam");
+    n.pump();
+    assert_eq!(n.sp[rr].rib.advertised_count(to_c2, v4), 2);
+    assert_eq!(n.sp[rr].rib.advertised_count(to_c1, v4), 2);
+}

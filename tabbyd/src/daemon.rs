@@ -28,8 +28,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::convert;
 use crate::logging::LogControl;
-use crate::metrics::{KindLabel, Metrics, PeerLabel, StateLabel};
+use crate::metrics::{KindLabel, Metrics, PeerFamilyLabel, PeerLabel, StateLabel};
 use crate::sessions::{SessionCmd, SessionEvent, SessionHandle, SessionSpec, Sessions};
+use prometheus_client::metrics::{family::Family as MetricFamily, gauge::Gauge};
 
 /// Owner name of the routes the cluster's resources originate (blocks,
 /// service IPs). API clients may not use it.
@@ -684,6 +685,12 @@ impl Daemon {
                 .map(|f| rib.prefix_count(slot.id, *f))
                 .sum();
             s.counters.prefixes_accepted = accepted as u64;
+            let advertised: usize = slot
+                .families
+                .iter()
+                .map(|f| rib.advertised_count(slot.id, *f))
+                .sum();
+            s.counters.prefixes_advertised = advertised as u64;
         }
         s.graceful_restart_pending = s.state != am::SessionState::Established
             && slot.status.counters.flaps > 0
@@ -693,6 +700,36 @@ impl Daemon {
                     .any(|f| r.prefix_count(slot.id, *f) > 0)
             });
         s
+    }
+
+    /// Sets the per-peer, per-family prefix gauges from the RIB; called
+    /// before each `/metrics` scrape so the gauges cost nothing otherwise.
+    pub fn refresh_prefix_gauges(&self) {
+        let Some(rib) = self.rib.as_ref() else {
+            return;
+        };
+        self.metrics.prefixes_received.clear();
+        self.metrics.prefixes_advertised.clear();
+        for (addr, slot) in &self.peers {
+            for f in &slot.families {
+                let label = PeerFamilyLabel {
+                    peer: addr.to_string(),
+                    family: f.to_string(),
+                };
+                let set = |g: &MetricFamily<PeerFamilyLabel, Gauge>, n: usize| {
+                    g.get_or_create(&label)
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                };
+                set(
+                    &self.metrics.prefixes_received,
+                    rib.prefix_count(slot.id, *f),
+                );
+                set(
+                    &self.metrics.prefixes_advertised,
+                    rib.advertised_count(slot.id, *f),
+                );
+            }
+        }
     }
 
     // ------------------------------------------------------------ sessions

@@ -236,6 +236,10 @@ fn own_block_is_blackholed_and_learned_routes_go_via_the_peer() {
             .any(|c| matches!(c, SessionCmd::Send(_) | SessionCmd::SendEncoded(_))),
         "nothing advertised to the ToR: {cmds:?}"
     );
+    // The counters say the same: one route in, our block out.
+    let tor = h.daemon.get_peer("198.18.0.1".parse().unwrap()).unwrap();
+    assert_eq!(tor.counters.prefixes_accepted, 1);
+    assert_eq!(tor.counters.prefixes_advertised, 1, "{tor:?}");
 }
 
 #[test]

@@ -121,14 +121,6 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
 
     let metrics = Arc::new(Metrics::default());
     let registry = Arc::new(metrics.register());
-    if let Some(addr) = args.metrics {
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, registry).await {
-                error!(error = %e, "metrics endpoint stopped");
-            }
-        });
-    }
 
     // Kernel FIB.
     let fib_tx = if args.no_fib {
@@ -169,6 +161,21 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
         Some(log),
         metrics.clone(),
     )));
+
+    if let Some(addr) = args.metrics {
+        let registry = registry.clone();
+        let d = daemon.clone();
+        let refresh: metrics::Refresh = Arc::new(move || {
+            if let Ok(d) = d.lock() {
+                d.refresh_prefix_gauges();
+            }
+        });
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(addr, registry, refresh).await {
+                error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
 
     // Datastore.
     let (ds_tx, mut ds_rx) = mpsc::channel(4);

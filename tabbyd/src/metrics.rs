@@ -100,8 +100,15 @@ impl Metrics {
     }
 }
 
+/// Brings computed gauges up to date just before a scrape.
+pub type Refresh = Arc<dyn Fn() + Send + Sync>;
+
 /// Serves `/metrics` until the task is dropped.
-pub async fn serve(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    refresh: Refresh,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -112,10 +119,17 @@ pub async fn serve(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result
     loop {
         let (stream, _) = listener.accept().await?;
         let registry = registry.clone();
+        let refresh = refresh.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let registry = registry.clone();
-                async move { Ok::<_, std::convert::Infallible>(respond(&req, &registry)) }
+                let refresh = refresh.clone();
+                async move {
+                    if req.uri().path() == "/metrics" {
+                        refresh();
+                    }
+                    Ok::<_, std::convert::Infallible>(respond(&req, &registry))
+                }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             if let Err(e) = hyper::server::conn::http1::Builder::new()
