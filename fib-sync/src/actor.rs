@@ -24,6 +24,7 @@
 //!   guess.
 
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 use std::io;
 use std::time::Duration;
 
@@ -47,6 +48,20 @@ use crate::{FibError, learn};
 /// unauthenticated peer that could aim for collisions.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// `remove` that skips hashing when the map is empty (the usual case for
+/// the error and blocked maps, touched once per route on the hot path).
+fn remove_if_any<V>(m: &mut HashMap<IpNet, V>, p: &IpNet) {
+    if !m.is_empty() {
+        m.remove(p);
+    }
+}
+
+fn remove_if_any_key(m: &mut HashSet<IpNet>, p: &IpNet) {
+    if !m.is_empty() {
+        m.remove(p);
+    }
+}
 
 // Work flags per prefix (`FibTask::marks`). Queued-ness is not among them:
 // `dirty` may hold a prefix twice (the second visit finds nothing to do), so
@@ -331,21 +346,31 @@ impl FibTask {
     fn command(&mut self, c: Command) {
         match c {
             Command::Set(routes) => {
+                // A bulk load into an empty or smaller table: size the map
+                // once rather than rehashing a million entries repeatedly.
+                self.desired
+                    .reserve(routes.len().saturating_sub(self.desired.len()));
                 for r in routes {
                     let p = r.prefix;
-                    if self.desired.get(&p) != Some(&r) {
-                        self.desired.insert(p, r);
-                        self.parked.remove(&p);
-                        self.mark(p);
-                        self.changed += 1;
+                    match self.desired.entry(p) {
+                        Entry::Occupied(o) if *o.get() == r => continue,
+                        Entry::Occupied(mut o) => {
+                            o.insert(r);
+                        }
+                        Entry::Vacant(v) => {
+                            v.insert(r);
+                        }
                     }
+                    remove_if_any(&mut self.parked, &p);
+                    self.mark(p);
+                    self.changed += 1;
                 }
             }
             Command::Remove(prefixes) => {
                 for p in prefixes {
                     if self.desired.remove(&p).is_some() {
-                        self.parked.remove(&p);
-                        self.blocked.remove(&p);
+                        remove_if_any(&mut self.parked, &p);
+                        remove_if_any_key(&mut self.blocked, &p);
                         self.mark(p);
                         self.changed += 1;
                     }
@@ -489,6 +514,10 @@ impl FibTask {
             .map_err(FibError::Io)?;
         self.bulk = true;
         self.bulk_since = Instant::now();
+        // The view follows our acks during the run (`assume_done`): room
+        // for every wanted route up front instead of repeated rehashing.
+        self.ours
+            .reserve(self.desired.len().saturating_sub(self.ours.len()));
         self.stats.bulk_runs += 1;
         info!(
             backlog = self.dirty.len(),
@@ -658,7 +687,7 @@ impl FibTask {
             .is_some_and(|f| f.count > 0 || f.ambiguous);
         let have = self.ours.get(&p);
         let Some(want) = self.desired.get(&p) else {
-            self.blocked.remove(&p);
+            remove_if_any_key(&mut self.blocked, &p);
             have?;
             wire::push_request(buf, seq, OpKind::Delete, &t, &p, Body::Delete(metric));
             return Some((OpKind::Delete, metric));
@@ -668,7 +697,7 @@ impl FibTask {
         }
         // The common case (nothing to do) without allocating resolved hops.
         if !foreign && have.is_some_and(|h| self.matches_spec(want, h)) {
-            self.blocked.remove(&p);
+            remove_if_any_key(&mut self.blocked, &p);
             return None;
         }
         let hops = match self.resolve(want) {
@@ -697,7 +726,7 @@ impl FibTask {
                 debug!(prefix = %p, "key held by another protocol's route; not installing");
             }
         } else {
-            self.blocked.remove(&p);
+            remove_if_any_key(&mut self.blocked, &p);
         }
         match op? {
             OpKind::Delete => {
@@ -915,7 +944,7 @@ impl FibTask {
             if p.restore {
                 self.stats.restores += 1;
             }
-            self.logged.remove(&prefix);
+            remove_if_any(&mut self.logged, &prefix);
             return;
         }
         *self.stats.errors.entry(errno).or_default() += 1;
@@ -1222,7 +1251,7 @@ impl FibTask {
         self.stats.resyncs += 1;
         self.need_resync = false;
 
-        let links = self.dump_until_stable(DumpKind::Links).await?;
+        let (links, _) = self.dump_until_stable(DumpKind::Links).await?;
         self.links.clear();
         self.names.clear();
         for m in links {
@@ -1237,15 +1266,23 @@ impl FibTask {
                 self.links.insert(index, Link { name, up });
             }
         }
-        let mut routes = self
+        let (mut routes, clean4) = self
             .dump_until_stable(DumpKind::Routes { v6: false })
             .await?;
-        routes.extend(
-            self.dump_until_stable(DumpKind::Routes { v6: true })
-                .await?,
-        );
+        let (routes6, clean6) = self
+            .dump_until_stable(DumpKind::Routes { v6: true })
+            .await?;
+        routes.extend(routes6);
 
-        let old_ours = std::mem::take(&mut self.ours);
+        // Our routes are updated in place rather than rebuilt: after a bulk
+        // run of a million routes the view already holds nearly all of
+        // them, and a rebuild costs a second map and a comparison per route.
+        let old_len = self.ours.len();
+        let mut hits = 0usize;
+        let mut repeated = !(clean4 && clean6);
+        let mut last_ours: Option<IpNet> = None;
+        let mut seen: Vec<IpNet> = Vec::with_capacity(old_len);
+        let mut changed: Vec<IpNet> = Vec::new();
         let old_stale = std::mem::take(&mut self.stale_metric);
         let old_foreign = std::mem::take(&mut self.foreign);
         let learned_before = std::mem::take(&mut self.learned);
@@ -1258,7 +1295,24 @@ impl FibTask {
                 let metric = self.metric_for(&p);
                 if r.protocol == self.cfg.protocol {
                     if r.metric == metric && r.tos == 0 {
-                        self.ours.insert(p, r);
+                        // A clean dump lists a key's routes next to each
+                        // other, so a repeat of our key shows up here.
+                        repeated |= last_ours == Some(p);
+                        last_ours = Some(p);
+                        seen.push(p);
+                        match self.ours.get_mut(&p) {
+                            Some(old) => {
+                                hits += 1;
+                                if !old.requested_as(&r) {
+                                    changed.push(p);
+                                }
+                                *old = r;
+                            }
+                            None => {
+                                self.ours.insert(p, r);
+                                changed.push(p);
+                            }
+                        }
                     } else {
                         self.stale_metric.entry(p).or_default().push(r.metric);
                     }
@@ -1268,6 +1322,16 @@ impl FibTask {
                         self.foreign.entry(p).or_default().count += 1;
                     }
                 }
+            }
+        }
+        // Our routes the dump no longer shows. Each dumped key hit at most
+        // one old entry, so when every old entry was hit none is missing.
+        let mut gone: Vec<IpNet> = Vec::new();
+        if repeated || hits != old_len {
+            let seen: HashSet<IpNet> = seen.into_iter().collect();
+            gone.extend(self.ours.keys().filter(|p| !seen.contains(*p)));
+            for p in &gone {
+                self.ours.remove(p);
             }
         }
         for p in learned_before.keys() {
@@ -1282,17 +1346,14 @@ impl FibTask {
         // A route that differs from the old view but already is what we
         // want needs nothing (after a bulk run the view held our requests,
         // the dump holds the kernel's spelling of them).
-        let settled = |p: &IpNet, r: &KernelRoute| {
-            self.desired.get(p).is_some_and(|w| self.matches_spec(w, r))
-                && !self.foreign.contains_key(p)
-        };
-        todo.extend(
-            self.ours
-                .iter()
-                .filter(|(p, r)| old_ours.get(*p) != Some(*r) && !settled(p, r))
-                .map(|(p, _)| *p),
-        );
-        todo.extend(old_ours.keys().filter(|p| !self.ours.contains_key(*p)));
+        todo.extend(changed.into_iter().filter(|p| {
+            let settled = self.ours.get(p).is_some_and(|r| {
+                self.desired.get(p).is_some_and(|w| self.matches_spec(w, r))
+                    && !self.foreign.contains_key(p)
+            });
+            !settled
+        }));
+        todo.extend(gone);
         todo.extend(
             self.stale_metric
                 .iter()
@@ -1334,13 +1395,15 @@ impl FibTask {
         Ok(())
     }
 
-    async fn dump_until_stable(&mut self, kind: DumpKind) -> Result<Vec<Parsed>, FibError> {
+    /// The dump's messages, and whether the one returned was complete
+    /// (false after `MAX_DUMP_TRIES` interrupted ones).
+    async fn dump_until_stable(&mut self, kind: DumpKind) -> Result<(Vec<Parsed>, bool), FibError> {
         let mut tries = 0;
         loop {
             tries += 1;
             let (out, interrupted) = self.dump_once(kind).await?;
             if !interrupted {
-                return Ok(out);
+                return Ok((out, true));
             }
             // NLM_F_DUMP_INTR: the table changed mid-dump, so the dump may
             // miss or duplicate entries; deleting on its word could remove
@@ -1351,7 +1414,7 @@ impl FibTask {
                     tries,
                     "kernel dump kept being interrupted; using the last one"
                 );
-                return Ok(out);
+                return Ok((out, false));
             }
         }
     }
@@ -1365,6 +1428,10 @@ impl FibTask {
         }
         self.dump.send(&req).map_err(FibError::Io)?;
         let mut dump = wire::Dump::new(seq);
+        if let DumpKind::Routes { .. } = kind {
+            // Mostly our routes: one allocation instead of a doubling series.
+            dump.out.reserve(self.ours.len() + 64);
+        }
         let mut buf = Vec::with_capacity(RECV_BUF);
         while !dump.done {
             match self.dump.try_recv(&mut buf).map_err(FibError::Io)? {

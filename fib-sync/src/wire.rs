@@ -61,6 +61,33 @@ pub(crate) struct KernelRoute {
     pub pref_src: Option<IpAddr>,
 }
 
+impl KernelRoute {
+    /// Whether `kernel`, as the kernel reports a route, is this route as we
+    /// requested it: equal, except that a next hop we left to the kernel
+    /// (`oif` 0) may come back with the interface it chose.
+    pub(crate) fn requested_as(&self, kernel: &KernelRoute) -> bool {
+        let same_hops = match (&self.shape, &kernel.shape) {
+            (Shape::Unicast(a), Shape::Unicast(b)) => {
+                a.len() == b.len()
+                    && a.iter().zip(b).all(|(a, b)| {
+                        a.gateway == b.gateway
+                            && (a.oif == 0 || a.oif == b.oif)
+                            && a.onlink == b.onlink
+                            && a.weight == b.weight
+                    })
+            }
+            (a, b) => a == b,
+        };
+        same_hops
+            && self.prefix == kernel.prefix
+            && self.table == kernel.table
+            && self.protocol == kernel.protocol
+            && self.metric == kernel.metric
+            && self.tos == kernel.tos
+            && self.pref_src == kernel.pref_src
+    }
+}
+
 /// What the kernel reported in one message of interest.
 #[derive(Debug)]
 pub(crate) enum Parsed {
@@ -780,6 +807,44 @@ mod tests {
         );
         assert_eq!(m.header.scope, RouteScope::NoWhere);
         assert!(m.attributes.contains(&RouteAttribute::Priority(99)));
+    }
+
+    #[test]
+    fn requested_route_matches_the_kernels_spelling_only_up_to_the_chosen_device() {
+        let mine = KernelRoute {
+            prefix: "100.64.6.0/24".parse().unwrap(),
+            table: 254,
+            protocol: 84,
+            metric: 32,
+            tos: 0,
+            shape: Shape::Unicast(vec![hop("198.18.0.2", 0, false, 1)]),
+            pref_src: None,
+        };
+        let kernel = KernelRoute {
+            shape: Shape::Unicast(vec![hop("198.18.0.2", 3, false, 1)]),
+            ..mine.clone()
+        };
+        assert!(
+            mine.requested_as(&kernel),
+            "oif 0 leaves the device to the kernel"
+        );
+        assert!(!kernel.requested_as(&mine), "a named device must come back");
+        let other_gw = KernelRoute {
+            shape: Shape::Unicast(vec![hop("198.18.0.3", 3, false, 1)]),
+            ..mine.clone()
+        };
+        assert!(!mine.requested_as(&other_gw));
+        let other_metric = KernelRoute {
+            metric: 33,
+            ..kernel.clone()
+        };
+        assert!(!mine.requested_as(&other_metric));
+        let blackhole = KernelRoute {
+            shape: Shape::Blackhole,
+            ..mine.clone()
+        };
+        assert!(!mine.requested_as(&blackhole));
+        assert!(blackhole.requested_as(&blackhole.clone()));
     }
 
     #[test]
