@@ -6,7 +6,6 @@
 //! [`Update`](crate::message::Update).
 
 use crate::notification::Notification;
-use crate::types::Family;
 
 /// A decode failure that ends the session: the NOTIFICATION to send and a
 /// sentence for the operator's log.
@@ -33,14 +32,18 @@ impl From<DecodeError> for Notification {
 }
 
 /// The RFC 7606 §2 approaches short of a session reset.
+///
+/// "AFI/SAFI disable" is deliberately absent: where RFC 7606 allows it
+/// (§5.3 unparsable MP NLRI, §7.11 inconsistent MP next-hop length) it
+/// allows a session reset too, and a reset is what Tabby does. A peer that
+/// sends one broken family is broken for all of them more often than not,
+/// and a reset is what the operator sees and what graceful restart covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rfc7606Action {
     /// Handle every NLRI of the UPDATE as withdrawn (§2, "treat-as-withdraw").
     TreatAsWithdraw,
     /// Drop the attribute, keep the route (§2, "attribute discard").
     AttributeDiscard,
-    /// Disable the family on this session (§2, "AFI/SAFI disable").
-    AfiSafiDisable(Family),
 }
 
 /// One RFC 7606 outcome applied while decoding an UPDATE.
