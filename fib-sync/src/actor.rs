@@ -26,6 +26,7 @@
 use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
 use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -92,7 +93,7 @@ pub(crate) enum Command {
     Sync(oneshot::Sender<()>),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Pending {
     prefix: IpNet,
     op: OpKind,
@@ -100,7 +101,15 @@ struct Pending {
     metric: u32,
     /// The op undoes someone else's change to our route.
     restore: bool,
+    /// What a create or replace asked for (shape and preferred source), so
+    /// that in bulk mode the view records what the kernel acknowledged
+    /// without looking the route up and resolving it again.
+    sent: Option<(Shape, Option<IpAddr>)>,
 }
+
+/// What `plan` encoded: the request kind, its metric, and for a create or
+/// replace the route sent.
+type Planned = (OpKind, u32, Option<(Shape, Option<IpAddr>)>);
 
 /// Who holds a key (prefix at our table and metric) besides us.
 #[derive(Debug, Default, Clone, Copy)]
@@ -549,21 +558,16 @@ impl FibTask {
         Ok(())
     }
 
-    /// In bulk mode the view follows our acknowledged requests.
-    fn assume_done(&mut self, p: &Pending) {
+    /// In bulk mode the view follows our acknowledged requests: the kernel
+    /// now holds what was sent (the desired route may have moved on since;
+    /// such a prefix is deferred and replanned against this view).
+    fn assume_done(&mut self, p: Pending) {
         if p.op == OpKind::Delete {
             self.forget_ours(p.prefix, p.metric);
             return;
         }
-        let Some(want) = self.desired.get(&p.prefix) else {
+        let Some((shape, pref_src)) = p.sent else {
             return;
-        };
-        let Ok(hops) = self.resolve(want) else {
-            return;
-        };
-        let shape = match want.kind {
-            RouteKind::Blackhole => Shape::Blackhole,
-            RouteKind::Unicast(_) => Shape::Unicast(hops),
         };
         let route = KernelRoute {
             prefix: p.prefix,
@@ -572,7 +576,7 @@ impl FibTask {
             metric: p.metric,
             tos: 0,
             shape,
-            pref_src: want.pref_src,
+            pref_src,
         };
         self.ours.insert(p.prefix, route);
     }
@@ -669,7 +673,7 @@ impl FibTask {
 
     /// Encodes at most one request for `p` into `buf`; `None` when nothing
     /// is to be done now.
-    fn plan(&mut self, p: IpNet, buf: &mut Vec<u8>, seq: u32) -> Option<(OpKind, u32)> {
+    fn plan(&mut self, p: IpNet, buf: &mut Vec<u8>, seq: u32) -> Option<Planned> {
         if !self.converged && self.inherited.contains(&p) {
             return None;
         }
@@ -677,7 +681,7 @@ impl FibTask {
         if self.converged {
             if let Some(&m) = self.stale_metric.get(&p).and_then(|v| v.first()) {
                 wire::push_request(buf, seq, OpKind::Delete, &t, &p, Body::Delete(m));
-                return Some((OpKind::Delete, m));
+                return Some((OpKind::Delete, m, None));
             }
         }
         let metric = self.metric_for(&p);
@@ -690,7 +694,7 @@ impl FibTask {
             remove_if_any_key(&mut self.blocked, &p);
             have?;
             wire::push_request(buf, seq, OpKind::Delete, &t, &p, Body::Delete(metric));
-            return Some((OpKind::Delete, metric));
+            return Some((OpKind::Delete, metric, None));
         };
         if self.parked.contains_key(&p) {
             return None;
@@ -730,11 +734,18 @@ impl FibTask {
         }
         match op? {
             OpKind::Delete => {
-                wire::push_request(buf, seq, OpKind::Delete, &t, &p, Body::Delete(metric))
+                wire::push_request(buf, seq, OpKind::Delete, &t, &p, Body::Delete(metric));
+                Some((OpKind::Delete, metric, None))
             }
-            op => wire::push_request(buf, seq, op, &t, &p, Body::Route(want, &hops)),
+            op => {
+                wire::push_request(buf, seq, op, &t, &p, Body::Route(want, &hops));
+                let shape = match want.kind {
+                    RouteKind::Blackhole => Shape::Blackhole,
+                    RouteKind::Unicast(_) => Shape::Unicast(hops),
+                };
+                Some((op, metric, Some((shape, want.pref_src))))
+            }
         }
-        Some((op?, metric))
     }
 
     fn pump(&mut self) -> Result<(), FibError> {
@@ -756,7 +767,7 @@ impl FibTask {
                 continue;
             }
             let at = buf.len();
-            let Some((op, metric)) = self.plan(p, &mut buf, self.inflight.next_seq()) else {
+            let Some((op, metric, sent)) = self.plan(p, &mut buf, self.inflight.next_seq()) else {
                 if flags & TOUCHED != 0 {
                     self.set_flags(p, 0, TOUCHED);
                 }
@@ -768,6 +779,7 @@ impl FibTask {
                 op,
                 metric,
                 restore: flags & TOUCHED != 0,
+                sent,
             });
             self.set_flags(p, INFLIGHT, TOUCHED);
             if first.is_none() {
@@ -933,9 +945,6 @@ impl FibTask {
             self.mark(prefix);
         }
         if errno == 0 {
-            if self.bulk {
-                self.assume_done(&p);
-            }
             match p.op {
                 OpKind::Create => self.stats.installs += 1,
                 OpKind::Replace => self.stats.replaces += 1,
@@ -943,6 +952,9 @@ impl FibTask {
             }
             if p.restore {
                 self.stats.restores += 1;
+            }
+            if self.bulk {
+                self.assume_done(p);
             }
             remove_if_any(&mut self.logged, &prefix);
             return;
