@@ -7,9 +7,18 @@
 //! - [`anchors`]: each daemon's configuration as the reflector.
 //! - [`scenario`]: one run in a fresh lab, with CPU and peak RSS.
 //! - [`report`]: markdown tables with medians and ratios to the best anchor.
+//! - [`e2e`]: (d) AnnounceRoutes on one tabbyd until the route is in its
+//!   peer's kernel; [`api`]: bulk AnnounceRoutes and WatchRoutes under load.
+//!   Both run on [`pair`] (two tabbyds), through [`client`] (the gRPC API)
+//!   and [`monitor`] (an rtnetlink route monitor in a namespace).
 
 pub mod anchors;
+pub mod api;
+pub mod client;
+pub mod e2e;
 pub mod generator;
+pub mod monitor;
+pub mod pair;
 pub mod report;
 pub mod scenario;
 

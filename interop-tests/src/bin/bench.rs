@@ -5,6 +5,8 @@
 //! cargo run --release -p interop-tests --bin bench                 # (a) at 200 and 1000 clients, (b)
 //! cargo run --release -p interop-tests --bin bench -- --with-2000  # (a) at 2000 clients too
 //! cargo run --release -p interop-tests --bin bench -- --scenario fanout --clients 500 --daemons bird2,frr --reps 3
+//! cargo run --release -p interop-tests --bin bench -- --scenario e2e --reps 5  # (d) API → peer's kernel
+//! cargo run --release -p interop-tests --bin bench -- --scenario api --reps 5  # bulk AnnounceRoutes, WatchRoutes
 //! ```
 //!
 //! Tables go to stdout and to `bench-results/<date>-<scenario>.md`.
@@ -15,7 +17,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use interop_tests::bench::{Dut, Phase, Row, RunOpts, Shape, Unavailable, run_once, table};
+use interop_tests::bench::{
+    Dut, Phase, Row, RunOpts, Shape, Unavailable, api, e2e, run_once, table,
+};
 use interop_tests::{Need, preflight};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -24,6 +28,11 @@ enum Scenario {
     Fanout,
     /// (b) ingest and reflect.
     Ingest,
+    /// (d) end to end: AnnounceRoutes on node A → route in node B's kernel.
+    E2e,
+    /// The API under load: one AnnounceRoutes with many routes, WatchRoutes
+    /// watchers during many changes.
+    Api,
     All,
 }
 
@@ -48,6 +57,18 @@ struct Args {
     /// Prefixes per peer in (b).
     #[arg(long, default_value_t = 100_000)]
     ingest_prefixes: usize,
+    /// Announcements per run in (d).
+    #[arg(long, default_value_t = 1000)]
+    announcements: usize,
+    /// Routes in the API bulk call and in each watched phase.
+    #[arg(long, default_value_t = 100_000)]
+    api_routes: usize,
+    /// WatchRoutes streams during the API load.
+    #[arg(long, default_value_t = 10)]
+    watchers: usize,
+    /// Routes per AnnounceRoutes call in the watched announce phase.
+    #[arg(long, default_value_t = 1000)]
+    watch_batch: usize,
     /// Daemons to measure, comma-separated (bird2, gobgp, frr, tabby).
     #[arg(long, value_delimiter = ',', default_values_t = ["tabby".to_string(), "bird2".into(), "frr".into(), "gobgp".into()])]
     daemons: Vec<String>,
@@ -104,6 +125,14 @@ fn main() -> Result<()> {
     let header = machine_header(&args, &date);
     println!("{header}");
 
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    if matches!(args.scenario, Scenario::E2e | Scenario::All) {
+        api_file(&args, &opts, &date, "e2e")?;
+    }
+    if matches!(args.scenario, Scenario::Api | Scenario::All) {
+        api_file(&args, &opts, &date, "api")?;
+    }
     let mut files: Vec<(&str, Vec<Shape>)> = Vec::new();
     if matches!(args.scenario, Scenario::Fanout | Scenario::All) {
         files.push((
@@ -126,8 +155,6 @@ fn main() -> Result<()> {
             }],
         ));
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
     for (name, shapes) in files {
         let mut doc = header.clone();
         for shape in shapes {
@@ -149,6 +176,104 @@ fn main() -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// (d) or the API load: tabbyd only, `args.reps` fresh pairs of nodes.
+fn api_file(args: &Args, opts: &RunOpts, date: &str, name: &str) -> Result<()> {
+    let mut doc = api_header(args, date);
+    let body = match opts.tabbyd.as_deref() {
+        None => "Not measured: no release build of tabbyd (run `cargo build --release -p tabbyd` or set TABBYD_BIN).\n".to_string(),
+        Some(bin) if name == "e2e" => {
+            let runs: Vec<Result<e2e::E2eRun, String>> = (1..=args.reps)
+                .map(|rep| {
+                    eprintln!("(d) end to end: run {rep}/{}", args.reps);
+                    let r = e2e::run_once(bin, args.announcements).map_err(|e| {
+                        eprintln!("  run failed: {e:#}");
+                        first_line(&format!("{e:#}"))
+                    });
+                    if let Ok(r) = &r {
+                        eprintln!(
+                            "  {} of {} reached B's kernel: p50 {} ms, p99 {} ms, max {} ms",
+                            r.kernel.len(),
+                            args.announcements,
+                            fmt_ms(e2e::quantile_ms(&r.kernel, 0.5)),
+                            fmt_ms(e2e::quantile_ms(&r.kernel, 0.99)),
+                            fmt_ms(e2e::quantile_ms(&r.kernel, 1.0)),
+                        );
+                    }
+                    r
+                })
+                .collect();
+            format!("{}\n{}", e2e::table(args.announcements, &runs), e2e::describe())
+        }
+        Some(bin) => {
+            let load = api::ApiLoad {
+                routes: args.api_routes,
+                watchers: args.watchers,
+                batch: args.watch_batch,
+            };
+            let runs: Vec<Result<api::ApiRun, String>> = (1..=args.reps)
+                .map(|rep| {
+                    eprintln!("API load: run {rep}/{}", args.reps);
+                    let r = api::run_once(bin, load).map_err(|e| {
+                        eprintln!("  run failed: {e:#}");
+                        first_line(&format!("{e:#}"))
+                    });
+                    if let Ok(r) = &r {
+                        eprintln!(
+                            "  bulk call {:.3} s ({:.0} routes/s), all in B's kernel after {:.2} s",
+                            r.bulk_call.as_secs_f64(),
+                            args.api_routes as f64 / r.bulk_call.as_secs_f64().max(1e-9),
+                            r.bulk_to_b_kernel.as_secs_f64()
+                        );
+                    }
+                    r
+                })
+                .collect();
+            format!("{}\n{}", api::table(load, &runs), api::describe(load))
+        }
+    };
+    println!("{body}");
+    doc.push_str(&body);
+    let path = args.out.join(format!("{date}-{name}.md"));
+    std::fs::write(&path, &doc).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into())
+}
+
+fn api_header(args: &Args, date: &str) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "## Tabby API benchmark, {date}\n");
+    let _ = writeln!(
+        o,
+        "Machine: {}. {} run(s), each in a fresh lab.\n",
+        machine_line(),
+        args.reps
+    );
+    o
+}
+
+fn machine_line() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = interop_tests::cmd::run_ok("uname", &["-r"], interop_tests::cmd::CMD_TIMEOUT)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), Linux {kernel}")
 }
 
 /// Every repetition of one daemon under one load. A timeout ends the series
@@ -249,26 +374,12 @@ fn phase_text(p: Option<Phase>) -> String {
 }
 
 fn machine_header(args: &Args, date: &str) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let kernel = interop_tests::cmd::run_ok("uname", &["-r"], interop_tests::cmd::CMD_TIMEOUT)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
+    let machine = machine_line();
     let mut o = String::new();
     let _ = writeln!(o, "## Tabby benchmark, {date}\n");
     let _ = writeln!(
         o,
-        "Machine: {cores} cores ({cpu}), Linux {kernel}. Each run is a fresh lab: the daemon under test is the route reflector (AS 64512) in one namespace; the generator opens every session from another, one source address per session. Times: *established* from the first connect until every session is Established; *converged* from release (all sessions send their UPDATEs at once) until every observer holds every prefix it expects. Daemon CPU covers the same interval; peak RSS is the daemon's VmHWM at the end; *host load* is the 1-minute load average when a run started (other work on a shared machine slows every daemon alike, the single-threaded ones most). Median of {} runs (min–max); generator: {} thread(s), at most {} handshakes at once; phase limit {} s.\n",
+        "Machine: {machine}. Each run is a fresh lab: the daemon under test is the route reflector (AS 64512) in one namespace; the generator opens every session from another, one source address per session. Times: *established* from the first connect until every session is Established; *converged* from release (all sessions send their UPDATEs at once) until every observer holds every prefix it expects. Daemon CPU covers the same interval; peak RSS is the daemon's VmHWM at the end; *host load* is the 1-minute load average when a run started (other work on a shared machine slows every daemon alike, the single-threaded ones most). Median of {} runs (min–max); generator: {} thread(s), at most {} handshakes at once; phase limit {} s.\n",
         args.reps, args.gen_threads, args.connect_burst, args.timeout
     );
     o

@@ -1,0 +1,266 @@
+//! A kernel route monitor for the benchmark: an rtnetlink socket in a lab
+//! namespace subscribed to `RTNLGRP_IPV4_ROUTE`, on its own thread, that
+//! time-stamps every IPv4 route of one protocol the kernel adds or deletes.
+//! The stamp is taken when `recv` returns, so it includes the kernel's
+//! notification delivery but nothing of the daemon that programmed the route.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use ipnet::Ipv4Net;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+use crate::lab::{Lab, Ns};
+
+/// `RTNLGRP_IPV4_ROUTE` (linux/rtnetlink.h).
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const AF_INET: u8 = 2;
+/// `RTA_DST`: the destination prefix attribute.
+const RTA_DST: u16 = 1;
+/// `struct nlmsghdr` and `struct rtmsg` sizes.
+const NLMSG_HDR: usize = 16;
+const RTMSG: usize = 12;
+
+/// One route notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSeen {
+    pub prefix: Ipv4Net,
+    pub added: bool,
+    pub at: Instant,
+}
+
+/// A running monitor; stops (and its thread ends) when dropped.
+#[derive(Debug)]
+pub struct RouteMonitor {
+    /// Every notification, in kernel order.
+    pub events: mpsc::Receiver<RouteSeen>,
+    added: Arc<AtomicU64>,
+    deleted: Arc<AtomicU64>,
+    overrun: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RouteMonitor {
+    /// Subscribes in `ns` to IPv4 route changes of kernel protocol `proto`;
+    /// returns once the socket is subscribed.
+    pub fn start(lab: &Lab, ns: &Ns, proto: u8) -> Result<RouteMonitor> {
+        // The socket is created inside the namespace and keeps belonging to
+        // it when read from another thread.
+        let sock = lab
+            .in_ns(ns, || -> std::io::Result<Socket> {
+                let mut s = Socket::new(NETLINK_ROUTE)?;
+                s.bind(&SocketAddr::new(0, 0))?;
+                // 100k notifications arrive faster than a busy 2-core machine
+                // schedules this thread: room for all of them, so none is lost.
+                nix::sys::socket::setsockopt(
+                    &s,
+                    nix::sys::socket::sockopt::RcvBufForce,
+                    &(256 << 20),
+                )
+                .map_err(std::io::Error::from)?;
+                // recv wakes up at least this often to see `stop`.
+                nix::sys::socket::setsockopt(
+                    &s,
+                    nix::sys::socket::sockopt::ReceiveTimeout,
+                    &nix::sys::time::TimeVal::new(0, 100_000),
+                )
+                .map_err(std::io::Error::from)?;
+                s.add_membership(RTNLGRP_IPV4_ROUTE)?;
+                Ok(s)
+            })?
+            .with_context(|| format!("cannot open a route monitor socket in {ns}"))?;
+        let (tx, events) = mpsc::channel();
+        let added = Arc::new(AtomicU64::new(0));
+        let deleted = Arc::new(AtomicU64::new(0));
+        let overrun = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, d, o, s) = (
+            added.clone(),
+            deleted.clone(),
+            overrun.clone(),
+            stop.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("route-monitor".into())
+            .spawn(move || {
+                let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+                while !s.load(Ordering::Relaxed) {
+                    buf.clear();
+                    match sock.recv(&mut buf, 0) {
+                        Ok(_) => {
+                            let at = Instant::now();
+                            for (prefix, added) in parse(&buf, proto) {
+                                if added {
+                                    a.fetch_add(1, Ordering::Relaxed);
+                                } else {
+                                    d.fetch_add(1, Ordering::Relaxed);
+                                }
+                                // The receiver may be gone at the end of a run.
+                                let _ = tx.send(RouteSeen { prefix, added, at });
+                            }
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                            ) => {}
+                        // ENOBUFS: notifications were dropped.
+                        Err(_) => o.store(true, Ordering::Relaxed),
+                    }
+                }
+            })
+            .context("cannot start the route monitor thread")?;
+        Ok(RouteMonitor {
+            events,
+            added,
+            deleted,
+            overrun,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Routes added so far.
+    pub fn added(&self) -> u64 {
+        self.added.load(Ordering::Relaxed)
+    }
+
+    /// Routes deleted so far.
+    pub fn deleted(&self) -> u64 {
+        self.deleted.load(Ordering::Relaxed)
+    }
+
+    /// Fails if the kernel dropped notifications (the counts are then low).
+    pub fn check(&self) -> Result<()> {
+        if self.overrun.load(Ordering::Relaxed) {
+            return Err(anyhow!(
+                "the route monitor's socket overran: notifications were lost"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits until `done(added, deleted)` holds; returns when it first did.
+    pub fn wait_counts(&self, limit: Duration, done: impl Fn(u64, u64) -> bool) -> Result<Instant> {
+        let t0 = Instant::now();
+        loop {
+            self.check()?;
+            if done(self.added(), self.deleted()) {
+                return Ok(Instant::now());
+            }
+            if t0.elapsed() > limit {
+                return Err(anyhow!(
+                    "after {limit:?} the kernel reported {} routes added and {} deleted",
+                    self.added(),
+                    self.deleted()
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+}
+
+impl Drop for RouteMonitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The IPv4 routes of protocol `proto` added (`true`) or deleted in one
+/// datagram of rtnetlink messages. Malformed input ends the walk.
+fn parse(buf: &[u8], proto: u8) -> Vec<(Ipv4Net, bool)> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while let Some(h) = buf.get(off..off + NLMSG_HDR + RTMSG) {
+        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        if len < NLMSG_HDR + RTMSG || off + len > buf.len() {
+            break;
+        }
+        let ty = u16::from_ne_bytes([h[4], h[5]]);
+        // struct rtmsg: family, dst_len, src_len, tos, table, protocol, …
+        let (family, dst_len, protocol) = (h[NLMSG_HDR], h[NLMSG_HDR + 1], h[NLMSG_HDR + 5]);
+        if (ty == RTM_NEWROUTE || ty == RTM_DELROUTE) && family == AF_INET && protocol == proto {
+            let attrs = buf.get(off + NLMSG_HDR + RTMSG..off + len).unwrap_or(&[]);
+            let dst = rta_dst(attrs).unwrap_or(Ipv4Addr::UNSPECIFIED);
+            if let Ok(p) = Ipv4Net::new(dst, dst_len) {
+                out.push((p, ty == RTM_NEWROUTE));
+            }
+        }
+        off += (len + 3) & !3;
+    }
+    out
+}
+
+/// `RTA_DST` among route attributes.
+fn rta_dst(mut attrs: &[u8]) -> Option<Ipv4Addr> {
+    while let Some(h) = attrs.get(..4) {
+        let len = u16::from_ne_bytes([h[0], h[1]]) as usize;
+        let ty = u16::from_ne_bytes([h[2], h[3]]);
+        if len < 4 {
+            return None;
+        }
+        if ty == RTA_DST {
+            let v = attrs.get(4..8)?;
+            return Some(Ipv4Addr::new(v[0], v[1], v[2], v[3]));
+        }
+        attrs = attrs.get((len + 3) & !3..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RTM_NEWROUTE for `dst/len` of `proto` with RTA_TABLE before RTA_DST.
+    fn msg(ty: u16, dst: [u8; 4], len: u8, proto: u8) -> Vec<u8> {
+        let mut attrs = vec![];
+        attrs.extend_from_slice(&8u16.to_ne_bytes());
+        attrs.extend_from_slice(&15u16.to_ne_bytes()); // RTA_TABLE
+        attrs.extend_from_slice(&254u32.to_ne_bytes());
+        attrs.extend_from_slice(&8u16.to_ne_bytes());
+        attrs.extend_from_slice(&RTA_DST.to_ne_bytes());
+        attrs.extend_from_slice(&dst);
+        let total = (NLMSG_HDR + RTMSG + attrs.len()) as u32;
+        let mut m = vec![];
+        m.extend_from_slice(&total.to_ne_bytes());
+        m.extend_from_slice(&ty.to_ne_bytes());
+        m.extend_from_slice(&[0; 10]); // flags, seq, pid
+        m.extend_from_slice(&[AF_INET, len, 0, 0, 254, proto, 0, 1]);
+        m.extend_from_slice(&[0; 4]); // rtm_flags
+        m.extend_from_slice(&attrs);
+        m
+    }
+
+    #[test]
+    fn parses_routes_of_one_protocol() {
+        let mut buf = msg(RTM_NEWROUTE, [100, 65, 0, 7], 32, 84);
+        buf.extend(msg(RTM_NEWROUTE, [100, 65, 0, 8], 32, 4));
+        buf.extend(msg(RTM_DELROUTE, [100, 64, 1, 0], 26, 84));
+        let got = parse(&buf, 84);
+        assert_eq!(
+            got,
+            [
+                ("100.65.0.7/32".parse().unwrap(), true),
+                ("100.64.1.0/26".parse().unwrap(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_input_ends_the_walk() {
+        let buf = msg(RTM_NEWROUTE, [100, 65, 0, 7], 32, 84);
+        for cut in 0..buf.len() {
+            assert!(parse(&buf[..cut], 84).is_empty(), "cut at {cut}");
+        }
+    }
+}
