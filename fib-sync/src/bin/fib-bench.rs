@@ -3,9 +3,11 @@
 //!
 //! Usage (root): `fib-bench [--v4 100000,1000000] [--v6 100000] [--no-bird]`
 //!
-//! Wall time runs from process/actor start to the last route being in the
-//! kernel (tabby: every request acknowledged; ip: the process exits; BIRD:
-//! a route-monitor socket has seen N `RTM_NEWROUTE` of protocol bird). CPU
+//! Methods run one after another with a 3 s pause between them (see
+//! `settle`). Wall time runs from process/actor start to the last route
+//! being in the kernel (tabby: every request acknowledged; ip: the process
+//! exits; BIRD: a route-monitor socket has seen N `RTM_NEWROUTE` of protocol
+//! bird). CPU
 //! is user+system of the thread (tabby), the child (ip) or the daemon (BIRD),
 //! kernel work done in their system calls included.
 
@@ -433,6 +435,14 @@ mod tempfile_path {
     }
 }
 
+/// Lets the previous method's aftermath finish before the next one is
+/// timed: its namespace is torn down asynchronously, and a million
+/// withdrawn routes leave the kernel a backlog of RCU frees that would
+/// otherwise be charged to whichever method runs next.
+fn settle() {
+    std::thread::sleep(Duration::from_secs(3));
+}
+
 fn parse_list(s: &str) -> Vec<u32> {
     s.split(',')
         .filter_map(|x| x.trim().parse().ok())
@@ -498,9 +508,12 @@ fn main() {
             continue;
         }
         let base = ip_batch(is6, n);
+        settle();
         let mut rows: Vec<(&str, Outcome)> = vec![("tabby-fib-sync", tabby(is6, n))];
+        settle();
         if with_bird {
             rows.push(("BIRD 2", bird(is6, n)));
+            settle();
         }
         let base_rates = base.as_ref().ok().map(|(a, b)| {
             (
