@@ -29,7 +29,7 @@ pub(crate) struct GroupKey {
     pub next_hop_mode: NextHopMode,
     pub local_v4: Option<Ipv4Addr>,
     pub local_v6: Option<Ipv6Addr>,
-    pub export: Option<Arc<Policy>>,
+    pub export: ExportPolicy,
     pub families: Vec<Family>,
     pub add_path_tx: Vec<Family>,
     pub add_path_max: u8,
@@ -38,6 +38,36 @@ pub(crate) struct GroupKey {
     pub role: Option<Role>,
     pub llgr: bool,
     pub rfc8212: bool,
+}
+
+/// An export policy compared by what it does, not by its name: peers whose
+/// policies differ only in name (a daemon names them after the peer) share
+/// an update group. Without this, 1,000 reflector clients with the same
+/// rules would be 1,000 groups, each with its own Adj-RIB-Out and encoding.
+#[derive(Debug, Clone)]
+pub(crate) struct ExportPolicy(pub Option<Arc<Policy>>);
+
+impl PartialEq for ExportPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                Arc::ptr_eq(a, b) || (a.default == b.default && a.rules == b.rules)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ExportPolicy {}
+
+impl std::hash::Hash for ExportPolicy {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if let Some(p) = &self.0 {
+            p.default.hash(state);
+            p.rules.hash(state);
+        }
+    }
 }
 
 impl GroupKey {
@@ -165,7 +195,7 @@ pub(crate) fn export_route(
         local_asn: key.local_asn,
         attrs: a,
     };
-    let (mut out, decider) = match &key.export {
+    let (mut out, decider) = match &key.export.0 {
         Some(p) => {
             let r = p.evaluate(&ctx);
             if r.verdict == Verdict::Reject {
@@ -224,7 +254,7 @@ pub(crate) fn export_route(
         out.local_pref = None;
         out.originator_id = None;
         out.cluster_list.clear();
-        if from_peer && (key.export.is_none() || out.med == a.med) {
+        if from_peer && (key.export.0.is_none() || out.med == a.med) {
             out.med = None;
         }
     } else {

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::attrs::{Interner, RouteAttrs};
 use crate::decision::RankKey;
-use crate::export::{ExportInput, ExportSource, GroupKey, export_route};
+use crate::export::{ExportInput, ExportPolicy, ExportSource, GroupKey, export_route};
 use crate::hash::{FastMap, FastSet};
 use crate::loc_rib::{Dest, LOCAL_SOURCE, LocRib, Path, SigEntry, UNREACHABLE, flag};
 use crate::policy::{Policy, RouteCtx, SourceMatchInput, Verdict};
@@ -1133,7 +1133,7 @@ impl Rib {
             next_hop_mode: s.cfg.next_hop_mode,
             local_v4: s.cfg.local_v4,
             local_v6: s.cfg.local_v6,
-            export: s.cfg.export.clone(),
+            export: ExportPolicy(s.cfg.export.clone()),
             families,
             add_path_tx,
             add_path_max: s.cfg.add_path_send_max,

@@ -376,3 +376,50 @@ fn advertised_counts_apply_split_horizon() {
     assert_eq!(n.sp[rr].rib.advertised_count(to_c2, v4), 2);
     assert_eq!(n.sp[rr].rib.advertised_count(to_c1, v4), 2);
 }
+
+/// Reflector clients whose export policies differ only in name (a daemon
+/// names them after each peer) share one update group; different rules
+/// mean different groups.
+#[test]
+fn policies_equal_but_for_their_name_share_a_group() {
+    use std::sync::Arc;
+    let named = |name: &str, default: Verdict| {
+        let p = Arc::new(Policy {
+            name: name.to_string(),
+            rules: Vec::new(),
+            default,
+        });
+        move |c: &mut PeerConfig| {
+            tweak_client(c);
+            c.export = Some(p.clone());
+        }
+    };
+    let mut n = Net::default();
+    let rr = n.speaker("rr", AS, Some("198.18.0.100"));
+    let c1 = n.speaker("c1", AS, None);
+    let c2 = n.speaker("c2", AS, None);
+    let c3 = n.speaker("c3", AS, None);
+    let (a, _) = n.link(
+        rr,
+        c1,
+        named("export 198.18.0.2", Verdict::Accept),
+        tweak_none,
+    );
+    let (b, _) = n.link(
+        rr,
+        c2,
+        named("export 198.18.0.3", Verdict::Accept),
+        tweak_none,
+    );
+    let (c, _) = n.link(
+        rr,
+        c3,
+        named("export 198.18.0.4", Verdict::Reject),
+        tweak_none,
+    );
+    n.pump();
+    let rib = &n.sp[rr].rib;
+    assert!(rib.group_of(a).is_some());
+    assert_eq!(rib.group_of(a), rib.group_of(b));
+    assert_ne!(rib.group_of(a), rib.group_of(c));
+}
