@@ -79,6 +79,20 @@ fn usage(who: UsageWho) -> Duration {
         .unwrap_or_default()
 }
 
+/// The default configuration; `FIB_BENCH_IN_FLIGHT` and
+/// `FIB_BENCH_BATCH_BYTES` override the window and batch size when tuning.
+fn bench_config() -> FibConfig {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+    let mut c = FibConfig::default();
+    if let Some(n) = env("FIB_BENCH_IN_FLIGHT") {
+        c.max_in_flight = n;
+    }
+    if let Some(n) = env("FIB_BENCH_BATCH_BYTES") {
+        c.batch_bytes = n;
+    }
+    c
+}
+
 /// tabby-fib-sync: install all, then withdraw all.
 fn tabby(v6: bool, n: u32) -> Outcome {
     let ns = lab().map_err(|e| e.to_string())?;
@@ -89,7 +103,7 @@ fn tabby(v6: bool, n: u32) -> Outcome {
     ns.block_on(move || async move {
         let cpu0 = usage(UsageWho::RUSAGE_THREAD);
         let t0 = Instant::now();
-        let (fib, task) = FibSync::start(FibConfig::default())
+        let (fib, task) = FibSync::start(bench_config())
             .await
             .map_err(|e| e.to_string())?;
         let join = tokio::spawn(task.run());
