@@ -76,6 +76,9 @@ enum Command {
     },
     /// Announce locally originated prefixes.
     Announce(AnnounceArgs),
+    /// Make PREFIX... the complete set of routes OWNER originates, atomically:
+    /// routes of OWNER not listed are withdrawn (what an IPAM does on restart).
+    Replace(ReplaceArgs),
     /// Withdraw locally originated prefixes.
     Withdraw {
         /// Prefixes in CIDR notation.
@@ -206,6 +209,28 @@ struct AnnounceArgs {
     /// Who originates them; routes of other owners are untouched.
     #[arg(long, default_value = "tabbyctl")]
     owner: String,
+    #[command(flatten)]
+    attrs: RouteAttrs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct ReplaceArgs {
+    /// The owner's complete new set, in CIDR notation.
+    prefixes: Vec<String>,
+    /// Whose set is replaced (no default: replacing the wrong owner's set
+    /// withdraws its routes).
+    #[arg(long)]
+    owner: String,
+    /// Replace the set with nothing: withdraw every route of OWNER.
+    #[arg(long, conflicts_with = "prefixes")]
+    none: bool,
+    #[command(flatten)]
+    attrs: RouteAttrs,
+}
+
+/// Attributes given to every route of one announce or replace.
+#[derive(Debug, Clone, clap::Args)]
+struct RouteAttrs {
     /// What the routes stand for.
     #[arg(long, value_enum, default_value_t = Kind::Unspecified)]
     kind: Kind,
@@ -246,6 +271,38 @@ fn fam(f: Option<Fam>) -> i32 {
         None => pb::AddressFamily::Unspecified as i32,
         Some(Fam::Ipv4) => pb::AddressFamily::Ipv4 as i32,
         Some(Fam::Ipv6) => pb::AddressFamily::Ipv6 as i32,
+    }
+}
+
+impl RouteAttrs {
+    /// One route per prefix with these attributes.
+    fn routes(&self, prefixes: &[String]) -> Result<Vec<pb::LocalRoute>> {
+        let communities = self
+            .communities
+            .iter()
+            .map(|c| parse_community(c))
+            .collect::<Result<Vec<_>>>()?;
+        let large = self
+            .large_communities
+            .iter()
+            .map(|c| parse_large_community(c))
+            .collect::<Result<Vec<_>>>()?;
+        let kind = match self.kind {
+            Kind::Unspecified => pb::RouteKind::Unspecified,
+            Kind::PodBlock => pb::RouteKind::PodBlock,
+            Kind::Host => pb::RouteKind::Host,
+            Kind::ServiceIp => pb::RouteKind::ServiceIp,
+        } as i32;
+        Ok(prefixes
+            .iter()
+            .map(|p| pb::LocalRoute {
+                prefix: p.clone(),
+                kind,
+                communities: communities.clone(),
+                large_communities: large.clone(),
+                next_hop: self.next_hop.clone().unwrap_or_default(),
+            })
+            .collect())
     }
 }
 
@@ -372,33 +429,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print(out, render::explanation(&e))?;
         }
         Command::Announce(a) => {
-            let communities = a
-                .communities
-                .iter()
-                .map(|c| parse_community(c))
-                .collect::<Result<Vec<_>>>()?;
-            let large = a
-                .large_communities
-                .iter()
-                .map(|c| parse_large_community(c))
-                .collect::<Result<Vec<_>>>()?;
-            let kind = match a.kind {
-                Kind::Unspecified => pb::RouteKind::Unspecified,
-                Kind::PodBlock => pb::RouteKind::PodBlock,
-                Kind::Host => pb::RouteKind::Host,
-                Kind::ServiceIp => pb::RouteKind::ServiceIp,
-            } as i32;
-            let routes = a
-                .prefixes
-                .iter()
-                .map(|p| pb::LocalRoute {
-                    prefix: p.clone(),
-                    kind,
-                    communities: communities.clone(),
-                    large_communities: large.clone(),
-                    next_hop: a.next_hop.clone().unwrap_or_default(),
-                })
-                .collect();
+            let routes = a.attrs.routes(&a.prefixes)?;
             let mut c = pb::routes_client::RoutesClient::new(ch);
             let r = c
                 .announce_routes(pb::AnnounceRoutesRequest {
@@ -407,6 +438,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 })
                 .await
                 .map_err(|s| status_error("announce", s))?
+                .into_inner();
+            print(out, render::change(&r))?;
+        }
+        Command::Replace(a) => {
+            if a.prefixes.is_empty() && !a.none {
+                bail!(
+                    "give the complete set of prefixes for owner {:?}, or --none to withdraw every route it originates",
+                    a.owner
+                );
+            }
+            let routes = a.attrs.routes(&a.prefixes)?;
+            let mut c = pb::routes_client::RoutesClient::new(ch);
+            let r = c
+                .replace_routes(pb::ReplaceRoutesRequest {
+                    owner: a.owner,
+                    routes,
+                })
+                .await
+                .map_err(|s| status_error("replace", s))?
                 .into_inner();
             print(out, render::change(&r))?;
         }

@@ -218,6 +218,100 @@ async fn routes_announce_withdraw_explain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_sets_an_owners_whole_set() {
+    let (core, srv) = setup().await;
+    let owned = |owner: &str| -> Vec<String> {
+        core.state()
+            .local
+            .keys()
+            .filter(|(_, o)| o.as_str() == owner)
+            .map(|(p, _)| p.to_string())
+            .collect()
+    };
+    ok(
+        &srv.socket,
+        &["announce", "100.64.9.0/26", "--owner", "other"],
+    )
+    .await;
+    let r = ok(
+        &srv.socket,
+        &[
+            "replace",
+            "--owner",
+            "ipam",
+            "100.64.1.0/26",
+            "100.64.2.0/26",
+            "--kind",
+            "pod-block",
+        ],
+    )
+    .await;
+    assert!(r.contains("added 2, updated 0, removed 0"), "{r}");
+    assert_eq!(owned("ipam"), ["100.64.1.0/26", "100.64.2.0/26"]);
+
+    // The block moves away: one kept, one removed, one added.
+    let r = ok(
+        &srv.socket,
+        &[
+            "-o",
+            "json",
+            "replace",
+            "--owner",
+            "ipam",
+            "100.64.2.0/26",
+            "100.64.3.0/26",
+            "--kind",
+            "pod-block",
+        ],
+    )
+    .await;
+    let j: serde_json::Value = serde_json::from_str(&r).expect("json");
+    assert_eq!(
+        (&j["added"], &j["removed"], &j["unchanged"]),
+        (&1.into(), &1.into(), &1.into()),
+        "{j}"
+    );
+    assert_eq!(owned("ipam"), ["100.64.2.0/26", "100.64.3.0/26"]);
+
+    // Idempotent: the same set again changes nothing.
+    let r = ok(
+        &srv.socket,
+        &[
+            "replace",
+            "--owner",
+            "ipam",
+            "100.64.2.0/26",
+            "100.64.3.0/26",
+            "--kind",
+            "pod-block",
+        ],
+    )
+    .await;
+    assert!(
+        r.contains("added 0, updated 0, removed 0, unchanged 2"),
+        "{r}"
+    );
+
+    // An empty set needs --none; other owners are never touched.
+    let err = fails(&srv.socket, &["replace", "--owner", "ipam"]).await;
+    assert!(err.contains("--none"), "{err}");
+    let err = fails(&srv.socket, &["replace", "100.64.2.0/26"]).await;
+    assert!(err.contains("--owner"), "{err}");
+    let r = ok(&srv.socket, &["replace", "--owner", "ipam", "--none"]).await;
+    assert!(r.contains("removed 2"), "{r}");
+    assert!(owned("ipam").is_empty());
+    assert_eq!(owned("other"), ["100.64.9.0/26"]);
+
+    let err = fails(
+        &srv.socket,
+        &["replace", "--owner", "ipam", "100.64.1.1/26"],
+    )
+    .await;
+    assert!(err.contains("replace failed"), "{err}");
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_and_health() {
     let (core, srv) = setup().await;
     let w = ok(
