@@ -40,8 +40,8 @@ pub(crate) struct GroupKey {
     pub rfc8212: bool,
 }
 
-/// An export policy compared by what it does, not by its name: peers whose
-/// policies differ only in name (a daemon names them after the peer) share
+/// An export policy compared by what it does, not by its or its rules'
+/// names: peers whose policies differ only in names (a daemon names them after the peer) share
 /// an update group. Without this, 1,000 reflector clients with the same
 /// rules would be 1,000 groups, each with its own Adj-RIB-Out and encoding.
 #[derive(Debug, Clone)]
@@ -52,7 +52,14 @@ impl PartialEq for ExportPolicy {
         match (&self.0, &other.0) {
             (None, None) => true,
             (Some(a), Some(b)) => {
-                Arc::ptr_eq(a, b) || (a.default == b.default && a.rules == b.rules)
+                Arc::ptr_eq(a, b)
+                    || (a.default == b.default
+                        && a.rules.len() == b.rules.len()
+                        && a.rules.iter().zip(&b.rules).all(|(x, y)| {
+                            x.matches == y.matches
+                                && x.actions == y.actions
+                                && x.verdict == y.verdict
+                        }))
             }
             _ => false,
         }
@@ -65,7 +72,11 @@ impl std::hash::Hash for ExportPolicy {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         if let Some(p) = &self.0 {
             p.default.hash(state);
-            p.rules.hash(state);
+            for r in &p.rules {
+                r.matches.hash(state);
+                r.actions.hash(state);
+                r.verdict.hash(state);
+            }
         }
     }
 }

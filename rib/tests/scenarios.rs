@@ -384,9 +384,15 @@ fn advertised_counts_apply_split_horizon() {
 fn policies_equal_but_for_their_name_share_a_group() {
     use std::sync::Arc;
     let named = |name: &str, default: Verdict| {
+        let mut rule = Rule::new(format!("{name}#0"), Some(Verdict::Reject));
+        rule.matches.push(Match::PrefixRange {
+            cidr: common::net("100.127.0.0/16"),
+            ge: None,
+            le: None,
+        });
         let p = Arc::new(Policy {
             name: name.to_string(),
-            rules: Vec::new(),
+            rules: vec![rule],
             default,
         });
         move |c: &mut PeerConfig| {
