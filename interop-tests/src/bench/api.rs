@@ -425,7 +425,7 @@ pub fn table(load: ApiLoad, runs: &[Result<ApiRun, String>]) -> String {
         "\n### WatchRoutes: {} watchers on node A during {} changes\n",
         load.watchers, load.routes
     );
-    o.push_str("| phase | calls | calls took (s) | changes offered (k/s) | watchers current at the end | watchers told to resync | change events per watcher | per-watcher delivery while keeping up (k events/s) | last watcher current after (s) | node A CPU (s) | watchers' CPU (s) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    o.push_str("| phase | calls | calls took (s) | changes offered (k/s) | watchers current at the end | watchers told to resync | RESYNCs per watcher | change events per watcher | per-watcher delivery while keeping up (k events/s) | last watcher current after (s) | node A CPU (s) | watchers' CPU (s) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     type Pick = fn(&ApiRun) -> &WatchPhase;
     let phases: [(String, Pick); 4] = [
         (
@@ -451,6 +451,7 @@ pub fn table(load: ApiLoad, runs: &[Result<ApiRun, String>]) -> String {
         let current = all_w.iter().filter(|w| w.done.is_some()).count();
         let resynced = all_w.iter().filter(|w| w.resyncs > 0).count();
         let mut changes: Vec<f64> = all_w.iter().map(|w| w.changes as f64).collect();
+        let mut resyncs: Vec<f64> = all_w.iter().map(|w| w.resyncs as f64).collect();
         let mut rates: Vec<f64> = all_w
             .iter()
             .filter_map(|w| w.delivery_rate().map(|r| r / 1e3))
@@ -471,12 +472,13 @@ pub fn table(load: ApiLoad, runs: &[Result<ApiRun, String>]) -> String {
         let mut cpu_c: Vec<f64> = ph.iter().map(|p| p.client_cpu).collect();
         let _ = writeln!(
             o,
-            "| {name} | {} | {} | {} | {current}/{} | {resynced}/{} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {current}/{} | {resynced}/{} | {} | {} | {} | {} | {} | {} |",
             ph.first().map(|p| p.calls).unwrap_or(0),
             fmt_spread(&mut calls_t, 3),
             fmt_spread(&mut offered, 0),
             all_w.len(),
             all_w.len(),
+            fmt_spread(&mut resyncs, 0),
             fmt_spread(&mut changes, 0),
             fmt_spread(&mut rates, 0),
             fmt_spread(&mut last, 2),
@@ -540,8 +542,8 @@ mod tests {
             t.contains("| 1/2 | 0.250 | 400 | 0.20 | 2.00 | 0.100 | 1000 | 1.0 |"),
             "{t}"
         );
-        assert!(t.contains("| announce, 10000 per call, open loop | 10 | 1.000 | 0 | 2/2 | 0/2 | 100 (100–100) | 0 (0–0) | 2.00 | 0.50 | 0.25 |"), "{t}");
-        assert!(t.contains("| withdraw, all in one call | 1 | 0.100 | 1 | 1/2 | 2/2 | 5 (5–5) | 0 (0–0) | — | 0.50 | 0.25 |"), "{t}");
+        assert!(t.contains("| announce, 10000 per call, open loop | 10 | 1.000 | 0 | 2/2 | 0/2 | 0 (0–0) | 100 (100–100) | 0 (0–0) | 2.00 | 0.50 | 0.25 |"), "{t}");
+        assert!(t.contains("| withdraw, all in one call | 1 | 0.100 | 1 | 1/2 | 2/2 | 1 (1–1) | 5 (5–5) | 0 (0–0) | — | 0.50 | 0.25 |"), "{t}");
         assert!(t.contains("- run 2 failed: x"), "{t}");
     }
 }
