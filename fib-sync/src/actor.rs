@@ -169,6 +169,11 @@ pub struct FibTask {
     /// one verifying dump at the end.
     bulk: bool,
     bulk_since: Instant,
+    /// A request of the current bulk run failed: what happens to its
+    /// prefix is decided by the verifying dump, so `sync` waits for it.
+    bulk_unsettled: bool,
+    /// `sync` callers were answered since the last yield.
+    answered: bool,
     /// Prefixes whose plan waits for the next dump (replaces and unexplained
     /// EEXIST during a bulk run).
     replan_after_dump: Vec<IpNet>,
@@ -260,6 +265,8 @@ impl FibTask {
             need_resync: false,
             bulk: false,
             bulk_since: Instant::now(),
+            bulk_unsettled: false,
+            answered: false,
             changed: 0,
             replan_after_dump: Vec::new(),
             send_backoff: None,
@@ -288,6 +295,12 @@ impl FibTask {
     pub async fn run(mut self) -> Result<(), FibError> {
         loop {
             if self.need_resync {
+                if self.answered {
+                    // Let the callers just answered run before a long dump
+                    // (on a current-thread runtime they would wait for it).
+                    self.answered = false;
+                    tokio::task::yield_now().await;
+                }
                 if let Err(e) = self.resync().await {
                     // Keep the routes and retry: stopping would leave the
                     // FIB unmanaged.
@@ -453,6 +466,7 @@ impl FibTask {
         for w in self.waiters.drain(..) {
             let _ = w.send(());
         }
+        self.answered = true;
     }
 
     fn mark(&mut self, p: IpNet) {
@@ -553,6 +567,15 @@ impl FibTask {
             .set_groups(&[RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE], true)
             .map_err(FibError::Io)?;
         self.bulk = false;
+        // Every request of the run is acknowledged. If none failed and no
+        // replace waits for the dump, the queued changes are in the kernel
+        // as asked: `sync` callers need not wait for the verification,
+        // which only looks for changes others made meanwhile (and repairs
+        // them as any later change is repaired).
+        if self.replan_after_dump.is_empty() && !self.bulk_unsettled {
+            self.answer_waiters();
+        }
+        self.bulk_unsettled = false;
         self.need_resync = true;
         debug!("bulk programming done; verifying the table");
         Ok(())
@@ -960,6 +983,9 @@ impl FibTask {
             return;
         }
         *self.stats.errors.entry(errno).or_default() += 1;
+        if self.bulk {
+            self.bulk_unsettled = true;
+        }
         match (p.op, errno) {
             (OpKind::Delete, libc::ENOENT | libc::ESRCH) => {
                 // Already gone: the goal of a delete.

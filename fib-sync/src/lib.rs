@@ -131,7 +131,10 @@ impl FibHandle {
 
     /// Resolves once every queued change has been sent and acknowledged.
     /// Routes waiting on a foreign route or an unreachable next hop do not
-    /// hold it up (see [`FibStats`]).
+    /// hold it up (see [`FibStats`]). After a bulk run in which every
+    /// request succeeded it does not wait for the verifying dump that
+    /// follows (`FibStats::resyncs` counts it when done); after one with a
+    /// failure or a deferred replace it does.
     pub async fn sync(&self) -> Result<(), FibError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Sync(tx)).await?;

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tabby_fib_sync::{FibConfig, FibRoute, NextHopSpec, RouteKind};
+use tabby_fib_sync::{FibConfig, FibRoute, KernelEvent, NextHopSpec, RouteKind};
 
 #[test]
 fn install_replace_withdraw_v4_v6() {
@@ -1071,4 +1071,79 @@ fn create_meeting_our_own_unseen_route_adopts_it() {
         "the create met the intruder: {stats:?}"
     );
     assert_eq!(stats.replaces, 1, "{stats:?}");
+}
+
+#[test]
+fn sync_waits_for_the_verifying_dump_only_after_a_bulk_run_with_failures() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    let prefix = |i: u32| net(&format!("100.71.{}.{}/32", i / 256, i % 256));
+    ns.block_on(move || async move {
+        let (fib, _task) = start(FibConfig::default()).await;
+        fib.converged().await.unwrap();
+        let r0 = fib.stats().await.unwrap().resyncs;
+        let mut events = fib.subscribe_kernel_events();
+        // Whether a verification finished since the last look.
+        let mut verified = move || {
+            let mut seen = false;
+            while let Ok(e) = events.try_recv() {
+                seen |= matches!(e, KernelEvent::Resynced);
+            }
+            seen
+        };
+
+        // Five routes via a gateway on no link fail (ENETUNREACH): what
+        // becomes of them is settled after the dump, so sync waits for it.
+        let mut first: Vec<FibRoute> = (0..10_000)
+            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
+            .collect();
+        first.extend((10_000..10_005).map(|i| FibRoute::via(prefix(i), ip("198.18.7.7"))));
+        fib.set_many(first).await.unwrap();
+        fib.sync().await.unwrap();
+        assert!(verified(), "sync waited for the verifying dump");
+        let s = fib.stats().await.unwrap();
+        assert_eq!(s.bulk_runs, 1, "{s:?}");
+        assert_eq!(s.resyncs, r0 + 1, "verified before sync resolved: {s:?}");
+        assert_eq!((s.installed, s.parked), (10_000, 5), "{s:?}");
+
+        // A clean run: sync resolves once everything is acknowledged; the
+        // verification that follows finds the table as requested (the
+        // kernel's spelling of each route differs only in the interface it
+        // chose) and sends nothing.
+        let second: Vec<FibRoute> = (10_005..20_005)
+            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
+            .collect();
+        fib.set_many(second).await.unwrap();
+        fib.sync().await.unwrap();
+        assert!(!verified(), "sync resolved before the verifying dump");
+        let s = fib.stats().await.unwrap();
+        assert_eq!((s.bulk_runs, s.installs), (2, 20_000), "{s:?}");
+        let t0 = std::time::Instant::now();
+        let s = loop {
+            let s = fib.stats().await.unwrap();
+            if s.resyncs >= r0 + 2 {
+                break s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no verification: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        fib.sync().await.unwrap();
+        let after = fib.stats().await.unwrap();
+        assert_eq!(
+            (
+                after.installs,
+                after.replaces,
+                after.deletes,
+                after.installed
+            ),
+            (20_000, 0, 0, 20_000),
+            "the verification changed nothing: {s:?} then {after:?}"
+        );
+        assert_eq!(routes(&n, false, "84").len(), 20_000);
+    })
+    .unwrap();
 }
