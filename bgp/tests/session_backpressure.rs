@@ -86,7 +86,9 @@ async fn stuck_peer_backs_up_commands_and_trips_send_hold() {
     let mut accepted = 0usize;
     let mut blocked = false;
     for _ in 0..2000 {
-        let send = h.commands.send(PeerCommand::SendEncoded(chunk.clone()));
+        let send = h
+            .commands
+            .send(PeerCommand::SendEncoded(vec![chunk.clone()]));
         match timeout(Duration::from_millis(500), send).await {
             Ok(Ok(())) => accepted += chunk.len(),
             Ok(Err(_)) => panic!("peer task ended"),

@@ -73,7 +73,12 @@ struct PeerSlot {
     established_at: Option<Instant>,
     /// The wire format negotiated with the peer while Established.
     codec: Option<tabby_bgp::codec::CodecCtx>,
+    /// This peer's `updates_sent` metric, looked up once.
+    updates_out: prometheus_client::metrics::counter::Counter,
 }
+
+/// Per peer, the buffers encoded during one pump and the UPDATEs they hold.
+type Outbox = HashMap<PeerId, (Vec<bytes::Bytes>, u64)>;
 
 /// The daemon core.
 pub struct Daemon {
@@ -620,6 +625,13 @@ impl Daemon {
                 eor: BTreeSet::new(),
                 established_at: None,
                 codec: None,
+                updates_out: self
+                    .metrics
+                    .updates_out
+                    .get_or_create(&PeerLabel {
+                        peer: address.to_string(),
+                    })
+                    .clone(),
             },
         );
         self.metrics
@@ -917,16 +929,38 @@ impl Daemon {
         for c in changes {
             self.best_changed(c);
         }
+        let mut outbox = Outbox::default();
         for out in outgoing {
-            self.send_outgoing(&out);
+            self.send_outgoing(&out, &mut outbox);
         }
+        self.flush_outbox(&mut outbox);
         self.check_converged(now);
+    }
+
+    /// Hands each peer everything encoded for it in this pump as one
+    /// command: a reflector's many small batches reach each session task
+    /// (and its socket) together.
+    fn flush_outbox(&mut self, outbox: &mut Outbox) {
+        for (peer, (buffers, n)) in outbox.drain() {
+            self.flush_peer(peer, buffers, n);
+        }
+    }
+
+    fn flush_peer(&mut self, peer: PeerId, buffers: Vec<bytes::Bytes>, n: u64) {
+        let Some(slot) = self.by_id.get(&peer).and_then(|a| self.peers.get_mut(a)) else {
+            return;
+        };
+        slot.status.counters.updates_sent += n;
+        slot.updates_out.inc_by(n);
+        if !buffers.is_empty() {
+            slot.session.command(SessionCmd::SendEncoded(buffers));
+        }
     }
 
     /// Sends one batch to its recipients. An update group's members share
     /// their negotiated wire format, so the batch is encoded once and the
     /// same bytes go to every member.
-    fn send_outgoing(&mut self, out: &tabby_rib::Outgoing) {
+    fn send_outgoing(&mut self, out: &tabby_rib::Outgoing, outbox: &mut Outbox) {
         let peers = out.to.peers();
         let ctx = peers
             .first()
@@ -951,23 +985,21 @@ impl Daemon {
         };
         let n = out.updates.len() as u64;
         for peer in peers {
-            let Some(addr) = self.by_id.get(&peer) else {
-                continue;
-            };
-            let Some(slot) = self.peers.get_mut(addr) else {
-                continue;
-            };
-            slot.status.counters.updates_sent += n;
-            self.metrics
-                .updates_out
-                .get_or_create(&PeerLabel {
-                    peer: addr.to_string(),
-                })
-                .inc_by(n);
-            slot.session.command(match &encoded {
-                Some(b) => SessionCmd::SendEncoded(b.clone()),
-                None => SessionCmd::Send(out.updates.clone()),
-            });
+            match &encoded {
+                Some(b) => {
+                    let e = outbox.entry(peer).or_default();
+                    e.0.push(b.clone());
+                    e.1 += n;
+                }
+                None => {
+                    // Keep the order: what is pending for this peer first.
+                    let (buffers, pending) = outbox.remove(&peer).unwrap_or_default();
+                    self.flush_peer(peer, buffers, pending + n);
+                    if let Some(slot) = self.by_id.get(&peer).and_then(|a| self.peers.get(a)) {
+                        slot.session.command(SessionCmd::Send(out.updates.clone()));
+                    }
+                }
+            }
         }
     }
 

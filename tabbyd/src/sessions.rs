@@ -49,8 +49,9 @@ pub enum SessionCmd {
     Send(Arc<[Update]>),
     /// Close with this NOTIFICATION (e.g. Cease/1 for max-prefix).
     Cease(tabby_bgp::Notification),
-    /// UPDATEs already encoded for this session's negotiated parameters.
-    SendEncoded(bytes::Bytes),
+    /// UPDATEs already encoded for this session's negotiated parameters,
+    /// in order.
+    SendEncoded(Vec<bytes::Bytes>),
     RequestRefresh(Family),
 }
 

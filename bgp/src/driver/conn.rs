@@ -1,11 +1,12 @@
 //! One TCP connection's tasks: connect, read, and the two-queue writer.
 
-use std::io;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpSocket, TcpStream};
@@ -172,6 +173,12 @@ async fn read_loop(id: ConnectionId, mut rd: OwnedReadHalf, tx: mpsc::Sender<Net
     }
 }
 
+/// Bulk octets gathered into one vectored write (and at most this many
+/// buffers): a reflector sends many small UPDATE batches to each peer, and
+/// one `writev` for all of them costs what one `write` costs.
+const COALESCE_OCTETS: usize = 256 * 1024;
+const COALESCE_BUFFERS: usize = 64;
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     id: ConnectionId,
     mut wr: W,
@@ -180,32 +187,109 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     backlog: Arc<AtomicUsize>,
     ctl: mpsc::UnboundedSender<NetEvent>,
 ) {
+    let mut queue: VecDeque<Bytes> = VecDeque::new();
     loop {
         // Urgent first: a KEEPALIVE never waits for more than the one
         // UPDATE chunk being written.
-        let (data, is_bulk) = tokio::select! {
+        let first = tokio::select! {
             biased;
             m = urgent.recv() => match m {
-                Some(WriterMsg::Data(d)) => (d, false),
+                Some(WriterMsg::Data(d)) => {
+                    if let Err(e) = wr.write_all(&d).await {
+                        debug!(%id, error = %e, "write failed");
+                        let _ = ctl.send(NetEvent::Closed(id));
+                        return;
+                    }
+                    let pending = !urgent.is_empty() || !bulk.is_empty();
+                    let _ = ctl.send(NetEvent::Progress(id, pending));
+                    continue;
+                }
                 Some(WriterMsg::Close) | None => {
                     let _ = wr.shutdown().await;
                     return;
                 }
             },
-            Some(b) = bulk.recv() => (b, true),
+            Some(b) = bulk.recv() => b,
         };
-        let len = data.len();
-        if let Err(e) = wr.write_all(&data).await {
-            debug!(%id, error = %e, "write failed");
-            let _ = ctl.send(NetEvent::Closed(id));
-            return;
+        let mut gathered = first.len();
+        queue.push_back(first);
+        while gathered < COALESCE_OCTETS && queue.len() < COALESCE_BUFFERS {
+            match bulk.try_recv() {
+                Ok(b) => {
+                    gathered += b.len();
+                    queue.push_back(b);
+                }
+                Err(_) => break,
+            }
         }
-        if is_bulk {
-            backlog.fetch_sub(len, Ordering::Relaxed);
+        let progress = || {
+            let _ = ctl.send(NetEvent::Progress(id, true));
+        };
+        match write_bulk(&mut wr, &mut queue, &mut urgent, &backlog, progress).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = wr.shutdown().await;
+                return;
+            }
+            Err(e) => {
+                debug!(%id, error = %e, "write failed");
+                let _ = ctl.send(NetEvent::Closed(id));
+                return;
+            }
         }
         let pending = !urgent.is_empty() || !bulk.is_empty();
         let _ = ctl.send(NetEvent::Progress(id, pending));
     }
+}
+
+/// Writes the queued bulk buffers with vectored writes. Between buffers
+/// (never inside one: each holds whole messages) urgent data goes first.
+/// `Ok(false)`: a close was requested.
+async fn write_bulk<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    queue: &mut VecDeque<Bytes>,
+    urgent: &mut mpsc::UnboundedReceiver<WriterMsg>,
+    backlog: &AtomicUsize,
+    progress: impl Fn(),
+) -> io::Result<bool> {
+    // Whether the front buffer is partly written.
+    let mut partial = false;
+    while !queue.is_empty() {
+        if !partial {
+            while let Ok(m) = urgent.try_recv() {
+                match m {
+                    WriterMsg::Data(d) => {
+                        wr.write_all(&d).await?;
+                        progress();
+                    }
+                    WriterMsg::Close => return Ok(false),
+                }
+            }
+        }
+        let slices: Vec<IoSlice<'_>> = queue.iter().map(|b| IoSlice::new(b)).collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        drop(slices);
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                backlog.fetch_sub(front.len(), Ordering::Relaxed);
+                queue.pop_front();
+                partial = false;
+            } else {
+                backlog.fetch_sub(n, Ordering::Relaxed);
+                front.advance(n);
+                n = 0;
+                partial = true;
+            }
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -254,5 +338,117 @@ mod tests {
         );
         writer.await.expect("writer");
         assert!(ctl_rx.try_recv().is_ok(), "progress reported");
+    }
+
+    /// Records every write call; takes at most `cap` octets per call.
+    struct Recorder {
+        out: Vec<u8>,
+        calls: usize,
+        cap: usize,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let n = buf.len().min(self.cap);
+            self.calls += 1;
+            self.out.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.cap - n);
+                self.out.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.cap {
+                    break;
+                }
+            }
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Many small queued buffers leave in few vectored writes, in order,
+    /// and partial writes resume inside a buffer; the backlog ends at zero.
+    #[tokio::test(flavor = "current_thread")]
+    async fn queued_buffers_are_coalesced_in_order() {
+        let (_urgent_tx, mut urgent_rx) = mpsc::unbounded_channel();
+        let backlog = AtomicUsize::new(0);
+        let mut expected = Vec::new();
+        let mut queue = VecDeque::new();
+        for i in 0..100u8 {
+            let b = Bytes::from(vec![i; 19 + usize::from(i)]);
+            expected.extend_from_slice(&b);
+            backlog.fetch_add(b.len(), Ordering::Relaxed);
+            queue.push_back(b);
+        }
+        let mut w = Recorder {
+            out: Vec::new(),
+            calls: 0,
+            cap: 1000,
+        };
+        let open = write_bulk(&mut w, &mut queue, &mut urgent_rx, &backlog, || {})
+            .await
+            .expect("write");
+        assert!(open);
+        assert_eq!(w.out, expected);
+        // 6,850 octets at most 1,000 per call.
+        assert_eq!(w.calls, expected.len().div_ceil(1000));
+        assert_eq!(backlog.load(Ordering::Relaxed), 0);
+        assert!(queue.is_empty());
+    }
+
+    /// Urgent data goes between buffers, never inside one.
+    #[tokio::test(flavor = "current_thread")]
+    async fn urgent_data_waits_for_the_buffer_in_progress_only() {
+        let (urgent_tx, mut urgent_rx) = mpsc::unbounded_channel();
+        let backlog = AtomicUsize::new(0);
+        let mut queue: VecDeque<Bytes> = [vec![1u8; 300], vec![2u8; 300]]
+            .into_iter()
+            .map(Bytes::from)
+            .collect();
+        urgent_tx
+            .send(WriterMsg::Data(Bytes::from_static(b"KA")))
+            .expect("queue");
+        let mut w = Recorder {
+            out: Vec::new(),
+            calls: 0,
+            cap: 200,
+        };
+        write_bulk(&mut w, &mut queue, &mut urgent_rx, &backlog, || {})
+            .await
+            .expect("write");
+        // Urgent before any bulk (nothing was in progress).
+        assert_eq!(&w.out[..2], b"KA");
+        assert_eq!(w.out.len(), 602);
+        assert!(w.out[2..302].iter().all(|&b| b == 1));
     }
 }

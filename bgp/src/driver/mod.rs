@@ -108,8 +108,10 @@ pub enum PeerCommand {
     /// UPDATEs to encode with the session's parameters and send.
     SendUpdates(Vec<Update>),
     /// Whole UPDATE messages already encoded with
-    /// [`Negotiated::codec_ctx`].
-    SendEncoded(Bytes),
+    /// [`Negotiated::codec_ctx`], sent in order. Several buffers travel in
+    /// one command (and leave in one vectored write) so a reflector's many
+    /// small batches cost one hand-over per peer, not one each.
+    SendEncoded(Vec<Bytes>),
     /// Ask the peer to resend its routes of a family (RFC 2918).
     RouteRefresh(Family),
 }

@@ -199,7 +199,9 @@ impl Peer {
             PeerCommand::SendUpdates(updates) => updates
                 .iter()
                 .try_for_each(|u| self.session.send_update(t, u)),
-            PeerCommand::SendEncoded(bytes) => self.session.send_raw(t, bytes),
+            PeerCommand::SendEncoded(buffers) => buffers
+                .into_iter()
+                .try_for_each(|b| self.session.send_raw(t, b)),
             PeerCommand::RouteRefresh(family) => self.session.request_route_refresh(t, family),
         };
         if let Err(e) = result {
