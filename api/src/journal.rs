@@ -28,7 +28,8 @@ impl RouteJournal {
         let (live, _) = broadcast::channel(live_buffer.max(1));
         RouteJournal {
             sequence: 0,
-            history: VecDeque::with_capacity(history.clamp(1, 65_536)),
+            // Grown on demand: most daemons never fill it.
+            history: VecDeque::new(),
             history_cap: history.max(1),
             live,
         }

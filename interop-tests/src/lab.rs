@@ -391,6 +391,11 @@ impl Lab {
         let me = seg.member(from)?;
         let cidrs: Vec<String> = addrs.iter().map(|a| format!("{a}/32")).collect();
         self.add_addrs(from, &me.ifname, &cidrs)?;
+        // Routed via the owner's segment address, not on-link: one
+        // neighbour entry instead of one per address. The kernel's neighbour
+        // table holds 1,024 entries by default (gc_thresh3) and silently
+        // drops packets to addresses beyond that, which at 2,000 sessions
+        // shows up as handshakes that never complete.
         for m in seg.members.iter().filter(|m| m.ns != *from) {
             self.ip(
                 &m.ns,
@@ -398,6 +403,8 @@ impl Lab {
                     "route",
                     "add",
                     "198.18.128.0/17",
+                    "via",
+                    &me.v4.to_string(),
                     "dev",
                     &m.ifname,
                     "src",

@@ -147,18 +147,30 @@ impl ConnIo {
     }
 }
 
+/// Read buffer sizes: small while a peer is quiet (a reflector holds
+/// thousands of connections), doubling while reads fill the buffer.
+const READ_MIN: usize = 4096;
+const READ_MAX: usize = 64 * 1024;
+
 async fn read_loop(id: ConnectionId, mut rd: OwnedReadHalf, tx: mpsc::Sender<NetEvent>) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut want = READ_MIN;
+    let mut buf = BytesMut::new();
     loop {
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
+        if buf.capacity() - buf.len() < want / 2 {
+            buf.reserve(want);
         }
+        let spare = buf.capacity() - buf.len();
         match rd.read_buf(&mut buf).await {
             Ok(0) | Err(_) => {
                 let _ = tx.send(NetEvent::Closed(id)).await;
                 return;
             }
-            Ok(_) => {
+            Ok(n) => {
+                want = if n == spare {
+                    (want * 2).min(READ_MAX)
+                } else {
+                    READ_MIN
+                };
                 // Bounded: a slow consumer stops our reads, and TCP pushes
                 // back on the peer.
                 if tx
