@@ -29,7 +29,9 @@ use tracing::{debug, error, info, warn};
 use crate::convert;
 use crate::logging::LogControl;
 use crate::metrics::{KindLabel, Metrics, PeerFamilyLabel, PeerLabel, StateLabel};
-use crate::sessions::{SessionCmd, SessionEvent, SessionHandle, SessionSpec, Sessions};
+use crate::sessions::{
+    SessionCmd, SessionEvent, SessionHandle, SessionSpec, Sessions, SharedBatch,
+};
 use prometheus_client::metrics::{family::Family as MetricFamily, gauge::Gauge};
 
 /// Owner name of the routes the cluster's resources originate (blocks,
@@ -77,8 +79,29 @@ struct PeerSlot {
     updates_out: prometheus_client::metrics::counter::Counter,
 }
 
-/// Per peer, the buffers encoded during one pump and the UPDATEs they hold.
-type Outbox = HashMap<PeerId, (Vec<bytes::Bytes>, u64)>;
+/// What one pump hands to the sessions, in order per peer.
+#[derive(Default)]
+struct Outbox {
+    /// Per peer: what it gets, in order, and how many UPDATEs that is.
+    peers: HashMap<PeerId, (Vec<Segment>, u64)>,
+    /// Per update group (and member set): the batch being gathered.
+    open: HashMap<(u32, usize), OpenBatch>,
+    /// Per update group and member set: the shared wire format, if any.
+    codecs: HashMap<(u32, usize), Option<tabby_bgp::codec::CodecCtx>>,
+}
+
+enum Segment {
+    Own(Vec<bytes::Bytes>),
+    Shared(Arc<SharedBatch>),
+}
+
+struct OpenBatch {
+    members: Arc<[PeerId]>,
+    batch: SharedBatch,
+    /// UPDATEs in the batch, in all and per excepted member.
+    updates: u64,
+    excepted: HashMap<PeerId, u64>,
+}
 
 /// The daemon core.
 pub struct Daemon {
@@ -937,69 +960,136 @@ impl Daemon {
         self.check_converged(now);
     }
 
-    /// Hands each peer everything encoded for it in this pump as one
-    /// command: a reflector's many small batches reach each session task
-    /// (and its socket) together.
+    /// Hands each peer what this pump encoded for it. An update group's
+    /// batches are encoded once and shared: every member gets the same
+    /// `Arc` (and skips, in its session task, what came from itself), so a
+    /// reflector's fan-out costs one pointer per member, not a copy.
     fn flush_outbox(&mut self, outbox: &mut Outbox) {
-        for (peer, (buffers, n)) in outbox.drain() {
-            self.flush_peer(peer, buffers, n);
-        }
-    }
-
-    fn flush_peer(&mut self, peer: PeerId, buffers: Vec<bytes::Bytes>, n: u64) {
-        let Some(slot) = self.by_id.get(&peer).and_then(|a| self.peers.get_mut(a)) else {
-            return;
-        };
-        slot.status.counters.updates_sent += n;
-        slot.updates_out.inc_by(n);
-        if !buffers.is_empty() {
-            slot.session.command(SessionCmd::SendEncoded(buffers));
-        }
-    }
-
-    /// Sends one batch to its recipients. An update group's members share
-    /// their negotiated wire format, so the batch is encoded once and the
-    /// same bytes go to every member.
-    fn send_outgoing(&mut self, out: &tabby_rib::Outgoing, outbox: &mut Outbox) {
-        let peers = out.to.peers();
-        let ctx = peers
-            .first()
-            .and_then(|p| self.by_id.get(p))
-            .and_then(|a| self.peers.get(a))
-            .and_then(|s| s.codec.clone());
-        let shared = ctx.as_ref().filter(|ctx| {
-            peers.iter().all(|p| {
-                self.by_id
-                    .get(p)
-                    .and_then(|a| self.peers.get(a))
-                    .is_some_and(|s| s.codec.as_ref() == Some(*ctx))
-            })
-        });
-        let encoded = match shared.map(|ctx| out.encode(ctx)) {
-            Some(Ok(b)) => Some(b.freeze()),
-            Some(Err(e)) => {
-                warn!(error = %e, "cannot encode UPDATEs for an update group; sending them per peer");
-                None
+        Self::seal_all(outbox);
+        for (peer, (segments, n)) in outbox.peers.drain() {
+            let Some(slot) = self.by_id.get(&peer).and_then(|a| self.peers.get_mut(a)) else {
+                continue;
+            };
+            slot.status.counters.updates_sent += n;
+            slot.updates_out.inc_by(n);
+            for seg in segments {
+                slot.session.command(match seg {
+                    Segment::Own(b) => SessionCmd::SendEncoded(b),
+                    Segment::Shared(b) => SessionCmd::SendShared(b),
+                });
             }
-            None => None,
+        }
+    }
+
+    /// Closes every open group batch, appending it to its members' queues.
+    fn seal_all(outbox: &mut Outbox) {
+        for (_, open) in outbox.open.drain() {
+            let batch = Arc::new(open.batch);
+            for m in open.members.iter() {
+                let n = open.updates - open.excepted.get(m).copied().unwrap_or(0);
+                let e = outbox.peers.entry(*m).or_default();
+                e.0.push(Segment::Shared(batch.clone()));
+                e.1 += n;
+            }
+        }
+    }
+
+    /// The wire format every recipient of a batch shares, if they do.
+    fn shared_codec(&self, peers: &[PeerId]) -> Option<tabby_bgp::codec::CodecCtx> {
+        let codec_of = |p: &PeerId| {
+            self.by_id
+                .get(p)
+                .and_then(|a| self.peers.get(a))
+                .and_then(|s| s.codec.as_ref())
         };
+        let ctx = peers.first().and_then(codec_of)?;
+        peers
+            .iter()
+            .all(|p| codec_of(p) == Some(ctx))
+            .then(|| ctx.clone())
+    }
+
+    /// Queues one RIB batch for its recipients.
+    fn send_outgoing(&mut self, out: &tabby_rib::Outgoing, outbox: &mut Outbox) {
         let n = out.updates.len() as u64;
+        if let tabby_rib::Recipients::Group {
+            group,
+            members,
+            except,
+        } = &out.to
+        {
+            let key = (*group, Arc::as_ptr(members) as *const PeerId as usize);
+            let ctx = match outbox.codecs.get(&key) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self.shared_codec(members);
+                    outbox.codecs.insert(key, c.clone());
+                    c
+                }
+            };
+            match ctx.map(|ctx| out.encode(&ctx)) {
+                Some(Ok(b)) => {
+                    let open = outbox.open.entry(key).or_insert_with(|| OpenBatch {
+                        members: members.clone(),
+                        batch: SharedBatch::default(),
+                        updates: 0,
+                        excepted: HashMap::new(),
+                    });
+                    open.batch.buffers.push((*except, b.freeze()));
+                    open.updates += n;
+                    if let Some(x) = except {
+                        *open.excepted.entry(*x).or_default() += n;
+                    }
+                    return;
+                }
+                Some(Err(e)) => {
+                    warn!(error = %e, "cannot encode UPDATEs for an update group; sending them per peer");
+                }
+                None => {}
+            }
+        }
+        // Per peer (a dump, a refresh, or members that differ in wire
+        // format): whatever group batches are open go first, to keep order.
+        Self::seal_all(outbox);
+        let peers = out.to.peers();
+        let own = self
+            .shared_codec(&peers)
+            .and_then(|ctx| out.encode(&ctx).ok());
         for peer in peers {
-            match &encoded {
+            let e = outbox.peers.entry(peer).or_default();
+            e.1 += n;
+            match &own {
                 Some(b) => {
-                    let e = outbox.entry(peer).or_default();
-                    e.0.push(b.clone());
-                    e.1 += n;
+                    let b = b.clone().freeze();
+                    match e.0.last_mut() {
+                        Some(Segment::Own(v)) => v.push(b),
+                        _ => e.0.push(Segment::Own(vec![b])),
+                    }
                 }
                 None => {
-                    // Keep the order: what is pending for this peer first.
-                    let (buffers, pending) = outbox.remove(&peer).unwrap_or_default();
-                    self.flush_peer(peer, buffers, pending + n);
+                    // Not encodable here: the session encodes it itself.
+                    let e_peers = &mut e.0;
+                    Self::flush_segments_for(self, peer, e_peers);
                     if let Some(slot) = self.by_id.get(&peer).and_then(|a| self.peers.get(a)) {
                         slot.session.command(SessionCmd::Send(out.updates.clone()));
                     }
                 }
             }
+        }
+    }
+
+    /// Sends what is queued for `peer` now (to keep order with a command
+    /// that cannot wait for the end of the pump).
+    fn flush_segments_for(&self, peer: PeerId, segments: &mut Vec<Segment>) {
+        let Some(slot) = self.by_id.get(&peer).and_then(|a| self.peers.get(a)) else {
+            segments.clear();
+            return;
+        };
+        for seg in segments.drain(..) {
+            slot.session.command(match seg {
+                Segment::Own(b) => SessionCmd::SendEncoded(b),
+                Segment::Shared(b) => SessionCmd::SendShared(b),
+            });
         }
     }
 

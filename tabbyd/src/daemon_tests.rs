@@ -232,8 +232,10 @@ fn own_block_is_blackholed_and_learned_routes_go_via_the_peer() {
     // Our block goes to the top-of-rack router.
     let cmds = h.commands("198.18.0.1");
     assert!(
-        cmds.iter()
-            .any(|c| matches!(c, SessionCmd::Send(_) | SessionCmd::SendEncoded(_))),
+        cmds.iter().any(|c| matches!(
+            c,
+            SessionCmd::Send(_) | SessionCmd::SendEncoded(_) | SessionCmd::SendShared(_)
+        )),
         "nothing advertised to the ToR: {cmds:?}"
     );
     // The counters say the same: one route in, our block out.

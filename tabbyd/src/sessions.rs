@@ -52,7 +52,28 @@ pub enum SessionCmd {
     /// UPDATEs already encoded for this session's negotiated parameters,
     /// in order.
     SendEncoded(Vec<bytes::Bytes>),
+    /// An update group's batch, shared by every member.
+    SendShared(Arc<SharedBatch>),
     RequestRefresh(Family),
+}
+
+/// UPDATEs encoded once for all members of an update group, in order.
+/// Each buffer names the member it must skip (split horizon: the routes
+/// came from it).
+#[derive(Debug, Default)]
+pub struct SharedBatch {
+    pub buffers: Vec<(Option<PeerId>, bytes::Bytes)>,
+}
+
+impl SharedBatch {
+    /// What `peer` is to send, in order.
+    pub fn for_peer(&self, peer: PeerId) -> Vec<bytes::Bytes> {
+        self.buffers
+            .iter()
+            .filter(|(except, _)| *except != Some(peer))
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
 }
 
 /// A running session.
@@ -167,6 +188,15 @@ impl Sessions for Speaker {
                     SessionCmd::Cease(n) => driver::PeerCommand::Cease(n),
                     SessionCmd::Send(u) => driver::PeerCommand::SendUpdates(u.to_vec()),
                     SessionCmd::SendEncoded(b) => driver::PeerCommand::SendEncoded(b),
+                    // Only now, when the session task takes it, does the
+                    // shared batch become this peer's list.
+                    SessionCmd::SendShared(b) => {
+                        let mine = b.for_peer(id);
+                        if mine.is_empty() {
+                            continue;
+                        }
+                        driver::PeerCommand::SendEncoded(mine)
+                    }
                     SessionCmd::RequestRefresh(f) => driver::PeerCommand::RouteRefresh(f),
                 };
                 if commands.send(cmd).await.is_err() {
@@ -207,5 +237,32 @@ impl Sessions for Speaker {
             }
         });
         Ok(SessionHandle::new(tx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each member gets every buffer but those naming it, in order.
+    #[test]
+    fn shared_batches_skip_the_members_own_routes() {
+        let b = |s: &'static [u8]| bytes::Bytes::from_static(s);
+        let batch = SharedBatch {
+            buffers: vec![
+                (None, b(b"all")),
+                (Some(PeerId(1)), b(b"from-1")),
+                (Some(PeerId(2)), b(b"from-2")),
+                (None, b(b"tail")),
+            ],
+        };
+        assert_eq!(
+            batch.for_peer(PeerId(1)),
+            vec![b(b"all"), b(b"from-2"), b(b"tail")]
+        );
+        assert_eq!(
+            batch.for_peer(PeerId(3)),
+            vec![b(b"all"), b(b"from-1"), b(b"from-2"), b(b"tail")]
+        );
     }
 }

@@ -83,6 +83,8 @@ pub(super) struct ConnIo {
     pub bulk: mpsc::UnboundedSender<Bytes>,
     /// Bulk bytes queued and not yet written.
     pub backlog: Arc<AtomicUsize>,
+    /// Bulk buffers queued and not yet fully written.
+    pub queued: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -107,19 +109,24 @@ impl ConnIo {
         let (urgent, urgent_rx) = mpsc::unbounded_channel();
         let (bulk, bulk_rx) = mpsc::unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
+        let queued = Arc::new(AtomicUsize::new(0));
         let reader = tokio::spawn(read_loop(id, rd, data_tx));
         let writer = tokio::spawn(write_loop(
             id,
             wr,
             urgent_rx,
             bulk_rx,
-            backlog.clone(),
+            Backlog {
+                octets: backlog.clone(),
+                buffers: queued.clone(),
+            },
             ctl_tx,
         ));
         ConnIo {
             urgent,
             bulk,
             backlog,
+            queued,
             reader,
             writer,
         }
@@ -130,6 +137,7 @@ impl ConnIo {
             let _ = self.urgent.send(WriterMsg::Data(data));
         } else {
             self.backlog.fetch_add(data.len(), Ordering::Relaxed);
+            self.queued.fetch_add(1, Ordering::Relaxed);
             let _ = self.bulk.send(data);
         }
     }
@@ -196,7 +204,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut urgent: mpsc::UnboundedReceiver<WriterMsg>,
     mut bulk: mpsc::UnboundedReceiver<Bytes>,
-    backlog: Arc<AtomicUsize>,
+    backlog: Backlog,
     ctl: mpsc::UnboundedSender<NetEvent>,
 ) {
     let mut queue: VecDeque<Bytes> = VecDeque::new();
@@ -254,6 +262,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
 }
 
+/// What a connection's writer still has to write, shared with the peer
+/// task (which stops taking commands while it is large).
+pub(super) struct Backlog {
+    pub octets: Arc<AtomicUsize>,
+    pub buffers: Arc<AtomicUsize>,
+}
+
 /// Writes the queued bulk buffers with vectored writes. Between buffers
 /// (never inside one: each holds whole messages) urgent data goes first.
 /// `Ok(false)`: a close was requested.
@@ -261,7 +276,7 @@ async fn write_bulk<W: AsyncWrite + Unpin>(
     wr: &mut W,
     queue: &mut VecDeque<Bytes>,
     urgent: &mut mpsc::UnboundedReceiver<WriterMsg>,
-    backlog: &AtomicUsize,
+    backlog: &Backlog,
     progress: impl Fn(),
 ) -> io::Result<bool> {
     // Whether the front buffer is partly written.
@@ -290,11 +305,12 @@ async fn write_bulk<W: AsyncWrite + Unpin>(
             };
             if n >= front.len() {
                 n -= front.len();
-                backlog.fetch_sub(front.len(), Ordering::Relaxed);
+                backlog.octets.fetch_sub(front.len(), Ordering::Relaxed);
+                backlog.buffers.fetch_sub(1, Ordering::Relaxed);
                 queue.pop_front();
                 partial = false;
             } else {
-                backlog.fetch_sub(n, Ordering::Relaxed);
+                backlog.octets.fetch_sub(n, Ordering::Relaxed);
                 front.advance(n);
                 n = 0;
                 partial = true;
@@ -316,18 +332,22 @@ mod tests {
         let (urgent_tx, urgent_rx) = mpsc::unbounded_channel();
         let (bulk_tx, bulk_rx) = mpsc::unbounded_channel();
         let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
-        let backlog = Arc::new(AtomicUsize::new(0));
+        let backlog = Backlog {
+            octets: Arc::new(AtomicUsize::new(0)),
+            buffers: Arc::new(AtomicUsize::new(0)),
+        };
         const CHUNK: usize = 4096;
         for i in 0..50u8 {
             bulk_tx.send(Bytes::from(vec![i; CHUNK])).expect("queue");
-            backlog.fetch_add(CHUNK, Ordering::Relaxed);
+            backlog.octets.fetch_add(CHUNK, Ordering::Relaxed);
+            backlog.buffers.fetch_add(1, Ordering::Relaxed);
         }
         let writer = tokio::spawn(write_loop(
             ConnectionId(1),
             wr,
             urgent_rx,
             bulk_rx,
-            backlog.clone(),
+            backlog,
             ctl_tx,
         ));
         // Let the writer start on the first chunk, then queue the urgent one.
@@ -413,13 +433,17 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn queued_buffers_are_coalesced_in_order() {
         let (_urgent_tx, mut urgent_rx) = mpsc::unbounded_channel();
-        let backlog = AtomicUsize::new(0);
+        let backlog = Backlog {
+            octets: Arc::new(AtomicUsize::new(0)),
+            buffers: Arc::new(AtomicUsize::new(0)),
+        };
         let mut expected = Vec::new();
         let mut queue = VecDeque::new();
         for i in 0..100u8 {
             let b = Bytes::from(vec![i; 19 + usize::from(i)]);
             expected.extend_from_slice(&b);
-            backlog.fetch_add(b.len(), Ordering::Relaxed);
+            backlog.octets.fetch_add(b.len(), Ordering::Relaxed);
+            backlog.buffers.fetch_add(1, Ordering::Relaxed);
             queue.push_back(b);
         }
         let mut w = Recorder {
@@ -434,7 +458,8 @@ mod tests {
         assert_eq!(w.out, expected);
         // 6,850 octets at most 1,000 per call.
         assert_eq!(w.calls, expected.len().div_ceil(1000));
-        assert_eq!(backlog.load(Ordering::Relaxed), 0);
+        assert_eq!(backlog.octets.load(Ordering::Relaxed), 0);
+        assert_eq!(backlog.buffers.load(Ordering::Relaxed), 0);
         assert!(queue.is_empty());
     }
 
@@ -442,7 +467,10 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn urgent_data_waits_for_the_buffer_in_progress_only() {
         let (urgent_tx, mut urgent_rx) = mpsc::unbounded_channel();
-        let backlog = AtomicUsize::new(0);
+        let backlog = Backlog {
+            octets: Arc::new(AtomicUsize::new(0)),
+            buffers: Arc::new(AtomicUsize::new(2)),
+        };
         let mut queue: VecDeque<Bytes> = [vec![1u8; 300], vec![2u8; 300]]
             .into_iter()
             .map(Bytes::from)

@@ -17,6 +17,10 @@ use crate::notification::{Notification, cease};
 
 /// Above this many bulk octets queued for the socket, stop taking commands.
 const BULK_HIGH_WATER: usize = 4 << 20;
+/// Or above this many buffers: a reflector's many small batches would
+/// otherwise queue here by the thousand per peer, and what waits upstream
+/// (one shared batch per pump) is far cheaper than what waits here.
+const BULK_HIGH_BUFFERS: usize = 512;
 /// Events held for a daemon that is not reading; then reads pause.
 const EVENT_BACKLOG: usize = 4096;
 
@@ -80,7 +84,8 @@ async fn run_inner(
             true
         });
         let deadline = p.session.poll_timeout().map(TokioInstant::from_std);
-        let take_commands = p.bulk_backlog() < BULK_HIGH_WATER;
+        let take_commands =
+            p.bulk_backlog() < BULK_HIGH_WATER && p.bulk_buffers() < BULK_HIGH_BUFFERS;
         let take_data = p.events.len() < EVENT_BACKLOG;
         tokio::select! {
             biased;
@@ -130,6 +135,13 @@ impl Peer {
         self.conns
             .values()
             .map(|c| c.backlog.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn bulk_buffers(&self) -> usize {
+        self.conns
+            .values()
+            .map(|c| c.queued.load(Ordering::Relaxed))
             .sum()
     }
 
