@@ -326,7 +326,7 @@ async fn run_route_watch(
                     false
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::info!(missed = n, "route watcher lagged; sending resync");
+                    tracing::info!(missed = n, "route watcher lagged");
                     true
                 }
                 Err(broadcast::error::RecvError::Closed) => {
@@ -336,15 +336,26 @@ async fn run_route_watch(
             }
         };
         if lagged {
-            send(&tx, event(last, pb::RouteEventKind::Resync)).await?;
-            let fresh = match core.watch_routes(None).await {
+            // Catch up from the history when it still holds every missed
+            // event: the client sees an unbroken stream. Only when it does
+            // not is the client told to resync and sent a fresh snapshot.
+            let fresh = match core.watch_routes(Some(last)).await {
                 Ok(w) => w,
                 Err(e) => {
                     let _ = tx.send(Err(e.into())).await;
                     return Err("core refused resync");
                 }
             };
-            last = send_start(fresh.start, family, 0, &tx).await?;
+            if matches!(fresh.start, RouteWatchStart::Snapshot { .. }) {
+                send(&tx, event(last, pb::RouteEventKind::Resync)).await?;
+                last = send_start(fresh.start, family, 0, &tx).await?;
+            } else {
+                tracing::debug!(
+                    from = last,
+                    "route watcher lagged; replaying from the history"
+                );
+                last = send_start(fresh.start, family, last, &tx).await?;
+            }
             updates = fresh.updates;
         }
     }
