@@ -1512,7 +1512,9 @@ pub(crate) fn validate(route: &FibRoute) -> Result<FibRoute, FibError> {
             onlink,
         } in hops
         {
-            if gateway.is_ipv6() != v6 {
+            // An IPv4 route may go via an IPv6 gateway (RTA_VIA, RFC 8950
+            // next hops); the kernel has no IPv6 route via an IPv4 gateway.
+            if v6 && gateway.is_ipv4() {
                 return bad(format!("gateway {gateway} is not of the prefix's family"));
             }
             if !(1..=256).contains(weight) {

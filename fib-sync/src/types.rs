@@ -76,7 +76,8 @@ pub enum RouteKind {
 /// One next hop of a unicast route.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct NextHopSpec {
-    /// Gateway address; same family as the prefix.
+    /// Gateway address: the prefix's family, or IPv6 for an IPv4 prefix
+    /// (programmed with `RTA_VIA`, `ip route ... via inet6`; RFC 8950).
     pub gateway: IpAddr,
     /// Output device by name (for example the IP-in-IP tunnel). `None` lets
     /// the kernel resolve it from the gateway.

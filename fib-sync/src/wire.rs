@@ -225,6 +225,32 @@ fn ip_of(family: u8, b: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// The address in an `RTA_VIA` value (`struct rtvia`: a native-endian
+/// `sa_family_t`, then the address): how the kernel reports an IPv4 route's
+/// IPv6 gateway (RFC 8950 next hops, Linux 5.2+).
+fn via_of(b: &[u8]) -> Option<IpAddr> {
+    let family = u16::from_ne_bytes([*b.first()?, *b.get(1)?]);
+    let family = u8::try_from(family).ok()?;
+    if family != libc::AF_INET as u8 && family != libc::AF_INET6 as u8 {
+        return None;
+    }
+    ip_of(family, b.get(2..)?)
+}
+
+/// Puts a gateway: `RTA_GATEWAY` when it has the route's family, else
+/// `RTA_VIA` with its own family (an IPv4 route via an IPv6 address).
+fn put_gateway(buf: &mut Vec<u8>, v6_route: bool, g: IpAddr) {
+    match g {
+        IpAddr::V6(a) if !v6_route => {
+            let mut v = Vec::with_capacity(18);
+            v.extend_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+            v.extend_from_slice(&a.octets());
+            put_attr(buf, RTA_VIA, &v);
+        }
+        _ => put_addr(buf, RTA_GATEWAY, g),
+    }
+}
+
 fn u32_of(b: &[u8]) -> Option<u32> {
     <[u8; 4]>::try_from(b).ok().map(u32::from_ne_bytes)
 }
@@ -269,6 +295,7 @@ pub(crate) fn parse_route(b: &[u8]) -> Option<KernelRoute> {
             RTA_TABLE => table = u32_of(v)?,
             RTA_PRIORITY => metric = u32_of(v)?,
             RTA_GATEWAY => gateway = ip_of(family, v),
+            RTA_VIA => gateway = via_of(v),
             RTA_OIF => oif = u32_of(v)?,
             RTA_PREFSRC => pref_src = ip_of(family, v),
             RTA_MULTIPATH => multipath = Some(v),
@@ -294,9 +321,11 @@ pub(crate) fn parse_route(b: &[u8]) -> Option<KernelRoute> {
                             break;
                         }
                         let nh = mp.get(..len)?;
-                        let gateway = attrs(nh.get(8..)?)
-                            .find(|(t, _)| *t == RTA_GATEWAY)
-                            .and_then(|(_, v)| ip_of(family, v));
+                        let gateway = attrs(nh.get(8..)?).find_map(|(t, v)| match t {
+                            RTA_GATEWAY => ip_of(family, v),
+                            RTA_VIA => via_of(v),
+                            _ => None,
+                        });
                         hops.push(Hop {
                             gateway,
                             oif: u32::from_ne_bytes([nh[4], nh[5], nh[6], nh[7]]),
@@ -397,6 +426,7 @@ const RTA_PRIORITY: u16 = 6;
 const RTA_PREFSRC: u16 = 7;
 const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
+const RTA_VIA: u16 = 18;
 const RTN_UNICAST: u8 = 1;
 const RTN_BLACKHOLE: u8 = 6;
 const RT_SCOPE_UNIVERSE: u8 = 0;
@@ -492,7 +522,7 @@ pub(crate) fn push_request(
         if matches!(r.kind, RouteKind::Unicast(_)) {
             if let [hop] = hops {
                 if let Some(g) = hop.gateway {
-                    put_addr(buf, RTA_GATEWAY, g);
+                    put_gateway(buf, v6, g);
                 }
                 if hop.oif != 0 {
                     put_attr(buf, RTA_OIF, &hop.oif.to_ne_bytes());
@@ -507,7 +537,7 @@ pub(crate) fn push_request(
                     mp.extend_from_slice(&[hflags, weight]);
                     mp.extend_from_slice(&hop.oif.to_ne_bytes());
                     if let Some(g) = hop.gateway {
-                        put_addr(&mut mp, RTA_GATEWAY, g);
+                        put_gateway(&mut mp, v6, g);
                     }
                     let len = (mp.len() - at) as u16;
                     mp[at..at + 2].copy_from_slice(&len.to_ne_bytes());
@@ -586,13 +616,21 @@ mod tests {
     use crate::types::NextHopSpec;
     use netlink_packet_route::route::{
         RouteAddress, RouteFlags, RouteNextHop, RouteNextHopFlags, RouteProtocol, RouteScope,
-        RouteType,
+        RouteType, RouteVia,
     };
 
     fn addr_of(a: &RouteAddress) -> Option<IpAddr> {
         match a {
             RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
             RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+            _ => None,
+        }
+    }
+
+    fn via_addr(v: &RouteVia) -> Option<IpAddr> {
+        match v {
+            RouteVia::Inet(a) => Some(IpAddr::V4(*a)),
+            RouteVia::Inet6(a) => Some(IpAddr::V6(*a)),
             _ => None,
         }
     }
@@ -623,6 +661,7 @@ mod tests {
                 RouteAttribute::Table(t) => table = *t,
                 RouteAttribute::Priority(p) => metric = *p,
                 RouteAttribute::Gateway(g) => gateway = addr_of(g),
+                RouteAttribute::Via(v) => gateway = via_addr(v),
                 RouteAttribute::Oif(i) => oif = *i,
                 RouteAttribute::PrefSource(s) => pref_src = addr_of(s),
                 RouteAttribute::MultiPath(hops) => multipath = Some(hops),
@@ -644,6 +683,7 @@ mod tests {
                         .map(|nh| Hop {
                             gateway: nh.attributes.iter().find_map(|a| match a {
                                 RouteAttribute::Gateway(g) => addr_of(g),
+                                RouteAttribute::Via(v) => via_addr(v),
                                 _ => None,
                             }),
                             oif: nh.interface_index,
@@ -728,6 +768,51 @@ mod tests {
                 )))
         );
         assert_eq!(route_of(&m), parse_route(&emit(&m)));
+    }
+
+    #[test]
+    fn ipv4_route_via_ipv6_gateway_uses_rta_via() {
+        // RFC 8950 next hop: `ip route add 100.64.7.0/24 via inet6 2001:db8::2`.
+        let route = FibRoute::via(
+            "100.64.7.0/24".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        let hops = [hop("2001:db8::2", 0, false, 1)];
+        let (_, m) = encode(OpKind::Create, &route.prefix, Body::Route(&route, &hops));
+        assert!(
+            m.attributes.contains(&RouteAttribute::Via(RouteVia::Inet6(
+                "2001:db8::2".parse().unwrap()
+            ))),
+            "{m:?}"
+        );
+        assert!(
+            !m.attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Gateway(_))),
+            "an IPv6 address in RTA_GATEWAY of an IPv4 route is refused by the kernel"
+        );
+        let k = parse_route(&emit(&m)).unwrap();
+        assert_eq!(k.shape, Shape::Unicast(hops.to_vec()));
+        assert_eq!(Some(k), route_of(&m));
+
+        // ECMP: RTA_VIA inside each rtnexthop; a mixed pair parses back.
+        let route = FibRoute::ecmp(
+            "100.64.8.0/24".parse().unwrap(),
+            ["2001:db8::2", "198.18.0.2"].map(|s| s.parse().unwrap()),
+        );
+        let hops = [
+            hop("198.18.0.2", 3, false, 1),
+            hop("2001:db8::2", 3, false, 1),
+        ];
+        let (_, m) = encode(OpKind::Create, &route.prefix, Body::Route(&route, &hops));
+        let k = parse_route(&emit(&m)).unwrap();
+        assert_eq!(k.shape, Shape::Unicast(hops.to_vec()));
+        assert_eq!(Some(k), route_of(&m));
+
+        // A malformed RTA_VIA (unknown family, short address) gives no gateway.
+        assert_eq!(via_of(&[99, 0, 1, 2, 3, 4]), None);
+        assert_eq!(via_of(&(libc::AF_INET6 as u16).to_ne_bytes()), None);
+        assert_eq!(via_of(&[]), None);
     }
 
     #[test]

@@ -1147,3 +1147,86 @@ fn sync_waits_for_the_verifying_dump_only_after_a_bulk_run_with_failures() {
     })
     .unwrap();
 }
+
+#[test]
+fn ipv4_route_via_ipv6_gateway_is_installed_once_and_recognised() {
+    init_tracing();
+    let ns = lab();
+    let n = ns.name().to_string();
+    ns.block_on(move || async move {
+        let cfg = FibConfig {
+            verify_interval: Some(Duration::from_millis(200)),
+            ..FibConfig::default()
+        };
+        let (fib, _task) = start(cfg).await;
+        fib.converged().await.unwrap();
+        // RFC 8950: an IPv4 prefix learned with an IPv6 next hop.
+        fib.set(FibRoute::via(net("100.64.50.0/24"), ip("2001:db8::2")))
+            .await
+            .unwrap();
+        fib.sync().await.unwrap();
+        let line = ours(&n, "100.64.50.0/24").expect("v4 route via inet6 installed");
+        assert!(line.contains("via inet6 2001:db8::2 dev t0"), "{line}");
+
+        // Dumps and verifications must see it as ours and as wanted: nothing is
+        // re-sent (a mismatch would replace it on every verification).
+        let before = fib.stats().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        fib.sync().await.unwrap();
+        let after = fib.stats().await.unwrap();
+        assert!(after.resyncs >= before.resyncs + 3, "{after:?}");
+        assert_eq!(
+            (after.installs, after.replaces, after.restores),
+            (1, 0, 0),
+            "{after:?}"
+        );
+        assert_eq!(after.installed, 1, "{after:?}");
+
+        // Moving to an IPv4 gateway and back replaces in place.
+        fib.set(FibRoute::via(net("100.64.50.0/24"), ip("198.18.0.2")))
+            .await
+            .unwrap();
+        fib.sync().await.unwrap();
+        assert!(
+            ours(&n, "100.64.50.0/24")
+                .unwrap()
+                .contains("via 198.18.0.2 dev t0")
+        );
+        fib.set(FibRoute::via(net("100.64.50.0/24"), ip("2001:db8::2")))
+            .await
+            .unwrap();
+        fib.sync().await.unwrap();
+        assert!(
+            ours(&n, "100.64.50.0/24")
+                .unwrap()
+                .contains("via inet6 2001:db8::2")
+        );
+        assert_eq!(routes(&n, false, "84").len(), 1);
+        assert_eq!(fib.stats().await.unwrap().replaces, 2);
+
+        // Someone deletes it: restored with the IPv6 gateway.
+        ipn(&n, &["route", "del", "100.64.50.0/24", "proto", "84"]);
+        let n2 = n.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for("route restored", Duration::from_secs(10), || {
+                ours(&n2, "100.64.50.0/24").is_some_and(|l| l.contains("via inet6 2001:db8::2"))
+            })
+        })
+        .await
+        .unwrap();
+
+        // An IPv6 route via an IPv4 gateway does not exist in Linux: refused at set.
+        assert!(
+            fib.set(FibRoute::via(
+                net("2001:db8:1000:50::/64"),
+                ip("198.18.0.2")
+            ))
+            .await
+            .is_err()
+        );
+        fib.remove(net("100.64.50.0/24")).await.unwrap();
+        fib.sync().await.unwrap();
+        assert!(routes(&n, false, "84").is_empty());
+    })
+    .unwrap();
+}
