@@ -29,6 +29,9 @@ pub(crate) struct GroupKey {
     pub next_hop_mode: NextHopMode,
     pub local_v4: Option<Ipv4Addr>,
     pub local_v6: Option<Ipv6Addr>,
+    /// IPv4 unicast with RFC 8950 extended next hop on a session over
+    /// IPv6: next-hop-self for IPv4 routes is our IPv6 address.
+    pub v4_next_hop_v6: bool,
     pub export: ExportPolicy,
     pub families: Vec<Family>,
     pub add_path_tx: Vec<Family>,
@@ -242,8 +245,21 @@ pub(crate) fn export_route(
         // routes keep theirs (RFC 4456 §10).
         NextHopMode::Auto => is_self || ebgp,
     };
-    let next_hop = if next_hop_self {
+    // An IPv4 route whose next hop is IPv6 (learned over RFC 8950) cannot
+    // go to a peer without extended next hop for IPv4 unchanged: it gets
+    // our IPv4 address instead, the only next hop that peer can use.
+    let v6_nh_unsendable = matches!(input.prefix, IpNet::V4(_))
+        && input.attrs.next_hop.addr.is_ipv6()
+        && !key.v4_next_hop_v6;
+    let next_hop = if next_hop_self || v6_nh_unsendable {
         let addr = match input.prefix {
+            // RFC 8950 §4: over an IPv6 session the next hop of IPv4
+            // routes is our address on that session, as BIRD and GoBGP do.
+            IpNet::V4(_) if key.v4_next_hop_v6 => key
+                .local_v6
+                .map(IpAddr::V6)
+                .or(key.local_v4.map(IpAddr::V4)),
+            IpNet::V4(_) if v6_nh_unsendable => key.local_v4.map(IpAddr::V4),
             IpNet::V4(_) => key
                 .local_v4
                 .map(IpAddr::V4)

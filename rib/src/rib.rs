@@ -1133,6 +1133,9 @@ impl Rib {
             next_hop_mode: s.cfg.next_hop_mode,
             local_v4: s.cfg.local_v4,
             local_v6: s.cfg.local_v6,
+            v4_next_hop_v6: s.cfg.address.is_ipv6()
+                && sess.extended_next_hop.contains(&Family::IPV4_UNICAST)
+                && families.contains(&Family::IPV4_UNICAST),
             export: ExportPolicy(s.cfg.export.clone()),
             families,
             add_path_tx,

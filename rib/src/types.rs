@@ -158,6 +158,9 @@ pub struct PeerSession {
     pub max_message_len: usize,
     /// The peer's role (RFC 9234), if it sent one.
     pub peer_role: Option<Role>,
+    /// Families whose NLRI may carry an IPv6 next hop (RFC 8950 extended
+    /// next hop, offered by both sides).
+    pub extended_next_hop: Vec<Family>,
 }
 
 impl PeerSession {
@@ -174,6 +177,7 @@ impl PeerSession {
             llgr: Vec::new(),
             max_message_len: tabby_bgp::message::MAX_MESSAGE_LEN,
             peer_role: None,
+            extended_next_hop: Vec::new(),
         }
     }
 }
@@ -192,6 +196,7 @@ impl From<&tabby_bgp::negotiated::Negotiated> for PeerSession {
             llgr: n.peer_llgr.clone(),
             max_message_len: n.codec_ctx().max_message_len,
             peer_role: n.peer_role,
+            extended_next_hop: n.extended_next_hop.iter().copied().collect(),
         }
     }
 }

@@ -661,3 +661,105 @@ fn peers_coming_up_together_share_one_dump() {
         );
     }
 }
+
+/// A peer reached over IPv6 that negotiated IPv4 unicast with the RFC 8950
+/// extended next hop capability.
+fn up_v6_with_v4(r: &mut Rib, id: u32, cfg: PeerConfig) {
+    let mut s = PeerSession::basic(v4("198.18.9.9"));
+    s.extended_next_hop = vec![Family::IPV4_UNICAST];
+    r.add_peer(PeerId(id), cfg).unwrap();
+    r.peer_up(PeerId(id), s, now()).unwrap();
+}
+
+fn mp_next_hop(u: &[tabby_bgp::message::Update], p: &str) -> Option<(Family, std::net::IpAddr)> {
+    u.iter().find_map(|u| {
+        let m = u.mp_reach.as_ref()?;
+        m.nlri
+            .iter()
+            .any(|n| n.prefix == net(p))
+            .then_some((m.family, m.next_hop.addr))
+    })
+}
+
+fn classic_next_hop(u: &[tabby_bgp::message::Update], p: &str) -> Option<std::net::Ipv4Addr> {
+    u.iter()
+        .find(|u| u.nlri.iter().any(|n| n.prefix == net(p)))
+        .and_then(|u| u.attributes.next_hop)
+}
+
+#[test]
+fn ipv4_over_an_extended_next_hop_session_uses_our_ipv6_address() {
+    let mut r = rib_with(|_| {});
+    up_v6_with_v4(&mut r, 1, peer("2001:db8::2", 65001));
+    up(&mut r, 2, peer("198.18.0.3", 65002));
+    // Same peer reached over IPv6, but without the capability: plain IPv4 next hop.
+    let mut plain = PeerSession::basic(v4("198.18.9.8"));
+    plain.extended_next_hop.clear();
+    r.add_peer(PeerId(3), peer("2001:db8::3", 65003)).unwrap();
+    r.peer_up(PeerId(3), plain, now()).unwrap();
+    r.drain_outgoing();
+
+    r.originate(net("100.64.1.0/26"), "ipam", LocalRoute::default());
+    let out = r.drain_outgoing();
+    let to1 = updates_for(&out, PeerId(1));
+    assert_eq!(
+        mp_next_hop(&to1, "100.64.1.0/26"),
+        Some((Family::IPV4_UNICAST, ip("2001:db8::1"))),
+        "RFC 8950: IPv4 NLRI in MP_REACH with our IPv6 address: {to1:?}"
+    );
+    assert!(classic_next_hop(&to1, "100.64.1.0/26").is_none());
+    let to2 = updates_for(&out, PeerId(2));
+    assert_eq!(
+        classic_next_hop(&to2, "100.64.1.0/26"),
+        Some(v4("198.18.0.1"))
+    );
+    let to3 = updates_for(&out, PeerId(3));
+    assert_eq!(
+        classic_next_hop(&to3, "100.64.1.0/26"),
+        Some(v4("198.18.0.1")),
+        "no extended next hop negotiated: {to3:?}"
+    );
+    assert_ne!(r.group_of(PeerId(1)), r.group_of(PeerId(3)));
+}
+
+#[test]
+fn ipv4_route_with_ipv6_next_hop_is_accepted_and_readvertised_sendably() {
+    let mut r = rib_with(|_| {});
+    up_v6_with_v4(&mut r, 1, peer("2001:db8::2", 65001));
+    up(&mut r, 2, peer("198.18.0.3", 65002));
+    // An iBGP reflector client keeps next hops (RFC 4456 §10) unless it
+    // cannot carry them.
+    let mut client = peer("198.18.0.4", LOCAL_AS);
+    client.rr_client = true;
+    up(&mut r, 4, client);
+    r.drain_outgoing();
+
+    // RFC 8950 §3: IPv4 NLRI in MP_REACH with a 16-octet next hop.
+    let u = tabby_bgp::message::Update {
+        attributes: attrs(&[65001], &[]),
+        mp_reach: Some(tabby_bgp::message::MpReach {
+            family: Family::IPV4_UNICAST,
+            next_hop: tabby_bgp::attr::NextHop::new(ip("2001:db8::2")),
+            nlri: vec![tabby_bgp::Nlri::new(net("198.19.9.0/24"))],
+        }),
+        ..Default::default()
+    };
+    let o = r.apply_update(PeerId(1), &u).unwrap();
+    assert!(o.rejected.is_empty(), "{o:?}");
+    let best = r.best(&net("198.19.9.0/24")).expect("accepted");
+    assert_eq!(best.next_hops[0].addr, ip("2001:db8::2"));
+    assert!(!best.local);
+
+    let out = r.drain_outgoing();
+    assert_eq!(
+        classic_next_hop(&updates_for(&out, PeerId(2)), "198.19.9.0/24"),
+        Some(v4("198.18.0.1")),
+        "eBGP: next hop self"
+    );
+    let to4 = updates_for(&out, PeerId(4));
+    assert_eq!(
+        classic_next_hop(&to4, "198.19.9.0/24"),
+        Some(v4("198.18.0.1")),
+        "an IPv6 next hop cannot go to an IPv4 peer without RFC 8950: {to4:?}"
+    );
+}
