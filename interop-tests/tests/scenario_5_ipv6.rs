@@ -128,9 +128,6 @@ fn ipv6_blocks_over_ipv6_sessions_with_bird2() -> Result<()> {
 
 /// IPv4 NLRI over an IPv6-only session with FRR (RFC 8950).
 #[test]
-#[ignore = "tabbyd negotiates only the family of the peer's address on a session (FRR shows IPv4 Unicast NoNeg) \
-            (daemon.rs session_spec: families = [family_of_addr(peer)]) and has no \
-            extended-next-hop setting: IPv4 over an IPv6 session is not wired yet"]
 fn ipv4_over_ipv6_session_with_frr() -> Result<()> {
     need(&[Need::Frr]);
     let mut lab = Lab::new("scen5b")?;

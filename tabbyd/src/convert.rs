@@ -64,6 +64,34 @@ pub fn policy(name: &str, p: &topo::Policy) -> Policy {
     }
 }
 
+/// Whether this node offers IPv4 unicast with the extended next hop
+/// capability (RFC 8950: IPv4 NLRI, IPv6 next hop) on `peer`'s session.
+///
+/// Only on an IPv6 session to a peer (the same `BGPPeer` resource or mesh
+/// node) that has no IPv4 session from this node: a dual-stack mesh keeps
+/// IPv4 on its IPv4 sessions, as Calico's BIRD does. Not for peers with
+/// `BGPFilter`s: their rules are per family and the topology derives only
+/// the IPv6 ones for an IPv6 peer, so IPv4 routes would bypass the IPv4
+/// rules.
+pub fn ipv4_over_ipv6(state: &NodeState, peer: &Peer) -> bool {
+    peer.key.address.is_ipv6()
+        && peer.filters.is_empty()
+        && !state.peers.values().any(|q| {
+            q.key.address.is_ipv4() && q.origin == peer.origin && q.calico_node == peer.calico_node
+        })
+}
+
+/// The topology's export chain for `peer`, with Calico's IPv4 rules added
+/// when IPv4 goes over this IPv6 session (every base rule matches on a
+/// prefix of its own family, so the two chains do not interfere).
+fn export_policy(state: &NodeState, peer: &Peer) -> topo::Policy {
+    let mut p = state.export_policy(peer);
+    if ipv4_over_ipv6(state, peer) {
+        p.rules.extend(state.export_base_v4.iter().cloned());
+    }
+    p
+}
+
 /// The RIB's view of one configured peer.
 pub fn peer_config(state: &NodeState, peer: &Peer) -> PeerConfig {
     let mut cfg = PeerConfig::new(peer.key.address, Asn(peer.peer_as));
@@ -85,7 +113,7 @@ pub fn peer_config(state: &NodeState, peer: &Peer) -> PeerConfig {
     )));
     cfg.export = Some(Arc::new(policy(
         &format!("export {label}"),
-        &state.export_policy(peer),
+        &export_policy(state, peer),
     )));
     cfg.local_v4 = match peer.source_address {
         Some(IpAddr::V4(a)) => Some(a),
@@ -126,6 +154,100 @@ pub fn local_route(r: &OriginatedRoute) -> LocalRoute {
 mod tests {
     use super::*;
     use tabby_topology::{PolicyRule, PrefixMatch};
+
+    /// node-a is dual-stack; node-b too (a full dual-stack mesh); node-c is
+    /// IPv6-only; `tor6` is reached over IPv6 only, `tor6f` too but filtered.
+    const DUAL: &str = "
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {asNumber: 64512, nodeToNodeMeshEnabled: true}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-a}
+spec: {bgp: {ipv4Address: 198.18.0.11/24, ipv6Address: 2001:db8::11/64}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-b}
+spec: {bgp: {ipv4Address: 198.18.0.12/24, ipv6Address: 2001:db8::12/64}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-c}
+spec: {bgp: {ipv6Address: 2001:db8::13/64}}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: pods}
+spec: {cidr: 100.64.0.0/16, blockSize: 26, ipipMode: Never, vxlanMode: Never}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: tor6}
+spec: {peerIP: 2001:db8::1, asNumber: 65000}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: tor6f}
+spec: {peerIP: 2001:db8::2, asNumber: 65000, filters: [edge]}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPFilter
+metadata: {name: edge}
+spec:
+  exportV6: [{action: Accept, matchOperator: In, cidr: 2001:db8:1000::/36}]
+---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata: {name: a}
+spec: {node: node-a, cidr: 100.64.0.0/26, state: confirmed}
+";
+
+    fn peer<'a>(state: &'a NodeState, addr: &str) -> &'a Peer {
+        let a: IpAddr = addr.parse().unwrap();
+        state
+            .peers
+            .values()
+            .find(|p| p.key.address == a)
+            .unwrap_or_else(|| panic!("no peer {a} in {:?}", state.peers.keys()))
+    }
+
+    #[test]
+    fn ipv4_goes_over_ipv6_only_to_peers_reached_over_ipv6_alone() {
+        let res = tabby_topology::Resources::from_yaml_str(DUAL, "t.yaml").unwrap();
+        let state = tabby_topology::derive(&res, "node-a").unwrap();
+        // Dual-stack mesh: IPv4 stays on the IPv4 session.
+        assert!(!ipv4_over_ipv6(&state, peer(&state, "198.18.0.12")));
+        assert!(!ipv4_over_ipv6(&state, peer(&state, "2001:db8::12")));
+        // IPv6-only node and IPv6-only BGPPeer: IPv4 rides the IPv6 session.
+        assert!(ipv4_over_ipv6(&state, peer(&state, "2001:db8::13")));
+        assert!(ipv4_over_ipv6(&state, peer(&state, "2001:db8::1")));
+        // Filters are per family: not without IPv4 rules for this peer.
+        assert!(!ipv4_over_ipv6(&state, peer(&state, "2001:db8::2")));
+    }
+
+    #[test]
+    fn export_over_an_ipv6_only_session_includes_calicos_ipv4_rules() {
+        let res = tabby_topology::Resources::from_yaml_str(DUAL, "t.yaml").unwrap();
+        let state = tabby_topology::derive(&res, "node-a").unwrap();
+        let block = PolicyRule {
+            matches: vec![topo::Match::Prefix(PrefixMatch::exact(
+                "100.64.0.0/26".parse().unwrap(),
+            ))],
+            actions: vec![PolicyAction::Accept],
+        };
+        let tor6 = export_policy(&state, peer(&state, "2001:db8::1"));
+        assert!(tor6.rules.contains(&block), "{tor6:?}");
+        let mesh6 = export_policy(&state, peer(&state, "2001:db8::12"));
+        assert!(!mesh6.rules.contains(&block), "{mesh6:?}");
+        assert_eq!(
+            mesh6,
+            state.export_policy(peer(&state, "2001:db8::12")),
+            "dual-stack sessions keep their chain"
+        );
+    }
 
     #[test]
     fn policy_rules_keep_order_verdicts_and_communities() {

@@ -72,6 +72,9 @@ struct PeerSlot {
     status: am::PeerStatus,
     families: BTreeSet<Family>,
     eor: BTreeSet<Family>,
+    /// IPv4 offered over this IPv6 session (RFC 8950); re-checked when the
+    /// peer's other sessions come and go.
+    ipv4_over_ipv6: bool,
     established_at: Option<Instant>,
     /// The wire format negotiated with the peer while Established.
     codec: Option<tabby_bgp::codec::CodecCtx>,
@@ -511,6 +514,7 @@ impl Daemon {
                 }
             }
         }
+        self.recheck_ipv4_over_ipv6(now);
         if originated {
             self.originate_all();
         }
@@ -544,11 +548,24 @@ impl Daemon {
         }
     }
 
+    /// The families offered to a topology peer: its address's, plus IPv4
+    /// with RFC 8950 extended next hop on an IPv6-only peering.
+    fn topology_families(state: &NodeState, p: &topo::Peer) -> Vec<Family> {
+        let mut f = vec![family_of_addr(&p.key.address)];
+        if convert::ipv4_over_ipv6(state, p) {
+            f.push(Family::IPV4_UNICAST);
+        }
+        f
+    }
+
     fn session_spec(state: &NodeState, p: &topo::Peer) -> SessionSpec {
         let local_as = Asn(p.local_as_override.unwrap_or(state.local_as));
         let mut cfg = SessionConfig::new(local_as, PeerAs::Exact(Asn(p.peer_as)), state.router_id);
         cfg.passive = p.passive;
-        cfg.families = vec![family_of_addr(&p.key.address)];
+        // IPv4 rides an IPv6 session only toward a peer this node reaches
+        // over IPv6 alone (see `convert::ipv4_over_ipv6`).
+        cfg.extended_next_hop = convert::ipv4_over_ipv6(state, p);
+        cfg.families = Self::topology_families(state, p);
         if let Some(k) = p.keepalive_time {
             let k = k.as_secs().clamp(1, 21_845) as u16;
             cfg.keepalive = Some(k);
@@ -570,6 +587,30 @@ impl Daemon {
             }),
             md5_password: p.password.clone(),
             ttl_security: p.ttl_security,
+        }
+    }
+
+    /// An IPv4 session to a peer appeared or went away: its IPv6 session
+    /// must start or stop carrying IPv4, which only a new OPEN can say.
+    fn recheck_ipv4_over_ipv6(&mut self, now: Instant) {
+        let Some(state) = self.state.as_ref() else {
+            return;
+        };
+        let flipped: Vec<topo::Peer> = self
+            .peers
+            .values()
+            .filter_map(|slot| {
+                let PeerOrigin::Topology(p) = &slot.origin else {
+                    return None;
+                };
+                let p = state.peers.get(&p.key)?;
+                (convert::ipv4_over_ipv6(state, p) != slot.ipv4_over_ipv6).then(|| p.clone())
+            })
+            .collect();
+        for p in flipped {
+            info!(peer = %p.key, "IPv4 over this IPv6 session changes: re-establishing it");
+            self.remove_peer_slot(p.key.address, now);
+            self.add_topology_peer(p, now);
         }
     }
 
@@ -600,8 +641,9 @@ impl Daemon {
         cfg.route_reflector_client = p.rr_client;
         cfg.peer_type = peer_type;
         cfg.description = p.calico_node.clone().unwrap_or_else(|| p.origin.clone());
-        cfg.families = api_family(family_of_addr(&p.key.address))
+        cfg.families = Self::topology_families(state, &p)
             .into_iter()
+            .filter_map(api_family)
             .collect();
         cfg.keepalive = spec.config.keepalive;
         cfg.hold_time = Some(spec.config.hold_time);
@@ -617,6 +659,7 @@ impl Daemon {
     ) {
         let id = self.alloc_id();
         let address = api_cfg.address;
+        let ipv4_over_ipv6 = spec.config.extended_next_hop;
         if let Some(rib) = self.rib.as_mut()
             && let Err(e) = rib.add_peer(id, rib_cfg)
         {
@@ -646,6 +689,7 @@ impl Daemon {
                 status,
                 families: BTreeSet::new(),
                 eor: BTreeSet::new(),
+                ipv4_over_ipv6,
                 established_at: None,
                 codec: None,
                 updates_out: self
