@@ -161,6 +161,16 @@ fn ipv4_over_ipv6_session_with_frr() -> Result<()> {
         frr.established(IpAddr::V6(a1))?;
         established(&t, &[IpAddr::V6(t6)])
     })?;
+    // The peer is reached over IPv6 alone: IPv4 rides the same session.
+    let p = peer(&t, IpAddr::V6(t6))?;
+    let fams: Vec<&str> = p["negotiated_families"]
+        .as_array()
+        .map(|f| f.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        fams.contains(&"ipv4") && fams.contains(&"ipv6"),
+        "session families: {p}"
+    );
     lab.wait_for("IPv4 block at FRR with an IPv6 next hop", T, || {
         let rs = frr.routes("ipv4")?;
         let r = rs
