@@ -54,6 +54,7 @@ fn tor_ebgp_frr_with_two_tabby_nodes() -> Result<()> {
     for (ns, name) in [(&n1, "node-1"), (&n2, "node-2")] {
         let mut o = TabbydOpts::new(name, Datastore::File(file.clone()));
         o.deferral_time = Some(5);
+        o.metrics = Some(format!("127.0.0.1:{METRICS_PORT}"));
         tabby.push(lab.start_tabbyd(ns, name, &o)?);
     }
     let (t1, t2) = (&tabby[0], &tabby[1]);
@@ -119,6 +120,41 @@ fn tor_ebgp_frr_with_two_tabby_nodes() -> Result<()> {
         assert_eq!(as_path(&p), vec![u64::from(TOR_AS)], "{p}");
         assert_eq!(p["next_hop"].as_str(), Some(at.to_string().as_str()), "{p}");
     }
+    // Prometheus, as an operator scrapes it: one Established session, the
+    // ToR's prefix and the other node's block received, our block sent.
+    let text = lab.in_ns(&n1, scrape_metrics)??;
+    for want in [
+        "tabby_bgp_sessions{state=\"Established\"} 1".to_string(),
+        format!("tabby_bgp_prefixes_received{{peer=\"{it}\",family=\"ipv4-unicast\"}} 2"),
+        format!("tabby_bgp_prefixes_advertised{{peer=\"{it}\",family=\"ipv4-unicast\"}} 1"),
+    ] {
+        ensure!(
+            text.lines().any(|l| l == want),
+            "/metrics lacks `{want}`:\n{text}"
+        );
+    }
+    ensure!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("tabby_bgp_updates_sent_total{{peer=\"{it}\"}}"))),
+        "/metrics lacks the UPDATEs sent to the ToR:\n{text}"
+    );
     eprintln!("scenario 3: converged after {:?}", started.elapsed());
     Ok(())
+}
+
+const METRICS_PORT: u16 = 9464;
+
+/// `GET /metrics` from inside the namespace the closure runs in.
+fn scrape_metrics() -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("not an HTTP response: {out}"))?;
+    ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Ok(body.to_string())
 }
