@@ -224,9 +224,17 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
                 // leave in shared batches.
                 let now = Instant::now();
                 let mut d = lock(&daemon)?;
+                let mut routes = event_routes(&ev);
                 d.absorb_session_event(id, ev, now);
+                // Batch what is queued (one pump, one encoding per group),
+                // but not without bound: a pump's pending changes are held
+                // in memory until it runs.
                 for _ in 0..4096 {
+                    if routes >= PUMP_ROUTES {
+                        break;
+                    }
                     let Ok((id, ev)) = ev_rx.try_recv() else { break };
+                    routes += event_routes(&ev);
                     d.absorb_session_event(id, ev, now);
                 }
                 d.pump(Instant::now());
@@ -251,6 +259,24 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
     // Let the session tasks close their connections.
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
+}
+
+/// Routes (announced or withdrawn) absorbed before the RIB's output is
+/// pumped out: large enough that fan-out batches stay large, small enough
+/// that a full-table burst does not hold a million pending changes.
+const PUMP_ROUTES: usize = 32_768;
+
+/// How many routes a session event carries (1 for the others).
+fn event_routes(ev: &sessions::SessionEvent) -> usize {
+    match ev {
+        sessions::SessionEvent::Update(u) => {
+            u.nlri.len()
+                + u.withdrawn.len()
+                + u.mp_reach.as_ref().map_or(0, |m| m.nlri.len())
+                + u.mp_unreach.as_ref().map_or(0, |m| m.withdrawn.len())
+        }
+        _ => 1,
+    }
 }
 
 fn lock(d: &Arc<Mutex<Daemon>>) -> Result<std::sync::MutexGuard<'_, Daemon>, String> {
