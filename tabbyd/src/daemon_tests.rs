@@ -405,3 +405,53 @@ fn routes_announced_without_a_kind_are_not_blackholed() {
         "{ops:?}"
     );
 }
+
+const V6_MESH: &str = "
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {asNumber: 64512, nodeToNodeMeshEnabled: true}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-a}
+spec: {bgp: {ipv4Address: 198.18.0.11/24, ipv6Address: 2001:db8::11/64}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-b}
+spec: {bgp: {ipv6Address: 2001:db8::12/64}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-c}
+spec: {bgp: {ipv6Address: 2001:db8::13/64}}
+";
+
+/// A node reached over IPv6 alone carries IPv4 on that session (RFC 8950);
+/// when it gains an IPv4 address, its IPv6 session is re-established
+/// without IPv4 (a new OPEN) and an IPv4 session appears. Other sessions
+/// are untouched.
+#[test]
+fn ipv4_leaves_the_ipv6_session_when_an_ipv4_session_appears() {
+    let mut h = harness(0);
+    h.load(V6_MESH);
+    let b6 = h.id_of("2001:db8::12");
+    let c6 = h.id_of("2001:db8::13");
+    h.commands("2001:db8::13");
+    h.load(&V6_MESH.replace(
+        "{bgp: {ipv6Address: 2001:db8::12/64}}",
+        "{bgp: {ipv4Address: 198.18.0.12/24, ipv6Address: 2001:db8::12/64}}",
+    ));
+    let _ = h.id_of("198.18.0.12");
+    assert_ne!(
+        h.id_of("2001:db8::12"),
+        b6,
+        "node-b's IPv6 session is re-established without IPv4"
+    );
+    assert_eq!(h.id_of("2001:db8::13"), c6, "node-c's session is untouched");
+    assert!(
+        h.commands("2001:db8::13").is_empty(),
+        "no command to node-c"
+    );
+}
