@@ -7,5 +7,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 echo "== building tabbyd, tabbyctl and the demo"
-cargo build --release -p tabbyd -p tabbyctl -p interop-tests --example demo
+# --bins too: a target filter such as --example otherwise builds only that target.
+cargo build --release -p tabbyd -p tabbyctl --bins
+cargo build --release -p interop-tests --example demo
 TABBYD_BIN="$PWD/target/release/tabbyd" exec target/release/examples/demo
