@@ -165,12 +165,13 @@ async fn resume_from_forgotten_sequence_resyncs() {
     srv.shutdown().await;
 }
 
-#[tokio::test]
-async fn lagging_watcher_is_told_to_resync_and_converges() {
-    // A tiny live buffer and stream buffer: a watcher that does not read
-    // while 5,000 changes happen must lag.
-    let core = TestCore::with_buffers(16, 16);
-    let srv = TestServer::start_with(core.clone(), |c| c.limits.watch_stream_buffer = 4).await;
+/// A server with a tiny stream buffer and a watcher that reads nothing
+/// while `chunks` × 100 routes are announced (in calls of 100), so it lags.
+async fn lagging_watch(
+    core: std::sync::Arc<TestCore>,
+    chunks: u32,
+) -> (TestServer, Streaming<pb::RouteEvent>) {
+    let srv = TestServer::start_with(core, |c| c.limits.watch_stream_buffer = 4).await;
     let mut c = pb::routes_client::RoutesClient::new(srv.channel().await);
     let mut s = c
         .watch_routes(pb::WatchRoutesRequest::default())
@@ -178,8 +179,7 @@ async fn lagging_watcher_is_told_to_resync_and_converges() {
         .expect("watch")
         .into_inner();
     assert_eq!(next(&mut s).await.kind, KIND_EOS);
-
-    for chunk in 0..50 {
+    for chunk in 0..chunks {
         let prefixes: Vec<String> = (0..100)
             .map(|i| format!("100.{}.{}.0/24", 64 + chunk / 2, (chunk % 2) * 100 + i))
             .collect();
@@ -187,6 +187,16 @@ async fn lagging_watcher_is_told_to_resync_and_converges() {
             .await
             .expect("announce");
     }
+    (srv, s)
+}
+
+#[tokio::test]
+async fn lagging_watcher_is_told_to_resync_and_converges() {
+    // A tiny live buffer and stream buffer: a watcher that does not read
+    // while 5,000 changes happen must lag.
+    let core = TestCore::with_buffers(16, 16);
+    let (srv, mut s) = lagging_watch(core.clone(), 50).await;
+
     // Now read everything: state must converge to the 5,000 routes via a
     // RESYNC and a fresh snapshot.
     let mut state = std::collections::BTreeSet::new();
@@ -227,22 +237,7 @@ async fn lagging_watcher_is_told_to_resync_and_converges() {
 #[tokio::test]
 async fn lagging_watcher_catches_up_from_the_history_without_resync() {
     let core = TestCore::with_buffers(10_000, 16);
-    let srv = TestServer::start_with(core.clone(), |c| c.limits.watch_stream_buffer = 4).await;
-    let mut c = pb::routes_client::RoutesClient::new(srv.channel().await);
-    let mut s = c
-        .watch_routes(pb::WatchRoutesRequest::default())
-        .await
-        .expect("watch")
-        .into_inner();
-    assert_eq!(next(&mut s).await.kind, KIND_EOS);
-    for chunk in 0..20 {
-        let prefixes: Vec<String> = (0..100)
-            .map(|i| format!("100.{}.{}.0/24", 64 + chunk / 2, (chunk % 2) * 100 + i))
-            .collect();
-        c.announce_routes(announce("ipam", &prefixes))
-            .await
-            .expect("announce");
-    }
+    let (srv, mut s) = lagging_watch(core.clone(), 20).await;
     let mut expected = 1;
     while expected <= 2000 {
         let ev = next(&mut s).await;
