@@ -1028,7 +1028,9 @@ impl Daemon {
     /// Closes every open group batch, appending it to its members' queues.
     fn seal_all(outbox: &mut Outbox) {
         for (_, open) in outbox.open.drain() {
-            let batch = Arc::new(open.batch);
+            let mut batch = open.batch;
+            batch.seal();
+            let batch = Arc::new(batch);
             for m in open.members.iter() {
                 let n = open.updates - open.excepted.get(m).copied().unwrap_or(0);
                 let e = outbox.peers.entry(*m).or_default();
@@ -1079,7 +1081,7 @@ impl Daemon {
                         updates: 0,
                         excepted: HashMap::new(),
                     });
-                    open.batch.buffers.push((*except, b.freeze()));
+                    open.batch.push(*except, &b);
                     open.updates += n;
                     if let Some(x) = except {
                         *open.excepted.entry(*x).or_default() += n;
@@ -1098,13 +1100,14 @@ impl Daemon {
         let peers = out.to.peers();
         let own = self
             .shared_codec(&peers)
-            .and_then(|ctx| out.encode(&ctx).ok());
+            .and_then(|ctx| out.encode(&ctx).ok())
+            .map(bytes::BytesMut::freeze);
         for peer in peers {
             let e = outbox.peers.entry(peer).or_default();
             e.1 += n;
             match &own {
                 Some(b) => {
-                    let b = b.clone().freeze();
+                    let b = b.clone();
                     match e.0.last_mut() {
                         Some(Segment::Own(v)) => v.push(b),
                         _ => e.0.push(Segment::Own(vec![b])),

@@ -57,22 +57,65 @@ pub enum SessionCmd {
     RequestRefresh(Family),
 }
 
-/// UPDATEs encoded once for all members of an update group, in order.
-/// Each buffer names the member it must skip (split horizon: the routes
-/// came from it).
+/// UPDATEs encoded once for all members of an update group, in order,
+/// packed into a few large chunks. Each member skips the spans that came
+/// from itself (split horizon) by taking zero-copy slices around them, so
+/// a member's share is a handful of buffers however many source peers the
+/// batch holds.
 #[derive(Debug, Default)]
 pub struct SharedBatch {
-    pub buffers: Vec<(Option<PeerId>, bytes::Bytes)>,
+    chunks: Vec<bytes::Bytes>,
+    open: bytes::BytesMut,
+    /// Per member, the spans it must not send: (chunk, start, end), in order.
+    skips: HashMap<PeerId, Vec<(usize, usize, usize)>>,
 }
 
 impl SharedBatch {
+    /// Chunks close near this size; one append never straddles two.
+    const CHUNK: usize = 64 * 1024;
+
+    /// Appends whole encoded messages; `except` is the member they came
+    /// from, which must not get them back.
+    pub fn push(&mut self, except: Option<PeerId>, data: &[u8]) {
+        if !self.open.is_empty() && self.open.len() + data.len() > Self::CHUNK {
+            self.seal();
+        }
+        let start = self.open.len();
+        self.open.extend_from_slice(data);
+        if let Some(p) = except {
+            let span = (self.chunks.len(), start, self.open.len());
+            self.skips.entry(p).or_default().push(span);
+        }
+    }
+
+    /// Freezes the chunk being filled (done before the batch is shared).
+    pub fn seal(&mut self) {
+        if !self.open.is_empty() {
+            self.chunks.push(self.open.split().freeze());
+        }
+    }
+
     /// What `peer` is to send, in order.
     pub fn for_peer(&self, peer: PeerId) -> Vec<bytes::Bytes> {
-        self.buffers
-            .iter()
-            .filter(|(except, _)| *except != Some(peer))
-            .map(|(_, b)| b.clone())
-            .collect()
+        let skips = self.skips.get(&peer).map(Vec::as_slice).unwrap_or_default();
+        let mut skips = skips.iter().peekable();
+        let mut out = Vec::with_capacity(self.chunks.len() + 1);
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let mut pos = 0;
+            while let Some(&&(_, start, end)) = skips.peek().filter(|s| s.0 == i) {
+                if start > pos {
+                    out.push(chunk.slice(pos..start));
+                }
+                pos = end;
+                skips.next();
+            }
+            if pos == 0 {
+                out.push(chunk.clone());
+            } else if pos < chunk.len() {
+                out.push(chunk.slice(pos..));
+            }
+        }
+        out
     }
 }
 
@@ -244,25 +287,57 @@ impl Sessions for Speaker {
 mod tests {
     use super::*;
 
-    /// Each member gets every buffer but those naming it, in order.
+    fn joined(v: Vec<bytes::Bytes>) -> Vec<u8> {
+        v.concat()
+    }
+
+    /// Each member gets every span but those naming it, in order.
     #[test]
     fn shared_batches_skip_the_members_own_routes() {
-        let b = |s: &'static [u8]| bytes::Bytes::from_static(s);
-        let batch = SharedBatch {
-            buffers: vec![
-                (None, b(b"all")),
-                (Some(PeerId(1)), b(b"from-1")),
-                (Some(PeerId(2)), b(b"from-2")),
-                (None, b(b"tail")),
-            ],
-        };
+        let mut batch = SharedBatch::default();
+        batch.push(None, b"all-");
+        batch.push(Some(PeerId(1)), b"from-1-");
+        batch.push(Some(PeerId(2)), b"from-2-");
+        batch.push(Some(PeerId(1)), b"again-1-");
+        batch.push(None, b"tail");
+        batch.seal();
+        assert_eq!(joined(batch.for_peer(PeerId(1))), b"all-from-2-tail");
         assert_eq!(
-            batch.for_peer(PeerId(1)),
-            vec![b(b"all"), b(b"from-2"), b(b"tail")]
+            joined(batch.for_peer(PeerId(2))),
+            b"all-from-1-again-1-tail"
         );
         assert_eq!(
-            batch.for_peer(PeerId(3)),
-            vec![b(b"all"), b(b"from-1"), b(b"from-2"), b(b"tail")]
+            joined(batch.for_peer(PeerId(3))),
+            b"all-from-1-from-2-again-1-tail"
         );
+        // One chunk, shared: a member's share is slices of it, not copies.
+        assert_eq!(batch.for_peer(PeerId(3)).len(), 1);
+        assert_eq!(batch.for_peer(PeerId(1)).len(), 3);
+    }
+
+    /// Spans land in whole chunks: large batches split between appends,
+    /// and skipping works across chunk boundaries.
+    #[test]
+    fn shared_batches_split_into_chunks_between_appends() {
+        let mut batch = SharedBatch::default();
+        let big = vec![7u8; SharedBatch::CHUNK - 10];
+        batch.push(None, &big);
+        batch.push(Some(PeerId(1)), b"0123456789abcdef");
+        batch.push(None, b"end");
+        batch.seal();
+        assert_eq!(batch.chunks.len(), 2);
+        let mut want = big.clone();
+        want.extend_from_slice(b"end");
+        assert_eq!(joined(batch.for_peer(PeerId(1))), want);
+        let mut all = big;
+        all.extend_from_slice(b"0123456789abcdefend");
+        assert_eq!(joined(batch.for_peer(PeerId(2))), all);
+        // A skip at a chunk's start leaves only its tail of that chunk.
+        assert_eq!(batch.for_peer(PeerId(1)).len(), 2);
+        // Nothing to send is an empty list (the forwarder then sends nothing).
+        let mut only = SharedBatch::default();
+        only.push(Some(PeerId(4)), b"x");
+        only.seal();
+        assert!(only.for_peer(PeerId(4)).is_empty());
     }
 }
