@@ -9,38 +9,17 @@ use tabby_fib_sync::{FibConfig, FibRoute, KernelEvent, NextHopSpec, RouteKind};
 
 #[test]
 fn install_replace_withdraw_v4_v6() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    ns.block_on(move || async move {
-        let (fib, _task) = start(FibConfig::default()).await;
-        fib.converged().await.unwrap();
-        fib.set(FibRoute::via(net("100.64.1.0/24"), ip("198.18.0.2")))
-            .await
-            .unwrap();
-        fib.set(FibRoute::via(
-            net("2001:db8:1000:1::/64"),
-            ip("2001:db8::2"),
-        ))
-        .await
-        .unwrap();
-        fib.sync().await.unwrap();
+    with_converged_fib(&lab(), FibConfig::default(), |n, fib| async move {
+        set_v4_and_v6(&fib, "100.64.1.0/24", "2001:db8:1000:1::/64").await;
         let v4 = ours(&n, "100.64.1.0/24").expect("v4 route installed");
         assert!(v4.contains("via 198.18.0.2 dev t0 metric 32"), "{v4}");
         let v6 = ours(&n, "2001:db8:1000:1::/64").expect("v6 route installed");
         assert!(v6.contains("via 2001:db8::2 dev t0 metric 32"), "{v6}");
 
         // Replace: new gateway, and a preferred source.
-        let mut r = FibRoute::via(net("100.64.1.0/24"), ip("198.18.0.3"));
+        let mut r = via("100.64.1.0/24", "198.18.0.3");
         r.pref_src = Some(ip("198.18.0.1"));
-        fib.set(r).await.unwrap();
-        fib.set(FibRoute::via(
-            net("2001:db8:1000:1::/64"),
-            ip("2001:db8::3"),
-        ))
-        .await
-        .unwrap();
-        fib.sync().await.unwrap();
+        set_and_sync(&fib, [r, via("2001:db8:1000:1::/64", "2001:db8::3")]).await;
         let v4 = ours(&n, "100.64.1.0/24").unwrap();
         assert!(
             v4.contains("via 198.18.0.3") && v4.contains("src 198.18.0.1"),
@@ -66,33 +45,22 @@ fn install_replace_withdraw_v4_v6() {
         assert!(routes(&n, false, "84").is_empty());
         assert!(routes(&n, true, "84").is_empty());
         assert_eq!(fib.stats().await.unwrap().deletes, 2);
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn ecmp_add_and_shrink() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    ns.block_on(move || async move {
-        let (fib, _task) = start(FibConfig::default()).await;
-        fib.converged().await.unwrap();
+    with_converged_fib(&lab(), FibConfig::default(), |n, fib| async move {
         let v4 = net("100.64.2.0/24");
         let v6 = net("2001:db8:1000:2::/64");
-        fib.set(FibRoute::ecmp(
-            v4,
-            ["198.18.0.2", "198.18.0.3", "198.18.0.4"].map(ip),
-        ))
-        .await
-        .unwrap();
-        fib.set(FibRoute::ecmp(
-            v6,
-            ["2001:db8::2", "2001:db8::3", "2001:db8::4"].map(ip),
-        ))
-        .await
-        .unwrap();
-        fib.sync().await.unwrap();
+        set_and_sync(
+            &fib,
+            [
+                FibRoute::ecmp(v4, ["198.18.0.2", "198.18.0.3", "198.18.0.4"].map(ip)),
+                FibRoute::ecmp(v6, ["2001:db8::2", "2001:db8::3", "2001:db8::4"].map(ip)),
+            ],
+        )
+        .await;
         for (p, gws) in [
             ("100.64.2.0/24", ["198.18.0.2", "198.18.0.3", "198.18.0.4"]),
             (
@@ -111,17 +79,19 @@ fn ecmp_add_and_shrink() {
             NextHopSpec::gateway(ip("198.18.0.4")),
         ];
         hops[1].weight = 3;
-        fib.set(FibRoute {
+        let weighted = FibRoute {
             prefix: v4,
             kind: RouteKind::Unicast(hops),
             pref_src: None,
-        })
-        .await
-        .unwrap();
-        fib.set(FibRoute::ecmp(v6, ["2001:db8::2", "2001:db8::4"].map(ip)))
-            .await
-            .unwrap();
-        fib.sync().await.unwrap();
+        };
+        set_and_sync(
+            &fib,
+            [
+                weighted,
+                FibRoute::ecmp(v6, ["2001:db8::2", "2001:db8::4"].map(ip)),
+            ],
+        )
+        .await;
         let line = ours(&n, "100.64.2.0/24").unwrap();
         assert!(
             line.contains("nexthop via 198.18.0.2 dev t0 weight 1"),
@@ -139,33 +109,27 @@ fn ecmp_add_and_shrink() {
         );
         assert!(!line.contains("2001:db8::3"), "{line}");
         // And down to a single path.
-        fib.set(FibRoute::via(v6, ip("2001:db8::4"))).await.unwrap();
-        fib.sync().await.unwrap();
+        set_and_sync(&fib, [FibRoute::via(v6, ip("2001:db8::4"))]).await;
         let line = ours(&n, "2001:db8:1000:2::/64").unwrap();
         assert!(
             line.contains("via 2001:db8::4 dev t0") && !line.contains("nexthop"),
             "{line}"
         );
         assert_eq!(routes(&n, true, "84").len(), 1);
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn blackhole_blocks() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    ns.block_on(move || async move {
-        let (fib, _task) = start(FibConfig::default()).await;
-        fib.converged().await.unwrap();
-        fib.set(FibRoute::blackhole(net("100.64.3.0/26")))
-            .await
-            .unwrap();
-        fib.set(FibRoute::blackhole(net("2001:db8:1000:3::/122")))
-            .await
-            .unwrap();
-        fib.sync().await.unwrap();
+    with_converged_fib(&lab(), FibConfig::default(), |n, fib| async move {
+        set_and_sync(
+            &fib,
+            [
+                FibRoute::blackhole(net("100.64.3.0/26")),
+                FibRoute::blackhole(net("2001:db8:1000:3::/122")),
+            ],
+        )
+        .await;
         assert!(
             routes(&n, false, "84")
                 .iter()
@@ -177,57 +141,35 @@ fn blackhole_blocks() {
                 .any(|l| l.starts_with("blackhole 2001:db8:1000:3::/122"))
         );
         // A more specific per-pod route (another component's) wins.
-        ipn(
-            &n,
-            &[
-                "route",
-                "add",
-                "100.64.3.5/32",
-                "dev",
-                "t0",
-                "proto",
-                "boot",
-            ],
-        );
-        let got = ipn(&n, &["route", "get", "100.64.3.5"]);
+        ip_words(&n, "route add 100.64.3.5/32 dev t0 proto boot");
+        let got = ip_words(&n, "route get 100.64.3.5");
         assert!(got.contains("dev t0"), "{got}");
         // Blackhole → gateway route is a replace in place.
-        fib.set(FibRoute::via(net("100.64.3.0/26"), ip("198.18.0.2")))
-            .await
-            .unwrap();
-        fib.sync().await.unwrap();
+        set_and_sync(&fib, [via("100.64.3.0/26", "198.18.0.2")]).await;
         assert!(
             ours(&n, "100.64.3.0/26")
                 .unwrap()
                 .contains("via 198.18.0.2")
         );
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn onlink_via_device() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    ns.block_on(move || async move {
-        let (fib, _task) = start(FibConfig::default()).await;
-        fib.converged().await.unwrap();
+    with_converged_fib(&lab(), FibConfig::default(), |n, fib| async move {
         // 198.18.9.1 is not on any connected subnet: only onlink makes it usable.
         let r = FibRoute {
             prefix: net("100.64.4.0/26"),
             kind: RouteKind::Unicast(vec![NextHopSpec::onlink(ip("198.18.9.1"), "t0")]),
             pref_src: None,
         };
-        fib.set(r).await.unwrap();
         // A device that does not exist yet: parked, then installed when it appears.
         let later = FibRoute {
             prefix: net("100.64.5.0/26"),
             kind: RouteKind::Unicast(vec![NextHopSpec::onlink(ip("198.18.9.2"), "tunx")]),
             pref_src: None,
         };
-        fib.set(later).await.unwrap();
-        fib.sync().await.unwrap();
+        set_and_sync(&fib, [r, later]).await;
         let line = ours(&n, "100.64.4.0/26").expect("onlink route");
         assert!(
             line.contains("via 198.18.9.1 dev t0") && line.contains("onlink"),
@@ -235,69 +177,46 @@ fn onlink_via_device() {
         );
         assert!(ours(&n, "100.64.5.0/26").is_none());
         assert_eq!(fib.stats().await.unwrap().parked, 1);
-        ipn(
+        ip_words(&n, "link add tunx type veth peer name tuny");
+        ip_words(&n, "link set tunx up");
+        ip_words(&n, "link set tuny up");
+        wait_for_kernel(
             &n,
-            &[
-                "link", "add", "tunx", "type", "veth", "peer", "name", "tuny",
-            ],
-        );
-        ipn(&n, &["link", "set", "tunx", "up"]);
-        ipn(&n, &["link", "set", "tuny", "up"]);
-        let n2 = n.clone();
-        tokio::task::spawn_blocking(move || {
-            wait_for("route via the new device", Duration::from_secs(10), || {
-                ours(&n2, "100.64.5.0/26")
+            "route via the new device",
+            Duration::from_secs(10),
+            |n| {
+                ours(n, "100.64.5.0/26")
                     .is_some_and(|l| l.contains("dev tunx") && l.contains("onlink"))
-            })
-        })
-        .await
-        .unwrap();
-    })
-    .unwrap();
+            },
+        )
+        .await;
+    });
 }
 
 #[test]
 fn unreachable_gateway_retried_when_address_appears() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    ns.block_on(move || async move {
-        let (fib, _task) = start(FibConfig::default()).await;
-        fib.converged().await.unwrap();
-        fib.set(FibRoute::via(net("100.64.6.0/24"), ip("198.18.7.2")))
-            .await
-            .unwrap();
-        fib.sync().await.unwrap();
+    with_converged_fib(&lab(), FibConfig::default(), |n, fib| async move {
+        set_and_sync(&fib, [via("100.64.6.0/24", "198.18.7.2")]).await;
         assert!(ours(&n, "100.64.6.0/24").is_none());
         let s = fib.stats().await.unwrap();
         assert_eq!(s.parked, 1, "{s:?}");
         assert!(s.errors.contains_key(&libc::ENETUNREACH), "{s:?}");
-        ipn(&n, &["addr", "add", "198.18.7.1/24", "dev", "t0"]);
-        let n2 = n.clone();
-        tokio::task::spawn_blocking(move || {
-            wait_for(
-                "route once the gateway is reachable",
-                Duration::from_secs(10),
-                || ours(&n2, "100.64.6.0/24").is_some(),
-            )
-        })
-        .await
-        .unwrap();
-    })
-    .unwrap();
+        ip_words(&n, "addr add 198.18.7.1/24 dev t0");
+        wait_for_kernel(
+            &n,
+            "route once the gateway is reachable",
+            Duration::from_secs(10),
+            |n| ours(n, "100.64.6.0/24").is_some(),
+        )
+        .await;
+    });
 }
 
 #[test]
 fn restart_keeps_valid_routes_and_removes_stale_after_convergence() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    ns.block_on(move || async move {
+    run_in(&lab(), |n| async move {
         let total = 10_000u32;
-        let prefix = |i: u32| net(&format!("100.64.{}.{}/32", i / 256, i % 256));
-        let first: Vec<FibRoute> = (0..total)
-            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
-            .collect();
+        let first = hosts_via(64, 0..total, "198.18.0.2");
         {
             let (fib, task) = start(FibConfig::default()).await;
             fib.set_many(first.clone()).await.unwrap();
@@ -357,13 +276,11 @@ fn restart_keeps_valid_routes_and_removes_stale_after_convergence() {
                 .unwrap()
                 .contains("via 198.18.0.3")
         );
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn foreign_routes_are_never_touched() {
-    init_tracing();
     let ns = lab();
     let n = ns.name().to_string();
     // Same prefix and metric as ours, three other protocols, both families.
@@ -424,30 +341,14 @@ fn foreign_routes_are_never_touched() {
         assert!(routes(&n2, false, "84").is_empty() && routes(&n2, true, "84").is_empty());
 
         // A foreign route appended beside ours later: we step aside, it stays.
-        fib.set(FibRoute::via(net("100.64.13.0/24"), ip("198.18.0.2")))
-            .await
-            .unwrap();
-        fib.sync().await.unwrap();
+        set_and_sync(&fib, [via("100.64.13.0/24", "198.18.0.2")]).await;
         assert!(ours(&n2, "100.64.13.0/24").is_some());
-        ipn(
+        ip_words(
             &n2,
-            &[
-                "route",
-                "append",
-                "100.64.13.0/24",
-                "via",
-                "198.18.0.9",
-                "proto",
-                "static",
-                "metric",
-                "32",
-            ],
+            "route append 100.64.13.0/24 via 198.18.0.9 proto static metric 32",
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-        fib.set(FibRoute::via(net("100.64.13.0/24"), ip("198.18.0.3")))
-            .await
-            .unwrap();
-        fib.sync().await.unwrap();
+        set_and_sync(&fib, [via("100.64.13.0/24", "198.18.0.3")]).await;
         let st = routes(&n2, false, "static");
         assert!(
             st.iter()
@@ -456,28 +357,14 @@ fn foreign_routes_are_never_touched() {
         );
 
         // When a foreign route goes away, ours takes the key.
-        ipn(
+        ip_words(&n2, "route del 100.64.10.0/24 proto boot metric 32");
+        wait_for_kernel(
             &n2,
-            &[
-                "route",
-                "del",
-                "100.64.10.0/24",
-                "proto",
-                "boot",
-                "metric",
-                "32",
-            ],
-        );
-        let n3 = n2.clone();
-        tokio::task::spawn_blocking(move || {
-            wait_for(
-                "our route after the foreign one left",
-                Duration::from_secs(10),
-                || ours(&n3, "100.64.10.0/24").is_some(),
-            )
-        })
-        .await
-        .unwrap();
+            "our route after the foreign one left",
+            Duration::from_secs(10),
+            |n| ours(n, "100.64.10.0/24").is_some(),
+        )
+        .await;
         // Shutdown leaves everything.
         drop(fib);
         task.await.unwrap();
@@ -492,171 +379,107 @@ fn foreign_routes_are_never_touched() {
 
 #[test]
 fn our_route_deleted_or_changed_by_someone_else_comes_back() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    ns.block_on(move || async move {
-        let (fib, _task) = start(FibConfig::default()).await;
-        fib.converged().await.unwrap();
-        fib.set(FibRoute::via(net("100.64.20.0/24"), ip("198.18.0.2")))
-            .await
-            .unwrap();
-        fib.set(FibRoute::via(
-            net("2001:db8:1000:20::/64"),
-            ip("2001:db8::2"),
-        ))
-        .await
-        .unwrap();
-        fib.sync().await.unwrap();
-        ipn(&n, &["route", "del", "100.64.20.0/24", "proto", "84"]);
-        ipn(
+    with_converged_fib(&lab(), FibConfig::default(), |n, fib| async move {
+        set_v4_and_v6(&fib, "100.64.20.0/24", "2001:db8:1000:20::/64").await;
+        ip_words(&n, "route del 100.64.20.0/24 proto 84");
+        ip_words(&n, "-6 route del 2001:db8:1000:20::/64 proto 84");
+        wait_for_kernel(
             &n,
-            &["-6", "route", "del", "2001:db8:1000:20::/64", "proto", "84"],
-        );
-        let n2 = n.clone();
-        tokio::task::spawn_blocking(move || {
-            wait_for("deleted routes restored", Duration::from_secs(10), || {
-                ours(&n2, "100.64.20.0/24").is_some()
-                    && ours(&n2, "2001:db8:1000:20::/64").is_some()
-            })
-        })
-        .await
-        .unwrap();
+            "deleted routes restored",
+            Duration::from_secs(10),
+            |n| ours(n, "100.64.20.0/24").is_some() && ours(n, "2001:db8:1000:20::/64").is_some(),
+        )
+        .await;
         // Changed under us (same protocol, other gateway): put back.
-        ipn(
+        ip_words(
             &n,
-            &[
-                "route",
-                "replace",
-                "100.64.20.0/24",
-                "via",
-                "198.18.0.7",
-                "proto",
-                "84",
-                "metric",
-                "32",
-            ],
+            "route replace 100.64.20.0/24 via 198.18.0.7 proto 84 metric 32",
         );
-        let n2 = n.clone();
-        tokio::task::spawn_blocking(move || {
-            wait_for("changed route restored", Duration::from_secs(10), || {
-                ours(&n2, "100.64.20.0/24").is_some_and(|l| l.contains("via 198.18.0.2"))
-            })
+        wait_for_kernel(&n, "changed route restored", Duration::from_secs(10), |n| {
+            ours(n, "100.64.20.0/24").is_some_and(|l| l.contains("via 198.18.0.2"))
         })
-        .await
-        .unwrap();
+        .await;
         fib.sync().await.unwrap();
         let s = fib.stats().await.unwrap();
         assert!(s.restores >= 3, "{s:?}");
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn event_socket_overrun_ends_with_kernel_equal_to_desired() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    let desired = ns
-        .block_on(move || async move {
-            // Bulk mode off: this test is about the event socket overflowing.
-            let cfg = FibConfig {
-                event_rcvbuf: Some(4096),
-                bulk_threshold: 0,
-                ..FibConfig::default()
-            };
-            let (fib, _task) = start(cfg).await;
-            fib.converged().await.unwrap();
-            let prefix = |i: u32| net(&format!("100.66.{}.{}/32", i / 256, i % 256));
-            let mut desired = std::collections::BTreeSet::new();
-            // 50k changes: 30k adds, 10k replaces, 10k removes.
-            let adds: Vec<FibRoute> = (0..30_000)
-                .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
-                .collect();
-            fib.set_many(adds).await.unwrap();
-            let reps: Vec<FibRoute> = (0..10_000)
-                .map(|i| FibRoute::via(prefix(i), ip("198.18.0.3")))
-                .collect();
-            fib.set_many(reps).await.unwrap();
-            fib.remove_many((20_000..30_000).map(prefix).collect())
-                .await
-                .unwrap();
-            for i in 0..20_000 {
-                desired.insert(shown(&prefix(i)));
-            }
-            fib.sync().await.unwrap();
-            // Someone deletes a few of ours while the event socket overflows.
-            for i in [5u32, 15_000] {
-                ipn(&n, &["route", "del", &shown(&prefix(i)), "proto", "84"]);
-            }
-            let more: Vec<FibRoute> = (40_000..45_000)
-                .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
-                .collect();
-            for i in 40_000..45_000 {
-                desired.insert(shown(&prefix(i)));
-            }
-            fib.set_many(more).await.unwrap();
-            fib.sync().await.unwrap();
-            let n2 = n.clone();
-            let want = desired.clone();
-            tokio::task::spawn_blocking(move || {
-                wait_for("kernel equal to desired", Duration::from_secs(30), || {
-                    our_prefixes(&n2) == want
-                })
-            })
+    // Bulk mode off: this test is about the event socket overflowing.
+    let cfg = FibConfig {
+        event_rcvbuf: Some(4096),
+        bulk_threshold: 0,
+        ..FibConfig::default()
+    };
+    with_converged_fib(&lab(), cfg, |n, fib| async move {
+        let prefix = |i: u32| host(66, i);
+        let mut desired = std::collections::BTreeSet::new();
+        // 50k changes: 30k adds, 10k replaces, 10k removes.
+        let adds = hosts_via(66, 0..30_000, "198.18.0.2");
+        fib.set_many(adds).await.unwrap();
+        let reps = hosts_via(66, 0..10_000, "198.18.0.3");
+        fib.set_many(reps).await.unwrap();
+        fib.remove_many((20_000..30_000).map(prefix).collect())
             .await
             .unwrap();
-            let s = fib.stats().await.unwrap();
-            assert!(
-                s.resyncs >= 2,
-                "the overrun must have forced a resync: {s:?}"
-            );
-            assert!(
-                s.errors.contains_key(&libc::ENOBUFS),
-                "ENOBUFS counted: {s:?}"
-            );
-            desired
-        })
-        .unwrap();
-    let v4 = routes(ns.name(), false, "84");
-    assert_eq!(v4.len(), desired.len());
-    assert!(
-        v4.iter()
-            .filter(|l| l.starts_with("100.66.0."))
-            .take(5)
-            .all(|l| l.contains("via 198.18.0.3"))
-    );
+        for i in 0..20_000 {
+            desired.insert(shown(&prefix(i)));
+        }
+        fib.sync().await.unwrap();
+        // Someone deletes a few of ours while the event socket overflows.
+        for i in [5u32, 15_000] {
+            ipn(&n, &["route", "del", &shown(&prefix(i)), "proto", "84"]);
+        }
+        let more = hosts_via(66, 40_000..45_000, "198.18.0.2");
+        for i in 40_000..45_000 {
+            desired.insert(shown(&prefix(i)));
+        }
+        fib.set_many(more).await.unwrap();
+        fib.sync().await.unwrap();
+        let want = desired.clone();
+        wait_for_kernel(
+            &n,
+            "kernel equal to desired",
+            Duration::from_secs(30),
+            move |n| our_prefixes(n) == want,
+        )
+        .await;
+        let s = fib.stats().await.unwrap();
+        assert!(
+            s.resyncs >= 2,
+            "the overrun must have forced a resync: {s:?}"
+        );
+        assert!(
+            s.errors.contains_key(&libc::ENOBUFS),
+            "ENOBUFS counted: {s:?}"
+        );
+        let v4 = routes(&n, false, "84");
+        assert_eq!(v4.len(), desired.len());
+        assert!(
+            v4.iter()
+                .filter(|l| l.starts_with("100.66.0."))
+                .take(5)
+                .all(|l| l.contains("via 198.18.0.3"))
+        );
+    });
 }
 
 #[test]
 fn bulk_mode_respects_foreign_keys_and_replaces_after_verifying() {
-    init_tracing();
     let ns = lab();
     let n = ns.name().to_string();
-    let prefix = |i: u32| net(&format!("100.67.{}.{}/32", i / 256, i % 256));
+    let prefix = |i: u32| host(67, i);
     for i in [10u32, 5000, 19_999] {
-        ipn(
+        let p = shown(&prefix(i));
+        ip_words(
             &n,
-            &[
-                "route",
-                "add",
-                &shown(&prefix(i)),
-                "via",
-                "198.18.0.9",
-                "proto",
-                "static",
-                "metric",
-                "32",
-            ],
+            &format!("route add {p} via 198.18.0.9 proto static metric 32"),
         );
     }
-    let n2 = n.clone();
-    ns.block_on(move || async move {
-        let (fib, _task) = start(FibConfig::default()).await;
-        fib.converged().await.unwrap();
-        let all: Vec<FibRoute> = (0..20_000)
-            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
-            .collect();
+    with_converged_fib(&ns, FibConfig::default(), move |n2, fib| async move {
+        let all = hosts_via(67, 0..20_000, "198.18.0.2");
         fib.set_many(all).await.unwrap();
         fib.sync().await.unwrap();
         let s = fib.stats().await.unwrap();
@@ -668,9 +491,7 @@ fn bulk_mode_respects_foreign_keys_and_replaces_after_verifying() {
         );
         // Someone deletes one of ours during the next bulk run; replaces wait
         // for the verifying dump and then go out as REPLACE.
-        let reps: Vec<FibRoute> = (0..8_000)
-            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.3")))
-            .collect();
+        let reps = hosts_via(67, 0..8_000, "198.18.0.3");
         fib.set_many(reps).await.unwrap();
         ipn(
             &n2,
@@ -690,77 +511,50 @@ fn bulk_mode_respects_foreign_keys_and_replaces_after_verifying() {
         let st = routes(&n2, false, "static");
         assert_eq!(st.len(), 3, "foreign routes intact: {st:?}");
         assert!(st.iter().all(|l| l.contains("via 198.18.0.9")));
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn link_down_and_up_restores_routes() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    ns.block_on(move || async move {
-        let (fib, _task) = start(FibConfig::default()).await;
+    with_converged_fib(&lab(), FibConfig::default(), |n, fib| async move {
         let mut events = fib.subscribe_kernel_events();
-        fib.converged().await.unwrap();
-        fib.set(FibRoute::via(net("100.64.30.0/24"), ip("198.18.0.2")))
-            .await
-            .unwrap();
-        fib.set(FibRoute::via(
-            net("2001:db8:1000:30::/64"),
-            ip("2001:db8::2"),
-        ))
-        .await
-        .unwrap();
-        fib.sync().await.unwrap();
+        set_v4_and_v6(&fib, "100.64.30.0/24", "2001:db8:1000:30::/64").await;
         // The kernel flushes routes through a downed device (IPv4 without
         // telling anyone); they must come back with the link.
-        ipn(&n, &["link", "set", "t0", "down"]);
-        let n2 = n.clone();
-        tokio::task::spawn_blocking(move || {
-            wait_for("kernel flushed the routes", Duration::from_secs(10), || {
-                ours(&n2, "100.64.30.0/24").is_none()
-            })
-        })
-        .await
-        .unwrap();
-        let mut saw_down = false;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !saw_down {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Ok(tabby_fib_sync::KernelEvent::Link {
-                    name, up: false, ..
-                })) if name == "t0" => saw_down = true,
-                Ok(_) => {}
-                Err(_) => panic!("no link-down event for t0"),
-            }
-        }
-        ipn(&n, &["link", "set", "t0", "up"]);
+        ip_words(&n, "link set t0 down");
+        wait_for_kernel(
+            &n,
+            "kernel flushed the routes",
+            Duration::from_secs(10),
+            |n| ours(n, "100.64.30.0/24").is_none(),
+        )
+        .await;
+        next_event(
+            &mut events,
+            "a link-down event for t0",
+            Duration::from_secs(5),
+            |e| {
+                matches!(e, KernelEvent::Link { name, up: false, .. } if name == "t0").then_some(())
+            },
+        )
+        .await;
+        ip_words(&n, "link set t0 up");
         // IPv6 drops global addresses on link down (keep_addr_on_down=0):
         // the gateway is reachable again only once the address is back.
-        ipn(
+        ip_words(&n, "-6 addr add 2001:db8::1/64 dev t0 nodad");
+        wait_for_kernel(
             &n,
-            &["-6", "addr", "add", "2001:db8::1/64", "dev", "t0", "nodad"],
-        );
-        let n2 = n.clone();
-        tokio::task::spawn_blocking(move || {
-            wait_for("routes back with the link", Duration::from_secs(15), || {
-                ours(&n2, "100.64.30.0/24").is_some()
-                    && ours(&n2, "2001:db8:1000:30::/64").is_some()
-            })
-        })
-        .await
-        .unwrap();
-    })
-    .unwrap();
+            "routes back with the link",
+            Duration::from_secs(15),
+            |n| ours(n, "100.64.30.0/24").is_some() && ours(n, "2001:db8:1000:30::/64").is_some(),
+        )
+        .await;
+    });
 }
 
 #[test]
 fn learns_device_routes_of_selected_protocols() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    ns.block_on(move || async move {
+    run_in(&lab(), |n| async move {
         let cfg = FibConfig {
             learn: Some(tabby_fib_sync::LearnFilter {
                 protocols: vec![3],
@@ -770,40 +564,18 @@ fn learns_device_routes_of_selected_protocols() {
         };
         let (fib, _task) = start(cfg).await;
         let mut events = fib.subscribe_kernel_events();
-        ipn(
-            &n,
-            &[
-                "route",
-                "add",
-                "198.19.5.7/32",
-                "dev",
-                "t0",
-                "proto",
-                "boot",
-            ],
-        );
-        ipn(
-            &n,
-            &[
-                "route",
-                "add",
-                "198.19.5.8/32",
-                "dev",
-                "t0",
-                "proto",
-                "static",
-            ],
-        );
-        let mut learned = None;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while learned.is_none() {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Ok(tabby_fib_sync::KernelEvent::Learned(r))) => learned = Some(r),
-                Ok(_) => {}
-                Err(_) => panic!("nothing learned"),
-            }
-        }
-        let r = learned.unwrap();
+        ip_words(&n, "route add 198.19.5.7/32 dev t0 proto boot");
+        ip_words(&n, "route add 198.19.5.8/32 dev t0 proto static");
+        let r = next_event(
+            &mut events,
+            "a learned route",
+            Duration::from_secs(5),
+            |e| match e {
+                KernelEvent::Learned(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await;
         assert_eq!(
             r.prefix,
             net("198.19.5.7/32"),
@@ -813,37 +585,24 @@ fn learns_device_routes_of_selected_protocols() {
             RouteKind::Unicast(h) => assert_eq!(h[0].device.as_deref(), Some("t0")),
             k => panic!("{k:?}"),
         }
-        ipn(
-            &n,
-            &[
-                "route",
-                "del",
-                "198.19.5.7/32",
-                "dev",
-                "t0",
-                "proto",
-                "boot",
-            ],
-        );
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Ok(tabby_fib_sync::KernelEvent::Unlearned(p))) => {
-                    assert_eq!(p, net("198.19.5.7/32"));
-                    break;
-                }
-                Ok(Ok(tabby_fib_sync::KernelEvent::Learned(r))) => panic!("learned {r:?}"),
-                Ok(_) => {}
-                Err(_) => panic!("no unlearn event"),
-            }
-        }
-    })
-    .unwrap();
+        ip_words(&n, "route del 198.19.5.7/32 dev t0 proto boot");
+        let p = next_event(
+            &mut events,
+            "an unlearn event",
+            Duration::from_secs(5),
+            |e| match e {
+                KernelEvent::Unlearned(p) => Some(p),
+                KernelEvent::Learned(r) => panic!("learned {r:?}"),
+                _ => None,
+            },
+        )
+        .await;
+        assert_eq!(p, net("198.19.5.7/32"));
+    });
 }
 
 #[test]
 fn restart_under_foreign_churn_deletes_nothing_valid() {
-    init_tracing();
     let ns = lab();
     let n = ns.name().to_string();
     // Churn: another protocol adds and removes 2000 routes over and over,
@@ -885,10 +644,7 @@ fn restart_under_foreign_churn_deletes_nothing_valid() {
         })
     };
     let result = ns.block_on(move || async move {
-        let prefix = |i: u32| net(&format!("100.68.{}.{}/32", i / 256, i % 256));
-        let want: Vec<FibRoute> = (0..20_000)
-            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
-            .collect();
+        let want = hosts_via(68, 0..20_000, "198.18.0.2");
         {
             let (fib, task) = start(FibConfig::default()).await;
             fib.set_many(want.clone()).await.unwrap();
@@ -928,15 +684,10 @@ fn restart_under_foreign_churn_deletes_nothing_valid() {
 
 #[test]
 fn replace_all_converges_and_keeps_unchanged_routes_untouched() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    ns.block_on(move || async move {
-        let prefix = |i: u32| net(&format!("100.69.0.{i}/32"));
+    run_in(&lab(), |n| async move {
+        let prefix = |i: u32| host(69, i);
         let (fib, _task) = start(FibConfig::default()).await;
-        let first: Vec<FibRoute> = (0..10)
-            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
-            .collect();
+        let first = hosts_via(69, 0..10, "198.18.0.2");
         fib.set_many(first.clone()).await.unwrap();
         fib.sync().await.unwrap();
         assert!(!fib.stats().await.unwrap().converged);
@@ -963,28 +714,24 @@ fn replace_all_converges_and_keeps_unchanged_routes_untouched() {
         fib.replace_all(Vec::new()).await.unwrap();
         fib.sync().await.unwrap();
         assert!(our_prefixes(&n).is_empty());
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn periodic_verification_changes_nothing_when_in_sync() {
-    init_tracing();
-    let ns = lab();
-    ns.block_on(move || async move {
-        let cfg = FibConfig {
-            verify_interval: Some(Duration::from_millis(200)),
-            ..FibConfig::default()
-        };
-        let (fib, _task) = start(cfg).await;
-        fib.converged().await.unwrap();
-        fib.set(FibRoute::via(net("100.64.40.0/24"), ip("198.18.0.2")))
-            .await
-            .unwrap();
-        fib.set(FibRoute::blackhole(net("2001:db8:1000:40::/64")))
-            .await
-            .unwrap();
-        fib.sync().await.unwrap();
+    let cfg = FibConfig {
+        verify_interval: Some(Duration::from_millis(200)),
+        ..FibConfig::default()
+    };
+    with_converged_fib(&lab(), cfg, |_, fib| async move {
+        set_and_sync(
+            &fib,
+            [
+                via("100.64.40.0/24", "198.18.0.2"),
+                FibRoute::blackhole(net("2001:db8:1000:40::/64")),
+            ],
+        )
+        .await;
         let before = fib.stats().await.unwrap();
         tokio::time::sleep(Duration::from_millis(900)).await;
         fib.sync().await.unwrap();
@@ -1008,17 +755,14 @@ fn periodic_verification_changes_nothing_when_in_sync() {
             ),
             "a verification of a table in sync must not send anything"
         );
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn create_meeting_our_own_unseen_route_adopts_it() {
-    init_tracing();
     let ns = lab();
     let n = ns.name().to_string();
-    let prefix = |i: u32| net(&format!("100.70.{}.{}/32", i / 256, i % 256));
-    let last = shown(&prefix(29_999));
+    let last = shown(&host(70, 29_999));
     // While the bulk run has route notifications off, someone adds a route
     // with our protocol on a key we are about to create: the create meets
     // EEXIST, the verifying dump shows the route as ours, and it is
@@ -1029,42 +773,25 @@ fn create_meeting_our_own_unseen_route_adopts_it() {
             wait_for("the bulk run to start", Duration::from_secs(30), || {
                 ours(&n, "100.70.0.0").is_some()
             });
-            ipn(
+            ip_words(
                 &n,
-                &[
-                    "route",
-                    "add",
-                    &last,
-                    "via",
-                    "198.18.0.7",
-                    "proto",
-                    "84",
-                    "metric",
-                    "32",
-                ],
+                &format!("route add {last} via 198.18.0.7 proto 84 metric 32"),
             );
         })
     };
-    let n2 = n.clone();
-    let stats = ns
-        .block_on(move || async move {
-            let cfg = FibConfig {
-                max_in_flight: 8,
-                ..FibConfig::default()
-            };
-            let (fib, _task) = start(cfg).await;
-            fib.converged().await.unwrap();
-            let all: Vec<FibRoute> = (0..30_000)
-                .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
-                .collect();
-            fib.set_many(all).await.unwrap();
-            fib.sync().await.unwrap();
-            let line = ours(&n2, &last).expect("route present");
-            assert!(line.contains("via 198.18.0.2"), "{line}");
-            assert_eq!(routes(&n2, false, "84").len(), 30_000, "one route per key");
-            fib.stats().await.unwrap()
-        })
-        .unwrap();
+    let cfg = FibConfig {
+        max_in_flight: 8,
+        ..FibConfig::default()
+    };
+    let stats = with_converged_fib(&ns, cfg, |n, fib| async move {
+        let all = hosts_via(70, 0..30_000, "198.18.0.2");
+        fib.set_many(all).await.unwrap();
+        fib.sync().await.unwrap();
+        let line = ours(&n, &last).expect("route present");
+        assert!(line.contains("via 198.18.0.2"), "{line}");
+        assert_eq!(routes(&n, false, "84").len(), 30_000, "one route per key");
+        fib.stats().await.unwrap()
+    });
     intruder.join().unwrap();
     assert!(
         stats.errors.contains_key(&libc::EEXIST),
@@ -1075,13 +802,7 @@ fn create_meeting_our_own_unseen_route_adopts_it() {
 
 #[test]
 fn sync_waits_for_the_verifying_dump_only_after_a_bulk_run_with_failures() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    let prefix = |i: u32| net(&format!("100.71.{}.{}/32", i / 256, i % 256));
-    ns.block_on(move || async move {
-        let (fib, _task) = start(FibConfig::default()).await;
-        fib.converged().await.unwrap();
+    with_converged_fib(&lab(), FibConfig::default(), |n, fib| async move {
         let r0 = fib.stats().await.unwrap().resyncs;
         let mut events = fib.subscribe_kernel_events();
         // Whether a verification finished since the last look.
@@ -1095,10 +816,8 @@ fn sync_waits_for_the_verifying_dump_only_after_a_bulk_run_with_failures() {
 
         // Five routes via a gateway on no link fail (ENETUNREACH): what
         // becomes of them is settled after the dump, so sync waits for it.
-        let mut first: Vec<FibRoute> = (0..10_000)
-            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
-            .collect();
-        first.extend((10_000..10_005).map(|i| FibRoute::via(prefix(i), ip("198.18.7.7"))));
+        let mut first = hosts_via(71, 0..10_000, "198.18.0.2");
+        first.extend(hosts_via(71, 10_000..10_005, "198.18.7.7"));
         fib.set_many(first).await.unwrap();
         fib.sync().await.unwrap();
         assert!(verified(), "sync waited for the verifying dump");
@@ -1111,9 +830,7 @@ fn sync_waits_for_the_verifying_dump_only_after_a_bulk_run_with_failures() {
         // verification that follows finds the table as requested (the
         // kernel's spelling of each route differs only in the interface it
         // chose) and sends nothing.
-        let second: Vec<FibRoute> = (10_005..20_005)
-            .map(|i| FibRoute::via(prefix(i), ip("198.18.0.2")))
-            .collect();
+        let second = hosts_via(71, 10_005..20_005, "198.18.0.2");
         fib.set_many(second).await.unwrap();
         fib.sync().await.unwrap();
         assert!(!verified(), "sync resolved before the verifying dump");
@@ -1144,27 +861,18 @@ fn sync_waits_for_the_verifying_dump_only_after_a_bulk_run_with_failures() {
             "the verification changed nothing: {s:?} then {after:?}"
         );
         assert_eq!(routes(&n, false, "84").len(), 20_000);
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn ipv4_route_via_ipv6_gateway_is_installed_once_and_recognised() {
-    init_tracing();
-    let ns = lab();
-    let n = ns.name().to_string();
-    ns.block_on(move || async move {
-        let cfg = FibConfig {
-            verify_interval: Some(Duration::from_millis(200)),
-            ..FibConfig::default()
-        };
-        let (fib, _task) = start(cfg).await;
-        fib.converged().await.unwrap();
+    let cfg = FibConfig {
+        verify_interval: Some(Duration::from_millis(200)),
+        ..FibConfig::default()
+    };
+    with_converged_fib(&lab(), cfg, |n, fib| async move {
         // RFC 8950: an IPv4 prefix learned with an IPv6 next hop.
-        fib.set(FibRoute::via(net("100.64.50.0/24"), ip("2001:db8::2")))
-            .await
-            .unwrap();
-        fib.sync().await.unwrap();
+        set_and_sync(&fib, [via("100.64.50.0/24", "2001:db8::2")]).await;
         let line = ours(&n, "100.64.50.0/24").expect("v4 route via inet6 installed");
         assert!(line.contains("via inet6 2001:db8::2 dev t0"), "{line}");
 
@@ -1183,19 +891,13 @@ fn ipv4_route_via_ipv6_gateway_is_installed_once_and_recognised() {
         assert_eq!(after.installed, 1, "{after:?}");
 
         // Moving to an IPv4 gateway and back replaces in place.
-        fib.set(FibRoute::via(net("100.64.50.0/24"), ip("198.18.0.2")))
-            .await
-            .unwrap();
-        fib.sync().await.unwrap();
+        set_and_sync(&fib, [via("100.64.50.0/24", "198.18.0.2")]).await;
         assert!(
             ours(&n, "100.64.50.0/24")
                 .unwrap()
                 .contains("via 198.18.0.2 dev t0")
         );
-        fib.set(FibRoute::via(net("100.64.50.0/24"), ip("2001:db8::2")))
-            .await
-            .unwrap();
-        fib.sync().await.unwrap();
+        set_and_sync(&fib, [via("100.64.50.0/24", "2001:db8::2")]).await;
         assert!(
             ours(&n, "100.64.50.0/24")
                 .unwrap()
@@ -1205,28 +907,20 @@ fn ipv4_route_via_ipv6_gateway_is_installed_once_and_recognised() {
         assert_eq!(fib.stats().await.unwrap().replaces, 2);
 
         // Someone deletes it: restored with the IPv6 gateway.
-        ipn(&n, &["route", "del", "100.64.50.0/24", "proto", "84"]);
-        let n2 = n.clone();
-        tokio::task::spawn_blocking(move || {
-            wait_for("route restored", Duration::from_secs(10), || {
-                ours(&n2, "100.64.50.0/24").is_some_and(|l| l.contains("via inet6 2001:db8::2"))
-            })
+        ip_words(&n, "route del 100.64.50.0/24 proto 84");
+        wait_for_kernel(&n, "route restored", Duration::from_secs(10), |n| {
+            ours(n, "100.64.50.0/24").is_some_and(|l| l.contains("via inet6 2001:db8::2"))
         })
-        .await
-        .unwrap();
+        .await;
 
         // An IPv6 route via an IPv4 gateway does not exist in Linux: refused at set.
         assert!(
-            fib.set(FibRoute::via(
-                net("2001:db8:1000:50::/64"),
-                ip("198.18.0.2")
-            ))
-            .await
-            .is_err()
+            fib.set(via("2001:db8:1000:50::/64", "198.18.0.2"))
+                .await
+                .is_err()
         );
         fib.remove(net("100.64.50.0/24")).await.unwrap();
         fib.sync().await.unwrap();
         assert!(routes(&n, false, "84").is_empty());
-    })
-    .unwrap();
+    });
 }

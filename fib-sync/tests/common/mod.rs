@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,8 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use tabby_fib_sync::netns::NetNs;
+use tabby_fib_sync::{FibConfig, FibHandle, FibRoute, KernelEvent};
+use tokio::sync::broadcast;
 
 pub const PROTO: u8 = tabby_fib_sync::TABBY_RT_PROTO;
 
@@ -28,8 +31,10 @@ pub fn require_root() {
 }
 
 /// A namespace holding veth `t0` (198.18.0.1/24, 2001:db8::1/64) whose peer
-/// `t1` is up, so gateways in those subnets are reachable.
+/// `t1` is up, so gateways in those subnets are reachable. Also sets up
+/// test logging, which every test wants.
 pub fn lab() -> NetNs {
+    init_tracing();
     require_root();
     let ns = NetNs::new("tabby-fib").expect("create namespace");
     for args in [
@@ -52,6 +57,23 @@ pub fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
 }
 
+/// Host route `i` (below 65 536) in a test's own block 100.`block`.0.0/16,
+/// so tests with many routes do not meet each other's prefixes.
+pub fn host(block: u8, i: u32) -> IpNet {
+    net(&format!("100.{block}.{}.{}/32", i / 256, i % 256))
+}
+
+/// Routes to hosts `range` of [`host`]'s `block` through `gateway`.
+pub fn hosts_via(block: u8, range: std::ops::Range<u32>, gateway: &str) -> Vec<FibRoute> {
+    let gw = ip(gateway);
+    range.map(|i| FibRoute::via(host(block, i), gw)).collect()
+}
+
+/// A route to `prefix` through one gateway, both given as text.
+pub fn via(prefix: &str, gateway: &str) -> FibRoute {
+    FibRoute::via(net(prefix), ip(gateway))
+}
+
 /// Runs `ip -n NS ARGS` and returns stdout; panics with stderr on failure.
 pub fn ipn(ns: &str, args: &[&str]) -> String {
     let out = std::process::Command::new("ip")
@@ -67,6 +89,12 @@ pub fn ipn(ns: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`ipn`] with the arguments written as one line of words
+/// (`"route add 198.19.5.7/32 dev t0 proto boot"`).
+pub fn ip_words(ns: &str, words: &str) -> String {
+    ipn(ns, &words.split_whitespace().collect::<Vec<_>>())
 }
 
 /// `ip -o [-6] route show proto P` lines.
@@ -118,6 +146,46 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
             panic!("timed out after {timeout:?} waiting for {what}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`wait_for`] from inside the namespace's runtime: polls `f(ns)` on a
+/// blocking thread so the synchroniser task keeps running meanwhile.
+pub async fn wait_for_kernel(
+    ns: &str,
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut(&str) -> bool + Send + 'static,
+) {
+    let (ns, what) = (ns.to_string(), what.to_string());
+    tokio::task::spawn_blocking(move || wait_for(&what, timeout, || f(&ns)))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+}
+
+/// Waits up to `timeout` for the first kernel event that `pick` maps to
+/// `Some`; events it maps to `None` are skipped (`pick` may panic on an
+/// event that must not come).
+pub async fn next_event<T>(
+    events: &mut broadcast::Receiver<KernelEvent>,
+    what: &str,
+    timeout: Duration,
+    mut pick: impl FnMut(KernelEvent) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(e)) => {
+                if let Some(t) = pick(e) {
+                    return t;
+                }
+            }
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                panic!("kernel events closed while waiting for {what}")
+            }
+            Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
+        }
     }
 }
 
@@ -232,9 +300,7 @@ pub fn shown(p: &IpNet) -> String {
 }
 
 /// Starts a synchroniser on the current (namespace) thread's runtime.
-pub async fn start(
-    cfg: tabby_fib_sync::FibConfig,
-) -> (tabby_fib_sync::FibHandle, tokio::task::JoinHandle<()>) {
+pub async fn start(cfg: FibConfig) -> (FibHandle, tokio::task::JoinHandle<()>) {
     let (fib, task) = tabby_fib_sync::FibSync::start(cfg)
         .await
         .expect("start fib-sync");
@@ -244,6 +310,49 @@ pub async fn start(
         }
     });
     (fib, join)
+}
+
+/// Sets each route, then waits until the kernel has them all.
+pub async fn set_and_sync(fib: &FibHandle, routes: impl IntoIterator<Item = FibRoute>) {
+    for r in routes {
+        fib.set(r).await.expect("set route");
+    }
+    fib.sync().await.expect("sync");
+}
+
+/// Installs one IPv4 and one IPv6 route, each via the lab's first
+/// gateway (198.18.0.2, 2001:db8::2), and waits for the kernel.
+pub async fn set_v4_and_v6(fib: &FibHandle, v4: &str, v6: &str) {
+    set_and_sync(fib, [via(v4, "198.18.0.2"), via(v6, "2001:db8::2")]).await;
+}
+
+/// Runs `body(namespace)` on a runtime inside `ns` (usually a fresh
+/// [`lab`]); for tests that start and restart synchronisers themselves.
+pub fn run_in<T, F>(ns: &NetNs, body: impl FnOnce(String) -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: Future<Output = T>,
+{
+    let n = ns.name().to_string();
+    ns.block_on(move || body(n)).expect("run in the namespace")
+}
+
+/// The common test body: in `ns`, a synchroniser with `cfg` that has
+/// finished start-up convergence, and `body(namespace, fib)`.
+pub fn with_converged_fib<T, F>(
+    ns: &NetNs,
+    cfg: FibConfig,
+    body: impl FnOnce(String, FibHandle) -> F + Send + 'static,
+) -> T
+where
+    T: Send + 'static,
+    F: Future<Output = T>,
+{
+    run_in(ns, move |n| async move {
+        let (fib, _task) = start(cfg).await;
+        fib.converged().await.expect("start-up convergence");
+        body(n, fib).await
+    })
 }
 
 pub fn init_tracing() {
