@@ -170,12 +170,6 @@ impl Lab {
         self.children.push(child);
     }
 
-    fn in_peer(&self, cmd: &str, args: &[&str]) -> Result<String, String> {
-        let mut full = vec!["netns", "exec", &self.peer_ns, cmd];
-        full.extend_from_slice(args);
-        run("ip", &full)
-    }
-
     fn start_bird(&mut self, password: Option<&str>, ttl_security: bool) -> PathBuf {
         self.start_bird_over(password, ttl_security, false)
     }
@@ -207,37 +201,34 @@ protocol bgp tabby {{
   ipv6 {{ import all; export all; next hop address {PEER_V6}; }};
 }}
 "#,
-            v4 = PEER_V4_ROUTES
-                .map(|r| format!("route {r} blackhole;"))
-                .join(" "),
-            v6 = PEER_V6_ROUTES
-                .map(|r| format!("route {r} blackhole;"))
-                .join(" "),
+            v4 = bird_statics(&PEER_V4_ROUTES),
+            v6 = bird_statics(&PEER_V6_ROUTES),
         );
-        let conf = self.file("bird.conf", &conf);
-        let sock = self.dir.join("bird.ctl");
-        let pid = self.dir.join("bird.pid");
-        self.spawn_in_peer(
-            "bird",
-            &[
-                "-f",
-                "-c",
-                &conf.display().to_string(),
-                "-s",
-                &sock.display().to_string(),
-                "-P",
-                &pid.display().to_string(),
-            ],
-            "bird.log",
-        );
+        self.spawn_bird("bird", "bird", &conf)
+    }
+
+    /// Runs BIRD (`bird`, 2 or 1.6) in the peer namespace with `conf`; its
+    /// files and log are named after `name`. Returns the control socket.
+    fn spawn_bird(&mut self, bird: &str, name: &str, conf: &str) -> PathBuf {
+        let conf = self.file(&format!("{name}.conf"), conf);
+        let sock = self.dir.join(format!("{name}.ctl"));
+        let pid = self.dir.join(format!("{name}.pid"));
+        let args = [
+            "-f".to_string(),
+            "-c".into(),
+            conf.display().to_string(),
+            "-s".into(),
+            sock.display().to_string(),
+            "-P".into(),
+            pid.display().to_string(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn_in_peer(bird, &args, &format!("{name}.log"));
         sock
     }
 
     fn birdc(&self, sock: &Path, args: &[&str]) -> String {
-        let s = sock.display().to_string();
-        let mut full = vec!["-s", &s];
-        full.extend_from_slice(args);
-        run("birdc", &full).unwrap_or_default()
+        birdc_at("birdc", sock, args)
     }
 
     fn start_gobgp(&mut self) {
@@ -372,33 +363,17 @@ protocol bgp tabby {{
   export all;
 }}
 "#,
-            v4 = PEER_V4_ROUTES
-                .map(|r| format!("route {r} blackhole;"))
-                .join(" "),
+            v4 = bird_statics(&PEER_V4_ROUTES),
         );
-        let conf = self.file("bird1.conf", &conf);
-        let sock = self.dir.join("bird1.ctl");
-        let pid = self.dir.join("bird1.pid");
-        self.spawn_in_peer(
+        self.spawn_bird(
             &bird1_dir().join("bird").display().to_string(),
-            &[
-                "-f",
-                "-c",
-                &conf.display().to_string(),
-                "-s",
-                &sock.display().to_string(),
-                "-P",
-                &pid.display().to_string(),
-            ],
-            "bird1.log",
-        );
-        sock
+            "bird1",
+            &conf,
+        )
     }
 
     fn gobgp(&self, args: &[&str]) -> Result<String, String> {
-        let mut full = vec!["-u", "127.0.0.1", "-p", "50051"];
-        full.extend_from_slice(args);
-        self.in_peer("gobgp", &full)
+        gobgp_in(&self.peer_ns, args)
     }
 
     fn log(&self, name: &str) -> String {
@@ -420,6 +395,40 @@ impl Drop for Lab {
             eprintln!("lab files kept in {}", self.dir.display());
         }
     }
+}
+
+/// `birdc` (BIRD 2's, or BIRD 1.6's at its path) on control socket `sock`;
+/// empty when BIRD does not answer.
+fn birdc_at(birdc: &str, sock: &Path, args: &[&str]) -> String {
+    let s = sock.display().to_string();
+    let mut full = vec!["-s", &s];
+    full.extend_from_slice(args);
+    run(birdc, &full).unwrap_or_default()
+}
+
+/// The `gobgp` CLI against the gobgpd in namespace `peer_ns`.
+fn gobgp_in(peer_ns: &str, args: &[&str]) -> Result<String, String> {
+    let mut full = vec![
+        "netns",
+        "exec",
+        peer_ns,
+        "gobgp",
+        "-u",
+        "127.0.0.1",
+        "-p",
+        "50051",
+    ];
+    full.extend_from_slice(args);
+    run("ip", &full)
+}
+
+/// BIRD `static` protocol lines for the peer's routes.
+fn bird_statics(routes: &[&str]) -> String {
+    routes
+        .iter()
+        .map(|r| format!("route {r} blackhole;"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn bird1_dir() -> PathBuf {
@@ -592,6 +601,68 @@ fn never(_: &Outcome) -> bool {
     false
 }
 
+/// Polls `view` (the peer's table of routes learned from us) on a helper
+/// thread while our side runs: `Ok(view)` once every prefix of `want` is
+/// in it, else `Err(last view)` after 40 s.
+fn watch_peer(
+    want: &'static [&'static str],
+    view: impl Fn() -> String + Send + 'static,
+) -> std::thread::JoinHandle<Result<String, String>> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < Duration::from_secs(40) {
+            last = view();
+            if want.iter().all(|p| last.contains(p)) {
+                return Ok(last);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Err(last)
+    })
+}
+
+/// The route exchange every peer kind is held to: our side runs until
+/// `received_all`, and the peer's `view` must show every prefix of `want`
+/// while the session is up. `diagnose` adds the peer's own account when it
+/// did not learn them.
+fn assert_exchange(
+    lab: &Lab,
+    peer: &str,
+    log: &str,
+    want: &'static [&'static str],
+    received_all: fn(&Outcome) -> bool,
+    view: impl Fn() -> String + Send + 'static,
+    diagnose: impl FnOnce() -> String,
+) {
+    let checker = watch_peer(want, view);
+    let out = run_tabby(
+        &lab.tabby_ns,
+        Ours::default(),
+        Duration::from_secs(40),
+        received_all,
+    );
+    let peer_view = checker.join().expect("checker");
+    assert!(
+        out.established,
+        "no session with {peer}: states {:?}\n{}",
+        out.states,
+        lab.log(log)
+    );
+    assert!(
+        received_all(&out),
+        "{peer}'s routes not received: {:?}",
+        out.received
+    );
+    let shown = peer_view
+        .unwrap_or_else(|last| panic!("{peer} did not learn our routes:\n{last}\n{}", diagnose()));
+    for p in want {
+        assert!(shown.contains(p), "{p} missing in {peer}:\n{shown}");
+    }
+}
+
+const OUR_ALL: [&str; 5] = [OUR_V4[0], OUR_V4[1], OUR_V4[2], OUR_V6[0], OUR_V6[1]];
+
 // ----- tests -----
 
 #[test]
@@ -599,59 +670,19 @@ fn bird2_exchanges_ipv4_and_ipv6_routes() {
     preflight(&["bird", "birdc", "ip"]);
     let mut lab = Lab::new();
     let sock = lab.start_bird(None, false);
-    let ns = lab.tabby_ns.clone();
-    // Ask BIRD from a helper thread while our side runs.
-    let checker = {
+    let view = {
         let sock = sock.clone();
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            let mut last = String::new();
-            while start.elapsed() < Duration::from_secs(40) {
-                last = run(
-                    "birdc",
-                    &[
-                        "-s",
-                        &sock.display().to_string(),
-                        "show",
-                        "route",
-                        "protocol",
-                        "tabby",
-                    ],
-                )
-                .unwrap_or_default();
-                if OUR_V4.iter().chain(OUR_V6.iter()).all(|p| last.contains(p)) {
-                    return Ok(last);
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
-            Err(last)
-        })
+        move || birdc_at("birdc", &sock, &["show", "route", "protocol", "tabby"])
     };
-    let out = run_tabby(&ns, Ours::default(), Duration::from_secs(40), |o| {
-        has_all_peer_routes(o)
-    });
-    let bird_view = checker.join().expect("checker");
-    assert!(
-        out.established,
-        "no session with BIRD: states {:?}\n{}",
-        out.states,
-        lab.log("bird.log")
+    assert_exchange(
+        &lab,
+        "BIRD",
+        "bird.log",
+        &OUR_ALL,
+        has_all_peer_routes,
+        view,
+        || lab.birdc(&sock, &["show", "protocols", "all", "tabby"]),
     );
-    assert!(
-        has_all_peer_routes(&out),
-        "BIRD's static routes not received: {:?}",
-        out.received
-    );
-    // Wait for the checker's verdict while the session was up.
-    let shown = bird_view.unwrap_or_else(|last| {
-        panic!(
-            "BIRD did not learn our routes; `show route protocol tabby`:\n{last}\n{}",
-            lab.birdc(&sock, &["show", "protocols", "all", "tabby"])
-        )
-    });
-    for p in OUR_V4.iter().chain(OUR_V6.iter()) {
-        assert!(shown.contains(p), "{p} missing in BIRD:\n{shown}");
-    }
 }
 
 #[test]
@@ -659,64 +690,20 @@ fn gobgp_exchanges_ipv4_and_ipv6_routes() {
     preflight(&["gobgpd", "gobgp", "ip"]);
     let mut lab = Lab::new();
     lab.start_gobgp();
-    let ns = lab.tabby_ns.clone();
     let peer_ns = lab.peer_ns.clone();
-    let checker = std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut last = String::new();
-        while start.elapsed() < Duration::from_secs(40) {
-            let q = |fam: &str| {
-                run(
-                    "ip",
-                    &[
-                        "netns",
-                        "exec",
-                        &peer_ns,
-                        "gobgp",
-                        "-u",
-                        "127.0.0.1",
-                        "-p",
-                        "50051",
-                        "global",
-                        "rib",
-                        "-a",
-                        fam,
-                    ],
-                )
-                .unwrap_or_default()
-            };
-            last = q("ipv4") + &q("ipv6");
-            if OUR_V4.iter().chain(OUR_V6.iter()).all(|p| last.contains(p)) {
-                return Ok(last);
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        Err(last)
-    });
-    let out = run_tabby(&ns, Ours::default(), Duration::from_secs(40), |o| {
-        has_all_peer_routes(o)
-    });
-    let gobgp_view = checker.join().expect("checker");
-    assert!(
-        out.established,
-        "no session with GoBGP: states {:?}\n{}",
-        out.states,
-        lab.log("gobgpd.log")
+    let view = move || {
+        let q = |fam| gobgp_in(&peer_ns, &["global", "rib", "-a", fam]).unwrap_or_default();
+        q("ipv4") + &q("ipv6")
+    };
+    assert_exchange(
+        &lab,
+        "GoBGP",
+        "gobgpd.log",
+        &OUR_ALL,
+        has_all_peer_routes,
+        view,
+        || lab.gobgp(&["neighbor"]).unwrap_or_default(),
     );
-    assert!(
-        has_all_peer_routes(&out),
-        "GoBGP's routes not received: {:?}",
-        out.received
-    );
-    let shown = gobgp_view.unwrap_or_else(|last| {
-        panic!(
-            "GoBGP did not learn our routes; global rib:\n{last}\n{}",
-            lab.gobgp(&["neighbor"]).unwrap_or_default()
-        )
-    });
-    for p in OUR_V4.iter().chain(OUR_V6.iter()) {
-        assert!(shown.contains(p), "{p} missing in GoBGP:\n{shown}");
-    }
 }
 
 fn md5(key: &str, passive: bool) -> Ours {
@@ -727,46 +714,79 @@ fn md5(key: &str, passive: bool) -> Ours {
     }
 }
 
+/// One session attempt against BIRD 2: the lab, BIRD's control socket and
+/// what our side saw.
+struct BirdRun {
+    lab: Lab,
+    sock: PathBuf,
+    out: Outcome,
+}
+
+impl BirdRun {
+    /// BIRD 2 in `lab` with `password` and `ttl security` (over IPv6 when
+    /// `ours.v6`), then our side until `done` or `limit`.
+    fn start(
+        mut lab: Lab,
+        password: Option<&str>,
+        ttl_security: bool,
+        ours: Ours,
+        limit: Duration,
+        done: fn(&Outcome) -> bool,
+    ) -> BirdRun {
+        let sock = lab.start_bird_over(password, ttl_security, ours.v6);
+        let out = run_tabby(&lab.tabby_ns, ours, limit, done);
+        BirdRun { lab, sock, out }
+    }
+
+    /// Fails with our states and BIRD's log unless the session came up.
+    fn assert_established(&self, what: &str) {
+        assert!(
+            self.out.established,
+            "{what}: states {:?}\n{}",
+            self.out.states,
+            self.lab.log("bird.log")
+        );
+    }
+
+    fn birdc(&self, args: &[&str]) -> String {
+        self.lab.birdc(&self.sock, args)
+    }
+}
+
+/// Our side with `ours` must reach Established with BIRD set up so.
+fn assert_bird_session_up(password: Option<&str>, ttl_security: bool, ours: Ours, what: &str) {
+    let limit = Duration::from_secs(30);
+    BirdRun::start(Lab::new(), password, ttl_security, ours, limit, |o| {
+        o.established
+    })
+    .assert_established(what);
+}
+
+/// Our side with `ours` tries for 8 s against BIRD set up so (for the
+/// cases that must not come up).
+fn try_bird_session(password: Option<&str>, ttl_security: bool, ours: Ours) -> BirdRun {
+    let limit = Duration::from_secs(8);
+    BirdRun::start(Lab::new(), password, ttl_security, ours, limit, never)
+}
+
 /// Both sides connect: the collision is resolved either way.
 #[test]
 fn tcp_md5_with_bird_right_password_only() {
     preflight(&["bird", "birdc", "ip"]);
-    {
-        let mut lab = Lab::new();
-        lab.start_bird(Some("tabby-md5-key"), false);
-        let ns = lab.tabby_ns.clone();
-        let out = run_tabby(
-            &ns,
-            md5("tabby-md5-key", false),
-            Duration::from_secs(30),
-            |o| o.established,
-        );
-        assert!(
-            out.established,
-            "same TCP-MD5 password must come up: states {:?}\n{}",
-            out.states,
-            lab.log("bird.log")
-        );
-    }
-    {
-        let mut lab = Lab::new();
-        let sock = lab.start_bird(Some("tabby-md5-key"), false);
-        let ns = lab.tabby_ns.clone();
-        let out = run_tabby(
-            &ns,
-            md5("a-wrong-key", false),
-            Duration::from_secs(8),
-            never,
-        );
-        assert!(!out.established, "a wrong TCP-MD5 password came up");
-        assert!(
-            !out.states.contains(&State::OpenSent),
-            "no TCP connection may form with a wrong key: {:?}",
-            out.states
-        );
-        let proto = lab.birdc(&sock, &["show", "protocols", "tabby"]);
-        assert!(!proto.contains("Established"), "BIRD says:\n{proto}");
-    }
+    let key = Some("tabby-md5-key");
+    let right = md5("tabby-md5-key", false);
+    assert_bird_session_up(key, false, right, "same TCP-MD5 password must come up");
+
+    let wrong = md5("a-wrong-key", false);
+    let run = try_bird_session(key, false, wrong);
+    assert!(!run.out.established, "a wrong TCP-MD5 password came up");
+    assert!(
+        !run.out.states.contains(&State::OpenSent),
+        "no TCP connection may form with a wrong key: {:?}",
+        run.out.states
+    );
+    let proto = run.birdc(&["show", "protocols", "tabby"]);
+    assert!(!proto.contains("Established"), "BIRD says:\n{proto}");
 }
 
 /// We only listen: the key must sit on the shared dual-stack listener for
@@ -774,34 +794,17 @@ fn tcp_md5_with_bird_right_password_only() {
 #[test]
 fn tcp_md5_on_the_listener() {
     preflight(&["bird", "birdc", "ip"]);
-    {
-        let mut lab = Lab::new();
-        lab.start_bird(Some("listener-key"), false);
-        let ns = lab.tabby_ns.clone();
-        let out = run_tabby(
-            &ns,
-            md5("listener-key", true),
-            Duration::from_secs(30),
-            |o| o.established,
-        );
-        assert!(
-            out.established,
-            "passive side with the right key: {:?}\n{}",
-            out.states,
-            lab.log("bird.log")
-        );
-    }
-    {
-        let mut lab = Lab::new();
-        lab.start_bird(Some("listener-key"), false);
-        let ns = lab.tabby_ns.clone();
-        let out = run_tabby(&ns, md5("not-the-key", true), Duration::from_secs(8), never);
-        assert!(
-            !out.states.contains(&State::OpenSent),
-            "accepted with a wrong key: {:?}",
-            out.states
-        );
-    }
+    let key = Some("listener-key");
+    let right = md5("listener-key", true);
+    assert_bird_session_up(key, false, right, "passive side with the right key");
+
+    let wrong = md5("not-the-key", true);
+    let run = try_bird_session(key, false, wrong);
+    assert!(
+        !run.out.states.contains(&State::OpenSent),
+        "accepted with a wrong key: {:?}",
+        run.out.states
+    );
 }
 
 /// RFC 5082: with GTSM on both sides the session comes up; against a peer
@@ -813,31 +816,15 @@ fn gtsm_with_bird() {
         gtsm: true,
         ..Ours::default()
     };
-    {
-        let mut lab = Lab::new();
-        lab.start_bird(None, true);
-        let ns = lab.tabby_ns.clone();
-        let out = run_tabby(&ns, gtsm.clone(), Duration::from_secs(30), |o| {
-            o.established
-        });
-        assert!(
-            out.established,
-            "GTSM on both sides: {:?}\n{}",
-            out.states,
-            lab.log("bird.log")
-        );
-    }
-    {
-        let mut lab = Lab::new();
-        lab.start_bird(None, false);
-        let ns = lab.tabby_ns.clone();
-        let out = run_tabby(&ns, gtsm, Duration::from_secs(8), never);
-        assert!(
-            !out.established,
-            "TTL-1 packets passed our GTSM check: {:?}",
-            out.states
-        );
-    }
+    let both = gtsm.clone();
+    assert_bird_session_up(None, true, both, "GTSM on both sides");
+
+    let run = try_bird_session(None, false, gtsm);
+    assert!(
+        !run.out.established,
+        "TTL-1 packets passed our GTSM check: {:?}",
+        run.out.states
+    );
 }
 
 /// The session over IPv6 transport (native IPv6 on the dual-stack listener,
@@ -845,26 +832,26 @@ fn gtsm_with_bird() {
 #[test]
 fn bird2_over_ipv6_transport_with_md5() {
     preflight(&["bird", "birdc", "ip"]);
-    let mut lab = Lab::new();
-    let sock = lab.start_bird_over(Some("v6-key"), false, true);
-    let ns = lab.tabby_ns.clone();
     let ours = Ours {
         password: Some("v6-key".into()),
         v6: true,
         ..Ours::default()
     };
-    let out = run_tabby(&ns, ours, Duration::from_secs(40), has_all_peer_routes);
-    assert!(
-        out.established,
-        "no IPv6 session with BIRD: {:?}\n{}",
-        out.states,
-        lab.log("bird.log")
+    let limit = Duration::from_secs(40);
+    let run = BirdRun::start(
+        Lab::new(),
+        Some("v6-key"),
+        false,
+        ours,
+        limit,
+        has_all_peer_routes,
     );
+    run.assert_established("no IPv6 session with BIRD");
     assert!(
-        has_all_peer_routes(&out),
+        has_all_peer_routes(&run.out),
         "BIRD's routes not received over IPv6: {:?}\n{}",
-        out.received,
-        lab.birdc(&sock, &["show", "protocols", "all", "tabby"])
+        run.out.received,
+        run.birdc(&["show", "protocols", "all", "tabby"])
     );
 }
 
@@ -874,57 +861,23 @@ fn bird2_over_ipv6_transport_with_md5() {
 fn frr_exchanges_ipv4_and_ipv6_routes() {
     preflight(&["/usr/lib/frr/bgpd", "vtysh", "ip"]);
     let mut lab = Lab::new();
-    let vty = lab.start_frr();
-    let ns = lab.tabby_ns.clone();
-    let checker = std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut last = String::new();
-        let vty = vty.display().to_string();
-        while start.elapsed() < Duration::from_secs(40) {
-            let q = |fam: &str| {
-                run(
-                    "vtysh",
-                    &[
-                        "--vty_socket",
-                        &vty,
-                        "-d",
-                        "bgpd",
-                        "-c",
-                        &format!("show bgp {fam} unicast"),
-                    ],
-                )
-                .unwrap_or_default()
-            };
-            last = q("ipv4") + &q("ipv6");
-            if OUR_V4.iter().chain(OUR_V6.iter()).all(|p| last.contains(p)) {
-                return Ok(last);
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        Err(last)
-    });
-    let out = run_tabby(
-        &ns,
-        Ours::default(),
-        Duration::from_secs(40),
+    let vty = lab.start_frr().display().to_string();
+    let view = move || {
+        let q = |fam: &str| {
+            let show = format!("show bgp {fam} unicast");
+            run("vtysh", &["--vty_socket", &vty, "-d", "bgpd", "-c", &show]).unwrap_or_default()
+        };
+        q("ipv4") + &q("ipv6")
+    };
+    assert_exchange(
+        &lab,
+        "FRR",
+        "frr.log",
+        &OUR_ALL,
         has_all_peer_routes,
+        view,
+        String::new,
     );
-    let frr_view = checker.join().expect("checker");
-    assert!(
-        out.established,
-        "no session with FRR: states {:?}\n{}",
-        out.states,
-        lab.log("frr.log")
-    );
-    assert!(
-        has_all_peer_routes(&out),
-        "FRR's routes not received: {:?}",
-        out.received
-    );
-    let shown = frr_view.unwrap_or_else(|last| panic!("FRR did not learn our routes:\n{last}"));
-    for p in OUR_V4.iter().chain(OUR_V6.iter()) {
-        assert!(shown.contains(p), "{p} missing in FRR:\n{shown}");
-    }
 }
 
 fn has_peer_v4_routes(o: &Outcome) -> bool {
@@ -940,56 +893,20 @@ fn bird1_exchanges_ipv4_routes() {
     let birdc = bird1.join("birdc").display().to_string();
     let mut lab = Lab::new();
     let sock = lab.start_bird1();
-    let checker = std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut last = String::new();
-        while start.elapsed() < Duration::from_secs(40) {
-            last = run(
-                &birdc,
-                &[
-                    "-s",
-                    &sock.display().to_string(),
-                    "show",
-                    "route",
-                    "protocol",
-                    "tabby",
-                ],
-            )
-            .unwrap_or_default();
-            if OUR_V4.iter().all(|p| last.contains(p)) {
-                return Ok(last);
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        Err(last)
-    });
-    let ns = lab.tabby_ns.clone();
-    let out = run_tabby(
-        &ns,
-        Ours::default(),
-        Duration::from_secs(40),
+    let view = move || birdc_at(&birdc, &sock, &["show", "route", "protocol", "tabby"]);
+    assert_exchange(
+        &lab,
+        "BIRD 1.6",
+        "bird1.log",
+        &OUR_V4,
         has_peer_v4_routes,
+        view,
+        String::new,
     );
-    let view = checker.join().expect("checker");
-    assert!(
-        out.established,
-        "no session with BIRD 1.6: {:?}\n{}",
-        out.states,
-        lab.log("bird1.log")
-    );
-    assert!(
-        has_peer_v4_routes(&out),
-        "BIRD 1.6 routes not received: {:?}",
-        out.received
-    );
-    let shown = view.unwrap_or_else(|last| panic!("BIRD 1.6 did not learn our routes:\n{last}"));
-    for p in OUR_V4 {
-        assert!(shown.contains(p), "{p} missing in BIRD 1.6:\n{shown}");
-    }
 }
 
-fn bird_has(lab: &Lab, sock: &Path, prefixes: &[&str]) -> bool {
-    let shown = lab.birdc(sock, &["show", "route", "protocol", "tabby"]);
+fn bird_has(run: &BirdRun, prefixes: &[&str]) -> bool {
+    let shown = run.birdc(&["show", "route", "protocol", "tabby"]);
     prefixes.iter().all(|p| shown.contains(p))
 }
 
@@ -1002,33 +919,27 @@ fn bird2_keeps_our_routes_across_a_graceful_restart() {
     for stop in [false, true] {
         let mut lab = Lab::new();
         lab.bird_extra = "  graceful restart on;\n  graceful restart time 120;\n".into();
-        let sock = lab.start_bird(None, false);
-        let ns = lab.tabby_ns.clone();
         let ours = Ours {
             stop_at_end: stop,
             ..Ours::default()
         };
-        let out = run_tabby(&ns, ours, Duration::from_secs(40), has_all_peer_routes);
-        assert!(
-            out.established,
-            "no session with BIRD: {:?}\n{}",
-            out.states,
-            lab.log("bird.log")
-        );
+        let limit = Duration::from_secs(40);
+        let run = BirdRun::start(lab, None, false, ours, limit, has_all_peer_routes);
+        run.assert_established("no session with BIRD");
         // Our side is gone now. Give BIRD time to notice.
         std::thread::sleep(Duration::from_secs(2));
-        let proto = lab.birdc(&sock, &["show", "protocols", "all", "tabby"]);
+        let proto = run.birdc(&["show", "protocols", "all", "tabby"]);
         if stop {
             wait_until(
                 "BIRD to withdraw our routes after a stop",
                 Duration::from_secs(10),
-                || !bird_has(&lab, &sock, &["100.64.1.0/24"]),
+                || !bird_has(&run, &["100.64.1.0/24"]),
             );
         } else {
             assert!(
-                bird_has(&lab, &sock, &OUR_V4) && bird_has(&lab, &sock, &OUR_V6),
+                bird_has(&run, &OUR_V4) && bird_has(&run, &OUR_V6),
                 "BIRD dropped our routes on a bare TCP close:\n{}\n{proto}",
-                lab.birdc(&sock, &["show", "route", "protocol", "tabby"])
+                run.birdc(&["show", "route", "protocol", "tabby"])
             );
         }
     }
