@@ -29,9 +29,7 @@ use tracing::{debug, error, info, warn};
 use crate::convert;
 use crate::logging::LogControl;
 use crate::metrics::{KindLabel, Metrics, PeerFamilyLabel, PeerLabel, StateLabel};
-use crate::sessions::{
-    SessionCmd, SessionEvent, SessionHandle, SessionSpec, Sessions, SharedBatch,
-};
+use crate::sessions::{SessionCmd, SessionEvent, SessionHandle, SessionSpec, Sessions};
 use prometheus_client::metrics::{family::Family as MetricFamily, gauge::Gauge};
 
 /// Owner name of the routes the cluster's resources originate (blocks,
@@ -95,12 +93,12 @@ struct Outbox {
 
 enum Segment {
     Own(Vec<bytes::Bytes>),
-    Shared(Arc<SharedBatch>),
+    Shared(Arc<tabby_bgp::driver::SharedUpdates>),
 }
 
 struct OpenBatch {
     members: Arc<[PeerId]>,
-    batch: SharedBatch,
+    batch: tabby_bgp::driver::SharedUpdates,
     /// UPDATEs in the batch, in all and per excepted member.
     updates: u64,
     excepted: HashMap<PeerId, u64>,
@@ -1077,11 +1075,13 @@ impl Daemon {
                 Some(Ok(b)) => {
                     let open = outbox.open.entry(key).or_insert_with(|| OpenBatch {
                         members: members.clone(),
-                        batch: SharedBatch::default(),
+                        batch: tabby_bgp::driver::SharedUpdates::default(),
                         updates: 0,
                         excepted: HashMap::new(),
                     });
-                    open.batch.push(*except, &b);
+                    // Split horizon by address: the member's session skips it.
+                    let from = except.and_then(|x| self.by_id.get(&x).copied());
+                    open.batch.push(from, &b);
                     open.updates += n;
                     if let Some(x) = except {
                         *open.excepted.entry(*x).or_default() += n;

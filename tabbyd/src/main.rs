@@ -145,7 +145,7 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
     };
 
     // BGP sessions.
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    let (ev_tx, mut ev_rx) = mpsc::channel(sessions::EVENT_QUEUE);
     let speaker = Box::new(sessions::Speaker::new(ev_tx));
 
     let daemon = Arc::new(Mutex::new(Daemon::new(
@@ -219,6 +219,7 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
         tokio::select! {
             ev = ev_rx.recv() => {
                 let Some((id, ev)) = ev else { break };
+                let Some(ev) = sessions::session_event(id, ev) else { continue };
                 // Absorb what else is queued (bounded, so API calls still get
                 // the lock), then pump once: UPDATEs that arrived together
                 // leave in shared batches.
@@ -234,6 +235,7 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
                         break;
                     }
                     let Ok((id, ev)) = ev_rx.try_recv() else { break };
+                    let Some(ev) = sessions::session_event(id, ev) else { continue };
                     routes += event_routes(&ev);
                     d.absorb_session_event(id, ev, now);
                 }

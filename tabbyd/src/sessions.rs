@@ -53,92 +53,114 @@ pub enum SessionCmd {
     /// in order.
     SendEncoded(Vec<bytes::Bytes>),
     /// An update group's batch, shared by every member.
-    SendShared(Arc<SharedBatch>),
+    SendShared(Arc<driver::SharedUpdates>),
     RequestRefresh(Family),
-}
-
-/// UPDATEs encoded once for all members of an update group, in order,
-/// packed into a few large chunks. Each member skips the spans that came
-/// from itself (split horizon) by taking zero-copy slices around them, so
-/// a member's share is a handful of buffers however many source peers the
-/// batch holds.
-#[derive(Debug, Default)]
-pub struct SharedBatch {
-    chunks: Vec<bytes::Bytes>,
-    open: bytes::BytesMut,
-    /// Per member, the spans it must not send: (chunk, start, end), in order.
-    skips: HashMap<PeerId, Vec<(usize, usize, usize)>>,
-}
-
-impl SharedBatch {
-    /// Chunks close near this size; one append never straddles two.
-    const CHUNK: usize = 64 * 1024;
-
-    /// Appends whole encoded messages; `except` is the member they came
-    /// from, which must not get them back.
-    pub fn push(&mut self, except: Option<PeerId>, data: &[u8]) {
-        if !self.open.is_empty() && self.open.len() + data.len() > Self::CHUNK {
-            self.seal();
-        }
-        let start = self.open.len();
-        self.open.extend_from_slice(data);
-        if let Some(p) = except {
-            let span = (self.chunks.len(), start, self.open.len());
-            self.skips.entry(p).or_default().push(span);
-        }
-    }
-
-    /// Freezes the chunk being filled (done before the batch is shared).
-    pub fn seal(&mut self) {
-        if !self.open.is_empty() {
-            self.chunks.push(self.open.split().freeze());
-        }
-    }
-
-    /// What `peer` is to send, in order.
-    pub fn for_peer(&self, peer: PeerId) -> Vec<bytes::Bytes> {
-        let skips = self.skips.get(&peer).map(Vec::as_slice).unwrap_or_default();
-        let mut skips = skips.iter().peekable();
-        let mut out = Vec::with_capacity(self.chunks.len() + 1);
-        for (i, chunk) in self.chunks.iter().enumerate() {
-            let mut pos = 0;
-            while let Some(&&(_, start, end)) = skips.peek().filter(|s| s.0 == i) {
-                if start > pos {
-                    out.push(chunk.slice(pos..start));
-                }
-                pos = end;
-                skips.next();
-            }
-            if pos == 0 {
-                out.push(chunk.clone());
-            } else if pos < chunk.len() {
-                out.push(chunk.slice(pos..));
-            }
-        }
-        out
-    }
 }
 
 /// A running session.
 #[derive(Debug)]
 pub struct SessionHandle {
-    tx: mpsc::UnboundedSender<SessionCmd>,
+    tx: Tx,
+}
+
+#[derive(Debug)]
+enum Tx {
+    /// Commands as the daemon says them, recorded by tests.
+    #[cfg(test)]
+    Cmd(mpsc::UnboundedSender<SessionCmd>),
+    /// Straight to a driver peer task; the slot is released on drop.
+    Peer {
+        tx: mpsc::UnboundedSender<driver::PeerCommand>,
+        _slot: Slot,
+    },
 }
 
 impl SessionHandle {
+    #[cfg(test)]
     pub fn new(tx: mpsc::UnboundedSender<SessionCmd>) -> Self {
-        SessionHandle { tx }
+        SessionHandle { tx: Tx::Cmd(tx) }
     }
 
     pub fn command(&self, cmd: SessionCmd) {
         // The task only ends when the handle is dropped; a send failure
         // means it crashed, which its own log line already reported.
-        let _ = self.tx.send(cmd);
+        match &self.tx {
+            #[cfg(test)]
+            Tx::Cmd(tx) => {
+                let _ = tx.send(cmd);
+            }
+            Tx::Peer { tx, .. } => {
+                let _ = tx.send(match cmd {
+                    SessionCmd::Start => driver::PeerCommand::Start,
+                    SessionCmd::Stop(r) => driver::PeerCommand::Stop(r),
+                    SessionCmd::Reset { hard } => driver::PeerCommand::Reset { hard },
+                    SessionCmd::Detach => driver::PeerCommand::Detach,
+                    SessionCmd::Cease(n) => driver::PeerCommand::Cease(n),
+                    SessionCmd::Send(u) => driver::PeerCommand::SendUpdates(u.to_vec()),
+                    SessionCmd::SendEncoded(b) => driver::PeerCommand::SendEncoded(b),
+                    SessionCmd::SendShared(b) => driver::PeerCommand::SendShared(b),
+                    SessionCmd::RequestRefresh(f) => driver::PeerCommand::RouteRefresh(f),
+                });
+            }
+        }
     }
 }
 
-/// Events from every session, tagged with the peer.
-pub type EventSender = mpsc::UnboundedSender<(PeerId, SessionEvent)>;
+/// A driver peer's place in the listener. When its handle is dropped the
+/// peer task sees its command channel close and ends the session with
+/// Cease; the listener slot is freed now, and a task stuck on a peer that
+/// reads nothing is cut off shortly after.
+#[derive(Debug)]
+struct Slot {
+    speaker: Arc<driver::Speaker>,
+    owners: Owners,
+    remote: IpAddr,
+    owner: u64,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        {
+            let mut o = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+            if o.get(&self.remote) == Some(&self.owner) {
+                o.remove(&self.remote);
+                self.speaker.remove_peer(self.remote);
+            }
+        }
+        if let (Some(task), Ok(rt)) = (self.task.take(), tokio::runtime::Handle::try_current()) {
+            // Give a final Stop a moment to leave as a NOTIFICATION.
+            rt.spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                task.abort();
+            });
+        }
+    }
+}
+
+/// Events from every session, tagged with the peer. Bounded and shared by
+/// all sessions: while the daemon is behind, sessions stop reading their
+/// sockets rather than queue parsed routes.
+pub type EventSender = mpsc::Sender<(PeerId, driver::PeerEvent)>;
+
+/// Room for this many events from all sessions together.
+pub const EVENT_QUEUE: usize = 1024;
+
+/// What the daemon core makes of a session's event (`None`: only logged).
+pub fn session_event(peer: PeerId, ev: driver::PeerEvent) -> Option<SessionEvent> {
+    Some(match ev {
+        driver::PeerEvent::StateChanged { from, to } => SessionEvent::State { from, to },
+        driver::PeerEvent::Established(n) => SessionEvent::Established(n),
+        driver::PeerEvent::Update(u) => SessionEvent::Update(u),
+        driver::PeerEvent::EndOfRib(f) => SessionEvent::EndOfRib(f),
+        driver::PeerEvent::RouteRefresh(r) => SessionEvent::RouteRefresh(r),
+        driver::PeerEvent::Down(d) => SessionEvent::Down(d),
+        driver::PeerEvent::CommandFailed(why) => {
+            tracing::debug!(peer = peer.0, %why, "session command not carried out");
+            return None;
+        }
+    })
+}
 
 /// Runs BGP sessions: the shared listener and one task per peer, from
 /// `tabby_bgp::driver`.
@@ -210,134 +232,24 @@ impl Sessions for Speaker {
                 // down: take its listener slot over now.
                 speaker.remove_peer(remote);
             }
-            let peer = speaker.add_peer(cfg).map_err(|e| format!("{e}"))?;
+            let peer = speaker
+                .add_peer_tagged(cfg, id, self.events.clone())
+                .map_err(|e| format!("{e}"))?;
             o.insert(remote, owner);
             peer
         };
-        let task = peer.task;
-        let mut peer_events = peer.events;
-        let (tx, mut rx) = mpsc::unbounded_channel::<SessionCmd>();
-        let commands = peer.commands.clone();
-        // Commands: from the daemon's unbounded queue into the peer task's
-        // bounded one, so the core never waits on a slow peer. When the
-        // handle is dropped the peer is removed from the listener.
-        tokio::spawn(async move {
-            while let Some(cmd) = rx.recv().await {
-                let cmd = match cmd {
-                    SessionCmd::Start => driver::PeerCommand::Start,
-                    SessionCmd::Stop(r) => driver::PeerCommand::Stop(r),
-                    SessionCmd::Reset { hard } => driver::PeerCommand::Reset { hard },
-                    SessionCmd::Detach => driver::PeerCommand::Detach,
-                    SessionCmd::Cease(n) => driver::PeerCommand::Cease(n),
-                    SessionCmd::Send(u) => driver::PeerCommand::SendUpdates(u.to_vec()),
-                    SessionCmd::SendEncoded(b) => driver::PeerCommand::SendEncoded(b),
-                    // Only now, when the session task takes it, does the
-                    // shared batch become this peer's list.
-                    SessionCmd::SendShared(b) => {
-                        let mine = b.for_peer(id);
-                        if mine.is_empty() {
-                            continue;
-                        }
-                        driver::PeerCommand::SendEncoded(mine)
-                    }
-                    SessionCmd::RequestRefresh(f) => driver::PeerCommand::RouteRefresh(f),
-                };
-                if commands.send(cmd).await.is_err() {
-                    break;
-                }
-            }
-            {
-                let mut o = owners.lock().unwrap_or_else(PoisonError::into_inner);
-                if o.get(&remote) == Some(&owner) {
-                    o.remove(&remote);
-                    speaker.remove_peer(remote);
-                }
-            }
-            // Give a final Stop a moment to leave as a NOTIFICATION.
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            task.abort();
-        });
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = peer_events.recv().await {
-                let ev = match ev {
-                    driver::PeerEvent::StateChanged { from, to } => {
-                        SessionEvent::State { from, to }
-                    }
-                    driver::PeerEvent::Established(n) => SessionEvent::Established(n),
-                    driver::PeerEvent::Update(u) => SessionEvent::Update(u),
-                    driver::PeerEvent::EndOfRib(f) => SessionEvent::EndOfRib(f),
-                    driver::PeerEvent::RouteRefresh(r) => SessionEvent::RouteRefresh(r),
-                    driver::PeerEvent::Down(d) => SessionEvent::Down(d),
-                    driver::PeerEvent::CommandFailed(why) => {
-                        tracing::debug!(peer = %remote, %why, "session command not carried out");
-                        continue;
-                    }
-                };
-                if events.send((id, ev)).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(SessionHandle::new(tx))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn joined(v: Vec<bytes::Bytes>) -> Vec<u8> {
-        v.concat()
-    }
-
-    /// Each member gets every span but those naming it, in order.
-    #[test]
-    fn shared_batches_skip_the_members_own_routes() {
-        let mut batch = SharedBatch::default();
-        batch.push(None, b"all-");
-        batch.push(Some(PeerId(1)), b"from-1-");
-        batch.push(Some(PeerId(2)), b"from-2-");
-        batch.push(Some(PeerId(1)), b"again-1-");
-        batch.push(None, b"tail");
-        batch.seal();
-        assert_eq!(joined(batch.for_peer(PeerId(1))), b"all-from-2-tail");
-        assert_eq!(
-            joined(batch.for_peer(PeerId(2))),
-            b"all-from-1-again-1-tail"
-        );
-        assert_eq!(
-            joined(batch.for_peer(PeerId(3))),
-            b"all-from-1-from-2-again-1-tail"
-        );
-        // One chunk, shared: a member's share is slices of it, not copies.
-        assert_eq!(batch.for_peer(PeerId(3)).len(), 1);
-        assert_eq!(batch.for_peer(PeerId(1)).len(), 3);
-    }
-
-    /// Spans land in whole chunks: large batches split between appends,
-    /// and skipping works across chunk boundaries.
-    #[test]
-    fn shared_batches_split_into_chunks_between_appends() {
-        let mut batch = SharedBatch::default();
-        let big = vec![7u8; SharedBatch::CHUNK - 10];
-        batch.push(None, &big);
-        batch.push(Some(PeerId(1)), b"0123456789abcdef");
-        batch.push(None, b"end");
-        batch.seal();
-        assert_eq!(batch.chunks.len(), 2);
-        let mut want = big.clone();
-        want.extend_from_slice(b"end");
-        assert_eq!(joined(batch.for_peer(PeerId(1))), want);
-        let mut all = big;
-        all.extend_from_slice(b"0123456789abcdefend");
-        assert_eq!(joined(batch.for_peer(PeerId(2))), all);
-        // A skip at a chunk's start leaves only its tail of that chunk.
-        assert_eq!(batch.for_peer(PeerId(1)).len(), 2);
-        // Nothing to send is an empty list (the forwarder then sends nothing).
-        let mut only = SharedBatch::default();
-        only.push(Some(PeerId(4)), b"x");
-        only.seal();
-        assert!(only.for_peer(PeerId(4)).is_empty());
+        let slot = Slot {
+            speaker,
+            owners,
+            remote,
+            owner,
+            task: Some(peer.task),
+        };
+        Ok(SessionHandle {
+            tx: Tx::Peer {
+                tx: peer.commands,
+                _slot: slot,
+            },
+        })
     }
 }

@@ -6,7 +6,10 @@
 //! runs in its own task ([`Speaker::add_peer`]), a thin loop that feeds the
 //! session bytes, timer expiries and commands, and carries out its actions.
 //! The daemon talks to a peer through a [`PeerHandle`]: [`PeerCommand`]s in,
-//! [`PeerEvent`]s out.
+//! [`PeerEvent`]s out. A daemon with thousands of peers uses
+//! [`Speaker::add_peer_tagged`] instead: every peer's events go to one
+//! channel, tagged, and commands go straight to the peer task, so a peer
+//! costs one task and no channels of its own beyond its connection's.
 //!
 //! Writes go through a per-connection writer task with two queues: OPEN,
 //! KEEPALIVE and NOTIFICATION on an urgent queue that is always served
@@ -15,6 +18,9 @@
 
 mod conn;
 mod peer;
+mod shared;
+
+pub use shared::SharedUpdates;
 
 use std::collections::HashMap;
 use std::io;
@@ -112,6 +118,9 @@ pub enum PeerCommand {
     /// one command (and leave in one vectored write) so a reflector's many
     /// small batches cost one hand-over per peer, not one each.
     SendEncoded(Vec<Bytes>),
+    /// An update group's batch: this peer sends all of it but the spans
+    /// that came from itself.
+    SendShared(Arc<SharedUpdates>),
     /// Ask the peer to resend its routes of a family (RFC 2918).
     RouteRefresh(Family),
 }
@@ -147,6 +156,16 @@ pub struct PeerHandle {
     /// Bounded: a peer whose socket is backed up stops taking commands.
     pub commands: mpsc::Sender<PeerCommand>,
     pub events: mpsc::Receiver<PeerEvent>,
+    pub task: JoinHandle<()>,
+}
+
+/// The daemon's side of a peer started with [`Speaker::add_peer_tagged`].
+#[derive(Debug)]
+pub struct TaggedPeer {
+    pub remote: IpAddr,
+    /// Unbounded: the daemon never waits on a peer. The peer task stops
+    /// taking commands while its socket is backed up, so they wait here.
+    pub commands: mpsc::UnboundedSender<PeerCommand>,
     pub task: JoinHandle<()>,
 }
 
@@ -226,36 +245,17 @@ impl Speaker {
     /// Starts a peer task. The session stays Idle until
     /// [`PeerCommand::Start`].
     pub fn add_peer(&self, cfg: PeerConfig) -> io::Result<PeerHandle> {
-        let remote = sockopt::canonical(cfg.remote);
-        cfg.session.validate().map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("peer {remote}: {e}"))
-        })?;
-        let (in_tx, in_rx) = mpsc::channel(4);
-        {
-            let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-            if peers.contains_key(&remote) {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("peer {remote} is already configured"),
-                ));
-            }
-            for l in &self.listeners {
-                if let Some(pw) = &cfg.md5_password {
-                    sockopt::set_tcp_md5(l.as_ref(), remote, Some(pw.as_bytes()))?;
-                }
-            }
-            peers.insert(
-                remote,
-                PeerSlot {
-                    incoming: in_tx,
-                    md5: cfg.md5_password.clone(),
-                },
-            );
-        }
+        let (remote, in_rx) = self.register(&cfg)?;
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let (status_tx, status) = tokio::sync::watch::channel(PeerStatus::default());
-        let task = tokio::spawn(peer::run(cfg, in_rx, cmd_rx, ev_tx, status_tx));
+        let task = tokio::spawn(peer::run(
+            cfg,
+            in_rx,
+            peer::Commands::Bounded(cmd_rx),
+            peer::Sink::<()>::Own(ev_tx),
+            Some(status_tx),
+        ));
         Ok(PeerHandle {
             remote,
             status,
@@ -263,6 +263,64 @@ impl Speaker {
             events: ev_rx,
             task,
         })
+    }
+
+    /// Starts a peer task whose events go to the shared `events` channel,
+    /// each with `tag`. Bounded: while the daemon is behind, peers hold a
+    /// few events and then stop reading their sockets, so TCP pushes back
+    /// on senders instead of parsed routes piling up in memory.
+    pub fn add_peer_tagged<T>(
+        &self,
+        cfg: PeerConfig,
+        tag: T,
+        events: mpsc::Sender<(T, PeerEvent)>,
+    ) -> io::Result<TaggedPeer>
+    where
+        T: Copy + Send + Sync + 'static,
+    {
+        let (remote, in_rx) = self.register(&cfg)?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(peer::run(
+            cfg,
+            in_rx,
+            peer::Commands::Unbounded(cmd_rx),
+            peer::Sink::Tagged(tag, events),
+            None,
+        ));
+        Ok(TaggedPeer {
+            remote,
+            commands: cmd_tx,
+            task,
+        })
+    }
+
+    /// Checks the configuration and takes the listener slot for its address.
+    fn register(&self, cfg: &PeerConfig) -> io::Result<(IpAddr, mpsc::Receiver<TcpStream>)> {
+        let remote = sockopt::canonical(cfg.remote);
+        cfg.session.validate().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("peer {remote}: {e}"))
+        })?;
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if peers.contains_key(&remote) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("peer {remote} is already configured"),
+            ));
+        }
+        for l in &self.listeners {
+            if let Some(pw) = &cfg.md5_password {
+                sockopt::set_tcp_md5(l.as_ref(), remote, Some(pw.as_bytes()))?;
+            }
+        }
+        peers.insert(
+            remote,
+            PeerSlot {
+                incoming: in_tx,
+                md5: cfg.md5_password.clone(),
+            },
+        );
+        Ok((remote, in_rx))
     }
 
     /// Forgets a peer: its connections are no longer accepted and its

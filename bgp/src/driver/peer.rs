@@ -14,6 +14,7 @@ use super::conn::{self, ConnIo, NetEvent};
 use super::{PeerCommand, PeerConfig, PeerEvent, PeerStatus};
 use crate::fsm::{Action, ConnectionId, Event, Session};
 use crate::notification::{Notification, cease};
+use crate::sockopt;
 
 /// Above this many bulk octets queued for the socket, stop taking commands.
 const BULK_HIGH_WATER: usize = 4 << 20;
@@ -21,8 +22,57 @@ const BULK_HIGH_WATER: usize = 4 << 20;
 /// otherwise queue here by the thousand per peer, and what waits upstream
 /// (one shared batch per pump) is far cheaper than what waits here.
 const BULK_HIGH_BUFFERS: usize = 512;
-/// Events held for a daemon that is not reading; then reads pause.
-const EVENT_BACKLOG: usize = 4096;
+/// Events held for a daemon that is not reading; then reads pause. Small:
+/// one UPDATE event holds up to 4 KiB of parsed routes, and what waits in
+/// the peer's socket costs this process nothing.
+const EVENT_BACKLOG: usize = 64;
+
+/// Where commands come from: a bounded channel (the per-peer handle) or an
+/// unbounded one (tagged peers, whose daemon must never wait on a peer).
+pub(super) enum Commands {
+    Bounded(mpsc::Receiver<PeerCommand>),
+    Unbounded(mpsc::UnboundedReceiver<PeerCommand>),
+}
+
+impl Commands {
+    async fn recv(&mut self) -> Option<PeerCommand> {
+        match self {
+            Commands::Bounded(rx) => rx.recv().await,
+            Commands::Unbounded(rx) => rx.recv().await,
+        }
+    }
+}
+
+/// Where events go: the peer's own channel, or one shared by many peers
+/// with each event tagged.
+pub(super) enum Sink<T> {
+    Own(mpsc::Sender<PeerEvent>),
+    Tagged(T, mpsc::Sender<(T, PeerEvent)>),
+}
+
+enum Permit<'a, T> {
+    Own(mpsc::Permit<'a, PeerEvent>),
+    Tagged(T, mpsc::Permit<'a, (T, PeerEvent)>),
+}
+
+impl<T: Copy> Sink<T> {
+    /// Waits for room for one event; `None` when nobody listens any more.
+    async fn reserve(&self) -> Option<Permit<'_, T>> {
+        match self {
+            Sink::Own(tx) => tx.reserve().await.ok().map(Permit::Own),
+            Sink::Tagged(tag, tx) => tx.reserve().await.ok().map(|p| Permit::Tagged(*tag, p)),
+        }
+    }
+}
+
+impl<T> Permit<'_, T> {
+    fn send(self, ev: PeerEvent) {
+        match self {
+            Permit::Own(p) => p.send(ev),
+            Permit::Tagged(tag, p) => p.send((tag, ev)),
+        }
+    }
+}
 
 fn now() -> Instant {
     TokioInstant::now().into_std()
@@ -30,6 +80,8 @@ fn now() -> Instant {
 
 struct Peer {
     cfg: PeerConfig,
+    /// The peer's address as shared batches name it.
+    remote: std::net::IpAddr,
     session: Session,
     conns: HashMap<ConnectionId, ConnIo>,
     connecting: HashMap<ConnectionId, JoinHandle<()>>,
@@ -39,12 +91,12 @@ struct Peer {
     events: VecDeque<PeerEvent>,
 }
 
-pub(super) async fn run(
+pub(super) async fn run<T: Copy + Send + Sync + 'static>(
     cfg: PeerConfig,
     incoming: mpsc::Receiver<TcpStream>,
-    commands: mpsc::Receiver<PeerCommand>,
-    events: mpsc::Sender<PeerEvent>,
-    status: tokio::sync::watch::Sender<PeerStatus>,
+    commands: Commands,
+    events: Sink<T>,
+    status: Option<tokio::sync::watch::Sender<PeerStatus>>,
 ) {
     let span = info_span!("peer", remote = %cfg.remote);
     run_inner(cfg, incoming, commands, events, status)
@@ -52,17 +104,18 @@ pub(super) async fn run(
         .await;
 }
 
-async fn run_inner(
+async fn run_inner<T: Copy + Send + Sync + 'static>(
     cfg: PeerConfig,
     mut incoming: mpsc::Receiver<TcpStream>,
-    mut commands: mpsc::Receiver<PeerCommand>,
-    events_tx: mpsc::Sender<PeerEvent>,
-    status: tokio::sync::watch::Sender<PeerStatus>,
+    mut commands: Commands,
+    events_tx: Sink<T>,
+    status: Option<tokio::sync::watch::Sender<PeerStatus>>,
 ) {
     let (data_tx, mut data_rx) = mpsc::channel(64);
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
     let mut p = Peer {
         session: Session::new(cfg.session.clone()),
+        remote: sockopt::canonical(cfg.remote),
         cfg,
         conns: HashMap::new(),
         connecting: HashMap::new(),
@@ -73,16 +126,18 @@ async fn run_inner(
     let mut incoming_open = true;
     loop {
         p.carry_out();
-        status.send_if_modified(|s| {
-            let state = Some(p.session.state());
-            let stats = p.session.stats();
-            if s.state == state && s.stats == *stats {
-                return false;
-            }
-            s.state = state;
-            s.stats.clone_from(stats);
-            true
-        });
+        if let Some(status) = &status {
+            status.send_if_modified(|s| {
+                let state = Some(p.session.state());
+                let stats = p.session.stats();
+                if s.state == state && s.stats == *stats {
+                    return false;
+                }
+                s.state = state;
+                s.stats.clone_from(stats);
+                true
+            });
+        }
         let deadline = p.session.poll_timeout().map(TokioInstant::from_std);
         let take_commands =
             p.bulk_backlog() < BULK_HIGH_WATER && p.bulk_buffers() < BULK_HIGH_BUFFERS;
@@ -92,13 +147,13 @@ async fn run_inner(
             Some(ev) = ctl_rx.recv() => p.on_net(ev),
             _ = sleep_until(deadline) => p.session.handle_event(now(), Event::Timer),
             permit = events_tx.reserve(), if !p.events.is_empty() => match permit {
-                Ok(permit) => {
+                Some(permit) => {
                     if let Some(ev) = p.events.pop_front() {
                         permit.send(ev);
                     }
                 }
                 // Nobody listens any more: treat like a dropped handle.
-                Err(_) => p.events.clear(),
+                None => p.events.clear(),
             },
             Some(ev) = data_rx.recv(), if take_data => p.on_net(ev),
             s = incoming.recv(), if incoming_open => match s {
@@ -212,6 +267,12 @@ impl Peer {
                 .iter()
                 .try_for_each(|u| self.session.send_update(t, u)),
             PeerCommand::SendEncoded(buffers) => buffers
+                .into_iter()
+                .try_for_each(|b| self.session.send_raw(t, b)),
+            // Only now, when this peer takes it, does the batch become its
+            // list of buffers.
+            PeerCommand::SendShared(batch) => batch
+                .for_peer(self.remote)
                 .into_iter()
                 .try_for_each(|b| self.session.send_raw(t, b)),
             PeerCommand::RouteRefresh(family) => self.session.request_route_refresh(t, family),
