@@ -482,10 +482,28 @@ fn owner() -> Result<Owner, Status> {
     Owner::new(GOBGP_OWNER).map_err(Status::internal)
 }
 
-type PeerStream = Pin<Box<dyn Stream<Item = Result<g::ListPeerResponse, Status>> + Send + 'static>>;
-type PathStream = Pin<Box<dyn Stream<Item = Result<g::ListPathResponse, Status>> + Send + 'static>>;
-type EventStream =
-    Pin<Box<dyn Stream<Item = Result<g::WatchEventResponse, Status>> + Send + 'static>>;
+/// A server stream of `T`, as GoBGP's list calls answer.
+type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+type PeerStream = ItemStream<g::ListPeerResponse>;
+type PathStream = ItemStream<g::ListPathResponse>;
+type EventStream = ItemStream<g::WatchEventResponse>;
+
+/// Answers a list call with `items`, already gathered, one message each.
+fn streamed<T: Send + 'static>(items: impl Iterator<Item = T>) -> Response<ItemStream<T>> {
+    let items: Vec<Result<T, Status>> = items.map(Ok).collect();
+    Response::new(Box::pin(tokio_stream::iter(items)))
+}
+
+/// tabbyd keeps one table (no VRFs): `verb` says what the call would do.
+fn global_table_only(table_type: i32, verb: &str) -> Result<(), Status> {
+    if table_type == g::TableType::Global as i32 {
+        Ok(())
+    } else {
+        Err(Status::unimplemented(format!(
+            "tabbyd {verb} the global table only (no VRFs)"
+        )))
+    }
+}
 
 impl GobgpService {
     async fn local_as(&self) -> u32 {
@@ -517,6 +535,37 @@ impl GobgpService {
                 return Ok(out);
             }
         }
+    }
+
+    /// The routes of `family` matching `filter` in GoBGP's table
+    /// `table_type`: the global table (Loc-RIB), or peer `name`'s adj-in or
+    /// adj-out.
+    async fn table_routes(
+        &self,
+        table_type: i32,
+        name: &str,
+        family: Family,
+        filter: Option<(IpNet, PrefixMatch)>,
+    ) -> Result<Vec<Route>, Status> {
+        let rib = match g::TableType::try_from(table_type) {
+            Ok(g::TableType::Global) => return self.all_routes(family, filter).await,
+            Ok(g::TableType::AdjIn) => AdjRib::In,
+            Ok(g::TableType::AdjOut) => AdjRib::Out,
+            _ => {
+                return Err(Status::unimplemented(
+                    "tabbyd has the global, adj-in and adj-out tables only",
+                ));
+            }
+        };
+        let peer = parse_peer_addr("neighbor address", name)?;
+        let mut routes = self.core.list_adj_rib(peer, rib, family).await?;
+        if let Some((net, m)) = filter {
+            routes.retain(|r| match m {
+                PrefixMatch::Exact => r.prefix == net,
+                PrefixMatch::Longer => net.contains(&r.prefix),
+            });
+        }
+        Ok(routes)
     }
 }
 
@@ -728,17 +777,9 @@ impl g::gobgp_api_server::GobgpApi for GobgpService {
                 Err(e) => return Err(e.into()),
             }
         };
-        let items: Vec<Result<g::ListPeerResponse, Status>> = peers
-            .iter()
-            .map(|p| {
-                Ok(g::ListPeerResponse {
-                    peer: Some(peer_pb(p, local_as)),
-                })
-            })
-            .collect();
-        Ok(Response::new(
-            Box::pin(tokio_stream::iter(items)) as PeerStream
-        ))
+        Ok(streamed(peers.iter().map(|p| g::ListPeerResponse {
+            peer: Some(peer_pb(p, local_as)),
+        })))
     }
 
     async fn reset_peer(&self, req: Request<g::ResetPeerRequest>) -> Result<Response<()>, Status> {
@@ -793,11 +834,7 @@ impl g::gobgp_api_server::GobgpApi for GobgpService {
         req: Request<g::AddPathRequest>,
     ) -> Result<Response<g::AddPathResponse>, Status> {
         let req = req.into_inner();
-        if req.table_type != g::TableType::Global as i32 {
-            return Err(Status::unimplemented(
-                "tabbyd adds paths to the global table only (no VRFs)",
-            ));
-        }
+        global_table_only(req.table_type, "adds paths to")?;
         let path = req
             .path
             .ok_or_else(|| Status::invalid_argument("path is missing"))?;
@@ -811,11 +848,7 @@ impl g::gobgp_api_server::GobgpApi for GobgpService {
         req: Request<g::DeletePathRequest>,
     ) -> Result<Response<()>, Status> {
         let req = req.into_inner();
-        if req.table_type != g::TableType::Global as i32 {
-            return Err(Status::unimplemented(
-                "tabbyd deletes paths from the global table only (no VRFs)",
-            ));
-        }
+        global_table_only(req.table_type, "deletes paths from")?;
         let Some(path) = req.path else {
             return Err(Status::unimplemented(
                 "deleting by family or uuid is not supported by tabbyd: give the prefix (gobgp global rib del PREFIX)",
@@ -838,41 +871,12 @@ impl g::gobgp_api_server::GobgpApi for GobgpService {
         let family = family_from_pb(req.family.as_ref())?;
         let filter = lookup_filter(&req.prefixes)?;
         let local_as = self.local_as().await;
-        let routes = match g::TableType::try_from(req.table_type) {
-            Ok(g::TableType::Global) => self.all_routes(family, filter).await?,
-            Ok(t @ (g::TableType::AdjIn | g::TableType::AdjOut)) => {
-                let peer = parse_peer_addr("neighbor address", &req.name)?;
-                let rib = if t == g::TableType::AdjIn {
-                    AdjRib::In
-                } else {
-                    AdjRib::Out
-                };
-                let mut routes = self.core.list_adj_rib(peer, rib, family).await?;
-                if let Some((net, m)) = filter {
-                    routes.retain(|r| match m {
-                        PrefixMatch::Exact => r.prefix == net,
-                        PrefixMatch::Longer => net.contains(&r.prefix),
-                    });
-                }
-                routes
-            }
-            _ => {
-                return Err(Status::unimplemented(
-                    "tabbyd has the global, adj-in and adj-out tables only",
-                ));
-            }
-        };
-        let items: Vec<Result<g::ListPathResponse, Status>> = routes
-            .iter()
-            .map(|r| {
-                Ok(g::ListPathResponse {
-                    destination: Some(destination(r, local_as)),
-                })
-            })
-            .collect();
-        Ok(Response::new(
-            Box::pin(tokio_stream::iter(items)) as PathStream
-        ))
+        let routes = self
+            .table_routes(req.table_type, &req.name, family, filter)
+            .await?;
+        Ok(streamed(routes.iter().map(|r| g::ListPathResponse {
+            destination: Some(destination(r, local_as)),
+        })))
     }
 
     async fn get_table(
@@ -881,23 +885,9 @@ impl g::gobgp_api_server::GobgpApi for GobgpService {
     ) -> Result<Response<g::GetTableResponse>, Status> {
         let req = req.into_inner();
         let family = family_from_pb(req.family.as_ref())?;
-        let routes = match g::TableType::try_from(req.table_type) {
-            Ok(g::TableType::Global) => self.all_routes(family, None).await?,
-            Ok(t @ (g::TableType::AdjIn | g::TableType::AdjOut)) => {
-                let peer = parse_peer_addr("neighbor address", &req.name)?;
-                let rib = if t == g::TableType::AdjIn {
-                    AdjRib::In
-                } else {
-                    AdjRib::Out
-                };
-                self.core.list_adj_rib(peer, rib, family).await?
-            }
-            _ => {
-                return Err(Status::unimplemented(
-                    "tabbyd has the global, adj-in and adj-out tables only",
-                ));
-            }
-        };
+        let routes = self
+            .table_routes(req.table_type, &req.name, family, None)
+            .await?;
         let paths: usize = routes.iter().map(|r| r.paths.len()).sum();
         Ok(Response::new(g::GetTableResponse {
             num_destination: routes.len() as u64,
@@ -917,6 +907,21 @@ fn table_event(paths: Vec<g::Path>) -> g::WatchEventResponse {
     }
 }
 
+/// Sends a snapshot of the table in events of up to 256 paths; false once
+/// the watcher has gone.
+async fn send_table(tx: &EvTx, routes: &[(IpNet, Path)], local_as: u32) -> bool {
+    for chunk in routes.chunks(256) {
+        let paths = chunk
+            .iter()
+            .map(|(p, best)| path_pb(p, best, local_as))
+            .collect();
+        if tx.send(Ok(table_event(paths))).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 /// `gobgp monitor global rib`: optional current table, then changes. GoBGP
 /// has no resync signal, so a lagging watcher gets the current table again.
 async fn table_events(
@@ -929,16 +934,8 @@ async fn table_events(
     let crate::model::RouteWatch { start, mut updates } = watch;
     let mut last = match start {
         RouteWatchStart::Snapshot { sequence, routes } => {
-            if init {
-                for chunk in routes.chunks(256) {
-                    let paths = chunk
-                        .iter()
-                        .map(|(p, best)| path_pb(p, best, local_as))
-                        .collect();
-                    if tx.send(Ok(table_event(paths))).await.is_err() {
-                        return;
-                    }
-                }
+            if init && !send_table(&tx, &routes, local_as).await {
+                return;
             }
             sequence
         }
@@ -967,14 +964,8 @@ async fn table_events(
                     updates = u;
                     if let RouteWatchStart::Snapshot { sequence, routes } = start {
                         last = sequence;
-                        for chunk in routes.chunks(256) {
-                            let paths = chunk
-                                .iter()
-                                .map(|(p, best)| path_pb(p, best, local_as))
-                                .collect();
-                            if tx.send(Ok(table_event(paths))).await.is_err() {
-                                return;
-                            }
+                        if !send_table(&tx, &routes, local_as).await {
+                            return;
                         }
                     }
                 }

@@ -17,19 +17,22 @@ fn gobgp_path() -> &'static str {
     p
 }
 
-/// Runs `gobgp -u 127.0.0.1 -p PORT ARGS...`; returns (success, stdout+stderr).
-async fn gobgp(port: u16, args: &[&str]) -> (bool, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::process::Command::new(gobgp_path())
-            .args(["-u", "127.0.0.1", "-p", &port.to_string()])
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("gobgp finished within 20s")
-    .expect("gobgp ran");
+/// `gobgp -u 127.0.0.1 -p PORT ARGS...`, the arguments written as one
+/// command line (`"neighbor 198.18.0.2 reset"`).
+fn gobgp_command(port: u16, args: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(gobgp_path());
+    cmd.args(["-u", "127.0.0.1", "-p", &port.to_string()])
+        .args(args.split_whitespace())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs [`gobgp_command`]; returns (success, stdout+stderr).
+async fn gobgp(port: u16, args: &str) -> (bool, String) {
+    let out = tokio::time::timeout(Duration::from_secs(20), gobgp_command(port, args).output())
+        .await
+        .expect("gobgp finished within 20s")
+        .expect("gobgp ran");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -38,9 +41,9 @@ async fn gobgp(port: u16, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-async fn ok(port: u16, args: &[&str]) -> String {
+async fn ok(port: u16, args: &str) -> String {
     let (success, text) = gobgp(port, args).await;
-    assert!(success, "gobgp {args:?} failed:\n{text}");
+    assert!(success, "gobgp {args} failed:\n{text}");
     text
 }
 
@@ -60,11 +63,11 @@ async fn global_and_neighbors() {
     core.add_test_peer("198.18.0.2", 64513, SessionState::Established);
     core.add_test_peer("198.18.0.3", 64514, SessionState::Active);
 
-    let g = ok(port, &["global"]).await;
+    let g = ok(port, "global").await;
     assert!(g.contains("AS:        64512"), "{g}");
     assert!(g.contains("Router-ID: 198.18.0.1"), "{g}");
 
-    let n = ok(port, &["neighbor"]).await;
+    let n = ok(port, "neighbor").await;
     let lines: Vec<&str> = n.lines().collect();
     assert!(
         lines[0].contains("Peer") && lines[0].contains("#Received"),
@@ -84,7 +87,7 @@ async fn global_and_neighbors() {
         .expect("peer .3 listed");
     assert!(act.contains("Active"), "{act}");
 
-    let d = ok(port, &["neighbor", "198.18.0.2"]).await;
+    let d = ok(port, "neighbor 198.18.0.2").await;
     assert!(
         d.contains("BGP neighbor is 198.18.0.2, remote AS 64513"),
         "{d}"
@@ -93,68 +96,59 @@ async fn global_and_neighbors() {
     assert!(d.contains("remote router ID 198.18.0.2"), "{d}");
     assert!(d.contains("Received:               3"), "{d}");
 
-    let (success, missing) = gobgp(port, &["neighbor", "198.18.0.99"]).await;
+    let (success, missing) = gobgp(port, "neighbor 198.18.0.99").await;
     assert!(
         !success && missing.contains("not found neighbor 198.18.0.99"),
         "{missing}"
     );
 
-    ok(port, &["neighbor", "add", "198.18.0.4", "as", "65001"]).await;
-    let n = ok(port, &["neighbor"]).await;
+    ok(port, "neighbor add 198.18.0.4 as 65001").await;
+    let n = ok(port, "neighbor").await;
     assert!(
         n.lines()
             .any(|l| l.starts_with("198.18.0.4") && l.contains("65001")),
         "{n}"
     );
-    let (success, dup) = gobgp(port, &["neighbor", "add", "198.18.0.4", "as", "65001"]).await;
+    let (success, dup) = gobgp(port, "neighbor add 198.18.0.4 as 65001").await;
     assert!(!success && dup.contains("already configured"), "{dup}");
-    ok(port, &["neighbor", "del", "198.18.0.4"]).await;
-    let n = ok(port, &["neighbor"]).await;
+    ok(port, "neighbor del 198.18.0.4").await;
+    let n = ok(port, "neighbor").await;
     assert!(!n.contains("198.18.0.4"), "{n}");
-    let (success, del) = gobgp(port, &["neighbor", "del", "198.18.0.4"]).await;
+    let (success, del) = gobgp(port, "neighbor del 198.18.0.4").await;
     assert!(!success && del.contains("no peer 198.18.0.4"), "{del}");
 
-    ok(port, &["neighbor", "198.18.0.2", "reset"]).await;
-    ok(port, &["neighbor", "198.18.0.2", "softresetin"]).await;
-    ok(port, &["neighbor", "198.18.0.2", "softreset"]).await;
+    ok(port, "neighbor 198.18.0.2 reset").await;
+    ok(port, "neighbor 198.18.0.2 softresetin").await;
+    ok(port, "neighbor 198.18.0.2 softreset").await;
     let calls = core.calls();
-    assert!(
-        calls.iter().any(|c| c.starts_with("reset 198.18.0.2 Hard")),
-        "{calls:?}"
-    );
-    assert!(
-        calls
-            .iter()
-            .any(|c| c.starts_with("reset 198.18.0.2 SoftIn")),
-        "{calls:?}"
-    );
-    assert!(
-        calls
-            .iter()
-            .any(|c| c.starts_with("reset 198.18.0.2 SoftBoth")),
-        "{calls:?}"
-    );
+    for kind in ["Hard", "SoftIn", "SoftBoth"] {
+        let call = format!("reset 198.18.0.2 {kind}");
+        assert!(
+            calls.iter().any(|c| c.starts_with(&call)),
+            "no {call}: {calls:?}"
+        );
+    }
 
-    ok(port, &["neighbor", "198.18.0.2", "disable"]).await;
-    let n = ok(port, &["neighbor"]).await;
+    ok(port, "neighbor 198.18.0.2 disable").await;
+    let n = ok(port, "neighbor").await;
     assert!(
         n.lines()
             .any(|l| l.starts_with("198.18.0.2") && l.contains("Idle(Admin)")),
         "{n}"
     );
-    ok(port, &["neighbor", "198.18.0.2", "enable"]).await;
+    ok(port, "neighbor 198.18.0.2 enable").await;
     assert!(core.state().peers.values().all(|p| p.enabled));
 
     // IPv6 peers are listed and shown too.
     core.add_test_peer("2001:db8::2", 64515, SessionState::Established);
-    let d = ok(port, &["neighbor", "2001:db8::2"]).await;
+    let d = ok(port, "neighbor 2001:db8::2").await;
     assert!(
         d.contains("BGP neighbor is 2001:db8::2, remote AS 64515"),
         "{d}"
     );
 
     // Outside the subset: UNIMPLEMENTED, reported by the CLI.
-    let (success, vrf) = gobgp(port, &["vrf"]).await;
+    let (success, vrf) = gobgp(port, "vrf").await;
     assert!(
         !success && vrf.to_lowercase().contains("unimplemented"),
         "{vrf}"
@@ -171,19 +165,10 @@ async fn global_rib_add_show_del() {
 
     ok(
         port,
-        &[
-            "global",
-            "rib",
-            "add",
-            "100.64.1.0/24",
-            "nexthop",
-            "198.18.0.2",
-            "community",
-            "65000:1",
-        ],
+        "global rib add 100.64.1.0/24 nexthop 198.18.0.2 community 65000:1",
     )
     .await;
-    let rib = ok(port, &["global", "rib", "-a", "ipv4"]).await;
+    let rib = ok(port, "global rib -a ipv4").await;
     let line = rib
         .lines()
         .find(|l| l.contains("100.64.1.0/24"))
@@ -207,45 +192,34 @@ async fn global_rib_add_show_del() {
         vec!["100.64.1.0/24 gobgp-api".to_string()]
     );
 
-    let v6 = ok(port, &["global", "rib", "-a", "ipv6"]).await;
+    let v6 = ok(port, "global rib -a ipv6").await;
     assert!(v6.contains("2001:db8:1000::/48"), "{v6}");
     assert!(!v6.contains("100.64.1.0/24"), "{v6}");
 
-    let summary = ok(port, &["global", "rib", "summary"]).await;
+    let summary = ok(port, "global rib summary").await;
     assert!(
         summary.contains("AFI_IP") && summary.contains("Destination: 2, Path: 2"),
         "{summary}"
     );
 
-    let one = ok(port, &["global", "rib", "100.64.1.0/24"]).await;
+    let one = ok(port, "global rib 100.64.1.0/24").await;
     assert!(
         one.contains("100.64.1.0/24") && !one.contains("198.19.7.0"),
         "{one}"
     );
 
     // Bad input is refused with a message, not a crash.
-    let (success, bad) = gobgp(
-        port,
-        &[
-            "global",
-            "rib",
-            "add",
-            "100.64.1.0/24",
-            "nexthop",
-            "2001:db8::1",
-        ],
-    )
-    .await;
+    let (success, bad) = gobgp(port, "global rib add 100.64.1.0/24 nexthop 2001:db8::1").await;
     assert!(!success && bad.contains("family"), "{bad}");
 
-    ok(port, &["global", "rib", "del", "100.64.1.0/24"]).await;
-    let rib = ok(port, &["global", "rib", "-a", "ipv4"]).await;
+    ok(port, "global rib del 100.64.1.0/24").await;
+    let rib = ok(port, "global rib -a ipv4").await;
     assert!(!rib.contains("100.64.1.0/24"), "{rib}");
     assert!(core.state().local.is_empty());
 
-    let adj = ok(port, &["neighbor", "198.18.0.2", "adj-in"]).await;
+    let adj = ok(port, "neighbor 198.18.0.2 adj-in").await;
     assert!(adj.contains("198.19.7.0/24"), "{adj}");
-    let out = ok(port, &["neighbor", "198.18.0.2", "adj-out"]).await;
+    let out = ok(port, "neighbor 198.18.0.2 adj-out").await;
     assert!(
         out.contains("Network not in table") || !out.contains("198.19.7.0/24"),
         "{out}"
@@ -257,32 +231,18 @@ async fn global_rib_add_show_del() {
 async fn monitor_global_rib_and_neighbor() {
     let (core, srv, port) = start().await;
     core.add_test_peer("198.18.0.2", 64513, SessionState::Active);
-    let spawn = |args: &[&str]| {
-        tokio::process::Command::new(gobgp_path())
-            .args(["-u", "127.0.0.1", "-p", &port.to_string()])
-            .args(args)
+    let spawn = |args: &str| {
+        gobgp_command(port, args)
             .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn gobgp monitor")
     };
-    let mut rib = spawn(&["monitor", "global", "rib"]);
-    let mut neigh = spawn(&["monitor", "neighbor", "198.18.0.2"]);
+    let mut rib = spawn("monitor global rib");
+    let mut neigh = spawn("monitor neighbor 198.18.0.2");
     // Let both subscribe.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    ok(
-        port,
-        &[
-            "global",
-            "rib",
-            "add",
-            "100.64.2.0/24",
-            "nexthop",
-            "198.18.0.2",
-        ],
-    )
-    .await;
-    ok(port, &["global", "rib", "del", "100.64.2.0/24"]).await;
+    ok(port, "global rib add 100.64.2.0/24 nexthop 198.18.0.2").await;
+    ok(port, "global rib del 100.64.2.0/24").await;
     core.set_peer_state("198.18.0.2", SessionState::Established);
     tokio::time::sleep(Duration::from_millis(700)).await;
     let _ = rib.start_kill();
