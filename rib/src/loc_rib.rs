@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::attrs::RouteAttrs;
 use crate::decision::{RankKey, multipath_equal, resolve_med};
 use crate::hash::PrefixMap;
@@ -49,8 +51,9 @@ impl Path {
 /// One prefix of the Loc-RIB.
 #[derive(Debug, Default)]
 pub(crate) struct Dest {
-    /// In decision order (best first) after every [`Dest::decide`].
-    pub paths: Vec<Path>,
+    /// In decision order (best first) after every [`Dest::decide`]. Most
+    /// prefixes have one path, held inline.
+    pub paths: SmallVec<[Path; 1]>,
     /// Size of the ECMP set at the head of `paths` (0: no usable path).
     pub ecmp: u8,
     /// Queued for export processing.

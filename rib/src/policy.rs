@@ -208,6 +208,15 @@ pub struct PolicyResult {
 }
 
 impl Match {
+    /// Whether the outcome depends on the route's prefix.
+    pub fn reads_prefix(&self) -> bool {
+        match self {
+            Match::Cidr { .. } | Match::PrefixRange { .. } | Match::PrefixLen { .. } => true,
+            Match::Not(m) => m.reads_prefix(),
+            _ => false,
+        }
+    }
+
     fn holds(&self, r: &RouteCtx<'_>) -> bool {
         match self {
             Match::Cidr { op, cidr } => {
@@ -287,6 +296,14 @@ impl Action {
 }
 
 impl Policy {
+    /// Whether any rule looks at the prefix: if none does, routes with the
+    /// same attributes and source get the same outcome.
+    pub fn reads_prefix(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.matches.iter().any(Match::reads_prefix))
+    }
+
     pub fn new(name: impl Into<String>, default: Verdict) -> Self {
         Policy {
             name: name.into(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ipnet::IpNet;
+use smallvec::SmallVec;
 use tabby_bgp::attr::{Community, NextHop, Origin};
 use tabby_bgp::capability::Role;
 use tabby_bgp::message::Update;
@@ -163,6 +164,26 @@ impl std::fmt::Debug for Rib {
             .field("local_asn", &self.cfg.local_asn)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+/// What a group exports for one prefix: `(source, source path id, attrs)`
+/// in preference order; one entry unless ADD-PATH.
+pub(crate) type Exported = SmallVec<[(u32, u32, Arc<RouteAttrs>); 1]>;
+
+/// Export results of one pass over a group, by (attributes, source, LLGR
+/// stale, family): a reflector exports a million prefixes that share a few
+/// thousand attribute sets, and each set is modified and interned once.
+/// Only for one pass: the key holds the attributes' address, valid while
+/// the Loc-RIB is not changed.
+#[derive(Default)]
+pub(crate) struct ExportMemo(FastMap<(usize, u32, bool, u8), Option<Arc<RouteAttrs>>>);
+
+impl ExportMemo {
+    /// Whether results may be shared between prefixes: the group's export
+    /// policy, if any, must not look at prefixes.
+    pub(crate) fn usable(key: &GroupKey) -> bool {
+        key.export.0.as_ref().is_none_or(|p| !p.reads_prefix())
     }
 }
 
@@ -1169,13 +1190,15 @@ impl Rib {
                 // A new group starts from the whole Loc-RIB; nobody in it
                 // has received anything yet, so the batch is discarded.
                 let mut scratch = Batcher::default();
+                let mut memo = ExportMemo::default();
+                let use_memo = ExportMemo::usable(&g.key);
                 let prefixes: Vec<IpNet> = self
                     .tables
                     .iter()
                     .flat_map(|t| t.dests.keys().copied())
                     .collect();
                 for p in prefixes {
-                    let entries = self.export_entries(&g.key, &p);
+                    let entries = self.export_entries(&g.key, &p, use_memo.then_some(&mut memo));
                     g.apply(p, entries, &mut scratch);
                 }
                 self.groups[gid as usize] = Some(g);
@@ -1236,15 +1259,19 @@ impl Rib {
     }
 
     /// What a group advertises for `prefix` now: best only, or up to N
-    /// eligible paths with ADD-PATH (RFC 7911).
+    /// eligible paths with ADD-PATH (RFC 7911). With `memo`, results are
+    /// reused for paths with the same attributes and source: valid for one
+    /// pass over a group whose export policy ignores prefixes (see
+    /// [`ExportMemo::usable`]).
     pub(crate) fn export_entries(
         &mut self,
         key: &GroupKey,
         prefix: &IpNet,
-    ) -> Vec<(u32, u32, Arc<RouteAttrs>)> {
+        mut memo: Option<&mut ExportMemo>,
+    ) -> Exported {
         let fi = fam_idx(prefix);
         let Some(d) = self.tables[fi].dests.get(prefix) else {
-            return Vec::new();
+            return Exported::new();
         };
         let n = if key.add_path(Family::of(prefix)) {
             key.add_path_max as usize
@@ -1252,9 +1279,9 @@ impl Rib {
             1
         };
         let cluster_id = self.cfg.effective_cluster_id();
-        let mut out = Vec::new();
-        let candidates: Vec<Path> = if d.ecmp == 0 {
-            Vec::new()
+        let mut out = Exported::new();
+        let candidates: SmallVec<[Path; 1]> = if d.ecmp == 0 {
+            SmallVec::new()
         } else {
             d.paths
                 .iter()
@@ -1264,23 +1291,45 @@ impl Rib {
                 .collect()
         };
         for p in candidates {
+            let llgr_stale = p.flags & flag::LLGR_STALE != 0;
+            // Local routes' treatment depends on their prefix's owner.
+            let mkey = (!p.is_local()).then_some({
+                (
+                    Arc::as_ptr(&p.attrs) as usize,
+                    p.source,
+                    llgr_stale,
+                    fi as u8,
+                )
+            });
+            if let (Some(m), Some(k)) = (memo.as_deref(), mkey) {
+                if let Some(hit) = m.0.get(&k) {
+                    if let Some(a) = hit {
+                        out.push((p.source, p.path_id, a.clone()));
+                    }
+                    continue;
+                }
+            }
             let input = ExportInput {
                 prefix,
                 attrs: &p.attrs,
                 source: self.export_source(prefix, &p),
-                llgr_stale: p.flags & flag::LLGR_STALE != 0,
+                llgr_stale,
                 cluster_id,
                 default_local_pref: self.cfg.default_local_pref,
             };
-            match export_route(key, &input) {
-                Ok((ra, _)) => {
-                    let a = self.interner.intern(ra);
-                    out.push((p.source, p.path_id, a));
-                }
+            let result = match export_route(key, &input) {
+                Ok((ra, _)) => Some(self.interner.intern(ra)),
                 Err(crate::export::ExportDenied::TooLarge) => {
                     warn!(%prefix, "route not exported: attributes exceed the peer's message size");
+                    None
                 }
-                Err(_) => {}
+                Err(_) => None,
+            };
+            if let (Some(m), Some(k)) = (memo.as_deref_mut(), mkey) {
+                m.0.insert(k, result.clone());
+            }
+            if let Some(a) = result {
+                out.push((p.source, p.path_id, a));
             }
         }
         out
@@ -1321,8 +1370,10 @@ impl Rib {
                 continue;
             };
             let mut batch = Batcher::default();
+            let mut memo = ExportMemo::default();
+            let use_memo = ExportMemo::usable(&g.key);
             for p in &dirty {
-                let entries = self.export_entries(&g.key, p);
+                let entries = self.export_entries(&g.key, p, use_memo.then_some(&mut memo));
                 g.apply(*p, entries, &mut batch);
             }
             if !batch.is_empty() {

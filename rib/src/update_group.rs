@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use smallvec::SmallVec;
 use tabby_bgp::attr::NextHop;
 use tabby_bgp::message::{MpReach, MpUnreach, Update};
 use tabby_bgp::{Family, Nlri};
@@ -29,13 +30,17 @@ pub(crate) struct AdjOutEntry {
     pub attrs: Arc<RouteAttrs>,
 }
 
+/// What a group advertises for one prefix, in preference order.
+pub(crate) type AdjOut = SmallVec<[AdjOutEntry; 1]>;
+
 #[derive(Debug)]
 pub(crate) struct UpdateGroup {
     pub id: u32,
     pub key: GroupKey,
     /// Member peer slots.
     pub members: FastSet<u32>,
-    pub adj_out: FastMap<IpNet, Vec<AdjOutEntry>>,
+    /// One entry per prefix (inline) unless ADD-PATH sends several.
+    pub adj_out: FastMap<IpNet, AdjOut>,
     next_tx_id: u32,
     /// Paths advertised, per family (IPv4, IPv6): the first entry of each
     /// prefix, or every entry with ADD-PATH.
@@ -131,16 +136,11 @@ impl UpdateGroup {
 
     /// Records the new export result for `prefix` (`new` in preference
     /// order: `(source, source path id, attrs)`), queueing the difference.
-    pub fn apply(
-        &mut self,
-        prefix: IpNet,
-        new: Vec<(u32, u32, Arc<RouteAttrs>)>,
-        batch: &mut Batcher,
-    ) {
+    pub fn apply(&mut self, prefix: IpNet, new: crate::rib::Exported, batch: &mut Batcher) {
         let add_path = self.key.add_path(Family::of(&prefix));
         let old = self.adj_out.remove(&prefix).unwrap_or_default();
         self.count(&prefix, &old, add_path, false);
-        let mut entries: Vec<AdjOutEntry> = Vec::with_capacity(new.len());
+        let mut entries = AdjOut::with_capacity(new.len());
         for (source, src_path_id, attrs) in new {
             let tx_id = if add_path {
                 match old
