@@ -16,13 +16,15 @@ struct Out {
     stderr: String,
 }
 
-async fn tabbyctl(socket: &Path, args: &[&str]) -> Out {
+/// Runs tabbyctl against `socket`, the arguments written as one command
+/// line (`"peers show 198.18.0.2"`).
+async fn tabbyctl(socket: &Path, args: &str) -> Out {
     let out = tokio::time::timeout(
         Duration::from_secs(20),
         tokio::process::Command::new(env!("CARGO_BIN_EXE_tabbyctl"))
             .arg("--api")
             .arg(format!("unix:{}", socket.display()))
-            .args(args)
+            .args(args.split_whitespace())
             .env_remove("TABBY_API")
             .kill_on_drop(true)
             .output(),
@@ -37,19 +39,19 @@ async fn tabbyctl(socket: &Path, args: &[&str]) -> Out {
     }
 }
 
-async fn ok(socket: &Path, args: &[&str]) -> String {
+async fn ok(socket: &Path, args: &str) -> String {
     let o = tabbyctl(socket, args).await;
     assert_eq!(
         o.code, 0,
-        "tabbyctl {args:?} failed: {}{}",
+        "tabbyctl {args} failed: {}{}",
         o.stdout, o.stderr
     );
     o.stdout
 }
 
-async fn fails(socket: &Path, args: &[&str]) -> String {
+async fn fails(socket: &Path, args: &str) -> String {
     let o = tabbyctl(socket, args).await;
-    assert_ne!(o.code, 0, "tabbyctl {args:?} should fail: {}", o.stdout);
+    assert_ne!(o.code, 0, "tabbyctl {args} should fail: {}", o.stdout);
     o.stderr
 }
 
@@ -67,7 +69,7 @@ async fn setup() -> (std::sync::Arc<TestCore>, TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_peers() {
     let (_core, srv) = setup().await;
-    let s = ok(&srv.socket, &["status"]).await;
+    let s = ok(&srv.socket, "status").await;
     assert!(s.contains("router id 198.18.0.1, AS 64512"), "{s}");
     assert!(s.contains("peers: 2 configured, 1 established"), "{s}");
     let header = s
@@ -87,61 +89,33 @@ async fn status_and_peers() {
     );
 
     let json: serde_json::Value =
-        serde_json::from_str(&ok(&srv.socket, &["-o", "json", "status"]).await).expect("json");
+        serde_json::from_str(&ok(&srv.socket, "-o json status").await).expect("json");
     assert_eq!(json["local_as"], 64512);
     assert_eq!(json["peers"][0]["state"], "Established");
     assert_eq!(json["peers"][0]["counters"]["prefixes_received"], 3);
-    let yaml = ok(&srv.socket, &["-o", "yaml", "peers"]).await;
+    let yaml = ok(&srv.socket, "-o yaml peers").await;
     assert!(
         yaml.contains("address: 198.18.0.3") && yaml.contains("state: Active"),
         "{yaml}"
     );
 
-    let show = ok(&srv.socket, &["peers", "show", "198.18.0.2"]).await;
+    let show = ok(&srv.socket, "peers show 198.18.0.2").await;
     assert!(
         show.contains("peer 198.18.0.2 AS 64513") && show.contains("3 received"),
         "{show}"
     );
-    let err = fails(&srv.socket, &["peers", "show", "198.18.0.9"]).await;
+    let err = fails(&srv.socket, "peers show 198.18.0.9").await;
     assert!(err.contains("no peer 198.18.0.9"), "{err}");
 
-    let added = ok(
-        &srv.socket,
-        &[
-            "peers",
-            "add",
-            "198.18.0.4",
-            "--as",
-            "65001",
-            "--hold-time",
-            "9",
-        ],
-    )
-    .await;
+    let added = ok(&srv.socket, "peers add 198.18.0.4 --as 65001 --hold-time 9").await;
     assert!(added.contains("peer 198.18.0.4 AS 65001 (api)"), "{added}");
-    let err = fails(&srv.socket, &["peers", "add", "198.18.0.5", "--as", "0"]).await;
+    let err = fails(&srv.socket, "peers add 198.18.0.5 --as 0").await;
     assert!(err.contains("RFC 7607"), "{err}");
-    let err = fails(
-        &srv.socket,
-        &[
-            "peers",
-            "add",
-            "198.18.0.5",
-            "--as",
-            "65001",
-            "--hold-time",
-            "2",
-        ],
-    )
-    .await;
+    let err = fails(&srv.socket, "peers add 198.18.0.5 --as 65001 --hold-time 2").await;
     assert!(err.contains("3..65535"), "{err}");
-    let del = ok(&srv.socket, &["peers", "del", "198.18.0.4"]).await;
+    let del = ok(&srv.socket, "peers del 198.18.0.4").await;
     assert!(del.contains("deleted"), "{del}");
-    let reset = ok(
-        &srv.socket,
-        &["peers", "reset", "198.18.0.2", "--soft", "in"],
-    )
-    .await;
+    let reset = ok(&srv.socket, "peers reset 198.18.0.2 --soft in").await;
     assert!(reset.contains("soft reset requested"), "{reset}");
     srv.shutdown().await;
 }
@@ -149,7 +123,7 @@ async fn status_and_peers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_announce_withdraw_explain() {
     let (core, srv) = setup().await;
-    let r = ok(&srv.socket, &["routes"]).await;
+    let r = ok(&srv.socket, "routes").await;
     assert!(
         r.contains("198.19.7.0/24") && r.contains("2001:db8:1000::/48"),
         "{r}"
@@ -159,59 +133,43 @@ async fn routes_announce_withdraw_explain() {
         2,
         "both paths: {r}"
     );
-    let best = ok(&srv.socket, &["routes", "--best", "198.19.7.0/24"]).await;
+    let best = ok(&srv.socket, "routes --best 198.19.7.0/24").await;
     assert_eq!(
         best.lines().filter(|l| l.contains("198.19.7.0/24")).count(),
         1,
         "{best}"
     );
-    let v6 = ok(&srv.socket, &["routes", "-a", "ipv6"]).await;
+    let v6 = ok(&srv.socket, "routes -a ipv6").await;
     assert!(
         v6.contains("2001:db8:1000::/48") && !v6.contains("198.19.7.0"),
         "{v6}"
     );
-    let err = fails(&srv.socket, &["routes", "198.19.7.1/24"]).await;
+    let err = fails(&srv.socket, "routes 198.19.7.1/24").await;
     assert!(err.contains("did you mean 198.19.7.0/24"), "{err}");
 
     let a = ok(
         &srv.socket,
-        &[
-            "announce",
-            "100.64.1.0/26",
-            "--kind",
-            "pod-block",
-            "--community",
-            "65000:100",
-        ],
+        "announce 100.64.1.0/26 --kind pod-block --community 65000:100",
     )
     .await;
     assert!(a.contains("added 1"), "{a}");
     assert_eq!(core.state().local.len(), 1);
     let json: serde_json::Value =
-        serde_json::from_str(&ok(&srv.socket, &["-o", "json", "routes", "100.64.1.0/26"]).await)
-            .expect("json");
+        serde_json::from_str(&ok(&srv.socket, "-o json routes 100.64.1.0/26").await).expect("json");
     assert_eq!(json[0]["paths"][0]["communities"][0], "65000:100");
     assert_eq!(json[0]["paths"][0]["source"], "local:tabbyctl");
-    let err = fails(
-        &srv.socket,
-        &["announce", "100.64.1.0/26", "--community", "65000"],
-    )
-    .await;
+    let err = fails(&srv.socket, "announce 100.64.1.0/26 --community 65000").await;
     assert!(err.contains("ASN:VALUE"), "{err}");
-    let err = fails(
-        &srv.socket,
-        &["announce", "100.64.1.0/24", "--kind", "host"],
-    )
-    .await;
+    let err = fails(&srv.socket, "announce 100.64.1.0/24 --kind host").await;
     assert!(err.contains("needs a /32"), "{err}");
 
-    let e = ok(&srv.socket, &["route", "explain", "198.19.7.0/24"]).await;
+    let e = ok(&srv.socket, "route explain 198.19.7.0/24").await;
     assert!(
         e.contains("2 candidate path(s)") && e.contains("best via 198.18.0.2"),
         "{e}"
     );
 
-    let w = ok(&srv.socket, &["withdraw", "100.64.1.0/26"]).await;
+    let w = ok(&srv.socket, "withdraw 100.64.1.0/26").await;
     assert!(w.contains("removed 1"), "{w}");
     assert!(core.state().local.is_empty());
     srv.shutdown().await;
@@ -228,22 +186,10 @@ async fn replace_sets_an_owners_whole_set() {
             .map(|(p, _)| p.to_string())
             .collect()
     };
-    ok(
-        &srv.socket,
-        &["announce", "100.64.9.0/26", "--owner", "other"],
-    )
-    .await;
+    ok(&srv.socket, "announce 100.64.9.0/26 --owner other").await;
     let r = ok(
         &srv.socket,
-        &[
-            "replace",
-            "--owner",
-            "ipam",
-            "100.64.1.0/26",
-            "100.64.2.0/26",
-            "--kind",
-            "pod-block",
-        ],
+        "replace --owner ipam 100.64.1.0/26 100.64.2.0/26 --kind pod-block",
     )
     .await;
     assert!(r.contains("added 2, updated 0, removed 0"), "{r}");
@@ -252,17 +198,7 @@ async fn replace_sets_an_owners_whole_set() {
     // The block moves away: one kept, one removed, one added.
     let r = ok(
         &srv.socket,
-        &[
-            "-o",
-            "json",
-            "replace",
-            "--owner",
-            "ipam",
-            "100.64.2.0/26",
-            "100.64.3.0/26",
-            "--kind",
-            "pod-block",
-        ],
+        "-o json replace --owner ipam 100.64.2.0/26 100.64.3.0/26 --kind pod-block",
     )
     .await;
     let j: serde_json::Value = serde_json::from_str(&r).expect("json");
@@ -276,15 +212,7 @@ async fn replace_sets_an_owners_whole_set() {
     // Idempotent: the same set again changes nothing.
     let r = ok(
         &srv.socket,
-        &[
-            "replace",
-            "--owner",
-            "ipam",
-            "100.64.2.0/26",
-            "100.64.3.0/26",
-            "--kind",
-            "pod-block",
-        ],
+        "replace --owner ipam 100.64.2.0/26 100.64.3.0/26 --kind pod-block",
     )
     .await;
     assert!(
@@ -293,20 +221,16 @@ async fn replace_sets_an_owners_whole_set() {
     );
 
     // An empty set needs --none; other owners are never touched.
-    let err = fails(&srv.socket, &["replace", "--owner", "ipam"]).await;
+    let err = fails(&srv.socket, "replace --owner ipam").await;
     assert!(err.contains("--none"), "{err}");
-    let err = fails(&srv.socket, &["replace", "100.64.2.0/26"]).await;
+    let err = fails(&srv.socket, "replace 100.64.2.0/26").await;
     assert!(err.contains("--owner"), "{err}");
-    let r = ok(&srv.socket, &["replace", "--owner", "ipam", "--none"]).await;
+    let r = ok(&srv.socket, "replace --owner ipam --none").await;
     assert!(r.contains("removed 2"), "{r}");
     assert!(owned("ipam").is_empty());
     assert_eq!(owned("other"), ["100.64.9.0/26"]);
 
-    let err = fails(
-        &srv.socket,
-        &["replace", "--owner", "ipam", "100.64.1.1/26"],
-    )
-    .await;
+    let err = fails(&srv.socket, "replace --owner ipam 100.64.1.1/26").await;
     assert!(err.contains("replace failed"), "{err}");
     srv.shutdown().await;
 }
@@ -314,22 +238,14 @@ async fn replace_sets_an_owners_whole_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_and_health() {
     let (core, srv) = setup().await;
-    let w = ok(
-        &srv.socket,
-        &["watch", "routes", "-a", "ipv4", "--count", "2"],
-    )
-    .await;
+    let w = ok(&srv.socket, "watch routes -a ipv4 --count 2").await;
     let lines: Vec<&str> = w.lines().collect();
     assert!(
         lines[0].contains("snapshot") && lines[0].contains("198.19.7.0/24"),
         "{w}"
     );
     assert!(lines[1].contains("end-of-snapshot"), "{w}");
-    let p = ok(
-        &srv.socket,
-        &["-o", "json", "watch", "peers", "--count", "3"],
-    )
-    .await;
+    let p = ok(&srv.socket, "-o json watch peers --count 3").await;
     let kinds: Vec<String> = p
         .lines()
         .map(|l| {
@@ -343,7 +259,7 @@ async fn watch_and_health() {
 
     // One peer is Active: not ready, exit code 1.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let o = tabbyctl(&srv.socket, &["health"]).await;
+    let o = tabbyctl(&srv.socket, "health").await;
     assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
     assert!(
         o.stdout.contains("live: yes") && o.stdout.contains("ready: no"),
@@ -352,7 +268,7 @@ async fn watch_and_health() {
     );
     core.set_peer_state("198.18.0.3", SessionState::Established);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let o = tabbyctl(&srv.socket, &["health"]).await;
+    let o = tabbyctl(&srv.socket, "health").await;
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     srv.shutdown().await;
 }
@@ -361,7 +277,7 @@ async fn watch_and_health() {
 async fn connection_errors_tell_what_to_do() {
     let dir = tempfile::tempdir().expect("dir");
     let missing = dir.path().join("nope.sock");
-    let err = fails(&missing, &["status"]).await;
+    let err = fails(&missing, "status").await;
     assert!(
         err.contains("not found") && err.contains("Is tabbyd running?"),
         "{err}"
@@ -369,7 +285,7 @@ async fn connection_errors_tell_what_to_do() {
 
     let stale = dir.path().join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
-    let err = fails(&stale, &["status"]).await;
+    let err = fails(&stale, "status").await;
     assert!(
         err.contains("nothing listens") && err.contains("not running"),
         "{err}"
