@@ -26,8 +26,8 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use tabby_proto::v1 as pb;
 
 use super::client::{Api, host_prefixes};
-use super::monitor::RouteMonitor;
-use super::pair::{Pair, TABBY_PROTO};
+use super::pair::{Pair, start_run};
+use super::report::spread_text;
 use super::scenario::load_average;
 
 /// The bulk routes: 100.68.0.0 onwards (100k /32s end in 100.69.134.159).
@@ -140,14 +140,7 @@ pub fn run_once(tabbyd: &Path, load: ApiLoad) -> Result<ApiRun> {
         load.routes > 0 && load.routes <= 1 << 20 && load.batch > 0,
         "the API load needs 1 to 1,048,576 routes and a batch size"
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start a tokio runtime")?;
-    let mut pair = rt.block_on(Pair::start(tabbyd))?;
-    let mon = RouteMonitor::start(&pair.lab, &pair.b_ns, TABBY_PROTO)?;
-    let mut a = rt.block_on(Api::connect(&pair.a_sock))?;
+    let (rt, mut pair, mon, mut a) = start_run(tabbyd, 2)?;
     let prefixes = host_prefixes(BASE, load.routes);
     let n = prefixes.len() as u64;
     let mut run = ApiRun {
@@ -309,16 +302,7 @@ fn wait_all(states: &[Shared], limit: Duration, ok: impl Fn(&WatcherState) -> bo
 
 /// One watcher on its own connection, counting what it receives.
 async fn start_watcher(sock: &Path, state: Shared) -> Result<()> {
-    let mut api = Api::connect(sock).await?;
-    let mut stream = api
-        .routes
-        .watch_routes(pb::WatchRoutesRequest {
-            family: 0,
-            resume_from_sequence: 0,
-        })
-        .await
-        .map_err(|s| anyhow!("WatchRoutes: {}", s.message()))?
-        .into_inner();
+    let mut stream = Api::connect(sock).await?.watch().await?;
     tokio::spawn(async move {
         loop {
             match stream.message().await {
@@ -359,30 +343,6 @@ async fn start_watcher(sock: &Path, state: Shared) -> Result<()> {
     Ok(())
 }
 
-fn spread(v: &mut [f64]) -> Option<(f64, f64, f64)> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let med = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Some((med, v[0], v[n - 1]))
-}
-
-fn fmt_spread(v: &mut [f64], digits: usize) -> String {
-    match spread(v) {
-        Some((m, lo, hi)) if v.len() > 1 => {
-            format!("{m:.digits$} ({lo:.digits$}–{hi:.digits$})")
-        }
-        Some((m, ..)) => format!("{m:.digits$}"),
-        None => "—".into(),
-    }
-}
-
 /// Thousands of routes (or events) per second.
 fn krate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9) / 1e3
@@ -400,7 +360,7 @@ pub fn table(load: ApiLoad, runs: &[Result<ApiRun, String>]) -> String {
     );
     o.push_str("| runs | call (s) | into A's Loc-RIB (k routes/s) | node A CPU in the call (s) | until all in node B's kernel (s) | one WithdrawRoutes call (s) | withdrawn (k routes/s) | host load |\n|---|---|---|---|---|---|---|---|\n");
     let col = |f: &dyn Fn(&ApiRun) -> f64, d: usize| -> String {
-        fmt_spread(&mut ok.iter().map(|r| f(r)).collect::<Vec<_>>(), d)
+        spread_text(&ok.iter().map(|r| f(r)).collect::<Vec<_>>(), d)
     };
     let _ = writeln!(
         o,
@@ -450,13 +410,13 @@ pub fn table(load: ApiLoad, runs: &[Result<ApiRun, String>]) -> String {
         let all_w: Vec<&WatcherPhase> = ph.iter().flat_map(|p| p.watchers.iter()).collect();
         let current = all_w.iter().filter(|w| w.done.is_some()).count();
         let resynced = all_w.iter().filter(|w| w.resyncs > 0).count();
-        let mut changes: Vec<f64> = all_w.iter().map(|w| w.changes as f64).collect();
-        let mut resyncs: Vec<f64> = all_w.iter().map(|w| w.resyncs as f64).collect();
-        let mut rates: Vec<f64> = all_w
+        let changes: Vec<f64> = all_w.iter().map(|w| w.changes as f64).collect();
+        let resyncs: Vec<f64> = all_w.iter().map(|w| w.resyncs as f64).collect();
+        let rates: Vec<f64> = all_w
             .iter()
             .filter_map(|w| w.delivery_rate().map(|r| r / 1e3))
             .collect();
-        let mut last: Vec<f64> = ph
+        let last: Vec<f64> = ph
             .iter()
             .filter_map(|p| {
                 p.watchers
@@ -466,24 +426,24 @@ pub fn table(load: ApiLoad, runs: &[Result<ApiRun, String>]) -> String {
                     .and_then(|v| v.into_iter().max_by(f64::total_cmp))
             })
             .collect();
-        let mut calls_t: Vec<f64> = ph.iter().map(|p| p.calls_time.as_secs_f64()).collect();
-        let mut offered: Vec<f64> = ph.iter().map(|p| krate(p.changes, p.calls_time)).collect();
-        let mut cpu_a: Vec<f64> = ph.iter().map(|p| p.cpu_a).collect();
-        let mut cpu_c: Vec<f64> = ph.iter().map(|p| p.client_cpu).collect();
+        let calls_t: Vec<f64> = ph.iter().map(|p| p.calls_time.as_secs_f64()).collect();
+        let offered: Vec<f64> = ph.iter().map(|p| krate(p.changes, p.calls_time)).collect();
+        let cpu_a: Vec<f64> = ph.iter().map(|p| p.cpu_a).collect();
+        let cpu_c: Vec<f64> = ph.iter().map(|p| p.client_cpu).collect();
         let _ = writeln!(
             o,
             "| {name} | {} | {} | {} | {current}/{} | {resynced}/{} | {} | {} | {} | {} | {} | {} |",
             ph.first().map(|p| p.calls).unwrap_or(0),
-            fmt_spread(&mut calls_t, 3),
-            fmt_spread(&mut offered, 0),
+            spread_text(&calls_t, 3),
+            spread_text(&offered, 0),
             all_w.len(),
             all_w.len(),
-            fmt_spread(&mut resyncs, 0),
-            fmt_spread(&mut changes, 0),
-            fmt_spread(&mut rates, 0),
-            fmt_spread(&mut last, 2),
-            fmt_spread(&mut cpu_a, 2),
-            fmt_spread(&mut cpu_c, 2),
+            spread_text(&resyncs, 0),
+            spread_text(&changes, 0),
+            spread_text(&rates, 0),
+            spread_text(&last, 2),
+            spread_text(&cpu_a, 2),
+            spread_text(&cpu_c, 2),
         );
     }
     o

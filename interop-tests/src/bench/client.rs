@@ -75,6 +75,20 @@ impl Api {
             .into_inner())
     }
 
+    /// Opens a `WatchRoutes` stream over every family from the start (the
+    /// snapshot, END_OF_SNAPSHOT, then live changes).
+    pub async fn watch(&mut self) -> Result<tonic::Streaming<pb::RouteEvent>> {
+        Ok(self
+            .routes
+            .watch_routes(pb::WatchRoutesRequest {
+                family: 0,
+                resume_from_sequence: 0,
+            })
+            .await
+            .map_err(|s| anyhow!("WatchRoutes: {}", s.message()))?
+            .into_inner())
+    }
+
     /// The daemon's status.
     pub async fn status(&mut self) -> Result<pb::StatusResponse> {
         Ok(self

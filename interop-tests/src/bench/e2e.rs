@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use tabby_proto::v1 as pb;
 
 use super::client::{Api, host_prefixes};
 use super::monitor::RouteMonitor;
-use super::pair::{Pair, TABBY_PROTO};
+use super::pair::start_run;
+use super::report::median;
 use super::scenario::load_average;
 
 /// The warm-up route, outside the measured range.
@@ -53,14 +54,7 @@ pub struct E2eRun {
 
 /// Runs `n` announcements in a fresh pair of nodes.
 pub fn run_once(tabbyd: &Path, n: usize) -> Result<E2eRun> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("cannot start a tokio runtime")?;
-    let mut pair = rt.block_on(Pair::start(tabbyd))?;
-    let mon = RouteMonitor::start(&pair.lab, &pair.b_ns, TABBY_PROTO)?;
-    let mut a = rt.block_on(Api::connect(&pair.a_sock))?;
+    let (rt, mut pair, mon, mut a) = start_run(tabbyd, 1)?;
 
     // B's Loc-RIB as its watchers see it.
     let seen_b: Arc<Mutex<HashMap<Ipv4Net, Instant>>> = Arc::default();
@@ -121,7 +115,7 @@ fn wait_route(mon: &RouteMonitor, prefix: Ipv4Net, limit: Duration) -> Result<In
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match mon.events.recv_timeout(left) {
-            Ok(ev) if ev.added && ev.prefix == prefix => return Ok(ev.at),
+            Ok(ev) if ev.added && ev.prefix == IpNet::V4(prefix) => return Ok(ev.at),
             Ok(_) => {}
             Err(_) => {
                 mon.check()?;
@@ -153,16 +147,7 @@ fn ready_wait(ready: Ready) -> Result<()> {
 
 /// Follows B's WatchRoutes in a task; `ready` fires at END_OF_SNAPSHOT.
 async fn start_watch(sock: &Path, seen: Arc<Mutex<HashMap<Ipv4Net, Instant>>>) -> Result<Ready> {
-    let mut api = Api::connect(sock).await?;
-    let mut stream = api
-        .routes
-        .watch_routes(pb::WatchRoutesRequest {
-            family: 0,
-            resume_from_sequence: 0,
-        })
-        .await
-        .map_err(|s| anyhow!("WatchRoutes: {}", s.message()))?
-        .into_inner();
+    let mut stream = Api::connect(sock).await?.watch().await?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let mut tx = Some(tx);
@@ -211,15 +196,6 @@ fn ms(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into())
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 /// The markdown table: one row per run and one over every announcement.
 pub fn table(n: usize, runs: &[Result<E2eRun, String>]) -> String {
     let mut o = String::new();
@@ -256,10 +232,10 @@ pub fn table(n: usize, runs: &[Result<E2eRun, String>]) -> String {
     }
     let ok = runs.iter().filter(|r| r.is_ok()).count();
     if ok > 1 {
-        all.cpu_a = median(&mut ca);
-        all.cpu_b = median(&mut cb);
-        all.client_cpu = median(&mut cc);
-        all.host_load = median(&mut hl);
+        all.cpu_a = median(ca.iter().copied()).unwrap_or(0.0);
+        all.cpu_b = median(cb.iter().copied()).unwrap_or(0.0);
+        all.client_cpu = median(cc.iter().copied()).unwrap_or(0.0);
+        all.host_load = median(hl.iter().copied()).unwrap_or(0.0);
         row(&mut o, "**all runs**", &all, n * ok, Some("median "));
     }
     o

@@ -11,11 +11,14 @@
 //!   peer's kernel; [`api`]: bulk AnnounceRoutes and WatchRoutes under load.
 //!   Both run on [`pair`] (two tabbyds), through [`client`] (the gRPC API)
 //!   and [`monitor`] (an rtnetlink route monitor in a namespace).
+//! - [`fib`]: (c) routes into a namespace's kernel by tabby-fib-sync,
+//!   `ip -batch` and BIRD 2.
 
 pub mod anchors;
 pub mod api;
 pub mod client;
 pub mod e2e;
+pub mod fib;
 pub mod generator;
 pub mod monitor;
 pub mod pair;

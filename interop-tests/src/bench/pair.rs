@@ -11,11 +11,30 @@ use anyhow::{Context, Result, bail, ensure};
 
 use super::anchors::ASN;
 use super::client::Api;
+use super::monitor::RouteMonitor;
 use crate::daemon::{Daemon, DaemonKind, Datastore, TabbydOpts};
 use crate::lab::{Lab, Ns};
 
 /// tabbyd's kernel route protocol (fib-sync's default).
 pub const TABBY_PROTO: u8 = 84;
+
+/// What every API benchmark run starts with: a tokio runtime of `workers`
+/// threads for the clients, the pair (Established), a route monitor in B's
+/// namespace and a client of A's API.
+pub fn start_run(
+    tabbyd: &Path,
+    workers: usize,
+) -> Result<(tokio::runtime::Runtime, Pair, RouteMonitor, Api)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("cannot start a tokio runtime")?;
+    let pair = rt.block_on(Pair::start(tabbyd))?;
+    let mon = RouteMonitor::start(&pair.lab, &pair.b_ns, TABBY_PROTO)?;
+    let a = rt.block_on(Api::connect(&pair.a_sock))?;
+    Ok((rt, pair, mon, a))
+}
 
 /// The running pair.
 #[derive(Debug)]

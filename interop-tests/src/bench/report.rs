@@ -19,8 +19,8 @@ pub struct Row {
     pub note: Option<String>,
 }
 
-/// Median, min and max of `v` (not empty).
-fn spread(v: &[f64]) -> Option<(f64, f64, f64)> {
+/// Median, min and max of `v`; `None` when it is empty.
+pub(crate) fn spread(v: &[f64]) -> Option<(f64, f64, f64)> {
     if v.is_empty() {
         return None;
     }
@@ -75,9 +75,22 @@ fn cell_text(c: &Cell, runs: usize, what: &str) -> String {
     }
 }
 
-fn median(v: impl Iterator<Item = f64>) -> Option<f64> {
+/// The median of `v`; `None` when it is empty.
+pub(crate) fn median(v: impl Iterator<Item = f64>) -> Option<f64> {
     let v: Vec<f64> = v.collect();
     spread(&v).map(|s| s.0)
+}
+
+/// `median (min–max)` of `v` with `digits` decimals: the median alone for
+/// one value, `—` for none.
+pub(crate) fn spread_text(v: &[f64], digits: usize) -> String {
+    match spread(v) {
+        Some((m, lo, hi)) if v.len() > 1 => {
+            format!("{m:.digits$} ({lo:.digits$}–{hi:.digits$})")
+        }
+        Some((m, ..)) => format!("{m:.digits$}"),
+        None => "—".into(),
+    }
 }
 
 fn ratio(v: Option<f64>, best: Option<f64>) -> String {

@@ -7,7 +7,12 @@
 //! cargo run --release -p interop-tests --bin bench -- --scenario fanout --clients 500 --daemons bird2,frr --reps 3
 //! cargo run --release -p interop-tests --bin bench -- --scenario e2e --reps 5  # (d) API → peer's kernel
 //! cargo run --release -p interop-tests --bin bench -- --scenario api --reps 5  # bulk AnnounceRoutes, WatchRoutes
+//! cargo run --release -p interop-tests --bin bench -- --scenario fib  # (c) kernel FIB vs ip -batch, BIRD 2
+//! cargo run --release -p interop-tests --bin bench -- --scenario fib --fib-v4 100000,1000000 --fib-v6 0
 //! ```
+//!
+//! (c) is not part of `all`: at the default sizes and repetitions it takes
+//! about three minutes (every method pauses 3 s after its run).
 //!
 //! Tables go to stdout and to `bench-results/<date>-<scenario>.md`.
 
@@ -18,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use interop_tests::bench::{
-    Dut, Phase, Row, RunOpts, Shape, Unavailable, api, e2e, run_once, table,
+    Dut, Phase, Row, RunOpts, Shape, Unavailable, api, e2e, fib, run_once, table,
 };
 use interop_tests::{Need, preflight};
 
@@ -33,6 +38,10 @@ enum Scenario {
     /// The API under load: one AnnounceRoutes with many routes, WatchRoutes
     /// watchers during many changes.
     Api,
+    /// (c) routes into a namespace's kernel: tabby-fib-sync against
+    /// `ip -batch` and BIRD 2 (not part of `all`).
+    Fib,
+    /// (a), (b), (d) and the API load.
     All,
 }
 
@@ -69,7 +78,14 @@ struct Args {
     /// Routes per AnnounceRoutes call in the watched announce phase.
     #[arg(long, default_value_t = 1000)]
     watch_batch: usize,
-    /// Daemons to measure, comma-separated (bird2, gobgp, frr, tabby).
+    /// IPv4 route counts for (c), comma-separated (0: none).
+    #[arg(long, value_delimiter = ',', default_values_t = [100_000u32])]
+    fib_v4: Vec<u32>,
+    /// IPv6 route counts for (c), comma-separated (0: none).
+    #[arg(long, value_delimiter = ',', default_values_t = [100_000u32])]
+    fib_v6: Vec<u32>,
+    /// Daemons to measure, comma-separated (bird2, gobgp, frr, tabby; in
+    /// (c) tabby means tabby-fib-sync, and `ip -batch` always runs).
     #[arg(long, value_delimiter = ',', default_values_t = ["tabby".to_string(), "bird2".into(), "frr".into(), "gobgp".into()])]
     daemons: Vec<String>,
     /// Repetitions per daemon and load (the median is reported).
@@ -99,6 +115,8 @@ fn main() -> Result<()> {
         let dut = Dut::parse(d)?;
         let need = match dut {
             Dut::Bird2 => Some(Need::Bird2),
+            // (c) has no GoBGP or FRR method.
+            _ if args.scenario == Scenario::Fib => None,
             Dut::GoBgp => Some(Need::GoBgp),
             Dut::Frr => Some(Need::Frr),
             Dut::Tabby => None,
@@ -122,11 +140,13 @@ fn main() -> Result<()> {
     let date = interop_tests::cmd::run_ok("date", &["-u", "+%F"], interop_tests::cmd::CMD_TIMEOUT)?
         .trim()
         .to_string();
-    let header = machine_header(&args, &date);
-    println!("{header}");
-
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    if args.scenario == Scenario::Fib {
+        return fib_file(&args, &duts, &date);
+    }
+    let header = machine_header(&args, &date);
+    println!("{header}");
     if matches!(args.scenario, Scenario::E2e | Scenario::All) {
         api_file(&args, &opts, &date, "e2e")?;
     }
@@ -236,6 +256,53 @@ fn api_file(args: &Args, opts: &RunOpts, date: &str, name: &str) -> Result<()> {
     println!("{body}");
     doc.push_str(&body);
     let path = args.out.join(format!("{date}-{name}.md"));
+    std::fs::write(&path, &doc).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// (c): every case `args.reps` times, each repetition one pass over the
+/// methods, so that ratios compare methods measured side by side.
+fn fib_file(args: &Args, duts: &[Dut], date: &str) -> Result<()> {
+    let mut methods = vec![fib::Method::IpBatch];
+    if duts.contains(&Dut::Tabby) {
+        methods.push(fib::Method::Tabby);
+    }
+    if duts.contains(&Dut::Bird2) {
+        methods.push(fib::Method::Bird2);
+    }
+    let cases: Vec<fib::FibCase> = (args.fib_v4.iter().map(|&n| (false, n)))
+        .chain(args.fib_v6.iter().map(|&n| (true, n)))
+        .filter(|&(_, n)| n > 0)
+        .map(|(v6, routes)| fib::FibCase { v6, routes })
+        .collect();
+    anyhow::ensure!(
+        !cases.is_empty(),
+        "no FIB case: give --fib-v4 or --fib-v6 a route count above 0"
+    );
+    let mut doc = String::new();
+    let _ = writeln!(doc, "## Tabby kernel FIB benchmark, {date}\n");
+    let _ = writeln!(
+        doc,
+        "Machine: {}. Median of {} run(s) (min–max).\n",
+        machine_line(),
+        args.reps
+    );
+    println!("{doc}");
+    for case in cases {
+        let reps: Vec<fib::FibRep> = (1..=args.reps)
+            .map(|rep| {
+                eprintln!("{}: run {rep}/{}", case.title(), args.reps);
+                fib::run_rep(case, &methods)
+            })
+            .collect();
+        let t = fib::table(case, &methods, &reps);
+        println!("{t}");
+        doc.push_str(&t);
+        doc.push('\n');
+    }
+    doc.push_str(&fib::describe());
+    let path = args.out.join(format!("{date}-fib.md"));
     std::fs::write(&path, &doc).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
