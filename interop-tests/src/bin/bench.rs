@@ -288,7 +288,7 @@ fn fib_file(args: &Args, duts: &[Dut], date: &str) -> Result<()> {
         machine_line(),
         args.reps
     );
-    println!("{doc}");
+    print!("{doc}");
     for case in cases {
         let reps: Vec<fib::FibRep> = (1..=args.reps)
             .map(|rep| {
