@@ -2,8 +2,8 @@
 //!
 //! Owns: the wire codec ([`codec`]: nom parses, bytes writes), message and
 //! attribute types, capabilities, the sans-IO session state machine
-//! ([`fsm`]), its tokio driver ([`driver`]) and the TCP-MD5 / GTSM socket
-//! options ([`sockopt`]).
+//! ([`fsm`]), its tokio driver ([`driver`]), the TCP-MD5 / GTSM socket
+//! options ([`sockopt`]) and the fuzz oracle ([`testing`]).
 //!
 //! Does not own: routing decisions (`tabby-rib`), the kernel (`tabby-fib-sync`)
 //! or configuration (`tabby-topology`). Nothing here knows what a RIB is.
@@ -18,6 +18,7 @@ pub mod message;
 pub mod negotiated;
 pub mod notification;
 pub mod sockopt;
+pub mod testing;
 pub mod types;
 
 pub use attr::PathAttributes;

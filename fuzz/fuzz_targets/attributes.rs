@@ -1,9 +1,6 @@
 #![no_main]
+//! See [`FuzzTarget::Attributes`] for what this target checks.
 use libfuzzer_sys::fuzz_target;
-use tabby_bgp::codec::{decode_attributes, parse_as_path};
+use tabby_bgp::testing::{FuzzTarget, check_fuzz_input};
 
-fuzz_target!(|data: &[u8]| {
-    let (ctx, body) = tabby_bgp_fuzz::ctx_and_data(data);
-    let _ = decode_attributes(body, &ctx);
-    let _ = parse_as_path(body, ctx.four_octet_as);
-});
+fuzz_target!(|data: &[u8]| check_fuzz_input(FuzzTarget::Attributes, data));

@@ -1,17 +1,6 @@
 #![no_main]
-//! A byte stream split into messages the way `BgpCodec` does it.
+//! See [`FuzzTarget::Framing`] for what this target checks.
 use libfuzzer_sys::fuzz_target;
-use tabby_bgp::codec::{decode_message, frame_len};
+use tabby_bgp::testing::{FuzzTarget, check_fuzz_input};
 
-fuzz_target!(|data: &[u8]| {
-    let (ctx, mut buf) = tabby_bgp_fuzz::ctx_and_data(data);
-    while let Ok(Some(len)) = frame_len(buf, ctx.max_message_len) {
-        let Some((frame, rest)) = buf.split_at_checked(len) else {
-            panic!("frame_len returned {len} for {} octets", buf.len());
-        };
-        if decode_message(frame, &ctx).is_err() {
-            return;
-        }
-        buf = rest;
-    }
-});
+fuzz_target!(|data: &[u8]| check_fuzz_input(FuzzTarget::Framing, data));

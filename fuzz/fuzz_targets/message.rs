@@ -1,8 +1,6 @@
 #![no_main]
+//! See [`FuzzTarget::Message`] for what this target checks.
 use libfuzzer_sys::fuzz_target;
-use tabby_bgp::codec::decode_message;
+use tabby_bgp::testing::{FuzzTarget, check_fuzz_input};
 
-fuzz_target!(|data: &[u8]| {
-    let (ctx, bytes) = tabby_bgp_fuzz::ctx_and_data(data);
-    let _ = decode_message(bytes, &ctx);
-});
+fuzz_target!(|data: &[u8]| check_fuzz_input(FuzzTarget::Message, data));

@@ -1,10 +1,6 @@
 #![no_main]
+//! See [`FuzzTarget::Notification`] for what this target checks.
 use libfuzzer_sys::fuzz_target;
-use tabby_bgp::codec::decode_notification;
+use tabby_bgp::testing::{FuzzTarget, check_fuzz_input};
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(n) = decode_notification(data) {
-        let _ = n.shutdown_message();
-        let _ = n.to_string();
-    }
-});
+fuzz_target!(|data: &[u8]| check_fuzz_input(FuzzTarget::Notification, data));

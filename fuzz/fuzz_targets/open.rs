@@ -1,7 +1,6 @@
 #![no_main]
+//! See [`FuzzTarget::Open`] for what this target checks.
 use libfuzzer_sys::fuzz_target;
-use tabby_bgp::codec::decode_open;
+use tabby_bgp::testing::{FuzzTarget, check_fuzz_input};
 
-fuzz_target!(|data: &[u8]| {
-    let _ = decode_open(data);
-});
+fuzz_target!(|data: &[u8]| check_fuzz_input(FuzzTarget::Open, data));

@@ -1,8 +1,6 @@
 #![no_main]
+//! See [`FuzzTarget::Update`] for what this target checks.
 use libfuzzer_sys::fuzz_target;
-use tabby_bgp::codec::decode_update;
+use tabby_bgp::testing::{FuzzTarget, check_fuzz_input};
 
-fuzz_target!(|data: &[u8]| {
-    let (ctx, body) = tabby_bgp_fuzz::ctx_and_data(data);
-    let _ = decode_update(body, &ctx);
-});
+fuzz_target!(|data: &[u8]| check_fuzz_input(FuzzTarget::Update, data));
