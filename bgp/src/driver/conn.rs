@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
@@ -155,39 +155,51 @@ impl ConnIo {
     }
 }
 
-/// Read buffer sizes: small while a peer is quiet (a reflector holds
-/// thousands of connections), doubling while reads fill the buffer.
+/// Read sizes: small while a peer is quiet (a reflector holds thousands of
+/// connections), doubling while reads fill the buffer.
 const READ_MIN: usize = 4096;
 const READ_MAX: usize = 64 * 1024;
 
-async fn read_loop(id: ConnectionId, mut rd: OwnedReadHalf, tx: mpsc::Sender<NetEvent>) {
+/// Reads without holding a buffer between reads: an idle connection costs
+/// no memory here. Small reads land in a stack buffer and are copied out at
+/// their size; large ones read straight into a buffer that is handed on.
+async fn read_loop(id: ConnectionId, rd: OwnedReadHalf, tx: mpsc::Sender<NetEvent>) {
     let mut want = READ_MIN;
-    let mut buf = BytesMut::new();
     loop {
-        if buf.capacity() - buf.len() < want / 2 {
-            buf.reserve(want);
-        }
-        let spare = buf.capacity() - buf.len();
-        match rd.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => {
+        let got = match rd.readable().await {
+            Err(e) => Err(e),
+            Ok(()) if want <= READ_MIN => {
+                let mut scratch = [0u8; READ_MIN];
+                rd.try_read(&mut scratch)
+                    .map(|n| (n, Bytes::copy_from_slice(&scratch[..n])))
+            }
+            Ok(()) => {
+                let mut buf = BytesMut::with_capacity(want);
+                rd.try_read_buf(&mut buf).map(|n| (n, buf.freeze()))
+            }
+        };
+        match got {
+            Ok((0, _)) => {
                 let _ = tx.send(NetEvent::Closed(id)).await;
                 return;
             }
-            Ok(n) => {
-                want = if n == spare {
+            Ok((n, data)) => {
+                want = if n == want {
                     (want * 2).min(READ_MAX)
                 } else {
                     READ_MIN
                 };
                 // Bounded: a slow consumer stops our reads, and TCP pushes
                 // back on the peer.
-                if tx
-                    .send(NetEvent::Received(id, buf.split().freeze()))
-                    .await
-                    .is_err()
-                {
+                if tx.send(NetEvent::Received(id, data)).await.is_err() {
                     return;
                 }
+            }
+            // Readiness was spurious.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                let _ = tx.send(NetEvent::Closed(id)).await;
+                return;
             }
         }
     }
@@ -323,6 +335,7 @@ async fn write_bulk<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     /// A KEEPALIVE queued behind a backlog of UPDATEs to a slow reader goes
     /// out after at most the chunk being written.

@@ -485,6 +485,9 @@ impl Session {
             send_hold_at: None,
             established_at: None,
         };
+        // Usually the only connection (two during a collision): no spare
+        // slots, each is a few hundred octets and a reflector has thousands.
+        self.conns.reserve_exact(1);
         if let Some(d) = self.cfg.delay_open {
             c.phase = Phase::DelayOpen;
             c.delay_open_at = Some(now + d);
@@ -579,7 +582,13 @@ impl Session {
             let Some(c) = self.conn_mut(id) else { return };
             let frame = match codec::frame_len(&c.buf, c.ctx.max_message_len) {
                 Ok(Some(n)) => c.buf.split_to(n).freeze(),
-                Ok(None) => return,
+                Ok(None) => {
+                    // A burst grew the buffer; a quiet peer should not keep it.
+                    if c.buf.is_empty() && c.buf.capacity() > 4096 {
+                        c.buf = BytesMut::new();
+                    }
+                    return;
+                }
                 Err(e) => {
                     warn!(%id, error = %e, "bad message header");
                     let n = e.notification;
