@@ -173,26 +173,15 @@ fn ipv6_mp_reach_with_link_local_and_mp_unreach() {
 
 #[test]
 fn end_of_rib_markers() {
-    let v4 = update("", "", "");
-    both_ways(
-        &v4,
-        &Message::Update(Update::end_of_rib(Family::IPV4_UNICAST)),
-        &ibgp(),
-    );
-    assert_eq!(
-        decode_update(&v4, &ibgp()).as_end_of_rib(),
-        Some(Family::IPV4_UNICAST)
-    );
-    let v6 = update("", "80 0f 03 0002 01", "");
-    both_ways(
-        &v6,
-        &Message::Update(Update::end_of_rib(Family::IPV6_UNICAST)),
-        &ibgp(),
-    );
-    assert_eq!(
-        decode_update(&v6, &ibgp()).as_end_of_rib(),
-        Some(Family::IPV6_UNICAST)
-    );
+    // RFC 4724 §2: an empty UPDATE for IPv4, an empty MP_UNREACH otherwise.
+    for (bytes, family) in [
+        (update("", "", ""), Family::IPV4_UNICAST),
+        (update("", "80 0f 03 0002 01", ""), Family::IPV6_UNICAST),
+    ] {
+        let eor = Message::Update(Update::end_of_rib(family));
+        both_ways(&bytes, &eor, &ibgp());
+        assert_eq!(decode_update(&bytes, &ibgp()).as_end_of_rib(), Some(family));
+    }
 }
 
 #[test]
@@ -404,6 +393,29 @@ fn decode_all(mut buf: &[u8], ctx: &CodecCtx) -> Vec<Update> {
     out
 }
 
+/// Packs announcements of `nlri` with [`typical_attrs`] through
+/// `encode_announcements`: the wire bytes, the message count it reported
+/// and the messages decoded back.
+fn pack_announcements(
+    family: Family,
+    next_hop: Option<NextHop>,
+    nlri: &[Nlri],
+    ctx: &CodecCtx,
+) -> (BytesMut, usize, Vec<Update>) {
+    let mut out = BytesMut::new();
+    let n = encode_announcements(family, &typical_attrs(), next_hop, nlri, ctx, &mut out).unwrap();
+    let ups = decode_all(&out, ctx);
+    (out, n, ups)
+}
+
+/// Packs withdrawals of `nlri`: the message count `encode_withdrawals`
+/// reported and the messages decoded back.
+fn pack_withdrawals(family: Family, nlri: &[Nlri], ctx: &CodecCtx) -> (usize, Vec<Update>) {
+    let mut out = BytesMut::new();
+    let n = encode_withdrawals(family, nlri, ctx, &mut out).unwrap();
+    (n, decode_all(&out, ctx))
+}
+
 fn typical_attrs() -> PathAttributes {
     PathAttributes {
         origin: Some(Origin::Igp),
@@ -420,17 +432,7 @@ fn typical_attrs() -> PathAttributes {
 fn packing_ipv4_fills_each_message() {
     let nlri = v4_prefixes(5000);
     let ctx = ibgp();
-    let mut out = BytesMut::new();
-    let n = encode_announcements(
-        Family::IPV4_UNICAST,
-        &typical_attrs(),
-        None,
-        &nlri,
-        &ctx,
-        &mut out,
-    )
-    .unwrap();
-    let ups = decode_all(&out, &ctx);
+    let (_, n, ups) = pack_announcements(Family::IPV4_UNICAST, None, &nlri, &ctx);
     assert_eq!(ups.len(), n);
     let got: Vec<Nlri> = ups.iter().flat_map(|u| u.nlri.iter().copied()).collect();
     assert_eq!(got, nlri);
@@ -453,17 +455,7 @@ fn packing_ipv6_in_mp_reach_and_extended_messages() {
             max_message_len: max,
             ..ibgp()
         };
-        let mut out = BytesMut::new();
-        let n = encode_announcements(
-            Family::IPV6_UNICAST,
-            &typical_attrs(),
-            Some(nh),
-            &nlri,
-            &ctx,
-            &mut out,
-        )
-        .unwrap();
-        let ups = decode_all(&out, &ctx);
+        let (out, n, ups) = pack_announcements(Family::IPV6_UNICAST, Some(nh), &nlri, &ctx);
         assert_eq!(ups.len(), n);
         let got: Vec<Nlri> = ups
             .iter()
@@ -498,9 +490,7 @@ fn expect_len(ctx: &CodecCtx) -> usize {
 fn packing_withdrawals_both_families() {
     let ctx = ibgp();
     let v4 = v4_prefixes(3000);
-    let mut out = BytesMut::new();
-    let n = encode_withdrawals(Family::IPV4_UNICAST, &v4, &ctx, &mut out).unwrap();
-    let ups = decode_all(&out, &ctx);
+    let (n, ups) = pack_withdrawals(Family::IPV4_UNICAST, &v4, &ctx);
     assert_eq!(n, ups.len());
     assert_eq!(n, 3000usize.div_ceil((4096 - 23) / 4));
     assert_eq!(
@@ -511,9 +501,7 @@ fn packing_withdrawals_both_families() {
     );
 
     let v6 = v6_prefixes(3000);
-    let mut out = BytesMut::new();
-    let n = encode_withdrawals(Family::IPV6_UNICAST, &v6, &ctx, &mut out).unwrap();
-    let ups = decode_all(&out, &ctx);
+    let (n, ups) = pack_withdrawals(Family::IPV6_UNICAST, &v6, &ctx);
     assert_eq!(n, ups.len());
     let got: Vec<Nlri> = ups
         .iter()
@@ -536,17 +524,7 @@ fn packing_with_add_path_and_rfc8950() {
         .map(|(i, n)| Nlri::with_path_id(n.prefix, i as u32))
         .collect();
     let nh = NextHop::new(IpAddr::V6("2001:db8::1".parse().unwrap()));
-    let mut out = BytesMut::new();
-    encode_announcements(
-        Family::IPV4_UNICAST,
-        &typical_attrs(),
-        Some(nh),
-        &nlri,
-        &ctx,
-        &mut out,
-    )
-    .unwrap();
-    let ups = decode_all(&out, &ctx);
+    let (_, _, ups) = pack_announcements(Family::IPV4_UNICAST, Some(nh), &nlri, &ctx);
     let got: Vec<Nlri> = ups
         .iter()
         .flat_map(|u| {

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use tabby_bgp::Notification;
 use tabby_bgp::attr::{AsPath, Origin, PathAttributes};
 use tabby_bgp::driver::{ListenConfig, PeerCommand, PeerConfig, PeerEvent, PeerHandle, Speaker};
 use tabby_bgp::fsm::{DownReason, PeerAs, SessionConfig, State};
@@ -86,6 +87,19 @@ async fn wait_for(side: &mut Side, what: &str, f: impl Fn(&PeerEvent) -> bool) -
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// Waits for `side`'s session to go down and returns the NOTIFICATION the
+/// other side sent; fails if it went down for any other reason.
+async fn wait_for_notification(side: &mut Side, what: &str) -> Notification {
+    let PeerEvent::Down(down) = wait_for(side, what, |e| matches!(e, PeerEvent::Down(_))).await
+    else {
+        unreachable!()
+    };
+    let DownReason::NotificationReceived(n) = down.reason else {
+        panic!("{what}: expected a NOTIFICATION, got {:?}", down.reason)
+    };
+    n
+}
+
 fn is_established(ev: &PeerEvent) -> bool {
     matches!(ev, PeerEvent::Established(_))
 }
@@ -149,14 +163,7 @@ async fn session_comes_up_carries_routes_and_shuts_down() {
         .send(PeerCommand::Stop(Some("maintenance".into())))
         .await
         .expect("cmd");
-    let PeerEvent::Down(down) =
-        wait_for(&mut b, "B down", |e| matches!(e, PeerEvent::Down(_))).await
-    else {
-        unreachable!()
-    };
-    let DownReason::NotificationReceived(n) = down.reason else {
-        panic!("expected a NOTIFICATION, got {:?}", down.reason)
-    };
+    let n = wait_for_notification(&mut b, "B down").await;
     // Graceful restart with N bit by default: a Hard Reset carrying Cease/2.
     assert_eq!((n.code, n.subcode), (6, 9));
     assert!(n.data.ends_with(b"maintenance"));
@@ -242,15 +249,8 @@ async fn dropping_the_handle_deconfigures_the_peer() {
     wait_for(&mut b, "B established", is_established).await;
     let Side { speaker, peer } = a;
     drop(peer.commands);
-    let PeerEvent::Down(down) =
-        wait_for(&mut b, "B down", |e| matches!(e, PeerEvent::Down(_))).await
-    else {
-        unreachable!()
-    };
     // RFC 8538 Hard Reset carrying Cease / Peer De-configured (RFC 4486).
-    let DownReason::NotificationReceived(n) = down.reason else {
-        panic!("expected a NOTIFICATION, got {:?}", down.reason)
-    };
+    let n = wait_for_notification(&mut b, "B down").await;
     assert_eq!((n.code, n.subcode), (6, 9));
     assert_eq!(n.data.first(), Some(&3));
     drop(speaker);
