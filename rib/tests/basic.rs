@@ -32,12 +32,7 @@ fn best_path_and_ecmp_and_withdraw() {
         r.add_peer(PeerId(i), peer(a, 65000 + i)).unwrap();
         r.peer_up(PeerId(i), PeerSession::basic(v4(a)), t).unwrap();
     }
-    let o = r
-        .apply_update(
-            PeerId(1),
-            &announce(&["100.64.0.0/26"], "198.18.0.2", &[65001, 65010]),
-        )
-        .unwrap();
+    let o = learn(&mut r, 1, &["100.64.0.0/26"], "198.18.0.2", &[65001, 65010]);
     assert_eq!(o.announced, 1);
     let c = r.drain_best_changes();
     assert_eq!(c.len(), 1);
@@ -53,11 +48,7 @@ fn best_path_and_ecmp_and_withdraw() {
 
     // Equal up to the IGP step: ECMP of two (different neighbour AS, so MED
     // is not compared; both eBGP).
-    r.apply_update(
-        PeerId(2),
-        &announce(&["100.64.0.0/26"], "198.18.0.3", &[65002, 65010]),
-    )
-    .unwrap();
+    learn(&mut r, 2, &["100.64.0.0/26"], "198.18.0.3", &[65002, 65010]);
     let c = r.drain_best_changes();
     assert_eq!(c.len(), 1);
     let hops: Vec<_> = c[0]
@@ -71,11 +62,7 @@ fn best_path_and_ecmp_and_withdraw() {
     assert_eq!(hops, vec![ip("198.18.0.2"), ip("198.18.0.3")]);
 
     // A shorter path wins alone.
-    r.apply_update(
-        PeerId(2),
-        &announce(&["100.64.0.0/26"], "198.18.0.3", &[65002]),
-    )
-    .unwrap();
+    learn(&mut r, 2, &["100.64.0.0/26"], "198.18.0.3", &[65002]);
     let c = r.drain_best_changes();
     assert_eq!(c[0].best.as_ref().unwrap().next_hops.len(), 1);
     assert_eq!(
@@ -101,24 +88,19 @@ fn rejects_loops_martians_and_first_as() {
     r.add_peer(PeerId(1), peer("198.18.0.2", 65001)).unwrap();
     r.peer_up(PeerId(1), PeerSession::basic(v4("198.18.0.2")), t)
         .unwrap();
-    let o = r
-        .apply_update(
-            PeerId(1),
-            &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001, LOCAL_AS]),
-        )
-        .unwrap();
+    let o = learn(
+        &mut r,
+        1,
+        &["100.64.1.0/26"],
+        "198.18.0.2",
+        &[65001, LOCAL_AS],
+    );
     assert_eq!(o.rejected, vec![(RejectReason::AsLoop, 1)]);
-    let o = r
-        .apply_update(
-            PeerId(1),
-            &announce(&["100.64.1.0/26"], "198.18.0.2", &[65009]),
-        )
-        .unwrap();
+    let o = learn(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", &[65009]);
     assert_eq!(o.rejected, vec![(RejectReason::FirstAsMismatch, 1)]);
     // CONFORMANCE row 17: stored but never selected.
     for nh in ["0.0.0.0", "127.0.0.1", "224.0.0.5", "198.18.0.1"] {
-        r.apply_update(PeerId(1), &announce(&["100.64.2.0/26"], nh, &[65001]))
-            .unwrap();
+        learn(&mut r, 1, &["100.64.2.0/26"], nh, &[65001]);
         assert!(
             r.best(&net("100.64.2.0/26")).is_none(),
             "next hop {nh} must not be used"
@@ -170,8 +152,7 @@ fn ibgp_split_horizon_and_no_echo() {
         r.peer_up(PeerId(i), PeerSession::basic(v4(a)), t).unwrap();
     }
     r.drain_outgoing();
-    r.apply_update(PeerId(1), &announce(&["100.64.4.0/26"], "198.18.0.2", &[]))
-        .unwrap();
+    learn(&mut r, 1, &["100.64.4.0/26"], "198.18.0.2", &[]);
     let out = r.drain_outgoing();
     // Not a reflector: iBGP routes do not go to other iBGP peers.
     assert!(updates_for(&out, PeerId(2)).is_empty());
@@ -233,11 +214,7 @@ fn treat_as_withdraw_and_end_of_rib() {
     );
     r.peer_up(PeerId(1), PeerSession::basic(v4("198.18.0.2")), t)
         .unwrap();
-    r.apply_update(
-        PeerId(1),
-        &announce(&["100.64.8.0/26"], "198.18.0.2", &[65001]),
-    )
-    .unwrap();
+    learn(&mut r, 1, &["100.64.8.0/26"], "198.18.0.2", &[65001]);
     assert!(r.best(&net("100.64.8.0/26")).is_some());
     let mut u = announce(&["100.64.8.0/26"], "198.18.0.2", &[65001]);
     u.issues.push(Rfc7606Issue {
@@ -293,26 +270,16 @@ fn prefix_count_follows_announcements_withdrawals_and_flushes() {
     r.add_peer(PeerId(1), peer("198.18.0.2", 65001)).unwrap();
     r.peer_up(PeerId(1), PeerSession::basic(v4("198.18.0.2")), t)
         .unwrap();
-    r.apply_update(
-        PeerId(1),
-        &announce(
-            &["100.64.0.0/26", "100.64.0.64/26", "100.64.0.128/26"],
-            "198.18.0.2",
-            &[65001],
-        ),
-    )
-    .unwrap();
-    r.apply_update(
-        PeerId(1),
-        &announce(&["2001:db8:1000::/64"], "2001:db8::2", &[65001]),
-    )
-    .unwrap();
+    learn(
+        &mut r,
+        1,
+        &["100.64.0.0/26", "100.64.0.64/26", "100.64.0.128/26"],
+        "198.18.0.2",
+        &[65001],
+    );
+    learn(&mut r, 1, &["2001:db8:1000::/64"], "2001:db8::2", &[65001]);
     // Implicit withdraw does not count twice.
-    r.apply_update(
-        PeerId(1),
-        &announce(&["100.64.0.0/26"], "198.18.0.2", &[65001, 65005]),
-    )
-    .unwrap();
+    learn(&mut r, 1, &["100.64.0.0/26"], "198.18.0.2", &[65001, 65005]);
     assert_eq!(r.prefix_count(PeerId(1), Family::IPV4_UNICAST), 3);
     assert_eq!(r.prefix_count(PeerId(1), Family::IPV6_UNICAST), 1);
     r.apply_update(PeerId(1), &withdraw(&["100.64.0.64/26", "100.64.9.0/26"]))

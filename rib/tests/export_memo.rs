@@ -50,15 +50,13 @@ fn prefix_policies_are_evaluated_per_prefix() {
     up(&mut r, 1, "198.18.0.2", 65001, None);
     up(&mut r, 2, "198.18.0.3", 65002, Some(only_two));
     r.drain_outgoing();
-    r.apply_update(
-        PeerId(1),
-        &with_attrs(
-            &["100.64.1.0/26", "100.64.2.0/26", "100.64.3.0/26"],
-            "198.18.0.2",
-            attrs(&[]),
-        ),
-    )
-    .unwrap();
+    learn_with(
+        &mut r,
+        1,
+        &["100.64.1.0/26", "100.64.2.0/26", "100.64.3.0/26"],
+        "198.18.0.2",
+        attrs(&[]),
+    );
     let got = announced(&updates_for(&r.drain_outgoing(), PeerId(2)));
     assert_eq!(got, vec![net("100.64.2.0/26"), net("100.64.3.0/26")]);
 }
@@ -75,24 +73,20 @@ fn attribute_policies_treat_each_attribute_set_alike() {
     up(&mut r, 1, "198.18.0.2", 65001, None);
     up(&mut r, 2, "198.18.0.3", 65002, Some(pol));
     r.drain_outgoing();
-    r.apply_update(
-        PeerId(1),
-        &with_attrs(
-            &["100.64.1.0/26", "100.64.2.0/26"],
-            "198.18.0.2",
-            attrs(&[tagged]),
-        ),
-    )
-    .unwrap();
-    r.apply_update(
-        PeerId(1),
-        &with_attrs(
-            &["100.64.3.0/26", "100.64.4.0/26"],
-            "198.18.0.2",
-            attrs(&[]),
-        ),
-    )
-    .unwrap();
+    learn_with(
+        &mut r,
+        1,
+        &["100.64.1.0/26", "100.64.2.0/26"],
+        "198.18.0.2",
+        attrs(&[tagged]),
+    );
+    learn_with(
+        &mut r,
+        1,
+        &["100.64.3.0/26", "100.64.4.0/26"],
+        "198.18.0.2",
+        attrs(&[]),
+    );
     let out = updates_for(&r.drain_outgoing(), PeerId(2));
     assert_eq!(
         announced(&out),

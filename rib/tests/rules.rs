@@ -52,29 +52,27 @@ fn well_known_communities_limit_export() {
     up(&mut r, 1, peer("198.18.0.2", 65001));
     up(&mut r, 2, peer("198.18.0.3", 65002));
     r.drain_outgoing();
-    r.apply_update(
-        PeerId(1),
-        &with_attrs(
-            &["100.64.1.0/26"],
-            "198.18.0.2",
-            attrs(&[65001], &[Community::NO_EXPORT]),
-        ),
-    )
-    .unwrap();
-    r.apply_update(
-        PeerId(1),
-        &with_attrs(
-            &["100.64.2.0/26"],
-            "198.18.0.2",
-            attrs(&[65001], &[Community::NO_ADVERTISE]),
-        ),
-    )
-    .unwrap();
-    r.apply_update(
-        PeerId(1),
-        &with_attrs(&["100.64.3.0/26"], "198.18.0.2", attrs(&[65001], &[])),
-    )
-    .unwrap();
+    learn_with(
+        &mut r,
+        1,
+        &["100.64.1.0/26"],
+        "198.18.0.2",
+        attrs(&[65001], &[Community::NO_EXPORT]),
+    );
+    learn_with(
+        &mut r,
+        1,
+        &["100.64.2.0/26"],
+        "198.18.0.2",
+        attrs(&[65001], &[Community::NO_ADVERTISE]),
+    );
+    learn_with(
+        &mut r,
+        1,
+        &["100.64.3.0/26"],
+        "198.18.0.2",
+        attrs(&[65001], &[]),
+    );
     let out = r.drain_outgoing();
     assert_eq!(
         announced(&updates_for(&out, PeerId(2))),
@@ -93,8 +91,7 @@ fn ebgp_export_strips_med_and_local_pref_and_prepends() {
     let mut a = attrs(&[], &[]);
     a.med = Some(50);
     a.local_pref = Some(300);
-    r.apply_update(PeerId(1), &with_attrs(&["100.64.1.0/26"], "198.18.0.2", a))
-        .unwrap();
+    learn_with(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", a);
     let out = updates_for(&r.drain_outgoing(), PeerId(2));
     assert_eq!(
         render(&out),
@@ -106,39 +103,23 @@ fn ebgp_export_strips_med_and_local_pref_and_prepends() {
 
 #[test]
 fn next_hop_modes() {
-    for (mode, want) in [
-        (NextHopMode::Auto, "198.18.0.2"),
-        (NextHopMode::SelfAddress, "198.18.0.1"),
+    // Auto and SelfAddress toward an iBGP reflector client; Keep even toward eBGP.
+    for (to_as, rr_client, mode, want) in [
+        (LOCAL_AS, true, NextHopMode::Auto, "198.18.0.2"),
+        (LOCAL_AS, true, NextHopMode::SelfAddress, "198.18.0.1"),
+        (65003, false, NextHopMode::Keep, "198.18.0.2"),
     ] {
         let mut r = rib_with(|_| {});
-        let mut client = peer("198.18.0.3", LOCAL_AS);
-        client.rr_client = true;
-        client.next_hop_mode = mode;
+        let mut to = peer("198.18.0.3", to_as);
+        to.rr_client = rr_client;
+        to.next_hop_mode = mode;
         up(&mut r, 1, peer("198.18.0.2", 65001));
-        up(&mut r, 2, client);
+        up(&mut r, 2, to);
         r.drain_outgoing();
-        r.apply_update(
-            PeerId(1),
-            &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001]),
-        )
-        .unwrap();
+        learn(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", &[65001]);
         let out = updates_for(&r.drain_outgoing(), PeerId(2));
         assert_eq!(out[0].attributes.next_hop, Some(v4(want)), "{mode:?}");
     }
-    // Keep: even toward eBGP.
-    let mut r = rib_with(|_| {});
-    let mut e = peer("198.18.0.3", 65003);
-    e.next_hop_mode = NextHopMode::Keep;
-    up(&mut r, 1, peer("198.18.0.2", 65001));
-    up(&mut r, 2, e);
-    r.drain_outgoing();
-    r.apply_update(
-        PeerId(1),
-        &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001]),
-    )
-    .unwrap();
-    let out = updates_for(&r.drain_outgoing(), PeerId(2));
-    assert_eq!(out[0].attributes.next_hop, Some(v4("198.18.0.2")));
 }
 
 #[test]
@@ -147,23 +128,21 @@ fn allow_own_as_n_times() {
     let mut p = peer("198.18.0.2", 65001);
     p.num_allowed_local_as = 1;
     up(&mut r, 1, p);
-    let o = r
-        .apply_update(
-            PeerId(1),
-            &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001, LOCAL_AS]),
-        )
-        .unwrap();
+    let o = learn(
+        &mut r,
+        1,
+        &["100.64.1.0/26"],
+        "198.18.0.2",
+        &[65001, LOCAL_AS],
+    );
     assert_eq!(o.announced, 1);
-    let o = r
-        .apply_update(
-            PeerId(1),
-            &announce(
-                &["100.64.2.0/26"],
-                "198.18.0.2",
-                &[65001, LOCAL_AS, LOCAL_AS],
-            ),
-        )
-        .unwrap();
+    let o = learn(
+        &mut r,
+        1,
+        &["100.64.2.0/26"],
+        "198.18.0.2",
+        &[65001, LOCAL_AS, LOCAL_AS],
+    );
     assert_eq!(o.rejected, vec![(RejectReason::AsLoop, 1)]);
 }
 
@@ -173,15 +152,11 @@ fn reflector_loop_detection() {
     up(&mut r, 1, peer("198.18.0.2", LOCAL_AS));
     let mut a = attrs(&[], &[]);
     a.originator_id = Some(v4("198.18.0.1"));
-    let o = r
-        .apply_update(PeerId(1), &with_attrs(&["100.64.1.0/26"], "198.18.0.2", a))
-        .unwrap();
+    let o = learn_with(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", a);
     assert_eq!(o.rejected, vec![(RejectReason::OriginatorLoop, 1)]);
     let mut a = attrs(&[], &[]);
     a.cluster_list = vec![v4("198.18.0.7"), v4("198.18.0.100")];
-    let o = r
-        .apply_update(PeerId(1), &with_attrs(&["100.64.1.0/26"], "198.18.0.2", a))
-        .unwrap();
+    let o = learn_with(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", a);
     assert_eq!(o.rejected, vec![(RejectReason::ClusterLoop, 1)]);
     assert_eq!(r.stats().paths, 0);
 }
@@ -190,12 +165,7 @@ fn reflector_loop_detection() {
 fn rfc8212_blocks_ebgp_without_policy() {
     let mut r = rib_with(|c| c.rfc8212 = true);
     up(&mut r, 1, peer("198.18.0.2", 65001));
-    let o = r
-        .apply_update(
-            PeerId(1),
-            &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001]),
-        )
-        .unwrap();
+    let o = learn(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", &[65001]);
     assert_eq!(o.rejected, vec![(RejectReason::ImportPolicy, 1)]);
     r.originate(net("100.64.9.0/26"), "ipam", LocalRoute::default());
     let out = r.drain_outgoing();
@@ -211,16 +181,8 @@ fn import_policy_sets_priority_and_soft_reconfiguration_reapplies() {
     p1.soft_reconfig_inbound = true;
     up(&mut r, 1, p1);
     up(&mut r, 2, peer("198.18.0.3", 65002));
-    r.apply_update(
-        PeerId(1),
-        &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001, 65010]),
-    )
-    .unwrap();
-    r.apply_update(
-        PeerId(2),
-        &announce(&["100.64.1.0/26"], "198.18.0.3", &[65002]),
-    )
-    .unwrap();
+    learn(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", &[65001, 65010]);
+    learn(&mut r, 2, &["100.64.1.0/26"], "198.18.0.3", &[65002]);
     assert_eq!(
         r.best(&net("100.64.1.0/26")).unwrap().next_hops[0].addr,
         ip("198.18.0.3")
@@ -280,12 +242,7 @@ fn import_policy_sets_priority_and_soft_reconfiguration_reapplies() {
         vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]
     );
     // The refreshed routes are now rejected and the old path removed.
-    let o = r
-        .apply_update(
-            PeerId(2),
-            &announce(&["100.64.1.0/26"], "198.18.0.3", &[65002]),
-        )
-        .unwrap();
+    let o = learn(&mut r, 2, &["100.64.1.0/26"], "198.18.0.3", &[65002]);
     assert_eq!(o.rejected, vec![(RejectReason::ImportPolicy, 1)]);
     // Both peers now reject it.
     assert!(r.explain(&net("100.64.1.0/26")).candidates.is_empty());
@@ -351,8 +308,7 @@ fn update_groups_share_work() {
         "one UPDATE built for twenty peers"
     );
     // A client's own route goes to the nineteen others, not back to it.
-    r.apply_update(PeerId(3), &announce(&["100.64.2.0/26"], "198.18.0.13", &[]))
-        .unwrap();
+    learn(&mut r, 3, &["100.64.2.0/26"], "198.18.0.13", &[]);
     let out = r.drain_outgoing();
     assert_eq!(out.len(), 1);
     assert!(!out[0].to.includes(PeerId(3)));
@@ -361,8 +317,7 @@ fn update_groups_share_work() {
     // the new route (it had nothing from us for this prefix).
     let mut a = attrs(&[], &[]);
     a.local_pref = Some(200);
-    r.apply_update(PeerId(4), &with_attrs(&["100.64.2.0/26"], "198.18.0.14", a))
-        .unwrap();
+    learn_with(&mut r, 4, &["100.64.2.0/26"], "198.18.0.14", a);
     let out = r.drain_outgoing();
     assert!(
         updates_for(&out, PeerId(3)).len() == 1
@@ -402,16 +357,8 @@ fn add_path_sends_several_paths() {
     s.add_path_tx = vec![Family::IPV4_UNICAST];
     r.peer_up(PeerId(3), s, now()).unwrap();
     r.drain_outgoing();
-    r.apply_update(
-        PeerId(1),
-        &announce(&["100.64.1.0/26"], "198.18.0.2", &[65001]),
-    )
-    .unwrap();
-    r.apply_update(
-        PeerId(2),
-        &announce(&["100.64.1.0/26"], "198.18.0.3", &[65002, 65003]),
-    )
-    .unwrap();
+    learn(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", &[65001]);
+    learn(&mut r, 2, &["100.64.1.0/26"], "198.18.0.3", &[65002, 65003]);
     let out = updates_for(&r.drain_outgoing(), PeerId(3));
     let ids: Vec<Option<u32>> = out
         .iter()
@@ -432,10 +379,8 @@ fn next_hop_reachability_changes_selection() {
     let mut r = rib_with(|c| c.max_paths = 1);
     up(&mut r, 1, peer("198.18.0.2", LOCAL_AS));
     up(&mut r, 2, peer("198.18.0.3", LOCAL_AS));
-    r.apply_update(PeerId(1), &announce(&["100.64.1.0/26"], "198.18.5.2", &[]))
-        .unwrap();
-    r.apply_update(PeerId(2), &announce(&["100.64.1.0/26"], "198.18.5.3", &[]))
-        .unwrap();
+    learn(&mut r, 1, &["100.64.1.0/26"], "198.18.5.2", &[]);
+    learn(&mut r, 2, &["100.64.1.0/26"], "198.18.5.3", &[]);
     assert_eq!(
         r.best(&net("100.64.1.0/26")).unwrap().next_hops[0].addr,
         ip("198.18.5.2")
@@ -483,22 +428,15 @@ fn llgr_stale_is_least_preferred_then_swept() {
     r.peer_up(PeerId(1), s, t0).unwrap();
     let mut hi = attrs(&[], &[]);
     hi.local_pref = Some(500);
-    r.apply_update(
-        PeerId(1),
-        &with_attrs(&["100.64.1.0/26"], "198.18.0.2", hi.clone()),
-    )
-    .unwrap();
-    r.apply_update(
-        PeerId(1),
-        &with_attrs(
-            &["100.64.2.0/26"],
-            "198.18.0.2",
-            attrs(&[], &[Community::NO_LLGR]),
-        ),
-    )
-    .unwrap();
-    r.apply_update(PeerId(2), &announce(&["100.64.1.0/26"], "198.18.0.3", &[]))
-        .unwrap();
+    learn_with(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", hi.clone());
+    learn_with(
+        &mut r,
+        1,
+        &["100.64.2.0/26"],
+        "198.18.0.2",
+        attrs(&[], &[Community::NO_LLGR]),
+    );
+    learn(&mut r, 2, &["100.64.1.0/26"], "198.18.0.3", &[]);
     assert_eq!(
         r.best(&net("100.64.1.0/26")).unwrap().next_hops[0].addr,
         ip("198.18.0.2")
@@ -529,29 +467,16 @@ fn otc_route_leak_prevention() {
     r.drain_outgoing();
     let mut leaked = attrs(&[65001], &[]);
     leaked.otc = Some(Asn(65009));
-    let o = r
-        .apply_update(
-            PeerId(1),
-            &with_attrs(&["100.64.1.0/26"], "198.18.0.2", leaked),
-        )
-        .unwrap();
+    let o = learn_with(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", leaked);
     assert_eq!(o.rejected, vec![(RejectReason::RouteLeak, 1)]);
     // From our provider: marked with OTC, then never sent up to another
     // provider (here: none) but fine to our customer, OTC kept.
-    r.apply_update(
-        PeerId(2),
-        &announce(&["100.64.2.0/26"], "198.18.0.3", &[65002]),
-    )
-    .unwrap();
+    learn(&mut r, 2, &["100.64.2.0/26"], "198.18.0.3", &[65002]);
     let out = r.drain_outgoing();
     let to_cust = updates_for(&out, PeerId(1));
     assert_eq!(to_cust[0].attributes.otc, Some(Asn(65002)));
     // A customer route goes up to the provider without OTC.
-    r.apply_update(
-        PeerId(1),
-        &announce(&["100.64.3.0/26"], "198.18.0.2", &[65001]),
-    )
-    .unwrap();
+    learn(&mut r, 1, &["100.64.3.0/26"], "198.18.0.2", &[65001]);
     let out = r.drain_outgoing();
     let to_prov = updates_for(&out, PeerId(2));
     assert_eq!(announced(&to_prov), vec![net("100.64.3.0/26")]);
@@ -589,11 +514,7 @@ fn oversized_as_path_is_not_exported() {
     let long: Vec<u32> = std::iter::once(65001)
         .chain((0..1500).map(|i| 70000 + i))
         .collect();
-    r.apply_update(
-        PeerId(1),
-        &announce(&["100.64.1.0/26"], "198.18.0.2", &long),
-    )
-    .unwrap();
+    learn(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", &long);
     assert!(r.best(&net("100.64.1.0/26")).is_some());
     let out = updates_for(&r.drain_outgoing(), PeerId(2));
     assert!(out.is_empty());
@@ -628,11 +549,13 @@ fn peers_coming_up_together_share_one_dump() {
         r.add_peer(PeerId(i), p).unwrap();
         r.peer_up(PeerId(i), session(i), now()).unwrap();
         let pfx = format!("100.64.{i}.0/26");
-        r.apply_update(
-            PeerId(i),
-            &announce(&[pfx.as_str()], &format!("198.18.0.{}", 10 + i), &[]),
-        )
-        .unwrap();
+        learn(
+            &mut r,
+            i,
+            &[pfx.as_str()],
+            &format!("198.18.0.{}", 10 + i),
+            &[],
+        );
     }
     r.drain_outgoing();
     // The reflector's clients all restart; their routes stay as stale.

@@ -47,10 +47,10 @@ fn rr_with_clients_and_non_clients() {
     golden("rr_clients_non_clients", &out);
     // The rules, independent of the golden text:
     assert!(
-        n.sp[n2].rib.best(&common::net("100.64.3.0/26")).is_none(),
+        n.best(n2, "100.64.3.0/26").is_none(),
         "non-client to non-client must not reflect"
     );
-    let b = n.sp[c1].rib.best(&common::net("100.64.3.0/26")).unwrap();
+    let b = n.best(c1, "100.64.3.0/26").unwrap();
     assert_eq!(
         b.next_hops[0].addr,
         ip("198.18.0.4"),
@@ -114,12 +114,7 @@ fn two_reflectors_same_and_different_cluster_id() {
         }
         // c2 learns the route either way, next hop c1.
         assert_eq!(
-            n.sp[c2]
-                .rib
-                .best(&common::net("100.64.1.0/26"))
-                .unwrap()
-                .next_hops[0]
-                .addr,
+            n.best(c2, "100.64.1.0/26").unwrap().next_hops[0].addr,
             ip("198.18.0.3")
         );
     }
@@ -150,7 +145,7 @@ fn ebgp_top_of_rack() {
     out.push(String::from("--- updates"));
     out.extend(n.log.iter().cloned());
     golden("ebgp_tor", &out);
-    let r = n.sp[b].rib.best(&common::net("100.64.1.0/26")).unwrap();
+    let r = n.best(b, "100.64.1.0/26").unwrap();
     assert_eq!(
         r.next_hops[0].addr,
         ip("198.18.0.1"),
@@ -179,12 +174,9 @@ fn gr_session(router_id: std::net::Ipv4Addr) -> PeerSession {
     s
 }
 
-/// RFC 4724: B restarts; A keeps B's routes as stale (still used, still
-/// advertised to C), B comes back and re-announces part of them, End-of-RIB
-/// sweeps the rest. Then a second restart where B never returns: the restart
-/// timer sweeps. Then a Hard Reset flushes at once.
-#[test]
-fn graceful_restart_with_stale_sweep() {
+/// A net whose sessions all negotiate graceful restart, with speakers a
+/// (cluster 198.18.0.100), b and c, not yet linked.
+fn gr_speakers() -> (Net, usize, usize, usize) {
     let mut n = Net {
         session_template: gr_session,
         ..Net::default()
@@ -192,6 +184,16 @@ fn graceful_restart_with_stale_sweep() {
     let a = n.speaker("a", AS, Some("198.18.0.100"));
     let b = n.speaker("b", AS, None);
     let c = n.speaker("c", AS, None);
+    (n, a, b, c)
+}
+
+/// RFC 4724: B restarts; A keeps B's routes as stale (still used, still
+/// advertised to C), B comes back and re-announces part of them, End-of-RIB
+/// sweeps the rest. Then a second restart where B never returns: the restart
+/// timer sweeps. Then a Hard Reset flushes at once.
+#[test]
+fn graceful_restart_with_stale_sweep() {
+    let (mut n, a, b, c) = gr_speakers();
     let (a_b, b_a) = n.link(a, b, tweak_client, tweak_none);
     n.link(a, c, tweak_client, tweak_none);
     for p in ["100.64.1.0/26", "100.64.2.0/26", "100.64.3.0/26"] {
@@ -208,13 +210,7 @@ fn graceful_restart_with_stale_sweep() {
     n.pump();
     out.push(String::from("=== after b went down"));
     out.extend(n.tables());
-    assert!(
-        n.sp[a]
-            .rib
-            .best(&common::net("100.64.1.0/26"))
-            .unwrap()
-            .stale
-    );
+    assert!(n.best(a, "100.64.1.0/26").unwrap().stale);
     assert!(
         n.sp[a].rib.drain_best_changes().is_empty(),
         "marking stale must not churn the FIB"
@@ -233,33 +229,27 @@ fn graceful_restart_with_stale_sweep() {
     out.push(String::from("--- updates"));
     out.extend(n.log.iter().cloned());
     n.clear_log();
-    assert!(n.sp[c].rib.best(&common::net("100.64.3.0/26")).is_none());
-    assert!(
-        !n.sp[a]
-            .rib
-            .best(&common::net("100.64.1.0/26"))
-            .unwrap()
-            .stale
-    );
+    assert!(n.best(c, "100.64.3.0/26").is_none());
+    assert!(!n.best(a, "100.64.1.0/26").unwrap().stale);
 
     // Second failure: B never comes back; the restart timer sweeps.
     n.down(a, a_b, DownKind::Graceful);
     n.down(b, b_a, DownKind::Flush);
     n.advance(Duration::from_secs(60));
-    assert!(n.sp[a].rib.best(&common::net("100.64.1.0/26")).is_some());
+    assert!(n.best(a, "100.64.1.0/26").is_some());
     n.advance(Duration::from_secs(61));
     n.pump();
     out.push(String::from("=== after the restart timer expired"));
     out.extend(n.tables());
-    assert!(n.sp[a].rib.best(&common::net("100.64.1.0/26")).is_none());
+    assert!(n.best(a, "100.64.1.0/26").is_none());
 
     // Hard Reset (RFC 8538): flush at once.
     n.up(a, a_b);
     n.up(b, b_a);
     n.pump();
-    assert!(n.sp[a].rib.best(&common::net("100.64.1.0/26")).is_some());
+    assert!(n.best(a, "100.64.1.0/26").is_some());
     n.down(a, a_b, DownKind::Flush);
-    assert!(n.sp[a].rib.best(&common::net("100.64.1.0/26")).is_none());
+    assert!(n.best(a, "100.64.1.0/26").is_none());
     golden("graceful_restart", &out);
 }
 
@@ -267,13 +257,7 @@ fn graceful_restart_with_stale_sweep() {
 /// from every GR peer (or the deferral timer): no best changes before.
 #[test]
 fn restarting_speaker_defers_selection() {
-    let mut n = Net {
-        session_template: gr_session,
-        ..Net::default()
-    };
-    let a = n.speaker("a", AS, Some("198.18.0.100"));
-    let b = n.speaker("b", AS, None);
-    let c = n.speaker("c", AS, None);
+    let (mut n, a, b, c) = gr_speakers();
     let t = n.now;
     n.sp[a].rib.defer_selection(t + Duration::from_secs(300));
     originate(&mut n, b, "100.64.1.0/26");
@@ -298,7 +282,7 @@ fn restarting_speaker_defers_selection() {
     let changes = n.sp[a].rib.drain_best_changes();
     let prefixes: Vec<String> = changes.iter().map(|c| c.prefix.to_string()).collect();
     assert_eq!(prefixes, vec!["100.64.1.0/26", "100.64.2.0/26"]);
-    assert!(n.sp[c].rib.best(&common::net("100.64.1.0/26")).is_some());
+    assert!(n.best(c, "100.64.1.0/26").is_some());
     let _ = a_c;
 }
 

@@ -38,6 +38,32 @@ pub fn announce(prefixes: &[&str], next_hop: &str, as_path: &[u32]) -> Update {
 }
 
 /// An announcement with explicit attributes (IPv6 goes in MP_REACH).
+/// Peer `peer` announces `prefixes` as [`announce`] builds them; the
+/// update must apply.
+pub fn learn(
+    r: &mut Rib,
+    peer: u32,
+    prefixes: &[&str],
+    next_hop: &str,
+    as_path: &[u32],
+) -> ApplyOutcome {
+    r.apply_update(PeerId(peer), &announce(prefixes, next_hop, as_path))
+        .expect("update applies")
+}
+
+/// Peer `peer` announces `prefixes` with `attributes`, as [`with_attrs`]
+/// builds them; the update must apply.
+pub fn learn_with(
+    r: &mut Rib,
+    peer: u32,
+    prefixes: &[&str],
+    next_hop: &str,
+    attributes: PathAttributes,
+) -> ApplyOutcome {
+    r.apply_update(PeerId(peer), &with_attrs(prefixes, next_hop, attributes))
+        .expect("update applies")
+}
+
 pub fn with_attrs(prefixes: &[&str], next_hop: &str, mut attributes: PathAttributes) -> Update {
     let nlri: Vec<Nlri> = prefixes.iter().map(|p| Nlri::new(net(p))).collect();
     let nh = ip(next_hop);
@@ -216,6 +242,11 @@ impl Net {
             next_id: 1,
         });
         i
+    }
+
+    /// Speaker `i`'s best route to `prefix`.
+    pub fn best(&self, i: usize, prefix: &str) -> Option<BestRoute> {
+        self.sp[i].rib.best(&net(prefix))
     }
 
     fn peer_cfg(&self, from: usize, to: usize) -> PeerConfig {
