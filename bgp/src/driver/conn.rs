@@ -24,6 +24,8 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Events from connection tasks to the peer task.
 #[derive(Debug)]
 pub(super) enum NetEvent {
+    /// The listener accepted a connection from the peer's address.
+    Accepted(TcpStream),
     Connected(ConnectionId, TcpStream),
     Received(ConnectionId, Bytes),
     /// Connect failed, EOF, or a read/write error.

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -171,7 +171,8 @@ pub struct TaggedPeer {
 
 #[derive(Debug)]
 struct PeerSlot {
-    incoming: mpsc::Sender<TcpStream>,
+    /// The peer task's control channel, where accepted connections go.
+    incoming: mpsc::UnboundedSender<conn::NetEvent>,
     md5: Option<String>,
 }
 
@@ -245,13 +246,13 @@ impl Speaker {
     /// Starts a peer task. The session stays Idle until
     /// [`PeerCommand::Start`].
     pub fn add_peer(&self, cfg: PeerConfig) -> io::Result<PeerHandle> {
-        let (remote, in_rx) = self.register(&cfg)?;
+        let (remote, control) = self.register(&cfg)?;
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let (status_tx, status) = tokio::sync::watch::channel(PeerStatus::default());
         let task = tokio::spawn(peer::run(
             cfg,
-            in_rx,
+            control,
             peer::Commands::Bounded(cmd_rx),
             peer::Sink::<()>::Own(ev_tx),
             Some(status_tx),
@@ -278,11 +279,11 @@ impl Speaker {
     where
         T: Copy + Send + Sync + 'static,
     {
-        let (remote, in_rx) = self.register(&cfg)?;
+        let (remote, control) = self.register(&cfg)?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(peer::run(
             cfg,
-            in_rx,
+            control,
             peer::Commands::Unbounded(cmd_rx),
             peer::Sink::Tagged(tag, events),
             None,
@@ -295,12 +296,12 @@ impl Speaker {
     }
 
     /// Checks the configuration and takes the listener slot for its address.
-    fn register(&self, cfg: &PeerConfig) -> io::Result<(IpAddr, mpsc::Receiver<TcpStream>)> {
+    fn register(&self, cfg: &PeerConfig) -> io::Result<(IpAddr, peer::Control)> {
         let remote = sockopt::canonical(cfg.remote);
         cfg.session.validate().map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("peer {remote}: {e}"))
         })?;
-        let (in_tx, in_rx) = mpsc::channel(4);
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         if peers.contains_key(&remote) {
             return Err(io::Error::new(
@@ -316,11 +317,11 @@ impl Speaker {
         peers.insert(
             remote,
             PeerSlot {
-                incoming: in_tx,
+                incoming: in_tx.clone(),
                 md5: cfg.md5_password.clone(),
             },
         );
-        Ok((remote, in_rx))
+        Ok((remote, (in_tx, in_rx)))
     }
 
     /// Forgets a peer: its connections are no longer accepted and its
@@ -361,8 +362,8 @@ async fn accept_loop(listener: Arc<TcpListener>, peers: Peers) {
             .map(|s| s.incoming.clone());
         match tx {
             Some(tx) => {
-                if tx.try_send(stream).is_err() {
-                    debug!(%from, "peer task busy or gone; connection dropped");
+                if tx.send(conn::NetEvent::Accepted(stream)).is_err() {
+                    debug!(%from, "peer task gone; connection dropped");
                 }
             }
             None => debug!(%from, "connection from an unknown address closed"),

@@ -27,6 +27,14 @@ const BULK_HIGH_BUFFERS: usize = 512;
 /// the peer's socket costs this process nothing.
 const EVENT_BACKLOG: usize = 64;
 
+/// The peer task's control channel (both ends): accepted and connected
+/// sockets, closes and write progress. Unbounded; its senders are the
+/// listener, connect attempts and writers, never remote input.
+pub(super) type Control = (
+    mpsc::UnboundedSender<NetEvent>,
+    mpsc::UnboundedReceiver<NetEvent>,
+);
+
 /// Where commands come from: a bounded channel (the per-peer handle) or an
 /// unbounded one (tagged peers, whose daemon must never wait on a peer).
 pub(super) enum Commands {
@@ -93,26 +101,25 @@ struct Peer {
 
 pub(super) async fn run<T: Copy + Send + Sync + 'static>(
     cfg: PeerConfig,
-    incoming: mpsc::Receiver<TcpStream>,
+    control: Control,
     commands: Commands,
     events: Sink<T>,
     status: Option<tokio::sync::watch::Sender<PeerStatus>>,
 ) {
     let span = info_span!("peer", remote = %cfg.remote);
-    run_inner(cfg, incoming, commands, events, status)
+    run_inner(cfg, control, commands, events, status)
         .instrument(span)
         .await;
 }
 
 async fn run_inner<T: Copy + Send + Sync + 'static>(
     cfg: PeerConfig,
-    mut incoming: mpsc::Receiver<TcpStream>,
+    (ctl_tx, mut ctl_rx): Control,
     mut commands: Commands,
     events_tx: Sink<T>,
     status: Option<tokio::sync::watch::Sender<PeerStatus>>,
 ) {
     let (data_tx, mut data_rx) = mpsc::channel(64);
-    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
     let mut p = Peer {
         session: Session::new(cfg.session.clone()),
         remote: sockopt::canonical(cfg.remote),
@@ -123,7 +130,6 @@ async fn run_inner<T: Copy + Send + Sync + 'static>(
         ctl_tx,
         events: VecDeque::new(),
     };
-    let mut incoming_open = true;
     loop {
         p.carry_out();
         if let Some(status) = &status {
@@ -156,10 +162,6 @@ async fn run_inner<T: Copy + Send + Sync + 'static>(
                 None => p.events.clear(),
             },
             Some(ev) = data_rx.recv(), if take_data => p.on_net(ev),
-            s = incoming.recv(), if incoming_open => match s {
-                Some(stream) => p.on_incoming(stream),
-                None => incoming_open = false,
-            },
             cmd = commands.recv(), if take_commands => match cmd {
                 Some(cmd) => p.on_command(cmd),
                 None => {
@@ -202,6 +204,10 @@ impl Peer {
 
     fn on_net(&mut self, ev: NetEvent) {
         let ev = match ev {
+            NetEvent::Accepted(stream) => {
+                self.on_incoming(stream);
+                return;
+            }
             NetEvent::Connected(id, stream) => {
                 self.connecting.remove(&id);
                 if let Err(e) = conn::prepare(&stream, &self.cfg) {
