@@ -88,36 +88,13 @@ impl Control {
             }
             Control::GoBgp { port } => {
                 let p = port.to_string();
-                let mut out = run(
-                    "ip",
-                    &[
-                        "netns",
-                        "exec",
-                        &ns.name,
-                        "gobgp",
-                        "-u",
-                        "127.0.0.1",
-                        "-p",
-                        &p,
-                        "neighbor",
-                    ],
-                );
-                out.push_str(&run(
-                    "ip",
-                    &[
-                        "netns",
-                        "exec",
-                        &ns.name,
-                        "gobgp",
-                        "-u",
-                        "127.0.0.1",
-                        "-p",
-                        &p,
-                        "global",
-                        "rib",
-                    ],
-                ));
-                out
+                let gobgp = |args: &[&str]| {
+                    let mut full = vec!["netns", "exec", &ns.name, "gobgp"];
+                    full.extend_from_slice(&["-u", "127.0.0.1", "-p", &p]);
+                    full.extend_from_slice(args);
+                    run("ip", &full)
+                };
+                gobgp(&["neighbor"]) + &gobgp(&["global", "rib"])
             }
             Control::Frr { vty_dir } => {
                 let d = vty_dir.display().to_string();

@@ -25,7 +25,6 @@ use fixtures::*;
 use interop_tests::*;
 use ipnet::IpNet;
 
-const PREFIX: &str = "/calico/resources/v3/projectcalico.org";
 const RR_PEER: &str = "peer-with-route-reflectors";
 const FILTER: &str = "rr-filter";
 const TOR_PEER: &str = "node-3-tor";
@@ -33,18 +32,6 @@ const TOR_AS: u32 = 65001;
 const TOR_PREFIX: &str = "198.19.1.0/24";
 /// After a routing effect, how long to keep watching for a late reset.
 const SETTLE: Duration = Duration::from_secs(3);
-
-fn plural(kind: &str) -> Result<&'static str> {
-    Ok(match kind {
-        "Node" => "nodes",
-        "BGPConfiguration" => "bgpconfigurations",
-        "BGPPeer" => "bgppeers",
-        "IPPool" => "ippools",
-        "BGPFilter" => "bgpfilters",
-        "BlockAffinity" => "blockaffinities",
-        o => return Err(anyhow!("no etcd layout for kind {o}")),
-    })
-}
 
 /// One Calico node of the test: its namespace, address and block.
 struct Host {
@@ -293,9 +280,7 @@ fn from_etcd() -> Result<Duration> {
     let tor_ip = IpAddr::V4(tor);
     let tor_peer = |more: &str| bgp_peer_yaml(TOR_PEER, tor_ip, TOR_AS, Some("node-3"), more);
     let c = cluster(&hs).doc(&tor_peer(""));
-    for (kind, name, doc) in c.resources() {
-        etcd.put(&format!("{PREFIX}/{}/{name}", plural(&kind)?), &doc)?;
-    }
+    put_cluster(&etcd, &c)?;
 
     let mut p = Bird2Peer::ebgp("node3", TOR_AS, hs[2].ip(), CLUSTER_AS);
     p.local_addr = Some(tor_ip);
@@ -331,7 +316,7 @@ fn from_etcd() -> Result<Duration> {
 
     // (a) Edit the node-specific BGPPeer: keepalive 10 s, so hold 30 s.
     etcd.put(
-        &format!("{PREFIX}/bgppeers/{TOR_PEER}"),
+        &calico_etcd_key("BGPPeer", TOR_PEER)?,
         &tor_peer("  keepaliveTime: 10s\n"),
     )?;
     let tor_was = before
@@ -370,39 +355,32 @@ fn from_etcd() -> Result<Duration> {
     let before = marks(&sessions)?;
     next_second(&lab, &before)?;
     let (b1, b2) = (hs[0].block, hs[1].block);
-    etcd.put(
-        &format!("{PREFIX}/bgpfilters/{FILTER}"),
-        &filter_yaml(&rule("Reject", b1), &rule("Reject", b2)),
-    )?;
+    // A BGPFilter edit is policy only: once its effect is in the kernels
+    // (`blocks` present, `absent` gone), no session may have reset.
+    let edit_filter =
+        |yaml: String, effect: &str, blocks: &[IpNet], absent: &[IpNet], what: &str| {
+            etcd.put(&calico_etcd_key("BGPFilter", FILTER)?, &yaml)?;
+            lab.wait_for(effect, T, || kernels(&lab, &hs, blocks, absent))?;
+            std::thread::sleep(SETTLE);
+            untouched(&lab, &sessions, &before, None, what)
+        };
     let kept: Vec<IpNet> = hs[2..].iter().map(|h| h.block).collect();
-    lab.wait_for("the filtered blocks gone from the other kernels", T, || {
-        kernels(&lab, &hs, &kept, &[b1, b2])
-    })?;
-    std::thread::sleep(SETTLE);
-    untouched(
-        &lab,
-        &sessions,
-        &before,
-        None,
+    edit_filter(
+        filter_yaml(&rule("Reject", b1), &rule("Reject", b2)),
+        "the filtered blocks gone from the other kernels",
+        &kept,
+        &[b1, b2],
         &format!("adding rules to BGPFilter {FILTER}"),
     )?;
     kernels(&lab, &hs, &kept, &[b1, b2])?;
 
     // (c) The rules go again: re-export for node-1's block, a route refresh
     // towards node-2 for its block; still no reset.
-    etcd.put(
-        &format!("{PREFIX}/bgpfilters/{FILTER}"),
-        &filter_yaml("", ""),
-    )?;
-    lab.wait_for("the filtered blocks back in every kernel", T, || {
-        kernels(&lab, &hs, &all, &[])
-    })?;
-    std::thread::sleep(SETTLE);
-    untouched(
-        &lab,
-        &sessions,
-        &before,
-        None,
+    edit_filter(
+        filter_yaml("", ""),
+        "the filtered blocks back in every kernel",
+        &all,
+        &[],
         &format!("removing the rules of BGPFilter {FILTER}"),
     )?;
     exact_peers(t3, &[rr, tor_ip])?;

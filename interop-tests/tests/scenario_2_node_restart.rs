@@ -9,7 +9,6 @@
 
 mod fixtures;
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use anyhow::{Result, ensure};
@@ -22,40 +21,12 @@ fn node_restart_keeps_every_route() -> Result<()> {
     need(&[]);
     let started = Instant::now();
     let mut lab = Lab::new("scen2")?;
-    let ns: Vec<Ns> = (1..=3)
-        .map(|i| lab.ns(&format!("node-{i}")))
-        .collect::<Result<_>>()?;
-    let seg = lab.lan(&ns.iter().collect::<Vec<_>>())?;
-    let addrs: Vec<IpAddr> = ns
-        .iter()
-        .map(|n| seg.v4(n).map(IpAddr::V4))
-        .collect::<Result<_>>()?;
+    let mesh = NodeMesh::new(&mut lab, 3)?;
+    let (ns, addrs) = (&mesh.ns, &mesh.addrs);
     let blocks: Vec<IpNet> = (1..=3).map(|i| net(&format!("100.64.{i}.0/26"))).collect();
-
-    let mut c = Cluster::new().pool("100.64.0.0/16", "Never");
-    for (i, a) in addrs.iter().enumerate() {
-        let IpAddr::V4(v4) = a else { unreachable!() };
-        c = c
-            .node(NodeSpec::v4(&format!("node-{}", i + 1), *v4))
-            .block(&format!("node-{}", i + 1), &blocks[i].to_string());
-    }
-    let file = lab.write_file("cluster.yaml", &c.render())?;
-    let mut t = vec![];
-    for (i, n) in ns.iter().enumerate() {
-        let name = format!("node-{}", i + 1);
-        let mut o = TabbydOpts::new(&name, Datastore::File(file.clone()));
-        // Long enough that only End-of-RIB, not the timer, ends the deferral.
-        o.deferral_time = Some(60);
-        t.push(lab.start_tabbyd(n, &name, &o)?);
-    }
-    let others = |i: usize| -> Vec<IpAddr> {
-        addrs
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, a)| *a)
-            .collect()
-    };
+    let file = lab.write_file("cluster.yaml", &mesh.cluster(true).render())?;
+    // Long enough that only End-of-RIB, not the timer, ends the deferral.
+    let t = mesh.start_tabbyds(&mut lab, &file, |o| o.deferral_time = Some(60))?;
     let steady = |lab: &Lab| -> Result<()> {
         for (i, n) in ns.iter().enumerate() {
             let want: Vec<(IpNet, Want)> = blocks
@@ -80,9 +51,7 @@ fn node_restart_keeps_every_route() -> Result<()> {
         "steady state: mesh up, every block in every kernel",
         T,
         || {
-            for (i, ti) in t.iter().enumerate() {
-                established(ti, &others(i))?;
-            }
+            mesh.established(&t)?;
             steady(&lab)
         },
     )?;
@@ -121,7 +90,7 @@ fn node_restart_keeps_every_route() -> Result<()> {
     lab.restart("node-2")?;
     let t_restart = Instant::now();
     let recovered = |lab: &Lab| -> Result<()> {
-        established(&t[1], &others(1))?;
+        established(&t[1], &mesh.others(1))?;
         for i in [0, 2] {
             established(&t[i], &[addrs[1]])?;
             let p = best_path(&t[i], blocks[1])?;

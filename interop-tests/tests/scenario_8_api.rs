@@ -6,7 +6,6 @@
 
 mod fixtures;
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use anyhow::{Result, ensure};
@@ -20,44 +19,14 @@ fn api_gobgp_cli_tabbyctl_and_block_move() -> Result<()> {
     need(&[Need::GoBgp]);
     let started = Instant::now();
     let mut lab = Lab::new("scen8")?;
-    let ns: Vec<Ns> = (1..=3)
-        .map(|i| lab.ns(&format!("node-{i}")))
-        .collect::<Result<_>>()?;
-    let seg = lab.lan(&ns.iter().collect::<Vec<_>>())?;
-    let addrs: Vec<IpAddr> = ns
-        .iter()
-        .map(|n| seg.v4(n).map(IpAddr::V4))
-        .collect::<Result<_>>()?;
-
-    let mut c = Cluster::new().pool("100.64.0.0/16", "Never");
-    for (i, a) in addrs.iter().enumerate() {
-        let IpAddr::V4(v4) = a else { unreachable!() };
-        c = c.node(NodeSpec::v4(&format!("node-{}", i + 1), *v4)).block(
-            &format!("node-{}", i + 1),
-            &format!("100.64.{}.0/26", i + 1),
-        );
-    }
-    let file = lab.write_file("cluster.yaml", &c.render())?;
-    let mut t = vec![];
-    for (i, n) in ns.iter().enumerate() {
-        let name = format!("node-{}", i + 1);
-        let mut o = TabbydOpts::new(&name, Datastore::File(file.clone()));
+    let mesh = NodeMesh::new(&mut lab, 3)?;
+    let (ns, addrs) = (&mesh.ns, &mesh.addrs);
+    let file = lab.write_file("cluster.yaml", &mesh.cluster(true).render())?;
+    let t = mesh.start_tabbyds(&mut lab, &file, |o| {
         o.deferral_time = Some(5);
         o.gobgp_api = Some(format!("127.0.0.1:{GOBGP_PORT}"));
-        t.push(lab.start_tabbyd(n, &name, &o)?);
-    }
-    lab.wait_for("mesh Established", T, || {
-        for (i, ti) in t.iter().enumerate() {
-            let others: Vec<IpAddr> = addrs
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, a)| *a)
-                .collect();
-            established(ti, &others)?;
-        }
-        Ok(())
     })?;
+    lab.wait_for("mesh Established", T, || mesh.established(&t))?;
 
     // --- the real gobgp CLI, inside node-1's namespace.
     let g = GoBgp {
@@ -102,26 +71,7 @@ fn api_gobgp_cli_tabbyctl_and_block_move() -> Result<()> {
         &t[0],
         &["announce", &m, "--owner", "ipam", "--kind", "pod-block"],
     )?;
-    let follow = |owner: usize| -> Result<()> {
-        for (i, n) in ns.iter().enumerate() {
-            let want = if i == owner {
-                Want::Blackhole
-            } else {
-                Want::Via(addrs[owner])
-            };
-            lab.wait_for(
-                &format!("{moved} at {n} follows node-{}", owner + 1),
-                T,
-                || {
-                    let k = lab.kernel_routes_proto(n, TABBY_PROTO)?;
-                    let r: Vec<&KernelRoute> = k.iter().filter(|r| r.dst == moved).collect();
-                    ensure!(r.len() == 1, "{moved} in {n}: {r:?}");
-                    kernel_has(&lab, n, &[(moved, want.clone())])
-                },
-            )?;
-        }
-        Ok(())
-    };
+    let follow = |owner: usize| mesh.wait_block_at(&lab, moved, owner);
     follow(0)?;
     let t_move = Instant::now();
     // The move: node-1's IPAM set becomes empty, node-2's holds the block.

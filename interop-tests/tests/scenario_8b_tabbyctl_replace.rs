@@ -6,8 +6,6 @@
 
 mod fixtures;
 
-use std::net::IpAddr;
-
 use anyhow::{Result, ensure};
 use fixtures::*;
 use interop_tests::*;
@@ -16,38 +14,11 @@ use interop_tests::*;
 fn tabbyctl_replace_moves_blocks_and_every_kernel_follows() -> Result<()> {
     need(&[]);
     let mut lab = Lab::new("scen8b")?;
-    let ns: Vec<Ns> = (1..=3)
-        .map(|i| lab.ns(&format!("node-{i}")))
-        .collect::<Result<_>>()?;
-    let seg = lab.lan(&ns.iter().collect::<Vec<_>>())?;
-    let addrs: Vec<IpAddr> = ns
-        .iter()
-        .map(|n| seg.v4(n).map(IpAddr::V4))
-        .collect::<Result<_>>()?;
-    let mut c = Cluster::new().pool("100.64.0.0/16", "Never");
-    for (i, n) in ns.iter().enumerate() {
-        c = c.node(NodeSpec::v4(&format!("node-{}", i + 1), seg.v4(n)?));
-    }
-    let file = lab.write_file("cluster.yaml", &c.render())?;
-    let mut t = vec![];
-    for (i, n) in ns.iter().enumerate() {
-        let name = format!("node-{}", i + 1);
-        let mut o = TabbydOpts::new(&name, Datastore::File(file.clone()));
-        o.deferral_time = Some(5);
-        t.push(lab.start_tabbyd(n, &name, &o)?);
-    }
-    lab.wait_for("mesh Established", T, || {
-        for (i, ti) in t.iter().enumerate() {
-            let others: Vec<IpAddr> = addrs
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, a)| *a)
-                .collect();
-            established(ti, &others)?;
-        }
-        Ok(())
-    })?;
+    let mesh = NodeMesh::new(&mut lab, 3)?;
+    let ns = &mesh.ns;
+    let file = lab.write_file("cluster.yaml", &mesh.cluster(false).render())?;
+    let t = mesh.start_tabbyds(&mut lab, &file, |o| o.deferral_time = Some(5))?;
+    lab.wait_for("mesh Established", T, || mesh.established(&t))?;
 
     let (b9, b10, other) = (
         net("100.64.9.0/26"),
@@ -64,19 +35,9 @@ fn tabbyctl_replace_moves_blocks_and_every_kernel_follows() -> Result<()> {
     };
     // Where a block must be in every kernel: a blackhole at its owner, via
     // the owner's address elsewhere.
-    let follow = |block: ipnet::IpNet, owner: usize| -> Result<()> {
-        for (i, n) in ns.iter().enumerate() {
-            let want = if i == owner {
-                Want::Blackhole
-            } else {
-                Want::Via(addrs[owner])
-            };
-            wait_kernel(&lab, n, &[(block, want)])?;
-        }
-        Ok(())
-    };
+    let follow = |block: ipnet::IpNet, owner: usize| mesh.wait_block_at(&lab, block, owner);
     let gone = |block: ipnet::IpNet| -> Result<()> {
-        for n in &ns {
+        for n in ns {
             lab.wait_no_kernel_route(n, Some(TABBY_PROTO), block, T)?;
         }
         Ok(())

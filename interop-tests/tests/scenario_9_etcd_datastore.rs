@@ -13,20 +13,6 @@ use anyhow::{Result, anyhow, ensure};
 use fixtures::*;
 use interop_tests::*;
 
-const PREFIX: &str = "/calico/resources/v3/projectcalico.org";
-
-fn plural(kind: &str) -> Result<&'static str> {
-    Ok(match kind {
-        "Node" => "nodes",
-        "BGPConfiguration" => "bgpconfigurations",
-        "BGPPeer" => "bgppeers",
-        "IPPool" => "ippools",
-        "BGPFilter" => "bgpfilters",
-        "BlockAffinity" => "blockaffinities",
-        o => return Err(anyhow!("no etcd layout for kind {o}")),
-    })
-}
-
 /// When the session with `addr` last entered its state (seconds since epoch).
 fn since(t: &Tabbyd, addr: IpAddr) -> Result<u64> {
     peer(t, addr)?["state_since_unix_seconds"]
@@ -58,9 +44,7 @@ fn mesh_from_etcd_and_one_bgppeer_edit() -> Result<()> {
         .block("node-2", "100.64.2.0/26")
         .peer("tor-a", ip(aa), 65001, None)
         .peer("tor-b", ip(ab), 65002, None);
-    for (kind, name, doc) in c.resources() {
-        etcd.put(&format!("{PREFIX}/{}/{name}", plural(&kind)?), &doc)?;
-    }
+    put_cluster(&etcd, &c)?;
 
     for (n, a, asn, origin) in [
         (&ta, aa, 65001, "198.19.1.0/24"),
@@ -124,7 +108,7 @@ fn mesh_from_etcd_and_one_bgppeer_edit() -> Result<()> {
 
     // Edit BGPPeer tor-b: a keepalive time of 10 s (hold 30 s).
     etcd.put(
-        &format!("{PREFIX}/bgppeers/tor-b"),
+        &calico_etcd_key("BGPPeer", "tor-b")?,
         &bgp_peer_yaml("tor-b", ip(ab), 65002, None, "  keepaliveTime: 10s\n"),
     )?;
     lab.wait_for(
