@@ -70,7 +70,7 @@ enum Tx {
     Cmd(mpsc::UnboundedSender<SessionCmd>),
     /// Straight to a driver peer task; the slot is released on drop.
     Peer {
-        tx: mpsc::UnboundedSender<driver::PeerCommand>,
+        tx: driver::CommandSender,
         _slot: Slot,
     },
 }

@@ -10,7 +10,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -81,8 +80,8 @@ pub(super) enum WriterMsg {
 /// The peer task's handles on one connection.
 #[derive(Debug)]
 pub(super) struct ConnIo {
-    pub urgent: mpsc::UnboundedSender<WriterMsg>,
-    pub bulk: mpsc::UnboundedSender<Bytes>,
+    pub urgent: flume::Sender<WriterMsg>,
+    pub bulk: flume::Sender<Bytes>,
     /// Bulk bytes queued and not yet written.
     pub backlog: Arc<AtomicUsize>,
     /// Bulk buffers queued and not yet fully written.
@@ -104,12 +103,12 @@ impl ConnIo {
     pub fn spawn(
         id: ConnectionId,
         stream: TcpStream,
-        data_tx: mpsc::Sender<NetEvent>,
-        ctl_tx: mpsc::UnboundedSender<NetEvent>,
+        data_tx: flume::Sender<NetEvent>,
+        ctl_tx: flume::Sender<NetEvent>,
     ) -> ConnIo {
         let (rd, wr) = stream.into_split();
-        let (urgent, urgent_rx) = mpsc::unbounded_channel();
-        let (bulk, bulk_rx) = mpsc::unbounded_channel();
+        let (urgent, urgent_rx) = flume::unbounded();
+        let (bulk, bulk_rx) = flume::unbounded();
         let backlog = Arc::new(AtomicUsize::new(0));
         let queued = Arc::new(AtomicUsize::new(0));
         let reader = tokio::spawn(read_loop(id, rd, data_tx));
@@ -165,7 +164,7 @@ const READ_MAX: usize = 64 * 1024;
 /// Reads without holding a buffer between reads: an idle connection costs
 /// no memory here. Small reads land in a stack buffer and are copied out at
 /// their size; large ones read straight into a buffer that is handed on.
-async fn read_loop(id: ConnectionId, rd: OwnedReadHalf, tx: mpsc::Sender<NetEvent>) {
+async fn read_loop(id: ConnectionId, rd: OwnedReadHalf, tx: flume::Sender<NetEvent>) {
     let mut want = READ_MIN;
     loop {
         let got = match rd.readable().await {
@@ -182,7 +181,7 @@ async fn read_loop(id: ConnectionId, rd: OwnedReadHalf, tx: mpsc::Sender<NetEven
         };
         match got {
             Ok((0, _)) => {
-                let _ = tx.send(NetEvent::Closed(id)).await;
+                let _ = tx.send_async(NetEvent::Closed(id)).await;
                 return;
             }
             Ok((n, data)) => {
@@ -193,14 +192,14 @@ async fn read_loop(id: ConnectionId, rd: OwnedReadHalf, tx: mpsc::Sender<NetEven
                 };
                 // Bounded: a slow consumer stops our reads, and TCP pushes
                 // back on the peer.
-                if tx.send(NetEvent::Received(id, data)).await.is_err() {
+                if tx.send_async(NetEvent::Received(id, data)).await.is_err() {
                     return;
                 }
             }
             // Readiness was spurious.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => {
-                let _ = tx.send(NetEvent::Closed(id)).await;
+                let _ = tx.send_async(NetEvent::Closed(id)).await;
                 return;
             }
         }
@@ -216,10 +215,10 @@ const COALESCE_BUFFERS: usize = 64;
 async fn write_loop<W: AsyncWrite + Unpin>(
     id: ConnectionId,
     mut wr: W,
-    mut urgent: mpsc::UnboundedReceiver<WriterMsg>,
-    mut bulk: mpsc::UnboundedReceiver<Bytes>,
+    urgent: flume::Receiver<WriterMsg>,
+    bulk: flume::Receiver<Bytes>,
     backlog: Backlog,
-    ctl: mpsc::UnboundedSender<NetEvent>,
+    ctl: flume::Sender<NetEvent>,
 ) {
     let mut queue: VecDeque<Bytes> = VecDeque::new();
     loop {
@@ -227,8 +226,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         // UPDATE chunk being written.
         let first = tokio::select! {
             biased;
-            m = urgent.recv() => match m {
-                Some(WriterMsg::Data(d)) => {
+            m = urgent.recv_async() => match m {
+                Ok(WriterMsg::Data(d)) => {
                     if let Err(e) = wr.write_all(&d).await {
                         debug!(%id, error = %e, "write failed");
                         let _ = ctl.send(NetEvent::Closed(id));
@@ -238,12 +237,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     let _ = ctl.send(NetEvent::Progress(id, pending));
                     continue;
                 }
-                Some(WriterMsg::Close) | None => {
+                Ok(WriterMsg::Close) | Err(_) => {
                     let _ = wr.shutdown().await;
                     return;
                 }
             },
-            Some(b) = bulk.recv() => b,
+            Ok(b) = bulk.recv_async() => b,
         };
         let mut gathered = first.len();
         queue.push_back(first);
@@ -259,7 +258,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let progress = || {
             let _ = ctl.send(NetEvent::Progress(id, true));
         };
-        match write_bulk(&mut wr, &mut queue, &mut urgent, &backlog, progress).await {
+        match write_bulk(&mut wr, &mut queue, &urgent, &backlog, progress).await {
             Ok(true) => {}
             Ok(false) => {
                 let _ = wr.shutdown().await;
@@ -289,7 +288,7 @@ pub(super) struct Backlog {
 async fn write_bulk<W: AsyncWrite + Unpin>(
     wr: &mut W,
     queue: &mut VecDeque<Bytes>,
-    urgent: &mut mpsc::UnboundedReceiver<WriterMsg>,
+    urgent: &flume::Receiver<WriterMsg>,
     backlog: &Backlog,
     progress: impl Fn(),
 ) -> io::Result<bool> {
@@ -344,9 +343,9 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn urgent_overtakes_bulk() {
         let (wr, mut rd) = tokio::io::duplex(1024);
-        let (urgent_tx, urgent_rx) = mpsc::unbounded_channel();
-        let (bulk_tx, bulk_rx) = mpsc::unbounded_channel();
-        let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+        let (urgent_tx, urgent_rx) = flume::unbounded();
+        let (bulk_tx, bulk_rx) = flume::unbounded();
+        let (ctl_tx, ctl_rx) = flume::unbounded();
         let backlog = Backlog {
             octets: Arc::new(AtomicUsize::new(0)),
             buffers: Arc::new(AtomicUsize::new(0)),
@@ -447,7 +446,7 @@ mod tests {
     /// and partial writes resume inside a buffer; the backlog ends at zero.
     #[tokio::test(flavor = "current_thread")]
     async fn queued_buffers_are_coalesced_in_order() {
-        let (_urgent_tx, mut urgent_rx) = mpsc::unbounded_channel();
+        let (_urgent_tx, urgent_rx) = flume::unbounded();
         let backlog = Backlog {
             octets: Arc::new(AtomicUsize::new(0)),
             buffers: Arc::new(AtomicUsize::new(0)),
@@ -466,7 +465,7 @@ mod tests {
             calls: 0,
             cap: 1000,
         };
-        let open = write_bulk(&mut w, &mut queue, &mut urgent_rx, &backlog, || {})
+        let open = write_bulk(&mut w, &mut queue, &urgent_rx, &backlog, || {})
             .await
             .expect("write");
         assert!(open);
@@ -481,7 +480,7 @@ mod tests {
     /// Urgent data goes between buffers, never inside one.
     #[tokio::test(flavor = "current_thread")]
     async fn urgent_data_waits_for_the_buffer_in_progress_only() {
-        let (urgent_tx, mut urgent_rx) = mpsc::unbounded_channel();
+        let (urgent_tx, urgent_rx) = flume::unbounded();
         let backlog = Backlog {
             octets: Arc::new(AtomicUsize::new(0)),
             buffers: Arc::new(AtomicUsize::new(2)),
@@ -498,7 +497,7 @@ mod tests {
             calls: 0,
             cap: 200,
         };
-        write_bulk(&mut w, &mut queue, &mut urgent_rx, &backlog, || {})
+        write_bulk(&mut w, &mut queue, &urgent_rx, &backlog, || {})
             .await
             .expect("write");
         // Urgent before any bulk (nothing was in progress).

@@ -165,14 +165,17 @@ pub struct TaggedPeer {
     pub remote: IpAddr,
     /// Unbounded: the daemon never waits on a peer. The peer task stops
     /// taking commands while its socket is backed up, so they wait here.
-    pub commands: mpsc::UnboundedSender<PeerCommand>,
+    pub commands: CommandSender,
     pub task: JoinHandle<()>,
 }
+
+/// Commands to a tagged peer; `send` never waits.
+pub type CommandSender = flume::Sender<PeerCommand>;
 
 #[derive(Debug)]
 struct PeerSlot {
     /// The peer task's control channel, where accepted connections go.
-    incoming: mpsc::UnboundedSender<conn::NetEvent>,
+    incoming: flume::Sender<conn::NetEvent>,
     md5: Option<String>,
 }
 
@@ -280,7 +283,7 @@ impl Speaker {
         T: Copy + Send + Sync + 'static,
     {
         let (remote, control) = self.register(&cfg)?;
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = flume::unbounded();
         let task = tokio::spawn(peer::run(
             cfg,
             control,
@@ -301,7 +304,7 @@ impl Speaker {
         cfg.session.validate().map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("peer {remote}: {e}"))
         })?;
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = flume::unbounded();
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         if peers.contains_key(&remote) {
             return Err(io::Error::new(

@@ -30,23 +30,20 @@ const EVENT_BACKLOG: usize = 64;
 /// The peer task's control channel (both ends): accepted and connected
 /// sockets, closes and write progress. Unbounded; its senders are the
 /// listener, connect attempts and writers, never remote input.
-pub(super) type Control = (
-    mpsc::UnboundedSender<NetEvent>,
-    mpsc::UnboundedReceiver<NetEvent>,
-);
+pub(super) type Control = (flume::Sender<NetEvent>, flume::Receiver<NetEvent>);
 
 /// Where commands come from: a bounded channel (the per-peer handle) or an
 /// unbounded one (tagged peers, whose daemon must never wait on a peer).
 pub(super) enum Commands {
     Bounded(mpsc::Receiver<PeerCommand>),
-    Unbounded(mpsc::UnboundedReceiver<PeerCommand>),
+    Unbounded(flume::Receiver<PeerCommand>),
 }
 
 impl Commands {
     async fn recv(&mut self) -> Option<PeerCommand> {
         match self {
             Commands::Bounded(rx) => rx.recv().await,
-            Commands::Unbounded(rx) => rx.recv().await,
+            Commands::Unbounded(rx) => rx.recv_async().await.ok(),
         }
     }
 }
@@ -93,8 +90,8 @@ struct Peer {
     session: Session,
     conns: HashMap<ConnectionId, ConnIo>,
     connecting: HashMap<ConnectionId, JoinHandle<()>>,
-    data_tx: mpsc::Sender<NetEvent>,
-    ctl_tx: mpsc::UnboundedSender<NetEvent>,
+    data_tx: flume::Sender<NetEvent>,
+    ctl_tx: flume::Sender<NetEvent>,
     /// Events for the daemon not yet accepted by its channel.
     events: VecDeque<PeerEvent>,
 }
@@ -114,12 +111,12 @@ pub(super) async fn run<T: Copy + Send + Sync + 'static>(
 
 async fn run_inner<T: Copy + Send + Sync + 'static>(
     cfg: PeerConfig,
-    (ctl_tx, mut ctl_rx): Control,
+    (ctl_tx, ctl_rx): Control,
     mut commands: Commands,
     events_tx: Sink<T>,
     status: Option<tokio::sync::watch::Sender<PeerStatus>>,
 ) {
-    let (data_tx, mut data_rx) = mpsc::channel(64);
+    let (data_tx, data_rx) = flume::bounded(64);
     let mut p = Peer {
         session: Session::new(cfg.session.clone()),
         remote: sockopt::canonical(cfg.remote),
@@ -150,7 +147,7 @@ async fn run_inner<T: Copy + Send + Sync + 'static>(
         let take_data = p.events.len() < EVENT_BACKLOG;
         tokio::select! {
             biased;
-            Some(ev) = ctl_rx.recv() => p.on_net(ev),
+            Ok(ev) = ctl_rx.recv_async() => p.on_net(ev),
             _ = sleep_until(deadline) => p.session.handle_event(now(), Event::Timer),
             permit = events_tx.reserve(), if !p.events.is_empty() => match permit {
                 Some(permit) => {
@@ -161,7 +158,7 @@ async fn run_inner<T: Copy + Send + Sync + 'static>(
                 // Nobody listens any more: treat like a dropped handle.
                 None => p.events.clear(),
             },
-            Some(ev) = data_rx.recv(), if take_data => p.on_net(ev),
+            Ok(ev) = data_rx.recv_async(), if take_data => p.on_net(ev),
             cmd = commands.recv(), if take_commands => match cmd {
                 Some(cmd) => p.on_command(cmd),
                 None => {
