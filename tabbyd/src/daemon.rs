@@ -1098,10 +1098,20 @@ impl Daemon {
         // format): whatever group batches are open go first, to keep order.
         Self::seal_all(outbox);
         let peers = out.to.peers();
-        let own = self
-            .shared_codec(&peers)
-            .and_then(|ctx| out.encode(&ctx).ok())
-            .map(bytes::BytesMut::freeze);
+        let own = match self.shared_codec(&peers).map(|ctx| out.encode(&ctx)) {
+            Some(Ok(b)) => Some(b.freeze()),
+            Some(Err(e)) => {
+                warn!(error = %e, "cannot encode UPDATEs; each session encodes its own");
+                None
+            }
+            None => {
+                debug!(
+                    peers = peers.len(),
+                    "recipients differ in wire format; each session encodes its own"
+                );
+                None
+            }
+        };
         for peer in peers {
             let e = outbox.peers.entry(peer).or_default();
             e.1 += n;
