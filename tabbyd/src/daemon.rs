@@ -1159,8 +1159,11 @@ impl Daemon {
             None => am::RouteUpdate::Withdrawn { prefix: c.prefix },
         };
         self.journal.publish(update);
-        let op = self.fib_route(&c.prefix, c.best.as_ref());
-        self.program(c.prefix, op);
+        // A reflector without a FIB has no kernel route to work out.
+        if self.fib.is_some() {
+            let op = self.fib_route(&c.prefix, c.best.as_ref());
+            self.program(c.prefix, op);
+        }
     }
 
     fn program(&mut self, prefix: IpNet, route: Option<FibRoute>) {
