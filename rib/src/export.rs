@@ -198,17 +198,7 @@ pub(crate) fn export_route(
 
     // Export policy first (it sees the route as selected), then the
     // protocol's own changes.
-    let ctx = RouteCtx {
-        prefix: input.prefix,
-        next_hop: input.attrs.next_hop.addr,
-        source: match input.source {
-            ExportSource::Local(k) => SourceMatchInput::Local(k),
-            ExportSource::Peer { kind, .. } => SourceMatchInput::Remote(kind),
-        },
-        peer_kind: key.kind,
-        local_asn: key.local_asn,
-        attrs: a,
-    };
+    let ctx = route_ctx(key, input);
     let (mut out, decider) = match &key.export.0 {
         Some(p) => {
             let r = p.evaluate(&ctx);
@@ -307,6 +297,43 @@ pub(crate) fn export_route(
         return Err(ExportDenied::TooLarge);
     }
     Ok((route, decider))
+}
+
+/// What the export policy alone does with a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PolicyPeek {
+    Rejected,
+    /// Accepted as it is (or there is no policy): the rest of the export
+    /// depends on the attributes, the source and the family only.
+    Unmodified,
+    Modified,
+}
+
+/// Runs only the group's export policy on a route.
+pub(crate) fn policy_peek(key: &GroupKey, input: &ExportInput<'_>) -> PolicyPeek {
+    let Some(p) = &key.export.0 else {
+        return PolicyPeek::Unmodified;
+    };
+    let r = p.evaluate(&route_ctx(key, input));
+    match (r.verdict, r.modified) {
+        (Verdict::Reject, _) => PolicyPeek::Rejected,
+        (_, None) => PolicyPeek::Unmodified,
+        (_, Some(_)) => PolicyPeek::Modified,
+    }
+}
+
+fn route_ctx<'a>(key: &GroupKey, input: &ExportInput<'a>) -> RouteCtx<'a> {
+    RouteCtx {
+        prefix: input.prefix,
+        next_hop: input.attrs.next_hop.addr,
+        source: match input.source {
+            ExportSource::Local(k) => SourceMatchInput::Local(k),
+            ExportSource::Peer { kind, .. } => SourceMatchInput::Remote(kind),
+        },
+        peer_kind: key.kind,
+        local_asn: key.local_asn,
+        attrs: &input.attrs.attrs,
+    }
 }
 
 /// An upper bound of the encoded path attributes (MP_REACH header and next

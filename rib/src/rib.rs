@@ -16,7 +16,9 @@ use tracing::{debug, info, warn};
 
 use crate::attrs::{Interner, RouteAttrs};
 use crate::decision::RankKey;
-use crate::export::{ExportInput, ExportPolicy, ExportSource, GroupKey, export_route};
+use crate::export::{
+    ExportInput, ExportPolicy, ExportSource, GroupKey, PolicyPeek, export_route, policy_peek,
+};
 use crate::hash::{FastMap, FastSet};
 use crate::loc_rib::{Dest, LOCAL_SOURCE, LocRib, Path, SigEntry, UNREACHABLE, flag};
 use crate::policy::{Policy, RouteCtx, SourceMatchInput, Verdict};
@@ -174,18 +176,11 @@ pub(crate) type Exported = SmallVec<[(u32, u32, Arc<RouteAttrs>); 1]>;
 /// Export results of one pass over a group, by (attributes, source, LLGR
 /// stale, family): a reflector exports a million prefixes that share a few
 /// thousand attribute sets, and each set is modified and interned once.
-/// Only for one pass: the key holds the attributes' address, valid while
-/// the Loc-RIB is not changed.
+/// Used for routes the export policy accepts unmodified (it still runs per
+/// prefix, so prefix rules keep their meaning). Only for one pass: the key
+/// holds the attributes' address, valid while the Loc-RIB is not changed.
 #[derive(Default)]
 pub(crate) struct ExportMemo(FastMap<(usize, u32, bool, u8), Option<Arc<RouteAttrs>>>);
-
-impl ExportMemo {
-    /// Whether results may be shared between prefixes: the group's export
-    /// policy, if any, must not look at prefixes.
-    pub(crate) fn usable(key: &GroupKey) -> bool {
-        key.export.0.as_ref().is_none_or(|p| !p.reads_prefix())
-    }
-}
 
 pub(crate) fn fam_idx(p: &IpNet) -> usize {
     match p {
@@ -1191,14 +1186,13 @@ impl Rib {
                 // has received anything yet, so the batch is discarded.
                 let mut scratch = Batcher::default();
                 let mut memo = ExportMemo::default();
-                let use_memo = ExportMemo::usable(&g.key);
                 let prefixes: Vec<IpNet> = self
                     .tables
                     .iter()
                     .flat_map(|t| t.dests.keys().copied())
                     .collect();
                 for p in prefixes {
-                    let entries = self.export_entries(&g.key, &p, use_memo.then_some(&mut memo));
+                    let entries = self.export_entries(&g.key, &p, Some(&mut memo));
                     g.apply(p, entries, &mut scratch);
                 }
                 self.groups[gid as usize] = Some(g);
@@ -1260,9 +1254,8 @@ impl Rib {
 
     /// What a group advertises for `prefix` now: best only, or up to N
     /// eligible paths with ADD-PATH (RFC 7911). With `memo`, results are
-    /// reused for paths with the same attributes and source: valid for one
-    /// pass over a group whose export policy ignores prefixes (see
-    /// [`ExportMemo::usable`]).
+    /// reused for paths with the same attributes and source that the export
+    /// policy accepts unmodified (see [`ExportMemo`]).
     pub(crate) fn export_entries(
         &mut self,
         key: &GroupKey,
@@ -1270,9 +1263,11 @@ impl Rib {
         mut memo: Option<&mut ExportMemo>,
     ) -> Exported {
         let fi = fam_idx(prefix);
-        let Some(d) = self.tables[fi].dests.get(prefix) else {
+        let Some(d) = self.tables[fi].dests.get_mut(prefix) else {
             return Exported::new();
         };
+        // Exported now: a later change queues it again.
+        d.dirty = false;
         let n = if key.add_path(Family::of(prefix)) {
             key.add_path_max as usize
         } else {
@@ -1292,23 +1287,6 @@ impl Rib {
         };
         for p in candidates {
             let llgr_stale = p.flags & flag::LLGR_STALE != 0;
-            // Local routes' treatment depends on their prefix's owner.
-            let mkey = (!p.is_local()).then_some({
-                (
-                    Arc::as_ptr(&p.attrs) as usize,
-                    p.source,
-                    llgr_stale,
-                    fi as u8,
-                )
-            });
-            if let (Some(m), Some(k)) = (memo.as_deref(), mkey) {
-                if let Some(hit) = m.0.get(&k) {
-                    if let Some(a) = hit {
-                        out.push((p.source, p.path_id, a.clone()));
-                    }
-                    continue;
-                }
-            }
             let input = ExportInput {
                 prefix,
                 attrs: &p.attrs,
@@ -1317,6 +1295,29 @@ impl Rib {
                 cluster_id,
                 default_local_pref: self.cfg.default_local_pref,
             };
+            // Shared only for peer routes the policy leaves as they are
+            // (local routes' treatment depends on their prefix's owner).
+            let mkey = match (&memo, p.is_local()) {
+                (Some(_), false) => match policy_peek(key, &input) {
+                    PolicyPeek::Rejected => continue,
+                    PolicyPeek::Unmodified => Some((
+                        Arc::as_ptr(&p.attrs) as usize,
+                        p.source,
+                        llgr_stale,
+                        fi as u8,
+                    )),
+                    PolicyPeek::Modified => None,
+                },
+                _ => None,
+            };
+            if let (Some(m), Some(k)) = (memo.as_deref(), mkey) {
+                if let Some(hit) = m.0.get(&k) {
+                    if let Some(a) = hit {
+                        out.push((p.source, p.path_id, a.clone()));
+                    }
+                    continue;
+                }
+            }
             let result = match export_route(key, &input) {
                 Ok((ra, _)) => Some(self.interner.intern(ra)),
                 Err(crate::export::ExportDenied::TooLarge) => {
@@ -1357,9 +1358,13 @@ impl Rib {
             return;
         }
         let dirty = std::mem::take(&mut self.dirty);
-        for p in &dirty {
-            if let Some(d) = self.tables[fam_idx(p)].dests.get_mut(p) {
-                d.dirty = false;
+        // Each group's export pass clears the marks as it reads the prefix
+        // (one probe of the Loc-RIB per prefix); without groups, do it here.
+        if self.groups.iter().all(Option::is_none) {
+            for p in &dirty {
+                if let Some(d) = self.tables[fam_idx(p)].dests.get_mut(p) {
+                    d.dirty = false;
+                }
             }
         }
         if dirty.is_empty() {
@@ -1371,9 +1376,8 @@ impl Rib {
             };
             let mut batch = Batcher::default();
             let mut memo = ExportMemo::default();
-            let use_memo = ExportMemo::usable(&g.key);
             for p in &dirty {
-                let entries = self.export_entries(&g.key, p, use_memo.then_some(&mut memo));
+                let entries = self.export_entries(&g.key, p, Some(&mut memo));
                 g.apply(*p, entries, &mut batch);
             }
             if !batch.is_empty() {

@@ -138,13 +138,11 @@ impl UpdateGroup {
     /// order: `(source, source path id, attrs)`), queueing the difference.
     pub fn apply(&mut self, prefix: IpNet, new: crate::rib::Exported, batch: &mut Batcher) {
         let add_path = self.key.add_path(Family::of(&prefix));
-        // Taken in place: removing and re-inserting a million prefixes costs
-        // two extra probes each on a full table.
-        let old = self
-            .adj_out
-            .get_mut(&prefix)
-            .map(std::mem::take)
-            .unwrap_or_default();
+        // One probe of the table per prefix: the map is moved out while the
+        // slot is open (an empty map costs nothing to put in its place).
+        let mut adj_out = std::mem::take(&mut self.adj_out);
+        let slot = adj_out.entry(prefix).or_default();
+        let old = std::mem::take(slot);
         self.count(&prefix, &old, add_path, false);
         let mut entries = AdjOut::with_capacity(new.len());
         for (source, src_path_id, attrs) in new {
@@ -210,18 +208,12 @@ impl UpdateGroup {
             }
         }
         if entries.is_empty() {
-            if !old.is_empty() {
-                self.adj_out.remove(&prefix);
-            }
+            adj_out.remove(&prefix);
         } else {
             self.count(&prefix, &entries, add_path, true);
-            match self.adj_out.get_mut(&prefix) {
-                Some(slot) => *slot = entries,
-                None => {
-                    self.adj_out.insert(prefix, entries);
-                }
-            }
+            *slot = entries;
         }
+        self.adj_out = adj_out;
     }
 
     /// Everything this group advertises that `targets` may receive, for

@@ -1,5 +1,6 @@
 //! Export results are shared between prefixes with the same attributes and
-//! source only when the export policy ignores prefixes.
+//! source only where the export policy, run per prefix, leaves a route as
+//! it is.
 
 mod common;
 
@@ -95,4 +96,43 @@ fn attribute_policies_treat_each_attribute_set_alike() {
     let lines = render(&out);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains(r#"comm=["64512:7"]"#), "{lines:?}");
+}
+
+/// Prefix rules that modify some routes: those prefixes get the change,
+/// the others (same attributes, same source) are shared unmodified.
+#[test]
+fn prefix_rules_that_modify_apply_to_their_prefixes_only() {
+    let mut r = rib();
+    let pol = Policy::new("mark-2", Verdict::Accept).rule(
+        Rule::new("mark 2", None)
+            .matching(Match::Cidr {
+                op: CidrOp::Equal,
+                cidr: net("100.64.2.0/26"),
+            })
+            .action(Action::AddCommunity(Community::new(64512, 2))),
+    );
+    up(&mut r, 1, "198.18.0.2", 65001, None);
+    up(&mut r, 2, "198.18.0.3", 65002, Some(pol));
+    r.drain_outgoing();
+    r.apply_update(
+        PeerId(1),
+        &with_attrs(
+            &["100.64.1.0/26", "100.64.2.0/26", "100.64.3.0/26"],
+            "198.18.0.2",
+            attrs(&[]),
+        ),
+    )
+    .unwrap();
+    let out = updates_for(&r.drain_outgoing(), PeerId(2));
+    let mut lines = render(&out);
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let marked: Vec<&String> = lines.iter().filter(|l| l.contains("64512:2")).collect();
+    assert_eq!(marked.len(), 1, "{lines:?}");
+    assert!(marked[0].contains(r#"["100.64.2.0/26"]"#), "{lines:?}");
+    let plain: Vec<&String> = lines.iter().filter(|l| !l.contains("64512:2")).collect();
+    assert!(
+        plain[0].contains(r#"["100.64.1.0/26", "100.64.3.0/26"]"#),
+        "{lines:?}"
+    );
 }
