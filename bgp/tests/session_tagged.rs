@@ -1,0 +1,148 @@
+//! Tagged peers over real loopback sockets: one speaker runs two peers
+//! whose events share one channel, tagged, and sends them one shared
+//! batch; each member skips the spans that came from itself.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ipnet::IpNet;
+use tabby_bgp::Message;
+use tabby_bgp::attr::{AsPath, Origin, PathAttributes};
+use tabby_bgp::codec::{CodecCtx, encode_message};
+use tabby_bgp::driver::{
+    ListenConfig, PeerCommand, PeerConfig, PeerEvent, PeerHandle, SharedUpdates, Speaker,
+    TaggedPeer,
+};
+use tabby_bgp::fsm::{PeerAs, SessionConfig};
+use tabby_bgp::message::Update;
+use tabby_bgp::types::{Asn, Nlri};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+const HUB: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const X: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const Y: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+
+fn session(id: u8) -> SessionConfig {
+    let mut s = SessionConfig::new(
+        Asn(64512),
+        PeerAs::Exact(Asn(64512)),
+        Ipv4Addr::new(198, 18, 0, id),
+    );
+    s.connect_retry = Duration::from_secs(1);
+    s
+}
+
+fn bind(addr: IpAddr) -> Speaker {
+    Speaker::bind(&ListenConfig {
+        addrs: vec![SocketAddr::new(addr, 0)],
+    })
+    .expect("bind")
+}
+
+fn encoded(prefix: &str, ctx: &CodecCtx) -> BytesMut {
+    let u = Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: AsPath::from_sequence([]),
+            next_hop: Some(Ipv4Addr::new(198, 18, 0, 1)),
+            local_pref: Some(100),
+            ..PathAttributes::default()
+        },
+        nlri: vec![Nlri::new(prefix.parse::<IpNet>().expect("prefix"))],
+        ..Update::default()
+    };
+    let mut out = BytesMut::new();
+    encode_message(&Message::Update(u), ctx, &mut out).expect("encode");
+    out
+}
+
+/// The next announced prefix `side` receives.
+async fn next_prefix(side: &mut PeerHandle) -> IpNet {
+    timeout(Duration::from_secs(10), async {
+        loop {
+            match side.events.recv().await {
+                Some(PeerEvent::Update(u)) if !u.nlri.is_empty() => return u.nlri[0].prefix,
+                Some(_) => {}
+                None => panic!("peer task ended"),
+            }
+        }
+    })
+    .await
+    .expect("an UPDATE within 10 s")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tagged_peers_share_events_and_batches() {
+    let hub = bind(HUB);
+    let (sx, sy) = (bind(X), bind(Y));
+    let hub_port = hub.local_addrs()[0].port();
+    let (events_tx, mut events) = mpsc::channel::<(u8, PeerEvent)>(16);
+    let mut tagged: Vec<TaggedPeer> = Vec::new();
+    for (tag, (addr, speaker)) in [(2u8, (X, &sx)), (3, (Y, &sy))] {
+        let mut c = PeerConfig::new(addr, session(1));
+        c.remote_port = speaker.local_addrs()[0].port();
+        c.local_addr = Some(HUB);
+        tagged.push(
+            hub.add_peer_tagged(c, tag, events_tx.clone())
+                .expect("tagged peer"),
+        );
+    }
+    let mut edge = Vec::new();
+    for (addr, speaker, id) in [(X, &sx, 2u8), (Y, &sy, 3)] {
+        let mut c = PeerConfig::new(HUB, session(id));
+        c.remote_port = hub_port;
+        c.local_addr = Some(addr);
+        c.session.passive = true;
+        edge.push(speaker.add_peer(c).expect("edge peer"));
+    }
+    for p in &tagged {
+        p.commands.send(PeerCommand::Start).expect("start");
+    }
+    for p in &edge {
+        p.commands.send(PeerCommand::Start).await.expect("start");
+    }
+
+    // Both come up, each event tagged with its peer.
+    let mut ctx = None;
+    let mut up = Vec::new();
+    timeout(Duration::from_secs(20), async {
+        while up.len() < 2 {
+            match events.recv().await.expect("event") {
+                (tag, PeerEvent::Established(neg)) => {
+                    ctx = Some(neg.codec_ctx());
+                    up.push(tag);
+                }
+                (tag, _) => assert!(tag == 2 || tag == 3, "unknown tag {tag}"),
+            }
+        }
+    })
+    .await
+    .expect("both sessions Established within 20 s");
+    up.sort_unstable();
+    assert_eq!(up, vec![2, 3]);
+    let ctx = ctx.expect("codec");
+
+    // One batch for both: a route for all, then one that came from X.
+    let mut batch = SharedUpdates::default();
+    batch.push(None, &encoded("100.64.1.0/26", &ctx));
+    batch.push(Some(X), &encoded("100.64.2.0/26", &ctx));
+    batch.push(None, &encoded("100.64.3.0/26", &ctx));
+    batch.seal();
+    let batch = Arc::new(batch);
+    for p in &tagged {
+        p.commands
+            .send(PeerCommand::SendShared(batch.clone()))
+            .expect("send");
+    }
+    let (mut ex, mut ey) = (edge.remove(0), edge.remove(0));
+    let net = |s: &str| s.parse::<IpNet>().expect("prefix");
+    assert_eq!(next_prefix(&mut ex).await, net("100.64.1.0/26"));
+    // X skips its own route: the next thing it sees is the third.
+    assert_eq!(next_prefix(&mut ex).await, net("100.64.3.0/26"));
+    assert_eq!(next_prefix(&mut ey).await, net("100.64.1.0/26"));
+    assert_eq!(next_prefix(&mut ey).await, net("100.64.2.0/26"));
+    assert_eq!(next_prefix(&mut ey).await, net("100.64.3.0/26"));
+}
