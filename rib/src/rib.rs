@@ -1553,8 +1553,8 @@ impl Rib {
         else {
             return m;
         };
-        for (p, entries) in &g.adj_out {
-            let add_path = g.key.add_path(Family::of(p));
+        for (p, entries) in g.adj_out.iter() {
+            let add_path = g.key.add_path(Family::of(&p));
             let v: Vec<(u32, Arc<RouteAttrs>)> = if add_path {
                 entries
                     .iter()
@@ -1570,7 +1570,7 @@ impl Rib {
                     .collect()
             };
             if !v.is_empty() {
-                m.insert(*p, v);
+                m.insert(p, v);
             }
         }
         m

@@ -33,6 +33,55 @@ pub(crate) struct AdjOutEntry {
 /// What a group advertises for one prefix, in preference order.
 pub(crate) type AdjOut = SmallVec<[AdjOutEntry; 1]>;
 
+/// A group's Adj-RIB-Out by prefix. IPv4 prefixes are keyed by one `u64`
+/// (address and length) rather than an 18-octet `IpNet`: at a million
+/// prefixes the table's slots are 40 octets instead of 56.
+#[derive(Debug, Default)]
+pub(crate) struct AdjOutMap {
+    v4: FastMap<u64, AdjOut>,
+    v6: FastMap<IpNet, AdjOut>,
+}
+
+fn v4_key(p: &ipnet::Ipv4Net) -> u64 {
+    (u64::from(u32::from(p.addr())) << 8) | u64::from(p.prefix_len())
+}
+
+fn v4_prefix(k: u64) -> IpNet {
+    let addr = std::net::Ipv4Addr::from((k >> 8) as u32);
+    // The length came from a valid prefix, so it is at most 32.
+    ipnet::Ipv4Net::new(addr, (k & 0xff) as u8)
+        .map(IpNet::V4)
+        .unwrap_or_else(|_| IpNet::V4(ipnet::Ipv4Net::default()))
+}
+
+impl AdjOutMap {
+    /// The entry list of `prefix`, created empty if absent.
+    pub fn slot(&mut self, prefix: IpNet) -> &mut AdjOut {
+        match prefix {
+            IpNet::V4(p) => self.v4.entry(v4_key(&p)).or_default(),
+            IpNet::V6(_) => self.v6.entry(prefix).or_default(),
+        }
+    }
+
+    pub fn remove(&mut self, prefix: &IpNet) {
+        match prefix {
+            IpNet::V4(p) => {
+                self.v4.remove(&v4_key(p));
+            }
+            IpNet::V6(_) => {
+                self.v6.remove(prefix);
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, &AdjOut)> {
+        self.v4
+            .iter()
+            .map(|(k, v)| (v4_prefix(*k), v))
+            .chain(self.v6.iter().map(|(p, v)| (*p, v)))
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct UpdateGroup {
     pub id: u32,
@@ -40,7 +89,7 @@ pub(crate) struct UpdateGroup {
     /// Member peer slots.
     pub members: FastSet<u32>,
     /// One entry per prefix (inline) unless ADD-PATH sends several.
-    pub adj_out: FastMap<IpNet, AdjOut>,
+    pub adj_out: AdjOutMap,
     next_tx_id: u32,
     /// Paths advertised, per family (IPv4, IPv6): the first entry of each
     /// prefix, or every entry with ADD-PATH.
@@ -96,7 +145,7 @@ impl UpdateGroup {
             id,
             key,
             members: FastSet::default(),
-            adj_out: FastMap::default(),
+            adj_out: AdjOutMap::default(),
             next_tx_id: 1,
             advertised: [0; 2],
             from_source: FastMap::default(),
@@ -141,7 +190,7 @@ impl UpdateGroup {
         // One probe of the table per prefix: the map is moved out while the
         // slot is open (an empty map costs nothing to put in its place).
         let mut adj_out = std::mem::take(&mut self.adj_out);
-        let slot = adj_out.entry(prefix).or_default();
+        let slot = adj_out.slot(prefix);
         let old = std::mem::take(slot);
         self.count(&prefix, &old, add_path, false);
         let mut entries = AdjOut::with_capacity(new.len());
@@ -223,16 +272,14 @@ impl UpdateGroup {
     pub fn dump_for(&self, targets: &FastSet<u32>, family: Option<Family>) -> Batcher {
         let mut b = Batcher::default();
         let add_path = |p: &IpNet| self.key.add_path(Family::of(p));
-        let mut prefixes: Vec<&IpNet> = self
+        let mut prefixes: Vec<(IpNet, &AdjOut)> = self
             .adj_out
-            .keys()
-            .filter(|p| family.is_none_or(|f| Family::of(p) == f))
+            .iter()
+            .filter(|(p, _)| family.is_none_or(|f| Family::of(p) == f))
             .collect();
-        prefixes.sort();
-        for p in prefixes {
-            let Some(entries) = self.adj_out.get(p) else {
-                continue;
-            };
+        prefixes.sort_unstable_by_key(|(p, _)| *p);
+        for (p, entries) in prefixes {
+            let p = &p;
             for e in entries {
                 let except = targets.contains(&e.source).then_some(e.source);
                 if except.is_some() && targets.len() == 1 {
@@ -439,5 +486,43 @@ mod tests {
         let v4: IpNet = "100.64.0.0/26".parse().unwrap();
         let u = pack_withdraw(Family::IPV4_UNICAST, &[Nlri::new(v4)], 4096);
         assert_eq!(u[0].withdrawn, vec![Nlri::new(v4)]);
+    }
+
+    /// IPv4 keys round-trip exactly (lengths 0 to 32, host bits kept) and
+    /// both families come back from the map.
+    #[test]
+    fn adj_out_map_keys_round_trip() {
+        let mut m = AdjOutMap::default();
+        let prefixes: Vec<IpNet> = [
+            "0.0.0.0/0",
+            "255.255.255.255/32",
+            "100.64.1.5/24",
+            "100.64.1.0/24",
+            "2001:db8::/48",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        for p in &prefixes {
+            assert!(m.slot(*p).is_empty());
+            m.slot(*p).push(AdjOutEntry {
+                tx_id: 0,
+                source: 7,
+                src_path_id: 0,
+                attrs: Arc::new(RouteAttrs::new(
+                    Default::default(),
+                    NextHop::new("198.18.0.1".parse().unwrap()),
+                )),
+            });
+        }
+        let mut got: Vec<IpNet> = m.iter().map(|(p, _)| p).collect();
+        got.sort();
+        let mut want = prefixes.clone();
+        want.sort();
+        assert_eq!(got, want);
+        m.remove(&prefixes[2]);
+        m.remove(&prefixes[4]);
+        assert_eq!(m.iter().count(), 3);
+        assert!(m.iter().all(|(p, e)| p != prefixes[2] && e.len() == 1));
     }
 }
