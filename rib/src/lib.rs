@@ -15,6 +15,7 @@
 
 pub mod attrs;
 pub mod decision;
+mod dest_map;
 mod explain;
 pub mod export;
 mod hash;

@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 
 use crate::attrs::RouteAttrs;
 use crate::decision::{RankKey, multipath_equal, resolve_med};
-use crate::hash::PrefixMap;
+use crate::dest_map::DestMap;
 
 /// `Path::source` of locally originated paths.
 pub(crate) const LOCAL_SOURCE: u32 = u32::MAX;
@@ -166,7 +166,7 @@ impl Dest {
 /// One address family's Loc-RIB.
 #[derive(Debug, Default)]
 pub(crate) struct LocRib {
-    pub dests: PrefixMap<Dest>,
+    pub dests: DestMap<Dest>,
 }
 
 impl LocRib {

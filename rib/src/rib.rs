@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::attrs::{Interner, RouteAttrs};
 use crate::decision::RankKey;
+use crate::dest_map::DestId;
 use crate::export::{
     ExportInput, ExportPolicy, ExportSource, GroupKey, PolicyPeek, export_route, policy_peek,
 };
@@ -146,7 +147,8 @@ pub struct Rib {
     pub(crate) local_meta: FastMap<(IpNet, u32), LocalRoute>,
     best_changes: Vec<BestChange>,
     seq: u64,
-    dirty: Vec<IpNet>,
+    /// Prefixes queued for export, in the order they changed.
+    dirty: Vec<DestId>,
     pub(crate) groups: Vec<Option<UpdateGroup>>,
     group_ids: HashMap<GroupKey, u32>,
     add_path_groups: usize,
@@ -172,6 +174,9 @@ impl std::fmt::Debug for Rib {
 /// What a group exports for one prefix: `(source, source path id, attrs)`
 /// in preference order; one entry unless ADD-PATH.
 pub(crate) type Exported = SmallVec<[(u32, u32, Arc<RouteAttrs>); 1]>;
+
+/// Prefixes exported per batch in an export pass.
+const EXPORT_CHUNK: usize = 65_536;
 
 /// Export results of one pass over a group, by (attributes, source, LLGR
 /// stale, family): a reflector exports a million prefixes that share a few
@@ -358,7 +363,7 @@ impl Rib {
     pub fn next_hops_changed(&mut self) {
         self.nh_cache.clear();
         for fi in 0..2 {
-            let prefixes: Vec<IpNet> = self.tables[fi].dests.keys().copied().collect();
+            let prefixes: Vec<IpNet> = self.tables[fi].dests.keys().collect();
             for prefix in prefixes {
                 let mut updates: Vec<(u32, u32, u32, u8)> = Vec::new();
                 let current: Vec<(u32, u32, IpAddr, u32, u8)> = self.tables[fi]
@@ -616,7 +621,7 @@ impl Rib {
             .dests
             .iter()
             .filter(|(_, d)| d.paths.iter().any(|p| p.source == slot))
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k)
             .collect();
         for prefix in prefixes {
             self.change_dest(prefix, false, slot, |d| {
@@ -661,7 +666,7 @@ impl Rib {
             .dests
             .iter()
             .filter(|(_, d)| d.paths.iter().any(|p| p.source == source && pred(p)))
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k)
             .collect();
         let removed: usize = prefixes.len();
         for prefix in prefixes {
@@ -706,11 +711,11 @@ impl Rib {
             ..
         } = self;
         let table = &mut tables[fi].dests;
-        let dest = if create {
-            table.entry(prefix).or_default()
+        let (id, dest) = if create {
+            table.entry(&prefix)
         } else {
-            match table.get_mut(&prefix) {
-                Some(d) => d,
+            match table.get_with_id(&prefix) {
+                Some(e) => e,
                 None => return,
             }
         };
@@ -735,7 +740,7 @@ impl Rib {
             // created later starts from the whole table.
             if (best_changed || *add_path_groups > 0) && !dest.dirty && !group_ids.is_empty() {
                 dest.dirty = true;
-                dirty.push(prefix);
+                dirty.push(id);
             }
             if best_changed && deferral.is_none() {
                 *seq += 1;
@@ -746,7 +751,9 @@ impl Rib {
                 });
             }
         }
-        if dest.paths.is_empty() {
+        // A queued prefix stays until its export pass has withdrawn it
+        // (update groups' Adj-RIB-Out refers to it by slot).
+        if dest.paths.is_empty() && !dest.dirty {
             table.remove(&prefix);
         }
     }
@@ -769,9 +776,9 @@ impl Rib {
     pub fn best_routes(&self) -> Vec<(IpNet, BestRoute)> {
         let mut out: Vec<(IpNet, BestRoute)> = Vec::new();
         for fi in 0..2 {
-            for k in self.tables[fi].dests.keys() {
-                if let Some(b) = self.best_route_of(fi, k) {
-                    out.push((*k, b));
+            for (k, d) in self.tables[fi].dests.iter() {
+                if let Some(b) = build_best(&k, d, &self.peers, &self.owners, &self.local_meta) {
+                    out.push((k, b));
                 }
             }
         }
@@ -1186,14 +1193,15 @@ impl Rib {
                 // has received anything yet, so the batch is discarded.
                 let mut scratch = Batcher::default();
                 let mut memo = ExportMemo::default();
-                let prefixes: Vec<IpNet> = self
+                let ids: Vec<DestId> = self
                     .tables
                     .iter()
-                    .flat_map(|t| t.dests.keys().copied())
+                    .flat_map(|t| t.dests.iter_ids().map(|(id, _, _)| id))
                     .collect();
-                for p in prefixes {
-                    let entries = self.export_entries(&g.key, &p, Some(&mut memo));
-                    g.apply(p, entries, &mut scratch);
+                for id in ids {
+                    if let Some((p, entries)) = self.export_entries(&g.key, id, Some(&mut memo)) {
+                        g.apply(id, p, entries, &mut scratch);
+                    }
                 }
                 self.groups[gid as usize] = Some(g);
                 self.group_ids.insert(key, gid);
@@ -1256,18 +1264,16 @@ impl Rib {
     /// eligible paths with ADD-PATH (RFC 7911). With `memo`, results are
     /// reused for paths with the same attributes and source that the export
     /// policy accepts unmodified (see [`ExportMemo`]).
+    /// `None` if the slot is vacant.
     pub(crate) fn export_entries(
         &mut self,
         key: &GroupKey,
-        prefix: &IpNet,
+        id: DestId,
         mut memo: Option<&mut ExportMemo>,
-    ) -> Exported {
-        let fi = fam_idx(prefix);
-        let Some(d) = self.tables[fi].dests.get_mut(prefix) else {
-            return Exported::new();
-        };
-        // Exported now: a later change queues it again.
-        d.dirty = false;
+    ) -> Option<(IpNet, Exported)> {
+        let fi = id.fam_idx();
+        let (prefix, d) = self.tables[fi].dests.at(id)?;
+        let prefix = &prefix;
         let n = if key.add_path(Family::of(prefix)) {
             key.add_path_max as usize
         } else {
@@ -1333,7 +1339,7 @@ impl Rib {
                 out.push((p.source, p.path_id, a));
             }
         }
-        out
+        Some((*prefix, out))
     }
 
     fn member_ids(&self, g: &UpdateGroup) -> Arc<[PeerId]> {
@@ -1358,15 +1364,6 @@ impl Rib {
             return;
         }
         let dirty = std::mem::take(&mut self.dirty);
-        // Each group's export pass clears the marks as it reads the prefix
-        // (one probe of the Loc-RIB per prefix); without groups, do it here.
-        if self.groups.iter().all(Option::is_none) {
-            for p in &dirty {
-                if let Some(d) = self.tables[fam_idx(p)].dests.get_mut(p) {
-                    d.dirty = false;
-                }
-            }
-        }
         if dirty.is_empty() {
             return;
         }
@@ -1374,20 +1371,43 @@ impl Rib {
             let Some(mut g) = self.groups[gi].take() else {
                 continue;
             };
-            let mut batch = Batcher::default();
             let mut memo = ExportMemo::default();
-            for p in &dirty {
-                let entries = self.export_entries(&g.key, p, Some(&mut memo));
-                g.apply(*p, entries, &mut batch);
-            }
-            if !batch.is_empty() {
-                let members = self.member_ids(&g);
-                let mut built = 0;
-                let out = g.finish(batch, &members, |s| self.id_of(s), None, &mut built);
-                self.updates_built += built;
-                self.queued.extend(out);
+            // In chunks: the NLRI of a pass are held until packed, and a
+            // million-prefix pass would hold them all at once.
+            for chunk in dirty.chunks(EXPORT_CHUNK) {
+                let mut batch = Batcher::default();
+                for &id in chunk {
+                    if let Some((p, entries)) = self.export_entries(&g.key, id, Some(&mut memo)) {
+                        g.apply(id, p, entries, &mut batch);
+                    }
+                }
+                if !batch.is_empty() {
+                    let members = self.member_ids(&g);
+                    let mut built = 0;
+                    let out = g.finish(batch, &members, |s| self.id_of(s), None, &mut built);
+                    self.updates_built += built;
+                    self.queued.extend(out);
+                }
             }
             self.groups[gi] = Some(g);
+        }
+        // Every group has seen the change: unmark, and drop prefixes left
+        // without paths (their withdrawals are queued above).
+        for id in dirty {
+            let table = &mut self.tables[id.fam_idx()].dests;
+            if let Some((_, d)) = table.at_mut(id) {
+                d.dirty = false;
+                if d.paths.is_empty() {
+                    table.remove_id(id);
+                }
+            }
+        }
+        for (fi, t) in self.tables.iter().enumerate() {
+            if t.dests.len() == 0 {
+                for g in self.groups.iter_mut().flatten() {
+                    g.release(fi);
+                }
+            }
         }
     }
 
@@ -1443,7 +1463,10 @@ impl Rib {
         ids.sort();
         let single = (ids.len() == 1).then(|| ids[0]);
         let members: Arc<[PeerId]> = ids.into();
-        let batch = g.dump_for(&targets, family);
+        let tables = &self.tables;
+        let batch = g.dump_for(&targets, family, |id| {
+            tables[id.fam_idx()].dests.at(id).map(|(p, _)| p)
+        });
         let mut built = 0;
         let out = g.finish(batch, &members, |x| self.id_of(x), single, &mut built);
         self.updates_built += built;
@@ -1553,7 +1576,10 @@ impl Rib {
         else {
             return m;
         };
-        for (p, entries) in g.adj_out.iter() {
+        let prefixes = g
+            .iter_adj_out()
+            .filter_map(|(id, a)| Some((self.tables[id.fam_idx()].dests.at(id)?.0, a)));
+        for (p, entries) in prefixes {
             let add_path = g.key.add_path(Family::of(&p));
             let v: Vec<(u32, Arc<RouteAttrs>)> = if add_path {
                 entries
@@ -1772,7 +1798,13 @@ impl Rib {
 
     pub fn stats(&self) -> RibStats {
         RibStats {
-            prefixes: self.tables.iter().map(|t| t.dests.len()).sum(),
+            // A prefix that lost its last path stays until exported.
+            prefixes: self
+                .tables
+                .iter()
+                .flat_map(|t| t.dests.values())
+                .filter(|d| !d.paths.is_empty())
+                .count(),
             paths: self.tables.iter().map(|t| t.path_count()).sum(),
             attribute_sets: self.interner.len(),
             update_groups: self.groups.iter().flatten().count(),

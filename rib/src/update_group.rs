@@ -16,6 +16,7 @@ use tabby_bgp::message::{MpReach, MpUnreach, Update};
 use tabby_bgp::{Family, Nlri};
 
 use crate::attrs::RouteAttrs;
+use crate::dest_map::DestId;
 use crate::export::{GroupKey, estimate_attrs_len};
 use crate::hash::{FastMap, FastSet};
 use crate::types::{Outgoing, PeerId, Recipients};
@@ -33,63 +34,18 @@ pub(crate) struct AdjOutEntry {
 /// What a group advertises for one prefix, in preference order.
 pub(crate) type AdjOut = SmallVec<[AdjOutEntry; 1]>;
 
-/// A group's Adj-RIB-Out by prefix. IPv4 prefixes are keyed by one `u64`
-/// (address and length) rather than an 18-octet `IpNet`: at a million
-/// prefixes the table's slots are 40 octets instead of 56.
-#[derive(Debug, Default)]
-pub(crate) struct AdjOutMap {
-    v4: FastMap<u64, AdjOut>,
-    v6: FastMap<IpNet, AdjOut>,
-}
-
-fn v4_key(p: &ipnet::Ipv4Net) -> u64 {
-    (u64::from(u32::from(p.addr())) << 8) | u64::from(p.prefix_len())
-}
-
-fn v4_prefix(k: u64) -> IpNet {
-    let addr = std::net::Ipv4Addr::from((k >> 8) as u32);
-    // The length came from a valid prefix, so it is at most 32.
-    ipnet::Ipv4Net::new(addr, (k & 0xff) as u8)
-        .map(IpNet::V4)
-        .unwrap_or_else(|_| IpNet::V4(ipnet::Ipv4Net::default()))
-}
-
-impl AdjOutMap {
-    /// The entry list of `prefix`, created empty if absent.
-    pub fn slot(&mut self, prefix: IpNet) -> &mut AdjOut {
-        match prefix {
-            IpNet::V4(p) => self.v4.entry(v4_key(&p)).or_default(),
-            IpNet::V6(_) => self.v6.entry(prefix).or_default(),
-        }
-    }
-
-    pub fn remove(&mut self, prefix: &IpNet) {
-        match prefix {
-            IpNet::V4(p) => {
-                self.v4.remove(&v4_key(p));
-            }
-            IpNet::V6(_) => {
-                self.v6.remove(prefix);
-            }
-        }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (IpNet, &AdjOut)> {
-        self.v4
-            .iter()
-            .map(|(k, v)| (v4_prefix(*k), v))
-            .chain(self.v6.iter().map(|(p, v)| (*p, v)))
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct UpdateGroup {
     pub id: u32,
     pub key: GroupKey,
     /// Member peer slots.
     pub members: FastSet<u32>,
-    /// One entry per prefix (inline) unless ADD-PATH sends several.
-    pub adj_out: AdjOutMap,
+    /// Adj-RIB-Out per family, indexed by the prefix's Loc-RIB slot
+    /// ([`DestId`]): no key and no probe. One entry per prefix (inline)
+    /// unless ADD-PATH sends several. A slot outlives its non-empty entry
+    /// here: the Loc-RIB frees it only after every group has exported the
+    /// prefix's removal.
+    adj_out: [Vec<AdjOut>; 2],
     next_tx_id: u32,
     /// Paths advertised, per family (IPv4, IPv6): the first entry of each
     /// prefix, or every entry with ADD-PATH.
@@ -145,7 +101,7 @@ impl UpdateGroup {
             id,
             key,
             members: FastSet::default(),
-            adj_out: AdjOutMap::default(),
+            adj_out: [Vec::new(), Vec::new()],
             next_tx_id: 1,
             advertised: [0; 2],
             from_source: FastMap::default(),
@@ -183,15 +139,44 @@ impl UpdateGroup {
         self.members.contains(&source).then_some(source)
     }
 
-    /// Records the new export result for `prefix` (`new` in preference
-    /// order: `(source, source path id, attrs)`), queueing the difference.
-    pub fn apply(&mut self, prefix: IpNet, new: crate::rib::Exported, batch: &mut Batcher) {
+    /// Every non-empty Adj-RIB-Out entry list, by Loc-RIB slot.
+    pub fn iter_adj_out(&self) -> impl Iterator<Item = (DestId, &AdjOut)> {
+        self.adj_out.iter().enumerate().flat_map(|(fi, v)| {
+            v.iter()
+                .enumerate()
+                .filter(|(_, a)| !a.is_empty())
+                .map(move |(i, a)| (DestId::from_parts(fi == 1, i), a))
+        })
+    }
+
+    /// The family's Loc-RIB is empty: so is this part of the Adj-RIB-Out;
+    /// give its memory back.
+    pub fn release(&mut self, fi: usize) {
+        if let Some(v) = self.adj_out.get_mut(fi) {
+            debug_assert!(v.iter().all(|a| a.is_empty()));
+            *v = Vec::new();
+        }
+    }
+
+    /// Records the new export result for `prefix`, held in Loc-RIB slot
+    /// `id` (`new` in preference order: `(source, source path id,
+    /// attrs)`), queueing the difference.
+    pub fn apply(
+        &mut self,
+        id: DestId,
+        prefix: IpNet,
+        new: crate::rib::Exported,
+        batch: &mut Batcher,
+    ) {
         let add_path = self.key.add_path(Family::of(&prefix));
-        // One probe of the table per prefix: the map is moved out while the
-        // slot is open (an empty map costs nothing to put in its place).
-        let mut adj_out = std::mem::take(&mut self.adj_out);
-        let slot = adj_out.slot(prefix);
-        let old = std::mem::take(slot);
+        let table = &mut self.adj_out[id.fam_idx()];
+        if table.len() <= id.slot() {
+            if new.is_empty() {
+                return;
+            }
+            table.resize_with(id.slot() + 1, AdjOut::new);
+        }
+        let old = std::mem::take(&mut table[id.slot()]);
         self.count(&prefix, &old, add_path, false);
         let mut entries = AdjOut::with_capacity(new.len());
         for (source, src_path_id, attrs) in new {
@@ -256,25 +241,28 @@ impl UpdateGroup {
                 (None, None) => {}
             }
         }
-        if entries.is_empty() {
-            adj_out.remove(&prefix);
-        } else {
+        if !entries.is_empty() {
             self.count(&prefix, &entries, add_path, true);
-            *slot = entries;
+            self.adj_out[id.fam_idx()][id.slot()] = entries;
         }
-        self.adj_out = adj_out;
     }
 
     /// Everything this group advertises that `targets` may receive, for
     /// `family` (all when `None`): initial dumps or a route refresh. Peers
     /// that come up together share one dump: a route learned from one of
     /// them goes in a batch that skips it.
-    pub fn dump_for(&self, targets: &FastSet<u32>, family: Option<Family>) -> Batcher {
+    /// `prefix_of` names the prefix of a Loc-RIB slot.
+    pub fn dump_for(
+        &self,
+        targets: &FastSet<u32>,
+        family: Option<Family>,
+        prefix_of: impl Fn(DestId) -> Option<IpNet>,
+    ) -> Batcher {
         let mut b = Batcher::default();
         let add_path = |p: &IpNet| self.key.add_path(Family::of(p));
         let mut prefixes: Vec<(IpNet, &AdjOut)> = self
-            .adj_out
-            .iter()
+            .iter_adj_out()
+            .filter_map(|(id, a)| Some((prefix_of(id)?, a)))
             .filter(|(p, _)| family.is_none_or(|f| Family::of(p) == f))
             .collect();
         prefixes.sort_unstable_by_key(|(p, _)| *p);
@@ -486,43 +474,5 @@ mod tests {
         let v4: IpNet = "100.64.0.0/26".parse().unwrap();
         let u = pack_withdraw(Family::IPV4_UNICAST, &[Nlri::new(v4)], 4096);
         assert_eq!(u[0].withdrawn, vec![Nlri::new(v4)]);
-    }
-
-    /// IPv4 keys round-trip exactly (lengths 0 to 32, host bits kept) and
-    /// both families come back from the map.
-    #[test]
-    fn adj_out_map_keys_round_trip() {
-        let mut m = AdjOutMap::default();
-        let prefixes: Vec<IpNet> = [
-            "0.0.0.0/0",
-            "255.255.255.255/32",
-            "100.64.1.5/24",
-            "100.64.1.0/24",
-            "2001:db8::/48",
-        ]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
-        for p in &prefixes {
-            assert!(m.slot(*p).is_empty());
-            m.slot(*p).push(AdjOutEntry {
-                tx_id: 0,
-                source: 7,
-                src_path_id: 0,
-                attrs: Arc::new(RouteAttrs::new(
-                    Default::default(),
-                    NextHop::new("198.18.0.1".parse().unwrap()),
-                )),
-            });
-        }
-        let mut got: Vec<IpNet> = m.iter().map(|(p, _)| p).collect();
-        got.sort();
-        let mut want = prefixes.clone();
-        want.sort();
-        assert_eq!(got, want);
-        m.remove(&prefixes[2]);
-        m.remove(&prefixes[4]);
-        assert_eq!(m.iter().count(), 3);
-        assert!(m.iter().all(|(p, e)| p != prefixes[2] && e.len() == 1));
     }
 }
