@@ -73,7 +73,10 @@ impl Core for StoreCore {
     }
     async fn watch_routes(&self, resume_from: Option<u64>) -> Result<RouteWatch, CoreError> {
         let g = self.routes.lock().map_err(|_| nope())?;
-        Ok(g.1.watch(resume_from, Vec::new))
+        Ok(g.1
+            .watch(resume_from, Vec::new, |prefix| RouteUpdate::Withdrawn {
+                prefix,
+            }))
     }
     async fn explain_route(&self, _: IpNet) -> Result<RouteExplanation, CoreError> {
         Err(nope())

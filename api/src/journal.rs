@@ -2,21 +2,27 @@
 //! changes: the bookkeeping behind [`crate::Core::watch_routes`], for the
 //! daemon to own next to its Loc-RIB.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use ipnet::IpNet;
 use tokio::sync::broadcast;
 
 use crate::model::{Path, RouteEvent, RouteUpdate, RouteWatch, RouteWatchStart};
 
-/// Numbers Loc-RIB changes, keeps the last `history` of them for resuming
-/// watchers, and broadcasts each to live watchers through a channel of
-/// `live_buffer` slots (a watcher more than that far behind is told to
-/// resync). Memory is bounded by `history + live_buffer` events.
+/// Numbers Loc-RIB changes, remembers which prefix each of the last
+/// `history` changed (for resuming watchers), and broadcasts each change to
+/// live watchers through a channel of `live_buffer` slots (a watcher more
+/// than that far behind is told to resync).
+///
+/// The history holds prefixes, not routes: a resume replays, for each
+/// prefix changed since, its state now. That is what the watcher would hold
+/// after the missed events, at a few octets per change, and a change nobody
+/// watches live costs no conversion to the API model. Memory is bounded by
+/// `history` prefixes plus `live_buffer` events.
 #[derive(Debug)]
 pub struct RouteJournal {
     sequence: u64,
-    history: VecDeque<RouteEvent>,
+    history: VecDeque<(u64, IpNet)>,
     history_cap: usize,
     live: broadcast::Sender<RouteEvent>,
 }
@@ -42,27 +48,39 @@ impl RouteJournal {
 
     /// Records a change and sends it to live watchers; returns its sequence.
     pub fn publish(&mut self, update: RouteUpdate) -> u64 {
-        self.sequence += 1;
-        let ev = RouteEvent {
-            sequence: self.sequence,
-            update,
+        let prefix = match &update {
+            RouteUpdate::BestChanged { prefix, .. } | RouteUpdate::Withdrawn { prefix } => *prefix,
         };
+        self.publish_with(prefix, || update)
+    }
+
+    /// Records a change of `prefix`; `update` builds the event only when
+    /// somebody watches live. Returns its sequence.
+    pub fn publish_with(&mut self, prefix: IpNet, update: impl FnOnce() -> RouteUpdate) -> u64 {
+        self.sequence += 1;
         if self.history.len() == self.history_cap {
             self.history.pop_front();
         }
-        self.history.push_back(ev.clone());
-        // No receivers is fine: nobody watches.
-        let _ = self.live.send(ev);
+        self.history.push_back((self.sequence, prefix));
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(RouteEvent {
+                sequence: self.sequence,
+                update: update(),
+            });
+        }
         self.sequence
     }
 
     /// Starts a watch. Call it where the Loc-RIB cannot change in between
     /// (inside the daemon's event loop): `snapshot` must return every best
-    /// route as of [`RouteJournal::sequence`]. With `resume_from = Some(s)`
-    /// and every event after `s` still in the history, no snapshot is taken.
-    pub fn watch<F>(&self, resume_from: Option<u64>, snapshot: F) -> RouteWatch
+    /// route as of [`RouteJournal::sequence`], and `current` one prefix's
+    /// state now. With `resume_from = Some(s)` and every change after `s`
+    /// still in the history, no snapshot is taken: each prefix changed since
+    /// is replayed once, as it is now, in the order of its last change.
+    pub fn watch<F, C>(&self, resume_from: Option<u64>, snapshot: F, current: C) -> RouteWatch
     where
         F: FnOnce() -> Vec<(IpNet, Path)>,
+        C: Fn(IpNet) -> RouteUpdate,
     {
         let updates = self.live.subscribe();
         if let Some(from) = resume_from {
@@ -72,14 +90,23 @@ impl RouteJournal {
                     updates,
                 };
             }
-            let oldest = self.history.front().map(|e| e.sequence);
-            // Resumable when the first missing event (from + 1) is still held.
+            let oldest = self.history.front().map(|e| e.0);
+            // Resumable when the first missing change (from + 1) is still held.
             if from < self.sequence && oldest.is_some_and(|o| o <= from + 1) {
-                let replay = self
+                let missed: Vec<(u64, IpNet)> = self
                     .history
                     .iter()
-                    .filter(|e| e.sequence > from)
-                    .cloned()
+                    .filter(|e| e.0 > from)
+                    .copied()
+                    .collect();
+                let last: HashMap<IpNet, u64> = missed.iter().map(|&(s, p)| (p, s)).collect();
+                let replay = missed
+                    .into_iter()
+                    .filter(|(s, p)| last.get(p) == Some(s))
+                    .map(|(sequence, p)| RouteEvent {
+                        sequence,
+                        update: current(p),
+                    })
                     .collect();
                 return RouteWatch {
                     start: RouteWatchStart::Replay(replay),
@@ -121,16 +148,23 @@ mod tests {
         }
     }
 
+    fn prefix(i: u8) -> IpNet {
+        format!("100.64.{i}.0/24")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn publish(j: &mut RouteJournal, n: u8) {
         for i in 0..n {
-            let prefix: IpNet = format!("100.64.{i}.0/24")
-                .parse()
-                .unwrap_or_else(|e| panic!("{e}"));
             j.publish(RouteUpdate::BestChanged {
-                prefix,
+                prefix: prefix(i),
                 best: path(),
             });
         }
+    }
+
+    fn withdrawn(p: IpNet) -> RouteUpdate {
+        RouteUpdate::Withdrawn { prefix: p }
     }
 
     fn replayed(w: &RouteWatch) -> Option<Vec<u64>> {
@@ -147,11 +181,74 @@ mod tests {
         assert_eq!(j.sequence(), 10);
         // History holds 7..=10: resuming after 6 needs 7 onwards — held.
         assert_eq!(
-            replayed(&j.watch(Some(6), Vec::new)),
+            replayed(&j.watch(Some(6), Vec::new, withdrawn)),
             Some(vec![7, 8, 9, 10])
         );
-        assert_eq!(replayed(&j.watch(Some(9), Vec::new)), Some(vec![10]));
-        assert_eq!(replayed(&j.watch(Some(10), Vec::new)), Some(vec![]));
+        assert_eq!(
+            replayed(&j.watch(Some(9), Vec::new, withdrawn)),
+            Some(vec![10])
+        );
+        assert_eq!(
+            replayed(&j.watch(Some(10), Vec::new, withdrawn)),
+            Some(vec![])
+        );
+    }
+
+    /// A prefix changed several times since the resume point is replayed
+    /// once, at its last change, with its state now.
+    #[test]
+    fn resume_replays_each_prefix_once_as_it_is_now() {
+        let mut j = RouteJournal::new(16, 8);
+        publish(&mut j, 3); // 1..=3: prefixes 0, 1, 2
+        j.publish(withdrawn(prefix(0))); // 4
+        publish(&mut j, 2); // 5, 6: prefixes 0, 1
+        let w = j.watch(Some(2), Vec::new, |p| {
+            if p == prefix(2) {
+                withdrawn(p)
+            } else {
+                RouteUpdate::BestChanged {
+                    prefix: p,
+                    best: path(),
+                }
+            }
+        });
+        let RouteWatchStart::Replay(evs) = w.start else {
+            panic!("history covers 3..=6: a replay expected");
+        };
+        let got: Vec<(u64, IpNet, bool)> = evs
+            .iter()
+            .map(|e| match &e.update {
+                RouteUpdate::BestChanged { prefix, .. } => (e.sequence, *prefix, true),
+                RouteUpdate::Withdrawn { prefix } => (e.sequence, *prefix, false),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, prefix(2), false),
+                (5, prefix(0), true),
+                (6, prefix(1), true)
+            ]
+        );
+    }
+
+    /// Without live watchers nothing is built for them.
+    #[test]
+    fn unwatched_changes_are_not_built() {
+        let mut j = RouteJournal::new(4, 4);
+        let built = std::cell::Cell::new(0);
+        j.publish_with(prefix(1), || {
+            built.set(built.get() + 1);
+            withdrawn(prefix(1))
+        });
+        assert_eq!(built.get(), 0);
+        let mut w = j.watch(None, Vec::new, withdrawn);
+        j.publish_with(prefix(1), || {
+            built.set(built.get() + 1);
+            withdrawn(prefix(1))
+        });
+        assert_eq!(built.get(), 1);
+        assert_eq!(w.updates.try_recv().map(|e| e.sequence).ok(), Some(2));
     }
 
     #[test]
@@ -159,15 +256,10 @@ mod tests {
         let mut j = RouteJournal::new(4, 8);
         publish(&mut j, 10);
         // 5 would need event 6, which is gone.
-        assert_eq!(replayed(&j.watch(Some(5), Vec::new)), None);
+        assert_eq!(replayed(&j.watch(Some(5), Vec::new, withdrawn)), None);
         // A sequence from before a daemon restart (ahead of ours).
-        assert_eq!(replayed(&j.watch(Some(99), Vec::new)), None);
-        let w = j.watch(None, || {
-            vec![(
-                "100.64.0.0/24".parse().unwrap_or_else(|e| panic!("{e}")),
-                path(),
-            )]
-        });
+        assert_eq!(replayed(&j.watch(Some(99), Vec::new, withdrawn)), None);
+        let w = j.watch(None, || vec![(prefix(0), path())], withdrawn);
         match w.start {
             RouteWatchStart::Snapshot { sequence, routes } => {
                 assert_eq!(sequence, 10);
@@ -180,7 +272,7 @@ mod tests {
     #[test]
     fn live_feed_is_bounded_and_reports_lag() {
         let mut j = RouteJournal::new(1, 4);
-        let mut w = j.watch(None, Vec::new);
+        let mut w = j.watch(None, Vec::new, withdrawn);
         publish(&mut j, 10);
         match w.updates.try_recv() {
             Err(broadcast::error::TryRecvError::Lagged(n)) => assert_eq!(n, 6),

@@ -227,6 +227,17 @@ fn candidate_path(c: &tabby_rib::CandidateExplain) -> am::Path {
 }
 
 /// The API's view of one path.
+/// A best-route change as the API reports it.
+fn route_update(prefix: IpNet, best: Option<&BestRoute>) -> am::RouteUpdate {
+    match best {
+        Some(b) => am::RouteUpdate::BestChanged {
+            prefix,
+            best: api_path(b, true),
+        },
+        None => am::RouteUpdate::Withdrawn { prefix },
+    }
+}
+
 fn api_path(best: &BestRoute, is_best: bool) -> am::Path {
     let a = &best.attributes.attrs;
     let next_hop = best
@@ -1151,14 +1162,10 @@ impl Daemon {
     }
 
     fn best_changed(&mut self, c: BestChange) {
-        let update = match &c.best {
-            Some(b) => am::RouteUpdate::BestChanged {
-                prefix: c.prefix,
-                best: api_path(b, true),
-            },
-            None => am::RouteUpdate::Withdrawn { prefix: c.prefix },
-        };
-        self.journal.publish(update);
+        // Built only for live watchers: a reflector's million changes
+        // would otherwise each be converted for nobody.
+        self.journal
+            .publish_with(c.prefix, || route_update(c.prefix, c.best.as_ref()));
         // A reflector without a FIB has no kernel route to work out.
         if self.fib.is_some() {
             let op = self.fib_route(&c.prefix, c.best.as_ref());
@@ -1442,12 +1449,16 @@ impl Daemon {
 
     pub fn watch_routes(&self, resume: Option<u64>) -> Result<am::RouteWatch, CoreError> {
         let rib = self.rib()?;
-        Ok(self.journal.watch(resume, || {
-            rib.best_routes()
-                .into_iter()
-                .map(|(p, b)| (p, api_path(&b, true)))
-                .collect()
-        }))
+        Ok(self.journal.watch(
+            resume,
+            || {
+                rib.best_routes()
+                    .into_iter()
+                    .map(|(p, b)| (p, api_path(&b, true)))
+                    .collect()
+            },
+            |p| route_update(p, rib.best(&p).as_ref()),
+        ))
     }
 
     pub fn explain(&self, prefix: IpNet) -> Result<am::RouteExplanation, CoreError> {

@@ -329,9 +329,17 @@ impl Core for TestCore {
 
     async fn watch_routes(&self, resume_from: Option<u64>) -> Result<RouteWatch, CoreError> {
         let s = self.state();
-        Ok(s.journal.watch(resume_from, || {
-            s.best.iter().map(|(p, b)| (*p, b.clone())).collect()
-        }))
+        Ok(s.journal.watch(
+            resume_from,
+            || s.best.iter().map(|(p, b)| (*p, b.clone())).collect(),
+            |prefix| match s.best.get(&prefix) {
+                Some(b) => RouteUpdate::BestChanged {
+                    prefix,
+                    best: b.clone(),
+                },
+                None => RouteUpdate::Withdrawn { prefix },
+            },
+        ))
     }
 
     async fn explain_route(&self, prefix: IpNet) -> Result<RouteExplanation, CoreError> {
