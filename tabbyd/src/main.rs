@@ -40,8 +40,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the daemon core, every session and the API share it.
+    // Measured against two workers, it takes less CPU and less memory (one
+    // malloc arena, no cross-thread frees) for the same convergence time.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
