@@ -1577,8 +1577,8 @@ impl Rib {
             return m;
         };
         let prefixes = g
-            .iter_adj_out()
-            .filter_map(|(id, a)| Some((self.tables[id.fam_idx()].dests.at(id)?.0, a)));
+            .advertised_slots()
+            .filter_map(|id| Some((self.tables[id.fam_idx()].dests.at(id)?.0, g.adj_out(id))));
         for (p, entries) in prefixes {
             let add_path = g.key.add_path(Family::of(&p));
             let v: Vec<(u32, Arc<RouteAttrs>)> = if add_path {

@@ -34,6 +34,123 @@ pub(crate) struct AdjOutEntry {
 /// What a group advertises for one prefix, in preference order.
 pub(crate) type AdjOut = SmallVec<[AdjOutEntry; 1]>;
 
+/// The one path a group without ADD-PATH advertises for a prefix.
+#[derive(Debug, Clone)]
+struct SingleOut {
+    source: u32,
+    attrs: Arc<RouteAttrs>,
+}
+
+/// One family's Adj-RIB-Out of a group, indexed by Loc-RIB slot. Without
+/// ADD-PATH (the common case) a slot is 16 octets: a source and the
+/// attributes sent, or nothing.
+#[derive(Debug)]
+enum AdjOutTable {
+    Single(Vec<Option<SingleOut>>),
+    /// ADD-PATH: every path sent, with its path id.
+    Multi(Vec<AdjOut>),
+}
+
+impl AdjOutTable {
+    fn new(add_path: bool) -> Self {
+        if add_path {
+            AdjOutTable::Multi(Vec::new())
+        } else {
+            AdjOutTable::Single(Vec::new())
+        }
+    }
+
+    /// The entries at `slot`, moved out (empty if none).
+    fn take(&mut self, slot: usize) -> AdjOut {
+        match self {
+            AdjOutTable::Single(v) => v
+                .get_mut(slot)
+                .and_then(Option::take)
+                .map(|o| {
+                    smallvec::smallvec![AdjOutEntry {
+                        tx_id: 0,
+                        source: o.source,
+                        src_path_id: 0,
+                        attrs: o.attrs,
+                    }]
+                })
+                .unwrap_or_default(),
+            AdjOutTable::Multi(v) => v.get_mut(slot).map(std::mem::take).unwrap_or_default(),
+        }
+    }
+
+    /// Stores `entries` at `slot` (without ADD-PATH only the first counts).
+    fn put(&mut self, slot: usize, mut entries: AdjOut) {
+        match self {
+            AdjOutTable::Single(v) => {
+                let Some(first) = entries.drain(..).next() else {
+                    if let Some(s) = v.get_mut(slot) {
+                        *s = None;
+                    }
+                    return;
+                };
+                if v.len() <= slot {
+                    v.resize(slot + 1, None);
+                }
+                v[slot] = Some(SingleOut {
+                    source: first.source,
+                    attrs: first.attrs,
+                });
+            }
+            AdjOutTable::Multi(v) => {
+                if entries.is_empty() && v.len() <= slot {
+                    return;
+                }
+                if v.len() <= slot {
+                    v.resize_with(slot + 1, AdjOut::new);
+                }
+                v[slot] = entries;
+            }
+        }
+    }
+
+    /// A copy of the entries at `slot`.
+    fn get(&self, slot: usize) -> AdjOut {
+        match self {
+            AdjOutTable::Single(v) => v
+                .get(slot)
+                .and_then(Option::as_ref)
+                .map(|o| {
+                    smallvec::smallvec![AdjOutEntry {
+                        tx_id: 0,
+                        source: o.source,
+                        src_path_id: 0,
+                        attrs: o.attrs.clone(),
+                    }]
+                })
+                .unwrap_or_default(),
+            AdjOutTable::Multi(v) => v.get(slot).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Slots with something advertised.
+    fn occupied(&self) -> Vec<usize> {
+        match self {
+            AdjOutTable::Single(v) => (0..v.len()).filter(|&i| v[i].is_some()).collect(),
+            AdjOutTable::Multi(v) => (0..v.len()).filter(|&i| !v[i].is_empty()).collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            AdjOutTable::Single(v) => v.iter().all(Option::is_none),
+            AdjOutTable::Multi(v) => v.iter().all(SmallVec::is_empty),
+        }
+    }
+
+    fn release(&mut self) {
+        match self {
+            AdjOutTable::Single(v) => *v = Vec::new(),
+            AdjOutTable::Multi(v) => *v = Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct UpdateGroup {
     pub id: u32,
@@ -45,7 +162,7 @@ pub(crate) struct UpdateGroup {
     /// unless ADD-PATH sends several. A slot outlives its non-empty entry
     /// here: the Loc-RIB frees it only after every group has exported the
     /// prefix's removal.
-    adj_out: [Vec<AdjOut>; 2],
+    adj_out: [AdjOutTable; 2],
     next_tx_id: u32,
     /// Paths advertised, per family (IPv4, IPv6): the first entry of each
     /// prefix, or every entry with ADD-PATH.
@@ -97,11 +214,15 @@ impl Batcher {
 
 impl UpdateGroup {
     pub fn new(id: u32, key: GroupKey) -> Self {
+        let adj_out = [
+            AdjOutTable::new(key.add_path(Family::IPV4_UNICAST)),
+            AdjOutTable::new(key.add_path(Family::IPV6_UNICAST)),
+        ];
         UpdateGroup {
             id,
             key,
             members: FastSet::default(),
-            adj_out: [Vec::new(), Vec::new()],
+            adj_out,
             next_tx_id: 1,
             advertised: [0; 2],
             from_source: FastMap::default(),
@@ -139,22 +260,26 @@ impl UpdateGroup {
         self.members.contains(&source).then_some(source)
     }
 
-    /// Every non-empty Adj-RIB-Out entry list, by Loc-RIB slot.
-    pub fn iter_adj_out(&self) -> impl Iterator<Item = (DestId, &AdjOut)> {
-        self.adj_out.iter().enumerate().flat_map(|(fi, v)| {
-            v.iter()
-                .enumerate()
-                .filter(|(_, a)| !a.is_empty())
-                .map(move |(i, a)| (DestId::from_parts(fi == 1, i), a))
+    /// The Loc-RIB slots this group advertises something for.
+    pub fn advertised_slots(&self) -> impl Iterator<Item = DestId> + '_ {
+        self.adj_out.iter().enumerate().flat_map(|(fi, t)| {
+            t.occupied()
+                .into_iter()
+                .map(move |i| DestId::from_parts(fi == 1, i))
         })
+    }
+
+    /// What this group advertises for the prefix in slot `id`.
+    pub fn adj_out(&self, id: DestId) -> AdjOut {
+        self.adj_out[id.fam_idx()].get(id.slot())
     }
 
     /// The family's Loc-RIB is empty: so is this part of the Adj-RIB-Out;
     /// give its memory back.
     pub fn release(&mut self, fi: usize) {
-        if let Some(v) = self.adj_out.get_mut(fi) {
-            debug_assert!(v.iter().all(|a| a.is_empty()));
-            *v = Vec::new();
+        if let Some(t) = self.adj_out.get_mut(fi) {
+            debug_assert!(t.is_empty());
+            t.release();
         }
     }
 
@@ -169,14 +294,7 @@ impl UpdateGroup {
         batch: &mut Batcher,
     ) {
         let add_path = self.key.add_path(Family::of(&prefix));
-        let table = &mut self.adj_out[id.fam_idx()];
-        if table.len() <= id.slot() {
-            if new.is_empty() {
-                return;
-            }
-            table.resize_with(id.slot() + 1, AdjOut::new);
-        }
-        let old = std::mem::take(&mut table[id.slot()]);
+        let old = self.adj_out[id.fam_idx()].take(id.slot());
         self.count(&prefix, &old, add_path, false);
         let mut entries = AdjOut::with_capacity(new.len());
         for (source, src_path_id, attrs) in new {
@@ -243,7 +361,7 @@ impl UpdateGroup {
         }
         if !entries.is_empty() {
             self.count(&prefix, &entries, add_path, true);
-            self.adj_out[id.fam_idx()][id.slot()] = entries;
+            self.adj_out[id.fam_idx()].put(id.slot(), entries);
         }
     }
 
@@ -260,15 +378,15 @@ impl UpdateGroup {
     ) -> Batcher {
         let mut b = Batcher::default();
         let add_path = |p: &IpNet| self.key.add_path(Family::of(p));
-        let mut prefixes: Vec<(IpNet, &AdjOut)> = self
-            .iter_adj_out()
-            .filter_map(|(id, a)| Some((prefix_of(id)?, a)))
+        let mut prefixes: Vec<(IpNet, DestId)> = self
+            .advertised_slots()
+            .filter_map(|id| Some((prefix_of(id)?, id)))
             .filter(|(p, _)| family.is_none_or(|f| Family::of(p) == f))
             .collect();
-        prefixes.sort_unstable_by_key(|(p, _)| *p);
-        for (p, entries) in prefixes {
+        prefixes.sort_unstable();
+        for (p, id) in prefixes {
             let p = &p;
-            for e in entries {
+            for e in self.adj_out(id) {
                 let except = targets.contains(&e.source).then_some(e.source);
                 if except.is_some() && targets.len() == 1 {
                     continue;
