@@ -217,13 +217,6 @@ impl<K: SlotKey, V: Default> SlotMap<K, V> {
         }
     }
 
-    fn at_mut(&mut self, i: usize) -> Option<(IpNet, &mut V)> {
-        match self.entries.get_mut(i) {
-            Some((k, v)) if *k != K::VACANT => Some((k.net(), v)),
-            _ => None,
-        }
-    }
-
     fn iter(&self) -> impl Iterator<Item = (usize, IpNet, &V)> {
         self.entries
             .iter()
@@ -310,14 +303,6 @@ impl<V: Default> DestMap<V> {
             self.v6.at(id.slot())
         } else {
             self.v4.at(id.slot())
-        }
-    }
-
-    pub fn at_mut(&mut self, id: DestId) -> Option<(IpNet, &mut V)> {
-        if id.is_v6() {
-            self.v6.at_mut(id.slot())
-        } else {
-            self.v4.at_mut(id.slot())
         }
     }
 

@@ -85,7 +85,7 @@ impl Rib {
                 .collect();
             resolve_med(&mut keys, self.cfg.always_compare_med);
             for (i, p) in d.paths.iter().enumerate() {
-                let best = i == 0 && d.ecmp > 0;
+                let best = i == 0 && d.ecmp() > 0;
                 let lost_at = match (keys.first(), keys.get(i)) {
                     _ if !p.eligible() => Some(Step::Eligibility),
                     (Some(b), Some(k)) if i > 0 => Some(compare(b, k).1),
@@ -103,7 +103,7 @@ impl Rib {
                     path_id: if p.is_local() { 0 } else { p.path_id },
                     attributes: p.attrs.clone(),
                     best,
-                    multipath: i < d.ecmp as usize,
+                    multipath: i < d.ecmp() as usize,
                     lost_at: if best {
                         None
                     } else {

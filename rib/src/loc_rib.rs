@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 
 use crate::attrs::RouteAttrs;
 use crate::decision::{RankKey, multipath_equal, resolve_med};
-use crate::dest_map::DestMap;
+use crate::dest_map::{DestId, DestMap};
 
 /// `Path::source` of locally originated paths.
 pub(crate) const LOCAL_SOURCE: u32 = u32::MAX;
@@ -37,6 +37,10 @@ pub(crate) struct Path {
     pub path_id: u32,
     pub nh_cost: u32,
     pub flags: u8,
+    /// Meaningful on the first path only: the size of the ECMP set at the
+    /// head of the list (0: no usable path). Kept here, in what would be
+    /// padding, so that a one-path [`Dest`] is 32 octets.
+    pub ecmp: u8,
 }
 
 impl Path {
@@ -54,10 +58,6 @@ pub(crate) struct Dest {
     /// In decision order (best first) after every [`Dest::decide`]. Most
     /// prefixes have one path, held inline.
     pub paths: SmallVec<[Path; 1]>,
-    /// Size of the ECMP set at the head of `paths` (0: no usable path).
-    pub ecmp: u8,
-    /// Queued for export processing.
-    pub dirty: bool,
 }
 
 /// Identity of the selected set, to tell whether a change is visible.
@@ -74,7 +74,7 @@ impl Dest {
     /// Appends the selected set's identity to `out`.
     pub fn signature(&self, out: &mut Vec<SigEntry>) {
         out.clear();
-        for p in self.paths.iter().take(self.ecmp as usize) {
+        for p in self.paths.iter().take(self.ecmp() as usize) {
             out.push(SigEntry {
                 source: p.source,
                 path_id: p.path_id,
@@ -85,8 +85,13 @@ impl Dest {
         }
     }
 
+    /// Size of the ECMP set at the head of `paths` (0: no usable path).
+    pub fn ecmp(&self) -> u8 {
+        self.paths.first().map_or(0, |p| p.ecmp)
+    }
+
     pub fn best(&self) -> Option<&Path> {
-        if self.ecmp > 0 {
+        if self.ecmp() > 0 {
             self.paths.first()
         } else {
             None
@@ -104,7 +109,8 @@ impl Dest {
             let same = Arc::ptr_eq(&p.attrs, &path.attrs)
                 && p.nh_cost == path.nh_cost
                 && p.flags == path.flags;
-            *p = path;
+            let ecmp = p.ecmp;
+            *p = Path { ecmp, ..path };
             !same
         } else {
             self.paths.push(path);
@@ -151,7 +157,7 @@ impl Dest {
                 }
             }
         }
-        self.ecmp = match keys.first() {
+        let ecmp = match keys.first() {
             None => 0,
             Some(k) if k.ineligible => 0,
             Some(k) if !k.remote => 1,
@@ -160,6 +166,9 @@ impl Dest {
                 n.clamp(1, max_paths.clamp(1, 255)) as u8
             }
         };
+        if let Some(p) = self.paths.first_mut() {
+            p.ecmp = ecmp;
+        }
     }
 }
 
@@ -167,10 +176,66 @@ impl Dest {
 #[derive(Debug, Default)]
 pub(crate) struct LocRib {
     pub dests: DestMap<Dest>,
+    /// Prefixes queued for export, one bit per slot.
+    pub queued: Queued,
+}
+
+/// A bit per Loc-RIB slot.
+#[derive(Debug, Default)]
+pub(crate) struct Queued(Vec<u64>);
+
+impl Queued {
+    pub fn get(&self, id: DestId) -> bool {
+        let i = id.slot();
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    pub fn set(&mut self, id: DestId, on: bool) {
+        let i = id.slot();
+        if self.0.len() <= i / 64 {
+            if !on {
+                return;
+            }
+            self.0.resize(i / 64 + 1, 0);
+        }
+        if on {
+            self.0[i / 64] |= 1 << (i % 64);
+        } else {
+            self.0[i / 64] &= !(1 << (i % 64));
+        }
+    }
 }
 
 impl LocRib {
     pub fn path_count(&self) -> usize {
         self.dests.values().map(|d| d.paths.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Loc-RIB's footprint at a million prefixes rests on these.
+    #[test]
+    fn one_path_destination_is_32_octets() {
+        assert_eq!(std::mem::size_of::<Path>(), 24);
+        assert_eq!(std::mem::size_of::<Dest>(), 32);
+    }
+
+    #[test]
+    fn queued_bits_set_and_clear() {
+        let mut q = Queued::default();
+        let a = DestId::from_parts(false, 3);
+        let b = DestId::from_parts(false, 200);
+        assert!(!q.get(b));
+        q.set(a, true);
+        q.set(b, true);
+        assert!(q.get(a) && q.get(b));
+        assert!(!q.get(DestId::from_parts(false, 4)));
+        q.set(a, false);
+        assert!(!q.get(a) && q.get(b));
+        q.set(DestId::from_parts(false, 100_000), false);
+        assert!(!q.get(DestId::from_parts(false, 100_000)));
     }
 }

@@ -266,8 +266,8 @@ fn build_best(
     let peer = |slot: u32| peers.get(slot as usize).and_then(|s| s.as_ref());
     // Paths through the same next hop (a route and its reflection) are
     // one forwarding entry.
-    let mut next_hops: Vec<EcmpHop> = Vec::with_capacity(d.ecmp as usize);
-    for p in &d.paths[..d.ecmp as usize] {
+    let mut next_hops: Vec<EcmpHop> = Vec::with_capacity(d.ecmp() as usize);
+    for p in &d.paths[..d.ecmp() as usize] {
         if !next_hops.iter().any(|h| h.addr == p.attrs.next_hop.addr) {
             next_hops.push(EcmpHop {
                 addr: p.attrs.next_hop.addr,
@@ -710,7 +710,10 @@ impl Rib {
             group_ids,
             ..
         } = self;
-        let table = &mut tables[fi].dests;
+        let LocRib {
+            dests: table,
+            queued,
+        } = &mut tables[fi];
         let (id, dest) = if create {
             table.entry(&prefix)
         } else {
@@ -738,8 +741,8 @@ impl Rib {
             let best_changed = sig_old != sig_new;
             // Without update groups there is nobody to export to; a group
             // created later starts from the whole table.
-            if (best_changed || *add_path_groups > 0) && !dest.dirty && !group_ids.is_empty() {
-                dest.dirty = true;
+            if (best_changed || *add_path_groups > 0) && !queued.get(id) && !group_ids.is_empty() {
+                queued.set(id, true);
                 dirty.push(id);
             }
             if best_changed && deferral.is_none() {
@@ -753,7 +756,7 @@ impl Rib {
         }
         // A queued prefix stays until its export pass has withdrawn it
         // (update groups' Adj-RIB-Out refers to it by slot).
-        if dest.paths.is_empty() && !dest.dirty {
+        if dest.paths.is_empty() && !queued.get(id) {
             table.remove(&prefix);
         }
     }
@@ -960,6 +963,7 @@ impl Rib {
                 path_id: id,
                 nh_cost: cost,
                 flags,
+                ecmp: 0,
             };
             self.change_dest(prefix, true, path.source, |d| d.upsert(path));
         }
@@ -1082,6 +1086,7 @@ impl Rib {
             path_id: id,
             nh_cost: 0,
             flags: 0,
+            ecmp: 0,
         };
         self.change_dest(prefix, true, path.source, |d| d.upsert(path));
     }
@@ -1281,7 +1286,7 @@ impl Rib {
         };
         let cluster_id = self.cfg.effective_cluster_id();
         let mut out = Exported::new();
-        let candidates: SmallVec<[Path; 1]> = if d.ecmp == 0 {
+        let candidates: SmallVec<[Path; 1]> = if d.ecmp() == 0 {
             SmallVec::new()
         } else {
             d.paths
@@ -1394,16 +1399,15 @@ impl Rib {
         // Every group has seen the change: unmark, and drop prefixes left
         // without paths (their withdrawals are queued above).
         for id in dirty {
-            let table = &mut self.tables[id.fam_idx()].dests;
-            if let Some((_, d)) = table.at_mut(id) {
-                d.dirty = false;
-                if d.paths.is_empty() {
-                    table.remove_id(id);
-                }
+            let t = &mut self.tables[id.fam_idx()];
+            t.queued.set(id, false);
+            if t.dests.at(id).is_some_and(|(_, d)| d.paths.is_empty()) {
+                t.dests.remove_id(id);
             }
         }
-        for (fi, t) in self.tables.iter().enumerate() {
+        for (fi, t) in self.tables.iter_mut().enumerate() {
             if t.dests.len() == 0 {
+                t.queued = Default::default();
                 for g in self.groups.iter_mut().flatten() {
                     g.release(fi);
                 }
@@ -1693,6 +1697,7 @@ impl Rib {
                         path_id: id,
                         nh_cost: cost,
                         flags: stale | if bad { flag::BAD_NEXT_HOP } else { 0 },
+                        ecmp: 0,
                     };
                     self.change_dest(prefix, true, path.source, |d| d.upsert(path));
                 }

@@ -561,6 +561,38 @@ pub(crate) fn end_of_rib(families: &[Family]) -> Vec<Update> {
 mod tests {
     use super::*;
 
+    /// A group's Adj-RIB-Out without ADD-PATH costs 16 octets a prefix.
+    #[test]
+    fn single_slot_is_16_octets() {
+        assert_eq!(std::mem::size_of::<Option<SingleOut>>(), 16);
+    }
+
+    #[test]
+    fn adj_out_table_put_take() {
+        let attrs = Arc::new(RouteAttrs::new(
+            Default::default(),
+            NextHop::new("198.18.0.1".parse().unwrap()),
+        ));
+        let e = |tx_id, source| AdjOutEntry {
+            tx_id,
+            source,
+            src_path_id: 0,
+            attrs: attrs.clone(),
+        };
+        for add_path in [false, true] {
+            let mut t = AdjOutTable::new(add_path);
+            assert!(t.take(5).is_empty());
+            t.put(5, smallvec::smallvec![e(1, 7), e(2, 8)]);
+            assert_eq!(t.occupied(), vec![5]);
+            let got: Vec<u32> = t.get(5).iter().map(|x| x.source).collect();
+            assert_eq!(got, if add_path { vec![7, 8] } else { vec![7] });
+            assert_eq!(t.take(5).len(), if add_path { 2 } else { 1 });
+            assert!(t.is_empty());
+            t.put(9, AdjOut::new());
+            assert!(t.occupied().is_empty());
+        }
+    }
+
     #[test]
     fn chunks_respect_budget() {
         let nlri: Vec<Nlri> = (0..1000u32)
