@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 use crate::attrs::RouteAttrs;
 use crate::decision::{Step, compare, resolve_med};
-use crate::export::{ExportInput, export_route};
+use crate::export::{ExportInput, accepted_by, export_route};
 use crate::loc_rib::{UNREACHABLE, flag};
 use crate::policy::Decider;
 use crate::rib::{Rib, fam_idx, rank_key};
@@ -177,7 +177,8 @@ impl Rib {
                         default_local_pref: self.cfg.default_local_pref,
                     };
                     match export_route(&key, &input) {
-                        Ok((_, d)) => {
+                        Ok((_, rule)) => {
+                            let d = accepted_by(&key, rule);
                             e.exported = true;
                             e.reason = format!("exported ({d})");
                             e.decided_by = Some(d);

@@ -156,12 +156,21 @@ pub(crate) struct ExportInput<'a> {
     pub default_local_pref: u32,
 }
 
-/// Computes what `key`'s peers receive for one path, with the rule that
-/// decided (policy decider when accepted).
+/// What accepted a route [`export_route`] exported through rule `rule`.
+pub(crate) fn accepted_by(key: &GroupKey, rule: Option<usize>) -> Decider {
+    match &key.export.0 {
+        Some(p) => p.decider(rule),
+        None => Decider::NoPolicy,
+    }
+}
+
+/// Computes what `key`'s peers receive for one path, with the index of the
+/// export policy's rule that accepted it (`None`: the default or no
+/// policy; [`accepted_by`] names it).
 pub(crate) fn export_route(
     key: &GroupKey,
     input: &ExportInput<'_>,
-) -> Result<(RouteAttrs, Decider), ExportDenied> {
+) -> Result<(RouteAttrs, Option<usize>), ExportDenied> {
     let family = Family::of(input.prefix);
     if !key.families.contains(&family) {
         return Err(ExportDenied::FamilyNotNegotiated);
@@ -199,17 +208,17 @@ pub(crate) fn export_route(
     // Export policy first (it sees the route as selected), then the
     // protocol's own changes.
     let ctx = route_ctx(key, input);
-    let (mut out, decider) = match &key.export.0 {
+    let (mut out, rule) = match &key.export.0 {
         Some(p) => {
-            let r = p.evaluate(&ctx);
-            if r.verdict == Verdict::Reject {
-                return Err(ExportDenied::Policy(r.decider));
+            let (verdict, rule, modified) = p.run(&ctx);
+            if verdict == Verdict::Reject {
+                return Err(ExportDenied::Policy(p.decider(rule)));
             }
-            (r.modified.unwrap_or_else(|| a.clone()), r.decider)
+            (modified.unwrap_or_else(|| a.clone()), rule)
         }
         // RFC 8212 §3: nothing to eBGP without an export policy.
         None if ebgp && key.rfc8212 => return Err(ExportDenied::Policy(Decider::Rfc8212)),
-        None => (a.clone(), Decider::NoPolicy),
+        None => (a.clone(), None),
     };
 
     // RFC 9234 §5: OTC on egress, by the role we play on the session.
@@ -296,7 +305,7 @@ pub(crate) fn export_route(
     if estimate_attrs_len(&route, key.four_octet_as) + 64 > key.max_message_len {
         return Err(ExportDenied::TooLarge);
     }
-    Ok((route, decider))
+    Ok((route, rule))
 }
 
 /// What the export policy alone does with a route.
@@ -314,8 +323,8 @@ pub(crate) fn policy_peek(key: &GroupKey, input: &ExportInput<'_>) -> PolicyPeek
     let Some(p) = &key.export.0 else {
         return PolicyPeek::Unmodified;
     };
-    let r = p.evaluate(&route_ctx(key, input));
-    match (r.verdict, r.modified) {
+    let (verdict, _, modified) = p.run(&route_ctx(key, input));
+    match (verdict, modified) {
         (Verdict::Reject, _) => PolicyPeek::Rejected,
         (_, None) => PolicyPeek::Unmodified,
         (_, Some(_)) => PolicyPeek::Modified,

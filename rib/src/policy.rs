@@ -319,6 +319,19 @@ impl Policy {
 
     /// Runs the policy over one route.
     pub fn evaluate(&self, r: &RouteCtx<'_>) -> PolicyResult {
+        let (verdict, rule, modified) = self.run(r);
+        PolicyResult {
+            verdict,
+            decider: self.decider(rule),
+            modified,
+        }
+    }
+
+    /// [`Policy::evaluate`] without naming the decider (which copies the
+    /// policy's and rule's names): the verdict, the index of the deciding
+    /// rule (`None`: the default) and the modified attributes. The hot
+    /// paths run this once per prefix.
+    pub(crate) fn run(&self, r: &RouteCtx<'_>) -> (Verdict, Option<usize>, Option<PathAttributes>) {
         let mut modified: Option<PathAttributes> = None;
         for (index, rule) in self.rules.iter().enumerate() {
             let view = RouteCtx {
@@ -335,30 +348,32 @@ impl Policy {
                 }
             }
             if let Some(verdict) = rule.verdict {
-                return PolicyResult {
-                    verdict,
-                    decider: Decider::Rule {
-                        policy: self.name.clone(),
-                        rule: rule.name.clone(),
-                        index,
-                    },
-                    modified: if verdict == Verdict::Accept {
-                        modified
-                    } else {
-                        None
-                    },
+                let modified = if verdict == Verdict::Accept {
+                    modified
+                } else {
+                    None
                 };
+                return (verdict, Some(index), modified);
             }
         }
-        PolicyResult {
-            verdict: self.default,
-            decider: Decider::PolicyDefault {
+        let modified = if self.default == Verdict::Accept {
+            modified
+        } else {
+            None
+        };
+        (self.default, None, modified)
+    }
+
+    /// Names what decided: rule `index`, or the default (`None`).
+    pub fn decider(&self, index: Option<usize>) -> Decider {
+        match index.and_then(|i| self.rules.get(i).map(|r| (i, r))) {
+            Some((index, rule)) => Decider::Rule {
                 policy: self.name.clone(),
+                rule: rule.name.clone(),
+                index,
             },
-            modified: if self.default == Verdict::Accept {
-                modified
-            } else {
-                None
+            None => Decider::PolicyDefault {
+                policy: self.name.clone(),
             },
         }
     }

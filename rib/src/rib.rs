@@ -1018,8 +1018,8 @@ impl Rib {
             local_asn: self.cfg.local_asn,
             attrs: &base.attrs,
         };
-        let r = policy.evaluate(&ctx);
-        match (r.verdict, r.modified) {
+        let (verdict, _, modified) = policy.run(&ctx);
+        match (verdict, modified) {
             (Verdict::Reject, _) => None,
             (Verdict::Accept, None) => Some(base.clone()),
             (Verdict::Accept, Some(m)) => {
