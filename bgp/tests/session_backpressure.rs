@@ -102,8 +102,10 @@ async fn stuck_peer_backs_up_commands_and_trips_send_hold() {
         blocked,
         "the command channel never pushed back ({accepted} octets taken)"
     );
+    // At least the command channel's 16 commands and a write's worth
+    // queued in the peer task (the sockets' buffers hold more).
     assert!(
-        accepted >= 4 << 20,
+        accepted >= 1 << 20,
         "pushed back early, after {accepted} octets"
     );
 

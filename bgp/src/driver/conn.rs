@@ -1,16 +1,21 @@
-//! One TCP connection's tasks: connect, read, and the two-queue writer.
+//! One TCP connection as the peer task drives it: connect, socket options,
+//! non-blocking reads, and the two-queue output.
+//!
+//! A connection has no task of its own: the peer task polls its readiness
+//! beside its commands and timers, reads and writes with non-blocking
+//! calls, and feeds the session directly. A reflector holds thousands of
+//! connections, and one task per peer instead of three (peer, reader,
+//! writer) with channels between them is most of what a session costs.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::PeerConfig;
@@ -18,23 +23,60 @@ use crate::fsm::ConnectionId;
 use crate::sockopt;
 
 /// How long a closing connection may take to write its last NOTIFICATION.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Events from connection tasks to the peer task.
+/// Sockets handed to the peer task by the listener and by its connect
+/// attempts.
 #[derive(Debug)]
 pub(super) enum NetEvent {
     /// The listener accepted a connection from the peer's address.
     Accepted(TcpStream),
     Connected(ConnectionId, TcpStream),
-    Received(ConnectionId, Bytes),
-    /// Connect failed, EOF, or a read/write error.
-    Closed(ConnectionId),
-    /// A write finished; `pending` says whether more waits.
-    Progress(ConnectionId, bool),
+    /// The connect attempt failed.
+    Failed(ConnectionId),
+}
+
+/// A peer's transport settings: [`PeerConfig`] without the session
+/// configuration, which the session keeps.
+#[derive(Debug, Clone)]
+pub(super) struct Transport {
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    pub local_addr: Option<IpAddr>,
+    pub md5_password: Option<String>,
+    pub gtsm_hops: Option<u8>,
+    pub ttl: Option<u8>,
+    pub connect_timeout: Duration,
+}
+
+impl Transport {
+    /// Splits a peer's configuration into its transport and its session.
+    pub fn split(cfg: PeerConfig) -> (Transport, crate::fsm::SessionConfig) {
+        let PeerConfig {
+            remote,
+            remote_port,
+            local_addr,
+            md5_password,
+            gtsm_hops,
+            ttl,
+            connect_timeout,
+            session,
+        } = cfg;
+        let t = Transport {
+            remote,
+            remote_port,
+            local_addr,
+            md5_password,
+            gtsm_hops,
+            ttl,
+            connect_timeout,
+        };
+        (t, session)
+    }
 }
 
 /// Socket options every BGP connection gets.
-pub(super) fn prepare(stream: &TcpStream, cfg: &PeerConfig) -> io::Result<()> {
+pub(super) fn prepare(stream: &TcpStream, cfg: &Transport) -> io::Result<()> {
     stream.set_nodelay(true)?;
     if let Some(hops) = cfg.gtsm_hops {
         sockopt::set_gtsm(stream, hops)?;
@@ -46,7 +88,7 @@ pub(super) fn prepare(stream: &TcpStream, cfg: &PeerConfig) -> io::Result<()> {
 
 /// Connects to the peer from the configured source address, with the MD5
 /// key and GTSM in place before the SYN leaves.
-pub(super) async fn connect(cfg: &PeerConfig) -> io::Result<TcpStream> {
+pub(super) async fn connect(cfg: &Transport) -> io::Result<TcpStream> {
     let remote = SocketAddr::new(cfg.remote, cfg.remote_port);
     let sock = if remote.is_ipv4() {
         TcpSocket::new_v4()?
@@ -71,89 +113,131 @@ pub(super) async fn connect(cfg: &PeerConfig) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-pub(super) enum WriterMsg {
-    Data(Bytes),
-    /// Write what is queued as urgent, then shut down.
-    Close,
+/// Bulk octets gathered into one vectored write (and at most this many
+/// buffers): a reflector sends many small UPDATE batches to each peer, and
+/// one `writev` for all of them costs what one `write` costs. The peer
+/// task stops taking commands once this much waits, so it is also what one
+/// connection holds queued.
+pub(super) const COALESCE_OCTETS: usize = 256 * 1024;
+pub(super) const COALESCE_BUFFERS: usize = 64;
+
+/// What waits to be written on one connection: OPEN, KEEPALIVE and
+/// NOTIFICATION on an urgent queue that goes first, UPDATEs on a bulk
+/// queue. Urgent data goes between bulk buffers, never inside one (each
+/// holds whole messages), so a KEEPALIVE waits for at most the buffer in
+/// progress.
+#[derive(Debug, Default)]
+pub(super) struct Output {
+    urgent: VecDeque<Bytes>,
+    bulk: VecDeque<Bytes>,
+    /// Bulk octets queued and not yet written.
+    bulk_octets: usize,
+    /// The front bulk buffer is partly written.
+    partial: bool,
 }
 
-/// The peer task's handles on one connection.
-#[derive(Debug)]
-pub(super) struct ConnIo {
-    pub urgent: flume::Sender<WriterMsg>,
-    pub bulk: flume::Sender<Bytes>,
-    /// Bulk bytes queued and not yet written.
-    pub backlog: Arc<AtomicUsize>,
-    /// Bulk buffers queued and not yet fully written.
-    pub queued: Arc<AtomicUsize>,
-    reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
-}
-
-impl std::fmt::Debug for WriterMsg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WriterMsg::Data(b) => write!(f, "Data({} octets)", b.len()),
-            WriterMsg::Close => f.write_str("Close"),
+impl Output {
+    pub fn push(&mut self, data: Bytes, urgent: bool) {
+        if data.is_empty() {
+            return;
         }
-    }
-}
-
-impl ConnIo {
-    pub fn spawn(
-        id: ConnectionId,
-        stream: TcpStream,
-        data_tx: flume::Sender<NetEvent>,
-        ctl_tx: flume::Sender<NetEvent>,
-    ) -> ConnIo {
-        let (rd, wr) = stream.into_split();
-        let (urgent, urgent_rx) = flume::unbounded();
-        let (bulk, bulk_rx) = flume::unbounded();
-        let backlog = Arc::new(AtomicUsize::new(0));
-        let queued = Arc::new(AtomicUsize::new(0));
-        let reader = tokio::spawn(read_loop(id, rd, data_tx));
-        let writer = tokio::spawn(write_loop(
-            id,
-            wr,
-            urgent_rx,
-            bulk_rx,
-            Backlog {
-                octets: backlog.clone(),
-                buffers: queued.clone(),
-            },
-            ctl_tx,
-        ));
-        ConnIo {
-            urgent,
-            bulk,
-            backlog,
-            queued,
-            reader,
-            writer,
-        }
-    }
-
-    pub fn send(&self, data: Bytes, urgent: bool) {
         if urgent {
-            let _ = self.urgent.send(WriterMsg::Data(data));
+            self.urgent.push_back(data);
         } else {
-            self.backlog.fetch_add(data.len(), Ordering::Relaxed);
-            self.queued.fetch_add(1, Ordering::Relaxed);
-            let _ = self.bulk.send(data);
+            self.bulk_octets += data.len();
+            self.bulk.push_back(data);
         }
     }
 
-    /// Flushes the urgent queue (a final NOTIFICATION) and closes. A writer
-    /// stuck on a peer that reads nothing is cut off after a grace period.
-    pub fn close(self) {
-        self.reader.abort();
-        let _ = self.urgent.send(WriterMsg::Close);
-        let writer = self.writer;
-        tokio::spawn(async move {
-            tokio::time::sleep(CLOSE_GRACE).await;
-            writer.abort();
-        });
+    pub fn is_empty(&self) -> bool {
+        self.urgent.is_empty() && self.bulk.is_empty()
     }
+
+    pub fn bulk_octets(&self) -> usize {
+        self.bulk_octets
+    }
+
+    pub fn bulk_buffers(&self) -> usize {
+        self.bulk.len()
+    }
+
+    /// Writes with `write` (a non-blocking vectored write) until everything
+    /// is written or it would block. `Ok(true)`: something was written.
+    pub fn write_with(
+        &mut self,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<bool> {
+        let mut progress = false;
+        loop {
+            let from_urgent = !self.partial && !self.urgent.is_empty();
+            let n = {
+                let slices: Vec<IoSlice<'_>> = if from_urgent {
+                    self.urgent.iter().map(|b| IoSlice::new(b)).collect()
+                } else if self.partial && !self.urgent.is_empty() {
+                    // Finish the buffer in progress, then urgent data.
+                    self.bulk.iter().take(1).map(|b| IoSlice::new(b)).collect()
+                } else {
+                    let mut octets = 0;
+                    self.bulk
+                        .iter()
+                        .take(COALESCE_BUFFERS)
+                        .take_while(|b| {
+                            let first = octets == 0;
+                            octets += b.len();
+                            first || octets <= COALESCE_OCTETS
+                        })
+                        .map(|b| IoSlice::new(b))
+                        .collect()
+                };
+                if slices.is_empty() {
+                    return Ok(progress);
+                }
+                match write(&slices) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progress),
+                    Err(e) => return Err(e),
+                }
+            };
+            progress = true;
+            if from_urgent {
+                consume(&mut self.urgent, n);
+            } else {
+                let (done, in_front) = consume(&mut self.bulk, n);
+                self.bulk_octets -= done + in_front;
+                self.partial = in_front > 0;
+            }
+        }
+    }
+
+    /// What a closing connection still owes the peer: the rest of the bulk
+    /// buffer in progress (so the stream stays framed), then the urgent
+    /// queue (a final NOTIFICATION).
+    fn into_final(mut self) -> Vec<Bytes> {
+        let mut out = Vec::with_capacity(self.urgent.len() + 1);
+        if self.partial {
+            out.extend(self.bulk.pop_front());
+        }
+        out.extend(self.urgent);
+        out
+    }
+}
+
+/// Drops `n` written octets from the front of `queue`. Returns the octets
+/// of whole buffers dropped and of the front buffer left partly written.
+fn consume(queue: &mut VecDeque<Bytes>, mut n: usize) -> (usize, usize) {
+    let mut whole = 0;
+    while let Some(front) = queue.front_mut() {
+        if n >= front.len() {
+            n -= front.len();
+            whole += front.len();
+            queue.pop_front();
+        } else {
+            front.advance(n);
+            return (whole, n);
+        }
+    }
+    (whole, 0)
 }
 
 /// Read sizes: small while a peer is quiet (a reflector holds thousands of
@@ -161,348 +245,278 @@ impl ConnIo {
 const READ_MIN: usize = 4096;
 const READ_MAX: usize = 64 * 1024;
 
-/// Reads without holding a buffer between reads: an idle connection costs
-/// no memory here. Small reads land in a stack buffer and are copied out at
-/// their size; large ones read straight into a buffer that is handed on.
-async fn read_loop(id: ConnectionId, rd: OwnedReadHalf, tx: flume::Sender<NetEvent>) {
-    let mut want = READ_MIN;
-    loop {
-        let got = match rd.readable().await {
-            Err(e) => Err(e),
-            Ok(()) if want <= READ_MIN => {
-                let mut scratch = [0u8; READ_MIN];
-                rd.try_read(&mut scratch)
-                    .map(|n| (n, Bytes::copy_from_slice(&scratch[..n])))
-            }
-            Ok(()) => {
-                let mut buf = BytesMut::with_capacity(want);
-                rd.try_read_buf(&mut buf).map(|n| (n, buf.freeze()))
-            }
+/// What one non-blocking read got.
+#[derive(Debug)]
+pub(super) enum Read {
+    Data(Bytes),
+    /// The peer closed, or the connection failed.
+    Closed,
+    /// Nothing to read after all.
+    Again,
+}
+
+/// One open connection of a peer task.
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub id: ConnectionId,
+    stream: TcpStream,
+    pub out: Output,
+    /// The next read's size.
+    want: usize,
+}
+
+impl Conn {
+    pub fn new(id: ConnectionId, stream: TcpStream) -> Conn {
+        Conn {
+            id,
+            stream,
+            out: Output::default(),
+            want: READ_MIN,
+        }
+    }
+
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_read_ready(cx)
+    }
+
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_write_ready(cx)
+    }
+
+    /// Reads without holding a buffer between reads: an idle connection
+    /// costs no memory here. Small reads land in a stack buffer and are
+    /// copied out at their size; large ones read straight into a buffer
+    /// that is handed on.
+    pub fn read(&mut self) -> Read {
+        let got = if self.want <= READ_MIN {
+            let mut scratch = [0u8; READ_MIN];
+            self.stream.try_read(&mut scratch).map(|n| {
+                (
+                    n,
+                    Bytes::copy_from_slice(scratch.get(..n).unwrap_or_default()),
+                )
+            })
+        } else {
+            let mut buf = BytesMut::with_capacity(self.want);
+            self.stream
+                .try_read_buf(&mut buf)
+                .map(|n| (n, buf.freeze()))
         };
         match got {
-            Ok((0, _)) => {
-                let _ = tx.send_async(NetEvent::Closed(id)).await;
-                return;
-            }
+            Ok((0, _)) => Read::Closed,
             Ok((n, data)) => {
-                want = if n == want {
-                    (want * 2).min(READ_MAX)
+                self.want = if n == self.want {
+                    (self.want * 2).min(READ_MAX)
                 } else {
                     READ_MIN
                 };
-                // Bounded: a slow consumer stops our reads, and TCP pushes
-                // back on the peer.
-                if tx.send_async(NetEvent::Received(id, data)).await.is_err() {
-                    return;
-                }
+                Read::Data(data)
             }
-            // Readiness was spurious.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => {
-                let _ = tx.send_async(NetEvent::Closed(id)).await;
-                return;
-            }
-        }
-    }
-}
-
-/// Bulk octets gathered into one vectored write (and at most this many
-/// buffers): a reflector sends many small UPDATE batches to each peer, and
-/// one `writev` for all of them costs what one `write` costs.
-const COALESCE_OCTETS: usize = 256 * 1024;
-const COALESCE_BUFFERS: usize = 64;
-
-async fn write_loop<W: AsyncWrite + Unpin>(
-    id: ConnectionId,
-    mut wr: W,
-    urgent: flume::Receiver<WriterMsg>,
-    bulk: flume::Receiver<Bytes>,
-    backlog: Backlog,
-    ctl: flume::Sender<NetEvent>,
-) {
-    let mut queue: VecDeque<Bytes> = VecDeque::new();
-    loop {
-        // Urgent first: a KEEPALIVE never waits for more than the one
-        // UPDATE chunk being written.
-        let first = tokio::select! {
-            biased;
-            m = urgent.recv_async() => match m {
-                Ok(WriterMsg::Data(d)) => {
-                    if let Err(e) = wr.write_all(&d).await {
-                        debug!(%id, error = %e, "write failed");
-                        let _ = ctl.send(NetEvent::Closed(id));
-                        return;
-                    }
-                    let pending = !urgent.is_empty() || !bulk.is_empty();
-                    let _ = ctl.send(NetEvent::Progress(id, pending));
-                    continue;
-                }
-                Ok(WriterMsg::Close) | Err(_) => {
-                    let _ = wr.shutdown().await;
-                    return;
-                }
-            },
-            Ok(b) = bulk.recv_async() => b,
-        };
-        let mut gathered = first.len();
-        queue.push_back(first);
-        while gathered < COALESCE_OCTETS && queue.len() < COALESCE_BUFFERS {
-            match bulk.try_recv() {
-                Ok(b) => {
-                    gathered += b.len();
-                    queue.push_back(b);
-                }
-                Err(_) => break,
-            }
-        }
-        let progress = || {
-            let _ = ctl.send(NetEvent::Progress(id, true));
-        };
-        match write_bulk(&mut wr, &mut queue, &urgent, &backlog, progress).await {
-            Ok(true) => {}
-            Ok(false) => {
-                let _ = wr.shutdown().await;
-                return;
-            }
+            // Readiness was spurious (try_read cleared it).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::Again,
             Err(e) => {
-                debug!(%id, error = %e, "write failed");
-                let _ = ctl.send(NetEvent::Closed(id));
-                return;
+                debug!(id = %self.id, error = %e, "read failed");
+                Read::Closed
             }
         }
-        let pending = !urgent.is_empty() || !bulk.is_empty();
-        let _ = ctl.send(NetEvent::Progress(id, pending));
     }
-}
 
-/// What a connection's writer still has to write, shared with the peer
-/// task (which stops taking commands while it is large).
-pub(super) struct Backlog {
-    pub octets: Arc<AtomicUsize>,
-    pub buffers: Arc<AtomicUsize>,
-}
+    /// Writes what is queued until done or the socket is full.
+    pub fn write(&mut self) -> io::Result<bool> {
+        let stream = &self.stream;
+        self.out.write_with(|bufs| stream.try_write_vectored(bufs))
+    }
 
-/// Writes the queued bulk buffers with vectored writes. Between buffers
-/// (never inside one: each holds whole messages) urgent data goes first.
-/// `Ok(false)`: a close was requested.
-async fn write_bulk<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    queue: &mut VecDeque<Bytes>,
-    urgent: &flume::Receiver<WriterMsg>,
-    backlog: &Backlog,
-    progress: impl Fn(),
-) -> io::Result<bool> {
-    // Whether the front buffer is partly written.
-    let mut partial = false;
-    while !queue.is_empty() {
-        if !partial {
-            while let Ok(m) = urgent.try_recv() {
-                match m {
-                    WriterMsg::Data(d) => {
-                        wr.write_all(&d).await?;
-                        progress();
-                    }
-                    WriterMsg::Close => return Ok(false),
+    /// Writes what the peer is still owed (a final NOTIFICATION) and shuts
+    /// the connection down, in a task of its own so that the peer task
+    /// goes on; a peer that reads nothing is cut off after a grace period.
+    pub fn close(self) {
+        let Conn {
+            id,
+            mut stream,
+            out,
+            ..
+        } = self;
+        let last = out.into_final();
+        tokio::spawn(async move {
+            let flush = async {
+                for b in &last {
+                    stream.write_all(b).await?;
                 }
-            }
-        }
-        let slices: Vec<IoSlice<'_>> = queue.iter().map(|b| IoSlice::new(b)).collect();
-        let mut n = wr.write_vectored(&slices).await?;
-        drop(slices);
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 {
-            let Some(front) = queue.front_mut() else {
-                break;
+                stream.shutdown().await
             };
-            if n >= front.len() {
-                n -= front.len();
-                backlog.octets.fetch_sub(front.len(), Ordering::Relaxed);
-                backlog.buffers.fetch_sub(1, Ordering::Relaxed);
-                queue.pop_front();
-                partial = false;
-            } else {
-                backlog.octets.fetch_sub(n, Ordering::Relaxed);
-                front.advance(n);
-                n = 0;
-                partial = true;
+            if let Err(e) = tokio::time::timeout(CLOSE_GRACE, flush)
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            {
+                debug!(%id, error = %e, "close: last octets not written");
             }
-        }
+        });
     }
-    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
 
-    /// A KEEPALIVE queued behind a backlog of UPDATEs to a slow reader goes
-    /// out after at most the chunk being written.
-    #[tokio::test(flavor = "current_thread")]
-    async fn urgent_overtakes_bulk() {
-        let (wr, mut rd) = tokio::io::duplex(1024);
-        let (urgent_tx, urgent_rx) = flume::unbounded();
-        let (bulk_tx, bulk_rx) = flume::unbounded();
-        let (ctl_tx, ctl_rx) = flume::unbounded();
-        let backlog = Backlog {
-            octets: Arc::new(AtomicUsize::new(0)),
-            buffers: Arc::new(AtomicUsize::new(0)),
-        };
-        const CHUNK: usize = 4096;
-        for i in 0..50u8 {
-            bulk_tx.send(Bytes::from(vec![i; CHUNK])).expect("queue");
-            backlog.octets.fetch_add(CHUNK, Ordering::Relaxed);
-            backlog.buffers.fetch_add(1, Ordering::Relaxed);
-        }
-        let writer = tokio::spawn(write_loop(
-            ConnectionId(1),
-            wr,
-            urgent_rx,
-            bulk_rx,
-            backlog,
-            ctl_tx,
-        ));
-        // Let the writer start on the first chunk, then queue the urgent one.
-        let mut got = vec![0u8; 512];
-        rd.read_exact(&mut got).await.expect("read");
-        urgent_tx
-            .send(WriterMsg::Data(Bytes::from_static(b"KEEPALIVE")))
-            .expect("queue");
-        urgent_tx.send(WriterMsg::Close).expect("queue");
-        let mut rest = Vec::new();
-        rd.read_to_end(&mut rest).await.expect("read");
-        got.extend(rest);
-        let at = got
-            .windows(9)
-            .position(|w| w == b"KEEPALIVE")
-            .expect("urgent data written");
-        assert!(
-            at <= 2 * CHUNK,
-            "urgent data waited behind {at} bulk octets"
-        );
-        writer.await.expect("writer");
-        assert!(ctl_rx.try_recv().is_ok(), "progress reported");
-    }
-
-    /// Records every write call; takes at most `cap` octets per call.
-    struct Recorder {
+    /// A socket stand-in: records what is written, takes at most `cap`
+    /// octets per call and then reports a full buffer.
+    struct Sink {
         out: Vec<u8>,
         calls: usize,
         cap: usize,
+        room: usize,
     }
 
-    impl AsyncWrite for Recorder {
-        fn poll_write(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> std::task::Poll<io::Result<usize>> {
-            let n = buf.len().min(self.cap);
-            self.calls += 1;
-            self.out.extend_from_slice(&buf[..n]);
-            std::task::Poll::Ready(Ok(n))
+    impl Sink {
+        fn new(cap: usize, room: usize) -> Sink {
+            Sink {
+                out: Vec::new(),
+                calls: 0,
+                cap,
+                room,
+            }
         }
 
-        fn poll_write_vectored(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> std::task::Poll<io::Result<usize>> {
+        fn write(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             self.calls += 1;
+            let limit = self.cap.min(self.room);
             let mut n = 0;
             for b in bufs {
-                let take = b.len().min(self.cap - n);
+                let take = b.len().min(limit - n);
                 self.out.extend_from_slice(&b[..take]);
                 n += take;
-                if n == self.cap {
+                if n == limit {
                     break;
                 }
             }
-            std::task::Poll::Ready(Ok(n))
+            self.room -= n;
+            Ok(n)
         }
+    }
 
-        fn is_write_vectored(&self) -> bool {
-            true
+    fn filled(out: &mut Output, n: u8, len: usize) -> Vec<u8> {
+        let mut all = Vec::new();
+        for i in 0..n {
+            let b = vec![i; len + usize::from(i)];
+            all.extend_from_slice(&b);
+            out.push(Bytes::from(b), false);
         }
-
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
+        all
     }
 
     /// Many small queued buffers leave in few vectored writes, in order,
-    /// and partial writes resume inside a buffer; the backlog ends at zero.
-    #[tokio::test(flavor = "current_thread")]
-    async fn queued_buffers_are_coalesced_in_order() {
-        let (_urgent_tx, urgent_rx) = flume::unbounded();
-        let backlog = Backlog {
-            octets: Arc::new(AtomicUsize::new(0)),
-            buffers: Arc::new(AtomicUsize::new(0)),
-        };
-        let mut expected = Vec::new();
-        let mut queue = VecDeque::new();
-        for i in 0..100u8 {
-            let b = Bytes::from(vec![i; 19 + usize::from(i)]);
-            expected.extend_from_slice(&b);
-            backlog.octets.fetch_add(b.len(), Ordering::Relaxed);
-            backlog.buffers.fetch_add(1, Ordering::Relaxed);
-            queue.push_back(b);
-        }
-        let mut w = Recorder {
-            out: Vec::new(),
-            calls: 0,
-            cap: 1000,
-        };
-        let open = write_bulk(&mut w, &mut queue, &urgent_rx, &backlog, || {})
-            .await
-            .expect("write");
-        assert!(open);
-        assert_eq!(w.out, expected);
+    /// and partial writes resume inside a buffer; the counts end at zero.
+    #[test]
+    fn queued_buffers_are_coalesced_in_order() {
+        let mut out = Output::default();
+        let expected = filled(&mut out, 100, 19);
+        assert_eq!(out.bulk_octets(), expected.len());
+        assert_eq!(out.bulk_buffers(), 100);
+        let mut s = Sink::new(1000, usize::MAX);
+        assert!(out.write_with(|b| s.write(b)).expect("write"));
+        assert_eq!(s.out, expected);
         // 6,850 octets at most 1,000 per call.
-        assert_eq!(w.calls, expected.len().div_ceil(1000));
-        assert_eq!(backlog.octets.load(Ordering::Relaxed), 0);
-        assert_eq!(backlog.buffers.load(Ordering::Relaxed), 0);
-        assert!(queue.is_empty());
+        assert_eq!(s.calls, expected.len().div_ceil(1000));
+        assert_eq!(out.bulk_octets(), 0);
+        assert_eq!(out.bulk_buffers(), 0);
+        assert!(out.is_empty());
     }
 
-    /// Urgent data goes between buffers, never inside one.
-    #[tokio::test(flavor = "current_thread")]
-    async fn urgent_data_waits_for_the_buffer_in_progress_only() {
-        let (urgent_tx, urgent_rx) = flume::unbounded();
-        let backlog = Backlog {
-            octets: Arc::new(AtomicUsize::new(0)),
-            buffers: Arc::new(AtomicUsize::new(2)),
-        };
-        let mut queue: VecDeque<Bytes> = [vec![1u8; 300], vec![2u8; 300]]
-            .into_iter()
-            .map(Bytes::from)
-            .collect();
-        urgent_tx
-            .send(WriterMsg::Data(Bytes::from_static(b"KA")))
-            .expect("queue");
-        let mut w = Recorder {
-            out: Vec::new(),
-            calls: 0,
-            cap: 200,
-        };
-        write_bulk(&mut w, &mut queue, &urgent_rx, &backlog, || {})
-            .await
-            .expect("write");
+    /// One vectored write gathers at most a window of buffers.
+    #[test]
+    fn a_write_gathers_at_most_one_window() {
+        let mut out = Output::default();
+        filled(&mut out, 200, 1);
+        let mut widest = 0;
+        out.write_with(|b| {
+            widest = widest.max(b.len());
+            Ok(b.iter().map(|s| s.len()).sum())
+        })
+        .expect("write");
+        assert_eq!(widest, COALESCE_BUFFERS);
+        assert!(out.is_empty());
+    }
+
+    /// A full socket stops the writing; what is left waits, counted.
+    #[test]
+    fn a_full_socket_leaves_the_rest_queued() {
+        let mut out = Output::default();
+        let expected = filled(&mut out, 10, 100);
+        let mut s = Sink::new(usize::MAX, 250);
+        assert!(out.write_with(|b| s.write(b)).expect("write"));
+        assert_eq!(out.bulk_octets(), expected.len() - 250);
+        // Nothing more fits: no progress, no error.
+        assert!(!out.write_with(|b| s.write(b)).expect("write"));
+        s.room = usize::MAX;
+        assert!(out.write_with(|b| s.write(b)).expect("write"));
+        assert_eq!(s.out, expected);
+        assert_eq!(out.bulk_octets(), 0);
+    }
+
+    /// Urgent data goes before queued bulk data, and between buffers,
+    /// never inside one.
+    #[test]
+    fn urgent_data_waits_for_the_buffer_in_progress_only() {
+        let mut out = Output::default();
+        out.push(Bytes::from(vec![1u8; 300]), false);
+        out.push(Bytes::from(vec![2u8; 300]), false);
+        out.push(Bytes::from_static(b"KA"), true);
+        let mut s = Sink::new(200, usize::MAX);
+        out.write_with(|b| s.write(b)).expect("write");
         // Urgent before any bulk (nothing was in progress).
-        assert_eq!(&w.out[..2], b"KA");
-        assert_eq!(w.out.len(), 602);
-        assert!(w.out[2..302].iter().all(|&b| b == 1));
+        assert_eq!(&s.out[..2], b"KA");
+        assert_eq!(s.out.len(), 602);
+
+        // Now a KEEPALIVE queued while a buffer is half written.
+        let mut out = Output::default();
+        out.push(Bytes::from(vec![1u8; 300]), false);
+        out.push(Bytes::from(vec![2u8; 300]), false);
+        let mut s = Sink::new(200, 200);
+        out.write_with(|b| s.write(b)).expect("write");
+        out.push(Bytes::from_static(b"KA"), true);
+        s.room = usize::MAX;
+        out.write_with(|b| s.write(b)).expect("write");
+        assert!(s.out[..300].iter().all(|&b| b == 1));
+        assert_eq!(&s.out[300..302], b"KA");
+        assert!(s.out[302..].iter().all(|&b| b == 2));
+        assert_eq!(s.out.len(), 602);
+    }
+
+    /// A closing connection owes the rest of the buffer in progress and the
+    /// urgent queue; untouched bulk buffers are dropped.
+    #[test]
+    fn a_close_finishes_the_buffer_in_progress_then_urgent_data() {
+        let mut out = Output::default();
+        out.push(Bytes::from(vec![1u8; 300]), false);
+        out.push(Bytes::from(vec![2u8; 300]), false);
+        let mut s = Sink::new(usize::MAX, 100);
+        out.write_with(|b| s.write(b)).expect("write");
+        out.push(Bytes::from_static(b"NOTIFICATION"), true);
+        let last: Vec<u8> = out.into_final().concat();
+        assert_eq!(last.len(), 200 + 12);
+        assert!(last[..200].iter().all(|&b| b == 1));
+        assert_eq!(&last[200..], b"NOTIFICATION");
+        // Nothing in progress: only the urgent queue.
+        let mut out = Output::default();
+        out.push(Bytes::from(vec![1u8; 300]), false);
+        out.push(Bytes::from_static(b"N"), true);
+        assert_eq!(out.into_final().concat(), b"N");
+    }
+
+    /// A write error is returned; a zero-length write is an error too.
+    #[test]
+    fn write_errors_surface() {
+        let mut out = Output::default();
+        out.push(Bytes::from_static(b"x"), false);
+        let e = out
+            .write_with(|_| Err(io::ErrorKind::BrokenPipe.into()))
+            .expect_err("error");
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        let e = out.write_with(|_| Ok(0)).expect_err("error");
+        assert_eq!(e.kind(), io::ErrorKind::WriteZero);
     }
 }

@@ -11,10 +11,12 @@
 //! channel, tagged, and commands go straight to the peer task, so a peer
 //! costs one task and no channels of its own beyond its connection's.
 //!
-//! Writes go through a per-connection writer task with two queues: OPEN,
-//! KEEPALIVE and NOTIFICATION on an urgent queue that is always served
-//! first, UPDATEs on a bulk queue whose backlog throttles the command
-//! channel, so keepalives never wait behind a full RIB dump.
+//! The peer task also does its connections' I/O, with non-blocking reads
+//! and writes when the sockets are ready: no task or channel per
+//! connection. Output has two queues: OPEN, KEEPALIVE and NOTIFICATION on
+//! an urgent queue that is always served first, UPDATEs on a bulk queue
+//! whose backlog stops the peer taking commands, so keepalives never wait
+//! behind a full RIB dump.
 
 mod conn;
 mod peer;

@@ -1,7 +1,8 @@
-//! The peer task: a thin loop around one [`Session`].
+//! The peer task: a thin loop around one [`Session`] and its connections.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::future::{Future, poll_fn};
+use std::net::IpAddr;
+use std::task::Poll;
 use std::time::Instant;
 
 use tokio::net::TcpStream;
@@ -10,26 +11,20 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::conn::{self, ConnIo, NetEvent};
+use super::conn::{self, COALESCE_BUFFERS, COALESCE_OCTETS, Conn, NetEvent, Read, Transport};
 use super::{PeerCommand, PeerConfig, PeerEvent, PeerStatus};
 use crate::fsm::{Action, ConnectionId, Event, Session};
 use crate::notification::{Notification, cease};
 use crate::sockopt;
 
-/// Above this many bulk octets queued for the socket, stop taking commands.
-const BULK_HIGH_WATER: usize = 4 << 20;
-/// Or above this many buffers: a reflector's many small batches would
-/// otherwise queue here by the thousand per peer, and what waits upstream
-/// (one shared batch per pump) is far cheaper than what waits here.
-const BULK_HIGH_BUFFERS: usize = 512;
 /// Events held for a daemon that is not reading; then reads pause. Small:
 /// one UPDATE event holds up to 4 KiB of parsed routes, and what waits in
 /// the peer's socket costs this process nothing.
 const EVENT_BACKLOG: usize = 64;
 
 /// The peer task's control channel (both ends): accepted and connected
-/// sockets, closes and write progress. Unbounded; its senders are the
-/// listener, connect attempts and writers, never remote input.
+/// sockets. Unbounded; its senders are the listener and connect attempts,
+/// never remote input.
 pub(super) type Control = (flume::Sender<NetEvent>, flume::Receiver<NetEvent>);
 
 /// Where commands come from: a bounded channel (the per-peer handle) or an
@@ -84,97 +79,127 @@ fn now() -> Instant {
 }
 
 struct Peer {
-    cfg: PeerConfig,
+    transport: Transport,
     /// The peer's address as shared batches name it.
-    remote: std::net::IpAddr,
+    remote: IpAddr,
     session: Session,
-    conns: HashMap<ConnectionId, ConnIo>,
-    connecting: HashMap<ConnectionId, JoinHandle<()>>,
-    data_tx: flume::Sender<NetEvent>,
+    /// Open connections: usually one, two during a collision.
+    conns: Vec<Conn>,
+    /// Connect attempts in flight.
+    connecting: Vec<(ConnectionId, JoinHandle<()>)>,
     ctl_tx: flume::Sender<NetEvent>,
     /// Events for the daemon not yet accepted by its channel.
-    events: VecDeque<PeerEvent>,
+    events: std::collections::VecDeque<PeerEvent>,
 }
 
-pub(super) async fn run<T: Copy + Send + Sync + 'static>(
-    cfg: PeerConfig,
-    control: Control,
-    commands: Commands,
-    events: Sink<T>,
-    status: Option<tokio::sync::watch::Sender<PeerStatus>>,
-) {
-    let span = info_span!("peer", remote = %cfg.remote);
-    run_inner(cfg, control, commands, events, status)
-        .instrument(span)
-        .await;
+/// Which connection is ready, and for what.
+enum Ready {
+    Read(ConnectionId),
+    Write(ConnectionId),
 }
 
-async fn run_inner<T: Copy + Send + Sync + 'static>(
+/// The peer task. Not an `async fn`: the loop below captures the peer's
+/// state once, where an `async fn` would also keep its arguments, and a
+/// reflector runs thousands of these.
+pub(super) fn run<T: Copy + Send + Sync + 'static>(
     cfg: PeerConfig,
     (ctl_tx, ctl_rx): Control,
     mut commands: Commands,
     events_tx: Sink<T>,
     status: Option<tokio::sync::watch::Sender<PeerStatus>>,
-) {
-    let (data_tx, data_rx) = flume::bounded(64);
+) -> impl Future<Output = ()> + Send + 'static {
+    let span = info_span!("peer", remote = %cfg.remote);
+    let (transport, session) = Transport::split(cfg);
     let mut p = Peer {
-        session: Session::new(cfg.session.clone()),
-        remote: sockopt::canonical(cfg.remote),
-        cfg,
-        conns: HashMap::new(),
-        connecting: HashMap::new(),
-        data_tx,
+        session: Session::new(session),
+        remote: sockopt::canonical(transport.remote),
+        transport,
+        conns: Vec::new(),
+        connecting: Vec::new(),
         ctl_tx,
-        events: VecDeque::new(),
+        events: std::collections::VecDeque::new(),
     };
-    loop {
-        p.carry_out();
-        if let Some(status) = &status {
-            status.send_if_modified(|s| {
-                let state = Some(p.session.state());
-                let stats = p.session.stats();
-                if s.state == state && s.stats == *stats {
-                    return false;
-                }
-                s.state = state;
-                s.stats.clone_from(stats);
-                true
-            });
-        }
-        let deadline = p.session.poll_timeout().map(TokioInstant::from_std);
-        let take_commands =
-            p.bulk_backlog() < BULK_HIGH_WATER && p.bulk_buffers() < BULK_HIGH_BUFFERS;
-        let take_data = p.events.len() < EVENT_BACKLOG;
-        tokio::select! {
-            biased;
-            Ok(ev) = ctl_rx.recv_async() => p.on_net(ev),
-            _ = sleep_until(deadline) => p.session.handle_event(now(), Event::Timer),
-            permit = events_tx.reserve(), if !p.events.is_empty() => match permit {
-                Some(permit) => {
-                    if let Some(ev) = p.events.pop_front() {
-                        permit.send(ev);
+    async move {
+        loop {
+            p.carry_out();
+            if let Some(status) = &status {
+                status.send_if_modified(|s| {
+                    let state = Some(p.session.state());
+                    let stats = p.session.stats();
+                    if s.state == state && s.stats == *stats {
+                        return false;
                     }
-                }
-                // Nobody listens any more: treat like a dropped handle.
-                None => p.events.clear(),
-            },
-            Ok(ev) = data_rx.recv_async(), if take_data => p.on_net(ev),
-            cmd = commands.recv(), if take_commands => match cmd {
-                Some(cmd) => p.on_command(cmd),
-                None => {
-                    // RFC 4486: Cease / Peer De-configured.
-                    let n = Notification::cease_with_reason(
-                        cease::PEER_DECONFIGURED,
-                        "peer removed from the configuration",
-                    );
-                    p.session.handle_event(now(), Event::Cease(n));
-                    p.session.handle_event(now(), Event::Stop { reason: None });
-                    p.carry_out();
-                    return;
-                }
-            },
+                    s.state = state;
+                    s.stats.clone_from(stats);
+                    true
+                });
+            }
+            let deadline = p.session.poll_timeout().map(TokioInstant::from_std);
+            // Take commands until a write's worth is queued; then write.
+            // Commands that wait meanwhile cost little (a shared batch is
+            // one pointer), and buffers queued here are what a peer
+            // holding back its reads makes us keep.
+            let take_commands =
+                p.bulk_octets() < COALESCE_OCTETS && p.bulk_buffers() < COALESCE_BUFFERS;
+            let take_data = p.events.len() < EVENT_BACKLOG;
+            let conns = &p.conns;
+            tokio::select! {
+                biased;
+                Ok(ev) = ctl_rx.recv_async() => p.on_net(ev),
+                _ = sleep_until(deadline) => p.session.handle_event(now(), Event::Timer),
+                permit = events_tx.reserve(), if !p.events.is_empty() => match permit {
+                    Some(permit) => {
+                        if let Some(ev) = p.events.pop_front() {
+                            permit.send(ev);
+                        }
+                    }
+                    // Nobody listens any more: treat like a dropped handle.
+                    None => p.events.clear(),
+                },
+                ready = readable(conns), if take_data => p.on_ready(ready),
+                cmd = commands.recv(), if take_commands => match cmd {
+                    Some(cmd) => p.on_command(cmd),
+                    None => {
+                        // RFC 4486: Cease / Peer De-configured.
+                        let n = Notification::cease_with_reason(
+                            cease::PEER_DECONFIGURED,
+                            "peer removed from the configuration",
+                        );
+                        p.session.handle_event(now(), Event::Cease(n));
+                        p.session.handle_event(now(), Event::Stop { reason: None });
+                        p.carry_out();
+                        return;
+                    }
+                },
+                ready = writable(conns) => p.on_ready(ready),
+            }
         }
     }
+    .instrument(span)
+}
+
+/// Resolves when a connection has something to read (or failed).
+fn readable(conns: &[Conn]) -> impl Future<Output = Ready> + '_ {
+    poll_fn(move |cx| {
+        for c in conns {
+            if c.poll_read_ready(cx).is_ready() {
+                return Poll::Ready(Ready::Read(c.id));
+            }
+        }
+        Poll::Pending
+    })
+}
+
+/// Resolves when a connection with queued output can take more.
+fn writable(conns: &[Conn]) -> impl Future<Output = Ready> + '_ {
+    poll_fn(move |cx| {
+        for c in conns.iter().filter(|c| !c.out.is_empty()) {
+            if c.poll_write_ready(cx).is_ready() {
+                return Poll::Ready(Ready::Write(c.id));
+            }
+        }
+        Poll::Pending
+    })
 }
 
 async fn sleep_until(deadline: Option<TokioInstant>) {
@@ -185,18 +210,76 @@ async fn sleep_until(deadline: Option<TokioInstant>) {
 }
 
 impl Peer {
-    fn bulk_backlog(&self) -> usize {
-        self.conns
-            .values()
-            .map(|c| c.backlog.load(Ordering::Relaxed))
-            .sum()
+    fn bulk_octets(&self) -> usize {
+        self.conns.iter().map(|c| c.out.bulk_octets()).sum()
     }
 
     fn bulk_buffers(&self) -> usize {
-        self.conns
-            .values()
-            .map(|c| c.queued.load(Ordering::Relaxed))
-            .sum()
+        self.conns.iter().map(|c| c.out.bulk_buffers()).sum()
+    }
+
+    fn conn_mut(&mut self, id: ConnectionId) -> Option<&mut Conn> {
+        self.conns.iter_mut().find(|c| c.id == id)
+    }
+
+    fn add_conn(&mut self, id: ConnectionId, stream: TcpStream) {
+        // Usually the only one: no spare slots.
+        self.conns.reserve_exact(1);
+        self.conns.push(Conn::new(id, stream));
+    }
+
+    /// Closes a connection (flushing a final NOTIFICATION) if it is open.
+    fn close_conn(&mut self, id: ConnectionId) {
+        if let Some(i) = self.conns.iter().position(|c| c.id == id) {
+            self.conns.swap_remove(i).close();
+        }
+        if self.conns.is_empty() {
+            self.conns = Vec::new();
+        }
+    }
+
+    fn stop_connecting(&mut self, id: ConnectionId) {
+        if let Some(i) = self.connecting.iter().position(|(c, _)| *c == id) {
+            self.connecting.swap_remove(i).1.abort();
+        }
+        if self.connecting.is_empty() {
+            self.connecting = Vec::new();
+        }
+    }
+
+    fn on_ready(&mut self, ready: Ready) {
+        let (id, result) = match ready {
+            Ready::Read(id) => {
+                let Some(c) = self.conn_mut(id) else { return };
+                match c.read() {
+                    Read::Data(data) => {
+                        self.session.handle_event(now(), Event::Received(id, data));
+                        return;
+                    }
+                    Read::Again => return,
+                    Read::Closed => (id, None),
+                }
+            }
+            Ready::Write(id) => {
+                let Some(c) = self.conn_mut(id) else { return };
+                match c.write() {
+                    Ok(false) => return,
+                    Ok(true) => (id, Some(!c.out.is_empty())),
+                    Err(e) => {
+                        debug!(%id, error = %e, "write failed");
+                        (id, None)
+                    }
+                }
+            }
+        };
+        let ev = match result {
+            Some(pending) => Event::SendProgress { conn: id, pending },
+            None => {
+                self.close_conn(id);
+                Event::Closed(id)
+            }
+        };
+        self.session.handle_event(now(), ev);
     }
 
     fn on_net(&mut self, ev: NetEvent) {
@@ -206,40 +289,29 @@ impl Peer {
                 return;
             }
             NetEvent::Connected(id, stream) => {
-                self.connecting.remove(&id);
-                if let Err(e) = conn::prepare(&stream, &self.cfg) {
+                self.stop_connecting(id);
+                if let Err(e) = conn::prepare(&stream, &self.transport) {
                     warn!(%id, error = %e, "socket options failed");
                 }
-                self.conns.insert(
-                    id,
-                    ConnIo::spawn(id, stream, self.data_tx.clone(), self.ctl_tx.clone()),
-                );
+                self.add_conn(id, stream);
                 Event::Connected(id)
             }
-            NetEvent::Received(id, data) => Event::Received(id, data),
-            NetEvent::Closed(id) => {
-                self.connecting.remove(&id);
-                if let Some(c) = self.conns.remove(&id) {
-                    c.close();
-                }
+            NetEvent::Failed(id) => {
+                self.stop_connecting(id);
                 Event::Closed(id)
             }
-            NetEvent::Progress(id, pending) => Event::SendProgress { conn: id, pending },
         };
         self.session.handle_event(now(), ev);
     }
 
     fn on_incoming(&mut self, stream: TcpStream) {
         let id = self.session.next_connection_id();
-        if let Err(e) = conn::prepare(&stream, &self.cfg) {
+        if let Err(e) = conn::prepare(&stream, &self.transport) {
             warn!(%id, error = %e, "socket options failed; connection dropped");
             return;
         }
         debug!(%id, from = ?stream.peer_addr().ok(), "accepted");
-        self.conns.insert(
-            id,
-            ConnIo::spawn(id, stream, self.data_tx.clone(), self.ctl_tx.clone()),
-        );
+        self.add_conn(id, stream);
         self.session.handle_event(now(), Event::Accepted(id));
     }
 
@@ -291,7 +363,7 @@ impl Peer {
         while let Some(action) = self.session.poll_action() {
             match action {
                 Action::Connect(id) => {
-                    let cfg = self.cfg.clone();
+                    let cfg = self.transport.clone();
                     let ctl = self.ctl_tx.clone();
                     let task = tokio::spawn(async move {
                         match conn::connect(&cfg).await {
@@ -300,24 +372,20 @@ impl Peer {
                             }
                             Err(e) => {
                                 debug!(%id, error = %e, "connect failed");
-                                let _ = ctl.send(NetEvent::Closed(id));
+                                let _ = ctl.send(NetEvent::Failed(id));
                             }
                         }
                     });
-                    self.connecting.insert(id, task);
+                    self.connecting.push((id, task));
                 }
                 Action::Send { conn, data, urgent } => {
-                    if let Some(c) = self.conns.get(&conn) {
-                        c.send(data, urgent);
+                    if let Some(c) = self.conn_mut(conn) {
+                        c.out.push(data, urgent);
                     }
                 }
                 Action::Close(id) => {
-                    if let Some(t) = self.connecting.remove(&id) {
-                        t.abort();
-                    }
-                    if let Some(c) = self.conns.remove(&id) {
-                        c.close();
-                    }
+                    self.stop_connecting(id);
+                    self.close_conn(id);
                 }
                 Action::StateChanged { from, to } => {
                     self.events.push_back(PeerEvent::StateChanged { from, to });
