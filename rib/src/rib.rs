@@ -146,6 +146,9 @@ pub struct Rib {
     owner_ids: HashMap<String, u32>,
     pub(crate) local_meta: FastMap<(IpNet, u32), LocalRoute>,
     best_changes: Vec<BestChange>,
+    /// False: changes are recorded by prefix only, in `changed`.
+    change_detail: bool,
+    changed: Vec<IpNet>,
     seq: u64,
     /// Prefixes queued for export, in the order they changed.
     dirty: Vec<DestId>,
@@ -333,6 +336,8 @@ impl Rib {
             owner_ids: HashMap::new(),
             local_meta: FastMap::default(),
             best_changes: Vec::new(),
+            change_detail: true,
+            changed: Vec::new(),
             seq: 0,
             dirty: Vec::new(),
             groups: Vec::new(),
@@ -702,6 +707,8 @@ impl Rib {
             sig_new,
             dirty,
             best_changes,
+            change_detail,
+            changed: changed_prefixes,
             seq,
             owners,
             local_meta,
@@ -745,7 +752,10 @@ impl Rib {
                 queued.set(id, true);
                 dirty.push(id);
             }
-            if best_changed && deferral.is_none() {
+            if best_changed && deferral.is_none() && !*change_detail {
+                *seq += 1;
+                changed_prefixes.push(prefix);
+            } else if best_changed && deferral.is_none() {
                 *seq += 1;
                 best_changes.push(BestChange {
                     seq: *seq,
@@ -1128,6 +1138,32 @@ impl Rib {
     /// Best-route changes since the last call, in order.
     pub fn drain_best_changes(&mut self) -> Vec<BestChange> {
         std::mem::take(&mut self.best_changes)
+    }
+
+    /// With `false`, a best-route change is recorded as its prefix only
+    /// ([`Rib::drain_changed_prefixes`]) and [`Rib::drain_best_changes`]
+    /// stays empty: a reflector without a kernel to program builds no
+    /// route per change, and asks [`Rib::best`] when it needs one. Changes
+    /// pending when it is turned back on are converted.
+    pub fn set_change_detail(&mut self, on: bool) {
+        if on && !self.change_detail {
+            for prefix in std::mem::take(&mut self.changed) {
+                self.seq += 1;
+                let best = self.best(&prefix);
+                self.best_changes.push(BestChange {
+                    seq: self.seq,
+                    prefix,
+                    best,
+                });
+            }
+        }
+        self.change_detail = on;
+    }
+
+    /// Prefixes whose best route changed since the last call, in order
+    /// (with change detail off; see [`Rib::set_change_detail`]).
+    pub fn drain_changed_prefixes(&mut self) -> Vec<IpNet> {
+        std::mem::take(&mut self.changed)
     }
 
     /// False while selection is deferred (RFC 4724 §4.1), true once it
@@ -1742,11 +1778,15 @@ impl Rib {
         info!(reason = why, "route selection deferral ended");
         for (prefix, best) in self.best_routes() {
             self.seq += 1;
-            self.best_changes.push(BestChange {
-                seq: self.seq,
-                prefix,
-                best: Some(best),
-            });
+            if self.change_detail {
+                self.best_changes.push(BestChange {
+                    seq: self.seq,
+                    prefix,
+                    best: Some(best),
+                });
+            } else {
+                self.changed.push(prefix);
+            }
         }
     }
 

@@ -326,3 +326,44 @@ fn outgoing_encodes_once_and_round_trips() {
         vec![net("100.64.3.0/26"), net("2001:db8:1000::/122")]
     );
 }
+
+/// Without change detail, best changes are prefixes only; turning detail
+/// back on converts what is pending into full changes.
+#[test]
+fn change_detail_off_records_prefixes() {
+    let mut r = rib();
+    let t = now();
+    r.add_peer(PeerId(1), peer("198.18.0.2", 65001)).unwrap();
+    r.peer_up(PeerId(1), PeerSession::basic(v4("198.18.0.2")), t)
+        .unwrap();
+    r.set_change_detail(false);
+    learn(
+        &mut r,
+        1,
+        &["100.64.0.0/26", "100.64.0.64/26"],
+        "198.18.0.2",
+        &[65001],
+    );
+    r.apply_update(PeerId(1), &withdraw(&["100.64.0.0/26"]))
+        .unwrap();
+    assert!(r.drain_best_changes().is_empty());
+    assert_eq!(
+        r.drain_changed_prefixes(),
+        vec![
+            net("100.64.0.0/26"),
+            net("100.64.0.64/26"),
+            net("100.64.0.0/26")
+        ]
+    );
+    assert!(r.drain_changed_prefixes().is_empty());
+    learn(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", &[65001]);
+    r.set_change_detail(true);
+    let c = r.drain_best_changes();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].prefix, net("100.64.1.0/26"));
+    assert_eq!(
+        c[0].best.as_ref().unwrap().next_hops[0].addr,
+        ip("198.18.0.2")
+    );
+    assert!(r.drain_changed_prefixes().is_empty());
+}

@@ -406,7 +406,11 @@ impl Daemon {
             originated = state.originated.len(),
             "configuration loaded"
         );
-        self.rib = Some(Rib::new(Self::rib_config(&state)));
+        let mut rib = Rib::new(Self::rib_config(&state));
+        // A reflector without a FIB needs no route per change; the journal
+        // asks for the current one when somebody watches live.
+        rib.set_change_detail(self.fib.is_some());
+        self.rib = Some(rib);
         let listen: Vec<SocketAddr> = if state.listen_addresses.is_empty() {
             vec![SocketAddr::new(
                 IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
@@ -1001,9 +1005,18 @@ impl Daemon {
             return;
         };
         let changes = rib.drain_best_changes();
+        let changed = rib.drain_changed_prefixes();
         let outgoing = rib.drain_outgoing();
         for c in changes {
             self.best_changed(c);
+        }
+        // Without change detail (no FIB): the route as it is now, built
+        // only for live watchers.
+        if let Some(rib) = self.rib.as_ref() {
+            for p in changed {
+                self.journal
+                    .publish_with(p, || route_update(p, rib.best(&p).as_ref()));
+            }
         }
         let mut outbox = Outbox::default();
         for out in outgoing {
