@@ -323,11 +323,10 @@ pub(crate) fn policy_peek(key: &GroupKey, input: &ExportInput<'_>) -> PolicyPeek
     let Some(p) = &key.export.0 else {
         return PolicyPeek::Unmodified;
     };
-    let (verdict, _, modified) = p.run(&route_ctx(key, input));
-    match (verdict, modified) {
+    match p.peek(&route_ctx(key, input)) {
         (Verdict::Reject, _) => PolicyPeek::Rejected,
-        (_, None) => PolicyPeek::Unmodified,
-        (_, Some(_)) => PolicyPeek::Modified,
+        (_, false) => PolicyPeek::Unmodified,
+        (_, true) => PolicyPeek::Modified,
     }
 }
 

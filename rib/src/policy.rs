@@ -364,6 +364,26 @@ impl Policy {
         (self.default, None, modified)
     }
 
+    /// The verdict and whether the accepted route would be modified,
+    /// without building the modified attributes: the export pass asks this
+    /// per prefix. Falls back to [`Policy::run`] once a rule with actions
+    /// matches (later rules see the modified route).
+    pub(crate) fn peek(&self, r: &RouteCtx<'_>) -> (Verdict, bool) {
+        for rule in &self.rules {
+            if !rule.matches.iter().all(|m| m.holds(r)) {
+                continue;
+            }
+            if rule.verdict != Some(Verdict::Reject) && !rule.actions.is_empty() {
+                let (verdict, _, modified) = self.run(r);
+                return (verdict, modified.is_some());
+            }
+            if let Some(verdict) = rule.verdict {
+                return (verdict, false);
+            }
+        }
+        (self.default, false)
+    }
+
     /// Names what decided: rule `index`, or the default (`None`).
     pub fn decider(&self, index: Option<usize>) -> Decider {
         match index.and_then(|i| self.rules.get(i).map(|r| (i, r))) {
@@ -693,6 +713,60 @@ mod tests {
                 policy: "imp".into()
             }
         );
+    }
+
+    /// `peek` agrees with `run` on verdict and on whether the route is
+    /// modified, whatever rule decides.
+    #[test]
+    fn peek_agrees_with_run() {
+        let tagging = Policy::new("imp", Verdict::Reject)
+            .rule(
+                Rule::new("tag-26", None)
+                    .matching(Match::PrefixLen { min: 26, max: 26 })
+                    .action(Action::AddCommunity(Community::new(1, 1))),
+            )
+            .rule(
+                Rule::new("drop-27", Some(Verdict::Reject))
+                    .matching(Match::PrefixLen { min: 27, max: 32 }),
+            )
+            .rule(
+                Rule::new("pool", Some(Verdict::Accept)).matching(Match::Cidr {
+                    op: CidrOp::In,
+                    cidr: net("100.64.0.0/10"),
+                }),
+            );
+        let calico = Policy::calico_default_export(
+            &[net("100.64.3.0/26")],
+            &[net("100.64.0.0/16")],
+            &[net("100.65.0.0/16")],
+        );
+        let a = PathAttributes::default();
+        for p in [&tagging, &calico] {
+            for prefix in [
+                "100.64.1.0/26",
+                "100.64.1.0/24",
+                "100.64.1.0/28",
+                "100.64.3.5/32",
+                "100.65.0.0/26",
+                "198.19.0.0/24",
+            ] {
+                let pf = net(prefix);
+                for source in [
+                    SourceMatchInput::Remote(PeerKind::Ibgp),
+                    SourceMatchInput::Local(LocalKind::PodBlock),
+                ] {
+                    let mut c = ctx(&pf, &a);
+                    c.source = source;
+                    let (verdict, _, modified) = p.run(&c);
+                    assert_eq!(
+                        p.peek(&c),
+                        (verdict, modified.is_some()),
+                        "{} {prefix}",
+                        p.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]

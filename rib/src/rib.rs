@@ -257,6 +257,28 @@ pub(crate) fn rank_key(p: &Path, peers: &[Option<PeerSlot>], cfg: &RibConfig) ->
     }
 }
 
+/// How the export rules see where a path came from.
+fn export_source(
+    peers: &[Option<PeerSlot>],
+    local_meta: &FastMap<(IpNet, u32), LocalRoute>,
+    prefix: &IpNet,
+    p: &Path,
+) -> ExportSource {
+    match peers.get(p.source as usize).and_then(|s| s.as_ref()) {
+        Some(s) if !p.is_local() => ExportSource::Peer {
+            kind: s.kind,
+            rr_client: s.cfg.rr_client,
+            bgp_id: s.bgp_id,
+        },
+        _ => ExportSource::Local(
+            local_meta
+                .get(&(*prefix, p.path_id))
+                .map(|l| l.kind)
+                .unwrap_or_default(),
+        ),
+    }
+}
+
 /// The best route of a destination, as handed to fib-sync.
 fn build_best(
     prefix: &IpNet,
@@ -1282,19 +1304,7 @@ impl Rib {
 
     /// The export source of a path.
     fn export_source(&self, prefix: &IpNet, p: &Path) -> ExportSource {
-        match self.peer(p.source) {
-            Some(s) if !p.is_local() => ExportSource::Peer {
-                kind: s.kind,
-                rr_client: s.cfg.rr_client,
-                bgp_id: s.bgp_id,
-            },
-            _ => ExportSource::Local(
-                self.local_meta
-                    .get(&(*prefix, p.path_id))
-                    .map(|l| l.kind)
-                    .unwrap_or_default(),
-            ),
-        }
+        export_source(&self.peers, &self.local_meta, prefix, p)
     }
 
     pub(crate) fn export_source_pub(&self, prefix: &IpNet, p: &Path) -> ExportSource {
@@ -1312,35 +1322,37 @@ impl Rib {
         id: DestId,
         mut memo: Option<&mut ExportMemo>,
     ) -> Option<(IpNet, Exported)> {
+        // Split borrows: the paths are read in place while attributes are
+        // interned.
+        let Rib {
+            tables,
+            interner,
+            cfg,
+            peers,
+            local_meta,
+            ..
+        } = self;
         let fi = id.fam_idx();
-        let (prefix, d) = self.tables[fi].dests.at(id)?;
+        let (prefix, d) = tables[fi].dests.at(id)?;
         let prefix = &prefix;
-        let n = if key.add_path(Family::of(prefix)) {
+        let n = if d.ecmp() == 0 {
+            0
+        } else if key.add_path(Family::of(prefix)) {
             key.add_path_max as usize
         } else {
             1
         };
-        let cluster_id = self.cfg.effective_cluster_id();
+        let cluster_id = cfg.effective_cluster_id();
         let mut out = Exported::new();
-        let candidates: SmallVec<[Path; 1]> = if d.ecmp() == 0 {
-            SmallVec::new()
-        } else {
-            d.paths
-                .iter()
-                .filter(|p| p.eligible())
-                .take(n)
-                .cloned()
-                .collect()
-        };
-        for p in candidates {
+        for p in d.paths.iter().filter(|p| p.eligible()).take(n) {
             let llgr_stale = p.flags & flag::LLGR_STALE != 0;
             let input = ExportInput {
                 prefix,
                 attrs: &p.attrs,
-                source: self.export_source(prefix, &p),
+                source: export_source(peers, local_meta, prefix, p),
                 llgr_stale,
                 cluster_id,
-                default_local_pref: self.cfg.default_local_pref,
+                default_local_pref: cfg.default_local_pref,
             };
             // Shared only for peer routes the policy leaves as they are
             // (local routes' treatment depends on their prefix's owner).
@@ -1366,7 +1378,7 @@ impl Rib {
                 }
             }
             let result = match export_route(key, &input) {
-                Ok((ra, _)) => Some(self.interner.intern(ra)),
+                Ok((ra, _)) => Some(interner.intern(ra)),
                 Err(crate::export::ExportDenied::TooLarge) => {
                     warn!(%prefix, "route not exported: attributes exceed the peer's message size");
                     None
