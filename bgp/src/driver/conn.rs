@@ -207,6 +207,14 @@ impl Output {
                 self.bulk_octets -= done + in_front;
                 self.partial = in_front > 0;
             }
+            // Written out: give the queues' room back, so that thousands of
+            // idle connections do not each keep what their last burst took.
+            if self.urgent.is_empty() && self.urgent.capacity() > 0 {
+                self.urgent = VecDeque::new();
+            }
+            if self.bulk.is_empty() && self.bulk.capacity() > 0 {
+                self.bulk = VecDeque::new();
+            }
         }
     }
 
@@ -424,6 +432,8 @@ mod tests {
         assert_eq!(out.bulk_octets(), 0);
         assert_eq!(out.bulk_buffers(), 0);
         assert!(out.is_empty());
+        // An idle connection keeps no queue memory.
+        assert_eq!(out.bulk.capacity() + out.urgent.capacity(), 0);
     }
 
     /// One vectored write gathers at most a window of buffers.

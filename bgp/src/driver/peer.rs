@@ -1,5 +1,6 @@
 //! The peer task: a thin loop around one [`Session`] and its connections.
 
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::net::IpAddr;
 use std::task::Poll;
@@ -50,26 +51,57 @@ pub(super) enum Sink<T> {
     Tagged(T, mpsc::Sender<(T, PeerEvent)>),
 }
 
-enum Permit<'a, T> {
-    Own(mpsc::Permit<'a, PeerEvent>),
-    Tagged(T, mpsc::Permit<'a, (T, PeerEvent)>),
+enum Permit<T> {
+    Own(mpsc::OwnedPermit<PeerEvent>),
+    Tagged(T, mpsc::OwnedPermit<(T, PeerEvent)>),
 }
 
 impl<T: Copy> Sink<T> {
-    /// Waits for room for one event; `None` when nobody listens any more.
-    async fn reserve(&self) -> Option<Permit<'_, T>> {
+    /// Sends at once if there is room; gives the event back if not.
+    fn try_send(&self, ev: PeerEvent) -> Result<(), PeerEvent> {
+        use mpsc::error::TrySendError;
         match self {
-            Sink::Own(tx) => tx.reserve().await.ok().map(Permit::Own),
-            Sink::Tagged(tag, tx) => tx.reserve().await.ok().map(|p| Permit::Tagged(*tag, p)),
+            Sink::Own(tx) => match tx.try_send(ev) {
+                Err(TrySendError::Full(ev)) => Err(ev),
+                // Nobody listens any more: as for a dropped handle.
+                Ok(()) | Err(TrySendError::Closed(_)) => Ok(()),
+            },
+            Sink::Tagged(tag, tx) => match tx.try_send((*tag, ev)) {
+                Err(TrySendError::Full((_, ev))) => Err(ev),
+                Ok(()) | Err(TrySendError::Closed(_)) => Ok(()),
+            },
+        }
+    }
+
+    /// Waits for room for one event; `None` when nobody listens any more.
+    /// The wait holds its own sender, not a borrow of the peer.
+    fn reserve(&self) -> impl Future<Output = Option<Permit<T>>> + use<T> {
+        let sink = match self {
+            Sink::Own(tx) => Sink::Own(tx.clone()),
+            Sink::Tagged(tag, tx) => Sink::Tagged(*tag, tx.clone()),
+        };
+        async move {
+            match sink {
+                Sink::Own(tx) => tx.reserve_owned().await.ok().map(Permit::Own),
+                Sink::Tagged(tag, tx) => tx
+                    .reserve_owned()
+                    .await
+                    .ok()
+                    .map(|p| Permit::Tagged(tag, p)),
+            }
         }
     }
 }
 
-impl<T> Permit<'_, T> {
+impl<T> Permit<T> {
     fn send(self, ev: PeerEvent) {
         match self {
-            Permit::Own(p) => p.send(ev),
-            Permit::Tagged(tag, p) => p.send((tag, ev)),
+            Permit::Own(p) => {
+                p.send(ev);
+            }
+            Permit::Tagged(tag, p) => {
+                p.send((tag, ev));
+            }
         }
     }
 }
@@ -78,7 +110,7 @@ fn now() -> Instant {
     TokioInstant::now().into_std()
 }
 
-struct Peer {
+struct Peer<T> {
     transport: Transport,
     /// The peer's address as shared batches name it.
     remote: IpAddr,
@@ -88,8 +120,10 @@ struct Peer {
     /// Connect attempts in flight.
     connecting: Vec<(ConnectionId, JoinHandle<()>)>,
     ctl_tx: flume::Sender<NetEvent>,
-    /// Events for the daemon not yet accepted by its channel.
-    events: std::collections::VecDeque<PeerEvent>,
+    sink: Sink<T>,
+    /// Events for the daemon not yet accepted by its channel (while it is
+    /// full); empty and unallocated otherwise.
+    events: VecDeque<PeerEvent>,
 }
 
 /// Which connection is ready, and for what.
@@ -117,7 +151,8 @@ pub(super) fn run<T: Copy + Send + Sync + 'static>(
         conns: Vec::new(),
         connecting: Vec::new(),
         ctl_tx,
-        events: std::collections::VecDeque::new(),
+        sink: events_tx,
+        events: VecDeque::new(),
     };
     async move {
         loop {
@@ -147,14 +182,19 @@ pub(super) fn run<T: Copy + Send + Sync + 'static>(
                 biased;
                 Ok(ev) = ctl_rx.recv_async() => p.on_net(ev),
                 _ = sleep_until(deadline) => p.session.handle_event(now(), Event::Timer),
-                permit = events_tx.reserve(), if !p.events.is_empty() => match permit {
-                    Some(permit) => {
-                        if let Some(ev) = p.events.pop_front() {
-                            permit.send(ev);
+                permit = p.sink.reserve(), if !p.events.is_empty() => {
+                    match permit {
+                        Some(permit) => {
+                            if let Some(ev) = p.events.pop_front() {
+                                permit.send(ev);
+                            }
                         }
+                        // Nobody listens any more: treat like a dropped handle.
+                        None => p.events.clear(),
                     }
-                    // Nobody listens any more: treat like a dropped handle.
-                    None => p.events.clear(),
+                    if p.events.is_empty() {
+                        p.events = VecDeque::new();
+                    }
                 },
                 ready = readable(conns), if take_data => p.on_ready(ready),
                 cmd = commands.recv(), if take_commands => match cmd {
@@ -209,7 +249,20 @@ async fn sleep_until(deadline: Option<TokioInstant>) {
     }
 }
 
-impl Peer {
+impl<T: Copy> Peer<T> {
+    /// Hands an event to the daemon, or queues it while its channel is full.
+    fn emit(&mut self, ev: PeerEvent) {
+        let ev = if self.events.is_empty() {
+            match self.sink.try_send(ev) {
+                Ok(()) => return,
+                Err(ev) => ev,
+            }
+        } else {
+            ev
+        };
+        self.events.push_back(ev);
+    }
+
     fn bulk_octets(&self) -> usize {
         self.conns.iter().map(|c| c.out.bulk_octets()).sum()
     }
@@ -353,8 +406,7 @@ impl Peer {
             PeerCommand::RouteRefresh(family) => self.session.request_route_refresh(t, family),
         };
         if let Err(e) = result {
-            self.events
-                .push_back(PeerEvent::CommandFailed(e.to_string()));
+            self.emit(PeerEvent::CommandFailed(e.to_string()));
         }
     }
 
@@ -388,13 +440,13 @@ impl Peer {
                     self.close_conn(id);
                 }
                 Action::StateChanged { from, to } => {
-                    self.events.push_back(PeerEvent::StateChanged { from, to });
+                    self.emit(PeerEvent::StateChanged { from, to });
                 }
-                Action::Established(n) => self.events.push_back(PeerEvent::Established(n)),
-                Action::Down(d) => self.events.push_back(PeerEvent::Down(d)),
-                Action::Update(u) => self.events.push_back(PeerEvent::Update(u)),
-                Action::RouteRefresh(r) => self.events.push_back(PeerEvent::RouteRefresh(r)),
-                Action::EndOfRib(f) => self.events.push_back(PeerEvent::EndOfRib(f)),
+                Action::Established(n) => self.emit(PeerEvent::Established(n)),
+                Action::Down(d) => self.emit(PeerEvent::Down(d)),
+                Action::Update(u) => self.emit(PeerEvent::Update(u)),
+                Action::RouteRefresh(r) => self.emit(PeerEvent::RouteRefresh(r)),
+                Action::EndOfRib(f) => self.emit(PeerEvent::EndOfRib(f)),
             }
         }
     }
