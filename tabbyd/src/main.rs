@@ -53,7 +53,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args, datastore, log)) {
+    // The core runs as a task like the sessions, not as the `block_on`
+    // future, which the scheduler polls after every few dozen tasks: with
+    // thousands of sessions the core would pump many small batches (and
+    // queue one command per batch at every session) instead of a few
+    // large ones.
+    let core = runtime.block_on(async move {
+        tokio::spawn(run(args, datastore, log))
+            .await
+            .unwrap_or_else(|e| Err(format!("the daemon core failed: {e}")))
+    });
+    match core {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
