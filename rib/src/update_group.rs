@@ -182,6 +182,8 @@ pub(crate) struct Batcher {
     /// Per-member withdrawals: the member's own route became the best, so
     /// the route it had from us must go (split horizon).
     corrections: Vec<(u32, Family, Vec<Nlri>)>,
+    /// The last announce key and its index.
+    last: Option<((usize, Option<u32>), usize)>,
 }
 
 impl Batcher {
@@ -195,10 +197,18 @@ impl Batcher {
 
     fn announce(&mut self, attrs: &Arc<RouteAttrs>, except: Option<u32>, nlri: Nlri) {
         let k = (Arc::as_ptr(attrs) as usize, except);
-        let i = *self.announce_idx.entry(k).or_insert_with(|| {
-            self.announce.push((attrs.clone(), except, Vec::new()));
-            self.announce.len() - 1
-        });
+        // Runs of prefixes share attributes: skip the map for a repeat.
+        let i = match self.last {
+            Some((lk, i)) if lk == k => i,
+            _ => {
+                let i = *self.announce_idx.entry(k).or_insert_with(|| {
+                    self.announce.push((attrs.clone(), except, Vec::new()));
+                    self.announce.len() - 1
+                });
+                self.last = Some((k, i));
+                i
+            }
+        };
         self.announce[i].2.push(nlri);
     }
 
@@ -295,7 +305,6 @@ impl UpdateGroup {
     ) {
         let add_path = self.key.add_path(Family::of(&prefix));
         let old = self.adj_out[id.fam_idx()].take(id.slot());
-        self.count(&prefix, &old, add_path, false);
         let mut entries = AdjOut::with_capacity(new.len());
         for (source, src_path_id, attrs) in new {
             let tx_id = if add_path {
@@ -359,8 +368,15 @@ impl UpdateGroup {
                 (None, None) => {}
             }
         }
-        if !entries.is_empty() {
+        // Counts move only when the advertising sources change (without
+        // ADD-PATH: the first entry's).
+        let same_sources =
+            !add_path && old.first().map(|e| e.source) == entries.first().map(|e| e.source);
+        if !same_sources {
+            self.count(&prefix, &old, add_path, false);
             self.count(&prefix, &entries, add_path, true);
+        }
+        if !entries.is_empty() {
             self.adj_out[id.fam_idx()].put(id.slot(), entries);
         }
     }
