@@ -136,10 +136,13 @@ async fn session_comes_up_carries_routes_and_shuts_down() {
 
     a.peer
         .commands
-        .send(PeerCommand::SendUpdates(vec![
-            route("100.64.7.0/24"),
-            Update::end_of_rib(Family::IPV4_UNICAST),
-        ]))
+        .send(PeerCommand::SendUpdates(
+            vec![
+                route("100.64.7.0/24"),
+                Update::end_of_rib(Family::IPV4_UNICAST),
+            ]
+            .into(),
+        ))
         .await
         .expect("cmd");
     let PeerEvent::Update(u) =
@@ -167,6 +170,53 @@ async fn session_comes_up_carries_routes_and_shuts_down() {
     // Graceful restart with N bit by default: a Hard Reset carrying Cease/2.
     assert_eq!((n.code, n.subcode), (6, 9));
     assert!(n.data.ends_with(b"maintenance"));
+}
+
+/// A batch far larger than one write (a table dump the session encodes
+/// itself) is encoded a write's worth at a time and arrives whole and in
+/// order, followed by what was sent after it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_large_batch_arrives_whole_and_in_order() {
+    let (mut a, mut b) = pair((None, None), false);
+    a.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    b.peer.commands.send(PeerCommand::Start).await.expect("cmd");
+    wait_for(&mut a, "A established", is_established).await;
+    wait_for(&mut b, "B established", is_established).await;
+
+    const N: u32 = 5000;
+    let prefixes: Vec<String> = (0..N)
+        .map(|i| format!("100.{}.{}.0/24", 64 + i / 256, i % 256))
+        .collect();
+    let updates: Vec<Update> = prefixes.iter().map(|p| route(p)).collect();
+    a.peer
+        .commands
+        .send(PeerCommand::SendUpdates(updates.into()))
+        .await
+        .expect("cmd");
+    a.peer
+        .commands
+        .send(PeerCommand::SendUpdates(
+            vec![Update::end_of_rib(Family::IPV4_UNICAST)].into(),
+        ))
+        .await
+        .expect("cmd");
+    let mut got = Vec::new();
+    let fut = async {
+        loop {
+            match b.peer.events.recv().await {
+                Some(PeerEvent::Update(u)) => {
+                    got.extend(u.nlri.iter().map(|n| n.prefix.to_string()));
+                }
+                Some(PeerEvent::EndOfRib(_)) => return,
+                Some(_) => {}
+                None => panic!("peer task ended"),
+            }
+        }
+    };
+    timeout(Duration::from_secs(15), fut)
+        .await
+        .expect("every route, then End-of-RIB");
+    assert_eq!(got, prefixes);
 }
 
 #[tokio::test(flavor = "current_thread")]

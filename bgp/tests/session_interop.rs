@@ -546,7 +546,7 @@ fn run_tabby(ns: &str, ours: Ours, limit: Duration, done: fn(&Outcome) -> bool) 
                         out.established = true;
                         // Only the families the peer agreed to (BIRD 1.6
                         // speaks IPv4 only).
-                        let updates = our_updates()
+                        let updates: Vec<Update> = our_updates()
                             .into_iter()
                             .filter(|u| {
                                 let f = u
@@ -559,7 +559,7 @@ fn run_tabby(ns: &str, ours: Ours, limit: Duration, done: fn(&Outcome) -> bool) 
                             })
                             .collect();
                         h.commands
-                            .send(PeerCommand::SendUpdates(updates))
+                            .send(PeerCommand::SendUpdates(updates.into()))
                             .await
                             .expect("send");
                     }

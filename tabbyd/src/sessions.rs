@@ -96,7 +96,7 @@ impl SessionHandle {
                     SessionCmd::Reset { hard } => driver::PeerCommand::Reset { hard },
                     SessionCmd::Detach => driver::PeerCommand::Detach,
                     SessionCmd::Cease(n) => driver::PeerCommand::Cease(n),
-                    SessionCmd::Send(u) => driver::PeerCommand::SendUpdates(u.to_vec()),
+                    SessionCmd::Send(u) => driver::PeerCommand::SendUpdates(u),
                     SessionCmd::SendEncoded(b) => driver::PeerCommand::SendEncoded(b),
                     SessionCmd::SendShared(b) => driver::PeerCommand::SendShared(b),
                     SessionCmd::RequestRefresh(f) => driver::PeerCommand::RouteRefresh(f),
@@ -143,8 +143,11 @@ impl Drop for Slot {
 /// sockets rather than queue parsed routes.
 pub type EventSender = mpsc::Sender<(PeerId, driver::PeerEvent)>;
 
-/// Room for this many events from all sessions together.
-pub const EVENT_QUEUE: usize = 1024;
+/// Room for this many events from all sessions together. Short: an
+/// UPDATE event holds up to a thousand parsed routes, and a full-table
+/// burst would keep the queue full; the core gathers a burst of small
+/// events over several rounds before it pumps (see `main.rs`).
+pub const EVENT_QUEUE: usize = 256;
 
 /// What the daemon core makes of a session's event (`None`: only logged).
 pub fn session_event(peer: PeerId, ev: driver::PeerEvent) -> Option<SessionEvent> {

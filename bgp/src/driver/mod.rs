@@ -113,8 +113,9 @@ pub enum PeerCommand {
     /// Close with this NOTIFICATION (e.g. Cease/1 for max-prefix) and
     /// start again after the idle hold.
     Cease(crate::notification::Notification),
-    /// UPDATEs to encode with the session's parameters and send.
-    SendUpdates(Vec<Update>),
+    /// UPDATEs to encode with the session's parameters and send. Shared:
+    /// one batch goes to many peers, each encoding it as it takes it.
+    SendUpdates(Arc<[Update]>),
     /// Whole UPDATE messages already encoded with
     /// [`Negotiated::codec_ctx`], sent in order. Several buffers travel in
     /// one command (and leave in one vectored write) so a reflector's many

@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -15,13 +16,14 @@ use tracing::{Instrument, debug, info_span, warn};
 use super::conn::{self, COALESCE_BUFFERS, COALESCE_OCTETS, Conn, NetEvent, Read, Transport};
 use super::{PeerCommand, PeerConfig, PeerEvent, PeerStatus};
 use crate::fsm::{Action, ConnectionId, Event, Session};
+use crate::message::Update;
 use crate::notification::{Notification, cease};
 use crate::sockopt;
 
 /// Events held for a daemon that is not reading; then reads pause. Small:
 /// one UPDATE event holds up to 4 KiB of parsed routes, and what waits in
 /// the peer's socket costs this process nothing.
-const EVENT_BACKLOG: usize = 64;
+const EVENT_BACKLOG: usize = 4;
 
 /// The peer task's control channel (both ends): accepted and connected
 /// sockets. Unbounded; its senders are the listener and connect attempts,
@@ -124,6 +126,10 @@ struct Peer<T> {
     /// Events for the daemon not yet accepted by its channel (while it is
     /// full); empty and unallocated otherwise.
     events: VecDeque<PeerEvent>,
+    /// UPDATEs still to encode, and where in them: a batch is encoded a
+    /// write's worth at a time, so a table dump is never all in memory
+    /// encoded at once.
+    to_encode: Option<(Arc<[Update]>, usize)>,
 }
 
 /// Which connection is ready, and for what.
@@ -153,9 +159,11 @@ pub(super) fn run<T: Copy + Send + Sync + 'static>(
         ctl_tx,
         sink: events_tx,
         events: VecDeque::new(),
+        to_encode: None,
     };
     async move {
         loop {
+            p.encode_some();
             p.carry_out();
             if let Some(status) = &status {
                 status.send_if_modified(|s| {
@@ -174,8 +182,7 @@ pub(super) fn run<T: Copy + Send + Sync + 'static>(
             // Commands that wait meanwhile cost little (a shared batch is
             // one pointer), and buffers queued here are what a peer
             // holding back its reads makes us keep.
-            let take_commands =
-                p.bulk_octets() < COALESCE_OCTETS && p.bulk_buffers() < COALESCE_BUFFERS;
+            let take_commands = p.to_encode.is_none() && p.has_room();
             let take_data = p.events.len() < EVENT_BACKLOG;
             let conns = &p.conns;
             tokio::select! {
@@ -261,6 +268,34 @@ impl<T: Copy> Peer<T> {
             ev
         };
         self.events.push_back(ev);
+    }
+
+    /// Less than a write's worth is queued.
+    fn has_room(&self) -> bool {
+        self.bulk_octets() < COALESCE_OCTETS && self.bulk_buffers() < COALESCE_BUFFERS
+    }
+
+    /// Encodes queued UPDATEs until a write's worth is queued.
+    fn encode_some(&mut self) {
+        let Some((updates, mut next)) = self.to_encode.take() else {
+            return;
+        };
+        let t = now();
+        while self.has_room() {
+            let Some(u) = updates.get(next) else {
+                return;
+            };
+            if let Err(e) = self.session.send_update(t, u) {
+                self.emit(PeerEvent::CommandFailed(e.to_string()));
+                return;
+            }
+            // Into the connection's queue now, where `has_room` sees it.
+            self.carry_out();
+            next += 1;
+        }
+        if next < updates.len() {
+            self.to_encode = Some((updates, next));
+        }
     }
 
     fn bulk_octets(&self) -> usize {
@@ -391,9 +426,11 @@ impl<T: Copy> Peer<T> {
                 self.session.handle_event(t, Event::Reset { hard });
                 Ok(())
             }
-            PeerCommand::SendUpdates(updates) => updates
-                .iter()
-                .try_for_each(|u| self.session.send_update(t, u)),
+            PeerCommand::SendUpdates(updates) => {
+                self.to_encode = Some((updates, 0));
+                self.encode_some();
+                Ok(())
+            }
             PeerCommand::SendEncoded(buffers) => buffers
                 .into_iter()
                 .try_for_each(|b| self.session.send_raw(t, b)),
