@@ -232,26 +232,36 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
             ev = ev_rx.recv() => {
                 let Some((id, ev)) = ev else { break };
                 let Some(ev) = sessions::session_event(id, ev) else { continue };
-                // Absorb what else is queued (bounded, so API calls still get
-                // the lock), then pump once: UPDATEs that arrived together
-                // leave in shared batches.
-                let now = Instant::now();
-                let mut d = lock(&daemon)?;
+                // Absorb what else is queued, then pump once: UPDATEs that
+                // arrived together leave in shared batches. Bounded by
+                // PUMP_ROUTES: a pump's pending changes are held in memory
+                // until it runs. The queue itself is short (it bounds the
+                // parsed routes waiting), so when it empties the sessions
+                // get to run and queue more before the pump: a burst from
+                // many peers still leaves in few batches.
                 let mut routes = event_routes(&ev);
-                d.absorb_session_event(id, ev, now);
-                // Batch what is queued (one pump, one encoding per group),
-                // but not without bound: a pump's pending changes are held
-                // in memory until it runs.
-                for _ in 0..4096 {
-                    if routes >= PUMP_ROUTES {
+                lock(&daemon)?.absorb_session_event(id, ev, Instant::now());
+                for round in 1..=PUMP_ROUNDS {
+                    let absorbed = {
+                        let mut d = lock(&daemon)?;
+                        let now = Instant::now();
+                        let mut n = 0;
+                        while routes < PUMP_ROUTES {
+                            let Ok((id, ev)) = ev_rx.try_recv() else { break };
+                            n += 1;
+                            let Some(ev) = sessions::session_event(id, ev) else { continue };
+                            routes += event_routes(&ev);
+                            d.absorb_session_event(id, ev, now);
+                        }
+                        n
+                    };
+                    if routes >= PUMP_ROUTES || (absorbed == 0 && round > 1) {
                         break;
                     }
-                    let Ok((id, ev)) = ev_rx.try_recv() else { break };
-                    let Some(ev) = sessions::session_event(id, ev) else { continue };
-                    routes += event_routes(&ev);
-                    d.absorb_session_event(id, ev, now);
+                    // The lock is free meanwhile: API calls get their turn.
+                    tokio::task::yield_now().await;
                 }
-                d.pump(Instant::now());
+                lock(&daemon)?.pump(Instant::now());
             }
             r = ds_rx.recv() => {
                 match r {
@@ -279,6 +289,8 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
 /// pumped out: large enough that fan-out batches stay large, small enough
 /// that a full-table burst does not hold a million pending changes.
 const PUMP_ROUTES: usize = 32_768;
+/// Times the loop lets the sessions run to gather a burst before it pumps.
+const PUMP_ROUNDS: usize = 64;
 
 /// How many routes a session event carries (1 for the others).
 fn event_routes(ev: &sessions::SessionEvent) -> usize {
