@@ -9,7 +9,8 @@
 //! [`PeerEvent`]s out. A daemon with thousands of peers uses
 //! [`Speaker::add_peer_tagged`] instead: every peer's events go to one
 //! channel, tagged, and commands go straight to the peer task, so a peer
-//! costs one task and no channels of its own beyond its connection's.
+//! costs one task and two channels of its own (commands in, sockets from
+//! the listener).
 //!
 //! The peer task also does its connections' I/O, with non-blocking reads
 //! and writes when the sockets are ready: no task or channel per
