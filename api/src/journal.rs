@@ -3,6 +3,7 @@
 //! daemon to own next to its Loc-RIB.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::OnceLock;
 
 use ipnet::IpNet;
 use tokio::sync::broadcast;
@@ -24,20 +25,55 @@ pub struct RouteJournal {
     sequence: u64,
     history: VecDeque<(u64, IpNet)>,
     history_cap: usize,
-    live: broadcast::Sender<RouteEvent>,
+    live: Feed<RouteEvent>,
+}
+
+/// A broadcast channel made on first subscription: its slots are allocated
+/// up front (a few hundred KiB for thousands of events), which a daemon
+/// nobody watches should not pay.
+#[derive(Debug)]
+pub struct Feed<T> {
+    tx: OnceLock<broadcast::Sender<T>>,
+    capacity: usize,
+}
+
+impl<T: Clone> Feed<T> {
+    /// A feed of `capacity` slots (at least 1): a receiver more than that
+    /// far behind is told it lagged.
+    pub fn new(capacity: usize) -> Self {
+        Feed {
+            tx: OnceLock::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Sends what `event` builds, if anybody listens (it is not built
+    /// otherwise).
+    pub fn send_with(&self, event: impl FnOnce() -> T) {
+        if let Some(tx) = self.tx.get() {
+            if tx.receiver_count() > 0 {
+                let _ = tx.send(event());
+            }
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<T> {
+        self.tx
+            .get_or_init(|| broadcast::channel(self.capacity).0)
+            .subscribe()
+    }
 }
 
 impl RouteJournal {
     /// A journal at sequence 0. `history` and `live_buffer` are clamped to at
     /// least 1.
     pub fn new(history: usize, live_buffer: usize) -> RouteJournal {
-        let (live, _) = broadcast::channel(live_buffer.max(1));
         RouteJournal {
             sequence: 0,
             // Grown on demand: most daemons never fill it.
             history: VecDeque::new(),
             history_cap: history.max(1),
-            live,
+            live: Feed::new(live_buffer),
         }
     }
 
@@ -62,12 +98,11 @@ impl RouteJournal {
             self.history.pop_front();
         }
         self.history.push_back((self.sequence, prefix));
-        if self.live.receiver_count() > 0 {
-            let _ = self.live.send(RouteEvent {
-                sequence: self.sequence,
-                update: update(),
-            });
-        }
+        let sequence = self.sequence;
+        self.live.send_with(|| RouteEvent {
+            sequence,
+            update: update(),
+        });
         self.sequence
     }
 

@@ -21,7 +21,7 @@ pub mod routes;
 pub mod server;
 
 pub use crate::core::{Core, CoreError};
-pub use crate::journal::RouteJournal;
+pub use crate::journal::{Feed, RouteJournal};
 pub use crate::server::{
     ApiConfig, BoundApi, DEFAULT_SOCKET_PATH, HEALTH_SERVICE_LIVENESS, HEALTH_SERVICE_READINESS,
     Limits, ServeError, TcpListen, TlsConfig, bind, serve,

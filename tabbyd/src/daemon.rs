@@ -23,7 +23,7 @@ use tabby_rib::{
     RouteSource,
 };
 use tabby_topology::{self as topo, Change, KernelRoute, NodeState};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::convert;
@@ -118,7 +118,7 @@ pub struct Daemon {
     fib_converged: bool,
     deferral_deadline: Instant,
     journal: RouteJournal,
-    peer_events: broadcast::Sender<am::PeerEvent>,
+    peer_events: tabby_api::Feed<am::PeerEvent>,
     peer_seq: u64,
     local_routes: BTreeMap<String, BTreeMap<IpNet, am::LocalRoute>>,
     /// Prefixes currently programmed into the kernel by us.
@@ -295,7 +295,7 @@ impl Daemon {
         metrics: Arc<Metrics>,
     ) -> Daemon {
         let now = Instant::now();
-        let (peer_events, _) = broadcast::channel(1024);
+        let peer_events = tabby_api::Feed::new(1024);
         Daemon {
             deferral_deadline: now + opts.deferral_time,
             opts,
@@ -742,11 +742,10 @@ impl Daemon {
                 state: slot.status.state.name().into(),
             })
             .dec();
-        let _ = self.peer_events.send(am::PeerEvent {
-            sequence: {
-                self.peer_seq += 1;
-                self.peer_seq
-            },
+        self.peer_seq += 1;
+        let sequence = self.peer_seq;
+        self.peer_events.send_with(|| am::PeerEvent {
+            sequence,
             change: am::PeerChange::Removed,
             peer: slot.status,
         });
@@ -758,8 +757,9 @@ impl Daemon {
             return;
         };
         self.peer_seq += 1;
-        let _ = self.peer_events.send(am::PeerEvent {
-            sequence: self.peer_seq,
+        let sequence = self.peer_seq;
+        self.peer_events.send_with(|| am::PeerEvent {
+            sequence,
             change,
             peer: self.status_of(slot),
         });
