@@ -1063,18 +1063,19 @@ impl Daemon {
     }
 
     /// The wire format every recipient of a batch shares, if they do.
+    /// Members without one are going down (their session left Established
+    /// before the RIB heard of it) and are left out of the comparison:
+    /// whatever reaches them is dropped, and one of them must not send a
+    /// thousand-member batch down the per-session path.
     fn shared_codec(&self, peers: &[PeerId]) -> Option<tabby_bgp::codec::CodecCtx> {
-        let codec_of = |p: &PeerId| {
+        let mut codecs = peers.iter().filter_map(|p| {
             self.by_id
                 .get(p)
                 .and_then(|a| self.peers.get(a))
                 .and_then(|s| s.codec.as_ref())
-        };
-        let ctx = peers.first().and_then(codec_of)?;
-        peers
-            .iter()
-            .all(|p| codec_of(p) == Some(ctx))
-            .then(|| ctx.clone())
+        });
+        let ctx = codecs.next()?;
+        codecs.all(|c| c == ctx).then(|| ctx.clone())
     }
 
     /// Queues one RIB batch for its recipients.
