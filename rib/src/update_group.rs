@@ -41,6 +41,18 @@ struct SingleOut {
     attrs: Arc<RouteAttrs>,
 }
 
+impl SingleOut {
+    /// As an entry list (no ADD-PATH ids).
+    fn into_adj_out(self) -> AdjOut {
+        smallvec::smallvec![AdjOutEntry {
+            tx_id: 0,
+            source: self.source,
+            src_path_id: 0,
+            attrs: self.attrs,
+        }]
+    }
+}
+
 /// One family's Adj-RIB-Out of a group, indexed by Loc-RIB slot. Without
 /// ADD-PATH (the common case) a slot is 16 octets: a source and the
 /// attributes sent, or nothing.
@@ -66,14 +78,7 @@ impl AdjOutTable {
             AdjOutTable::Single(v) => v
                 .get_mut(slot)
                 .and_then(Option::take)
-                .map(|o| {
-                    smallvec::smallvec![AdjOutEntry {
-                        tx_id: 0,
-                        source: o.source,
-                        src_path_id: 0,
-                        attrs: o.attrs,
-                    }]
-                })
+                .map(SingleOut::into_adj_out)
                 .unwrap_or_default(),
             AdjOutTable::Multi(v) => v.get_mut(slot).map(std::mem::take).unwrap_or_default(),
         }
@@ -114,15 +119,8 @@ impl AdjOutTable {
         match self {
             AdjOutTable::Single(v) => v
                 .get(slot)
-                .and_then(Option::as_ref)
-                .map(|o| {
-                    smallvec::smallvec![AdjOutEntry {
-                        tx_id: 0,
-                        source: o.source,
-                        src_path_id: 0,
-                        attrs: o.attrs.clone(),
-                    }]
-                })
+                .and_then(Option::clone)
+                .map(SingleOut::into_adj_out)
                 .unwrap_or_default(),
             AdjOutTable::Multi(v) => v.get(slot).cloned().unwrap_or_default(),
         }
