@@ -455,3 +455,31 @@ fn ipv4_leaves_the_ipv6_session_when_an_ipv4_session_appears() {
         "no command to node-c"
     );
 }
+
+#[test]
+fn a_group_member_going_down_does_not_split_the_shared_encoding() {
+    let mut h = harness(0);
+    h.load(CLUSTER);
+    h.establish("198.18.0.12", 64512, Ipv4Addr::new(198, 18, 0, 12));
+    h.establish("198.18.0.1", 65000, Ipv4Addr::new(198, 18, 0, 1));
+    let (b, tor) = (h.id_of("198.18.0.12"), h.id_of("198.18.0.1"));
+    let codec = |h: &Harness, id: PeerId| {
+        let addr = h.daemon.by_id[&id];
+        h.daemon.peers[&addr].codec.clone()
+    };
+    let (cb, ct) = (codec(&h, b).unwrap(), codec(&h, tor).unwrap());
+    // Same wire format except the eBGP flag: one shared encoding only if
+    // every live member agrees.
+    assert_ne!(cb, ct);
+    assert_eq!(h.daemon.shared_codec(&[b]), Some(cb.clone()));
+    assert_eq!(h.daemon.shared_codec(&[b, tor]), None);
+
+    // The ToR's session left Established before the RIB heard of it: it
+    // has no codec, is left out, and the batch keeps the shared path.
+    let addr = h.daemon.by_id[&tor];
+    h.daemon.peers.get_mut(&addr).unwrap().codec = None;
+    assert_eq!(h.daemon.shared_codec(&[b, tor]), Some(cb.clone()));
+    assert_eq!(h.daemon.shared_codec(&[tor, b]), Some(cb));
+    // Nobody left to encode for.
+    assert_eq!(h.daemon.shared_codec(&[tor]), None);
+}
