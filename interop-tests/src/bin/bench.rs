@@ -344,7 +344,8 @@ fn machine_line() -> String {
 }
 
 /// Every repetition of one daemon under one load. A timeout ends the series
-/// (repeating a run that takes minutes tells nothing new); so does an error.
+/// (repeating a run that takes minutes tells nothing new), and so does a
+/// daemon that is not available; a failed run is noted and the next tried.
 fn measure(dut: Dut, shape: Shape, args: &Args, opts: &RunOpts) -> Row {
     let mut row = Row {
         dut,
@@ -389,8 +390,16 @@ fn measure(dut: Dut, shape: Shape, args: &Args, opts: &RunOpts) -> Row {
                         format!("{} not available: {}", dut.key(), first_line(&u.0))
                     }
                     None => {
+                        // A failed run (a daemon closing a session) is
+                        // reported and the next fresh lab tried: the table
+                        // shows how many runs the medians cover.
                         eprintln!("  run failed: {e:#}");
-                        format!("run {rep} failed: {}", first_line(&format!("{e:#}")))
+                        let msg = format!("run {rep} failed: {}", first_line(&format!("{e:#}")));
+                        row.note = Some(match row.note.take() {
+                            Some(prev) => format!("{prev}; {msg}"),
+                            None => msg,
+                        });
+                        continue;
                     }
                 };
                 row.note = Some(msg);
