@@ -239,28 +239,22 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
                 // parsed routes waiting), so when it empties the sessions
                 // get to run and queue more before the pump: a burst from
                 // many peers still leaves in few batches.
-                let mut routes = event_routes(&ev);
+                let routes = event_routes(&ev);
                 lock(&daemon)?.absorb_session_event(id, ev, Instant::now());
-                for round in 1..=PUMP_ROUNDS {
-                    let absorbed = {
-                        let mut d = lock(&daemon)?;
-                        let now = Instant::now();
-                        let mut n = 0;
-                        while routes < PUMP_ROUTES {
-                            let Ok((id, ev)) = ev_rx.try_recv() else { break };
-                            n += 1;
-                            let Some(ev) = sessions::session_event(id, ev) else { continue };
-                            routes += event_routes(&ev);
-                            d.absorb_session_event(id, ev, now);
-                        }
-                        n
-                    };
-                    if routes >= PUMP_ROUTES || (absorbed == 0 && round > 1) {
-                        break;
+                gather(routes, |room| {
+                    let mut d = lock(&daemon)?;
+                    let now = Instant::now();
+                    let mut take = Take::default();
+                    while take.routes < room {
+                        let Ok((id, ev)) = ev_rx.try_recv() else { break };
+                        take.events += 1;
+                        let Some(ev) = sessions::session_event(id, ev) else { continue };
+                        take.routes += event_routes(&ev);
+                        d.absorb_session_event(id, ev, now);
                     }
-                    // The lock is free meanwhile: API calls get their turn.
-                    tokio::task::yield_now().await;
-                }
+                    Ok(take)
+                })
+                .await?;
                 lock(&daemon)?.pump(Instant::now());
             }
             r = ds_rx.recv() => {
@@ -283,6 +277,34 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
     // Let the session tasks close their connections.
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
+}
+
+/// What one gathering round took from the session queue.
+#[derive(Debug, Default)]
+struct Take {
+    events: usize,
+    routes: usize,
+}
+
+/// Gathers a burst after its first event (which carried `routes`): each
+/// round takes what the sessions queued, with room for the routes still
+/// allowed, then lets them run. Stops once `PUMP_ROUTES` are pending, a
+/// round after the first takes nothing, or `PUMP_ROUNDS` rounds are done.
+/// The daemon is locked only inside a round, so API calls get their turn
+/// between rounds. Returns the routes gathered.
+async fn gather(
+    mut routes: usize,
+    mut round: impl FnMut(usize) -> Result<Take, String>,
+) -> Result<usize, String> {
+    for n in 1..=PUMP_ROUNDS {
+        let take = round(PUMP_ROUTES.saturating_sub(routes))?;
+        routes += take.routes;
+        if routes >= PUMP_ROUTES || (take.events == 0 && n > 1) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(routes)
 }
 
 /// Routes (announced or withdrawn) absorbed before the RIB's output is
@@ -328,4 +350,99 @@ fn api_config(args: &Args) -> Result<tabby_api::ApiConfig, String> {
     }
     cfg.gobgp = args.gobgp_api;
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod gather_tests {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+
+    use super::*;
+
+    /// A stand-in for the sessions: a task that queues `per_turn` events of
+    /// `routes` routes each time it runs, `turns` times.
+    fn sessions(turns: usize, per_turn: usize, routes: usize) -> Rc<RefCell<Vec<usize>>> {
+        let queue = Rc::new(RefCell::new(Vec::new()));
+        let q = queue.clone();
+        tokio::task::spawn_local(async move {
+            for _ in 0..turns {
+                q.borrow_mut().extend(std::iter::repeat_n(routes, per_turn));
+                tokio::task::yield_now().await;
+            }
+        });
+        queue
+    }
+
+    /// A round as the daemon loop takes one: events until the room is used.
+    fn take(queue: &RefCell<Vec<usize>>, room: usize, rounds: &Cell<usize>) -> Take {
+        rounds.set(rounds.get() + 1);
+        let mut q = queue.borrow_mut();
+        let mut t = Take::default();
+        while t.routes < room {
+            let Some(r) = q.pop() else { break };
+            t.events += 1;
+            t.routes += r;
+        }
+        t
+    }
+
+    async fn local<F: std::future::Future>(f: F) -> F::Output {
+        tokio::task::LocalSet::new().run_until(f).await
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_gathered_while_the_sessions_keep_queueing() {
+        local(async {
+            // Nothing is queued when the first round runs: the sessions
+            // queue their UPDATEs only once the loop yields.
+            let queue = sessions(5, 10, 1);
+            let rounds = Cell::new(0);
+            let routes = gather(1, |room| Ok(take(&queue, room, &rounds)))
+                .await
+                .unwrap();
+            assert_eq!(routes, 1 + 5 * 10, "every event of the burst, one pump");
+            assert!(rounds.get() > 5, "took {} rounds", rounds.get());
+            assert!(queue.borrow().is_empty());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn gathering_stops_at_the_route_limit() {
+        local(async {
+            let queue = sessions(1_000, 4, 1_000);
+            let rounds = Cell::new(0);
+            let routes = gather(0, |room| Ok(take(&queue, room, &rounds)))
+                .await
+                .unwrap();
+            assert!(routes >= PUMP_ROUTES, "{routes}");
+            assert!(
+                routes < PUMP_ROUTES + 1_000,
+                "{routes}: one event past the room at most"
+            );
+            assert!(rounds.get() < PUMP_ROUNDS);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_quiet_queue_ends_gathering_after_one_empty_round() {
+        local(async {
+            let queue = sessions(0, 0, 0);
+            let rounds = Cell::new(0);
+            let routes = gather(3, |room| Ok(take(&queue, room, &rounds)))
+                .await
+                .unwrap();
+            assert_eq!(routes, 3);
+            // The first round may find nothing yet; the second ends it.
+            assert_eq!(rounds.get(), 2);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_lock_ends_gathering_with_its_error() {
+        let r = gather(1, |_| Err("the daemon core failed".to_owned())).await;
+        assert_eq!(r.unwrap_err(), "the daemon core failed");
+    }
 }
