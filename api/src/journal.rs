@@ -50,10 +50,10 @@ impl<T: Clone> Feed<T> {
     /// Sends what `event` builds, if anybody listens (it is not built
     /// otherwise).
     pub fn send_with(&self, event: impl FnOnce() -> T) {
-        if let Some(tx) = self.tx.get() {
-            if tx.receiver_count() > 0 {
-                let _ = tx.send(event());
-            }
+        if let Some(tx) = self.tx.get()
+            && tx.receiver_count() > 0
+        {
+            let _ = tx.send(event());
         }
     }
 

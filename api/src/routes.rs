@@ -123,14 +123,14 @@ impl pb::routes_server::Routes for RoutesService {
             None
         } else {
             let p = parse_prefix("prefix", &req.prefix)?;
-            if let Some(f) = family {
-                if f != Family::of_prefix(&p) {
-                    return Err(Status::invalid_argument(format!(
-                        "prefix {p} is {} but family asks for {}: drop one of the two filters",
-                        Family::of_prefix(&p).name(),
-                        f.name()
-                    )));
-                }
+            if let Some(f) = family
+                && f != Family::of_prefix(&p)
+            {
+                return Err(Status::invalid_argument(format!(
+                    "prefix {p} is {} but family asks for {}: drop one of the two filters",
+                    Family::of_prefix(&p).name(),
+                    f.name()
+                )));
             }
             let m = match pb::PrefixMatch::try_from(req.r#match) {
                 Ok(pb::PrefixMatch::Exact) => PrefixMatch::Exact,

@@ -188,9 +188,9 @@ fn check_roundtrip(data: &[u8]) {
     assert_eq!(b1, b2, "encoding is not stable");
     // An UPDATE with issues decodes to a different value (they are noted
     // on decode, not carried in the bytes), so only a clean one compares.
-    if let Message::Update(u) = &m2 {
-        if u.issues.is_empty() {
-            assert_eq!(&m2, &decode_message(&b2, &ctx).expect("decodes"));
-        }
+    if let Message::Update(u) = &m2
+        && u.issues.is_empty()
+    {
+        assert_eq!(&m2, &decode_message(&b2, &ctx).expect("decodes"));
     }
 }

@@ -501,13 +501,13 @@ impl FibTask {
             self.next_retry = now + self.cfg.retry_interval;
             self.unpark("retry timer");
         }
-        if let (Some(due), Some(every)) = (self.next_verify, self.cfg.verify_interval) {
-            if due <= now {
-                // A safety net for a view that drifted without an overrun
-                // (see the module docs on ambiguous notifications).
-                self.next_verify = Some(now + every);
-                self.need_resync = true;
-            }
+        if let (Some(due), Some(every)) = (self.next_verify, self.cfg.verify_interval)
+            && due <= now
+        {
+            // A safety net for a view that drifted without an overrun
+            // (see the module docs on ambiguous notifications).
+            self.next_verify = Some(now + every);
+            self.need_resync = true;
         }
     }
 
@@ -701,11 +701,11 @@ impl FibTask {
             return None;
         }
         let t = self.target;
-        if self.converged {
-            if let Some(&m) = self.stale_metric.get(&p).and_then(|v| v.first()) {
-                wire::push_request(buf, seq, OpKind::Delete, &t, &p, Body::Delete(m));
-                return Some((OpKind::Delete, m, None));
-            }
+        if self.converged
+            && let Some(&m) = self.stale_metric.get(&p).and_then(|v| v.first())
+        {
+            wire::push_request(buf, seq, OpKind::Delete, &t, &p, Body::Delete(m));
+            return Some((OpKind::Delete, m, None));
         }
         let metric = self.metric_for(&p);
         let foreign = self
@@ -818,11 +818,12 @@ impl FibTask {
                 }
             }
         }
-        if let Some(f) = first {
-            if result.is_ok() && !buf.is_empty() {
-                let last = self.inflight.next_seq().wrapping_sub(1);
-                result = self.flush(&mut buf, f, last, last_at);
-            }
+        if let Some(f) = first
+            && result.is_ok()
+            && !buf.is_empty()
+        {
+            let last = self.inflight.next_seq().wrapping_sub(1);
+            result = self.flush(&mut buf, f, last, last_at);
         }
         buf.clear();
         self.send_buf = buf;
@@ -933,26 +934,26 @@ impl FibTask {
     }
 
     fn on_ack(&mut self, seq: u32, errno: i32) {
-        if errno != 0 || self.batches.front().is_none_or(|b| b.1 != seq) {
-            if let Some(p) = self.inflight.remove(seq) {
-                self.complete(p, errno);
-            }
+        if (errno != 0 || self.batches.front().is_none_or(|b| b.1 != seq))
+            && let Some(p) = self.inflight.remove(seq)
+        {
+            self.complete(p, errno);
         }
         // The batch's ack (or the failure of its last request) closes it:
         // requests of the batch with no failure seen succeeded.
-        if let Some(&(first, last)) = self.batches.front() {
-            if seq == last {
-                self.batches.pop_front();
-                let mut s = first;
-                loop {
-                    if let Some(p) = self.inflight.remove(s) {
-                        self.complete(p, 0);
-                    }
-                    if s == last {
-                        break;
-                    }
-                    s = s.wrapping_add(1);
+        if let Some(&(first, last)) = self.batches.front()
+            && seq == last
+        {
+            self.batches.pop_front();
+            let mut s = first;
+            loop {
+                if let Some(p) = self.inflight.remove(s) {
+                    self.complete(p, 0);
                 }
+                if s == last {
+                    break;
+                }
+                s = s.wrapping_add(1);
             }
         }
     }
@@ -1050,7 +1051,7 @@ impl FibTask {
         let err = io::Error::from_raw_os_error(errno);
         if *n <= 5 {
             warn!(%prefix, errno, error = %err, "{what}");
-        } else if *n % 10_000 == 0 {
+        } else if (*n).is_multiple_of(10_000) {
             warn!(errno, error = %err, prefixes = *n, "{what} (repeated for many prefixes; see stats)");
         }
     }
@@ -1140,10 +1141,10 @@ impl FibTask {
             Some(n) => n,
             None => return,
         };
-        if let Some((old_name, _)) = &old {
-            if *old_name != name {
-                self.names.remove(old_name);
-            }
+        if let Some((old_name, _)) = &old
+            && *old_name != name
+        {
+            self.names.remove(old_name);
         }
         let changed = old.as_ref().is_none_or(|o| o.1 != up || o.0 != name);
         self.names.insert(name.clone(), index);
@@ -1254,11 +1255,11 @@ impl FibTask {
         let dev = |oif: u32| self.links.get(&oif).map(|l| l.name.as_str());
         let p = r.prefix;
         if added && learn::accepts(filter, r, dev) {
-            if let Some(route) = learn::to_fib_route(r, dev) {
-                if self.learned.get(&p) != Some(&route) {
-                    self.learned.insert(p, route.clone());
-                    let _ = self.events_tx.send(KernelEvent::Learned(route));
-                }
+            if let Some(route) = learn::to_fib_route(r, dev)
+                && self.learned.get(&p) != Some(&route)
+            {
+                self.learned.insert(p, route.clone());
+                let _ = self.events_tx.send(KernelEvent::Learned(route));
             }
         } else if !added && learn::accepts(filter, r, dev) && self.learned.remove(&p).is_some() {
             let _ = self.events_tx.send(KernelEvent::Unlearned(p));
@@ -1494,12 +1495,12 @@ enum DumpKind {
 pub(crate) fn validate(route: &FibRoute) -> Result<FibRoute, FibError> {
     let bad = |why: String| Err(FibError::InvalidRoute(route.prefix, why));
     let v6 = matches!(route.prefix, IpNet::V6(_));
-    if let Some(src) = route.pref_src {
-        if src.is_ipv6() != v6 {
-            return bad(format!(
-                "preferred source {src} is not of the prefix's family"
-            ));
-        }
+    if let Some(src) = route.pref_src
+        && src.is_ipv6() != v6
+    {
+        return bad(format!(
+            "preferred source {src} is not of the prefix's family"
+        ));
     }
     if let RouteKind::Unicast(hops) = &route.kind {
         if hops.is_empty() {
@@ -1539,10 +1540,10 @@ pub(crate) fn validate(route: &FibRoute) -> Result<FibRoute, FibError> {
     r.prefix = route.prefix.trunc();
     if let RouteKind::Unicast(hops) = &mut r.kind {
         hops.sort();
-        if hops.len() == 1 {
-            if let Some(h) = hops.first_mut() {
-                h.weight = 1;
-            }
+        if hops.len() == 1
+            && let Some(h) = hops.first_mut()
+        {
+            h.weight = 1;
         }
     }
     Ok(r)

@@ -518,10 +518,11 @@ impl CalicoBird1Conf {
             if let Some(t) = p.restart_time {
                 let _ = writeln!(o, "  graceful restart time {t};");
             }
-            if let Some(cid) = self.cluster_id {
-                if p.as_num == self.as_num && p.rr_cluster_id != Some(cid) {
-                    let _ = writeln!(o, "  rr client;\n  rr cluster id {cid};");
-                }
+            if let Some(cid) = self.cluster_id
+                && p.as_num == self.as_num
+                && p.rr_cluster_id != Some(cid)
+            {
+                let _ = writeln!(o, "  rr client;\n  rr cluster id {cid};");
             }
             if let Some(pw) = &p.password {
                 let _ = writeln!(o, "  password \"{pw}\";");

@@ -890,15 +890,15 @@ impl Drop for Lab {
         // TERM everything at once so teardown takes one grace period, not one per daemon.
         let mut pending: Vec<(Child, Vec<u32>)> = Vec::new();
         for d in &mut self.daemons {
-            if let Some(mut child) = d.child.take() {
-                if matches!(child.try_wait(), Ok(None)) {
-                    let mut tree = procfs::descendants(d.pid);
-                    tree.push(d.pid);
-                    for &p in &tree {
-                        send(p, Signal::SIGTERM);
-                    }
-                    pending.push((child, tree));
+            if let Some(mut child) = d.child.take()
+                && matches!(child.try_wait(), Ok(None))
+            {
+                let mut tree = procfs::descendants(d.pid);
+                tree.push(d.pid);
+                for &p in &tree {
+                    send(p, Signal::SIGTERM);
                 }
+                pending.push((child, tree));
             }
         }
         let deadline = Instant::now() + STOP_GRACE;

@@ -118,10 +118,10 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     let mut pairs = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            if let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
-                if let Some(pp) = ppid(p) {
-                    pairs.push((p, pp));
-                }
+            if let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+                && let Some(pp) = ppid(p)
+            {
+                pairs.push((p, pp));
             }
         }
     }

@@ -345,10 +345,10 @@ fn malformed_rows_against_tabbyd() -> Result<()> {
                 s.keepalive()?;
                 let until = Instant::now() + Duration::from_secs(1);
                 while Instant::now() < until {
-                    if let Some(m) = s.recv(Duration::from_millis(200))? {
-                        if m.kind == NOTIFICATION {
-                            bail!("session reset: NOTIFICATION {:?}", m.notification());
-                        }
+                    if let Some(m) = s.recv(Duration::from_millis(200))?
+                        && m.kind == NOTIFICATION
+                    {
+                        bail!("session reset: NOTIFICATION {:?}", m.notification());
                     }
                 }
                 ensure!(has_route(&t, canary, me)?, "canary lost");

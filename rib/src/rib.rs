@@ -757,10 +757,10 @@ impl Rib {
         // Every caller changes the paths of one source: keep its per-family
         // count (max-prefix, RFC 4486 Cease/1) without scanning.
         let delta = dest.paths.len() as isize - before as isize;
-        if delta != 0 {
-            if let Some(Some(p)) = peers.get_mut(source as usize) {
-                p.counts[fi] = p.counts[fi].saturating_add_signed(delta);
-            }
+        if delta != 0
+            && let Some(Some(p)) = peers.get_mut(source as usize)
+        {
+            p.counts[fi] = p.counts[fi].saturating_add_signed(delta);
         }
         if changed {
             dest.decide(keys, cfg.always_compare_med, cfg.max_paths, |p| {
@@ -975,10 +975,8 @@ impl Rib {
         for n in nlri {
             let prefix = n.prefix.trunc();
             let id = n.path_id.unwrap_or(0);
-            if soft {
-                if let Some(p) = self.peer_mut(slot) {
-                    p.adj_in_pre.insert((prefix, id), base.clone());
-                }
+            if soft && let Some(p) = self.peer_mut(slot) {
+                p.adj_in_pre.insert((prefix, id), base.clone());
             }
             let attrs = match self.run_import(&import, rfc8212_block, peer_kind, &prefix, &base) {
                 Some(a) => a,
@@ -1369,13 +1367,13 @@ impl Rib {
                 },
                 _ => None,
             };
-            if let (Some(m), Some(k)) = (memo.as_deref(), mkey) {
-                if let Some(hit) = m.0.get(&k) {
-                    if let Some(a) = hit {
-                        out.push((p.source, p.path_id, a.clone()));
-                    }
-                    continue;
+            if let (Some(m), Some(k)) = (memo.as_deref(), mkey)
+                && let Some(hit) = m.0.get(&k)
+            {
+                if let Some(a) = hit {
+                    out.push((p.source, p.path_id, a.clone()));
                 }
+                continue;
             }
             let result = match export_route(key, &input) {
                 Ok((ra, _)) => Some(interner.intern(ra)),

@@ -352,14 +352,12 @@ impl UpdateGroup {
                 (o, Some(n)) => {
                     let except = self.member(n.source);
                     batch.announce(&n.attrs, except, Nlri::new(prefix));
-                    if let (Some(o), Some(m)) = (o, except) {
-                        if o.source != m {
-                            batch.corrections.push((
-                                m,
-                                Family::of(&prefix),
-                                vec![Nlri::new(prefix)],
-                            ));
-                        }
+                    if let (Some(o), Some(m)) = (o, except)
+                        && o.source != m
+                    {
+                        batch
+                            .corrections
+                            .push((m, Family::of(&prefix), vec![Nlri::new(prefix)]));
                     }
                 }
                 (Some(o), None) => batch.withdraw(self.member(o.source), Nlri::new(prefix)),

@@ -20,13 +20,20 @@ pub struct Args {
     pub node_name: Option<String>,
 
     /// Where the cluster's resources live: `file:PATH` (multi-document YAML,
-    /// watched for changes) or `etcd:URL[,URL...]` (Calico's etcdv3 layout).
+    /// watched for changes), `etcd:URL[,URL...]` (Calico's etcdv3 layout),
+    /// `kubernetes` (Calico's Kubernetes datastore, from inside a pod) or
+    /// `kubernetes:/path/to/kubeconfig`.
     #[arg(
         long,
         env = "TABBY_DATASTORE",
         default_value = "file:/etc/tabby/cluster.yaml"
     )]
     pub datastore: String,
+
+    /// Namespace of the Secrets that BGP passwords reference (Kubernetes
+    /// datastore). Default: this pod's namespace, else kube-system.
+    #[arg(long, env = "TABBY_SECRET_NAMESPACE")]
+    pub secret_namespace: Option<String>,
 
     /// The management API listener: `unix:PATH` (mode 0660) or `tcp:ADDR`
     /// (then set --api-tls-cert and --api-tls-key).

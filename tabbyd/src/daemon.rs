@@ -125,6 +125,8 @@ pub struct Daemon {
     in_fib: BTreeSet<IpNet>,
     datastore: am::DatastoreSync,
     datastore_detail: String,
+    /// What the datastore skipped or cannot read; each is a readiness reason.
+    datastore_problems: Vec<String>,
     log: Option<LogControl>,
     metrics: Arc<Metrics>,
 }
@@ -315,6 +317,7 @@ impl Daemon {
             in_fib: BTreeSet::new(),
             datastore: am::DatastoreSync::Syncing,
             datastore_detail: "waiting for the first read".into(),
+            datastore_problems: Vec::new(),
             log,
             metrics,
         }
@@ -376,7 +379,17 @@ impl Daemon {
             })
             .inc();
         self.datastore = am::DatastoreSync::InSync;
-        self.datastore_detail = format!("{} resources", res.len());
+        self.datastore_problems = res.problems.clone();
+        self.datastore_detail = match res.problems.as_slice() {
+            [] => format!("{} resources", res.len()),
+            [one] => format!("{} resources; 1 problem: {one}", res.len()),
+            [first, rest @ ..] => format!(
+                "{} resources; {} problems: {first} (and {} more, see tabbyctl health)",
+                res.len(),
+                res.problems.len(),
+                rest.len()
+            ),
+        };
         match self.state.take() {
             None => self.first_state(new, now),
             Some(old) => self.apply_diff(old, new, now),
@@ -1779,7 +1792,13 @@ impl Daemon {
     pub fn health(&self) -> am::Health {
         let mut reasons = Vec::new();
         if self.state.is_none() {
-            reasons.push("no configuration loaded from the datastore".to_owned());
+            reasons.push(format!(
+                "no configuration loaded from the datastore ({})",
+                self.datastore_detail
+            ));
+        }
+        for p in &self.datastore_problems {
+            reasons.push(format!("datastore: {p}"));
         }
         for (a, s) in &self.peers {
             if s.status.enabled && s.status.state != am::SessionState::Established {

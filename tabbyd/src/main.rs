@@ -182,8 +182,16 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
                 d.refresh_prefix_gauges();
             }
         });
+        let d = daemon.clone();
+        let health: metrics::HealthCheck = Arc::new(move || match d.lock() {
+            Ok(d) => {
+                let h = d.health();
+                (h.live, h.ready, h.reasons)
+            }
+            Err(_) => (false, false, vec!["the daemon core panicked".into()]),
+        });
         tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, registry, refresh).await {
+            if let Err(e) = metrics::serve(addr, registry, refresh, health).await {
                 error!(error = %e, "metrics endpoint stopped");
             }
         });
@@ -191,8 +199,9 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
 
     // Datastore.
     let (ds_tx, mut ds_rx) = mpsc::channel(4);
+    let secret_namespace = args.secret_namespace.clone();
     tokio::spawn(async move {
-        let mut source = Source::open(&datastore);
+        let mut source = Source::open(&datastore, secret_namespace);
         loop {
             let r = source.next().await;
             if ds_tx.send(r).await.is_err() {

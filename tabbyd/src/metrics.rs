@@ -1,4 +1,6 @@
-//! Prometheus metrics, served at `/metrics` when `--metrics ADDR` is given.
+//! Prometheus metrics at `/metrics`, and health at `/livez` and `/readyz` (200 or 503,
+//! one reason per line: what a Kubernetes probe or an operator's `curl` reads), served
+//! when `--metrics ADDR` is given.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,11 +105,15 @@ impl Metrics {
 /// Brings computed gauges up to date just before a scrape.
 pub type Refresh = Arc<dyn Fn() + Send + Sync>;
 
-/// Serves `/metrics` until the task is dropped.
+/// The daemon's health now: (live, ready, reasons).
+pub type HealthCheck = Arc<dyn Fn() -> (bool, bool, Vec<String>) + Send + Sync>;
+
+/// Serves `/metrics`, `/livez` and `/readyz` until the task is dropped.
 pub async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
     refresh: Refresh,
+    health: HealthCheck,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         std::io::Error::new(
@@ -120,12 +126,20 @@ pub async fn serve(
         let (stream, _) = listener.accept().await?;
         let registry = registry.clone();
         let refresh = refresh.clone();
+        let health = health.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let registry = registry.clone();
                 let refresh = refresh.clone();
+                let health = health.clone();
                 async move {
-                    if req.uri().path() == "/metrics" {
+                    let path = req.uri().path();
+                    if path == "/livez" || path == "/readyz" {
+                        let (live, ready, reasons) = health();
+                        let ok = if path == "/livez" { live } else { ready };
+                        return Ok::<_, std::convert::Infallible>(health_response(ok, &reasons));
+                    }
+                    if path == "/metrics" {
                         refresh();
                     }
                     Ok::<_, std::convert::Infallible>(respond(&req, &registry))
@@ -142,11 +156,31 @@ pub async fn serve(
     }
 }
 
+/// `ok` and nothing else, or 503 with one reason per line.
+fn health_response(ok: bool, reasons: &[String]) -> Response<Full<Bytes>> {
+    let mut body = if ok { "ok\n" } else { "not ready\n" }.to_string();
+    for r in reasons {
+        body.push_str(r);
+        body.push('\n');
+    }
+    Response::builder()
+        .status(if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        })
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
 fn respond(req: &Request<hyper::body::Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
     if req.uri().path() != "/metrics" {
         return Response::builder()
             .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::from_static(b"try /metrics\n")))
+            .body(Full::new(Bytes::from_static(
+                b"try /metrics, /livez or /readyz\n",
+            )))
             .unwrap_or_default();
     }
     let mut text = String::new();

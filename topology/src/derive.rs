@@ -476,13 +476,13 @@ fn build_peer(
             )),
         }
     }
-    if let Some(gw) = spec.reachable_by {
-        if gw.is_ipv6() == v6 {
-            state.static_routes.push(StaticRoute {
-                prefix: IpNet::from(c.ip),
-                via: gw,
-            });
-        }
+    if let Some(gw) = spec.reachable_by
+        && gw.is_ipv6() == v6
+    {
+        state.static_routes.push(StaticRoute {
+            prefix: IpNet::from(c.ip),
+            via: gw,
+        });
     }
     Peer {
         key,

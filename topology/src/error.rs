@@ -43,8 +43,13 @@ pub enum TopologyError {
     /// The etcd datastore failed.
     #[error("etcd {endpoints}: {reason}")]
     Etcd { endpoints: String, reason: String },
+    /// The Kubernetes datastore failed.
+    #[error("Kubernetes API ({target}): {reason}")]
+    Kube { target: String, reason: String },
     /// `--datastore` has a form Tabby does not know.
-    #[error("datastore '{0}': expected file:PATH or etcd:URL[,URL...]")]
+    #[error(
+        "datastore '{0}': expected file:PATH, etcd:URL[,URL...], kubernetes or kubernetes:/path/to/kubeconfig"
+    )]
     BadDatastore(String),
 }
 

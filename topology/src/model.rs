@@ -53,16 +53,16 @@ pub fn parse_object(
     } else {
         CALICO_API_VERSION
     };
-    if let Some(api) = api_version {
-        if api != expected_api {
-            tracing::debug!(
-                origin,
-                kind = kind.as_str(),
-                api_version = api,
-                "ignoring an apiVersion Tabby does not use"
-            );
-            return Ok(None);
-        }
+    if let Some(api) = api_version
+        && api != expected_api
+    {
+        tracing::debug!(
+            origin,
+            kind = kind.as_str(),
+            api_version = api,
+            "ignoring an apiVersion Tabby does not use"
+        );
+        return Ok(None);
     }
     let mut meta = Fields::new(kind, "?", "metadata", map.get("metadata"))?;
     let name = meta.nonempty("name")?.ok_or_else(|| TopologyError::Parse {
@@ -434,13 +434,13 @@ fn parse_bgp_peer(name: &str, spec: Option<&Value>) -> Result<BgpPeer, TopologyE
     if peer_ip.is_some() && as_number.is_none() {
         return Err(err("asNumber", "required with peerIP"));
     }
-    if let (Some(gw), Some((ip, _))) = (reachable_by, peer_ip) {
-        if gw.is_ipv4() != ip.is_ipv4() {
-            return Err(err(
-                "reachableBy",
-                "must be of the same address family as peerIP",
-            ));
-        }
+    if let (Some(gw), Some((ip, _))) = (reachable_by, peer_ip)
+        && gw.is_ipv4() != ip.is_ipv4()
+    {
+        return Err(err(
+            "reachableBy",
+            "must be of the same address family as peerIP",
+        ));
     }
     for (i, fname) in filters.iter().enumerate() {
         if fname.trim().is_empty() {

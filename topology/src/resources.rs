@@ -21,6 +21,10 @@ pub struct Resources {
     pub bgp_filters: BTreeMap<String, Arc<BgpFilter>>,
     pub block_affinities: BTreeMap<String, Arc<BlockAffinity>>,
     pub secrets: BTreeMap<(String, String), Arc<Secret>>,
+    /// What the source skipped or cannot read (a bad object, a forbidden or unreachable
+    /// collection), one line each for the operator. Empty for a clean read. The resources
+    /// above are still the best view: the last good value of each skipped object.
+    pub problems: Vec<String>,
 }
 
 impl Resources {
@@ -77,6 +81,23 @@ impl Resources {
             Resource::Secret(v) => self
                 .secrets
                 .contains_key(&(v.namespace.clone(), v.name.clone())),
+        }
+    }
+
+    /// `(namespace, name)` of every resource of one kind (the namespace is empty but for
+    /// Secrets).
+    pub(crate) fn names(&self, kind: Kind) -> Vec<(String, String)> {
+        fn keys<T>(m: &BTreeMap<String, Arc<T>>) -> Vec<(String, String)> {
+            m.keys().map(|k| (String::new(), k.clone())).collect()
+        }
+        match kind {
+            Kind::Node => keys(&self.nodes),
+            Kind::BgpConfiguration => keys(&self.bgp_configurations),
+            Kind::BgpPeer => keys(&self.bgp_peers),
+            Kind::IpPool => keys(&self.ip_pools),
+            Kind::BgpFilter => keys(&self.bgp_filters),
+            Kind::BlockAffinity => keys(&self.block_affinities),
+            Kind::Secret => self.secrets.keys().cloned().collect(),
         }
     }
 

@@ -81,10 +81,10 @@ impl Etcd {
 
     async fn client(&self) -> Client {
         for _ in 0..100 {
-            if let Ok(mut c) = Client::connect([self.url()], None).await {
-                if c.status().await.is_ok() {
-                    return c;
-                }
+            if let Ok(mut c) = Client::connect([self.url()], None).await
+                && c.status().await.is_ok()
+            {
+                return c;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

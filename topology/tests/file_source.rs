@@ -62,7 +62,7 @@ async fn missing_file_is_an_error_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("later.yaml");
     let spec: DatastoreSpec = format!("file:{}", path.display()).parse().unwrap();
-    let mut src = Source::open(&spec);
+    let mut src = Source::open(&spec, None);
     let e = tokio::time::timeout(Duration::from_secs(5), src.next())
         .await
         .unwrap()

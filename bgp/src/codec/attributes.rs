@@ -430,7 +430,7 @@ fn be32(v: &[u8]) -> Option<u32> {
 
 /// A non-empty value made of whole `N`-octet items.
 fn chunks<const N: usize>(v: &[u8]) -> Option<impl Iterator<Item = [u8; N]> + '_> {
-    if v.is_empty() || v.len() % N != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(N) {
         return None;
     }
     Some(

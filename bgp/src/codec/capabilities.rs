@@ -50,7 +50,7 @@ fn entries<'a, T>(
     size: usize,
     mut f: impl FnMut(&'a [u8]) -> PResult<'a, T>,
 ) -> Option<Vec<T>> {
-    if v.len() % size != 0 {
+    if !v.len().is_multiple_of(size) {
         return None;
     }
     let mut out = Vec::with_capacity(v.len() / size);

@@ -162,13 +162,14 @@ impl SessionConfig {
         {
             return Err(format!("{name} time {d:?} is longer than a day"));
         }
-        if let Some(k) = self.keepalive {
-            if self.hold_time != 0 && k > self.hold_time / 3 {
-                return Err(format!(
-                    "keepalive {k} s is more than a third of the hold time {} s",
-                    self.hold_time
-                ));
-            }
+        if let Some(k) = self.keepalive
+            && self.hold_time != 0
+            && k > self.hold_time / 3
+        {
+            return Err(format!(
+                "keepalive {k} s is more than a third of the hold time {} s",
+                self.hold_time
+            ));
         }
         Ok(())
     }

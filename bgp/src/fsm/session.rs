@@ -267,10 +267,10 @@ impl Session {
         let id = self.established().ok_or(SendError::NotEstablished)?.id;
         self.push_send(now, id, bytes, false);
         // RFC 4271 §10: an UPDATE restarts the KeepaliveTimer.
-        if let Some(c) = self.conn_mut(id) {
-            if !c.keepalive.is_zero() {
-                c.keepalive_at = Some(now + c.keepalive);
-            }
+        if let Some(c) = self.conn_mut(id)
+            && !c.keepalive.is_zero()
+        {
+            c.keepalive_at = Some(now + c.keepalive);
         }
         Ok(())
     }
@@ -840,15 +840,15 @@ impl Session {
         if let (DownReason::NotificationSent(x), Some(n)) = (&mut reason, &notify) {
             x.clone_from(n);
         }
-        if let Some(n) = notify {
-            if let Some(bytes) = encode(&Message::Notification(n), &c.ctx) {
-                self.count_sent(&bytes);
-                self.actions.push_back(Action::Send {
-                    conn: id,
-                    data: bytes,
-                    urgent: true,
-                });
-            }
+        if let Some(n) = notify
+            && let Some(bytes) = encode(&Message::Notification(n), &c.ctx)
+        {
+            self.count_sent(&bytes);
+            self.actions.push_back(Action::Send {
+                conn: id,
+                data: bytes,
+                urgent: true,
+            });
         }
         self.actions.push_back(Action::Close(id));
         let was_established = c.phase == Phase::Established;

@@ -16,7 +16,10 @@ pub fn hex(s: &str) -> Vec<u8> {
             _ => b - b'A' + 10,
         })
         .collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits in {s:?}");
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in {s:?}"
+    );
     digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()
 }
 

@@ -228,29 +228,24 @@ impl DelMonitor {
                             }
                             if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(
                                 &buf[off..off + len],
-                            ) {
-                                if let NetlinkPayload::InnerMessage(
-                                    RouteNetlinkMessage::DelRoute(r),
-                                ) = m.payload
-                                {
-                                    if u8::from(r.header.protocol) == proto {
-                                        let dst = r.attributes.iter().find_map(|a| match a {
-                                            RouteAttribute::Destination(RouteAddress::Inet(a)) => {
-                                                Some(IpAddr::V4(*a))
-                                            }
-                                            RouteAttribute::Destination(RouteAddress::Inet6(a)) => {
-                                                Some(IpAddr::V6(*a))
-                                            }
-                                            _ => None,
-                                        });
-                                        if let Some(d) = dst {
-                                            if let Ok(n) =
-                                                IpNet::new(d, r.header.destination_prefix_length)
-                                            {
-                                                deleted.push(n);
-                                            }
-                                        }
+                            ) && let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(
+                                r,
+                            )) = m.payload
+                                && u8::from(r.header.protocol) == proto
+                            {
+                                let dst = r.attributes.iter().find_map(|a| match a {
+                                    RouteAttribute::Destination(RouteAddress::Inet(a)) => {
+                                        Some(IpAddr::V4(*a))
                                     }
+                                    RouteAttribute::Destination(RouteAddress::Inet6(a)) => {
+                                        Some(IpAddr::V6(*a))
+                                    }
+                                    _ => None,
+                                });
+                                if let Some(d) = dst
+                                    && let Ok(n) = IpNet::new(d, r.header.destination_prefix_length)
+                                {
+                                    deleted.push(n);
                                 }
                             }
                             off += (len + 3) & !3;

@@ -217,19 +217,19 @@ impl Book {
         }
     }
     fn announce(&mut self, p: &IpNet) {
-        if let Some(h) = key(p).and_then(|k| self.want.get_mut(&k)) {
-            if !*h {
-                *h = true;
-                self.held += 1;
-            }
+        if let Some(h) = key(p).and_then(|k| self.want.get_mut(&k))
+            && !*h
+        {
+            *h = true;
+            self.held += 1;
         }
     }
     fn withdraw(&mut self, p: &IpNet) {
-        if let Some(h) = key(p).and_then(|k| self.want.get_mut(&k)) {
-            if *h {
-                *h = false;
-                self.held -= 1;
-            }
+        if let Some(h) = key(p).and_then(|k| self.want.get_mut(&k))
+            && *h
+        {
+            *h = false;
+            self.held -= 1;
         }
     }
     fn apply(&mut self, u: &Update) {

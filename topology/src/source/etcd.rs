@@ -296,11 +296,11 @@ impl EtcdSource {
         for (key, value) in &kvs {
             if !self.apply_put(key, value) && !self.keys.contains_key(key) {
                 // Bad value: keep what this key held before the re-list, if anything.
-                if let Some(id) = old_keys.get(key) {
-                    if let Some(r) = lookup(&old, id) {
-                        self.resources.upsert(r);
-                        self.keys.insert(key.clone(), id.clone());
-                    }
+                if let Some(id) = old_keys.get(key)
+                    && let Some(r) = lookup(&old, id)
+                {
+                    self.resources.upsert(r);
+                    self.keys.insert(key.clone(), id.clone());
                 }
             }
         }
@@ -351,12 +351,12 @@ impl EtcdSource {
         };
         let mut changed = false;
         // A renamed object under the same key replaces the old one.
-        if let Some(prev) = self.keys.get(key) {
-            if *prev != real {
-                changed |= self
-                    .resources
-                    .delete(prev.kind, prev.namespace.as_deref(), &prev.name);
-            }
+        if let Some(prev) = self.keys.get(key)
+            && *prev != real
+        {
+            changed |= self
+                .resources
+                .delete(prev.kind, prev.namespace.as_deref(), &prev.name);
         }
         self.keys.insert(key.to_string(), real);
         changed | self.resources.upsert(resource)

@@ -1,4 +1,5 @@
-//! Where resources come from: a YAML file or Calico's etcd datastore. Each source yields a
+//! Where resources come from: a YAML file, Calico's etcd datastore or its Kubernetes
+//! datastore (the API server). Each source yields a
 //! full [`Resources`] snapshot whenever it changes; a bad update yields an error and the
 //! source keeps watching, so the caller keeps running on the last good snapshot.
 
@@ -11,15 +12,19 @@ use crate::resources::Resources;
 
 pub mod etcd;
 pub mod file;
+pub mod kube;
 
 pub use etcd::EtcdSource;
 pub use file::FileSource;
+pub use kube::{KubeSource, KubeTarget};
 
-/// The `--datastore` flag: `file:PATH` or `etcd:URL[,URL…]`.
+/// The `--datastore` flag: `file:PATH`, `etcd:URL[,URL…]`, `kubernetes` (in a pod) or
+/// `kubernetes:/path/to/kubeconfig`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatastoreSpec {
     File(PathBuf),
     Etcd(Vec<String>),
+    Kubernetes(KubeTarget),
 }
 
 impl FromStr for DatastoreSpec {
@@ -44,23 +49,40 @@ impl FromStr for DatastoreSpec {
             }
             return Ok(DatastoreSpec::Etcd(urls));
         }
+        if s == "kubernetes" {
+            return Ok(DatastoreSpec::Kubernetes(KubeTarget::Infer));
+        }
+        if let Some(path) = s.strip_prefix("kubernetes:") {
+            if path.is_empty() {
+                return Err(TopologyError::BadDatastore(s.to_string()));
+            }
+            return Ok(DatastoreSpec::Kubernetes(KubeTarget::Kubeconfig(
+                PathBuf::from(path),
+            )));
+        }
         Err(TopologyError::BadDatastore(s.to_string()))
     }
 }
 
-/// Either source behind one interface.
+/// Any source behind one interface.
 #[derive(Debug)]
 pub enum Source {
     File(FileSource),
     Etcd(Box<EtcdSource>),
+    Kube(Box<KubeSource>),
 }
 
 impl Source {
     /// Opens the source; nothing is read until the first [`Source::next`].
-    pub fn open(spec: &DatastoreSpec) -> Source {
+    /// `secret_namespace` is where the Kubernetes source reads BGP password Secrets (`None`:
+    /// the pod's own namespace, else `kube-system`); the other sources ignore it.
+    pub fn open(spec: &DatastoreSpec, secret_namespace: Option<String>) -> Source {
         match spec {
             DatastoreSpec::File(p) => Source::File(FileSource::new(p.clone())),
             DatastoreSpec::Etcd(urls) => Source::Etcd(Box::new(EtcdSource::new(urls.clone()))),
+            DatastoreSpec::Kubernetes(t) => {
+                Source::Kube(Box::new(KubeSource::new(t.clone(), secret_namespace)))
+            }
         }
     }
 
@@ -71,6 +93,7 @@ impl Source {
         match self {
             Source::File(s) => s.next().await,
             Source::Etcd(s) => s.next().await,
+            Source::Kube(s) => s.next().await,
         }
     }
 }
@@ -98,6 +121,17 @@ mod tests {
         );
         assert!("file:".parse::<DatastoreSpec>().is_err());
         assert!("etcd:".parse::<DatastoreSpec>().is_err());
-        assert!("kubernetes".parse::<DatastoreSpec>().is_err());
+        assert_eq!(
+            "kubernetes".parse::<DatastoreSpec>().unwrap(),
+            DatastoreSpec::Kubernetes(KubeTarget::Infer)
+        );
+        assert_eq!(
+            "kubernetes:/etc/tabby/kubeconfig"
+                .parse::<DatastoreSpec>()
+                .unwrap(),
+            DatastoreSpec::Kubernetes(KubeTarget::Kubeconfig("/etc/tabby/kubeconfig".into()))
+        );
+        assert!("kubernetes:".parse::<DatastoreSpec>().is_err());
+        assert!("k8s".parse::<DatastoreSpec>().is_err());
     }
 }
