@@ -75,4 +75,8 @@ if [ ! -x "$bird1_dir/usr/sbin/bird" ] || [ ! -x "$bird1_dir/usr/sbin/bird6" ]; 
   dpkg -x "$tmp"/bird_*.deb "$bird1_dir"
 fi
 
+# A real Kubernetes API server, kubectl and etcd for the Kubernetes datastore
+# tests, built from Go modules at pinned releases (skipped when built).
+bash "$root/scripts/lab-k8s.sh"
+
 echo "install-deps: ok"

@@ -1,7 +1,7 @@
 //! Running short helper commands (`ip`, `birdc`, `gobgp`, `vtysh`, `etcdctl`)
 //! with a hard time limit, so a wedged daemon cannot hang a test.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -59,10 +59,34 @@ pub fn run_env(
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<CmdOutput> {
+    run_full(program, args, env, None, timeout)
+}
+
+/// [`run`] with `input` written to the command's standard input (then closed).
+pub fn run_input(
+    program: &str,
+    args: &[&str],
+    input: &str,
+    timeout: Duration,
+) -> Result<CmdOutput> {
+    run_full(program, args, &[], Some(input.as_bytes().to_vec()), timeout)
+}
+
+fn run_full(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<CmdOutput> {
     let shown = display(program, args);
     let mut cmd = Command::new(program);
     cmd.args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -71,6 +95,13 @@ pub fn run_env(
     let mut child = cmd.spawn().with_context(|| {
         format!("cannot start `{shown}` (is it installed? run scripts/install-deps.sh)")
     })?;
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        // A writer thread: a command that does not read its input (or fills
+        // its output pipe first) must not block us past the time limit.
+        thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
     let out_rx = child.stdout.take().map(drain);
     let err_rx = child.stderr.take().map(drain);
     let deadline = Instant::now() + timeout;
@@ -144,6 +175,13 @@ mod tests {
         assert_eq!(out.status.code(), Some(3));
         let e = run_ok("sh", &["-c", "echo bad >&2; exit 1"], CMD_TIMEOUT).unwrap_err();
         assert!(e.to_string().contains("bad"), "{e}");
+    }
+
+    #[test]
+    fn run_input_feeds_stdin() {
+        let out = run_input("sh", &["-c", "tr a-z A-Z"], "abc\n", CMD_TIMEOUT).unwrap();
+        assert_eq!(out.stdout, "ABC\n");
+        assert!(out.status.success());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub enum DaemonKind {
     Frr,
     ExaBgp,
     Etcd,
+    KubeApiServer,
     Other,
 }
 
@@ -36,6 +37,7 @@ impl fmt::Display for DaemonKind {
             DaemonKind::Frr => "frr bgpd",
             DaemonKind::ExaBgp => "exabgp",
             DaemonKind::Etcd => "etcd",
+            DaemonKind::KubeApiServer => "kube-apiserver",
             DaemonKind::Other => "process",
         };
         f.write_str(s)
@@ -61,6 +63,13 @@ pub enum Control {
     /// etcd client endpoint, reachable from inside the namespace.
     Etcd {
         endpoint: String,
+    },
+    /// A Kubernetes API server, asked through `kubectl` with an admin
+    /// kubeconfig from inside the namespace.
+    Kube {
+        kubectl: PathBuf,
+        kubeconfig: PathBuf,
+        cache_dir: PathBuf,
     },
     /// tabbyd's API address (`unix:PATH` or `tcp:ADDR`), if it serves one.
     Tabbyd {
@@ -118,6 +127,28 @@ impl Control {
                     "status",
                 ],
             ),
+            Control::Kube {
+                kubectl,
+                kubeconfig,
+                cache_dir,
+            } => {
+                let k = kubectl.display().to_string();
+                let c = format!("--kubeconfig={}", kubeconfig.display());
+                let d = format!("--cache-dir={}", cache_dir.display());
+                let args = [
+                    "netns",
+                    "exec",
+                    &ns.name,
+                    &k,
+                    &c,
+                    &d,
+                    "--request-timeout=2s",
+                    "get",
+                    "--raw",
+                    "/readyz",
+                ];
+                run("ip", &args)
+            }
             Control::Tabbyd { api } => format!("tabbyd api: {}", api.as_deref().unwrap_or("none")),
             Control::None => String::new(),
         }
@@ -168,6 +199,8 @@ pub enum Datastore {
     File(PathBuf),
     /// etcd endpoints (`http://HOST:PORT`).
     Etcd(Vec<String>),
+    /// Calico's Kubernetes datastore, reached with this kubeconfig.
+    Kubernetes(PathBuf),
 }
 
 /// tabbyd's command line (flags of `tabbyd --help`).
@@ -242,6 +275,7 @@ impl TabbydOpts {
             Some(match &self.datastore {
                 Datastore::File(p) => format!("file:{}", p.display()),
                 Datastore::Etcd(urls) => format!("etcd:{}", urls.join(",")),
+                Datastore::Kubernetes(kc) => format!("kubernetes:{}", kc.display()),
             }),
         );
         opt("--api", self.api.clone());

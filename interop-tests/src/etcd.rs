@@ -28,6 +28,25 @@ fn url(addr: IpAddr, port: u16) -> String {
     }
 }
 
+/// Which etcd [`Lab::start_etcd_with`] runs, and on which ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdOpts {
+    /// `etcd` (Debian's 3.4, on the PATH) unless set.
+    pub program: PathBuf,
+    pub client_port: u16,
+    pub peer_port: u16,
+}
+
+impl Default for EtcdOpts {
+    fn default() -> EtcdOpts {
+        EtcdOpts {
+            program: "etcd".into(),
+            client_port: 2379,
+            peer_port: 2380,
+        }
+    }
+}
+
 impl Etcd {
     /// Runs `etcdctl` (API v3) inside the namespace against this member.
     pub fn ctl(&self, args: &[&str]) -> Result<String> {
@@ -90,15 +109,30 @@ impl Etcd {
 impl Lab {
     /// Starts etcd in `ns`, serving clients on `addr:2379` (and loopback).
     pub fn start_etcd(&mut self, ns: &Ns, label: &str, addr: IpAddr) -> Result<Etcd> {
+        self.start_etcd_with(ns, label, addr, &EtcdOpts::default())
+    }
+
+    /// [`Lab::start_etcd`] with another binary or other ports: clients on
+    /// `addr:client_port` (and loopback), the member's peer port on
+    /// `127.0.0.1:peer_port`.
+    pub fn start_etcd_with(
+        &mut self,
+        ns: &Ns,
+        label: &str,
+        addr: IpAddr,
+        opts: &EtcdOpts,
+    ) -> Result<Etcd> {
+        let (program, client_port, peer_port) = (&opts.program, opts.client_port, opts.peer_port);
         let data_dir = self.path(&format!("{label}.etcd"));
-        let endpoint = url(addr, 2379);
-        let loopback = "http://127.0.0.1:2379".to_string();
+        let endpoint = url(addr, client_port);
+        let loopback = format!("http://127.0.0.1:{client_port}");
         let clients = if addr.is_loopback() {
             loopback.clone()
         } else {
             format!("{endpoint},{loopback}")
         };
-        let peer = "http://127.0.0.1:2380";
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let peer = peer.as_str();
         let args = [
             "--name".to_string(),
             label.to_string(),
@@ -121,7 +155,7 @@ impl Lab {
         ];
         let daemon = Daemon {
             kind: DaemonKind::Etcd,
-            program: "etcd".into(),
+            program: program.clone(),
             args: args.to_vec(),
             env: vec![],
             control: Control::Etcd {

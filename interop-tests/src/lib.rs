@@ -1,5 +1,6 @@
 //! The Tabby lab: real routing daemons (BIRD 1.6, BIRD 2, GoBGP, FRR, ExaBGP,
-//! etcd and, once built, `tabbyd`) in network namespaces on a real kernel.
+//! etcd and, once built, `tabbyd`) in network namespaces on a real kernel,
+//! and a real Kubernetes API server for the Kubernetes datastore.
 //!
 //! This crate owns the lab library (namespaces, links, daemons with generated
 //! configurations, state queries, waits that dump everything on timeout,
@@ -36,6 +37,7 @@ pub mod exabgp;
 pub mod frr;
 pub mod gobgp;
 pub mod kernel;
+pub mod kube;
 pub mod lab;
 pub mod netns;
 pub mod preflight;
@@ -49,11 +51,12 @@ pub use bird_conf::{
     StaticRoute,
 };
 pub use daemon::{Control, Daemon, DaemonKind, Datastore, TabbydOpts, tabbyd_bin};
-pub use etcd::Etcd;
+pub use etcd::{Etcd, EtcdOpts};
 pub use exabgp::{ExaBgp, ExaBgpConf, ExaBgpNeighbor};
 pub use frr::{Frr, FrrConf, FrrNeighbor, FrrPath, FrrPeer};
 pub use gobgp::{GoBgp, GoBgpConf, GoBgpNeighbor, GoBgpPath, GoBgpPeer};
 pub use kernel::{KernelNextHop, KernelRoute};
+pub use kube::KubeApi;
 pub use lab::{Lab, Member, Ns, Segment};
 pub use netns::in_netns;
 pub use preflight::{Need, preflight};

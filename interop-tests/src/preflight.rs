@@ -24,6 +24,10 @@ pub enum Need {
     Etcd,
     /// `tcpdump` for captures.
     Tcpdump,
+    /// `kube-apiserver`, `kubectl` and the `etcd` it stores in, built by
+    /// `scripts/lab-k8s.sh` into `target/lab/k8s/bin`; `etcdctl` and
+    /// `openssl` (the lab's certificates).
+    KubeApiServer,
 }
 
 /// Root of the workspace (the parent of this crate).
@@ -55,6 +59,14 @@ pub fn bird1_birdc(v6: bool) -> PathBuf {
     } else {
         "usr/sbin/birdc"
     })
+}
+
+/// Where `scripts/lab-k8s.sh` puts `kube-apiserver`, `kubectl` and `etcd`:
+/// `$TABBY_K8S_BIN_DIR` or `<workspace>/target/lab/k8s/bin`.
+pub fn kube_bin_dir() -> PathBuf {
+    std::env::var_os("TABBY_K8S_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/lab/k8s/bin"))
 }
 
 fn on_path(bin: &str) -> bool {
@@ -114,6 +126,23 @@ fn missing(need: Need) -> Vec<String> {
             &["etcd", "etcdctl"],
             "etcd (apt-get install etcd-server etcd-client)",
         ),
+        Need::KubeApiServer => {
+            let dir = kube_bin_dir();
+            let mut m = vec![];
+            if ["kube-apiserver", "kubectl", "etcd"]
+                .iter()
+                .any(|b| !dir.join(b).is_file())
+            {
+                m.push(format!(
+                    "kube-apiserver, kubectl and etcd in {} (run scripts/lab-k8s.sh)",
+                    dir.display()
+                ));
+            }
+            // The health probe of its etcd.
+            m.extend(pkg(&["etcdctl"], "etcdctl (apt-get install etcd-client)"));
+            m.extend(pkg(&["openssl"], "openssl (apt-get install openssl)"));
+            m
+        }
     }
 }
 
