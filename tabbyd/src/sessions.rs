@@ -183,6 +183,8 @@ type Owners = Arc<Mutex<HashMap<IpAddr, u64>>>;
 pub struct Speaker {
     events: EventSender,
     driver: Option<Arc<driver::Speaker>>,
+    /// The addresses `driver` was bound for.
+    listening: Vec<SocketAddr>,
     /// A session replaced by a new one for the same address (a reset after
     /// a configuration change) leaves the listener asynchronously; this
     /// keeps it from removing its successor's slot.
@@ -195,6 +197,7 @@ impl Speaker {
         Speaker {
             events,
             driver: None,
+            listening: Vec::new(),
             owners: Arc::default(),
             next_owner: 0,
         }
@@ -203,15 +206,25 @@ impl Speaker {
 
 impl Sessions for Speaker {
     fn listen(&mut self, addrs: Vec<SocketAddr>) -> Result<(), String> {
+        // The same addresses (a new AS or router id): keep the sockets. A
+        // closed listening socket is released only when its aborted accept
+        // task is dropped, later, so binding the port again now would fail.
+        if self.driver.is_some() && self.listening == addrs {
+            return Ok(());
+        }
         // Drop the old listener first so the port can be bound again.
         self.driver = None;
+        self.listening.clear();
         self.owners
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        let s =
-            driver::Speaker::bind(&driver::ListenConfig { addrs }).map_err(|e| format!("{e}"))?;
+        let s = driver::Speaker::bind(&driver::ListenConfig {
+            addrs: addrs.clone(),
+        })
+        .map_err(|e| format!("{e}"))?;
         self.driver = Some(Arc::new(s));
+        self.listening = addrs;
         Ok(())
     }
 
