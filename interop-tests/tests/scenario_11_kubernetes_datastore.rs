@@ -558,7 +558,7 @@ fn forbidden_verb_and_route_reflector() -> Result<()> {
     let mut ro = kdd_opts("rr-1", &kubeconfig);
     ro.no_fib = true;
     let trr = lab.start_tabbyd(rr_ns, "rr-1", &ro)?;
-    let mut t: Vec<Tabbyd> = (0..2)
+    let t: Vec<Tabbyd> = (0..2)
         .map(|i| {
             let name = node_name(i);
             lab.start_tabbyd(&mesh.ns[i], &name, &kdd_opts(&name, &kubeconfig))
@@ -592,9 +592,7 @@ fn forbidden_verb_and_route_reflector() -> Result<()> {
     let role = api.kubectl(&["get", "clusterrole", "tabby-node", "-o", "json"])?;
     api.kubectl_stdin(&["replace", "-f", "-"], &without_bgpfilter_watch(&role)?)?;
     let keep = Uptimes::take(&t, &[(0, rr_addr)])?;
-    lab.stop(&t[1].label)?;
-    let opts = t[1].opts.clone();
-    t[1] = lab.start_tabbyd(&mesh.ns[1], "node-2", &opts)?;
+    lab.restart(&t[1].label)?;
     lab.wait_for(
         "node-2 back with its session and a readiness reason",
         T,

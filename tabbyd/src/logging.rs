@@ -22,10 +22,21 @@ impl std::fmt::Debug for LogControl {
     }
 }
 
+/// kube-rs's client logs every failed request at error level, once per retry of every
+/// watch while the API server is away; the Kubernetes source reports each failure itself,
+/// once, with what to do. Unless the filter names the client, it is kept quiet.
+fn with_quiet_kube_client(filter: &str) -> String {
+    if filter.contains("kube_client") {
+        filter.to_string()
+    } else {
+        format!("{filter},kube_client::client::builder=off")
+    }
+}
+
 impl LogControl {
     /// Replaces the filter, e.g. `debug` or `info,tabby_bgp=trace`.
     pub fn set(&self, filter: &str) -> Result<(), String> {
-        let f = EnvFilter::try_new(filter).map_err(|e| {
+        let f = EnvFilter::try_new(with_quiet_kube_client(filter)).map_err(|e| {
             format!(
                 "log level {filter:?} is not valid ({e}); use error, warn, info, debug or trace"
             )
@@ -38,7 +49,7 @@ impl LogControl {
 
 /// Installs the global subscriber. Logs go to stderr.
 pub fn init(level: &str, format: LogFormat) -> Result<LogControl, String> {
-    let filter = EnvFilter::try_new(level).map_err(|e| {
+    let filter = EnvFilter::try_new(with_quiet_kube_client(level)).map_err(|e| {
         format!("--log-level {level:?} is not valid ({e}); use error, warn, info, debug or trace")
     })?;
     let (filter, handle) = reload::Layer::new(filter);
@@ -61,4 +72,22 @@ pub fn init(level: &str, format: LogFormat) -> Result<LogControl, String> {
     };
     res.map_err(|e| format!("could not install the logger: {e}"))?;
     Ok(LogControl { handle })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kube_client_is_quiet_unless_named() {
+        assert_eq!(
+            with_quiet_kube_client("info"),
+            "info,kube_client::client::builder=off"
+        );
+        assert_eq!(
+            with_quiet_kube_client("info,kube_client=debug"),
+            "info,kube_client=debug"
+        );
+        assert!(EnvFilter::try_new(with_quiet_kube_client("debug,tabby_bgp=trace")).is_ok());
+    }
 }

@@ -1,14 +1,18 @@
 //! One watched collection of the Kubernetes API, run as a task: list, then watch from the
-//! listed `resourceVersion` with bookmarks, re-list on 410 Gone, back off exponentially
-//! while the API server is away (kube-runtime's watcher does the protocol). Each object is
-//! converted where it arrives, so only Tabby's small resources cross to the source.
+//! listed `resourceVersion` with bookmarks, re-list on 410 Gone (kube-runtime's watcher does
+//! the protocol). Errors back off exponentially (0.8 s doubling to 16 s, with jitter) while
+//! the API server is away, but a 410 re-lists at once: after an outage every resumed watch
+//! may get one, and waiting out the grown back-off there would delay recovery for nothing.
+//! Each object is converted where it arrives, so only Tabby's small resources cross to the
+//! source.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node as K8sNode;
 use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
+use kube::runtime::watcher as watch;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::{WatchStreamExt, watcher as watch};
 use serde::Serialize;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::convert::{self, Converted};
@@ -46,6 +50,9 @@ pub enum Msg {
     InitDone,
     /// The watcher failed; it retries by itself (with back-off).
     Failed(Failure),
+    /// After a failure the watch resumed and has run quietly for a while with the API
+    /// server answering: the failure is over (a resumed watch says nothing by itself).
+    Recovered,
 }
 
 /// Why a feed failed, sorted for the operator.
@@ -101,28 +108,34 @@ pub async fn run(
     tx: mpsc::Sender<(FeedId, Msg)>,
 ) {
     let cfg = watcher::Config::default();
+    let client2 = client.clone();
     match target {
         Target::Nodes => {
             let api: Api<PartialObjectMeta<K8sNode>> = Api::all(client);
-            let s = watch(api, cfg).default_backoff();
-            pump(s, &id, &tx, convert::node).await;
+            let s = watch(api, cfg);
+            pump(s, &client2, &id, &tx, convert::node).await;
         }
         Target::Custom(kind, ar) => {
             let api: Api<DynamicObject> = Api::all_with(client, &ar);
-            let s = watch(api, cfg).default_backoff();
-            pump(s, &id, &tx, |j| convert::custom(kind, j)).await;
+            let s = watch(api, cfg);
+            pump(s, &client2, &id, &tx, |j| convert::custom(kind, j)).await;
         }
         Target::Secret { namespace, name } => {
             let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, &namespace);
             let cfg = cfg.fields(&format!("metadata.name={name}"));
-            let s = watch(api, cfg).default_backoff();
-            pump(s, &id, &tx, convert::secret).await;
+            let s = watch(api, cfg);
+            pump(s, &client2, &id, &tx, convert::secret).await;
         }
     }
 }
 
+/// How long a resumed watch must run without an error before its failure is over.
+const QUIET: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn pump<K, S>(
     stream: S,
+    client: &kube::Client,
     id: &FeedId,
     tx: &mpsc::Sender<(FeedId, Msg)>,
     conv: impl Fn(&serde_json::Value) -> Converted,
@@ -131,7 +144,38 @@ async fn pump<K, S>(
     S: futures::Stream<Item = Result<Event<K>, watcher::Error>>,
 {
     let mut stream = std::pin::pin!(stream);
-    while let Some(ev) = stream.next().await {
+    let mut backoff = Backoff::default();
+    let mut failing = false;
+    loop {
+        let ev = if failing {
+            // `next` is cancel-safe: the watcher's step in progress stays in the stream.
+            match tokio::time::timeout(QUIET, stream.next()).await {
+                Ok(ev) => ev,
+                Err(_) => {
+                    let answers =
+                        tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await;
+                    if matches!(answers, Ok(Ok(_))) {
+                        failing = false;
+                        if tx.send((id.clone(), Msg::Recovered)).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+            }
+        } else {
+            stream.next().await
+        };
+        let Some(ev) = ev else { return };
+        failing = ev.is_err();
+        let pause = match &ev {
+            Err(e) if failure(e).gone => None,
+            Err(_) => Some(backoff.next()),
+            Ok(_) => {
+                backoff = Backoff::default();
+                None
+            }
+        };
         let msg = match ev {
             Ok(Event::Init) => Msg::Init,
             Ok(Event::InitDone) => Msg::InitDone,
@@ -159,6 +203,53 @@ async fn pump<K, S>(
         };
         if tx.send((id.clone(), msg)).await.is_err() {
             return;
+        }
+        if let Some(d) = pause {
+            tokio::time::sleep(d).await;
+        }
+    }
+}
+
+/// Exponential back-off: 0.8 s doubling to 16 s, each ±25 % so that a cluster's nodes do
+/// not come back in lockstep.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(800);
+const BACKOFF_MAX: Duration = Duration::from_secs(16);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let base = BACKOFF_FIRST
+            .saturating_mul(1 << self.failures.min(8))
+            .min(BACKOFF_MAX);
+        self.failures += 1;
+        // Jitter from the clock's low bits: no shared state, different per node and call.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let permille = 750 + u64::from(nanos % 501); // 0.75 ..= 1.25
+        Duration::from_millis(u64::try_from(base.as_millis()).unwrap_or(u64::MAX) * permille / 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_with_jitter() {
+        let mut b = Backoff::default();
+        let d: Vec<Duration> = (0..8).map(|_| b.next()).collect();
+        assert!(d[0] >= Duration::from_millis(600) && d[0] <= Duration::from_millis(1000));
+        assert!(d[1] >= Duration::from_millis(1200) && d[1] <= Duration::from_millis(2000));
+        for x in &d[5..] {
+            assert!(
+                *x >= Duration::from_secs(12) && *x <= Duration::from_secs(20),
+                "{x:?}"
+            );
         }
     }
 }

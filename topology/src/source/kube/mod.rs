@@ -409,6 +409,7 @@ impl KubeSource {
             Msg::Init => {
                 feed.pending = Some((Vec::new(), BTreeSet::new()));
             }
+            Msg::Recovered => {}
             Msg::Apply { name, converted } => {
                 let obj_key = format!("{kind}/{name}");
                 let converted = *converted;
@@ -480,15 +481,20 @@ impl KubeSource {
                 }
                 let text = explain(&id, &f, self.group);
                 let new = feed.failure.as_ref() != Some(&f);
+                // Before the first snapshot a passing failure (the API server away) is
+                // returned, for the daemon to report; a lasting one (forbidden, not
+                // served) settles the feed and travels in the snapshot. Either way it is
+                // said once.
+                let report_now = !(self.emitted || f.forbidden || f.not_found);
                 feed.failure = Some(f);
                 if new {
-                    tracing::warn!(feed = %id, problem = %text, "Kubernetes datastore");
                     self.problems.insert(feed_key, text.clone());
                     self.touch();
-                }
-                if !self.emitted && new && self.last_error.as_deref() != Some(&text) {
-                    self.last_error = Some(text.clone());
-                    return Some(self.kube_err(text));
+                    if report_now && self.last_error.as_deref() != Some(&text) {
+                        self.last_error = Some(text.clone());
+                        return Some(self.kube_err(text));
+                    }
+                    tracing::warn!(feed = %id, problem = %text, "Kubernetes datastore");
                 }
             }
         }
@@ -522,7 +528,7 @@ fn explain(id: &FeedId, f: &Failure, group: Option<CalicoGroup>) -> String {
     };
     if f.forbidden {
         format!(
-            "cannot read {id}: forbidden ({}); grant the ServiceAccount get, list and watch on {resource} in API group {api_group} (deploy/rbac.yaml)",
+            "cannot read {id}: forbidden ({}); grant the ServiceAccount list and watch on {resource} in API group {api_group} (see deploy/tabby-node.yaml)",
             f.reason
         )
     } else if f.not_found {
