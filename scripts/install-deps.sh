@@ -22,6 +22,12 @@ declare -A want=(
   [etcdctl]=etcd-client
   [tcpdump]=tcpdump
   [ping]=iputils-ping
+  [curl]=curl
+  [openssl]=openssl
+  # the container image (scripts/build-image.sh): podman, a static libc, setcap
+  [podman]=podman
+  [musl-gcc]=musl-tools
+  [setcap]=libcap2-bin
 )
 # the GoBGP .proto files (read for field numbers by the compatibility API)
 missing=()
@@ -78,5 +84,11 @@ fi
 # A real Kubernetes API server, kubectl and etcd for the Kubernetes datastore
 # tests, built from Go modules at pinned releases (skipped when built).
 bash "$root/scripts/lab-k8s.sh"
+
+# The static target of the container image.
+if command -v rustup >/dev/null 2>&1 \
+  && ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+  rustup target add x86_64-unknown-linux-musl
+fi
 
 echo "install-deps: ok"

@@ -18,3 +18,5 @@ echo "== cargo test"
 # The interop tests share the machine's two cores with daemons they start;
 # run test binaries one at a time so timers are not starved.
 cargo test --workspace --locked -- --test-threads=2
+echo "== container image (deploy/Containerfile, podman)"
+bash scripts/build-image.sh
