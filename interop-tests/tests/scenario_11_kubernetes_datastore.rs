@@ -377,6 +377,54 @@ fn mesh_tor_edits_and_secret_rotation() -> Result<()> {
         let (code, body) = readyz(&lab, n)?;
         ensure!(code == 200, "{} not ready: {body}", ti.label);
     }
+
+    // 8. CalicoNodeStatus: node-1's is filled as calico-node fills it.
+    api.apply(&format!(
+        "apiVersion: {KDD_API_VERSION}\nkind: CalicoNodeStatus\nmetadata:\n  name: node-1-status\nspec:\n  \
+         node: node-1\n  classes: [Agent, BGP, Routes]\n  updatePeriodSeconds: 5\n"
+    ))?;
+    lab.wait_for("node-1's CalicoNodeStatus filled", T, || {
+        let out = api.kubectl(&[
+            "get",
+            "caliconodestatuses.crd.projectcalico.org",
+            "node-1-status",
+            "-o",
+            "json",
+        ])?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        let s = &v["status"];
+        ensure!(s["bgp"]["numberEstablishedV4"] == 3, "{s}");
+        ensure!(s["agent"]["birdV4"]["state"] == "Ready", "{s}");
+        ensure!(s["agent"]["birdV4"]["routerID"] == a[0].to_string(), "{s}");
+        let peers = s["bgp"]["peersV4"].as_array().cloned().unwrap_or_default();
+        let tor = peers.iter().find(|p| p["peerIP"] == aa.to_string());
+        ensure!(
+            tor.is_some_and(|p| p["type"] == "GlobalPeer" && p["state"] == "Established"),
+            "{peers:?}"
+        );
+        ensure!(
+            peers.iter().filter(|p| p["type"] == "NodeMesh").count() == 2,
+            "{peers:?}"
+        );
+        let routes = s["routes"]["routesV4"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        ensure!(
+            routes.iter().any(|r| r["destination"] == "100.64.2.0/26"
+                && r["type"] == "FIB"
+                && r["gateway"] == a[1].to_string()
+                && r["learnedFrom"]["sourceType"] == "NodeMesh"),
+            "{routes:?}"
+        );
+        ensure!(
+            routes.iter().any(|r| r["destination"] == "100.64.1.0/26"
+                && r["learnedFrom"]["sourceType"] == "Static"),
+            "{routes:?}"
+        );
+        ensure!(s["lastUpdated"].is_string(), "{s}");
+        Ok(())
+    })?;
     eprintln!("scenario 11a: passed in {:?}", started.elapsed());
     Ok(())
 }

@@ -127,6 +127,8 @@ pub struct Daemon {
     datastore_detail: String,
     /// What the datastore skipped or cannot read; each is a readiness reason.
     datastore_problems: Vec<String>,
+    /// When the datastore last changed this node's configuration (CalicoNodeStatus).
+    last_reconfigured: Option<std::time::SystemTime>,
     log: Option<LogControl>,
     metrics: Arc<Metrics>,
 }
@@ -318,6 +320,7 @@ impl Daemon {
             datastore: am::DatastoreSync::Syncing,
             datastore_detail: "waiting for the first read".into(),
             datastore_problems: Vec::new(),
+            last_reconfigured: None,
             log,
             metrics,
         }
@@ -411,6 +414,7 @@ impl Daemon {
     }
 
     fn first_state(&mut self, state: NodeState, now: Instant) {
+        self.last_reconfigured = Some(std::time::SystemTime::now());
         info!(
             node = %state.node_name,
             router_id = %state.router_id,
@@ -471,6 +475,7 @@ impl Daemon {
             return;
         }
         info!(changes = changes.len(), "applying configuration changes");
+        self.last_reconfigured = Some(std::time::SystemTime::now());
         let restart_needed = changes
             .iter()
             .any(|c| matches!(c, Change::GlobalChanged(f) if f.iter().any(|f| f.needs_restart())));
@@ -1787,6 +1792,16 @@ impl Daemon {
         for slot in self.peers.values() {
             slot.session.command(SessionCmd::Detach);
         }
+    }
+
+    /// Whether `prefix` is programmed in the kernel.
+    pub fn in_fib(&self, prefix: &IpNet) -> bool {
+        self.in_fib.contains(prefix)
+    }
+
+    /// When the datastore last changed this node's configuration.
+    pub fn last_reconfigured(&self) -> Option<std::time::SystemTime> {
+        self.last_reconfigured
     }
 
     pub fn health(&self) -> am::Health {

@@ -7,6 +7,7 @@ mod core_api;
 mod daemon;
 mod logging;
 mod metrics;
+mod node_status;
 mod sessions;
 
 use std::path::PathBuf;
@@ -195,6 +196,18 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
                 error!(error = %e, "metrics endpoint stopped");
             }
         });
+    }
+
+    // CalicoNodeStatus, where the Kubernetes datastore holds one for this node.
+    if let DatastoreSpec::Kubernetes(target) = &datastore {
+        let d = daemon.clone();
+        let reporter: tabby_topology::source::kube::status::Reporter =
+            Arc::new(move || d.lock().ok().and_then(|d| node_status::report(&d)));
+        tokio::spawn(tabby_topology::source::kube::status::run(
+            target.clone(),
+            node.clone(),
+            reporter,
+        ));
     }
 
     // Datastore.

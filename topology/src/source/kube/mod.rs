@@ -17,6 +17,7 @@
 
 pub mod convert;
 mod feed;
+pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -68,6 +69,10 @@ pub enum CalicoGroup {
 
 impl CalicoGroup {
     fn api_resource(self, kind: Kind) -> ApiResource {
+        self.api_resource_named(kind.as_str(), kind.plural())
+    }
+
+    fn api_resource_named(self, kind: &str, plural: &str) -> ApiResource {
         let (group, version) = match self {
             CalicoGroup::CrdV1 => (CRD_GROUP_V1, "v1"),
             CalicoGroup::V3 => (CRD_GROUP_V3, "v3"),
@@ -76,8 +81,8 @@ impl CalicoGroup {
             group: group.into(),
             version: version.into(),
             api_version: format!("{group}/{version}"),
-            kind: kind.as_str().into(),
-            plural: kind.plural().into(),
+            kind: kind.into(),
+            plural: plural.into(),
         }
     }
 }
@@ -193,22 +198,9 @@ impl KubeSource {
             let secs = 1u64 << self.connect_failures.min(5);
             tokio::time::sleep(Duration::from_secs(secs).min(MAX_BACKOFF)).await;
         }
-        let config = match &self.target {
-            KubeTarget::Infer => kube::Config::infer().await.map_err(|e| {
-                self.kube_err(format!(
-                    "no in-cluster ServiceAccount and no kubeconfig: {e}; run in a pod or pass --datastore kubernetes:/path/to/kubeconfig"
-                ))
-            })?,
-            KubeTarget::Kubeconfig(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| self.kube_err(format!("cannot read the kubeconfig: {e}")))?;
-                kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                    .await
-                    .map_err(|e| self.kube_err(format!("bad kubeconfig: {e}")))?
-            }
-        };
-        let client = kube::Client::try_from(config)
-            .map_err(|e| self.kube_err(format!("cannot build a client: {e}")))?;
+        let client = client_for(&self.target)
+            .await
+            .map_err(|e| self.kube_err(e))?;
         let group = detect_group(&client).await.map_err(|e| {
             self.kube_err(format!(
                 "cannot reach the API server: {e}; retrying with back-off"
@@ -511,6 +503,25 @@ impl KubeSource {
             self.touch();
         }
     }
+}
+
+/// A client for `target`; the error says what to do.
+async fn client_for(target: &KubeTarget) -> Result<kube::Client, String> {
+    let config = match target {
+        KubeTarget::Infer => kube::Config::infer().await.map_err(|e| {
+            format!(
+                "no in-cluster ServiceAccount and no kubeconfig: {e}; run in a pod or pass --datastore kubernetes:/path/to/kubeconfig"
+            )
+        })?,
+        KubeTarget::Kubeconfig(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read the kubeconfig: {e}"))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| format!("bad kubeconfig: {e}"))?
+        }
+    };
+    kube::Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))
 }
 
 /// One line saying what failed and what to do.
