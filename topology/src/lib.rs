@@ -1,17 +1,19 @@
 //! Tabby's view of a Calico cluster.
 //!
 //! Owns: reading Calico's `projectcalico.org/v3` resources (Node, BGPConfiguration, BGPPeer,
-//! IPPool, BGPFilter, BlockAffinity, and v1 Secrets for passwords) from a YAML file or
-//! etcd; Calico's selector language; deriving one node's desired BGP state (peers,
-//! originated routes, pools, export/import policy) exactly as Calico's BIRD templates
-//! would; and diffing two states so the daemon changes only what changed.
+//! IPPool, BGPFilter, BlockAffinity, and v1 Secrets for passwords) from a YAML file, etcd
+//! or the Kubernetes API (Calico's KDD: CRDs and annotated Nodes); Calico's selector
+//! language; deriving one node's desired BGP state (peers, originated routes, pools,
+//! export/import policy) exactly as Calico's BIRD templates would; diffing two states so
+//! the daemon changes only what changed; and writing the node's `CalicoNodeStatus` from a
+//! plain report the daemon gives.
 //!
 //! Does not own: BGP sessions, the RIB, or the kernel FIB. Its outputs are plain types
 //! (`std::net`, `ipnet`, `u32` AS numbers) that `tabbyd` maps onto `tabby-bgp`,
 //! `tabby-rib` and `tabby-fib-sync`; this crate depends on none of them.
 //!
-//! Flow: a [`Source`] ([`FileSource`] or [`EtcdSource`], chosen by [`DatastoreSpec`]) yields
-//! [`Resources`] snapshots; [`derive()`] turns one into this node's [`NodeState`]; [`diff`]
+//! Flow: a [`Source`] ([`FileSource`], [`EtcdSource`] or [`KubeSource`], chosen by
+//! [`DatastoreSpec`]) yields [`Resources`] snapshots; [`derive()`] turns one into this node's [`NodeState`]; [`diff`]
 //! between the running and the new state lists [`Change`]s, each saying whether it needs a
 //! session reset ([`Change::needs_reset`]) or only a re-export / route refresh.
 //!
@@ -20,6 +22,7 @@
 //! `/calico/resources/v3/projectcalico.org/<plural>/<name>`; Secrets, which Calico keeps in
 //! Kubernetes, are read from `…/secrets/<namespace>/<name>`. A `secretKeyRef` names no
 //! namespace: the Secret in `calico-system` wins, else any namespace holding that name.
+//! The Kubernetes source is described in [`source::kube`].
 //!
 //! ```
 //! let yaml = include_str!("../examples/cluster.yaml");
@@ -45,6 +48,6 @@ pub use error::TopologyError;
 pub use model::{DEFAULT_SECRET_NAMESPACE, parse_object};
 pub use resources::Resources;
 pub use selector::{Selector, SelectorError};
-pub use source::{DatastoreSpec, EtcdSource, FileSource, Source};
+pub use source::{DatastoreSpec, EtcdSource, FileSource, KubeSource, KubeTarget, Source};
 pub use state::*;
 pub use types::*;
