@@ -1,5 +1,5 @@
 //! Calico's Kubernetes datastore (KDD) objects → the `projectcalico.org/v3` form that
-//! [`parse_object`](crate::parse_object) reads, so the Kubernetes source yields exactly the
+//! [`crate::parse_object`] reads, so the Kubernetes source yields exactly the
 //! resources the file and etcd sources do.
 //!
 //! - Calico's custom resources (`crd.projectcalico.org/v1`, or `projectcalico.org/v3` where

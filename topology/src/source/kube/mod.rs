@@ -8,7 +8,7 @@
 //! chooses, else whichever the API server serves, as calico-node decides), and only the
 //! `v1` Secrets that BGP passwords reference, each watched by name in one namespace.
 //!
-//! Each collection is listed then watched (see [`feed`]); a re-list after 410 Gone replaces
+//! Each collection is listed then watched (`feed.rs`); a re-list after 410 Gone replaces
 //! that collection's set atomically when it completes, so nothing is dropped meanwhile.
 //! While the API server is away the watchers back off and the last snapshot stays: no
 //! session or route depends on the connection. A bad object is reported and skipped (it
@@ -575,3 +575,7 @@ async fn detect_group(client: &kube::Client) -> Result<CalicoGroup, kube::Error>
         CalicoGroup::CrdV1
     })
 }
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod tests;
