@@ -271,6 +271,24 @@ fn mesh_tor_edits_and_secret_rotation() -> Result<()> {
         wait_kernel(&lab, &mesh.ns[i], &[(net("198.19.1.0/24"), Want::Via(aa))])?;
     }
     base.unchanged(&t, "BGPFilter deleted")?;
+    // Still named by tor-a: reported (readiness, status), the rest runs.
+    lab.wait_for("the missing BGPFilter reported", T, || {
+        let (code, body) = readyz(&lab, &mesh.ns[0])?;
+        ensure!(
+            code == 503 && body.contains("BGPFilter 'no-tor-a' does not exist"),
+            "{code} {body}"
+        );
+        let st = ctl(&t[0], &["status"])?;
+        ensure!(st.contains("no-tor-a"), "{st}");
+        Ok(())
+    })?;
+    api.apply(&tor_a_peer(""))?;
+    lab.wait_for("node-1 ready once tor-a no longer names it", T, || {
+        let (code, body) = readyz(&lab, &mesh.ns[0])?;
+        ensure!(code == 200, "{code} {body}");
+        Ok(())
+    })?;
+    base.unchanged(&t, "filter reference removed")?;
 
     // 5. IPPool and BlockAffinity: a second pool with a block on node-2.
     let b2 = net("100.65.2.0/26");

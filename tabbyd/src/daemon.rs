@@ -127,6 +127,8 @@ pub struct Daemon {
     datastore_detail: String,
     /// What the datastore skipped or cannot read; each is a readiness reason.
     datastore_problems: Vec<String>,
+    /// What derivation skipped or could not honour (a missing Secret or BGPFilter…).
+    config_warnings: Vec<String>,
     /// When the datastore last changed this node's configuration (CalicoNodeStatus).
     last_reconfigured: Option<std::time::SystemTime>,
     log: Option<LogControl>,
@@ -320,6 +322,7 @@ impl Daemon {
             datastore: am::DatastoreSync::Syncing,
             datastore_detail: "waiting for the first read".into(),
             datastore_problems: Vec::new(),
+            config_warnings: Vec::new(),
             last_reconfigured: None,
             log,
             metrics,
@@ -372,9 +375,16 @@ impl Daemon {
                 return;
             }
         };
-        for w in &new.warnings {
+        // Each warning is said once, when it appears, and stays a readiness reason
+        // while it holds.
+        for w in new
+            .warnings
+            .iter()
+            .filter(|w| !self.config_warnings.contains(w))
+        {
             warn!(warning = %w, "configuration");
         }
+        self.config_warnings = new.warnings.clone();
         self.metrics
             .datastore_events
             .get_or_create(&KindLabel {
@@ -383,13 +393,15 @@ impl Daemon {
             .inc();
         self.datastore = am::DatastoreSync::InSync;
         self.datastore_problems = res.problems.clone();
-        self.datastore_detail = match res.problems.as_slice() {
+        let mut problems = res.problems.clone();
+        problems.extend(new.warnings.iter().cloned());
+        self.datastore_detail = match problems.as_slice() {
             [] => format!("{} resources", res.len()),
             [one] => format!("{} resources; 1 problem: {one}", res.len()),
             [first, rest @ ..] => format!(
-                "{} resources; {} problems: {first} (and {} more, see tabbyctl health)",
+                "{} resources; {} problems: {first} (and {} more, see /readyz)",
                 res.len(),
-                res.problems.len(),
+                problems.len(),
                 rest.len()
             ),
         };
@@ -1814,6 +1826,9 @@ impl Daemon {
         }
         for p in &self.datastore_problems {
             reasons.push(format!("datastore: {p}"));
+        }
+        for w in &self.config_warnings {
+            reasons.push(format!("configuration: {w}"));
         }
         for (a, s) in &self.peers {
             if s.status.enabled && s.status.state != am::SessionState::Established {
