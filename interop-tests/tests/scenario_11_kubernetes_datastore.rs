@@ -13,6 +13,8 @@
 //! - `forbidden_verb_and_route_reflector`: a reflector (no FIB) and two
 //!   clients; a ClusterRole without `watch` on bgpfilters gives one clear
 //!   error and a `/readyz` reason, and nothing is lost; restored, it recovers.
+//! - `calico_crds_in_the_v3_group`: Calico 3.32+'s CRDs in
+//!   `projectcalico.org/v3` are found and read.
 
 mod fixtures;
 
@@ -701,5 +703,61 @@ fn forbidden_verb_and_route_reflector() -> Result<()> {
         Ok(())
     })?;
     eprintln!("scenario 11c: passed in {:?}", started.elapsed());
+    Ok(())
+}
+
+/// Calico 3.32+ may install its CRDs in `projectcalico.org/v3` instead of
+/// `crd.projectcalico.org/v1`: tabbyd finds them there by itself.
+#[test]
+fn calico_crds_in_the_v3_group() -> Result<()> {
+    need(&[Need::KubeApiServer]);
+    let started = Instant::now();
+    let mut lab = Lab::new("scen11d")?;
+    let (mesh, api_ns, _, seg) = kdd_lab(&mut lab, 2, &[])?;
+    let api = lab.start_kube_apiserver(&api_ns, "kube", IpAddr::V4(seg.v4(&api_ns)?))?;
+    // Our CRDs, moved to the v3 group the way Calico 3.32+ names them.
+    let crds = interop_tests::preflight::workspace_root().join("deploy/crds");
+    let mut docs = vec![];
+    for e in std::fs::read_dir(&crds)? {
+        let text = std::fs::read_to_string(e?.path())?;
+        docs.push(
+            text.replace(".crd.projectcalico.org", ".projectcalico.org")
+                .replace("group: crd.projectcalico.org", "group: projectcalico.org")
+                .replace("  - name: v1\n", "  - name: v3\n"),
+        );
+    }
+    api.apply(&docs.join("\n---\n"))?;
+    api.kubectl(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=60s",
+        "crd",
+        "--all",
+    ])?;
+    let rbac = interop_tests::preflight::workspace_root().join("deploy/tabby-node.yaml");
+    api.kubectl(&["apply", "-f", &rbac.display().to_string()])?;
+    let token = api.service_account_token("tabby-system", "tabby-node")?;
+    let kubeconfig = api.kubeconfig_for_token("tabby-node", &token)?;
+    let objects = mesh.cluster(true).kdd().replace(
+        &format!("apiVersion: {KDD_API_VERSION}"),
+        "apiVersion: projectcalico.org/v3",
+    );
+    api.apply(&objects)?;
+    let t: Vec<Tabbyd> = (0..2)
+        .map(|i| {
+            let name = node_name(i);
+            lab.start_tabbyd(&mesh.ns[i], &name, &kdd_opts(&name, &kubeconfig))
+        })
+        .collect::<Result<_>>()?;
+    lab.wait_for("mesh Established", T, || mesh.established(&t))?;
+    for owner in 0..2 {
+        mesh.wait_block_at(&lab, net(&format!("100.64.{}.0/26", owner + 1)), owner)?;
+    }
+    let log = std::fs::read_to_string(lab.log_path("node-1")?)?;
+    ensure!(
+        log.contains("connected to the Kubernetes API group=V3"),
+        "node-1 did not use the v3 group:\n{log}"
+    );
+    eprintln!("scenario 11d: passed in {:?}", started.elapsed());
     Ok(())
 }
