@@ -13,6 +13,9 @@
 //!   and [`monitor`] (an rtnetlink route monitor in a namespace).
 //! - [`fib`]: (c) routes into a namespace's kernel by tabby-fib-sync,
 //!   `ip -batch` and BIRD 2.
+//! - [`kdd`]: the Kubernetes datastore against a real kube-apiserver
+//!   (BGPPeer apply → Established, a 5,000-node cluster listed and derived,
+//!   one Node's change).
 
 pub mod anchors;
 pub mod api;
@@ -20,6 +23,7 @@ pub mod client;
 pub mod e2e;
 pub mod fib;
 pub mod generator;
+pub mod kdd;
 pub mod monitor;
 pub mod pair;
 pub mod report;

@@ -9,10 +9,14 @@
 //! cargo run --release -p interop-tests --bin bench -- --scenario api --reps 5  # bulk AnnounceRoutes, WatchRoutes
 //! cargo run --release -p interop-tests --bin bench -- --scenario fib  # (c) kernel FIB vs ip -batch, BIRD 2
 //! cargo run --release -p interop-tests --bin bench -- --scenario fib --fib-v4 100000,1000000 --fib-v6 0
+//! cargo run --release -p interop-tests --bin bench -- --scenario kdd  # Kubernetes datastore, 5,000 nodes
+//! cargo run --release -p interop-tests --bin bench -- --scenario kdd --kdd-nodes 1000 --reps 3
 //! ```
 //!
 //! (c) is not part of `all`: at the default sizes and repetitions it takes
-//! about three minutes (every method pauses 3 s after its run).
+//! about three minutes (every method pauses 3 s after its run). Nor is `kdd`
+//! (it needs the lab's kube-apiserver from `scripts/lab-k8s.sh`; several
+//! minutes, most of it creating the cluster's objects).
 //!
 //! Tables go to stdout and to `bench-results/<date>-<scenario>.md`.
 
@@ -23,7 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use interop_tests::bench::{
-    Dut, Phase, Row, RunOpts, Shape, Unavailable, api, e2e, fib, run_once, table,
+    Dut, Phase, Row, RunOpts, Shape, Unavailable, api, e2e, fib, kdd, run_once, table,
 };
 use interop_tests::{Need, preflight};
 
@@ -41,6 +45,10 @@ enum Scenario {
     /// (c) routes into a namespace's kernel: tabby-fib-sync against
     /// `ip -batch` and BIRD 2 (not part of `all`).
     Fib,
+    /// The Kubernetes datastore against a real kube-apiserver: BGPPeer
+    /// apply → Established, a large cluster listed and derived, one Node's
+    /// change (not part of `all`).
+    Kdd,
     /// (a), (b), (d) and the API load.
     All,
 }
@@ -84,6 +92,9 @@ struct Args {
     /// IPv6 route counts for (c), comma-separated (0: none).
     #[arg(long, value_delimiter = ',', default_values_t = [100_000u32])]
     fib_v6: Vec<u32>,
+    /// Nodes in the `kdd` scenario's large cluster (two of them route reflectors).
+    #[arg(long, default_value_t = 5000)]
+    kdd_nodes: usize,
     /// Daemons to measure, comma-separated (bird2, gobgp, frr, tabby; in
     /// (c) tabby means tabby-fib-sync, and `ip -batch` always runs).
     #[arg(long, value_delimiter = ',', default_values_t = ["tabby".to_string(), "bird2".into(), "frr".into(), "gobgp".into()])]
@@ -110,6 +121,9 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     preflight(&[Need::Root])?;
+    if args.scenario == Scenario::Kdd {
+        return kdd_file(&args);
+    }
     let mut duts = Vec::new();
     for d in &args.daemons {
         let dut = Dut::parse(d)?;
@@ -303,6 +317,63 @@ fn fib_file(args: &Args, duts: &[Dut], date: &str) -> Result<()> {
     }
     doc.push_str(&fib::describe());
     let path = args.out.join(format!("{date}-fib.md"));
+    std::fs::write(&path, &doc).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// The Kubernetes datastore: one lab, three measurements (see `bench::kdd`).
+fn kdd_file(args: &Args) -> Result<()> {
+    preflight(&[Need::KubeApiServer, Need::Bird2])?;
+    let date = interop_tests::cmd::run_ok("date", &["-u", "+%F"], interop_tests::cmd::CMD_TIMEOUT)?
+        .trim()
+        .to_string();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let opts = kdd::KddOpts {
+        nodes: args.kdd_nodes,
+        reps: args.reps,
+    };
+    let mut doc = String::new();
+    let _ = writeln!(doc, "## Tabby Kubernetes-datastore benchmark, {date}\n");
+    let version = |bin: std::path::PathBuf, args: &[&str]| {
+        interop_tests::cmd::run_ok(
+            &bin.display().to_string(),
+            args,
+            interop_tests::cmd::CMD_TIMEOUT,
+        )
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.trim().to_string()))
+        .unwrap_or_else(|| "unknown version".into())
+    };
+    // "Kubernetes v1.37.2" and "etcd Version: 3.7.3".
+    let apiserver = version(interop_tests::kube::kube_apiserver_bin(), &["--version"])
+        .trim_start_matches("Kubernetes ")
+        .to_string();
+    let etcd = version(interop_tests::kube::kube_etcd_bin(), &["--version"])
+        .trim_start_matches("etcd Version: ")
+        .to_string();
+    let body = match tabbyd_release() {
+        None => "Not measured: no release build of tabbyd (run `cargo build --release -p tabbyd` or set TABBYD_BIN).\n".to_string(),
+        Some(bin) => {
+            let r = kdd::run(&bin, opts)?;
+            let _ = writeln!(
+                doc,
+                "Machine: {}; load average (1, 5, 15 min) {} at the start, {} at the end; the whole scenario took {:.0} s. API server: kube-apiserver {apiserver} (`-v=0`, RBAC and the Node authorizer) with its own etcd {etcd}, both built by `scripts/lab-k8s.sh`, in its own namespace; kubectl of the same release. Sizes: {} Nodes (2 of them route reflectors), one BlockAffinity each; medians of {} sample(s), min and max beside. tabbyd: `{}`. No anchor: calico-node's confd cannot run here (see below).\n",
+                machine_line(),
+                r.loadavg_before,
+                r.loadavg_after,
+                r.elapsed.as_secs_f64(),
+                opts.nodes,
+                opts.reps,
+                bin.display()
+            );
+            format!("{}\n{}", kdd::tables(&r), kdd::describe(&r))
+        }
+    };
+    println!("{doc}{body}");
+    doc.push_str(&body);
+    let path = args.out.join(format!("{date}-kdd.md"));
     std::fs::write(&path, &doc).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
