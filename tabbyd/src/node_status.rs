@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use tabby_api::model as am;
 use tabby_topology::source::kube::status::{
-    LearnedFrom, NodeReport, PeerOrigin, PeerReport, RouteReport,
+    LearnedFrom, MAX_ROUTES, NodeReport, PeerOrigin, PeerReport, RouteReport,
 };
 
 use crate::daemon::Daemon;
@@ -37,16 +37,17 @@ pub fn report(d: &Daemon) -> Option<NodeReport> {
         .filter(|p| p.origin == PeerOrigin::NodeMesh)
         .map(|p| p.address)
         .collect();
+    // One query per family, each as long as the status holds (`MAX_ROUTES`): a large
+    // table is not paged through under the core's lock for routes that would be cut.
     let mut routes = Vec::new();
-    let mut after = None;
-    loop {
+    for family in [am::Family::Ipv4, am::Family::Ipv6] {
         let page = d
             .list_routes(&am::RouteQuery {
-                family: None,
+                family: Some(family),
                 prefix: None,
                 best_only: true,
-                after,
-                limit: 1024,
+                after: None,
+                limit: MAX_ROUTES,
             })
             .ok()?;
         for r in &page.routes {
@@ -66,10 +67,6 @@ pub fn report(d: &Daemon) -> Option<NodeReport> {
                 learned_from,
                 in_fib: d.in_fib(&r.prefix),
             });
-        }
-        match page.routes.last() {
-            Some(last) if page.more => after = Some(last.prefix),
-            _ => break,
         }
     }
     Some(NodeReport {

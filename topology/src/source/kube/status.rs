@@ -304,7 +304,18 @@ pub async fn run(target: KubeTarget, node: String, report: Reporter) {
             None => {}
         }
         let now = Instant::now();
-        let Some(r) = report() else { continue };
+        if !tracked
+            .values()
+            .any(|t| t.due(now).is_some_and(|d| d <= now))
+        {
+            continue;
+        }
+        // Built only when a write is due: it reads the daemon's tables under its lock.
+        let Some(r) = report() else {
+            // No configuration yet: nothing to say; look again in a moment.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
         for (name, t) in tracked.iter_mut() {
             if t.due(now).is_none_or(|d| d > now) {
                 continue;
