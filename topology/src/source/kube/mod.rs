@@ -120,7 +120,8 @@ impl FeedState {
 /// Calico's Kubernetes datastore, listed then watched.
 pub struct KubeSource {
     target: KubeTarget,
-    secret_namespace: Option<String>,
+    /// Where BGP password Secrets are read (resolved once, at construction).
+    secret_namespace: String,
     client: Option<kube::Client>,
     group: Option<CalicoGroup>,
     tx: mpsc::Sender<(FeedId, Msg)>,
@@ -163,7 +164,7 @@ impl KubeSource {
         let (tx, rx) = mpsc::channel(1024);
         KubeSource {
             target,
-            secret_namespace,
+            secret_namespace: secret_namespace.unwrap_or_else(own_namespace),
             client: None,
             group: None,
             tx,
@@ -240,14 +241,7 @@ impl KubeSource {
     }
 
     fn secret_namespace(&self) -> String {
-        if let Some(ns) = &self.secret_namespace {
-            return ns.clone();
-        }
-        std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "kube-system".into())
+        self.secret_namespace.clone()
     }
 
     /// Starts a feed for each Secret a password references and stops the rest: Tabby reads
@@ -503,6 +497,16 @@ impl KubeSource {
             self.touch();
         }
     }
+}
+
+/// This pod's namespace (from its ServiceAccount), else `kube-system`, calico-node's
+/// default.
+fn own_namespace() -> String {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "kube-system".into())
 }
 
 /// A client for `target`; the error says what to do.
