@@ -601,6 +601,8 @@ impl Daemon {
         f
     }
 
+    /// The session and RIB settings of every peer, from the cluster or the API, come from
+    /// one [`topo::Peer`].
     fn session_spec(state: &NodeState, p: &topo::Peer) -> SessionSpec {
         let local_as = Asn(p.local_as_override.unwrap_or(state.local_as));
         let mut cfg = SessionConfig::new(local_as, PeerAs::Exact(Asn(p.peer_as)), state.router_id);
@@ -1617,11 +1619,13 @@ impl Daemon {
                 "the daemon has no configuration yet; check the datastore".into(),
             ));
         };
-        let local_as = Asn(cfg.local_as.unwrap_or(state.local_as));
-        let mut sc =
-            SessionConfig::new(local_as, PeerAs::Exact(Asn(cfg.remote_as)), state.router_id);
-        sc.passive = cfg.passive;
-        sc.families = if cfg.families.is_empty() {
+        // One builder for both paths: an API peer is a global peering with the
+        // topology's defaults (graceful restart, port, policies), then what the
+        // request sets.
+        let p = api_peer(state, &cfg);
+        let mut spec = Self::session_spec(state, &p);
+        spec.config.extended_next_hop = false;
+        spec.config.families = if cfg.families.is_empty() {
             vec![family_of_addr(&cfg.address)]
         } else {
             cfg.families
@@ -1633,38 +1637,10 @@ impl Daemon {
                 .collect()
         };
         if let Some(h) = cfg.hold_time {
-            sc.hold_time = h;
+            spec.config.hold_time = h;
         }
-        sc.keepalive = cfg.keepalive;
-        let spec = SessionSpec {
-            config: sc,
-            remote: SocketAddr::new(cfg.address, 179),
-            local_address: match cfg.address {
-                IpAddr::V4(_) => state.ipv4.map(|n| IpAddr::V4(n.addr())),
-                IpAddr::V6(_) => state.ipv6.map(|n| IpAddr::V6(n.addr())),
-            },
-            md5_password: None,
-            ttl_security: None,
-        };
-        let mut rib_cfg = tabby_rib::PeerConfig::new(cfg.address, Asn(cfg.remote_as));
-        rib_cfg.local_asn = cfg.local_as.map(Asn);
-        rib_cfg.rr_client = cfg.route_reflector_client;
-        rib_cfg.local_v4 = state.ipv4.map(|n| n.addr());
-        rib_cfg.local_v6 = state.ipv6.map(|n| n.addr());
-        // Peers added by hand get the node's export base policy, like the
-        // cluster's global peers.
-        let export = topo::Policy {
-            rules: if cfg.address.is_ipv4() {
-                state.export_base_v4.clone()
-            } else {
-                state.export_base_v6.clone()
-            },
-            default: topo::Verdict::Reject,
-        };
-        rib_cfg.export = Some(Arc::new(convert::policy(
-            &format!("export {}", cfg.address),
-            &export,
-        )));
+        spec.config.keepalive = cfg.keepalive;
+        let rib_cfg = convert::peer_config(state, &p);
         let address = cfg.address;
         self.install_peer(PeerOrigin::Api, spec, rib_cfg, cfg);
         self.pump(Instant::now());
@@ -1843,6 +1819,37 @@ impl Daemon {
             ready: reasons.is_empty(),
             reasons,
         }
+    }
+}
+
+/// A peer added through the API as the topology would describe a global peering to it.
+fn api_peer(state: &NodeState, cfg: &am::PeerConfig) -> topo::Peer {
+    let local_as = cfg.local_as.unwrap_or(state.local_as);
+    topo::Peer {
+        key: topo::PeerKey {
+            address: cfg.address,
+            port: 179,
+        },
+        kind: topo::PeerKind::Global,
+        origin: "API".into(),
+        calico_node: None,
+        peer_as: cfg.remote_as,
+        local_as,
+        local_as_override: cfg.local_as,
+        passive: cfg.passive,
+        rr_client: cfg.route_reflector_client,
+        password: None,
+        ttl_security: None,
+        source_address: None,
+        next_hop: topo::NextHop::Auto,
+        num_allowed_local_as: None,
+        graceful_restart_time: None,
+        keepalive_time: cfg.keepalive.map(|k| Duration::from_secs(k.into())),
+        reachable_by: None,
+        internal: cfg.remote_as == local_as,
+        filters: Vec::new(),
+        import_rules: Vec::new(),
+        export_rules: Vec::new(),
     }
 }
 

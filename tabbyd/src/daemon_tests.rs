@@ -483,3 +483,25 @@ fn a_group_member_going_down_does_not_split_the_shared_encoding() {
     // Nobody left to encode for.
     assert_eq!(h.daemon.shared_codec(&[tor]), None);
 }
+
+#[test]
+fn an_api_peer_gets_the_topology_defaults() {
+    let res = topo::Resources::from_yaml_str(CLUSTER, "test").unwrap();
+    let state = topo::derive(&res, "node-a").unwrap();
+    let mut cfg = am::PeerConfig::new("198.18.0.99".parse().unwrap(), 65099);
+    cfg.hold_time = Some(30);
+    cfg.keepalive = Some(10);
+    let p = api_peer(&state, &cfg);
+    let spec = Daemon::session_spec(&state, &p);
+    // Graceful restart as for the cluster's peers (it was missing for API peers).
+    assert_eq!(
+        spec.config.graceful_restart.map(|g| g.restart_time),
+        Some(120)
+    );
+    assert_eq!(spec.remote, "198.18.0.99:179".parse().unwrap());
+    assert_eq!(spec.local_address, Some("198.18.0.11".parse().unwrap()));
+    // The export policy is the node's, as for a global BGPPeer; import accepts.
+    let rib = convert::peer_config(&state, &p);
+    assert!(rib.export.is_some() && rib.import.is_some());
+    assert!(!p.internal && p.kind == topo::PeerKind::Global);
+}
