@@ -129,8 +129,9 @@ pub async fn run(
     }
 }
 
-/// How long a resumed watch must run without an error before its failure is over.
-const QUIET: Duration = Duration::from_secs(2);
+/// How long a resumed watch must run without an error before its failure is over: long
+/// enough that a slow refusal (a loaded API server answering 403) is not taken for success.
+const QUIET: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn pump<K, S>(
