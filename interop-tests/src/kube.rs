@@ -481,7 +481,37 @@ impl KubeApi {
         Ok(path)
     }
 
-    /// True when `/readyz` answers ok.
+    /// Waits until every CustomResourceDefinition is Established (served).
+    pub fn wait_crds(&self) -> Result<()> {
+        self.kubectl(&[
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ])?;
+        Ok(())
+    }
+
+    /// Applies `deploy/tabby-node.yaml` (namespace, ServiceAccount, RBAC,
+    /// DaemonSet) and returns a kubeconfig of its ServiceAccount
+    /// `tabby-system/tabby-node`: a tabbyd run with it has exactly the rights
+    /// the deployment gives.
+    pub fn install_tabby_node(&self) -> Result<PathBuf> {
+        let manifest = preflight::workspace_root().join("deploy/tabby-node.yaml");
+        self.kubectl(&["apply", "-f", &manifest.display().to_string()])?;
+        let token = self.service_account_token("tabby-system", "tabby-node")?;
+        self.kubeconfig_for_token("tabby-node", &token)
+    }
+
+    /// Our CRDs (`deploy/crds/`), then [`KubeApi::install_tabby_node`].
+    pub fn install_tabby(&self) -> Result<PathBuf> {
+        let crds = preflight::workspace_root().join("deploy/crds");
+        self.kubectl(&["apply", "-f", &crds.display().to_string()])?;
+        self.wait_crds()?;
+        self.install_tabby_node()
+    }
+
     pub fn is_ready(&self) -> bool {
         self.kubectl_output(
             &self.admin_kubeconfig,

@@ -87,6 +87,17 @@ fn kdd_opts(name: &str, kubeconfig: &Path) -> TabbydOpts {
     o
 }
 
+/// One tabbyd per node of `mesh`, each reading the API server as the
+/// DaemonSet's ServiceAccount.
+fn start_nodes(lab: &mut Lab, mesh: &NodeMesh, kubeconfig: &Path) -> Result<Vec<Tabbyd>> {
+    (0..mesh.ns.len())
+        .map(|i| {
+            let name = node_name(i);
+            lab.start_tabbyd(&mesh.ns[i], &name, &kdd_opts(&name, kubeconfig))
+        })
+        .collect()
+}
+
 /// `GET /readyz` of the tabbyd in `ns`: (HTTP status, body).
 fn readyz(lab: &Lab, ns: &Ns) -> Result<(u16, String)> {
     let out = lab.exec(
@@ -186,12 +197,7 @@ fn mesh_tor_edits_and_secret_rotation() -> Result<()> {
         &tor_conf(ab, 65002, "198.19.2.0/24", None),
     )?;
 
-    let t: Vec<Tabbyd> = (0..3)
-        .map(|i| {
-            let name = node_name(i);
-            lab.start_tabbyd(&mesh.ns[i], &name, &kdd_opts(&name, &kubeconfig))
-        })
-        .collect::<Result<_>>()?;
+    let t = start_nodes(&mut lab, &mesh, &kubeconfig)?;
     lab.wait_for("mesh and tor-a Established on every node", T, || {
         for (i, ti) in t.iter().enumerate() {
             let mut want = mesh.others(i);
@@ -472,12 +478,7 @@ fn api_server_outage_and_relist() -> Result<()> {
     let api = lab.start_kube_apiserver(&api_ns, "kube", IpAddr::V4(seg.v4(&api_ns)?))?;
     let kubeconfig = kdd_install(&api)?;
     api.apply(&mesh.cluster(true).kdd())?;
-    let t: Vec<Tabbyd> = (0..2)
-        .map(|i| {
-            let name = node_name(i);
-            lab.start_tabbyd(&mesh.ns[i], &name, &kdd_opts(&name, &kubeconfig))
-        })
-        .collect::<Result<_>>()?;
+    let t = start_nodes(&mut lab, &mesh, &kubeconfig)?;
     lab.wait_for("mesh Established", T, || mesh.established(&t))?;
     for owner in 0..2 {
         mesh.wait_block_at(&lab, net(&format!("100.64.{}.0/26", owner + 1)), owner)?;
@@ -626,12 +627,7 @@ fn forbidden_verb_and_route_reflector() -> Result<()> {
     let mut ro = kdd_opts("rr-1", &kubeconfig);
     ro.no_fib = true;
     let trr = lab.start_tabbyd(rr_ns, "rr-1", &ro)?;
-    let t: Vec<Tabbyd> = (0..2)
-        .map(|i| {
-            let name = node_name(i);
-            lab.start_tabbyd(&mesh.ns[i], &name, &kdd_opts(&name, &kubeconfig))
-        })
-        .collect::<Result<_>>()?;
+    let t = start_nodes(&mut lab, &mesh, &kubeconfig)?;
     lab.wait_for("clients Established with the reflector", T, || {
         established(&trr, &mesh.addrs)?;
         for (i, ti) in t.iter().enumerate() {
@@ -727,28 +723,14 @@ fn calico_crds_in_the_v3_group() -> Result<()> {
         );
     }
     api.apply(&docs.join("\n---\n"))?;
-    api.kubectl(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ])?;
-    let rbac = interop_tests::preflight::workspace_root().join("deploy/tabby-node.yaml");
-    api.kubectl(&["apply", "-f", &rbac.display().to_string()])?;
-    let token = api.service_account_token("tabby-system", "tabby-node")?;
-    let kubeconfig = api.kubeconfig_for_token("tabby-node", &token)?;
+    api.wait_crds()?;
+    let kubeconfig = api.install_tabby_node()?;
     let objects = mesh.cluster(true).kdd().replace(
         &format!("apiVersion: {KDD_API_VERSION}"),
         "apiVersion: projectcalico.org/v3",
     );
     api.apply(&objects)?;
-    let t: Vec<Tabbyd> = (0..2)
-        .map(|i| {
-            let name = node_name(i);
-            lab.start_tabbyd(&mesh.ns[i], &name, &kdd_opts(&name, &kubeconfig))
-        })
-        .collect::<Result<_>>()?;
+    let t = start_nodes(&mut lab, &mesh, &kubeconfig)?;
     lab.wait_for("mesh Established", T, || mesh.established(&t))?;
     for owner in 0..2 {
         mesh.wait_block_at(&lab, net(&format!("100.64.{}.0/26", owner + 1)), owner)?;

@@ -3,20 +3,8 @@
 
 /// Parses hex, ignoring whitespace and `|` separators used for readability.
 pub fn hex(s: &str) -> Vec<u8> {
-    let digits: Vec<u8> = s
-        .bytes()
-        .filter(|b| b.is_ascii_hexdigit())
-        .map(|b| match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => b - b'A' + 10,
-        })
-        .collect();
-    assert!(
-        digits.len().is_multiple_of(2),
-        "odd number of hex digits in {s:?}"
-    );
-    digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()
+    let digits: String = s.chars().filter(char::is_ascii_hexdigit).collect();
+    hex::decode(&digits).unwrap_or_else(|e| panic!("bad hex vector {s:?}: {e}"))
 }
 
 /// Real-looking packets of every kind the codec knows, as hex.

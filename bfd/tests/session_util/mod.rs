@@ -93,6 +93,32 @@ impl Node {
         t.windows(2).map(|w| w[1] - w[0]).collect()
     }
 
+    /// Notes one action of the session at `now`; returns the bytes of a Send.
+    fn record(&mut self, now: Instant, action: Action) -> Option<Vec<u8>> {
+        match action {
+            Action::Send(bytes) => {
+                let p = Packet::decode(&bytes).expect("we send what we decode");
+                self.sent.push((now, p));
+                return Some(bytes);
+            }
+            Action::ArmTimer { kind, at } => *self.timer_mut(kind) = Some(at),
+            Action::CancelTimer(kind) => *self.timer_mut(kind) = None,
+            Action::StateChanged {
+                from,
+                to,
+                diag,
+                signal,
+            } => self.changes.push(Change {
+                at: now,
+                from,
+                to,
+                diag,
+                signal,
+            }),
+        }
+        None
+    }
+
     fn timer_mut(&mut self, kind: TimerKind) -> &mut Option<Instant> {
         match kind {
             TimerKind::Tx => &mut self.tx_at,
@@ -176,28 +202,10 @@ impl Pair {
                 let node = self.node(side);
                 while let Some(action) = node.session.poll_action() {
                     moved = true;
-                    match action {
-                        Action::Send(bytes) => {
-                            let p = Packet::decode(&bytes).expect("we send what we decode");
-                            node.sent.push((now, p));
-                            if !cut {
-                                out.push(bytes);
-                            }
-                        }
-                        Action::ArmTimer { kind, at } => *node.timer_mut(kind) = Some(at),
-                        Action::CancelTimer(kind) => *node.timer_mut(kind) = None,
-                        Action::StateChanged {
-                            from,
-                            to,
-                            diag,
-                            signal,
-                        } => node.changes.push(Change {
-                            at: now,
-                            from,
-                            to,
-                            diag,
-                            signal,
-                        }),
+                    if let Some(bytes) = node.record(now, action)
+                        && !cut
+                    {
+                        out.push(bytes);
                     }
                 }
                 for kind in [TimerKind::Tx, TimerKind::Detect] {
@@ -332,23 +340,7 @@ impl Solo {
         let now = self.now;
         let node = &mut self.node;
         while let Some(action) = node.session.poll_action() {
-            match action {
-                Action::Send(bytes) => node.sent.push((now, Packet::decode(&bytes).unwrap())),
-                Action::ArmTimer { kind, at } => *node.timer_mut(kind) = Some(at),
-                Action::CancelTimer(kind) => *node.timer_mut(kind) = None,
-                Action::StateChanged {
-                    from,
-                    to,
-                    diag,
-                    signal,
-                } => node.changes.push(Change {
-                    at: now,
-                    from,
-                    to,
-                    diag,
-                    signal,
-                }),
-            }
+            node.record(now, action);
         }
     }
 

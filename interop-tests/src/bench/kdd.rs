@@ -343,7 +343,7 @@ impl KddLab {
         let (api_addr, node_addr, peer_addr) =
             (seg.v4(&api_ns)?, seg.v4(&node_ns)?, seg.v4(&peer_ns)?);
         let api = lab.start_kube_apiserver(&api_ns, "kube", IpAddr::V4(api_addr))?;
-        let kubeconfig = install(&api)?;
+        let kubeconfig = api.install_tabby()?;
         let kubectl_cache = api.dir.join("bench-kubectl-cache");
         let sock = lab.path("tabbyd.api.sock");
         let k = KddLab {
@@ -833,28 +833,6 @@ impl KddLab {
             rest_cpu_per_s,
         })
     }
-}
-
-/// Installs the CRDs of `deploy/crds/` and the node RBAC of
-/// `deploy/tabby-node.yaml`; returns a kubeconfig of the DaemonSet's
-/// ServiceAccount (`tabby-system/tabby-node`).
-fn install(api: &KubeApi) -> Result<PathBuf> {
-    let deploy = preflight::workspace_root().join("deploy");
-    api.kubectl(&["apply", "-f", &deploy.join("crds").display().to_string()])?;
-    api.kubectl(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ])?;
-    api.kubectl(&[
-        "apply",
-        "-f",
-        &deploy.join("tabby-node.yaml").display().to_string(),
-    ])?;
-    let token = api.service_account_token("tabby-system", "tabby-node")?;
-    api.kubeconfig_for_token("tabby-node", &token)
 }
 
 /// CPU seconds of every live thread of `pid`, from

@@ -5,6 +5,17 @@ use super::*;
 use crate::source::kube::convert::Converted;
 use serde_json::json;
 
+/// A feed whose task does nothing: messages are handed in by the test.
+fn idle_feed() -> FeedState {
+    FeedState {
+        task: tokio::spawn(async {}),
+        synced: false,
+        pending: None,
+        failure: None,
+        started: Instant::now(),
+    }
+}
+
 /// A source whose kind feeds exist (idle tasks), as after `connect`.
 fn source() -> KubeSource {
     let mut s = KubeSource::new(
@@ -12,16 +23,7 @@ fn source() -> KubeSource {
         Some("tabby-system".into()),
     );
     for kind in CUSTOM_KINDS.into_iter().chain([Kind::Node]) {
-        s.feeds.insert(
-            FeedId::Kind(kind),
-            FeedState {
-                task: tokio::spawn(async {}),
-                synced: false,
-                pending: None,
-                failure: None,
-                started: Instant::now(),
-            },
-        );
+        s.feeds.insert(FeedId::Kind(kind), idle_feed());
     }
     s
 }
@@ -207,16 +209,7 @@ async fn a_secret_takes_the_namespace_it_was_read_from() {
         }],
     );
     let id = FeedId::Secret("bgp-passwords".into());
-    s.feeds.insert(
-        id.clone(),
-        FeedState {
-            task: tokio::spawn(async {}),
-            synced: false,
-            pending: None,
-            failure: None,
-            started: Instant::now(),
-        },
-    );
+    s.feeds.insert(id.clone(), idle_feed());
     let secret = json!({"metadata": {"name": "bgp-passwords", "namespace": "elsewhere"},
                         "data": {"tor": "czNjcjN0"}});
     list_secret(&mut s, &id, convert::secret(&secret));
