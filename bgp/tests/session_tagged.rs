@@ -6,17 +6,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use ipnet::IpNet;
-use tabby_bgp::Message;
-use tabby_bgp::attr::{AsPath, Origin, PathAttributes};
-use tabby_bgp::codec::{CodecCtx, encode_message};
+use tabby_bgp::attr::{AsPath, NextHop, Origin, PathAttributes};
+use tabby_bgp::codec::{CodecCtx, UpdateBatch};
 use tabby_bgp::driver::{
-    ListenConfig, PeerCommand, PeerConfig, PeerEvent, PeerHandle, SharedUpdates, Speaker,
+    ListenConfig, PeerCommand, PeerConfig, PeerEvent, PeerHandle, Speaker,
     TaggedPeer,
 };
 use tabby_bgp::fsm::{PeerAs, SessionConfig};
-use tabby_bgp::message::Update;
 use tabby_bgp::types::{Asn, Nlri};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -42,21 +39,16 @@ fn bind(addr: IpAddr) -> Speaker {
     .expect("bind")
 }
 
-fn encoded(prefix: &str, ctx: &CodecCtx) -> BytesMut {
-    let u = Update {
-        attributes: PathAttributes {
-            origin: Some(Origin::Igp),
-            as_path: AsPath::from_sequence([]),
-            next_hop: Some(Ipv4Addr::new(198, 18, 0, 1)),
-            local_pref: Some(100),
-            ..PathAttributes::default()
-        },
-        nlri: vec![Nlri::new(prefix.parse::<IpNet>().expect("prefix"))],
-        ..Update::default()
+fn announce(batch: &mut UpdateBatch, except: Option<u32>, prefix: &str) {
+    let attrs = PathAttributes {
+        origin: Some(Origin::Igp),
+        as_path: AsPath::from_sequence([]),
+        local_pref: Some(100),
+        ..PathAttributes::default()
     };
-    let mut out = BytesMut::new();
-    encode_message(&Message::Update(u), ctx, &mut out).expect("encode");
-    out
+    let nlri = [Nlri::new(prefix.parse::<IpNet>().expect("prefix"))];
+    let next_hop = NextHop::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)));
+    assert_eq!(batch.announce(except, &attrs, next_hop, &nlri), Ok(1));
 }
 
 /// The next announced prefix `side` receives.
@@ -126,15 +118,44 @@ async fn tagged_peers_share_events_and_batches() {
     let ctx = ctx.expect("codec");
 
     // One batch for both: a route for all, then one that came from X.
-    let mut batch = SharedUpdates::default();
-    batch.push(None, &encoded("100.64.1.0/26", &ctx));
-    batch.push(Some(X), &encoded("100.64.2.0/26", &ctx));
-    batch.push(None, &encoded("100.64.3.0/26", &ctx));
+    // A batch in another wire format (extended messages) is refused.
+    let mut other = UpdateBatch::new(CodecCtx {
+        max_message_len: 65535,
+        ..ctx.clone()
+    });
+    announce(&mut other, None, "100.64.9.0/26");
+    other.seal();
+    tagged[0]
+        .commands
+        .send(PeerCommand::SendShared {
+            batch: Arc::new(other),
+            member: 2,
+        })
+        .expect("send");
+    let refused = timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await.expect("event") {
+                (2, PeerEvent::CommandFailed(why)) => return why,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the foreign batch refused within 10 s");
+    assert!(refused.contains("wire format"), "{refused}");
+
+    let mut batch = UpdateBatch::new(ctx);
+    announce(&mut batch, None, "100.64.1.0/26");
+    announce(&mut batch, Some(2), "100.64.2.0/26");
+    announce(&mut batch, None, "100.64.3.0/26");
     batch.seal();
     let batch = Arc::new(batch);
-    for p in &tagged {
+    for (p, member) in tagged.iter().zip([2, 3]) {
         p.commands
-            .send(PeerCommand::SendShared(batch.clone()))
+            .send(PeerCommand::SendShared {
+                batch: batch.clone(),
+                member,
+            })
             .expect("send");
     }
     let (mut ex, mut ey) = (edge.remove(0), edge.remove(0));

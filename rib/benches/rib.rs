@@ -7,13 +7,11 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use cpu_time::ThreadTime;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ipnet::{IpNet, Ipv4Net};
 use tabby_bgp::attr::Origin;
-use tabby_bgp::codec::{CodecCtx, encode_message};
-use tabby_bgp::message::{Message, Update};
+use tabby_bgp::message::Update;
 use tabby_bgp::{Asn, Nlri, PathAttributes};
 use tabby_rib::*;
 
@@ -92,26 +90,22 @@ fn fanout_rib() -> (Rib, Vec<(PeerId, Update)>) {
     (rib, updates)
 }
 
-/// Applies every client's routes, drains the outgoing UPDATEs and encodes
-/// each once. Returns (UPDATEs encoded, deliveries, bytes).
+/// Applies every client's routes and drains the outgoing UPDATEs, which the
+/// update groups encode once each. Returns (UPDATEs encoded, deliveries,
+/// bytes).
 fn fanout(rib: &mut Rib, updates: &[(PeerId, Update)]) -> (usize, usize, usize) {
     ingest(rib, updates);
     let out = rib.drain_outgoing();
-    let ctx = CodecCtx {
-        four_octet_as: true,
-        ..CodecCtx::default()
-    };
     let (mut enc, mut deliveries, mut bytes) = (0, 0, 0);
-    let mut buf = BytesMut::with_capacity(1 << 20);
     for o in &out {
-        let n = o.to.peers().len();
-        for u in o.updates.iter() {
-            buf.clear();
-            encode_message(&Message::Update(u.clone()), &ctx, &mut buf).expect("encodable");
-            enc += 1;
-            bytes += buf.len();
-            deliveries += n;
-        }
+        enc += o.batch.messages() as usize;
+        bytes += o.batch.len();
+        deliveries += o
+            .to
+            .peers()
+            .iter()
+            .map(|p| o.batch.messages_for(p.0) as usize)
+            .sum::<usize>();
     }
     (enc, deliveries, bytes)
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use tabby_bgp::attr::{Community, NextHop};
 use tabby_bgp::capability::Role;
-use tabby_bgp::{Asn, Family, PathAttributes};
+use tabby_bgp::codec::{CodecCtx, EncodeError, UpdatePacker};
+use tabby_bgp::{Asn, Family};
 
 use crate::attrs::RouteAttrs;
 use crate::policy::{Decider, Policy, RouteCtx, SourceMatchInput, Verdict};
@@ -34,10 +35,10 @@ pub(crate) struct GroupKey {
     pub v4_next_hop_v6: bool,
     pub export: ExportPolicy,
     pub families: Vec<Family>,
-    pub add_path_tx: Vec<Family>,
     pub add_path_max: u8,
-    pub four_octet_as: bool,
-    pub max_message_len: usize,
+    /// The wire format every member negotiated (4-octet AS, message size,
+    /// ADD-PATH send, RFC 8950 next hop): the group encodes with it.
+    pub codec: CodecCtx,
     pub role: Option<Role>,
     pub llgr: bool,
     pub rfc8212: bool,
@@ -86,7 +87,7 @@ impl std::hash::Hash for ExportPolicy {
 
 impl GroupKey {
     pub fn add_path(&self, family: Family) -> bool {
-        self.add_path_max > 0 && self.add_path_tx.contains(&family)
+        self.add_path_max > 0 && self.codec.add_path_tx.contains(&family)
     }
 }
 
@@ -120,6 +121,8 @@ pub enum ExportDenied {
     /// Attributes would not fit the peer's maximum message size
     /// (CONFORMANCE row 28).
     TooLarge,
+    /// The route cannot be put in this peer's wire format.
+    Unencodable(String),
 }
 
 impl std::fmt::Display for ExportDenied {
@@ -142,6 +145,7 @@ impl std::fmt::Display for ExportDenied {
             ExportDenied::TooLarge => {
                 f.write_str("attributes exceed the peer's maximum message size")
             }
+            ExportDenied::Unencodable(why) => write!(f, "cannot be encoded for the peer: {why}"),
         }
     }
 }
@@ -302,10 +306,18 @@ pub(crate) fn export_route(
     // UPDATE is built; keep the interned set canonical.
     out.next_hop = None;
     let route = RouteAttrs::new(out, next_hop);
-    if estimate_attrs_len(&route, key.four_octet_as) + 64 > key.max_message_len {
-        return Err(ExportDenied::TooLarge);
+    // Exactly what the group's encoder will do: the attributes and one
+    // prefix must fit a message.
+    match UpdatePacker::new(
+        Family::of(input.prefix),
+        &route.attrs,
+        Some(route.next_hop),
+        &key.codec,
+    ) {
+        Ok(_) => Ok((route, rule)),
+        Err(EncodeError::TooLong { .. }) => Err(ExportDenied::TooLarge),
+        Err(e) => Err(ExportDenied::Unencodable(e.to_string())),
     }
-    Ok((route, rule))
 }
 
 /// What the export policy alone does with a route.
@@ -342,56 +354,4 @@ fn route_ctx<'a>(key: &GroupKey, input: &ExportInput<'a>) -> RouteCtx<'a> {
         local_asn: key.local_asn,
         attrs: &input.attrs.attrs,
     }
-}
-
-/// An upper bound of the encoded path attributes (MP_REACH header and next
-/// hop included), used to pack NLRI without exceeding the message size.
-pub(crate) fn estimate_attrs_len(r: &RouteAttrs, four_octet_as: bool) -> usize {
-    let a: &PathAttributes = &r.attrs;
-    const H: usize = 4; // flags, type, extended length
-    let asn_bytes = |n: usize| if four_octet_as { 4 * n } else { 2 * n + 4 * n };
-    let mut len = H + 1; // ORIGIN
-    len += H + a
-        .as_path
-        .segments
-        .iter()
-        .map(|s| 2 + asn_bytes(s.asns.len()))
-        .sum::<usize>();
-    if !four_octet_as {
-        len += H; // AS4_PATH header
-    }
-    len += H + 4; // NEXT_HOP or part of MP_REACH below
-    len += H + 2 + 1 + 1 + 32 + 1; // MP_REACH header with the largest next hop
-    if a.med.is_some() {
-        len += H + 4;
-    }
-    if a.local_pref.is_some() {
-        len += H + 4;
-    }
-    if a.atomic_aggregate {
-        len += H;
-    }
-    if a.aggregator.is_some() {
-        len += H + 8 + 8;
-    }
-    if !a.communities.is_empty() {
-        len += H + 4 * a.communities.len();
-    }
-    if a.originator_id.is_some() {
-        len += H + 4;
-    }
-    if !a.cluster_list.is_empty() {
-        len += H + 4 * a.cluster_list.len();
-    }
-    if !a.ext_communities.is_empty() {
-        len += H + 8 * a.ext_communities.len();
-    }
-    if !a.large_communities.is_empty() {
-        len += H + 12 * a.large_communities.len();
-    }
-    if a.otc.is_some() {
-        len += H + 4;
-    }
-    len += a.unknown.iter().map(|u| H + u.value.len()).sum::<usize>();
-    len
 }

@@ -24,7 +24,7 @@ use crate::hash::{FastMap, FastSet};
 use crate::loc_rib::{Dest, LOCAL_SOURCE, LocRib, Path, SigEntry, UNREACHABLE, flag};
 use crate::policy::{Policy, RouteCtx, SourceMatchInput, Verdict};
 use crate::types::*;
-use crate::update_group::{Batcher, UpdateGroup, end_of_rib};
+use crate::update_group::{Batcher, UpdateGroup};
 
 /// Tells the RIB whether a next hop is reachable and at what interior cost
 /// (RFC 4271 §9.1.2.1). The daemon answers from the kernel's routing table.
@@ -1203,8 +1203,14 @@ impl Rib {
             .filter(|f| f.is_supported())
             .collect();
         families.sort();
-        let mut add_path_tx = sess.add_path_tx.clone();
-        add_path_tx.sort();
+        let codec = tabby_bgp::codec::CodecCtx {
+            four_octet_as: sess.four_octet_as,
+            max_message_len: sess.max_message_len,
+            add_path_rx: Default::default(),
+            add_path_tx: sess.add_path_tx.iter().copied().collect(),
+            extended_next_hop: sess.extended_next_hop.contains(&Family::IPV4_UNICAST),
+            ebgp: s.kind == PeerKind::Ebgp,
+        };
         Some(GroupKey {
             kind: s.kind,
             rr_client: s.cfg.rr_client,
@@ -1222,10 +1228,8 @@ impl Rib {
                 && families.contains(&Family::IPV4_UNICAST),
             export: ExportPolicy(s.cfg.export.clone()),
             families,
-            add_path_tx,
             add_path_max: s.cfg.add_path_send_max,
-            four_octet_as: sess.four_octet_as,
-            max_message_len: sess.max_message_len,
+            codec,
             role: s.cfg.role,
             llgr: !sess.llgr.is_empty(),
             rfc8212: self.cfg.rfc8212,
@@ -1246,7 +1250,7 @@ impl Rib {
                         (self.groups.len() - 1) as u32
                     }
                 };
-                if key.add_path_max > 0 && !key.add_path_tx.is_empty() {
+                if key.add_path_max > 0 && !key.codec.add_path_tx.is_empty() {
                     self.add_path_groups += 1;
                 }
                 let mut g = UpdateGroup::new(gid, key.clone());
@@ -1291,7 +1295,7 @@ impl Rib {
             }
         }
         if let Some(key) = empty_key {
-            if key.add_path_max > 0 && !key.add_path_tx.is_empty() {
+            if key.add_path_max > 0 && !key.codec.add_path_tx.is_empty() {
                 self.add_path_groups -= 1;
             }
             self.group_ids.remove(&key);
@@ -1377,8 +1381,11 @@ impl Rib {
             }
             let result = match export_route(key, &input) {
                 Ok((ra, _)) => Some(interner.intern(ra)),
-                Err(crate::export::ExportDenied::TooLarge) => {
-                    warn!(%prefix, "route not exported: attributes exceed the peer's message size");
+                Err(
+                    e @ (crate::export::ExportDenied::TooLarge
+                    | crate::export::ExportDenied::Unencodable(_)),
+                ) => {
+                    warn!(%prefix, reason = %e, "route not exported");
                     None
                 }
                 Err(_) => None,
@@ -1423,8 +1430,11 @@ impl Rib {
                 continue;
             };
             let mut memo = ExportMemo::default();
-            // In chunks: the NLRI of a pass are held until packed, and a
-            // million-prefix pass would hold them all at once.
+            // One batch per group and pass, encoded in chunks: the NLRI of a
+            // pass are held until packed, and a million-prefix pass would
+            // hold them all at once.
+            let mut encoded = g.new_batch();
+            let mut corrections = Vec::new();
             for chunk in dirty.chunks(EXPORT_CHUNK) {
                 let mut batch = Batcher::default();
                 for &id in chunk {
@@ -1433,13 +1443,21 @@ impl Rib {
                     }
                 }
                 if !batch.is_empty() {
-                    let members = self.member_ids(&g);
-                    let mut built = 0;
-                    let out = g.finish(batch, &members, |s| self.id_of(s), None, &mut built);
-                    self.updates_built += built;
-                    self.queued.extend(out);
+                    self.updates_built +=
+                        g.finish(batch, &mut encoded, |s| self.id_of(s), &mut corrections);
                 }
             }
+            if !encoded.is_empty() {
+                let members = self.member_ids(&g);
+                if !members.is_empty() {
+                    encoded.seal();
+                    self.queued.push(Outgoing {
+                        to: Recipients::Group { group: g.id, members },
+                        batch: Arc::new(encoded),
+                    });
+                }
+            }
+            self.queued.append(&mut corrections);
             self.groups[gi] = Some(g);
         }
         // Every group has seen the change: unmark, and drop prefixes left
@@ -1511,30 +1529,35 @@ impl Rib {
             .collect();
         let mut ids: Vec<PeerId> = slots.iter().map(|s| self.id_of(*s)).collect();
         ids.sort();
-        let single = (ids.len() == 1).then(|| ids[0]);
-        let members: Arc<[PeerId]> = ids.into();
+        let to = match ids[..] {
+            [p] => Recipients::Peer(p),
+            _ => Recipients::Group {
+                group: gid,
+                members: ids.into(),
+            },
+        };
         let tables = &self.tables;
         let batch = g.dump_for(&targets, family, |id| {
             tables[id.fam_idx()].dests.at(id).map(|(p, _)| p)
         });
-        let mut built = 0;
-        let out = g.finish(batch, &members, |x| self.id_of(x), single, &mut built);
-        self.updates_built += built;
-        self.queued.extend(out);
-        if eor && !families.is_empty() {
-            let to = match single {
-                Some(p) => Recipients::Peer(p),
-                None => Recipients::Group {
-                    group: gid,
-                    members: members.clone(),
-                    except: None,
-                },
-            };
+        let mut encoded = g.new_batch();
+        let mut corrections = Vec::new();
+        self.updates_built += g.finish(batch, &mut encoded, |x| self.id_of(x), &mut corrections);
+        if eor {
+            for f in &families {
+                if let Err(e) = encoded.end_of_rib(*f) {
+                    warn!(group = gid, error = %e, "cannot encode End-of-RIB");
+                }
+            }
+        }
+        if !encoded.is_empty() {
+            encoded.seal();
             self.queued.push(Outgoing {
                 to,
-                updates: end_of_rib(&families).into(),
+                batch: Arc::new(encoded),
             });
         }
+        self.queued.append(&mut corrections);
         for s in slots {
             if let Some(p) = self.peer_mut(*s) {
                 p.awaiting_dump = false;
@@ -1659,8 +1682,13 @@ impl Rib {
         new: FastMap<IpNet, Vec<(u32, Arc<RouteAttrs>)>>,
     ) {
         let id = self.id_of(slot);
-        let mut withdraw: Vec<Update> = Vec::new();
-        let mut announce: Vec<(Arc<RouteAttrs>, Nlri)> = Vec::new();
+        let Some(Some(g)) = self
+            .peer(slot)
+            .and_then(|p| p.group)
+            .and_then(|gid| self.groups.get(gid as usize))
+        else {
+            return;
+        };
         let mut keys: Vec<&IpNet> = old.keys().chain(new.keys()).collect();
         keys.sort();
         keys.dedup();
@@ -1671,52 +1699,32 @@ impl Rib {
                 Nlri::with_path_id(*p, tx)
             }
         };
+        let mut b = Batcher::default();
         for p in keys {
             let o = old.get(p).map(|v| v.as_slice()).unwrap_or(&[]);
             let n = new.get(p).map(|v| v.as_slice()).unwrap_or(&[]);
             for (tx, a) in n {
                 if !o.iter().any(|(t, b)| t == tx && Arc::ptr_eq(a, b)) {
-                    announce.push((a.clone(), nlri(p, *tx)));
+                    b.push_announce(a, &nlri(p, *tx));
                 }
             }
             for (tx, _) in o {
                 if !n.iter().any(|(t, _)| t == tx) {
-                    withdraw.push(Update::default());
-                    let u = withdraw.last_mut().expect("just pushed");
-                    let nl = nlri(p, *tx);
-                    if Family::of(p) == Family::IPV4_UNICAST {
-                        u.withdrawn.push(nl);
-                    } else {
-                        u.mp_unreach = Some(tabby_bgp::message::MpUnreach {
-                            family: Family::of(p),
-                            withdrawn: vec![nl],
-                        });
-                    }
+                    b.push_withdraw(&nlri(p, *tx));
                 }
             }
         }
-        let Some(Some(g)) = self
-            .peer(slot)
-            .and_then(|p| p.group)
-            .and_then(|gid| self.groups.get(gid as usize))
-        else {
-            return;
-        };
-        let mut b = Batcher::default();
-        for (a, n) in &announce {
-            b.push_announce(a, n);
-        }
-        let members: Arc<[PeerId]> = Arc::from(Vec::new());
-        let mut built = withdraw.len() as u64;
-        let mut out = g.finish(b, &members, |x| self.id_of(x), Some(id), &mut built);
-        self.updates_built += built;
-        if !withdraw.is_empty() {
+        let mut encoded = g.new_batch();
+        let mut corrections = Vec::new();
+        self.updates_built += g.finish(b, &mut encoded, |x| self.id_of(x), &mut corrections);
+        if !encoded.is_empty() {
+            encoded.seal();
             self.queued.push(Outgoing {
                 to: Recipients::Peer(id),
-                updates: withdraw.into(),
+                batch: Arc::new(encoded),
             });
         }
-        self.queued.append(&mut out);
+        self.queued.append(&mut corrections);
     }
 
     /// Re-runs import policy over a peer's pre-policy Adj-RIB-In.

@@ -302,64 +302,62 @@ pub struct BestChange {
 /// Who receives a batch of outgoing UPDATEs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipients {
-    /// Every member of an update group except (maybe) one: the peer the
-    /// routes came from (split horizon).
-    Group {
-        group: u32,
-        members: Arc<[PeerId]>,
-        except: Option<PeerId>,
-    },
-    /// One peer (initial dump, route refresh, per-peer corrections).
+    /// Every member of an update group (those still waiting for their
+    /// initial dump excepted). Each skips the spans of the batch that name
+    /// it: the routes it sent (split horizon).
+    Group { group: u32, members: Arc<[PeerId]> },
+    /// One peer (route refresh, per-peer corrections, a policy change).
     Peer(PeerId),
 }
 
 impl Recipients {
     /// The peers this batch is for.
-    pub fn peers(&self) -> Vec<PeerId> {
+    pub fn peers(&self) -> &[PeerId] {
         match self {
-            Recipients::Group {
-                members, except, ..
-            } => members
-                .iter()
-                .copied()
-                .filter(|p| Some(*p) != *except)
-                .collect(),
-            Recipients::Peer(p) => vec![*p],
+            Recipients::Group { members, .. } => members,
+            Recipients::Peer(p) => std::slice::from_ref(p),
         }
     }
 
     pub fn includes(&self, peer: PeerId) -> bool {
-        match self {
-            Recipients::Group {
-                members, except, ..
-            } => *except != Some(peer) && members.contains(&peer),
-            Recipients::Peer(p) => *p == peer,
-        }
+        self.peers().contains(&peer)
     }
 }
 
-/// UPDATEs to send, built once for all recipients.
+/// UPDATEs to send, encoded once for all recipients in the wire format of
+/// their update group. A recipient sends `batch.for_member(peer.0)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
     pub to: Recipients,
-    pub updates: Arc<[tabby_bgp::message::Update]>,
+    pub batch: Arc<tabby_bgp::codec::UpdateBatch>,
 }
 
 impl Outgoing {
-    /// The wire form of every UPDATE in this batch, back to back, encoded
-    /// once for all recipients (`ctx`: the negotiated session parameters,
-    /// equal for every member of an update group).
-    pub fn encode(
+    /// The UPDATEs `peer` receives from this batch, decoded (tests and
+    /// tools; the daemon hands the encoded batch on).
+    pub fn updates_for(
         &self,
-        ctx: &tabby_bgp::codec::CodecCtx,
-    ) -> Result<bytes::BytesMut, tabby_bgp::codec::EncodeError> {
-        let mut out = bytes::BytesMut::with_capacity(self.updates.len() * 128);
-        for u in self.updates.iter() {
-            tabby_bgp::codec::encode_message(
-                &tabby_bgp::Message::Update(u.clone()),
-                ctx,
-                &mut out,
-            )?;
+        peer: PeerId,
+    ) -> Result<Vec<tabby_bgp::message::Update>, tabby_bgp::error::DecodeError> {
+        if !self.to.includes(peer) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for chunk in self.batch.for_member(peer.0) {
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let len = match tabby_bgp::codec::frame_len(rest, self.batch.ctx().max_message_len)? {
+                    Some(n) => n,
+                    None => break,
+                };
+                let (msg, tail) = rest.split_at(len.min(rest.len()));
+                if let tabby_bgp::Message::Update(u) =
+                    tabby_bgp::codec::decode_message(msg, self.batch.ctx())?
+                {
+                    out.push(u);
+                }
+                rest = tail;
+            }
         }
         Ok(out)
     }

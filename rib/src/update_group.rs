@@ -1,23 +1,25 @@
 //! Adj-RIB-Out through update groups.
 //!
 //! Peers whose [`GroupKey`] is equal receive the same routes with the same
-//! attributes, so a group computes each export and builds each UPDATE once.
-//! The only per-member difference is split horizon: a route is never sent
-//! back to the member it came from. Reflected routes from different sources
-//! carry different attributes (next hop, ORIGINATOR_ID) and so travel in
-//! different UPDATEs anyway; each such batch names the one member it skips.
+//! attributes in the same wire format (the key holds the codec context), so
+//! a group computes each export and encodes each UPDATE once, into one
+//! [`UpdateBatch`] per pass. The only per-member difference is split
+//! horizon: a route is never sent back to the member it came from.
+//! Reflected routes from different sources carry different attributes
+//! (next hop, ORIGINATOR_ID) and so travel in different UPDATEs anyway;
+//! the batch marks each such span with the one member that skips it.
 
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use smallvec::SmallVec;
-use tabby_bgp::attr::NextHop;
-use tabby_bgp::message::{MpReach, MpUnreach, Update};
+use tabby_bgp::codec::{EncodeError, UpdateBatch};
 use tabby_bgp::{Family, Nlri};
+use tracing::warn;
 
 use crate::attrs::RouteAttrs;
 use crate::dest_map::DestId;
-use crate::export::{GroupKey, estimate_attrs_len};
+use crate::export::GroupKey;
 use crate::hash::{FastMap, FastSet};
 use crate::types::{Outgoing, PeerId, Recipients};
 
@@ -191,6 +193,10 @@ impl Batcher {
 
     pub fn push_announce(&mut self, attrs: &Arc<RouteAttrs>, nlri: &Nlri) {
         self.announce(attrs, None, *nlri);
+    }
+
+    pub fn push_withdraw(&mut self, nlri: &Nlri) {
+        self.withdraw(None, *nlri);
     }
 
     fn announce(&mut self, attrs: &Arc<RouteAttrs>, except: Option<u32>, nlri: Nlri) {
@@ -417,161 +423,61 @@ impl UpdateGroup {
         b
     }
 
-    /// Packs a batch into UPDATEs for the members (`members` excludes those
-    /// still waiting for their initial dump). `encodings` counts UPDATEs
-    /// built.
+    /// Encodes a batch into `out`, the group's batch for the members (it
+    /// names each split-horizon span by the member it skips, `id_of` maps a
+    /// slot to that name). Corrections, for one member each, go to
+    /// `corrections`. Returns the UPDATE messages built.
     pub fn finish(
         &self,
         batch: Batcher,
-        members: &Arc<[PeerId]>,
+        out: &mut UpdateBatch,
         id_of: impl Fn(u32) -> PeerId,
-        to_single: Option<PeerId>,
-        encodings: &mut u64,
-    ) -> Vec<Outgoing> {
-        let mut out = Vec::new();
-        let to = |except: Option<u32>| match to_single {
-            Some(p) => Recipients::Peer(p),
-            None => Recipients::Group {
-                group: self.id,
-                members: members.clone(),
-                except: except.map(&id_of),
-            },
-        };
-        let max = self.key.max_message_len;
+        corrections: &mut Vec<Outgoing>,
+    ) -> u64 {
+        let mut built = 0;
+        let member = |x: Option<u32>| x.map(|s| id_of(s).0);
         for (family, except, nlri) in batch.withdraw {
-            let updates = pack_withdraw(family, &nlri, max);
-            *encodings += updates.len() as u64;
-            out.push(Outgoing {
-                to: to(except),
-                updates: updates.into(),
-            });
+            built += self.built(out.withdraw(member(except), family, &nlri));
         }
         for (attrs, except, nlri) in batch.announce {
-            let updates = pack_announce(&attrs, &nlri, max, self.key.four_octet_as);
-            *encodings += updates.len() as u64;
-            out.push(Outgoing {
-                to: to(except),
-                updates: updates.into(),
-            });
+            built += self.built(out.announce(member(except), &attrs.attrs, attrs.next_hop, &nlri));
         }
-        for (member, family, nlri) in batch.corrections {
-            let updates = pack_withdraw(family, &nlri, max);
-            *encodings += updates.len() as u64;
-            out.push(Outgoing {
-                to: Recipients::Peer(id_of(member)),
-                updates: updates.into(),
-            });
-        }
-        out.retain(|o| {
-            !o.updates.is_empty()
-                && !(matches!(&o.to, Recipients::Group { members, .. } if members.is_empty()))
-        });
-        out
-    }
-}
-
-/// Encoded NLRI size: length octet, prefix octets, ADD-PATH id.
-fn nlri_len(n: &Nlri) -> usize {
-    1 + (n.prefix.prefix_len() as usize).div_ceil(8) + if n.path_id.is_some() { 4 } else { 0 }
-}
-
-/// Splits `nlri` into chunks whose encoded size fits `budget` octets.
-fn chunks(nlri: &[Nlri], budget: usize) -> Vec<&[Nlri]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut used = 0;
-    for (i, n) in nlri.iter().enumerate() {
-        let l = nlri_len(n);
-        if used + l > budget && i > start {
-            out.push(&nlri[start..i]);
-            start = i;
-            used = 0;
-        }
-        used += l;
-    }
-    if start < nlri.len() {
-        out.push(&nlri[start..]);
-    }
-    out
-}
-
-/// Header (19) + withdrawn length (2) + attributes length (2).
-const UPDATE_OVERHEAD: usize = 23;
-
-fn pack_withdraw(family: Family, nlri: &[Nlri], max: usize) -> Vec<Update> {
-    let v4 = family == Family::IPV4_UNICAST;
-    // MP_UNREACH: attribute header 4 + AFI/SAFI 3.
-    let budget = max.saturating_sub(UPDATE_OVERHEAD + if v4 { 0 } else { 7 });
-    chunks(nlri, budget)
-        .into_iter()
-        .map(|c| {
-            if v4 {
-                Update {
-                    withdrawn: c.to_vec(),
-                    ..Update::default()
-                }
-            } else {
-                Update {
-                    mp_unreach: Some(MpUnreach {
-                        family,
-                        withdrawn: c.to_vec(),
-                    }),
-                    ..Update::default()
-                }
+        for (slot, family, nlri) in batch.corrections {
+            let mut b = UpdateBatch::new(self.key.codec.clone());
+            built += self.built(b.withdraw(None, family, &nlri));
+            if !b.is_empty() {
+                b.seal();
+                corrections.push(Outgoing {
+                    to: Recipients::Peer(id_of(slot)),
+                    batch: Arc::new(b),
+                });
             }
-        })
-        .collect()
-}
+        }
+        built
+    }
 
-fn pack_announce(r: &RouteAttrs, nlri: &[Nlri], max: usize, four_octet_as: bool) -> Vec<Update> {
-    let Some(first) = nlri.first() else {
-        return Vec::new();
-    };
-    let family = first.family();
-    let budget = max.saturating_sub(UPDATE_OVERHEAD + estimate_attrs_len(r, four_octet_as));
-    // Classic encoding only for IPv4 NLRI with an IPv4 next hop; RFC 8950
-    // IPv6 next hops and IPv6 NLRI go in MP_REACH (RFC 4760 §3).
-    let classic = family == Family::IPV4_UNICAST && r.next_hop.addr.is_ipv4();
-    chunks(nlri, budget)
-        .into_iter()
-        .map(|c| {
-            let mut attributes = r.attrs.clone();
-            if classic {
-                if let std::net::IpAddr::V4(a) = r.next_hop.addr {
-                    attributes.next_hop = Some(a);
-                }
-                Update {
-                    attributes,
-                    nlri: c.to_vec(),
-                    ..Update::default()
-                }
-            } else {
-                attributes.next_hop = None;
-                Update {
-                    attributes,
-                    mp_reach: Some(MpReach {
-                        family,
-                        next_hop: NextHop {
-                            addr: r.next_hop.addr,
-                            link_local: r.next_hop.link_local,
-                        },
-                        nlri: c.to_vec(),
-                    }),
-                    ..Update::default()
-                }
+    /// Counts an encoding's messages; a failure (which the export check
+    /// should have prevented) drops those prefixes with a log line.
+    fn built(&self, r: Result<usize, EncodeError>) -> u64 {
+        match r {
+            Ok(n) => n as u64,
+            Err(e) => {
+                warn!(group = self.id, error = %e, "UPDATEs not sent: cannot encode them for this group");
+                0
             }
-        })
-        .collect()
-}
+        }
+    }
 
-/// End-of-RIB markers (RFC 4724 §2) for `families`.
-pub(crate) fn end_of_rib(families: &[Family]) -> Vec<Update> {
-    families.iter().map(|f| Update::end_of_rib(*f)).collect()
+    /// An empty batch in this group's wire format.
+    pub fn new_batch(&self) -> UpdateBatch {
+        UpdateBatch::new(self.key.codec.clone())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tabby_bgp::attr::NextHop;
 
     /// A group's Adj-RIB-Out without ADD-PATH costs 16 octets a prefix.
     #[test]
@@ -603,38 +509,5 @@ mod tests {
             t.put(9, AdjOut::new());
             assert!(t.occupied().is_empty());
         }
-    }
-
-    #[test]
-    fn chunks_respect_budget() {
-        let nlri: Vec<Nlri> = (0..1000u32)
-            .map(|i| {
-                Nlri::new(IpNet::V4(
-                    ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(0x6440_0000 + (i << 8)), 24)
-                        .unwrap(),
-                ))
-            })
-            .collect();
-        let c = chunks(&nlri, 100);
-        assert!(
-            c.iter()
-                .all(|c| c.iter().map(nlri_len).sum::<usize>() <= 100)
-        );
-        assert_eq!(c.iter().map(|c| c.len()).sum::<usize>(), 1000);
-        assert_eq!(c[0].len(), 25);
-    }
-
-    #[test]
-    fn withdraw_families() {
-        let v6: IpNet = "2001:db8:1000::/48".parse().unwrap();
-        let u = pack_withdraw(Family::IPV6_UNICAST, &[Nlri::new(v6)], 4096);
-        assert_eq!(u.len(), 1);
-        assert_eq!(
-            u[0].mp_unreach.as_ref().unwrap().withdrawn,
-            vec![Nlri::new(v6)]
-        );
-        let v4: IpNet = "100.64.0.0/26".parse().unwrap();
-        let u = pack_withdraw(Family::IPV4_UNICAST, &[Nlri::new(v4)], 4096);
-        assert_eq!(u[0].withdrawn, vec![Nlri::new(v4)]);
     }
 }

@@ -310,7 +310,8 @@ fn outgoing_encodes_once_and_round_trips() {
     let out = r.drain_outgoing();
     let mut decoded = Vec::new();
     for o in &out {
-        let bytes = o.encode(&ctx).unwrap();
+        assert!(o.batch.ctx().encodes_like(&ctx));
+        let bytes: Vec<u8> = o.batch.for_member(1).concat();
         let mut rest = &bytes[..];
         while !rest.is_empty() {
             let n = frame_len(rest, ctx.max_message_len).unwrap().unwrap();

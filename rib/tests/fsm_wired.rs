@@ -56,9 +56,7 @@ fn step(a: &mut Node, b: &mut Node, now: Instant) -> bool {
             // RIB output to the session.
             for o in x.rib.drain_outgoing() {
                 if o.to.includes(x.peer) {
-                    for u in o.updates.iter() {
-                        let _ = x.sess.send_update(now, u);
-                    }
+                    let _ = x.sess.send_batch(now, &o.batch, x.peer.0);
                 }
             }
             while let Some(act) = x.sess.poll_action() {

@@ -267,8 +267,8 @@ fn restarting_speaker_defers_selection() {
     // Deliver B's routes and End-of-RIB only.
     let out = n.sp[b].rib.drain_outgoing();
     for o in &out {
-        for u in o.updates.iter() {
-            n.sp[a].rib.apply_update(PeerId(1), u).unwrap();
+        for u in o.updates_for(b_a).unwrap() {
+            n.sp[a].rib.apply_update(PeerId(1), &u).unwrap();
         }
     }
     assert_eq!(o_peers(&out), vec![b_a]);
@@ -287,7 +287,7 @@ fn restarting_speaker_defers_selection() {
 }
 
 fn o_peers(out: &[Outgoing]) -> Vec<PeerId> {
-    let mut v: Vec<PeerId> = out.iter().flat_map(|o| o.to.peers()).collect();
+    let mut v: Vec<PeerId> = out.iter().flat_map(|o| o.to.peers().to_vec()).collect();
     v.dedup();
     v
 }

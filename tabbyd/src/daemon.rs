@@ -29,7 +29,8 @@ use tracing::{debug, error, info, warn};
 use crate::convert;
 use crate::logging::LogControl;
 use crate::metrics::{KindLabel, Metrics, PeerFamilyLabel, PeerLabel, StateLabel};
-use crate::sessions::{SessionCmd, SessionEvent, SessionHandle, SessionSpec, Sessions};
+use crate::sessions::{SessionHandle, SessionSpec, Sessions};
+use tabby_bgp::driver::{PeerCommand, PeerEvent};
 use prometheus_client::metrics::{family::Family as MetricFamily, gauge::Gauge};
 
 /// Owner name of the routes the cluster's resources originate (blocks,
@@ -74,34 +75,8 @@ struct PeerSlot {
     /// peer's other sessions come and go.
     ipv4_over_ipv6: bool,
     established_at: Option<Instant>,
-    /// The wire format negotiated with the peer while Established.
-    codec: Option<tabby_bgp::codec::CodecCtx>,
     /// This peer's `updates_sent` metric, looked up once.
     updates_out: prometheus_client::metrics::counter::Counter,
-}
-
-/// What one pump hands to the sessions, in order per peer.
-#[derive(Default)]
-struct Outbox {
-    /// Per peer: what it gets, in order, and how many UPDATEs that is.
-    peers: HashMap<PeerId, (Vec<Segment>, u64)>,
-    /// Per update group (and member set): the batch being gathered.
-    open: HashMap<(u32, usize), OpenBatch>,
-    /// Per update group and member set: the shared wire format, if any.
-    codecs: HashMap<(u32, usize), Option<tabby_bgp::codec::CodecCtx>>,
-}
-
-enum Segment {
-    Own(Vec<bytes::Bytes>),
-    Shared(Arc<tabby_bgp::driver::SharedUpdates>),
-}
-
-struct OpenBatch {
-    members: Arc<[PeerId]>,
-    batch: tabby_bgp::driver::SharedUpdates,
-    /// UPDATEs in the batch, in all and per excepted member.
-    updates: u64,
-    excepted: HashMap<PeerId, u64>,
 }
 
 /// The daemon core.
@@ -584,7 +559,7 @@ impl Daemon {
         match rib.update_policy(slot.id, cfg.import, cfg.export) {
             Ok(outcome) => {
                 for f in outcome.route_refresh {
-                    slot.session.command(SessionCmd::RequestRefresh(f));
+                    slot.session.command(PeerCommand::RouteRefresh(f));
                 }
             }
             Err(e) => warn!(peer = %address, error = %e, "policy update failed"),
@@ -721,7 +696,7 @@ impl Daemon {
                 return;
             }
         };
-        session.command(SessionCmd::Start);
+        session.command(PeerCommand::Start);
         let mut status = am::PeerStatus::idle(api_cfg);
         status.state_since_unix_seconds = unix_now();
         self.by_id.insert(id, address);
@@ -736,7 +711,6 @@ impl Daemon {
                 eor: BTreeSet::new(),
                 ipv4_over_ipv6,
                 established_at: None,
-                codec: None,
                 updates_out: self
                     .metrics
                     .updates_out
@@ -760,7 +734,7 @@ impl Daemon {
             return;
         };
         slot.session
-            .command(SessionCmd::Stop(Some("peer de-configured".into())));
+            .command(PeerCommand::Stop(Some("peer de-configured".into())));
         self.by_id.remove(&slot.id);
         if let Some(rib) = self.rib.as_mut() {
             let _ = rib.peer_down(slot.id, DownKind::Flush, now);
@@ -860,7 +834,7 @@ impl Daemon {
 
     /// One session event, then the RIB's outputs pumped.
     #[cfg(test)]
-    pub fn session_event(&mut self, id: PeerId, ev: SessionEvent, now: Instant) {
+    pub fn session_event(&mut self, id: PeerId, ev: PeerEvent, now: Instant) {
         self.absorb_session_event(id, ev, now);
         self.pump(now);
     }
@@ -868,12 +842,12 @@ impl Daemon {
     /// One session event into the RIB without pumping: the event loop
     /// absorbs every queued event first and pumps once, so UPDATEs that
     /// arrived together leave in shared batches.
-    pub fn absorb_session_event(&mut self, id: PeerId, ev: SessionEvent, now: Instant) {
+    pub fn absorb_session_event(&mut self, id: PeerId, ev: PeerEvent, now: Instant) {
         let Some(&address) = self.by_id.get(&id) else {
             return; // a late event from a removed peer
         };
         match ev {
-            SessionEvent::State { from, to } => {
+            PeerEvent::StateChanged { from, to } => {
                 if let Some(slot) = self.peers.get_mut(&address) {
                     slot.status.state = api_state(to);
                     slot.status.state_since_unix_seconds = unix_now();
@@ -881,7 +855,6 @@ impl Daemon {
                         slot.established_at = Some(now);
                     } else if from == State::Established {
                         slot.established_at = None;
-                        slot.codec = None;
                         slot.status.counters.flaps += 1;
                     }
                 }
@@ -905,11 +878,10 @@ impl Daemon {
                     },
                 );
             }
-            SessionEvent::Established(neg) => {
+            PeerEvent::Established(neg) => {
                 let session = PeerSession::from(neg.as_ref());
                 if let Some(slot) = self.peers.get_mut(&address) {
                     slot.families = neg.families.clone();
-                    slot.codec = Some(neg.codec_ctx());
                     slot.eor.clear();
                     slot.status.remote_router_id = Some(neg.peer_id);
                     slot.status.negotiated_hold_time = neg.hold_time.as_secs() as u16;
@@ -923,7 +895,7 @@ impl Daemon {
                     warn!(peer = %address, error = %e, "RIB refused the session");
                 }
             }
-            SessionEvent::Update(u) => {
+            PeerEvent::Update(u) => {
                 if let Some(slot) = self.peers.get_mut(&address) {
                     slot.status.counters.updates_received += 1;
                     slot.status.counters.prefixes_received +=
@@ -947,7 +919,7 @@ impl Daemon {
                 }
                 self.check_max_prefixes(address, id);
             }
-            SessionEvent::EndOfRib(f) => {
+            PeerEvent::EndOfRib(f) => {
                 debug!(peer = %address, family = %f, "End-of-RIB received");
                 if let Some(slot) = self.peers.get_mut(&address) {
                     slot.eor.insert(f);
@@ -958,7 +930,7 @@ impl Daemon {
                     warn!(peer = %address, error = %e, "End-of-RIB not applied");
                 }
             }
-            SessionEvent::RouteRefresh(rr) => {
+            PeerEvent::RouteRefresh(rr) => {
                 if rr.subtype == RefreshSubtype::Request
                     && let Some(rib) = self.rib.as_mut()
                     && let Err(e) = rib.route_refresh(id, rr.family)
@@ -966,7 +938,7 @@ impl Daemon {
                     warn!(peer = %address, error = %e, "route refresh not served");
                 }
             }
-            SessionEvent::Down(d) => {
+            PeerEvent::Down(d) => {
                 let kind = DownKind::from(&d);
                 info!(peer = %address, reason = %d.reason, graceful = d.stale.is_some(), "session down");
                 if let Some(slot) = self.peers.get_mut(&address) {
@@ -997,6 +969,9 @@ impl Daemon {
                     debug!(peer = %address, error = %e, "RIB peer down");
                 }
             }
+            PeerEvent::CommandFailed(why) => {
+                debug!(peer = %address, %why, "session command not carried out");
+            }
         }
     }
 
@@ -1019,7 +994,7 @@ impl Daemon {
                 data.push(f.safi.0);
                 data.extend_from_slice(&limit.to_be_bytes());
                 slot.session
-                    .command(SessionCmd::Cease(tabby_bgp::Notification::new(
+                    .command(PeerCommand::Cease(tabby_bgp::Notification::new(
                         tabby_bgp::notification::code::CEASE,
                         tabby_bgp::notification::cease::MAX_PREFIXES_REACHED,
                         data,
@@ -1050,159 +1025,30 @@ impl Daemon {
                     .publish_with(p, || route_update(p, rib.best(&p).as_ref()));
             }
         }
-        let mut outbox = Outbox::default();
         for out in outgoing {
-            self.send_outgoing(&out, &mut outbox);
+            self.send_outgoing(out);
         }
-        self.flush_outbox(&mut outbox);
         self.check_converged(now);
     }
 
-    /// Hands each peer what this pump encoded for it. An update group's
-    /// batches are encoded once and shared: every member gets the same
-    /// `Arc` (and skips, in its session task, what came from itself), so a
-    /// reflector's fan-out costs one pointer per member, not a copy.
-    fn flush_outbox(&mut self, outbox: &mut Outbox) {
-        Self::seal_all(outbox);
-        for (peer, (segments, n)) in outbox.peers.drain() {
+    /// Hands one RIB batch to its recipients. The batch was encoded once
+    /// by the update group: every member gets the same `Arc` and, in its
+    /// session task, skips what came from itself, so a reflector's fan-out
+    /// costs one pointer per member, not a copy.
+    fn send_outgoing(&mut self, out: tabby_rib::Outgoing) {
+        for &peer in out.to.peers() {
             let Some(slot) = self.by_id.get(&peer).and_then(|a| self.peers.get_mut(a)) else {
                 continue;
             };
+            let n = out.batch.messages_for(peer.0);
+            if n == 0 {
+                continue;
+            }
             slot.status.counters.updates_sent += n;
             slot.updates_out.inc_by(n);
-            for seg in segments {
-                slot.session.command(match seg {
-                    Segment::Own(b) => SessionCmd::SendEncoded(b),
-                    Segment::Shared(b) => SessionCmd::SendShared(b),
-                });
-            }
-        }
-    }
-
-    /// Closes every open group batch, appending it to its members' queues.
-    fn seal_all(outbox: &mut Outbox) {
-        for (_, open) in outbox.open.drain() {
-            let mut batch = open.batch;
-            batch.seal();
-            let batch = Arc::new(batch);
-            for m in open.members.iter() {
-                let n = open.updates - open.excepted.get(m).copied().unwrap_or(0);
-                let e = outbox.peers.entry(*m).or_default();
-                e.0.push(Segment::Shared(batch.clone()));
-                e.1 += n;
-            }
-        }
-    }
-
-    /// The wire format every recipient of a batch shares, if they do.
-    /// Members without one are going down (their session left Established
-    /// before the RIB heard of it) and are left out of the comparison:
-    /// whatever reaches them is dropped, and one of them must not send a
-    /// thousand-member batch down the per-session path.
-    fn shared_codec(&self, peers: &[PeerId]) -> Option<tabby_bgp::codec::CodecCtx> {
-        let mut codecs = peers.iter().filter_map(|p| {
-            self.by_id
-                .get(p)
-                .and_then(|a| self.peers.get(a))
-                .and_then(|s| s.codec.as_ref())
-        });
-        let ctx = codecs.next()?;
-        codecs.all(|c| c == ctx).then(|| ctx.clone())
-    }
-
-    /// Queues one RIB batch for its recipients.
-    fn send_outgoing(&mut self, out: &tabby_rib::Outgoing, outbox: &mut Outbox) {
-        let n = out.updates.len() as u64;
-        if let tabby_rib::Recipients::Group {
-            group,
-            members,
-            except,
-        } = &out.to
-        {
-            let key = (*group, Arc::as_ptr(members) as *const PeerId as usize);
-            let ctx = match outbox.codecs.get(&key) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = self.shared_codec(members);
-                    outbox.codecs.insert(key, c.clone());
-                    c
-                }
-            };
-            match ctx.map(|ctx| out.encode(&ctx)) {
-                Some(Ok(b)) => {
-                    let open = outbox.open.entry(key).or_insert_with(|| OpenBatch {
-                        members: members.clone(),
-                        batch: tabby_bgp::driver::SharedUpdates::default(),
-                        updates: 0,
-                        excepted: HashMap::new(),
-                    });
-                    // Split horizon by address: the member's session skips it.
-                    let from = except.and_then(|x| self.by_id.get(&x).copied());
-                    open.batch.push(from, &b);
-                    open.updates += n;
-                    if let Some(x) = except {
-                        *open.excepted.entry(*x).or_default() += n;
-                    }
-                    return;
-                }
-                Some(Err(e)) => {
-                    warn!(error = %e, "cannot encode UPDATEs for an update group; sending them per peer");
-                }
-                None => {}
-            }
-        }
-        // Per peer (a dump, a refresh, or members that differ in wire
-        // format): whatever group batches are open go first, to keep order.
-        Self::seal_all(outbox);
-        let peers = out.to.peers();
-        let own = match self.shared_codec(&peers).map(|ctx| out.encode(&ctx)) {
-            Some(Ok(b)) => Some(b.freeze()),
-            Some(Err(e)) => {
-                warn!(error = %e, "cannot encode UPDATEs; each session encodes its own");
-                None
-            }
-            None => {
-                debug!(
-                    peers = peers.len(),
-                    "recipients differ in wire format; each session encodes its own"
-                );
-                None
-            }
-        };
-        for peer in peers {
-            let e = outbox.peers.entry(peer).or_default();
-            e.1 += n;
-            match &own {
-                Some(b) => {
-                    let b = b.clone();
-                    match e.0.last_mut() {
-                        Some(Segment::Own(v)) => v.push(b),
-                        _ => e.0.push(Segment::Own(vec![b])),
-                    }
-                }
-                None => {
-                    // Not encodable here: the session encodes it itself.
-                    let e_peers = &mut e.0;
-                    Self::flush_segments_for(self, peer, e_peers);
-                    if let Some(slot) = self.by_id.get(&peer).and_then(|a| self.peers.get(a)) {
-                        slot.session.command(SessionCmd::Send(out.updates.clone()));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends what is queued for `peer` now (to keep order with a command
-    /// that cannot wait for the end of the pump).
-    fn flush_segments_for(&self, peer: PeerId, segments: &mut Vec<Segment>) {
-        let Some(slot) = self.by_id.get(&peer).and_then(|a| self.peers.get(a)) else {
-            segments.clear();
-            return;
-        };
-        for seg in segments.drain(..) {
-            slot.session.command(match seg {
-                Segment::Own(b) => SessionCmd::SendEncoded(b),
-                Segment::Shared(b) => SessionCmd::SendShared(b),
+            slot.session.command(PeerCommand::SendShared {
+                batch: out.batch.clone(),
+                member: peer.0,
             });
         }
     }
@@ -1666,9 +1512,9 @@ impl Daemon {
         })?;
         slot.status.enabled = enable;
         slot.session.command(if enable {
-            SessionCmd::Start
+            PeerCommand::Start
         } else {
-            SessionCmd::Stop(reason)
+            PeerCommand::Stop(reason)
         });
         self.get_peer(address)
     }
@@ -1682,16 +1528,16 @@ impl Daemon {
         let id = slot.id;
         let families: Vec<Family> = slot.families.iter().copied().collect();
         match kind {
-            am::ResetKind::Hard => slot.session.command(SessionCmd::Reset { hard: true }),
+            am::ResetKind::Hard => slot.session.command(PeerCommand::Reset { hard: true }),
             am::ResetKind::SoftIn => {
                 for f in &families {
-                    slot.session.command(SessionCmd::RequestRefresh(*f));
+                    slot.session.command(PeerCommand::RouteRefresh(*f));
                 }
             }
             am::ResetKind::SoftOut | am::ResetKind::SoftBoth => {
                 if kind == am::ResetKind::SoftBoth {
                     for f in &families {
-                        slot.session.command(SessionCmd::RequestRefresh(*f));
+                        slot.session.command(PeerCommand::RouteRefresh(*f));
                     }
                 }
                 let rib = self.rib_mut()?;
@@ -1778,7 +1624,7 @@ impl Daemon {
     /// keep our routes for the restart time; kernel routes stay.
     pub fn detach_all(&mut self) {
         for slot in self.peers.values() {
-            slot.session.command(SessionCmd::Detach);
+            slot.session.command(PeerCommand::Detach);
         }
     }
 

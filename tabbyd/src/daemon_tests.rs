@@ -17,10 +17,11 @@ use tabby_rib::PeerId;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::sessions::{SessionCmd, SessionEvent, SessionHandle, SessionSpec, Sessions};
+use crate::sessions::{SessionHandle, SessionSpec, Sessions};
+use tabby_bgp::driver::{PeerCommand, PeerEvent};
 
 /// Commands each spawned session received, by peer address.
-type Log = Arc<Mutex<Vec<(IpAddr, PeerId, mpsc::UnboundedReceiver<SessionCmd>)>>>;
+type Log = Arc<Mutex<Vec<(IpAddr, PeerId, mpsc::UnboundedReceiver<PeerCommand>)>>>;
 
 struct Recorder {
     log: Log,
@@ -110,7 +111,7 @@ impl Harness {
             .unwrap()
     }
 
-    fn commands(&self, addr: &str) -> Vec<SessionCmd> {
+    fn commands(&self, addr: &str) -> Vec<PeerCommand> {
         let a: IpAddr = addr.parse().unwrap();
         let mut log = self.log.lock().unwrap();
         let mut out = Vec::new();
@@ -131,7 +132,13 @@ impl Harness {
         v
     }
 
-    fn establish(&mut self, addr: &str, peer_as: u32, router_id: Ipv4Addr) {
+    /// Brings the session up; returns the wire format it negotiated.
+    fn establish(
+        &mut self,
+        addr: &str,
+        peer_as: u32,
+        router_id: Ipv4Addr,
+    ) -> tabby_bgp::codec::CodecCtx {
         let id = self.id_of(addr);
         let open = |asn: u32, rid| Open {
             version: 4,
@@ -149,17 +156,19 @@ impl Harness {
             &open(peer_as, router_id),
             None,
         );
+        let ctx = neg.codec_ctx();
         let now = Instant::now();
         self.daemon.session_event(
             id,
-            SessionEvent::State {
+            PeerEvent::StateChanged {
                 from: State::OpenConfirm,
                 to: State::Established,
             },
             now,
         );
         self.daemon
-            .session_event(id, SessionEvent::Established(Box::new(neg)), now);
+            .session_event(id, PeerEvent::Established(Box::new(neg)), now);
+        ctx
     }
 
     fn announce(&mut self, addr: &str, path: &[u32], prefixes: &[&str], next_hop: Ipv4Addr) {
@@ -178,7 +187,7 @@ impl Harness {
             ..Update::default()
         };
         self.daemon
-            .session_event(id, SessionEvent::Update(Box::new(u)), Instant::now());
+            .session_event(id, PeerEvent::Update(Box::new(u)), Instant::now());
     }
 }
 
@@ -189,7 +198,7 @@ fn every_configured_peer_gets_a_started_session() {
     for peer in ["198.18.0.1", "198.18.0.12"] {
         let cmds = h.commands(peer);
         assert!(
-            matches!(cmds.first(), Some(SessionCmd::Start)),
+            matches!(cmds.first(), Some(PeerCommand::Start)),
             "{peer}: {cmds:?}"
         );
     }
@@ -234,7 +243,7 @@ fn own_block_is_blackholed_and_learned_routes_go_via_the_peer() {
     assert!(
         cmds.iter().any(|c| matches!(
             c,
-            SessionCmd::Send(_) | SessionCmd::SendEncoded(_) | SessionCmd::SendShared(_)
+            PeerCommand::SendShared { .. }
         )),
         "nothing advertised to the ToR: {cmds:?}"
     );
@@ -259,7 +268,7 @@ fn session_loss_without_graceful_restart_removes_the_kernel_route() {
     let id = h.id_of("198.18.0.1");
     h.daemon.session_event(
         id,
-        SessionEvent::Down(Down {
+        PeerEvent::Down(Down {
             reason: DownReason::ConnectionLost,
             was_established: true,
             stale: None,
@@ -289,7 +298,7 @@ fn max_prefixes_closes_the_session_with_cease_1() {
     assert!(
         !h.commands("198.18.0.1")
             .iter()
-            .any(|c| matches!(c, SessionCmd::Cease(_))),
+            .any(|c| matches!(c, PeerCommand::Cease(_))),
         "at the limit is allowed"
     );
     h.announce(
@@ -302,7 +311,7 @@ fn max_prefixes_closes_the_session_with_cease_1() {
     let n = cmds
         .iter()
         .find_map(|c| match c {
-            SessionCmd::Cease(n) => Some(n),
+            PeerCommand::Cease(n) => Some(n),
             _ => None,
         })
         .expect("Cease sent");
@@ -456,32 +465,45 @@ fn ipv4_leaves_the_ipv6_session_when_an_ipv4_session_appears() {
     );
 }
 
+/// What each session was handed: its update group's batches, encoded once
+/// in the wire format that session negotiated, and counted as sent.
 #[test]
-fn a_group_member_going_down_does_not_split_the_shared_encoding() {
+fn each_peer_gets_its_groups_batches_in_its_wire_format() {
     let mut h = harness(0);
     h.load(CLUSTER);
-    h.establish("198.18.0.12", 64512, Ipv4Addr::new(198, 18, 0, 12));
-    h.establish("198.18.0.1", 65000, Ipv4Addr::new(198, 18, 0, 1));
-    let (b, tor) = (h.id_of("198.18.0.12"), h.id_of("198.18.0.1"));
-    let codec = |h: &Harness, id: PeerId| {
-        let addr = h.daemon.by_id[&id];
-        h.daemon.peers[&addr].codec.clone()
-    };
-    let (cb, ct) = (codec(&h, b).unwrap(), codec(&h, tor).unwrap());
-    // Same wire format except the eBGP flag: one shared encoding only if
-    // every live member agrees.
-    assert_ne!(cb, ct);
-    assert_eq!(h.daemon.shared_codec(&[b]), Some(cb.clone()));
-    assert_eq!(h.daemon.shared_codec(&[b, tor]), None);
-
-    // The ToR's session left Established before the RIB heard of it: it
-    // has no codec, is left out, and the batch keeps the shared path.
-    let addr = h.daemon.by_id[&tor];
-    h.daemon.peers.get_mut(&addr).unwrap().codec = None;
-    assert_eq!(h.daemon.shared_codec(&[b, tor]), Some(cb.clone()));
-    assert_eq!(h.daemon.shared_codec(&[tor, b]), Some(cb));
-    // Nobody left to encode for.
-    assert_eq!(h.daemon.shared_codec(&[tor]), None);
+    let mesh = h.establish("198.18.0.12", 64512, Ipv4Addr::new(198, 18, 0, 12));
+    let tor = h.establish("198.18.0.1", 65000, Ipv4Addr::new(198, 18, 0, 1));
+    // iBGP and eBGP decode differently but encode alike here.
+    assert_ne!(mesh, tor);
+    for (addr, ctx) in [("198.18.0.12", mesh), ("198.18.0.1", tor)] {
+        let id = h.id_of(addr);
+        let mut updates = Vec::new();
+        let mut messages = 0;
+        for c in h.commands(addr) {
+            let PeerCommand::SendShared { batch, member } = c else {
+                continue;
+            };
+            assert_eq!(member, id.0, "{addr}: named by its peer id");
+            assert!(batch.ctx().encodes_like(&ctx), "{addr}: {:?}", batch.ctx());
+            messages += batch.messages_for(member);
+            let out = tabby_rib::Outgoing {
+                to: tabby_rib::Recipients::Peer(id),
+                batch,
+            };
+            updates.extend(out.updates_for(id).expect("decodes"));
+        }
+        let announced: Vec<String> = updates
+            .iter()
+            .flat_map(|u| u.nlri.iter().map(|n| n.prefix.to_string()))
+            .collect();
+        assert_eq!(announced, vec!["100.64.0.0/26"], "{addr}");
+        assert!(
+            updates.iter().any(|u| u.as_end_of_rib() == Some(Family::IPV4_UNICAST)),
+            "{addr}: End-of-RIB"
+        );
+        let status = h.daemon.get_peer(addr.parse().unwrap()).unwrap();
+        assert_eq!(status.counters.updates_sent, messages, "{addr}");
+    }
 }
 
 #[test]

@@ -253,7 +253,6 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
         tokio::select! {
             ev = ev_rx.recv() => {
                 let Some((id, ev)) = ev else { break };
-                let Some(ev) = sessions::session_event(id, ev) else { continue };
                 // Absorb what else is queued, then pump once: UPDATEs that
                 // arrived together leave in shared batches. Bounded by
                 // PUMP_ROUTES: a pump's pending changes are held in memory
@@ -270,7 +269,6 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
                     while take.routes < room {
                         let Ok((id, ev)) = ev_rx.try_recv() else { break };
                         take.events += 1;
-                        let Some(ev) = sessions::session_event(id, ev) else { continue };
                         take.routes += event_routes(&ev);
                         d.absorb_session_event(id, ev, now);
                     }
@@ -337,9 +335,9 @@ const PUMP_ROUTES: usize = 32_768;
 const PUMP_ROUNDS: usize = 64;
 
 /// How many routes a session event carries (1 for the others).
-fn event_routes(ev: &sessions::SessionEvent) -> usize {
+fn event_routes(ev: &tabby_bgp::driver::PeerEvent) -> usize {
     match ev {
-        sessions::SessionEvent::Update(u) => {
+        tabby_bgp::driver::PeerEvent::Update(u) => {
             u.nlri.len()
                 + u.withdrawn.len()
                 + u.mp_reach.as_ref().map_or(0, |m| m.nlri.len())

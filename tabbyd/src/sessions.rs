@@ -5,11 +5,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tabby_bgp::Family;
 use tabby_bgp::driver;
-use tabby_bgp::fsm::{Down, SessionConfig, State};
-use tabby_bgp::message::{RouteRefresh, Update};
-use tabby_bgp::negotiated::Negotiated;
+use tabby_bgp::fsm::SessionConfig;
 use tabby_rib::PeerId;
 use tokio::sync::mpsc;
 
@@ -24,39 +21,6 @@ pub struct SessionSpec {
     pub ttl_security: Option<u8>,
 }
 
-/// What a session reports to the daemon core.
-#[derive(Debug)]
-pub enum SessionEvent {
-    State { from: State, to: State },
-    Established(Box<Negotiated>),
-    Update(Box<Update>),
-    EndOfRib(Family),
-    RouteRefresh(RouteRefresh),
-    Down(Down),
-}
-
-/// Commands to a running session.
-#[derive(Debug)]
-pub enum SessionCmd {
-    Start,
-    Stop(Option<String>),
-    Reset {
-        hard: bool,
-    },
-    /// Close without a NOTIFICATION so the peer keeps our routes as stale
-    /// (RFC 4724): a planned restart.
-    Detach,
-    Send(Arc<[Update]>),
-    /// Close with this NOTIFICATION (e.g. Cease/1 for max-prefix).
-    Cease(tabby_bgp::Notification),
-    /// UPDATEs already encoded for this session's negotiated parameters,
-    /// in order.
-    SendEncoded(Vec<bytes::Bytes>),
-    /// An update group's batch, shared by every member.
-    SendShared(Arc<driver::SharedUpdates>),
-    RequestRefresh(Family),
-}
-
 /// A running session.
 #[derive(Debug)]
 pub struct SessionHandle {
@@ -67,7 +31,7 @@ pub struct SessionHandle {
 enum Tx {
     /// Commands as the daemon says them, recorded by tests.
     #[cfg(test)]
-    Cmd(mpsc::UnboundedSender<SessionCmd>),
+    Cmd(mpsc::UnboundedSender<driver::PeerCommand>),
     /// Straight to a driver peer task; the slot is released on drop.
     Peer {
         tx: driver::CommandSender,
@@ -77,11 +41,11 @@ enum Tx {
 
 impl SessionHandle {
     #[cfg(test)]
-    pub fn new(tx: mpsc::UnboundedSender<SessionCmd>) -> Self {
+    pub fn new(tx: mpsc::UnboundedSender<driver::PeerCommand>) -> Self {
         SessionHandle { tx: Tx::Cmd(tx) }
     }
 
-    pub fn command(&self, cmd: SessionCmd) {
+    pub fn command(&self, cmd: driver::PeerCommand) {
         // The task only ends when the handle is dropped; a send failure
         // means it crashed, which its own log line already reported.
         match &self.tx {
@@ -90,17 +54,7 @@ impl SessionHandle {
                 let _ = tx.send(cmd);
             }
             Tx::Peer { tx, .. } => {
-                let _ = tx.send(match cmd {
-                    SessionCmd::Start => driver::PeerCommand::Start,
-                    SessionCmd::Stop(r) => driver::PeerCommand::Stop(r),
-                    SessionCmd::Reset { hard } => driver::PeerCommand::Reset { hard },
-                    SessionCmd::Detach => driver::PeerCommand::Detach,
-                    SessionCmd::Cease(n) => driver::PeerCommand::Cease(n),
-                    SessionCmd::Send(u) => driver::PeerCommand::SendUpdates(u),
-                    SessionCmd::SendEncoded(b) => driver::PeerCommand::SendEncoded(b),
-                    SessionCmd::SendShared(b) => driver::PeerCommand::SendShared(b),
-                    SessionCmd::RequestRefresh(f) => driver::PeerCommand::RouteRefresh(f),
-                });
+                let _ = tx.send(cmd);
             }
         }
     }
@@ -149,29 +103,13 @@ pub type EventSender = mpsc::Sender<(PeerId, driver::PeerEvent)>;
 /// events over several rounds before it pumps (see `main.rs`).
 pub const EVENT_QUEUE: usize = 256;
 
-/// What the daemon core makes of a session's event (`None`: only logged).
-pub fn session_event(peer: PeerId, ev: driver::PeerEvent) -> Option<SessionEvent> {
-    Some(match ev {
-        driver::PeerEvent::StateChanged { from, to } => SessionEvent::State { from, to },
-        driver::PeerEvent::Established(n) => SessionEvent::Established(n),
-        driver::PeerEvent::Update(u) => SessionEvent::Update(u),
-        driver::PeerEvent::EndOfRib(f) => SessionEvent::EndOfRib(f),
-        driver::PeerEvent::RouteRefresh(r) => SessionEvent::RouteRefresh(r),
-        driver::PeerEvent::Down(d) => SessionEvent::Down(d),
-        driver::PeerEvent::CommandFailed(why) => {
-            tracing::debug!(peer = peer.0, %why, "session command not carried out");
-            return None;
-        }
-    })
-}
-
 /// Runs BGP sessions: the shared listener and one task per peer, from
 /// `tabby_bgp::driver`.
 pub trait Sessions: Send {
     /// (Re)binds the shared listener.
     fn listen(&mut self, addrs: Vec<SocketAddr>) -> Result<(), String>;
     /// Starts a session task for a peer (not yet connecting: send
-    /// [`SessionCmd::Start`]).
+    /// [`driver::PeerCommand::Start`]).
     fn spawn(&mut self, id: PeerId, spec: SessionSpec) -> Result<SessionHandle, String>;
 }
 

@@ -2,8 +2,8 @@
 //!
 //! The entry points are [`decode_message`] (one whole message, header
 //! included), [`encode_message`], [`frame_len`] for stream framing, the
-//! packing [`UpdatePacker`] for the RIB's outgoing routes, and [`BgpCodec`]
-//! for tokio-util framed sockets. All take a [`CodecCtx`]: what the session
+//! packing [`UpdatePacker`] and the shared [`UpdateBatch`] for the RIB's
+//! update groups, and [`BgpCodec`] for tokio-util framed sockets. All take a [`CodecCtx`]: what the session
 //! negotiated that changes the wire format.
 //!
 //! No input makes a decoder panic: wire data is never indexed or unwrapped.
@@ -17,6 +17,7 @@ use crate::message::{MAX_MESSAGE_LEN, Message, kind};
 use crate::types::Family;
 
 mod attributes;
+mod batch;
 mod capabilities;
 mod framing;
 mod header;
@@ -32,6 +33,7 @@ pub use attributes::{
     DecodedAttributes, decode_attributes, encode_attributes, encode_mp_reach, encode_mp_unreach,
     parse_as_path,
 };
+pub use batch::{Member, UpdateBatch};
 pub use capabilities::{
     decode_capabilities, decode_capability, encode_capability, unsupported_capability,
 };
@@ -45,7 +47,7 @@ pub use route_refresh::{decode_route_refresh, encode_route_refresh};
 pub use update::{decode_update, encode_update};
 
 /// Negotiated parameters that change how messages are encoded and decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CodecCtx {
     /// RFC 6793: both sides announced 4-octet AS support.
     pub four_octet_as: bool,
@@ -60,6 +62,17 @@ pub struct CodecCtx {
     /// The peer is external: changes RFC 7606 treatment of LOCAL_PREF,
     /// ORIGINATOR_ID and CLUSTER_LIST.
     pub ebgp: bool,
+}
+
+impl CodecCtx {
+    /// True when messages encoded with `self` are what `other` would
+    /// encode: the fields that only shape decoding are not compared.
+    pub fn encodes_like(&self, other: &CodecCtx) -> bool {
+        self.four_octet_as == other.four_octet_as
+            && self.max_message_len == other.max_message_len
+            && self.add_path_tx == other.add_path_tx
+            && self.extended_next_hop == other.extended_next_hop
+    }
 }
 
 impl Default for CodecCtx {

@@ -21,9 +21,6 @@
 
 mod conn;
 mod peer;
-mod shared;
-
-pub use shared::SharedUpdates;
 
 use std::collections::HashMap;
 use std::io;
@@ -122,9 +119,13 @@ pub enum PeerCommand {
     /// one command (and leave in one vectored write) so a reflector's many
     /// small batches cost one hand-over per peer, not one each.
     SendEncoded(Vec<Bytes>),
-    /// An update group's batch: this peer sends all of it but the spans
-    /// that came from itself.
-    SendShared(Arc<SharedUpdates>),
+    /// An update group's batch, encoded once for every member: this peer
+    /// (`member` in the batch) sends all of it but the spans that came from
+    /// itself. Refused when the batch's wire format is not this session's.
+    SendShared {
+        batch: Arc<crate::codec::UpdateBatch>,
+        member: crate::codec::Member,
+    },
     /// Ask the peer to resend its routes of a family (RFC 2918).
     RouteRefresh(Family),
 }

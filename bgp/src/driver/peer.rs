@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
@@ -18,7 +17,6 @@ use super::{PeerCommand, PeerConfig, PeerEvent, PeerStatus};
 use crate::fsm::{Action, ConnectionId, Event, Session};
 use crate::message::Update;
 use crate::notification::{Notification, cease};
-use crate::sockopt;
 
 /// Events held for a daemon that is not reading; then reads pause. Small:
 /// one UPDATE event holds up to 4 KiB of parsed routes, and what waits in
@@ -114,8 +112,6 @@ fn now() -> Instant {
 
 struct Peer<T> {
     transport: Transport,
-    /// The peer's address as shared batches name it.
-    remote: IpAddr,
     session: Session,
     /// Open connections: usually one, two during a collision.
     conns: Vec<Conn>,
@@ -152,7 +148,6 @@ pub(super) fn run<T: Copy + Send + Sync + 'static>(
     let (transport, session) = Transport::split(cfg);
     let mut p = Peer {
         session: Session::new(session),
-        remote: sockopt::canonical(transport.remote),
         transport,
         conns: Vec::new(),
         connecting: Vec::new(),
@@ -436,10 +431,9 @@ impl<T: Copy> Peer<T> {
                 .try_for_each(|b| self.session.send_raw(t, b)),
             // Only now, when this peer takes it, does the batch become its
             // list of buffers.
-            PeerCommand::SendShared(batch) => batch
-                .for_peer(self.remote)
-                .into_iter()
-                .try_for_each(|b| self.session.send_raw(t, b)),
+            PeerCommand::SendShared { batch, member } => {
+                self.session.send_batch(t, &batch, member)
+            }
             PeerCommand::RouteRefresh(family) => self.session.request_route_refresh(t, family),
         };
         if let Err(e) = result {

@@ -32,6 +32,10 @@ pub enum SendError {
     RouteRefreshNotNegotiated,
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// A shared batch encoded for other session parameters (the session
+    /// came back with different capabilities before its group changed).
+    #[error("the UPDATE batch was encoded for another wire format than this session's")]
+    WireFormat,
 }
 
 /// Messages of each type, counted for operators.
@@ -273,6 +277,24 @@ impl Session {
             c.keepalive_at = Some(now + c.keepalive);
         }
         Ok(())
+    }
+
+    /// Sends `member`'s share of an update group's batch, if the batch was
+    /// encoded the way this session encodes.
+    pub fn send_batch(
+        &mut self,
+        now: Instant,
+        batch: &codec::UpdateBatch,
+        member: codec::Member,
+    ) -> Result<(), SendError> {
+        let c = self.established().ok_or(SendError::NotEstablished)?;
+        if !c.ctx.encodes_like(batch.ctx()) {
+            return Err(SendError::WireFormat);
+        }
+        batch
+            .for_member(member)
+            .into_iter()
+            .try_for_each(|b| self.send_raw(now, b))
     }
 
     /// Asks the peer to send its routes of `family` again (RFC 2918).

@@ -103,8 +103,7 @@ pub fn withdraw(prefixes: &[&str]) -> Update {
 /// The UPDATEs among `out` addressed to `peer`, flattened.
 pub fn updates_for(out: &[Outgoing], peer: PeerId) -> Vec<Update> {
     out.iter()
-        .filter(|o| o.to.includes(peer))
-        .flat_map(|o| o.updates.iter().cloned())
+        .flat_map(|o| o.updates_for(peer).expect("RIB output must decode"))
         .collect()
 }
 
@@ -191,9 +190,7 @@ pub fn now() -> Instant {
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tabby_bgp::codec::{CodecCtx, decode_message, encode_message};
-use tabby_bgp::message::Message;
+use tabby_bgp::codec::CodecCtx;
 
 /// One simulated BGP speaker: a RIB and its sessions.
 pub struct Speaker {
@@ -307,19 +304,15 @@ impl Net {
             for i in 0..self.sp.len() {
                 let out = self.sp[i].rib.drain_outgoing();
                 for o in out {
-                    for pid in o.to.peers() {
+                    for &pid in o.to.peers() {
                         let Some((j, rid, ctx)) = self.sp[i].links.get(&pid).cloned() else {
                             continue;
                         };
-                        for u in o.updates.iter() {
-                            let mut buf = BytesMut::new();
-                            encode_message(&Message::Update(u.clone()), &ctx, &mut buf)
-                                .expect("RIB output must encode");
-                            let Message::Update(d) =
-                                decode_message(&buf, &ctx).expect("RIB output must decode")
-                            else {
-                                panic!("not an UPDATE")
-                            };
+                        assert!(
+                            o.batch.ctx().encodes_like(&ctx),
+                            "the group encodes as the session negotiated"
+                        );
+                        for d in o.updates_for(pid).expect("RIB output must decode") {
                             let from = self.sp[i].name.clone();
                             let to = self.sp[j].name.clone();
                             for line in render(std::slice::from_ref(&d)) {
