@@ -100,12 +100,11 @@ fn fanout(rib: &mut Rib, updates: &[(PeerId, Update)]) -> (usize, usize, usize) 
     for o in &out {
         enc += o.batch.messages() as usize;
         bytes += o.batch.len();
-        deliveries += o
-            .to
-            .peers()
-            .iter()
-            .map(|p| o.batch.messages_for(p.0) as usize)
-            .sum::<usize>();
+        deliveries +=
+            o.to.peers()
+                .iter()
+                .map(|p| o.batch.messages_for(p.0) as usize)
+                .sum::<usize>();
     }
     (enc, deliveries, bytes)
 }

@@ -1452,7 +1452,10 @@ impl Rib {
                 if !members.is_empty() {
                     encoded.seal();
                     self.queued.push(Outgoing {
-                        to: Recipients::Group { group: g.id, members },
+                        to: Recipients::Group {
+                            group: g.id,
+                            members,
+                        },
                         batch: Arc::new(encoded),
                     });
                 }

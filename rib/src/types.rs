@@ -342,17 +342,21 @@ impl Outgoing {
         if !self.to.includes(peer) {
             return Ok(Vec::new());
         }
+        // Decoded as the peer receives it: our ADD-PATH send is its receive.
+        let ctx = tabby_bgp::codec::CodecCtx {
+            add_path_rx: self.batch.ctx().add_path_tx.clone(),
+            ..self.batch.ctx().clone()
+        };
         let mut out = Vec::new();
         for chunk in self.batch.for_member(peer.0) {
             let mut rest = &chunk[..];
             while !rest.is_empty() {
-                let len = match tabby_bgp::codec::frame_len(rest, self.batch.ctx().max_message_len)? {
+                let len = match tabby_bgp::codec::frame_len(rest, ctx.max_message_len)? {
                     Some(n) => n,
                     None => break,
                 };
                 let (msg, tail) = rest.split_at(len.min(rest.len()));
-                if let tabby_bgp::Message::Update(u) =
-                    tabby_bgp::codec::decode_message(msg, self.batch.ctx())?
+                if let tabby_bgp::Message::Update(u) = tabby_bgp::codec::decode_message(msg, &ctx)?
                 {
                     out.push(u);
                 }

@@ -310,9 +310,13 @@ fn update_groups_share_work() {
     // A client's own route goes to the nineteen others, not back to it.
     learn(&mut r, 3, &["100.64.2.0/26"], "198.18.0.13", &[]);
     let out = r.drain_outgoing();
-    assert_eq!(out.len(), 1);
-    assert!(!out[0].to.includes(PeerId(3)));
-    assert_eq!(out[0].to.peers().len(), 19);
+    assert_eq!(out.len(), 1, "one batch for the group");
+    assert_eq!(out[0].to.peers().len(), 20);
+    assert!(updates_for(&out, PeerId(3)).is_empty());
+    assert_eq!(out[0].batch.messages_for(3), 0);
+    for i in (0..20).filter(|i| *i != 3) {
+        assert_eq!(updates_for(&out, PeerId(i)).len(), 1, "client {i}");
+    }
     // A better route from another client replaces it; client 3 now gets
     // the new route (it had nothing from us for this prefix).
     let mut a = attrs(&[], &[]);
