@@ -7,26 +7,40 @@
 //! the RIB says it converged), watching the kernel (restoring our routes,
 //! link/address events, optional learning of other protocols' routes).
 //! Does not own: route selection (tabby-rib), which routes to program (the
-//! daemon maps the RIB's best-route changes onto [`FibRoute`]s), or any
+//! daemon maps the RIB's best-route changes onto [`FibOp`]s), or any
 //! tunnel device (its name is configuration).
+//!
+//! Inside, the reconciliation is a planner without I/O (`plan.rs`, over the
+//! kernel view of `view.rs`): route changes, kernel notifications, dumps and
+//! request results in, route requests out as data, the time passed in. The
+//! task (`actor.rs`) owns the sockets, the channels and the clock, and only
+//! moves data between them and the planner.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), tabby_fib_sync::FibError> {
-//! use tabby_fib_sync::{FibConfig, FibRoute, FibSync};
+//! use tabby_fib_sync::{FibConfig, FibOp, FibRoute, FibSync};
 //! let (fib, task) = FibSync::start(FibConfig::default()).await?;
 //! tokio::spawn(task.run());
 //! fib.set(FibRoute::blackhole("100.64.1.0/26".parse().unwrap())).await?;
+//! // From synchronous code: an ordered stream of changes.
+//! let ops = fib.ops();
+//! let _ = ops.send(FibOp::Remove("100.64.2.0/26".parse().unwrap()));
 //! fib.converged().await?; // after End-of-RIB: stale routes of ours go
 //! fib.sync().await?; // wait until the kernel holds it
 //! # Ok(()) }
 //! ```
 
 mod actor;
+mod failure_log;
 mod inflight;
 mod learn;
+mod maps;
 pub mod netns;
+mod plan;
+mod request;
 mod socket;
 mod types;
+mod view;
 mod wire;
 
 use std::io;
@@ -34,11 +48,12 @@ use std::io;
 use ipnet::IpNet;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use actor::Command;
 pub use actor::FibTask;
-use actor::{Command, validate};
+use types::validate;
 pub use types::{
-    FibConfig, FibRoute, FibStats, KernelEvent, LearnFilter, NextHopSpec, RT_TABLE_MAIN, RouteKind,
-    TABBY_RT_PROTO,
+    FibConfig, FibOp, FibRoute, FibStats, KernelEvent, LearnFilter, NextHopSpec, RT_TABLE_MAIN,
+    RouteKind, TABBY_RT_PROTO,
 };
 
 /// Errors of the FIB synchroniser.
@@ -72,61 +87,99 @@ impl FibSync {
     /// handle plus the task to spawn (`tokio::spawn(task.run())`). Must be
     /// called inside a tokio runtime with I/O and time enabled.
     pub async fn start(config: FibConfig) -> Result<(FibHandle, FibTask), FibError> {
-        let (tx, rx) = mpsc::channel(64 * 1024);
+        let (commands, commands_rx) = mpsc::channel(1024);
+        let (ops, ops_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
-        let task = FibTask::open(config, rx, events.clone()).await?;
-        Ok((FibHandle { tx, events }, task))
+        let task = FibTask::open(config, commands_rx, ops_rx, events.clone()).await?;
+        Ok((
+            FibHandle {
+                commands,
+                ops,
+                events,
+            },
+            task,
+        ))
     }
 }
 
-/// Cheap to clone; dropping every handle stops the task and leaves the
-/// routes in the kernel (a restarted daemon adopts them).
+/// Cheap to clone; dropping every handle and every sender from
+/// [`FibHandle::ops`] stops the task and leaves the routes in the kernel (a
+/// restarted daemon adopts them).
+///
+/// `set`, `set_many`, `remove`, `remove_many` and `converged` join the
+/// same ordered stream as [`FibHandle::ops`]; `replace_all`, `stats` and
+/// `sync` come after every change queued before them.
 #[derive(Debug, Clone)]
 pub struct FibHandle {
-    tx: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Command>,
+    ops: mpsc::UnboundedSender<FibOp>,
     events: broadcast::Sender<KernelEvent>,
 }
 
 impl FibHandle {
     async fn send(&self, c: Command) -> Result<(), FibError> {
-        self.tx.send(c).await.map_err(|_| FibError::Closed)
+        self.commands.send(c).await.map_err(|_| FibError::Closed)
+    }
+
+    fn push(&self, op: FibOp) -> Result<(), FibError> {
+        self.ops.send(op).map_err(|_| FibError::Closed)
+    }
+
+    /// A sender of route changes, applied in the order sent (per prefix the
+    /// last one wins; `Converged` applies to everything sent before it).
+    /// For synchronous callers: sending never waits. Routes are checked as
+    /// [`set`](Self::set) checks them; an invalid one is refused with a
+    /// warning, counted in [`FibStats::refused`], and leaves its prefix's
+    /// desired route as it was. Sending fails once the task has stopped.
+    pub fn ops(&self) -> mpsc::UnboundedSender<FibOp> {
+        self.ops.clone()
     }
 
     /// Wants `route` in the kernel (adds, or replaces the one for its prefix).
     pub async fn set(&self, route: FibRoute) -> Result<(), FibError> {
-        self.send(Command::Set(vec![validate(&route)?])).await
+        self.push(FibOp::Set(validate(route)?))
     }
 
-    /// `set` for many routes in one message (bulk loads).
+    /// `set` for many routes; refuses them all if one is invalid.
     pub async fn set_many(&self, routes: Vec<FibRoute>) -> Result<(), FibError> {
-        let routes = routes.iter().map(validate).collect::<Result<Vec<_>, _>>()?;
-        self.send(Command::Set(routes)).await
+        let routes = routes
+            .into_iter()
+            .map(validate)
+            .collect::<Result<Vec<_>, _>>()?;
+        routes
+            .into_iter()
+            .try_for_each(|r| self.push(FibOp::Set(r)))
     }
 
     /// No longer wants a route for `prefix`.
     pub async fn remove(&self, prefix: IpNet) -> Result<(), FibError> {
-        self.send(Command::Remove(vec![prefix.trunc()])).await
+        self.push(FibOp::Remove(prefix.trunc()))
     }
 
     /// `remove` for many prefixes.
     pub async fn remove_many(&self, prefixes: Vec<IpNet>) -> Result<(), FibError> {
-        self.send(Command::Remove(
-            prefixes.into_iter().map(|p| p.trunc()).collect(),
-        ))
-        .await
+        prefixes
+            .into_iter()
+            .try_for_each(|p| self.push(FibOp::Remove(p.trunc())))
     }
 
     /// Makes `routes` the complete desired set and declares convergence.
+    /// Resolves once the task has taken the new set.
     pub async fn replace_all(&self, routes: Vec<FibRoute>) -> Result<(), FibError> {
-        let routes = routes.iter().map(validate).collect::<Result<Vec<_>, _>>()?;
-        self.send(Command::ReplaceAll(routes)).await
+        let routes = routes
+            .into_iter()
+            .map(validate)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::ReplaceAll(routes, tx)).await?;
+        rx.await.map_err(|_| FibError::Closed)
     }
 
     /// The RIB has converged (End-of-RIB from every peer, or the deferral
     /// timer): install what is missing, replace what differs, and delete our
     /// routes that are no longer wanted. Idempotent.
     pub async fn converged(&self) -> Result<(), FibError> {
-        self.send(Command::Converged).await
+        self.push(FibOp::Converged)
     }
 
     /// Resolves once every queued change has been sent and acknowledged.

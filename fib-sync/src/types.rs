@@ -1,12 +1,14 @@
 //! The input and output types of the FIB synchroniser: what the daemon asks
-//! for (`FibRoute`), how it is configured (`FibConfig`), and what it reports
-//! (`FibStats`, `KernelEvent`).
+//! for (`FibRoute`, `FibOp`), how it is configured (`FibConfig`), and what
+//! it reports (`FibStats`, `KernelEvent`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+
+use crate::FibError;
 
 /// Tabby's route protocol number (`rtm_protocol`), 84 = ASCII `'T'`.
 ///
@@ -62,6 +64,20 @@ impl FibRoute {
             pref_src: None,
         }
     }
+}
+
+/// One change to the desired routes, as pushed in order through
+/// [`FibHandle::ops`](crate::FibHandle::ops).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FibOp {
+    /// Wants this route for its prefix (adds, or replaces the one wanted
+    /// before).
+    Set(FibRoute),
+    /// No longer wants a route for this prefix.
+    Remove(IpNet),
+    /// The RIB has converged: routes of ours found at start that are not
+    /// wanted by then go (see `FibHandle::converged`).
+    Converged,
 }
 
 /// What a route does with packets.
@@ -220,6 +236,10 @@ pub struct FibStats {
     pub converged: bool,
     /// Times bulk mode was entered (see `FibConfig::bulk_threshold`).
     pub bulk_runs: u64,
+    /// Routes pushed through `FibHandle::ops` that were refused as invalid
+    /// and left the desired route of their prefix as it was (the async
+    /// methods return the error instead).
+    pub refused: u64,
 }
 
 /// What the synchroniser saw in the kernel, for the daemon (next-hop
@@ -242,4 +262,149 @@ pub enum KernelEvent {
     /// The event stream overran and the kernel view was rebuilt from a dump;
     /// consumers should re-read anything they cache.
     Resynced,
+}
+
+/// Checks a route and brings it to the form the planner compares with the
+/// kernel's (host bits cleared, next hops sorted, a single next hop at
+/// weight 1). Applying it twice changes nothing.
+pub(crate) fn validate(mut route: FibRoute) -> Result<FibRoute, FibError> {
+    let prefix = route.prefix;
+    let bad = |why: String| Err(FibError::InvalidRoute(prefix, why));
+    let v6 = matches!(prefix, IpNet::V6(_));
+    if let Some(src) = route.pref_src
+        && src.is_ipv6() != v6
+    {
+        return bad(format!(
+            "preferred source {src} is not of the prefix's family"
+        ));
+    }
+    if let RouteKind::Unicast(hops) = &mut route.kind {
+        if hops.is_empty() {
+            return bad("a unicast route needs at least one next hop".into());
+        }
+        for NextHopSpec {
+            gateway,
+            device,
+            weight,
+            onlink,
+        } in hops.iter()
+        {
+            // An IPv4 route may go via an IPv6 gateway (RTA_VIA, RFC 8950
+            // next hops); the kernel has no IPv6 route via an IPv4 gateway.
+            if v6 && gateway.is_ipv4() {
+                return bad(format!("gateway {gateway} is not of the prefix's family"));
+            }
+            if !(1..=256).contains(weight) {
+                return bad(format!("weight {weight} is outside 1..=256"));
+            }
+            if let Some(d) = device {
+                if d.is_empty() || d.len() > 15 {
+                    return bad(format!("device name {d:?} must be 1 to 15 bytes"));
+                }
+            } else if *onlink {
+                return bad("onlink needs a device".into());
+            }
+        }
+        // Sorted by gateway, then device: a repeated pair is adjacent.
+        hops.sort();
+        if hops
+            .windows(2)
+            .any(|w| w[0].gateway == w[1].gateway && w[0].device == w[1].device)
+        {
+            return bad("duplicate next hop".into());
+        }
+        if let [h] = hops.as_mut_slice() {
+            h.weight = 1;
+        }
+    }
+    route.prefix = prefix.trunc();
+    Ok(route)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn validate_normalises_and_is_idempotent() {
+        let mut hops = vec![
+            NextHopSpec::gateway(ip("198.18.0.3")),
+            NextHopSpec::gateway(ip("198.18.0.2")),
+        ];
+        hops[0].weight = 7;
+        let r = FibRoute {
+            prefix: "100.64.1.9/24".parse().unwrap(),
+            kind: RouteKind::Unicast(hops),
+            pref_src: None,
+        };
+        let v = validate(r).unwrap();
+        assert_eq!(v.prefix, "100.64.1.0/24".parse::<IpNet>().unwrap());
+        let RouteKind::Unicast(h) = &v.kind else {
+            panic!("unicast expected")
+        };
+        assert_eq!(h[0].gateway, ip("198.18.0.2"));
+        assert_eq!(h[1].weight, 7);
+        assert_eq!(validate(v.clone()).unwrap(), v);
+
+        let mut single = FibRoute::via("100.64.2.0/24".parse().unwrap(), ip("198.18.0.2"));
+        if let RouteKind::Unicast(h) = &mut single.kind {
+            h[0].weight = 9;
+        }
+        let RouteKind::Unicast(h) = validate(single).unwrap().kind else {
+            panic!("unicast expected")
+        };
+        assert_eq!(h[0].weight, 1);
+    }
+
+    #[test]
+    fn validate_refuses_bad_routes() {
+        let p: IpNet = "2001:db8::/64".parse().unwrap();
+        let bad = [
+            FibRoute::via(p, ip("198.18.0.2")),
+            FibRoute::ecmp(p, [ip("2001:db8::2"), ip("2001:db8::2")]),
+            FibRoute {
+                prefix: p,
+                kind: RouteKind::Unicast(Vec::new()),
+                pref_src: None,
+            },
+            FibRoute {
+                prefix: p,
+                kind: RouteKind::Blackhole,
+                pref_src: Some(ip("198.18.0.1")),
+            },
+            FibRoute {
+                prefix: p,
+                kind: RouteKind::Unicast(vec![NextHopSpec {
+                    onlink: true,
+                    ..NextHopSpec::gateway(ip("2001:db8::2"))
+                }]),
+                pref_src: None,
+            },
+            FibRoute {
+                prefix: p,
+                kind: RouteKind::Unicast(vec![NextHopSpec::onlink(
+                    ip("2001:db8::2"),
+                    "a-name-longer-than-15",
+                )]),
+                pref_src: None,
+            },
+        ];
+        for r in bad {
+            assert!(validate(r.clone()).is_err(), "{r:?}");
+        }
+        // The same gateway over two devices is two next hops.
+        let two = FibRoute {
+            prefix: p,
+            kind: RouteKind::Unicast(vec![
+                NextHopSpec::onlink(ip("2001:db8::2"), "t0"),
+                NextHopSpec::onlink(ip("2001:db8::2"), "t1"),
+            ]),
+            pref_src: None,
+        };
+        assert!(validate(two).is_ok());
+    }
 }

@@ -1,5 +1,5 @@
 //! rtnetlink message building and parsing: the only place that knows how a
-//! `FibRoute` looks on the wire and how a kernel route maps back.
+//! route request looks on the wire and how a kernel route maps back.
 
 use std::net::IpAddr;
 
@@ -11,8 +11,6 @@ use netlink_packet_core::{
 use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::types::{FibRoute, RouteKind};
-
 /// `RT_TABLE_COMPAT`: what `rtm_table` says when the real id is in `RTA_TABLE`.
 const RT_TABLE_COMPAT: u8 = 252;
 
@@ -23,7 +21,7 @@ pub(crate) enum OpKind {
     /// existing route, ours or not.
     Create,
     /// `RTM_NEWROUTE` with `NLM_F_REPLACE` and no `NLM_F_CREATE`: only sent
-    /// when the key holds our route and no foreign one (see `actor.rs`).
+    /// when the key holds our route and no foreign one (see `plan.rs`).
     Replace,
     /// `RTM_DELROUTE` that names our protocol, so the kernel matches only
     /// our route (fib_table_delete / ip6_route_del compare `rtm_protocol`).
@@ -452,8 +450,9 @@ fn put_addr(buf: &mut Vec<u8>, ty: u16, a: IpAddr) {
 /// What a request carries besides the key.
 #[derive(Debug)]
 pub(crate) enum Body<'a> {
-    /// A route to create or replace, devices resolved to `hops`.
-    Route(&'a FibRoute, &'a [Hop]),
+    /// A route to create or replace (devices resolved), with its preferred
+    /// source.
+    Route(&'a Shape, Option<IpAddr>),
     /// A delete of our route at `metric`.
     Delete(u32),
 }
@@ -484,10 +483,11 @@ pub(crate) fn push_request(
     };
     let (scope, kind, rtm_flags, metric) = match &body {
         Body::Delete(m) => (RT_SCOPE_NOWHERE, 0u8, 0u32, *m),
-        Body::Route(r, hops) => {
-            let kind = match r.kind {
-                RouteKind::Blackhole => RTN_BLACKHOLE,
-                RouteKind::Unicast(_) => RTN_UNICAST,
+        Body::Route(shape, _) => {
+            let (kind, hops) = match shape {
+                Shape::Blackhole => (RTN_BLACKHOLE, &[][..]),
+                Shape::Unicast(hops) => (RTN_UNICAST, hops.as_slice()),
+                Shape::Other(kind) => (*kind, &[][..]),
             };
             let onlink = matches!(hops, [h] if h.onlink);
             let metric = if v6 { t.metric_v6 } else { t.metric_v4 };
@@ -518,9 +518,9 @@ pub(crate) fn push_request(
     put_addr(buf, RTA_DST, prefix.addr());
     put_attr(buf, RTA_TABLE, &t.table.to_ne_bytes());
     put_attr(buf, RTA_PRIORITY, &metric.to_ne_bytes());
-    if let Body::Route(r, hops) = body {
-        if matches!(r.kind, RouteKind::Unicast(_)) {
-            if let [hop] = hops {
+    if let Body::Route(shape, pref_src) = body {
+        if let Shape::Unicast(hops) = shape {
+            if let [hop] = hops.as_slice() {
                 if let Some(g) = hop.gateway {
                     put_gateway(buf, v6, g);
                 }
@@ -545,7 +545,7 @@ pub(crate) fn push_request(
                 put_attr(buf, RTA_MULTIPATH, &mp);
             }
         }
-        if let Some(src) = r.pref_src {
+        if let Some(src) = pref_src {
             put_addr(buf, RTA_PREFSRC, src);
         }
     }
@@ -613,7 +613,7 @@ mod tests {
     //! netlink-packet-route in both directions.
 
     use super::*;
-    use crate::types::NextHopSpec;
+    use crate::types::{FibRoute, NextHopSpec, RouteKind};
     use netlink_packet_route::route::{
         RouteAddress, RouteFlags, RouteNextHop, RouteNextHopFlags, RouteProtocol, RouteScope,
         RouteType, RouteVia,
@@ -751,7 +751,11 @@ mod tests {
             "198.18.0.2".parse().unwrap(),
         );
         let hops = [hop("198.18.0.2", 0, false, 1)];
-        let (h, m) = encode(OpKind::Create, &route.prefix, Body::Route(&route, &hops));
+        let (h, m) = encode(
+            OpKind::Create,
+            &route.prefix,
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
+        );
         assert_eq!(h.message_type, RTM_NEWROUTE);
         assert_eq!(h.flags, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL);
         assert_eq!(h.sequence_number, 7);
@@ -778,7 +782,11 @@ mod tests {
             "2001:db8::2".parse().unwrap(),
         );
         let hops = [hop("2001:db8::2", 0, false, 1)];
-        let (_, m) = encode(OpKind::Create, &route.prefix, Body::Route(&route, &hops));
+        let (_, m) = encode(
+            OpKind::Create,
+            &route.prefix,
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
+        );
         assert!(
             m.attributes.contains(&RouteAttribute::Via(RouteVia::Inet6(
                 "2001:db8::2".parse().unwrap()
@@ -804,7 +812,11 @@ mod tests {
             hop("198.18.0.2", 3, false, 1),
             hop("2001:db8::2", 3, false, 1),
         ];
-        let (_, m) = encode(OpKind::Create, &route.prefix, Body::Route(&route, &hops));
+        let (_, m) = encode(
+            OpKind::Create,
+            &route.prefix,
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
+        );
         let k = parse_route(&emit(&m)).unwrap();
         assert_eq!(k.shape, Shape::Unicast(hops.to_vec()));
         assert_eq!(Some(k), route_of(&m));
@@ -831,7 +843,7 @@ mod tests {
             OpKind::Replace,
             &t,
             &route.prefix,
-            Body::Route(&route, &hops),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
         );
         let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf).unwrap();
         assert_eq!(m.header.flags, NLM_F_REQUEST | NLM_F_REPLACE);
@@ -860,7 +872,11 @@ mod tests {
             hop("198.18.0.2", 3, false, 1),
             hop("198.18.0.3", 4, true, 7),
         ];
-        let (_, m) = encode(OpKind::Create, &route.prefix, Body::Route(&route, &hops));
+        let (_, m) = encode(
+            OpKind::Create,
+            &route.prefix,
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
+        );
         let mp = m
             .attributes
             .iter()
@@ -878,7 +894,11 @@ mod tests {
         );
 
         let bh = FibRoute::blackhole("100.64.3.0/26".parse().unwrap());
-        let (_, m) = encode(OpKind::Create, &bh.prefix, Body::Route(&bh, &[]));
+        let (_, m) = encode(
+            OpKind::Create,
+            &bh.prefix,
+            Body::Route(&Shape::Blackhole, bh.pref_src),
+        );
         assert_eq!(m.header.kind, RouteType::BlackHole);
         assert_eq!(parse_route(&emit(&m)).unwrap().shape, Shape::Blackhole);
 
@@ -974,7 +994,7 @@ mod tests {
             OpKind::Create,
             &T,
             &route.prefix,
-            Body::Route(&route, &hops),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
         );
         for cut in 0..buf.len() {
             let _ = parse_route(buf.get(16..cut).unwrap_or(&[]));

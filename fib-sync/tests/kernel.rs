@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tabby_fib_sync::{FibConfig, FibRoute, KernelEvent, NextHopSpec, RouteKind};
+use tabby_fib_sync::{FibConfig, FibOp, FibRoute, KernelEvent, NextHopSpec, RouteKind};
 
 #[test]
 fn install_replace_withdraw_v4_v6() {
@@ -922,5 +922,50 @@ fn ipv4_route_via_ipv6_gateway_is_installed_once_and_recognised() {
         fib.remove(net("100.64.50.0/24")).await.unwrap();
         fib.sync().await.unwrap();
         assert!(routes(&n, false, "84").is_empty());
+    });
+}
+
+#[test]
+fn the_op_stream_applies_in_order_and_outlives_the_handle() {
+    run_in(&lab(), |n| async move {
+        let p = |i: u32| host(71, i);
+        let (fib, task) = start(FibConfig::default()).await;
+        // A synchronous producer, as the daemon core: no await between sends.
+        let ops = fib.ops();
+        let send = |op| ops.send(op).expect("fib-sync is running");
+        send(FibOp::Converged);
+        for i in 0..10 {
+            send(FibOp::Set(FibRoute::via(p(i), ip("198.18.0.2"))));
+        }
+        send(FibOp::Remove(p(0)));
+        send(FibOp::Set(FibRoute::via(p(1), ip("198.18.0.3"))));
+        // Refused (no next hop): p(2) keeps the route it had.
+        send(FibOp::Set(FibRoute {
+            prefix: p(2),
+            kind: RouteKind::Unicast(Vec::new()),
+            pref_src: None,
+        }));
+        // `sync` covers the ops queued before it.
+        fib.sync().await.unwrap();
+        let s = fib.stats().await.unwrap();
+        assert_eq!((s.desired, s.installs, s.refused), (9, 9, 1), "{s:?}");
+        assert!(ours(&n, "100.71.0.1").unwrap().contains("via 198.18.0.3"));
+        assert!(ours(&n, "100.71.0.2").unwrap().contains("via 198.18.0.2"));
+        assert!(ours(&n, "100.71.0.0").is_none(), "set then removed");
+
+        // Without a handle the task keeps serving the op sender ...
+        drop(fib);
+        send(FibOp::Remove(p(3)));
+        wait_for_kernel(&n, "100.71.0.3 removed", Duration::from_secs(5), |n| {
+            ours(n, "100.71.0.3").is_none()
+        })
+        .await;
+        // ... and stops when it goes too, leaving the routes.
+        drop(ops);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task stops")
+            .expect("without failing");
+        assert_eq!(our_prefixes(&n).len(), 8);
     });
 }

@@ -1,0 +1,652 @@
+//! A simulated kernel routing table and a driver that runs the planner
+//! against it the way `actor.rs` does, on a virtual clock, without root.
+//!
+//! The table follows the kernel's rules that the ownership rule rests on:
+//! `NLM_F_CREATE|NLM_F_EXCL` fails with EEXIST on a held key, `NLM_F_REPLACE`
+//! acts on the first route of a key whoever owns it, a delete that names a
+//! protocol only matches that protocol's route. Requests are applied when
+//! sent; their notifications queue on the "event socket" ahead of their
+//! answers, and the driver reads answers, then notifications, then applies
+//! the answers, as the actor does. Every request is checked against the
+//! planner's invariants as it is sent.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+
+use super::{Op, Planner, Request, RouteChange};
+use crate::maps::HashSet;
+use crate::types::{FibConfig, FibRoute, KernelEvent, RouteKind};
+use crate::wire::{Hop, KernelRoute, Parsed, Shape};
+
+pub(crate) const OURS: u8 = 84;
+pub(crate) const TABLE: u32 = 254;
+pub(crate) const METRIC: u32 = 32;
+/// A metric an older configuration of ours used.
+pub(crate) const OLD_METRIC: u32 = 100;
+/// The device the kernel picks for a gateway given without one.
+pub(crate) const ETH: u32 = 2;
+pub(crate) const TUNNEL: u32 = 3;
+pub(crate) const TUNNEL_NAME: &str = "tunl0";
+
+/// A notification on the simulated event socket.
+#[derive(Debug, Clone)]
+pub(crate) enum Note {
+    Route(KernelRoute, RouteChange),
+    Link {
+        index: u32,
+        name: String,
+        up: bool,
+        removed: bool,
+    },
+    Addr {
+        index: u32,
+        address: IpNet,
+        removed: bool,
+    },
+}
+
+/// The kernel's routing table, links and event socket.
+#[derive(Debug)]
+pub(crate) struct Kernel {
+    /// Routes by key (prefix, metric) in the kernel's order.
+    pub table: BTreeMap<(IpNet, u32), Vec<KernelRoute>>,
+    /// Index to (name, up).
+    pub links: BTreeMap<u32, (String, bool)>,
+    /// Gateways the kernel cannot reach (ENETUNREACH) until an address
+    /// makes them reachable.
+    pub unreachable: BTreeSet<IpAddr>,
+    /// Route notifications are queued (off during a bulk run).
+    pub listening: bool,
+    pub notes: VecDeque<Note>,
+}
+
+impl Default for Kernel {
+    fn default() -> Self {
+        let mut links = BTreeMap::new();
+        links.insert(1, ("lo".to_owned(), true));
+        links.insert(ETH, ("eth0".to_owned(), true));
+        Self {
+            table: BTreeMap::new(),
+            links,
+            unreachable: BTreeSet::new(),
+            listening: true,
+            notes: VecDeque::new(),
+        }
+    }
+}
+
+/// A route of `protocol` on `prefix` at `metric`.
+pub(crate) fn kernel_route(prefix: IpNet, protocol: u8, metric: u32, shape: Shape) -> KernelRoute {
+    KernelRoute {
+        prefix,
+        table: TABLE,
+        protocol,
+        metric,
+        tos: 0,
+        shape,
+        pref_src: None,
+    }
+}
+
+impl Kernel {
+    fn note_route(&mut self, r: &KernelRoute, change: RouteChange) {
+        if self.listening {
+            self.notes.push_back(Note::Route(r.clone(), change));
+        }
+    }
+
+    /// The kernel's spelling of a route asked for with `shape`: a device
+    /// left open is the one the kernel picks.
+    fn spelled(shape: &Shape) -> Shape {
+        match shape {
+            Shape::Unicast(hops) => Shape::Unicast(
+                hops.iter()
+                    .map(|h| Hop {
+                        oif: if h.oif == 0 { ETH } else { h.oif },
+                        ..h.clone()
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    /// Why the kernel would refuse to forward over `shape`, if it would.
+    fn refusal(&self, shape: &Shape) -> Option<i32> {
+        let Shape::Unicast(hops) = shape else {
+            return None;
+        };
+        for h in hops {
+            match self.links.get(&h.oif) {
+                None => return Some(libc::ENODEV),
+                Some((_, false)) => return Some(libc::ENETDOWN),
+                Some((_, true)) => {}
+            }
+            if h.gateway.is_some_and(|g| self.unreachable.contains(&g)) {
+                return Some(libc::ENETUNREACH);
+            }
+        }
+        None
+    }
+
+    /// Applies one request of ours; the errno it is answered with (0 =
+    /// done). Panics if it would change another protocol's route.
+    pub(crate) fn apply(&mut self, r: &Request) -> i32 {
+        let v6 = matches!(r.prefix, IpNet::V6(_));
+        match &r.op {
+            Op::Create(w) | Op::Replace(w) => {
+                let key = (r.prefix, METRIC);
+                let shape = Self::spelled(&w.shape);
+                let held = self.table.get(&key).is_some_and(|v| !v.is_empty());
+                let create = matches!(r.op, Op::Create(_));
+                if create && held {
+                    return libc::EEXIST;
+                }
+                if !create && !held {
+                    return libc::ENOENT;
+                }
+                if let Some(errno) = self.refusal(&shape) {
+                    return errno;
+                }
+                let route = KernelRoute {
+                    pref_src: w.pref_src,
+                    ..kernel_route(r.prefix, OURS, METRIC, shape)
+                };
+                let routes = self.table.entry(key).or_default();
+                if create {
+                    routes.push(route.clone());
+                    self.note_route(&route, RouteChange::Added);
+                } else {
+                    let first = &mut routes[0];
+                    assert_eq!(
+                        first.protocol, OURS,
+                        "REPLACE on {} would have changed a foreign route",
+                        r.prefix
+                    );
+                    *first = route.clone();
+                    self.note_route(&route, RouteChange::Replaced);
+                }
+                0
+            }
+            Op::Delete { metric } => {
+                let key = (r.prefix, *metric);
+                let routes = self.table.entry(key).or_default();
+                let Some(i) = routes.iter().position(|k| k.protocol == OURS) else {
+                    return if v6 { libc::ENOENT } else { libc::ESRCH };
+                };
+                let gone = routes.remove(i);
+                if routes.is_empty() {
+                    self.table.remove(&key);
+                }
+                self.note_route(&gone, RouteChange::Removed);
+                0
+            }
+        }
+    }
+
+    /// Someone else appends a route (`ip route append`).
+    pub(crate) fn append(&mut self, r: KernelRoute) {
+        self.table
+            .entry((r.prefix, r.metric))
+            .or_default()
+            .push(r.clone());
+        self.note_route(&r, RouteChange::Added);
+    }
+
+    /// Someone else replaces the first route of a key (`ip route replace`),
+    /// or adds one to an empty key.
+    pub(crate) fn replace(&mut self, r: KernelRoute) {
+        let routes = self.table.entry((r.prefix, r.metric)).or_default();
+        match routes.first_mut() {
+            Some(first) => *first = r.clone(),
+            None => routes.push(r.clone()),
+        }
+        self.note_route(&r, RouteChange::Replaced);
+    }
+
+    /// Someone changes our route in place (`ip route change ... proto 84`).
+    pub(crate) fn change_ours(&mut self, prefix: IpNet, shape: Shape) -> bool {
+        let Some(r) = self
+            .table
+            .get_mut(&(prefix, METRIC))
+            .and_then(|v| v.iter_mut().find(|r| r.protocol == OURS))
+        else {
+            return false;
+        };
+        r.shape = shape;
+        let r = r.clone();
+        self.note_route(&r, RouteChange::Replaced);
+        true
+    }
+
+    /// Someone else deletes the first route of `protocol` on a key.
+    pub(crate) fn delete(&mut self, prefix: IpNet, metric: u32, protocol: u8) -> bool {
+        let key = (prefix, metric);
+        let Some(routes) = self.table.get_mut(&key) else {
+            return false;
+        };
+        let Some(i) = routes.iter().position(|k| k.protocol == protocol) else {
+            return false;
+        };
+        let gone = routes.remove(i);
+        if routes.is_empty() {
+            self.table.remove(&key);
+        }
+        self.note_route(&gone, RouteChange::Removed);
+        true
+    }
+
+    /// A link appears or changes state. Downing it silently drops the IPv4
+    /// routes through it, as the kernel does.
+    pub(crate) fn set_link(&mut self, index: u32, name: &str, up: bool) {
+        if self.links.get(&index) == Some(&(name.to_owned(), up)) {
+            return;
+        }
+        self.links.insert(index, (name.to_owned(), up));
+        if !up {
+            self.table.retain(|(p, _), routes| {
+                routes.retain(|r| {
+                    !(matches!(p, IpNet::V4(_))
+                        && matches!(&r.shape, Shape::Unicast(h) if h.iter().all(|h| h.oif == index)))
+                });
+                !routes.is_empty()
+            });
+        }
+        self.notes.push_back(Note::Link {
+            index,
+            name: name.to_owned(),
+            up,
+            removed: false,
+        });
+    }
+
+    /// A gateway becomes reachable through a new address on `eth0`.
+    pub(crate) fn reach(&mut self, gateway: IpAddr) {
+        if self.unreachable.remove(&gateway) {
+            let address = IpNet::new(gateway, if gateway.is_ipv4() { 24 } else { 64 })
+                .map(|n| n.trunc())
+                .unwrap_or_else(|_| IpNet::from(gateway));
+            self.notes.push_back(Note::Addr {
+                index: ETH,
+                address,
+                removed: false,
+            });
+        }
+    }
+
+    pub(crate) fn dump_links(&self) -> Vec<Parsed> {
+        self.links
+            .iter()
+            .map(|(index, (name, up))| Parsed::Link {
+                index: *index,
+                name: Some(name.clone()),
+                up: *up,
+                removed: false,
+            })
+            .collect()
+    }
+
+    pub(crate) fn dump_routes(&self) -> Vec<Parsed> {
+        self.table
+            .values()
+            .flatten()
+            .map(|r| Parsed::NewRoute(r.clone()))
+            .collect()
+    }
+
+    /// Our route on `prefix`'s key.
+    pub(crate) fn ours(&self, prefix: &IpNet) -> Option<&KernelRoute> {
+        self.table
+            .get(&(*prefix, METRIC))
+            .and_then(|v| v.iter().find(|r| r.protocol == OURS))
+    }
+
+    /// Routes of other protocols on `prefix`'s key.
+    pub(crate) fn foreign_on_key(&self, prefix: &IpNet) -> usize {
+        self.table
+            .get(&(*prefix, METRIC))
+            .map_or(0, |v| v.iter().filter(|r| r.protocol != OURS).count())
+    }
+
+    /// Metrics other than ours at which a route of ours is on `prefix`.
+    pub(crate) fn stale_metrics(&self, prefix: &IpNet) -> Vec<u32> {
+        self.table
+            .range((*prefix, 0)..=(*prefix, u32::MAX))
+            .filter(|((_, m), v)| *m != METRIC && v.iter().any(|r| r.protocol == OURS))
+            .map(|((_, m), _)| *m)
+            .collect()
+    }
+
+    /// The kernel's spelling of `want`; `None` when it names a device that
+    /// does not exist.
+    pub(crate) fn expected(&self, want: &FibRoute) -> Option<KernelRoute> {
+        let shape = match &want.kind {
+            RouteKind::Blackhole => Shape::Blackhole,
+            RouteKind::Unicast(hops) => {
+                let mut out = Vec::new();
+                for h in hops {
+                    let oif = match &h.device {
+                        None => ETH,
+                        Some(d) => *self.links.iter().find(|(_, (n, _))| n == d)?.0,
+                    };
+                    out.push(Hop {
+                        gateway: Some(h.gateway),
+                        oif,
+                        onlink: h.onlink,
+                        weight: if hops.len() > 1 { h.weight } else { 1 },
+                    });
+                }
+                out.sort_by(|a, b| a.gateway.cmp(&b.gateway).then(a.oif.cmp(&b.oif)));
+                Shape::Unicast(out)
+            }
+        };
+        Some(KernelRoute {
+            pref_src: want.pref_src,
+            ..kernel_route(want.prefix, OURS, METRIC, shape)
+        })
+    }
+
+    /// Whether the kernel would take `r` now.
+    pub(crate) fn accepts(&self, r: &KernelRoute) -> bool {
+        self.refusal(&r.shape).is_none()
+    }
+}
+
+/// The planner driven against a `Kernel` as the actor drives it.
+#[derive(Debug)]
+pub(crate) struct Sim {
+    pub plan: Planner,
+    pub kernel: Kernel,
+    pub now: Instant,
+    /// Requests outstanding at most (`FibConfig::max_in_flight`).
+    pub window: usize,
+    /// Sent requests and their answers, not read yet, oldest first.
+    answers: VecDeque<(Request, i32)>,
+    outstanding: HashSet<IpNet>,
+    /// Every request sent, in order.
+    pub sent: Vec<Request>,
+    /// Every answer applied, in order.
+    pub answered: Vec<(Request, i32)>,
+    /// The next this many sends fail before reaching the kernel.
+    pub failing_sends: usize,
+    /// Events the planner published.
+    pub events: Vec<KernelEvent>,
+    /// Dumps taken.
+    pub dumps: usize,
+}
+
+/// A configuration for simulations: bulk mode from `bulk_threshold`
+/// changes, retries every 10 s, a verifying dump every minute.
+pub(crate) fn config(bulk_threshold: usize) -> FibConfig {
+    FibConfig {
+        bulk_threshold,
+        retry_interval: Duration::from_secs(10),
+        verify_interval: Some(Duration::from_secs(60)),
+        ..FibConfig::default()
+    }
+}
+
+impl Sim {
+    /// Starts as `FibTask::open` does: a dump, then the routes of ours it
+    /// found are left alone until convergence.
+    pub(crate) fn start(cfg: &FibConfig, kernel: Kernel) -> Self {
+        let now = Instant::now();
+        let mut sim = Self {
+            plan: Planner::new(cfg, now),
+            kernel,
+            now,
+            window: cfg.max_in_flight.max(1),
+            answers: VecDeque::new(),
+            outstanding: HashSet::default(),
+            sent: Vec::new(),
+            answered: Vec::new(),
+            failing_sends: 0,
+            events: Vec::new(),
+            dumps: 0,
+        };
+        sim.dump();
+        sim.plan.adopt_found_routes();
+        sim
+    }
+
+    /// Discards queued notifications (the dump supersedes them) and
+    /// rebuilds the planner's view.
+    pub(crate) fn dump(&mut self) {
+        self.kernel.notes.clear();
+        self.dumps += 1;
+        let links = self.kernel.dump_links();
+        let routes = self.kernel.dump_routes();
+        self.plan.rebuild(links, routes, true);
+        self.collect_events();
+    }
+
+    fn collect_events(&mut self) {
+        while let Some(ev) = self.plan.poll_event() {
+            self.events.push(ev);
+        }
+    }
+
+    /// Checks a request against the planner's invariants and its view at
+    /// the moment it was planned.
+    fn check(&self, r: &Request) {
+        let view = self.plan.view();
+        let p = &r.prefix;
+        assert!(
+            !self.outstanding.contains(p),
+            "a second request for {p} while one is outstanding: {r:?}"
+        );
+        assert!(
+            !self.plan.has_inherited(p),
+            "{p} was found at start and the RIB has not converged: {r:?}"
+        );
+        match &r.op {
+            Op::Replace(_) => {
+                assert!(
+                    view.ours.contains_key(p),
+                    "REPLACE without our route: {r:?}"
+                );
+                assert!(
+                    !view.foreign_may_hold(p),
+                    "REPLACE on a key a foreign route may hold: {r:?}"
+                );
+                assert!(!self.plan.in_bulk(), "REPLACE during a bulk run: {r:?}");
+            }
+            Op::Create(_) => {
+                assert!(!view.foreign_may_hold(p), "create on a foreign key: {r:?}");
+                assert!(!view.ours.contains_key(p), "create over our route: {r:?}");
+            }
+            Op::Delete { metric } if *metric == METRIC => {
+                assert!(view.ours.contains_key(p), "delete without our route: {r:?}");
+            }
+            Op::Delete { metric } => assert!(
+                view.stale_metric.get(p).is_some_and(|m| m.contains(metric)),
+                "delete at a metric the view does not hold: {r:?}"
+            ),
+        }
+    }
+
+    /// Sends what the planner plans, up to the window.
+    pub(crate) fn send(&mut self) {
+        let mut batch = Vec::new();
+        while self.answers.len() + batch.len() < self.window {
+            let Some(r) = self.plan.next_request() else {
+                break;
+            };
+            self.check(&r);
+            self.outstanding.insert(r.prefix);
+            batch.push(r);
+        }
+        if self.failing_sends > 0 && !batch.is_empty() {
+            self.failing_sends -= 1;
+            for r in batch {
+                self.outstanding.remove(&r.prefix);
+                self.plan.unsent(r);
+            }
+            return;
+        }
+        for r in batch {
+            let errno = self.kernel.apply(&r);
+            self.sent.push(r.clone());
+            self.answers.push_back((r, errno));
+        }
+    }
+
+    /// Hands queued notifications to the planner.
+    pub(crate) fn notify(&mut self) {
+        while let Some(n) = self.kernel.notes.pop_front() {
+            match n {
+                Note::Route(r, change) => self.plan.on_route(r, change),
+                Note::Link {
+                    index,
+                    name,
+                    up,
+                    removed,
+                } => self.plan.on_link(index, Some(name), up, removed),
+                Note::Addr {
+                    index,
+                    address,
+                    removed,
+                } => self.plan.on_address(index, address, removed),
+            }
+        }
+        self.collect_events();
+    }
+
+    /// Reads up to `n` answers, then the notifications, then applies the
+    /// answers (as `FibTask::drain`).
+    pub(crate) fn read(&mut self, n: usize) {
+        let k = n.min(self.answers.len());
+        let read: Vec<(Request, i32)> = self.answers.drain(..k).collect();
+        self.notify();
+        for (r, errno) in read {
+            self.outstanding.remove(&r.prefix);
+            self.answered.push((r.clone(), errno));
+            self.plan.complete(r, errno);
+        }
+        self.collect_events();
+    }
+
+    /// The results of everything outstanding are lost (request socket
+    /// overrun).
+    pub(crate) fn lose_answers(&mut self) {
+        let lost: Vec<Request> = self.answers.drain(..).map(|(r, _)| r).collect();
+        self.outstanding.clear();
+        self.plan.lost(lost);
+    }
+
+    /// Notifications are lost (event socket overrun).
+    pub(crate) fn lose_notes(&mut self) {
+        self.kernel.notes.clear();
+        self.plan.request_dump();
+    }
+
+    /// One turn of the actor's loop before it waits.
+    pub(crate) fn turn(&mut self) {
+        if self.plan.needs_dump() {
+            self.dump();
+        }
+        if self.plan.enter_bulk_if_worth_it(self.now) {
+            self.kernel.listening = false;
+        }
+        self.send();
+        if self.plan.leave_bulk_if_done(self.now, false).is_some() {
+            self.kernel.listening = true;
+        }
+    }
+
+    /// Runs until nothing is outstanding and nothing is left to plan.
+    pub(crate) fn run(&mut self) {
+        for _ in 0..10_000 {
+            self.turn();
+            if self.plan.needs_dump() {
+                continue;
+            }
+            if self.answers.is_empty() && self.plan.is_idle() {
+                assert_eq!(self.plan.in_flight(), 0);
+                return;
+            }
+            self.read(usize::MAX);
+        }
+        panic!("the planner did not come to rest");
+    }
+
+    /// Lets `d` pass, firing the planner's timers.
+    pub(crate) fn advance(&mut self, d: Duration) {
+        self.now += d;
+        if self.plan.poll_timeout() <= self.now {
+            self.plan.handle_timeout(self.now);
+        }
+    }
+
+    /// Runs, then lets the retry timer fire a few times so that parked
+    /// routes get their tries.
+    pub(crate) fn settle(&mut self) {
+        self.run();
+        for _ in 0..3 {
+            self.notify();
+            self.advance(Duration::from_secs(11));
+            self.run();
+        }
+    }
+
+    /// Requests sent so far for `prefix`.
+    pub(crate) fn sent_for(&self, prefix: &IpNet) -> Vec<&Request> {
+        self.sent.iter().filter(|r| r.prefix == *prefix).collect()
+    }
+
+    /// The final-state check: the view is the kernel, and every prefix not
+    /// waiting for convergence is as wanted (a foreign route on the key
+    /// leaves ours absent or as wanted; a route the kernel refuses is
+    /// absent).
+    pub(crate) fn assert_reconciled(&self) {
+        let view = self.plan.view();
+        let mut prefixes: BTreeSet<IpNet> = self.kernel.table.keys().map(|(p, _)| *p).collect();
+        prefixes.extend(self.plan.desired().keys().copied());
+        prefixes.extend(view.ours.keys().copied());
+        prefixes.extend(view.foreign.keys().copied());
+        for p in &prefixes {
+            let have = self.kernel.ours(p);
+            assert_eq!(view.ours.get(p), have, "view of our route on {p}");
+            let foreign = self.kernel.foreign_on_key(p);
+            let seen = view.foreign.get(p).copied().unwrap_or_default();
+            assert_eq!(
+                (seen.count as usize, seen.ambiguous),
+                (foreign, false),
+                "view of foreign routes on {p}"
+            );
+            let mut stale = self.kernel.stale_metrics(p);
+            let mut seen_stale = view.stale_metric.get(p).cloned().unwrap_or_default();
+            stale.sort_unstable();
+            seen_stale.sort_unstable();
+            assert_eq!(seen_stale, stale, "view of our stale routes on {p}");
+            if self.plan.has_inherited(p) {
+                continue;
+            }
+            assert!(stale.is_empty(), "stale route of ours left on {p}");
+            match self.plan.desired().get(p) {
+                None => assert_eq!(have, None, "unwanted route of ours left on {p}"),
+                Some(want) => {
+                    let expected = self.kernel.expected(want);
+                    let installable = expected.as_ref().is_some_and(|e| self.kernel.accepts(e));
+                    match have {
+                        // Refused: the route before stays while it waits.
+                        Some(_) if !installable && self.plan.is_parked(p) => {}
+                        Some(have) => assert_eq!(
+                            Some(have),
+                            expected.as_ref(),
+                            "our route on {p} (foreign routes on the key: {foreign})"
+                        ),
+                        None if foreign > 0 => {}
+                        None => {
+                            assert!(!installable, "{p} wanted, installable, and missing");
+                            assert!(self.plan.is_parked(p), "{p} refused but not parked");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
