@@ -254,7 +254,10 @@ mod tests {
         assert_eq!(to1[2].as_end_of_rib(), Some(Family::IPV6_UNICAST));
         let to2 = decoded(&b, 2);
         assert_eq!(to2[1].nlri, vec![nlri("100.64.1.0/26")]);
-        assert_eq!(to2[1].attributes.next_hop, Some("198.18.0.1".parse().unwrap()));
+        assert_eq!(
+            to2[1].attributes.next_hop,
+            Some("198.18.0.1".parse().unwrap())
+        );
         // One chunk, shared: a member's share is slices of it, not copies.
         assert_eq!(b.for_member(3).len(), 1);
         assert_eq!(b.for_member(1).len(), 2);
@@ -272,9 +275,7 @@ mod tests {
             .announce(None, &attrs(), nh("2001:db8::1"), &v6)
             .expect("packs");
         assert!(n > 1, "2,000 /48s do not fit one 4,096-octet UPDATE");
-        let w = b
-            .withdraw(None, Family::IPV6_UNICAST, &v6)
-            .expect("packs");
+        let w = b.withdraw(None, Family::IPV6_UNICAST, &v6).expect("packs");
         b.seal();
         let all = decoded(&b, 0);
         assert_eq!(all.len(), n + w);
@@ -301,7 +302,10 @@ mod tests {
             .expect("packs");
         // An IPv4 prefix in an IPv6 announcement cannot be encoded.
         let mixed = [nlri("2001:db8::/48"), nlri("100.64.1.0/26")];
-        assert!(b.announce(Some(4), &attrs(), nh("2001:db8::1"), &mixed).is_err());
+        assert!(
+            b.announce(Some(4), &attrs(), nh("2001:db8::1"), &mixed)
+                .is_err()
+        );
         // IPv6 next hop for IPv4 without RFC 8950 negotiated.
         assert!(
             b.announce(None, &attrs(), nh("2001:db8::1"), &[nlri("100.64.2.0/26")])
@@ -329,8 +333,13 @@ mod tests {
         let n = b
             .announce(None, &attrs(), nh("198.18.0.1"), &many)
             .expect("packs");
-        b.announce(Some(7), &attrs(), nh("198.18.0.7"), &[nlri("100.127.0.0/26")])
-            .expect("packs");
+        b.announce(
+            Some(7),
+            &attrs(),
+            nh("198.18.0.7"),
+            &[nlri("100.127.0.0/26")],
+        )
+        .expect("packs");
         b.end_of_rib(Family::IPV4_UNICAST).expect("encodes");
         b.seal();
         assert_eq!(b.chunks.len(), 2, "the second append opens a new chunk");

@@ -3,8 +3,9 @@
 //! The entry points are [`decode_message`] (one whole message, header
 //! included), [`encode_message`], [`frame_len`] for stream framing, the
 //! packing [`UpdatePacker`] and the shared [`UpdateBatch`] for the RIB's
-//! update groups, and [`BgpCodec`] for tokio-util framed sockets. All take a [`CodecCtx`]: what the session
-//! negotiated that changes the wire format.
+//! update groups. All take a [`CodecCtx`]: what the session negotiated
+//! that changes the wire format. (A tokio-util `Decoder` / `Encoder` over
+//! these, `BgpCodec`, is in `tabby-bgp-driver`.)
 //!
 //! No input makes a decoder panic: wire data is never indexed or unwrapped.
 
@@ -19,7 +20,6 @@ use crate::types::Family;
 mod attributes;
 mod batch;
 mod capabilities;
-mod framing;
 mod header;
 mod nlri;
 mod notification;
@@ -37,7 +37,6 @@ pub use batch::{Member, UpdateBatch};
 pub use capabilities::{
     decode_capabilities, decode_capability, encode_capability, unsupported_capability,
 };
-pub use framing::{BgpCodec, CodecError};
 pub use header::frame_len;
 pub use nlri::{NlriError, decode_prefixes, nlri_len, put_nlri};
 pub use notification::{decode_notification, encode_notification};

@@ -4,8 +4,8 @@
 //! no clock, no task. The caller feeds it [`Event`]s with the current time
 //! through [`Session::handle_event`], sleeps until [`Session::poll_timeout`],
 //! and carries out every [`Action`] that [`Session::poll_action`] returns
-//! (connect, send bytes, close, deliver routes). The tokio driver in
-//! [`crate::driver`] is one such caller; the tests in `tests/fsm_*.rs` are
+//! (connect, send bytes, close, deliver routes). The tokio driver in the
+//! `tabby-bgp-driver` crate is one such caller; the tests in `tests/fsm_*.rs` are
 //! another, with a virtual clock.
 //!
 //! Up to three TCP connections may exist at once for one peer (ours, the

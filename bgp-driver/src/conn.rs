@@ -18,9 +18,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tracing::debug;
 
-use super::PeerConfig;
-use crate::fsm::ConnectionId;
+use tabby_bgp::fsm::{ConnectionId, SessionConfig};
+
 use crate::sockopt;
+use crate::speaker::PeerConfig;
 
 /// How long a closing connection may take to write its last NOTIFICATION.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -28,7 +29,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Sockets handed to the peer task by the listener and by its connect
 /// attempts.
 #[derive(Debug)]
-pub(super) enum NetEvent {
+pub(crate) enum NetEvent {
     /// The listener accepted a connection from the peer's address.
     Accepted(TcpStream),
     Connected(ConnectionId, TcpStream),
@@ -39,7 +40,7 @@ pub(super) enum NetEvent {
 /// A peer's transport settings: [`PeerConfig`] without the session
 /// configuration, which the session keeps.
 #[derive(Debug, Clone)]
-pub(super) struct Transport {
+pub(crate) struct Transport {
     pub remote: IpAddr,
     pub remote_port: u16,
     pub local_addr: Option<IpAddr>,
@@ -51,7 +52,7 @@ pub(super) struct Transport {
 
 impl Transport {
     /// Splits a peer's configuration into its transport and its session.
-    pub fn split(cfg: PeerConfig) -> (Transport, crate::fsm::SessionConfig) {
+    pub fn split(cfg: PeerConfig) -> (Transport, SessionConfig) {
         let PeerConfig {
             remote,
             remote_port,
@@ -76,7 +77,7 @@ impl Transport {
 }
 
 /// Socket options every BGP connection gets.
-pub(super) fn prepare(stream: &TcpStream, cfg: &Transport) -> io::Result<()> {
+pub(crate) fn prepare(stream: &TcpStream, cfg: &Transport) -> io::Result<()> {
     stream.set_nodelay(true)?;
     if let Some(hops) = cfg.gtsm_hops {
         sockopt::set_gtsm(stream, hops)?;
@@ -88,7 +89,7 @@ pub(super) fn prepare(stream: &TcpStream, cfg: &Transport) -> io::Result<()> {
 
 /// Connects to the peer from the configured source address, with the MD5
 /// key and GTSM in place before the SYN leaves.
-pub(super) async fn connect(cfg: &Transport) -> io::Result<TcpStream> {
+pub(crate) async fn connect(cfg: &Transport) -> io::Result<TcpStream> {
     let remote = SocketAddr::new(cfg.remote, cfg.remote_port);
     let sock = if remote.is_ipv4() {
         TcpSocket::new_v4()?
@@ -118,8 +119,8 @@ pub(super) async fn connect(cfg: &Transport) -> io::Result<TcpStream> {
 /// one `writev` for all of them costs what one `write` costs. The peer
 /// task stops taking commands once this much waits, so it is also what one
 /// connection holds queued.
-pub(super) const COALESCE_OCTETS: usize = 256 * 1024;
-pub(super) const COALESCE_BUFFERS: usize = 64;
+pub(crate) const COALESCE_OCTETS: usize = 256 * 1024;
+pub(crate) const COALESCE_BUFFERS: usize = 64;
 
 /// What waits to be written on one connection: OPEN, KEEPALIVE and
 /// NOTIFICATION on an urgent queue that goes first, UPDATEs on a bulk
@@ -127,7 +128,7 @@ pub(super) const COALESCE_BUFFERS: usize = 64;
 /// holds whole messages), so a KEEPALIVE waits for at most the buffer in
 /// progress.
 #[derive(Debug, Default)]
-pub(super) struct Output {
+pub(crate) struct Output {
     urgent: VecDeque<Bytes>,
     bulk: VecDeque<Bytes>,
     /// Bulk octets queued and not yet written.
@@ -255,7 +256,7 @@ const READ_MAX: usize = 64 * 1024;
 
 /// What one non-blocking read got.
 #[derive(Debug)]
-pub(super) enum Read {
+pub(crate) enum Read {
     Data(Bytes),
     /// The peer closed, or the connection failed.
     Closed,
@@ -265,7 +266,7 @@ pub(super) enum Read {
 
 /// One open connection of a peer task.
 #[derive(Debug)]
-pub(super) struct Conn {
+pub(crate) struct Conn {
     pub id: ConnectionId,
     stream: TcpStream,
     pub out: Output,

@@ -12,11 +12,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::conn::{self, COALESCE_BUFFERS, COALESCE_OCTETS, Conn, NetEvent, Read, Transport};
-use super::{PeerCommand, PeerConfig, PeerEvent, PeerStatus};
-use crate::fsm::{Action, ConnectionId, Event, Session};
-use crate::message::Update;
-use crate::notification::{Notification, cease};
+use tabby_bgp::fsm::{Action, ConnectionId, Event, Session};
+use tabby_bgp::message::Update;
+use tabby_bgp::notification::{Notification, cease};
+
+use crate::conn::{self, COALESCE_BUFFERS, COALESCE_OCTETS, Conn, NetEvent, Read, Transport};
+use crate::speaker::{PeerCommand, PeerConfig, PeerEvent, PeerStatus};
 
 /// Events held for a daemon that is not reading; then reads pause. Small:
 /// one UPDATE event holds up to 4 KiB of parsed routes, and what waits in
@@ -26,11 +27,11 @@ const EVENT_BACKLOG: usize = 4;
 /// The peer task's control channel (both ends): accepted and connected
 /// sockets. Unbounded; its senders are the listener and connect attempts,
 /// never remote input.
-pub(super) type Control = (flume::Sender<NetEvent>, flume::Receiver<NetEvent>);
+pub(crate) type Control = (flume::Sender<NetEvent>, flume::Receiver<NetEvent>);
 
 /// Where commands come from: a bounded channel (the per-peer handle) or an
 /// unbounded one (tagged peers, whose daemon must never wait on a peer).
-pub(super) enum Commands {
+pub(crate) enum Commands {
     Bounded(mpsc::Receiver<PeerCommand>),
     Unbounded(flume::Receiver<PeerCommand>),
 }
@@ -46,7 +47,7 @@ impl Commands {
 
 /// Where events go: the peer's own channel, or one shared by many peers
 /// with each event tagged.
-pub(super) enum Sink<T> {
+pub(crate) enum Sink<T> {
     Own(mpsc::Sender<PeerEvent>),
     Tagged(T, mpsc::Sender<(T, PeerEvent)>),
 }
@@ -137,7 +138,7 @@ enum Ready {
 /// The peer task. Not an `async fn`: the loop below captures the peer's
 /// state once, where an `async fn` would also keep its arguments, and a
 /// reflector runs thousands of these.
-pub(super) fn run<T: Copy + Send + Sync + 'static>(
+pub(crate) fn run<T: Copy + Send + Sync + 'static>(
     cfg: PeerConfig,
     (ctl_tx, ctl_rx): Control,
     mut commands: Commands,
@@ -431,9 +432,7 @@ impl<T: Copy> Peer<T> {
                 .try_for_each(|b| self.session.send_raw(t, b)),
             // Only now, when this peer takes it, does the batch become its
             // list of buffers.
-            PeerCommand::SendShared { batch, member } => {
-                self.session.send_batch(t, &batch, member)
-            }
+            PeerCommand::SendShared { batch, member } => self.session.send_batch(t, &batch, member),
             PeerCommand::RouteRefresh(family) => self.session.request_route_refresh(t, family),
         };
         if let Err(e) = result {

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use tabby_bgp::attr::{AsPath, NextHop, Origin, PathAttributes};
-use tabby_bgp::driver::{ListenConfig, PeerCommand, PeerConfig, PeerEvent, Speaker};
 use tabby_bgp::fsm::{PeerAs, SessionConfig, State};
 use tabby_bgp::message::{MpReach, Update};
 use tabby_bgp::types::{Asn, Family, Nlri};
+use tabby_bgp_driver::{ListenConfig, PeerCommand, PeerConfig, PeerEvent, Speaker};
 
 const TABBY_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const PEER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);

@@ -8,10 +8,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tabby_bgp::Notification;
 use tabby_bgp::attr::{AsPath, Origin, PathAttributes};
-use tabby_bgp::driver::{ListenConfig, PeerCommand, PeerConfig, PeerEvent, PeerHandle, Speaker};
 use tabby_bgp::fsm::{DownReason, PeerAs, SessionConfig, State};
 use tabby_bgp::message::Update;
 use tabby_bgp::types::{Asn, Family, Nlri};
+use tabby_bgp_driver::{ListenConfig, PeerCommand, PeerConfig, PeerEvent, PeerHandle, Speaker};
 use tokio::time::timeout;
 
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));

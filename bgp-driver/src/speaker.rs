@@ -1,26 +1,5 @@
-//! The tokio driver: sockets and timers around [`Session`](crate::fsm::Session).
-//!
-//! A [`Speaker`] owns the listening sockets shared by all peers (dual-stack
-//! by default) and hands each accepted connection to the peer task whose
-//! address matches; connections from unknown addresses are closed. Each peer
-//! runs in its own task ([`Speaker::add_peer`]), a thin loop that feeds the
-//! session bytes, timer expiries and commands, and carries out its actions.
-//! The daemon talks to a peer through a [`PeerHandle`]: [`PeerCommand`]s in,
-//! [`PeerEvent`]s out. A daemon with thousands of peers uses
-//! [`Speaker::add_peer_tagged`] instead: every peer's events go to one
-//! channel, tagged, and commands go straight to the peer task, so a peer
-//! costs one task and two channels of its own (commands in, sockets from
-//! the listener).
-//!
-//! The peer task also does its connections' I/O, with non-blocking reads
-//! and writes when the sockets are ready: no task or channel per
-//! connection. Output has two queues: OPEN, KEEPALIVE and NOTIFICATION on
-//! an urgent queue that is always served first, UPDATEs on a bulk queue
-//! whose backlog stops the peer taking commands, so keepalives never wait
-//! behind a full RIB dump.
-
-mod conn;
-mod peer;
+//! The listener shared by all peers, what a peer is configured with, and
+//! the commands and events the daemon exchanges with each peer task.
 
 use std::collections::HashMap;
 use std::io;
@@ -35,11 +14,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::fsm::{Down, SessionConfig, SessionStats, State};
-use crate::message::{RouteRefresh, Update};
-use crate::negotiated::Negotiated;
-use crate::sockopt;
-use crate::types::Family;
+use tabby_bgp::fsm::{Down, SessionConfig, SessionStats, State};
+use tabby_bgp::message::{RouteRefresh, Update};
+use tabby_bgp::negotiated::Negotiated;
+use tabby_bgp::types::Family;
+
+use crate::{conn, peer, sockopt};
 
 /// The well-known BGP port (RFC 4271 §8.2.1).
 pub const BGP_PORT: u16 = 179;
@@ -110,7 +90,7 @@ pub enum PeerCommand {
     },
     /// Close with this NOTIFICATION (e.g. Cease/1 for max-prefix) and
     /// start again after the idle hold.
-    Cease(crate::notification::Notification),
+    Cease(tabby_bgp::notification::Notification),
     /// UPDATEs to encode with the session's parameters and send. Shared:
     /// one batch goes to many peers, each encoding it as it takes it.
     SendUpdates(Arc<[Update]>),
@@ -123,8 +103,8 @@ pub enum PeerCommand {
     /// (`member` in the batch) sends all of it but the spans that came from
     /// itself. Refused when the batch's wire format is not this session's.
     SendShared {
-        batch: Arc<crate::codec::UpdateBatch>,
-        member: crate::codec::Member,
+        batch: Arc<tabby_bgp::codec::UpdateBatch>,
+        member: tabby_bgp::codec::Member,
     },
     /// Ask the peer to resend its routes of a family (RFC 2918).
     RouteRefresh(Family),

@@ -1,13 +1,44 @@
 //! `BgpCodec` over a byte stream: split at any point, swapped context,
 //! ignored ROUTE-REFRESH subtypes, errors that carry the NOTIFICATION.
 
-mod common;
-
 use bytes::{BufMut, BytesMut};
-use common::{MARKER, hex, msg};
 use tabby_bgp::Message;
-use tabby_bgp::codec::{BgpCodec, CodecCtx};
+use tabby_bgp::codec::CodecCtx;
+use tabby_bgp_driver::framing::BgpCodec;
 use tokio_util::codec::{Decoder, Encoder};
+
+// The three byte-vector helpers this file needs, as in tabby-bgp's
+// tests/common (a test cannot share another crate's test helpers).
+
+/// Parses hex, ignoring whitespace.
+fn hex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|b| b.is_ascii_hexdigit())
+        .map(|b| match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => b - b'A' + 10,
+        })
+        .collect();
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in {s:?}"
+    );
+    digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()
+}
+
+const MARKER: &str = "ffffffffffffffffffffffffffffffff";
+
+/// A whole message: marker, length computed from `body`, type.
+fn msg(kind: u8, body: &str) -> Vec<u8> {
+    let body = hex(body);
+    let mut v = hex(MARKER);
+    v.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    v.push(kind);
+    v.extend_from_slice(&body);
+    v
+}
 
 fn stream() -> Vec<u8> {
     let mut s = msg(1, "04 fde9 005a c6120001 00");

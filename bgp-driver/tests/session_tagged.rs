@@ -9,12 +9,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tabby_bgp::attr::{AsPath, NextHop, Origin, PathAttributes};
 use tabby_bgp::codec::{CodecCtx, UpdateBatch};
-use tabby_bgp::driver::{
-    ListenConfig, PeerCommand, PeerConfig, PeerEvent, PeerHandle, Speaker,
-    TaggedPeer,
-};
 use tabby_bgp::fsm::{PeerAs, SessionConfig};
 use tabby_bgp::types::{Asn, Nlri};
+use tabby_bgp_driver::{
+    ListenConfig, PeerCommand, PeerConfig, PeerEvent, PeerHandle, Speaker, TaggedPeer,
+};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -134,9 +133,8 @@ async fn tagged_peers_share_events_and_batches() {
         .expect("send");
     let refused = timeout(Duration::from_secs(10), async {
         loop {
-            match events.recv().await.expect("event") {
-                (2, PeerEvent::CommandFailed(why)) => return why,
-                _ => {}
+            if let (2, PeerEvent::CommandFailed(why)) = events.recv().await.expect("event") {
+                return why;
             }
         }
     })

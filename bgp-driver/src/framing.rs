@@ -1,13 +1,15 @@
-//! tokio-util framing: [`BgpCodec`] splits a TCP byte stream into messages.
+//! tokio-util framing: [`BgpCodec`] splits a TCP byte stream into messages
+//! with `tabby_bgp`'s sans-IO [`frame_len`] and decoders, for callers that
+//! use `tokio_util::codec::Framed`. (The peer task does not: it feeds the
+//! session bytes, and the session frames them.)
 
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::error::DecodeError;
-use crate::message::{Message, RefreshSubtype};
-use crate::notification::Notification;
-
-use super::{CodecCtx, EncodeError, decode_message, encode_message, frame_len};
+use tabby_bgp::codec::{CodecCtx, EncodeError, decode_message, encode_message, frame_len};
+use tabby_bgp::error::DecodeError;
+use tabby_bgp::message::{Message, RefreshSubtype};
+use tabby_bgp::notification::Notification;
 
 /// Errors of the framed stream.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +34,7 @@ impl CodecError {
     }
 }
 
-/// A BGP message codec for `tokio_util::codec::Framed`. The driver replaces
+/// A BGP message codec for `tokio_util::codec::Framed`. Its user replaces
 /// [`BgpCodec::ctx`] (see [`BgpCodec::set_ctx`]) once OPENs are exchanged.
 #[derive(Debug, Clone, Default)]
 pub struct BgpCodec {
@@ -93,7 +95,7 @@ impl Encoder<&Message> for BgpCodec {
     }
 }
 
-/// Already-encoded messages (e.g. from [`super::UpdatePacker`]) pass through.
+/// Already-encoded messages (e.g. from [`UpdatePacker`](tabby_bgp::codec::UpdatePacker)) pass through.
 impl Encoder<Bytes> for BgpCodec {
     type Error = CodecError;
 
