@@ -11,6 +11,13 @@ export CARGO_TERM_COLOR=never
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
+# This run is also the MSRV check (rust-version = "1.89" in Cargo.toml; no
+# 1.89 toolchain is installed): clippy's incompatible_msrv lint, denied in
+# [workspace.lints.clippy], reads each crate's rust-version and fails on any
+# standard-library API stabilised later. It does not see newer language
+# features, nor std APIs used only in test code (it skips #[cfg(test)] and
+# tests/), and nothing here checks the dependencies' own rust-version:
+# review Cargo.lock updates for that (`cargo metadata` lists each one).
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build (the daemons the interop tests start)"
 cargo build --workspace --bins --examples --locked

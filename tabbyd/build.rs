@@ -1,32 +1,57 @@
-//! Passes `hot-text.ld` to the linker on Linux: it places the functions a
-//! running tabbyd executes side by side at the front of `.text`, so fewer
-//! pages of code become resident (measured: 4.3 → 2.4 MiB of resident code,
-//! peak RSS 9.8 → 8.1 MiB, with 200 BGP sessions).
-//! `scripts/hot-text.sh` regenerates the list. Set `TABBY_HOT_TEXT=0` to link
-//! without it, e.g. with a linker that does not understand `INSERT`.
+//! Opt-in link order for release packaging: with `TABBY_HOT_TEXT=<path>` set
+//! at build time, passes that linker script to the linker for the tabbyd
+//! binary on Linux. `scripts/hot-text.sh` generates one (under `target/`)
+//! and prints the build command that uses it; see its header for why.
+//!
+//! Without the variable (the default build) nothing is passed and nothing
+//! is generated. A path that does not exist fails the build: whoever set the
+//! variable asked for the layout and should learn that it was not applied.
 
 use std::env;
 use std::path::PathBuf;
 
 fn main() {
-    println!("cargo:rerun-if-changed=hot-text.ld");
     println!("cargo:rerun-if-env-changed=TABBY_HOT_TEXT");
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
-        || env::var("TABBY_HOT_TEXT").as_deref() == Ok("0")
-    {
+    let Some(path) = env::var_os("TABBY_HOT_TEXT").filter(|p| !p.is_empty()) else {
+        return;
+    };
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        println!("cargo:warning=TABBY_HOT_TEXT is set but only applies to Linux targets; ignored");
         return;
     }
-    let dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let script = dir.join("hot-text.ld");
-    let path = script.to_string_lossy();
-    // `-Wl,` splits its argument at commas.
-    if !script.exists() || path.contains(',') {
-        println!(
-            "cargo:warning=linking tabbyd without hot-text.ld ({})",
+    let script = PathBuf::from(path);
+    // A build script runs in the package directory, not where cargo was
+    // started, so a relative path would be read from a surprising place.
+    if !script.is_absolute() {
+        fail(&format!(
+            "TABBY_HOT_TEXT={} must be an absolute path",
             script.display()
-        );
-        return;
+        ));
     }
-    println!("cargo:rustc-link-arg-bin=tabbyd=-Wl,-T,{path}");
+    if !script.is_file() {
+        fail(&format!(
+            "TABBY_HOT_TEXT={}: no such file (scripts/hot-text.sh generates it)",
+            script.display()
+        ));
+    }
+    let Some(text) = script.to_str() else {
+        fail(&format!(
+            "TABBY_HOT_TEXT={}: the path is not UTF-8",
+            script.display()
+        ));
+    };
+    // `-Wl,` splits its argument at commas.
+    if text.contains(',') {
+        fail(&format!(
+            "TABBY_HOT_TEXT={text}: the linker flag cannot carry a path with a comma"
+        ));
+    }
+    println!("cargo:rerun-if-changed={text}");
+    println!("cargo:rustc-link-arg-bin=tabbyd=-Wl,-T,{text}");
+}
+
+/// Stops the build with `msg` (a build script reports errors this way).
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(1);
 }

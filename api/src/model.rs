@@ -119,15 +119,32 @@ impl Owner {
                 Self::MAX_LEN
             ));
         }
-        if let Some(c) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '-')))
-        {
+        if let Some(c) = name.chars().find(|c| !Self::allowed(*c)) {
             return Err(format!(
                 "owner {name:?} contains {c:?}; use only A-Z a-z 0-9 . _ : / -"
             ));
         }
         Ok(Owner(name.to_string()))
+    }
+
+    /// An owner for a name already held elsewhere that may break the rules
+    /// (to report it rather than refuse it): each character not allowed
+    /// becomes `_`, the name is cut to [`Owner::MAX_LEN`] characters and an
+    /// empty one becomes `_`. A valid name comes back unchanged.
+    pub fn lossy(name: &str) -> Owner {
+        let mut s: String = name
+            .chars()
+            .take(Self::MAX_LEN)
+            .map(|c| if Self::allowed(c) { c } else { '_' })
+            .collect();
+        if s.is_empty() {
+            s.push('_');
+        }
+        Owner(s)
+    }
+
+    fn allowed(c: char) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '-')
     }
 
     /// The name.
@@ -676,4 +693,31 @@ pub struct Health {
     pub ready: bool,
     /// Why not ready or not live, one line per reason.
     pub reasons: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Owner;
+
+    #[test]
+    fn lossy_owner_keeps_valid_names_and_mends_others() {
+        for ok in [
+            "calico-ipam",
+            "a",
+            "x.y_z:1/2-3",
+            &"o".repeat(Owner::MAX_LEN),
+        ] {
+            assert_eq!(Owner::lossy(ok), Owner::new(ok).unwrap(), "{ok}");
+        }
+        let mended = |n: &str| Owner::lossy(n).as_str().to_owned();
+        assert_eq!(mended("bad owner!"), "bad_owner_");
+        assert_eq!(mended("é"), "_");
+        assert_eq!(mended(""), "_");
+        let long = mended(&"ü".repeat(100));
+        assert_eq!(long, "_".repeat(Owner::MAX_LEN));
+        for n in ["bad owner!", "é", "", &"ü".repeat(100), "\0\n"] {
+            let o = Owner::lossy(n);
+            assert_eq!(Owner::new(o.as_str()), Ok(o.clone()), "{n:?} -> {o}");
+        }
+    }
 }

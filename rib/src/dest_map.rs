@@ -10,10 +10,18 @@
 //! pages), IPv4 keys are one `u64` instead of an 18-octet `IpNet`, and a slot
 //! number ([`DestId`], four octets) lets other tables refer to an entry
 //! without a probe.
+//!
+//! Beside the hash index, each family keeps its compact keys in a `BTreeSet`
+//! so that the table can be read in prefix order from any prefix on (API
+//! paging) without sorting it. It costs 15-20 octets a prefix for IPv4 and
+//! 40-50 for IPv6 (measured on 100k prefixes inserted shuffled and in
+//! order), and a B-tree insert or removal when a prefix appears or goes.
 
 use hashbrown::HashTable;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Bound;
 
 /// A slot of a [`DestMap`]: the top bit says IPv6, the rest is the slot.
 /// Valid until the entry is removed; then the number may be reused.
@@ -42,8 +50,9 @@ impl DestId {
     }
 }
 
-/// A compact prefix key with a reserved "vacant slot" value.
-trait SlotKey: Copy + Eq {
+/// A compact prefix key with a reserved "vacant slot" value. Keys order as
+/// their prefixes do (`IpNet`'s order: address, then length).
+trait SlotKey: Copy + Ord {
     const VACANT: Self;
     fn net(self) -> IpNet;
     /// Neighbouring prefixes of one length get neighbouring buckets (a run
@@ -58,7 +67,8 @@ fn spread(net: u64, len: u32) -> u64 {
     (tag << 57) | (net & ((1 << 57) - 1))
 }
 
-/// IPv4: address in bits 8..40, length in bits 0..8.
+/// IPv4: address in bits 8..40, length in bits 0..8 (so the integer order
+/// is the prefix order).
 type V4Key = u64;
 
 fn v4_key(p: &Ipv4Net) -> V4Key {
@@ -86,7 +96,8 @@ impl SlotKey for V4Key {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The derived order (high half, low half, length) is the prefix order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct V6Key {
     addr: [u64; 2],
     len: u8,
@@ -127,6 +138,8 @@ struct SlotMap<K, V> {
     index: HashTable<u32>,
     entries: Vec<(K, V)>,
     free: Vec<u32>,
+    /// The keys of `index`, in prefix order.
+    order: BTreeSet<K>,
 }
 
 impl<K, V> Default for SlotMap<K, V> {
@@ -135,6 +148,7 @@ impl<K, V> Default for SlotMap<K, V> {
             index: HashTable::new(),
             entries: Vec::new(),
             free: Vec::new(),
+            order: BTreeSet::new(),
         }
     }
 }
@@ -167,6 +181,7 @@ impl<K: SlotKey, V: Default> SlotMap<K, V> {
             hashbrown::hash_table::Entry::Occupied(o) => *o.get() as usize,
             hashbrown::hash_table::Entry::Vacant(v) => {
                 v.insert(next as u32);
+                self.order.insert(k);
                 if next == self.entries.len() {
                     self.entries.push((k, V::default()));
                 } else {
@@ -187,6 +202,7 @@ impl<K: SlotKey, V: Default> SlotMap<K, V> {
             Ok(o) => o.remove().0 as usize,
             Err(_) => return None,
         };
+        self.order.remove(&k);
         Some(self.vacate(i))
     }
 
@@ -223,6 +239,12 @@ impl<K: SlotKey, V: Default> SlotMap<K, V> {
             .enumerate()
             .filter(|(_, (k, _))| *k != K::VACANT)
             .map(|(i, (k, v))| (i, k.net(), v))
+    }
+
+    /// The prefixes from `start` on, in order.
+    fn keys_from(&self, start: Bound<K>) -> impl Iterator<Item = IpNet> + '_ {
+        // An unbounded end: `range` cannot panic on inverted bounds.
+        self.order.range((start, Bound::Unbounded)).map(|k| k.net())
     }
 }
 
@@ -328,6 +350,23 @@ impl<V: Default> DestMap<V> {
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, v)| v)
     }
+
+    /// The prefixes held, in `IpNet` order (IPv4 before IPv6, then address,
+    /// then length), from `start` on.
+    pub fn keys_from(&self, start: Bound<IpNet>) -> impl Iterator<Item = IpNet> + '_ {
+        // Where each family starts; `None`: not at all (IPv4 keys all
+        // precede an IPv6 start).
+        let (v4, v6) = match start {
+            Bound::Unbounded => (Some(Bound::Unbounded), Bound::Unbounded),
+            Bound::Included(IpNet::V4(n)) => (Some(Bound::Included(v4_key(&n))), Bound::Unbounded),
+            Bound::Excluded(IpNet::V4(n)) => (Some(Bound::Excluded(v4_key(&n))), Bound::Unbounded),
+            Bound::Included(IpNet::V6(n)) => (None, Bound::Included(v6_key(&n))),
+            Bound::Excluded(IpNet::V6(n)) => (None, Bound::Excluded(v6_key(&n))),
+        };
+        v4.into_iter()
+            .flat_map(|b| self.v4.keys_from(b))
+            .chain(self.v6.keys_from(v6))
+    }
 }
 
 #[cfg(test)]
@@ -412,6 +451,58 @@ mod tests {
         assert_eq!(m.iter().count(), 0);
         *m.entry(&ps[7]).1 = 9;
         assert_eq!(m.get(&ps[7]), Some(&9));
+    }
+
+    #[test]
+    fn keys_from_reads_in_prefix_order_from_any_start() {
+        let mut m: DestMap<u32> = DestMap::default();
+        for p in nets().iter().rev() {
+            m.entry(p);
+        }
+        let gone: IpNet = "100.64.1.0/26".parse().unwrap();
+        m.remove(&gone);
+        let mut want = nets();
+        want.retain(|p| *p != gone);
+        want.sort();
+        assert_eq!(m.keys_from(Bound::Unbounded).collect::<Vec<_>>(), want);
+        // From every held prefix, one removed, and ones never held
+        // (between, before and after the others, with host bits).
+        let mut starts = nets();
+        starts.extend(
+            [
+                "100.64.1.1/24",
+                "0.0.0.0/1",
+                "::/0",
+                "2001:db8::/56",
+                "ffff::/16",
+            ]
+            .iter()
+            .map(|s| s.parse::<IpNet>().unwrap()),
+        );
+        for s in starts {
+            let inc: Vec<IpNet> = want.iter().copied().filter(|p| *p >= s).collect();
+            let exc: Vec<IpNet> = want.iter().copied().filter(|p| *p > s).collect();
+            assert_eq!(
+                m.keys_from(Bound::Included(s)).collect::<Vec<_>>(),
+                inc,
+                "{s}"
+            );
+            assert_eq!(
+                m.keys_from(Bound::Excluded(s)).collect::<Vec<_>>(),
+                exc,
+                "{s}"
+            );
+        }
+        // Emptied and refilled, the order follows.
+        for p in nets() {
+            m.remove(&p);
+        }
+        assert_eq!(m.keys_from(Bound::Unbounded).count(), 0);
+        m.entry(&gone);
+        assert_eq!(
+            m.keys_from(Bound::Unbounded).collect::<Vec<_>>(),
+            vec![gone]
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod explain;
 pub mod export;
 mod hash;
 mod loc_rib;
+mod ordered;
 pub mod policy;
 mod rib;
 pub mod types;

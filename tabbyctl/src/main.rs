@@ -100,7 +100,9 @@ enum Command {
         /// The new filter.
         level: String,
     },
-    /// Show the effective configuration.
+    /// Show the configuration the daemon runs (node, every session's
+    /// settings, originated routes, pools, policies; no secrets): YAML by
+    /// default, `-o json` for JSON. Schema: docs/effective-config.md.
     Config,
 }
 
@@ -495,10 +497,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .map_err(|s| status_error("get config", s))?
                 .into_inner();
-            let v: serde_json::Value = serde_json::from_str(&r.config_json)
-                .unwrap_or(serde_json::Value::String(r.config_json.clone()));
-            let text = serde_json::to_string_pretty(&v).unwrap_or(r.config_json);
-            print(out, Rendered::message(v, text))?;
+            print(out, render::config(&r.config_json))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -18,24 +18,41 @@ pub enum Output {
 
 /// An answer ready to print in any format.
 #[derive(Debug)]
-pub struct Rendered {
-    value: Value,
-    table: String,
+pub enum Rendered {
+    /// A value built here, with its human-readable text.
+    Message { value: Value, table: String },
+    /// A document from the daemon, printed with its fields in the daemon's
+    /// order (a `serde_json::Value` would sort them); YAML stands for the
+    /// table.
+    Document(serde_yaml_ng::Value),
 }
 
 impl Rendered {
     /// A structured value with its human-readable text.
     pub fn message(value: Value, table: String) -> Rendered {
-        Rendered { value, table }
+        Rendered::Message { value, table }
     }
 
     /// Formats for printing.
     pub fn format(&self, out: Output) -> Result<String> {
-        Ok(match out {
-            Output::Table => self.table.clone(),
-            Output::Json => serde_json::to_string_pretty(&self.value)?,
-            Output::Yaml => serde_yaml_ng::to_string(&self.value)?,
+        Ok(match (self, out) {
+            (Rendered::Message { table, .. }, Output::Table) => table.clone(),
+            (Rendered::Message { value, .. }, Output::Json) => serde_json::to_string_pretty(value)?,
+            (Rendered::Message { value, .. }, Output::Yaml) => serde_yaml_ng::to_string(value)?,
+            (Rendered::Document(d), Output::Json) => serde_json::to_string_pretty(d)?,
+            (Rendered::Document(d), Output::Table | Output::Yaml) => serde_yaml_ng::to_string(d)?,
         })
+    }
+}
+
+/// `tabbyctl config`: the daemon's effective configuration (JSON, schema
+/// `tabby.effective-config/v1`), as YAML by default or with `-o yaml`, as
+/// JSON with `-o json`. A daemon that answers something other than JSON (an
+/// older one sent a debug dump) gets its text shown as it came.
+pub fn config(json: &str) -> Rendered {
+    match serde_json::from_str::<serde_yaml_ng::Value>(json) {
+        Ok(doc) => Rendered::Document(doc),
+        Err(_) => Rendered::message(Value::String(json.to_owned()), json.to_owned()),
     }
 }
 
@@ -558,4 +575,56 @@ pub fn peer_event(out: Output, ev: &pb::PeerEvent) -> Result<String> {
         Output::Json => serde_json::to_string(&value)?,
         Output::Yaml => format!("---\n{}", serde_yaml_ng::to_string(&value)?.trim_end()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The head of an effective-config document as tabbyd sends it.
+    const DOC: &str = r#"{
+  "schema": "tabby.effective-config/v1",
+  "node_name": "node-a",
+  "node": {"as_number": 64512, "router_id": "198.18.0.11"},
+  "peers": [{"address": "198.18.0.1", "port": 179, "password_set": true, "keepalive_seconds": null}],
+  "big": 4294967295
+}"#;
+
+    #[test]
+    fn config_is_yaml_by_default_and_json_on_request_in_the_daemons_order() {
+        let r = config(DOC);
+        let yaml = r.format(Output::Table).unwrap();
+        assert_eq!(yaml, r.format(Output::Yaml).unwrap());
+        assert!(
+            yaml.starts_with("schema: tabby.effective-config/v1\nnode_name: node-a\nnode:\n"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("  as_number: 64512\n"), "{yaml}");
+        assert!(yaml.contains("- address: 198.18.0.1\n"), "{yaml}");
+        assert!(yaml.contains("  keepalive_seconds: null\n"), "{yaml}");
+        // YAML reads back to the same document.
+        let back: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        let want: serde_json::Value = serde_json::from_str(DOC).unwrap();
+        assert_eq!(back, want);
+
+        let json = r.format(Output::Json).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v, want);
+        // Pretty, fields in the daemon's order (not sorted).
+        assert!(
+            json.starts_with("{\n  \"schema\": \"tabby.effective-config/v1\",\n  \"node_name\""),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn config_that_is_not_json_is_shown_as_it_came() {
+        let text = "NodeState { node_name: \"node-a\" }";
+        let r = config(text);
+        assert_eq!(r.format(Output::Table).unwrap(), text);
+        assert_eq!(
+            r.format(Output::Json).unwrap(),
+            serde_json::to_string_pretty(text).unwrap()
+        );
+    }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{TestCore, TestServer};
+use tabby_api::Core;
 use tabby_api::model::SessionState;
 
 struct Out {
@@ -270,6 +271,24 @@ async fn watch_and_health() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let o = tabbyctl(&srv.socket, "health").await;
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_is_yaml_unless_json_is_asked_for() {
+    let (core, srv) = setup().await;
+    let sent = core.effective_config().await.expect("test core config");
+    let want: serde_json::Value = serde_json::from_str(&sent).expect("test core config is JSON");
+    for args in ["config", "-o yaml config"] {
+        let y = ok(&srv.socket, args).await;
+        let got: serde_json::Value = serde_yaml_ng::from_str(&y).expect("YAML");
+        assert_eq!(got, want, "{args}: {y}");
+        assert!(!y.trim_start().starts_with('{'), "{args}: {y}");
+    }
+    let j = ok(&srv.socket, "-o json config").await;
+    let got: serde_json::Value = serde_json::from_str(&j).expect("JSON");
+    assert_eq!(got, want, "{j}");
+    assert!(j.contains("\n  \""), "pretty: {j}");
     srv.shutdown().await;
 }
 

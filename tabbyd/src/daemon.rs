@@ -30,20 +30,15 @@ use crate::convert;
 use crate::logging::LogControl;
 use crate::metrics::{KindLabel, Metrics, PeerFamilyLabel, PeerLabel, StateLabel};
 use crate::sessions::{SessionHandle, SessionSpec, Sessions};
-use tabby_bgp::driver::{PeerCommand, PeerEvent};
 use prometheus_client::metrics::{family::Family as MetricFamily, gauge::Gauge};
+use tabby_bgp_driver::{PeerCommand, PeerEvent};
 
 /// Owner name of the routes the cluster's resources originate (blocks,
 /// service IPs). API clients may not use it.
 pub const TOPOLOGY_OWNER: &str = "topology";
 
 /// What the FIB task is asked to do.
-#[derive(Debug)]
-pub enum FibOp {
-    Set(FibRoute),
-    Remove(IpNet),
-    Converged,
-}
+pub use tabby_fib_sync::FibOp;
 
 /// Options fixed at start.
 #[derive(Debug, Clone)]
@@ -207,7 +202,6 @@ fn candidate_path(c: &tabby_rib::CandidateExplain) -> am::Path {
     api_path(&b, c.best)
 }
 
-/// The API's view of one path.
 /// A best-route change as the API reports it.
 fn route_update(prefix: IpNet, best: Option<&BestRoute>) -> am::RouteUpdate {
     match best {
@@ -219,6 +213,12 @@ fn route_update(prefix: IpNet, best: Option<&BestRoute>) -> am::RouteUpdate {
     }
 }
 
+#[path = "effective_config.rs"]
+mod effective_config;
+#[path = "route_listing.rs"]
+mod route_listing;
+
+/// The API's view of one path.
 fn api_path(best: &BestRoute, is_best: bool) -> am::Path {
     let a = &best.attributes.attrs;
     let next_hop = best
@@ -227,12 +227,10 @@ fn api_path(best: &BestRoute, is_best: bool) -> am::Path {
         .map(|h| h.addr)
         .unwrap_or(best.attributes.next_hop.addr);
     let (source, kind) = match &best.source {
-        // Owners in the RIB are TOPOLOGY_OWNER or names the API validated.
+        // Owners in the RIB are TOPOLOGY_OWNER or names the API validated;
+        // any other is still a local route's, shown under a mended name.
         RouteSource::Local { owner, kind } => (
-            match am::Owner::new(owner) {
-                Ok(o) => am::PathSource::Local(o),
-                Err(_) => am::PathSource::Peer(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-            },
+            am::PathSource::Local(am::Owner::lossy(owner)),
             api_kind(*kind),
         ),
         RouteSource::Peer { address, .. } => {
@@ -1295,9 +1293,12 @@ impl Daemon {
         let rib = self.rib()?;
         let mut routes = Vec::new();
         let mut more = false;
-        let mut all = rib.best_routes();
-        all.sort_by_key(|(p, _)| *p);
-        for (prefix, best) in all {
+        // In prefix order from where the query can first match to where it
+        // can match no more: a page costs its own routes.
+        for (prefix, best) in rib.best_routes_from(route_listing::start(q)) {
+            if route_listing::past_end(q, &prefix) {
+                break;
+            }
             if let Some(f) = q.family
                 && am::Family::of_prefix(&prefix) != f
             {
@@ -1613,11 +1614,10 @@ impl Daemon {
         Ok(old)
     }
 
+    /// The configuration in force as JSON (schema
+    /// `tabby.effective-config/v1`, see docs/effective-config.md).
     pub fn effective_config(&self) -> String {
-        match &self.state {
-            Some(s) => format!("{s:#?}"),
-            None => "no configuration loaded yet".into(),
-        }
+        effective_config::EffectiveConfig::of(self).to_json()
     }
 
     /// A planned stop: every session closes without a NOTIFICATION so peers

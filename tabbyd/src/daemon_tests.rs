@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::sessions::{SessionHandle, SessionSpec, Sessions};
-use tabby_bgp::driver::{PeerCommand, PeerEvent};
+use tabby_bgp_driver::{PeerCommand, PeerEvent};
 
 /// Commands each spawned session received, by peer address.
 type Log = Arc<Mutex<Vec<(IpAddr, PeerId, mpsc::UnboundedReceiver<PeerCommand>)>>>;
@@ -241,10 +241,8 @@ fn own_block_is_blackholed_and_learned_routes_go_via_the_peer() {
     // Our block goes to the top-of-rack router.
     let cmds = h.commands("198.18.0.1");
     assert!(
-        cmds.iter().any(|c| matches!(
-            c,
-            PeerCommand::SendShared { .. }
-        )),
+        cmds.iter()
+            .any(|c| matches!(c, PeerCommand::SendShared { .. })),
         "nothing advertised to the ToR: {cmds:?}"
     );
     // The counters say the same: one route in, our block out.
@@ -498,7 +496,9 @@ fn each_peer_gets_its_groups_batches_in_its_wire_format() {
             .collect();
         assert_eq!(announced, vec!["100.64.0.0/26"], "{addr}");
         assert!(
-            updates.iter().any(|u| u.as_end_of_rib() == Some(Family::IPV4_UNICAST)),
+            updates
+                .iter()
+                .any(|u| u.as_end_of_rib() == Some(Family::IPV4_UNICAST)),
             "{addr}: End-of-RIB"
         );
         let status = h.daemon.get_peer(addr.parse().unwrap()).unwrap();

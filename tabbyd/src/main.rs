@@ -16,13 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tabby_fib_sync::{FibConfig, FibHandle, FibSync};
+use tabby_fib_sync::{FibConfig, FibSync};
 use tabby_topology::{DatastoreSpec, Source};
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::args::Args;
-use crate::daemon::{Daemon, FibOp, Options};
+use crate::daemon::{Daemon, Options};
 use crate::metrics::Metrics;
 
 fn main() -> ExitCode {
@@ -85,43 +85,6 @@ fn node_name(args: &Args) -> Result<String, String> {
         .ok_or_else(|| "cannot read the host name; pass --node-name".to_owned())
 }
 
-/// Feeds FIB operations to the FIB task in batches.
-async fn fib_feeder(fib: FibHandle, mut rx: mpsc::UnboundedReceiver<FibOp>) {
-    let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 4096).await > 0 {
-        let mut set = Vec::new();
-        let mut remove = Vec::new();
-        let mut converged = false;
-        for op in batch.drain(..) {
-            match op {
-                FibOp::Set(r) => {
-                    remove.retain(|p| *p != r.prefix);
-                    set.retain(|s: &tabby_fib_sync::FibRoute| s.prefix != r.prefix);
-                    set.push(r);
-                }
-                FibOp::Remove(p) => {
-                    set.retain(|s| s.prefix != p);
-                    remove.push(p);
-                }
-                FibOp::Converged => converged = true,
-            }
-        }
-        if !set.is_empty()
-            && let Err(e) = fib.set_many(set).await
-        {
-            warn!(error = %e, "kernel route update failed");
-        }
-        if !remove.is_empty()
-            && let Err(e) = fib.remove_many(remove).await
-        {
-            warn!(error = %e, "kernel route removal failed");
-        }
-        if converged && let Err(e) = fib.converged().await {
-            warn!(error = %e, "kernel reconciliation failed");
-        }
-    }
-}
-
 async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> Result<(), String> {
     let node = node_name(&args)?;
     info!(node = %node, datastore = %args.datastore, fib = !args.no_fib, "tabbyd starting");
@@ -152,9 +115,8 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
                 error!(error = %e, "kernel FIB synchroniser stopped");
             }
         });
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(fib_feeder(fib, rx));
-        Some(tx)
+        // The daemon pushes its changes, in order, straight into fib-sync.
+        Some(fib.ops())
     };
 
     // BGP sessions.
@@ -335,9 +297,9 @@ const PUMP_ROUTES: usize = 32_768;
 const PUMP_ROUNDS: usize = 64;
 
 /// How many routes a session event carries (1 for the others).
-fn event_routes(ev: &tabby_bgp::driver::PeerEvent) -> usize {
+fn event_routes(ev: &tabby_bgp_driver::PeerEvent) -> usize {
     match ev {
-        tabby_bgp::driver::PeerEvent::Update(u) => {
+        tabby_bgp_driver::PeerEvent::Update(u) => {
             u.nlri.len()
                 + u.withdrawn.len()
                 + u.mp_reach.as_ref().map_or(0, |m| m.nlri.len())

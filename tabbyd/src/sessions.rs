@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tabby_bgp::driver;
 use tabby_bgp::fsm::SessionConfig;
+use tabby_bgp_driver as driver;
 use tabby_rib::PeerId;
 use tokio::sync::mpsc;
 
@@ -104,7 +104,7 @@ pub type EventSender = mpsc::Sender<(PeerId, driver::PeerEvent)>;
 pub const EVENT_QUEUE: usize = 256;
 
 /// Runs BGP sessions: the shared listener and one task per peer, from
-/// `tabby_bgp::driver`.
+/// `tabby_bgp_driver`.
 pub trait Sessions: Send {
     /// (Re)binds the shared listener.
     fn listen(&mut self, addrs: Vec<SocketAddr>) -> Result<(), String>;
