@@ -1,0 +1,610 @@
+//! The API façade: what `core_api.rs` calls, and the conversions between
+//! the daemon's state and the API's model.
+
+use super::*;
+
+pub(super) fn api_family(f: Family) -> Option<am::Family> {
+    match f {
+        Family::IPV4_UNICAST => Some(am::Family::Ipv4),
+        Family::IPV6_UNICAST => Some(am::Family::Ipv6),
+        _ => None,
+    }
+}
+pub(super) fn api_state(s: State) -> am::SessionState {
+    match s {
+        State::Idle => am::SessionState::Idle,
+        State::Connect => am::SessionState::Connect,
+        State::Active => am::SessionState::Active,
+        State::OpenSent => am::SessionState::OpenSent,
+        State::OpenConfirm => am::SessionState::OpenConfirm,
+        State::Established => am::SessionState::Established,
+    }
+}
+pub(super) fn local_kind(k: am::RouteKind) -> LocalKind {
+    match k {
+        am::RouteKind::PodBlock => LocalKind::PodBlock,
+        // A route announced without a kind (e.g. `gobgp global rib add`) is
+        // advertised only; the kernel gets no blackhole for it.
+        am::RouteKind::Unspecified => LocalKind::Static,
+        am::RouteKind::Host => LocalKind::HostRoute,
+        am::RouteKind::ServiceIp => LocalKind::Service,
+    }
+}
+pub(super) fn api_kind(k: LocalKind) -> am::RouteKind {
+    match k {
+        LocalKind::PodBlock => am::RouteKind::PodBlock,
+        LocalKind::HostRoute => am::RouteKind::Host,
+        LocalKind::Service => am::RouteKind::ServiceIp,
+        LocalKind::Static => am::RouteKind::Unspecified,
+    }
+}
+pub(super) fn rib_local_route(r: &am::LocalRoute) -> LocalRoute {
+    LocalRoute {
+        kind: local_kind(r.kind),
+        communities: r
+            .communities
+            .iter()
+            .map(|c| tabby_bgp::attr::Community(*c))
+            .collect(),
+        large_communities: r
+            .large_communities
+            .iter()
+            .map(|l| tabby_bgp::attr::LargeCommunity {
+                global_admin: l.global_admin,
+                local_data_1: l.local_data1,
+                local_data_2: l.local_data2,
+            })
+            .collect(),
+        next_hop: r.next_hop,
+        local_pref: None,
+        med: None,
+    }
+}
+/// The API's view of one candidate path of an explanation.
+pub(super) fn candidate_path(c: &tabby_rib::CandidateExplain) -> am::Path {
+    let b = BestRoute {
+        next_hops: Vec::new(),
+        local: matches!(c.source, RouteSource::Local { .. }),
+        source: c.source.clone(),
+        attributes: c.attributes.clone(),
+        stale: c.stale,
+    };
+    api_path(&b, c.best)
+}
+/// A best-route change as the API reports it.
+pub(super) fn route_update(prefix: IpNet, best: Option<&BestRoute>) -> am::RouteUpdate {
+    match best {
+        Some(b) => am::RouteUpdate::BestChanged {
+            prefix,
+            best: api_path(b, true),
+        },
+        None => am::RouteUpdate::Withdrawn { prefix },
+    }
+}
+
+/// The API's view of one path.
+pub(super) fn api_path(best: &BestRoute, is_best: bool) -> am::Path {
+    let a = &best.attributes.attrs;
+    let next_hop = best
+        .next_hops
+        .first()
+        .map(|h| h.addr)
+        .unwrap_or(best.attributes.next_hop.addr);
+    let (source, kind) = match &best.source {
+        // Owners in the RIB are TOPOLOGY_OWNER or names the API validated;
+        // any other is still a local route's, shown under a mended name.
+        RouteSource::Local { owner, kind } => (
+            am::PathSource::Local(am::Owner::lossy(owner)),
+            api_kind(*kind),
+        ),
+        RouteSource::Peer { address, .. } => {
+            (am::PathSource::Peer(*address), am::RouteKind::Unspecified)
+        }
+    };
+    am::Path {
+        next_hop,
+        as_path: a.as_path.iter().map(|x| x.0).collect(),
+        origin: match a.origin {
+            Some(tabby_bgp::attr::Origin::Egp) => am::Origin::Egp,
+            Some(tabby_bgp::attr::Origin::Incomplete) => am::Origin::Incomplete,
+            _ => am::Origin::Igp,
+        },
+        local_pref: a.local_pref.unwrap_or(100),
+        med: a.med,
+        communities: a.communities.iter().map(|c| c.0).collect(),
+        large_communities: a
+            .large_communities
+            .iter()
+            .map(|l| am::LargeCommunity {
+                global_admin: l.global_admin,
+                local_data1: l.local_data_1,
+                local_data2: l.local_data_2,
+            })
+            .collect(),
+        source,
+        best: is_best,
+        age_seconds: 0,
+        kind,
+        stale: best.stale,
+    }
+}
+
+impl Daemon {
+    pub(super) fn status_of(&self, slot: &PeerSlot) -> am::PeerStatus {
+        let mut s = slot.status.clone();
+        if let Some(t) = slot.established_at {
+            s.uptime_seconds = t.elapsed().as_secs();
+        }
+        if let Some(rib) = self.rib.as_ref() {
+            let accepted: usize = slot
+                .families
+                .iter()
+                .map(|f| rib.prefix_count(slot.id, *f))
+                .sum();
+            s.counters.prefixes_accepted = accepted as u64;
+            let advertised: usize = slot
+                .families
+                .iter()
+                .map(|f| rib.advertised_count(slot.id, *f))
+                .sum();
+            s.counters.prefixes_advertised = advertised as u64;
+        }
+        s.graceful_restart_pending = s.state != am::SessionState::Established
+            && slot.status.counters.flaps > 0
+            && self.rib.as_ref().is_some_and(|r| {
+                slot.families
+                    .iter()
+                    .any(|f| r.prefix_count(slot.id, *f) > 0)
+            });
+        s
+    }
+    pub(super) fn rib(&self) -> Result<&Rib, CoreError> {
+        self.rib.as_ref().ok_or_else(|| {
+            CoreError::Unavailable(
+                "the daemon has no configuration yet; check the datastore".into(),
+            )
+        })
+    }
+    pub(super) fn rib_mut(&mut self) -> Result<&mut Rib, CoreError> {
+        self.rib.as_mut().ok_or_else(|| {
+            CoreError::Unavailable(
+                "the daemon has no configuration yet; check the datastore".into(),
+            )
+        })
+    }
+    pub(super) fn check_owner(owner: &am::Owner) -> Result<(), CoreError> {
+        if owner.as_str() == TOPOLOGY_OWNER {
+            return Err(CoreError::InvalidArgument(format!(
+                "owner {TOPOLOGY_OWNER:?} is reserved for routes from the cluster's resources; choose another owner name"
+            )));
+        }
+        Ok(())
+    }
+    pub fn announce(
+        &mut self,
+        owner: &am::Owner,
+        routes: Vec<am::LocalRoute>,
+    ) -> Result<am::RouteChange, CoreError> {
+        Self::check_owner(owner)?;
+        let mut change = am::RouteChange::default();
+        let rib = self.rib_mut()?;
+        for r in &routes {
+            rib.originate(r.prefix, owner.as_str(), rib_local_route(r));
+        }
+        let set = self
+            .local_routes
+            .entry(owner.as_str().to_owned())
+            .or_default();
+        for r in routes {
+            match set.insert(r.prefix, r.clone()) {
+                None => change.added += 1,
+                Some(old) if old == r => change.unchanged += 1,
+                Some(_) => change.updated += 1,
+            }
+        }
+        self.pump(Instant::now());
+        change.sequence = self.journal.sequence();
+        Ok(change)
+    }
+    pub fn withdraw(
+        &mut self,
+        owner: &am::Owner,
+        prefixes: Vec<IpNet>,
+    ) -> Result<am::RouteChange, CoreError> {
+        Self::check_owner(owner)?;
+        let mut change = am::RouteChange::default();
+        let rib = self.rib_mut()?;
+        for p in &prefixes {
+            if rib.withdraw_local(*p, owner.as_str()) {
+                change.removed += 1;
+            } else {
+                change.unchanged += 1;
+            }
+        }
+        if let Some(set) = self.local_routes.get_mut(owner.as_str()) {
+            for p in &prefixes {
+                set.remove(p);
+            }
+        }
+        self.pump(Instant::now());
+        change.sequence = self.journal.sequence();
+        Ok(change)
+    }
+    pub fn replace(
+        &mut self,
+        owner: &am::Owner,
+        routes: Vec<am::LocalRoute>,
+    ) -> Result<am::RouteChange, CoreError> {
+        Self::check_owner(owner)?;
+        let mut change = am::RouteChange::default();
+        let old = self.local_routes.remove(owner.as_str()).unwrap_or_default();
+        let new: BTreeMap<IpNet, am::LocalRoute> =
+            routes.into_iter().map(|r| (r.prefix, r)).collect();
+        for (p, r) in &new {
+            match old.get(p) {
+                None => change.added += 1,
+                Some(o) if o == r => change.unchanged += 1,
+                Some(_) => change.updated += 1,
+            }
+        }
+        change.removed = old.keys().filter(|p| !new.contains_key(p)).count() as u64;
+        let rib = self.rib_mut()?;
+        rib.replace_local(
+            owner.as_str(),
+            new.values()
+                .map(|r| (r.prefix, rib_local_route(r)))
+                .collect(),
+        );
+        self.local_routes.insert(owner.as_str().to_owned(), new);
+        self.pump(Instant::now());
+        change.sequence = self.journal.sequence();
+        Ok(change)
+    }
+    pub fn list_routes(&self, q: &am::RouteQuery) -> Result<am::RoutePage, CoreError> {
+        let rib = self.rib()?;
+        let mut routes = Vec::new();
+        let mut more = false;
+        // In prefix order from where the query can first match to where it
+        // can match no more: a page costs its own routes.
+        for (prefix, best) in rib.best_routes_from(route_listing::start(q)) {
+            if route_listing::past_end(q, &prefix) {
+                break;
+            }
+            if let Some(f) = q.family
+                && am::Family::of_prefix(&prefix) != f
+            {
+                continue;
+            }
+            if let Some((p, m)) = &q.prefix {
+                let ok = match m {
+                    am::PrefixMatch::Exact => prefix == *p,
+                    am::PrefixMatch::Longer => p.contains(&prefix),
+                };
+                if !ok {
+                    continue;
+                }
+            }
+            if let Some(after) = &q.after
+                && prefix <= *after
+            {
+                continue;
+            }
+            if routes.len() >= q.limit {
+                more = true;
+                break;
+            }
+            let paths = if q.best_only {
+                vec![api_path(&best, true)]
+            } else {
+                self.candidate_paths(rib, &prefix)
+            };
+            routes.push(am::Route { prefix, paths });
+        }
+        Ok(am::RoutePage { routes, more })
+    }
+    pub(super) fn candidate_paths(&self, rib: &Rib, prefix: &IpNet) -> Vec<am::Path> {
+        rib.explain(prefix)
+            .candidates
+            .iter()
+            .map(candidate_path)
+            .collect()
+    }
+    pub fn watch_routes(&self, resume: Option<u64>) -> Result<am::RouteWatch, CoreError> {
+        let rib = self.rib()?;
+        Ok(self.journal.watch(
+            resume,
+            || {
+                rib.best_routes()
+                    .into_iter()
+                    .map(|(p, b)| (p, api_path(&b, true)))
+                    .collect()
+            },
+            |p| route_update(p, rib.best(&p).as_ref()),
+        ))
+    }
+    pub fn explain(&self, prefix: IpNet) -> Result<am::RouteExplanation, CoreError> {
+        let rib = self.rib()?;
+        let e = rib.explain(&prefix);
+        if e.candidates.is_empty() {
+            return Err(CoreError::NotFound(format!(
+                "no path for {prefix} in the Loc-RIB; `tabbyctl routes` lists what is known"
+            )));
+        }
+        Ok(am::RouteExplanation {
+            prefix,
+            candidates: e
+                .candidates
+                .iter()
+                .map(|c| {
+                    let reason = if c.best {
+                        "best path".to_owned()
+                    } else if let Some(why) = c.ineligible {
+                        format!("not eligible: {why}")
+                    } else if let Some(step) = c.lost_at {
+                        format!("lost to the best path at: {step:?}")
+                    } else if c.multipath {
+                        "equal-cost multipath member".to_owned()
+                    } else {
+                        "not best".to_owned()
+                    };
+                    am::CandidatePath {
+                        path: candidate_path(c),
+                        reason,
+                    }
+                })
+                .collect(),
+            exports: e
+                .exports
+                .iter()
+                .map(|x| am::PeerExport {
+                    peer: x.address,
+                    exported: x.exported,
+                    reason: x.reason.clone(),
+                })
+                .collect(),
+        })
+    }
+    pub fn adj_rib(
+        &self,
+        peer: IpAddr,
+        which: am::AdjRib,
+        family: am::Family,
+    ) -> Result<Vec<am::Route>, CoreError> {
+        let rib = self.rib()?;
+        let slot = self.peer_slot(peer)?;
+        let mut out = Vec::new();
+        for (prefix, _) in rib.best_routes() {
+            if am::Family::of_prefix(&prefix) != family {
+                continue;
+            }
+            let e = rib.explain(&prefix);
+            match which {
+                am::AdjRib::In => {
+                    let paths: Vec<am::Path> = e
+                        .candidates
+                        .iter()
+                        .filter(|c| matches!(&c.source, RouteSource::Peer { peer: p, .. } if *p == slot.id))
+                        .map(candidate_path)
+                        .collect();
+                    if !paths.is_empty() {
+                        out.push(am::Route { prefix, paths });
+                    }
+                }
+                am::AdjRib::Out => {
+                    if e.exports.iter().any(|x| x.peer == slot.id && x.exported)
+                        && let Some(best) = rib.best(&prefix)
+                    {
+                        out.push(am::Route {
+                            prefix,
+                            paths: vec![api_path(&best, true)],
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+    pub(super) fn peer_slot(&self, address: IpAddr) -> Result<&PeerSlot, CoreError> {
+        self.peers.get(&address).ok_or_else(|| {
+            CoreError::NotFound(format!(
+                "no peer {address}; `tabbyctl peers` lists the configured peers"
+            ))
+        })
+    }
+    pub fn list_peers(&self) -> Vec<am::PeerStatus> {
+        self.peers.values().map(|s| self.status_of(s)).collect()
+    }
+    pub fn get_peer(&self, address: IpAddr) -> Result<am::PeerStatus, CoreError> {
+        Ok(self.status_of(self.peer_slot(address)?))
+    }
+    pub fn add_api_peer(&mut self, cfg: am::PeerConfig) -> Result<am::PeerStatus, CoreError> {
+        if self.peers.contains_key(&cfg.address) {
+            return Err(CoreError::AlreadyExists(format!(
+                "peer {} exists already; delete it first to change its AS or session settings",
+                cfg.address
+            )));
+        }
+        let Some(state) = self.state.as_ref() else {
+            return Err(CoreError::Unavailable(
+                "the daemon has no configuration yet; check the datastore".into(),
+            ));
+        };
+        // One builder for both paths: an API peer is a global peering with the
+        // topology's defaults (graceful restart, port, policies), then what the
+        // request sets.
+        let p = api_peer(state, &cfg);
+        let mut spec = Self::session_spec(state, &p);
+        spec.config.extended_next_hop = false;
+        spec.config.families = if cfg.families.is_empty() {
+            vec![family_of_addr(&cfg.address)]
+        } else {
+            cfg.families
+                .iter()
+                .map(|f| match f {
+                    am::Family::Ipv4 => Family::IPV4_UNICAST,
+                    am::Family::Ipv6 => Family::IPV6_UNICAST,
+                })
+                .collect()
+        };
+        if let Some(h) = cfg.hold_time {
+            spec.config.hold_time = h;
+        }
+        spec.config.keepalive = cfg.keepalive;
+        let rib_cfg = convert::peer_config(state, &p);
+        let address = cfg.address;
+        self.install_peer(PeerOrigin::Api, spec, rib_cfg, cfg);
+        self.pump(Instant::now());
+        self.get_peer(address)
+    }
+    pub fn delete_peer(&mut self, address: IpAddr) -> Result<(), CoreError> {
+        self.peer_slot(address)?;
+        self.remove_peer_slot(address, Instant::now());
+        Ok(())
+    }
+    pub fn enable_peer(
+        &mut self,
+        address: IpAddr,
+        enable: bool,
+        reason: Option<String>,
+    ) -> Result<am::PeerStatus, CoreError> {
+        let slot = self.peers.get_mut(&address).ok_or_else(|| {
+            CoreError::NotFound(format!(
+                "no peer {address}; `tabbyctl peers` lists the configured peers"
+            ))
+        })?;
+        slot.status.enabled = enable;
+        slot.session.command(if enable {
+            PeerCommand::Start
+        } else {
+            PeerCommand::Stop(reason)
+        });
+        self.get_peer(address)
+    }
+    pub fn reset_peer(
+        &mut self,
+        address: IpAddr,
+        kind: am::ResetKind,
+    ) -> Result<am::PeerStatus, CoreError> {
+        let slot = self.peer_slot(address)?;
+        let id = slot.id;
+        let families: Vec<Family> = slot.families.iter().copied().collect();
+        match kind {
+            am::ResetKind::Hard => slot.session.command(PeerCommand::Reset { hard: true }),
+            am::ResetKind::SoftIn => {
+                for f in &families {
+                    slot.session.command(PeerCommand::RouteRefresh(*f));
+                }
+            }
+            am::ResetKind::SoftOut | am::ResetKind::SoftBoth => {
+                if kind == am::ResetKind::SoftBoth {
+                    for f in &families {
+                        slot.session.command(PeerCommand::RouteRefresh(*f));
+                    }
+                }
+                let rib = self.rib_mut()?;
+                for f in families {
+                    rib.route_refresh(id, f)
+                        .map_err(|e| CoreError::FailedPrecondition(e.to_string()))?;
+                }
+                self.pump(Instant::now());
+            }
+        }
+        self.get_peer(address)
+    }
+    pub fn watch_peers(&self) -> am::PeerWatch {
+        am::PeerWatch {
+            sequence: self.peer_seq,
+            peers: self.list_peers(),
+            updates: self.peer_events.subscribe(),
+        }
+    }
+    pub fn status(&self) -> am::DaemonStatus {
+        let state = self.state.as_ref();
+        let established = self
+            .peers
+            .values()
+            .filter(|s| s.status.state == am::SessionState::Established)
+            .count() as u32;
+        am::DaemonStatus {
+            router_id: state
+                .map(|s| s.router_id)
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            local_as: state.map(|s| s.local_as).unwrap_or(0),
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            datastore: self.datastore,
+            datastore_detail: self.datastore_detail.clone(),
+            fib: match (self.fib.is_some(), self.fib_converged) {
+                (false, _) => am::FibSync::Disabled,
+                (true, false) => am::FibSync::Syncing,
+                (true, true) => am::FibSync::InSync,
+            },
+            fib_detail: format!("{} routes programmed", self.in_fib.len()),
+            graceful_restart: if self.fib.is_some() && !self.fib_converged {
+                am::GracefulRestart::Restarting
+            } else {
+                am::GracefulRestart::Idle
+            },
+            graceful_restart_detail: String::new(),
+            peers_configured: self.peers.len() as u32,
+            peers_established: established,
+            routes: self
+                .rib
+                .as_ref()
+                .map(|r| r.stats().prefixes as u64)
+                .unwrap_or(0),
+            bgp_listen_port: state.map(|s| s.listen_port).unwrap_or(179),
+            bgp_listen_addresses: state
+                .map(|s| s.listen_addresses.clone())
+                .unwrap_or_default(),
+            log_level: self.opts.log_level.clone(),
+        }
+    }
+    pub fn set_log_level(&mut self, filter: String) -> Result<String, CoreError> {
+        let Some(log) = self.log.as_ref() else {
+            return Err(CoreError::FailedPrecondition(
+                "logging is not reloadable in this process".into(),
+            ));
+        };
+        log.set(&filter).map_err(CoreError::InvalidArgument)?;
+        let old = std::mem::replace(&mut self.opts.log_level, filter);
+        Ok(old)
+    }
+    /// The configuration in force as JSON (schema
+    /// `tabby.effective-config/v1`, see docs/effective-config.md).
+    pub fn effective_config(&self) -> String {
+        effective_config::EffectiveConfig::of(self).to_json()
+    }
+    /// When the datastore last changed this node's configuration.
+    pub fn last_reconfigured(&self) -> Option<std::time::SystemTime> {
+        self.last_reconfigured
+    }
+    pub fn health(&self) -> am::Health {
+        let mut reasons = Vec::new();
+        if self.state.is_none() {
+            reasons.push(format!(
+                "no configuration loaded from the datastore ({})",
+                self.datastore_detail
+            ));
+        }
+        for p in &self.datastore_problems {
+            reasons.push(format!("datastore: {p}"));
+        }
+        for w in &self.config_warnings {
+            reasons.push(format!("configuration: {w}"));
+        }
+        for (a, s) in &self.peers {
+            if s.status.enabled && s.status.state != am::SessionState::Established {
+                reasons.push(format!("peer {a} is {}", s.status.state.name()));
+            }
+        }
+        if self.fib.is_some() && !self.fib_converged {
+            reasons.push("waiting for End-of-RIB before removing stale kernel routes".to_owned());
+        }
+        am::Health {
+            live: true,
+            ready: reasons.is_empty(),
+            reasons,
+        }
+    }
+}
