@@ -26,9 +26,9 @@ pub enum CodecError {
 
 impl CodecError {
     /// The NOTIFICATION to send before closing, if the error calls for one.
-    pub fn notification(&self) -> Option<&Notification> {
+    pub fn notification(&self) -> Option<Notification> {
         match self {
-            CodecError::Decode(e) => Some(&e.notification),
+            CodecError::Decode(e) => Some(e.notification()),
             _ => None,
         }
     }

@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use tabby_bgp::fsm::{Action, ConnectionId, Event, Session};
 use tabby_bgp::message::Update;
-use tabby_bgp::notification::{Notification, cease};
+use tabby_bgp::notification::Cease;
 
 use crate::conn::{self, COALESCE_BUFFERS, COALESCE_OCTETS, Conn, NetEvent, Read, Transport};
 use crate::speaker::{PeerCommand, PeerConfig, PeerEvent, PeerStatus};
@@ -203,11 +203,10 @@ pub(crate) fn run<T: Copy + Send + Sync + 'static>(
                 cmd = commands.recv(), if take_commands => match cmd {
                     Some(cmd) => p.on_command(cmd),
                     None => {
-                        // RFC 4486: Cease / Peer De-configured.
-                        let n = Notification::cease_with_reason(
-                            cease::PEER_DECONFIGURED,
-                            "peer removed from the configuration",
-                        );
+                        // RFC 4486: Cease / Peer De-configured (it carries
+                        // no text: RFC 9003 is for subcodes 2 and 4).
+                        debug!("peer removed from the configuration");
+                        let n = Cease::PeerDeconfigured.into();
                         p.session.handle_event(now(), Event::Cease(n));
                         p.session.handle_event(now(), Event::Stop { reason: None });
                         p.carry_out();

@@ -4,6 +4,7 @@
 use bytes::{BufMut, BytesMut};
 use tabby_bgp::Message;
 use tabby_bgp::codec::CodecCtx;
+use tabby_bgp::notification::{MessageHeaderError, NotificationKind};
 use tabby_bgp_driver::framing::BgpCodec;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -75,8 +76,10 @@ fn max_size_follows_the_context() {
     let mut codec = BgpCodec::default();
     let err = codec.decode(&mut BytesMut::from(&big[..])).unwrap_err();
     assert_eq!(
-        err.notification().map(|n| (n.code, n.subcode)),
-        Some((1, 2))
+        err.notification().map(|n| n.kind()),
+        Some(NotificationKind::MessageHeader(
+            MessageHeaderError::BadMessageLength(0x1400)
+        ))
     );
     codec.set_ctx(CodecCtx {
         max_message_len: 65535,

@@ -10,6 +10,7 @@ use tabby_bgp::capability::Capability;
 use tabby_bgp::codec::{self, CodecCtx};
 use tabby_bgp::fsm::{DownReason, PeerAs, SessionConfig};
 use tabby_bgp::message::{Message, Open};
+use tabby_bgp::notification::NotificationKind;
 use tabby_bgp::types::{Asn, Family};
 use tabby_bgp_driver::{ListenConfig, PeerCommand, PeerConfig, PeerEvent, Speaker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -120,7 +121,8 @@ async fn stuck_peer_backs_up_commands_and_trips_send_hold() {
     .await
     .expect("send hold timer expiry");
     assert!(
-        matches!(&down.reason, DownReason::NotificationSent(n) if n.code == 8),
+        matches!(&down.reason, DownReason::NotificationSent(n)
+            if n.kind() == NotificationKind::SendHoldTimerExpired),
         "{:?}",
         down.reason
     );

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tabby_bgp::attr::{AsPath, NextHop, Origin, PathAttributes};
+use tabby_bgp::attr::{AsPath, LocalPref, NextHop, Origin, PathAttributes};
 use tabby_bgp::codec::{CodecCtx, UpdateBatch};
 use tabby_bgp::fsm::{PeerAs, SessionConfig};
 use tabby_bgp::types::{Asn, Nlri};
@@ -42,7 +42,7 @@ fn announce(batch: &mut UpdateBatch, except: Option<u32>, prefix: &str) {
     let attrs = PathAttributes {
         origin: Some(Origin::Igp),
         as_path: AsPath::from_sequence([]),
-        local_pref: Some(100),
+        local_pref: Some(LocalPref::new(100)),
         ..PathAttributes::default()
     };
     let nlri = [Nlri::new(prefix.parse::<IpNet>().expect("prefix"))];

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use tabby_bgp::attr::{AsPath, Community, NextHop, Origin};
+use tabby_bgp::attr::{AsPath, Community, LocalPref, Med, NextHop, Origin};
 use tabby_bgp::codec::{CodecCtx, UpdatePacker, decode_message, encode_message, frame_len};
 use tabby_bgp::message::Update;
 use tabby_bgp::{Asn, Family, Message, Nlri, PathAttributes};
@@ -20,8 +20,8 @@ fn attrs() -> PathAttributes {
         origin: Some(Origin::Igp),
         as_path: AsPath::from_sequence([Asn(65001), Asn(65002), Asn(4_200_000_001)]),
         next_hop: Some(Ipv4Addr::new(198, 18, 0, 1)),
-        med: Some(10),
-        local_pref: Some(100),
+        med: Some(Med::new(10)),
+        local_pref: Some(LocalPref::new(100)),
         communities: vec![Community::new(65001, 1), Community::new(65001, 2)],
         ..PathAttributes::default()
     }

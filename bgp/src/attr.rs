@@ -6,6 +6,7 @@
 //! [`Update`](crate::message::Update), not here. It is `Hash + Eq` so a RIB
 //! can intern one shared copy per distinct set.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -57,6 +58,100 @@ impl fmt::Display for Origin {
             Origin::Egp => "EGP",
             Origin::Incomplete => "incomplete",
         })
+    }
+}
+
+/// LOCAL_PREF (RFC 4271 §5.1.5): the degree of preference inside the AS,
+/// where higher is preferred. There is no `Ord` (the numeric order is the
+/// opposite of preference): compare with [`LocalPref::cmp_preference`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LocalPref(u32);
+
+impl LocalPref {
+    pub const fn new(value: u32) -> Self {
+        LocalPref(value)
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The decision-process order (RFC 4271 §9.1.1): `Less` when `self` is
+    /// preferred, that is when it is the higher value.
+    pub fn cmp_preference(self, other: LocalPref) -> Ordering {
+        other.0.cmp(&self.0)
+    }
+
+    /// True when `self` is preferred over `other`.
+    pub fn prefers(self, other: LocalPref) -> bool {
+        self.cmp_preference(other) == Ordering::Less
+    }
+}
+
+impl From<u32> for LocalPref {
+    fn from(value: u32) -> Self {
+        LocalPref(value)
+    }
+}
+
+impl From<LocalPref> for u32 {
+    fn from(lp: LocalPref) -> u32 {
+        lp.0
+    }
+}
+
+impl fmt::Display for LocalPref {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// MULTI_EXIT_DISC (RFC 4271 §5.1.4): where lower is preferred, between
+/// routes from the same neighbouring AS. A route without one counts as
+/// [`Med::LOWEST`] (§9.1.2.2 c). There is no `Ord`, so that a comparison
+/// says which way it prefers: [`Med::cmp_preference`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Med(u32);
+
+impl Med {
+    /// The lowest (most preferred) value, which a missing MED counts as.
+    pub const LOWEST: Med = Med(0);
+
+    pub const fn new(value: u32) -> Self {
+        Med(value)
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The decision-process order (RFC 4271 §9.1.2.2 c): `Less` when `self`
+    /// is preferred, that is when it is the lower value.
+    pub fn cmp_preference(self, other: Med) -> Ordering {
+        self.0.cmp(&other.0)
+    }
+
+    /// True when `self` is preferred over `other`.
+    pub fn prefers(self, other: Med) -> bool {
+        self.cmp_preference(other) == Ordering::Less
+    }
+}
+
+impl From<u32> for Med {
+    fn from(value: u32) -> Self {
+        Med(value)
+    }
+}
+
+impl From<Med> for u32 {
+    fn from(med: Med) -> u32 {
+        med.0
+    }
+}
+
+impl fmt::Display for Med {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -303,8 +398,8 @@ pub struct PathAttributes {
     pub as_path: AsPath,
     /// NEXT_HOP attribute (IPv4 NLRI in the classic NLRI field).
     pub next_hop: Option<Ipv4Addr>,
-    pub med: Option<u32>,
-    pub local_pref: Option<u32>,
+    pub med: Option<Med>,
+    pub local_pref: Option<LocalPref>,
     pub atomic_aggregate: bool,
     pub aggregator: Option<Aggregator>,
     /// Kept in received order; a RIB may sort them for sharing.

@@ -5,29 +5,50 @@
 //! not errors: they are recorded as [`Rfc7606Issue`]s on the decoded
 //! [`Update`](crate::message::Update).
 
-use crate::notification::Notification;
+use std::fmt;
 
-/// A decode failure that ends the session: the NOTIFICATION to send and a
-/// sentence for the operator's log.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason} (NOTIFICATION {})", .notification)]
+use crate::notification::{Notification, NotificationKind};
+
+/// A decode failure that ends the session: the NOTIFICATION to send, typed,
+/// and a sentence for the operator's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {
-    pub notification: Notification,
+    pub kind: NotificationKind,
     pub reason: String,
 }
 
 impl DecodeError {
-    pub fn new(code: u8, subcode: u8, data: impl Into<Vec<u8>>, reason: impl Into<String>) -> Self {
+    pub fn new(kind: impl Into<NotificationKind>, reason: impl Into<String>) -> Self {
         DecodeError {
-            notification: Notification::new(code, subcode, data),
+            kind: kind.into(),
             reason: reason.into(),
         }
     }
+
+    /// The NOTIFICATION to send.
+    pub fn notification(&self) -> Notification {
+        self.kind.clone().into()
+    }
 }
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (NOTIFICATION {}/{}: {})",
+            self.reason,
+            self.kind.code(),
+            self.kind.subcode(),
+            self.kind
+        )
+    }
+}
+
+impl std::error::Error for DecodeError {}
 
 impl From<DecodeError> for Notification {
     fn from(e: DecodeError) -> Notification {
-        e.notification
+        e.kind.into()
     }
 }
 

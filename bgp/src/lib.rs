@@ -25,5 +25,5 @@ pub mod types;
 pub use attr::PathAttributes;
 pub use error::DecodeError;
 pub use message::Message;
-pub use notification::Notification;
+pub use notification::{Notification, NotificationKind};
 pub use types::{Afi, Asn, Family, Nlri, Safi};

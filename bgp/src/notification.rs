@@ -1,6 +1,16 @@
-//! NOTIFICATION (RFC 4271 §4.5) and its code/subcode table.
+//! NOTIFICATION (RFC 4271 §4.5): the wire form ([`Notification`]), its
+//! code/subcode numbers, and the typed view ([`NotificationKind`] and one
+//! enum per error code) that errors are built from and received
+//! NOTIFICATIONs are matched by.
 
 use std::fmt;
+
+mod kind;
+
+pub use kind::{
+    Cease, FsmError, MessageHeaderError, NotificationKind, OpenMessageError, PrefixLimit,
+    RouteRefreshError, UpdateMessageError,
+};
 
 /// Error codes (RFC 4271 §4.5, RFC 7313, RFC 9687).
 pub mod code {
@@ -54,7 +64,7 @@ pub mod fsm {
     pub const UNEXPECTED_IN_ESTABLISHED: u8 = 3;
 }
 
-/// Cease subcodes (RFC 4486, RFC 8538).
+/// Cease subcodes (RFC 4486, RFC 8538, RFC 9384).
 pub mod cease {
     pub const MAX_PREFIXES_REACHED: u8 = 1;
     pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
@@ -73,7 +83,8 @@ pub mod route_refresh {
     pub const INVALID_MESSAGE_LENGTH: u8 = 1;
 }
 
-/// A NOTIFICATION message.
+/// A NOTIFICATION message as on the wire. Build one from a typed error
+/// (`Notification::from(Cease::BfdDown)`); read one with [`Notification::kind`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Notification {
     pub code: u8,
@@ -90,17 +101,10 @@ impl Notification {
         }
     }
 
-    /// A Cease with an RFC 9003 shutdown communication (truncated to 255
-    /// octets on a UTF-8 boundary).
-    pub fn cease_with_reason(subcode: u8, reason: &str) -> Self {
-        let mut end = reason.len().min(255);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        let mut data = Vec::with_capacity(end + 1);
-        data.push(end as u8);
-        data.extend_from_slice(&reason.as_bytes()[..end]);
-        Notification::new(code::CEASE, subcode, data)
+    /// What the NOTIFICATION says, typed. Never fails: pairs not known are
+    /// [`NotificationKind::Unknown`].
+    pub fn kind(&self) -> NotificationKind {
+        NotificationKind::from(self)
     }
 
     /// The RFC 9003 shutdown communication of an administrative Cease, made
@@ -115,102 +119,13 @@ impl Notification {
         {
             return None;
         }
-        let (&len, rest) = self.data.split_first()?;
-        let text = &rest[..(len as usize).min(rest.len())];
-        Some(
-            String::from_utf8_lossy(text)
-                .chars()
-                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-                .collect(),
-        )
-    }
-
-    /// Human-readable name of the code/subcode pair, for logs and the API.
-    pub fn describe(&self) -> &'static str {
-        match (self.code, self.subcode) {
-            (code::MESSAGE_HEADER, header::CONNECTION_NOT_SYNCHRONIZED) => {
-                "message header error: connection not synchronized"
-            }
-            (code::MESSAGE_HEADER, header::BAD_MESSAGE_LENGTH) => {
-                "message header error: bad message length"
-            }
-            (code::MESSAGE_HEADER, header::BAD_MESSAGE_TYPE) => {
-                "message header error: bad message type"
-            }
-            (code::MESSAGE_HEADER, _) => "message header error",
-            (code::OPEN, open::UNSUPPORTED_VERSION) => "OPEN error: unsupported version number",
-            (code::OPEN, open::BAD_PEER_AS) => "OPEN error: bad peer AS",
-            (code::OPEN, open::BAD_BGP_IDENTIFIER) => "OPEN error: bad BGP identifier",
-            (code::OPEN, open::UNSUPPORTED_OPTIONAL_PARAMETER) => {
-                "OPEN error: unsupported optional parameter"
-            }
-            (code::OPEN, open::UNACCEPTABLE_HOLD_TIME) => "OPEN error: unacceptable hold time",
-            (code::OPEN, open::UNSUPPORTED_CAPABILITY) => "OPEN error: unsupported capability",
-            (code::OPEN, open::ROLE_MISMATCH) => "OPEN error: role mismatch",
-            (code::OPEN, _) => "OPEN message error",
-            (code::UPDATE, update::MALFORMED_ATTRIBUTE_LIST) => {
-                "UPDATE error: malformed attribute list"
-            }
-            (code::UPDATE, update::UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE) => {
-                "UPDATE error: unrecognized well-known attribute"
-            }
-            (code::UPDATE, update::MISSING_WELL_KNOWN_ATTRIBUTE) => {
-                "UPDATE error: missing well-known attribute"
-            }
-            (code::UPDATE, update::ATTRIBUTE_FLAGS_ERROR) => "UPDATE error: attribute flags error",
-            (code::UPDATE, update::ATTRIBUTE_LENGTH_ERROR) => {
-                "UPDATE error: attribute length error"
-            }
-            (code::UPDATE, update::INVALID_ORIGIN_ATTRIBUTE) => "UPDATE error: invalid ORIGIN",
-            (code::UPDATE, update::INVALID_NEXT_HOP_ATTRIBUTE) => "UPDATE error: invalid NEXT_HOP",
-            (code::UPDATE, update::OPTIONAL_ATTRIBUTE_ERROR) => {
-                "UPDATE error: optional attribute error"
-            }
-            (code::UPDATE, update::INVALID_NETWORK_FIELD) => "UPDATE error: invalid network field",
-            (code::UPDATE, update::MALFORMED_AS_PATH) => "UPDATE error: malformed AS_PATH",
-            (code::UPDATE, _) => "UPDATE message error",
-            (code::HOLD_TIMER_EXPIRED, _) => "hold timer expired",
-            (code::FSM, fsm::UNEXPECTED_IN_OPENSENT) => {
-                "finite state machine error: unexpected message in OpenSent"
-            }
-            (code::FSM, fsm::UNEXPECTED_IN_OPENCONFIRM) => {
-                "finite state machine error: unexpected message in OpenConfirm"
-            }
-            (code::FSM, fsm::UNEXPECTED_IN_ESTABLISHED) => {
-                "finite state machine error: unexpected message in Established"
-            }
-            (code::FSM, _) => "finite state machine error",
-            (code::CEASE, cease::MAX_PREFIXES_REACHED) => {
-                "cease: maximum number of prefixes reached"
-            }
-            (code::CEASE, cease::ADMINISTRATIVE_SHUTDOWN) => "cease: administrative shutdown",
-            (code::CEASE, cease::PEER_DECONFIGURED) => "cease: peer de-configured",
-            (code::CEASE, cease::ADMINISTRATIVE_RESET) => "cease: administrative reset",
-            (code::CEASE, cease::CONNECTION_REJECTED) => "cease: connection rejected",
-            (code::CEASE, cease::OTHER_CONFIGURATION_CHANGE) => "cease: other configuration change",
-            (code::CEASE, cease::CONNECTION_COLLISION_RESOLUTION) => {
-                "cease: connection collision resolution"
-            }
-            (code::CEASE, cease::OUT_OF_RESOURCES) => "cease: out of resources",
-            (code::CEASE, cease::HARD_RESET) => "cease: hard reset",
-            (code::CEASE, cease::BFD_DOWN) => "cease: BFD down",
-            (code::CEASE, _) => "cease",
-            (code::ROUTE_REFRESH, route_refresh::INVALID_MESSAGE_LENGTH) => {
-                "ROUTE-REFRESH error: invalid message length"
-            }
-            (code::ROUTE_REFRESH, _) => "ROUTE-REFRESH message error",
-            (code::SEND_HOLD_TIMER_EXPIRED, _) => "send hold timer expired",
-            _ => "unknown error code",
-        }
+        kind::shutdown_text(&self.data)
     }
 }
 
 impl fmt::Display for Notification {
+    /// `6/2 (Cease: administrative shutdown: "maintenance")`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{} ({})", self.code, self.subcode, self.describe())?;
-        if let Some(msg) = self.shutdown_message() {
-            write!(f, ": \"{msg}\"")?;
-        }
-        Ok(())
+        write!(f, "{}/{} ({})", self.code, self.subcode, self.kind())
     }
 }

@@ -15,7 +15,7 @@ use crate::codec::{
     decode_open, decode_prefixes, decode_update, encode_capability, encode_message, frame_len,
     parse_as_path, put_nlri,
 };
-use crate::{Afi, Family, Message};
+use crate::{Afi, Family, Message, Notification};
 
 /// One decoder under fuzzing; the name is the fuzz target's and the seed
 /// directory's.
@@ -33,7 +33,8 @@ pub enum FuzzTarget {
     Attributes,
     /// NLRI prefixes, which must encode back to what decoded.
     Nlri,
-    /// A NOTIFICATION body, including its RFC 8203 shutdown message.
+    /// A NOTIFICATION body, including its RFC 9003 shutdown message, and
+    /// its typed view.
     Notification,
     /// A byte stream cut into messages as the session codec does.
     Framing,
@@ -131,11 +132,32 @@ pub fn check_fuzz_input(target: FuzzTarget, data: &[u8]) {
             if let Ok(n) = decode_notification(data) {
                 let _ = n.shutdown_message();
                 let _ = n.to_string();
+                check_notification_kind(&n);
             }
         }
         FuzzTarget::Framing => check_framing(data),
         FuzzTarget::Roundtrip => check_roundtrip(data),
     }
+}
+
+/// The typed view keeps the code and subcode, and is a fixed point after
+/// one pass through the wire form (the first pass may drop data of the
+/// wrong shape and cut or sanitise a shutdown communication).
+fn check_notification_kind(n: &Notification) {
+    let k1 = n.kind();
+    let _ = k1.to_string();
+    let n2 = Notification::from(k1);
+    assert_eq!(
+        (n2.code, n2.subcode),
+        (n.code, n.subcode),
+        "code or subcode changed"
+    );
+    let k2 = n2.kind();
+    assert_eq!(
+        Notification::from(k2.clone()).kind(),
+        k2,
+        "typed view is not stable"
+    );
 }
 
 /// Re-encoding decoded prefixes gives bytes that decode to the same ones.

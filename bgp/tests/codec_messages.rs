@@ -12,19 +12,17 @@ use tabby_bgp::capability::{
 };
 use tabby_bgp::codec::{CodecCtx, decode_message, frame_len};
 use tabby_bgp::message::{Open, RefreshSubtype, RouteRefresh};
+use tabby_bgp::notification::{
+    Cease, MessageHeaderError as H, NotificationKind as K, OpenMessageError as O, RouteRefreshError,
+};
 use tabby_bgp::{Afi, Asn, Family, Message, Notification};
 
 fn ctx() -> CodecCtx {
     CodecCtx::default()
 }
 
-fn err(bytes: &[u8]) -> (u8, u8, Vec<u8>) {
-    let e = decode_message(bytes, &ctx()).expect_err("must fail");
-    (
-        e.notification.code,
-        e.notification.subcode,
-        e.notification.data,
-    )
+fn err(bytes: &[u8]) -> K {
+    decode_message(bytes, &ctx()).expect_err("must fail").kind
 }
 
 #[test]
@@ -189,14 +187,29 @@ fn open_unassigned_role_and_bad_add_path_mode_are_unknown() {
 #[test]
 fn open_errors() {
     // RFC 4271 §6.2: version, data = 2-octet largest supported version.
-    assert_eq!(err(&msg(1, "03 fde9 005a c6120001 00")), (2, 1, vec![0, 4]));
+    assert_eq!(
+        err(&msg(1, "03 fde9 005a c6120001 00")),
+        K::Open(O::UnsupportedVersion(4))
+    );
     // Hold time 1 and 2.
-    assert_eq!(err(&msg(1, "04 fde9 0001 c6120001 00")), (2, 6, vec![]));
-    assert_eq!(err(&msg(1, "04 fde9 0002 c6120001 00")).1, 6);
+    assert_eq!(
+        err(&msg(1, "04 fde9 0001 c6120001 00")),
+        K::Open(O::UnacceptableHoldTime)
+    );
+    assert_eq!(
+        err(&msg(1, "04 fde9 0002 c6120001 00")),
+        K::Open(O::UnacceptableHoldTime)
+    );
     // BGP identifier 0.
-    assert_eq!(err(&msg(1, "04 fde9 005a 00000000 00")).1, 3);
+    assert_eq!(
+        err(&msg(1, "04 fde9 005a 00000000 00")),
+        K::Open(O::BadBgpIdentifier(Some(Ipv4Addr::UNSPECIFIED)))
+    );
     // AS_TRANS without the 4-octet AS capability.
-    assert_eq!(err(&msg(1, "04 5ba0 005a c6120001 00")), (2, 2, vec![]));
+    assert_eq!(
+        err(&msg(1, "04 5ba0 005a c6120001 00")),
+        K::Open(O::BadPeerAs(Some(23456)))
+    );
     // ...but fine with it.
     assert!(
         decode_message(
@@ -210,23 +223,29 @@ fn open_errors() {
 #[test]
 fn open_parameter_and_capability_overruns() {
     // Optional parameters length beyond the message.
-    assert_eq!(err(&msg(1, "04 fde9 005a c6120001 09 02 06 0104")).0, 2);
+    assert_eq!(
+        err(&msg(1, "04 fde9 005a c6120001 09 02 06 0104")),
+        K::Open(O::Unspecific)
+    );
     // Parameter length beyond the parameters.
-    assert_eq!(err(&msg(1, "04 fde9 005a c6120001 04 02 06 0104")).0, 2);
+    assert_eq!(
+        err(&msg(1, "04 fde9 005a c6120001 04 02 06 0104")),
+        K::Open(O::Unspecific)
+    );
     // Capability length beyond its parameter.
     assert_eq!(
         err(&msg(1, "04 fde9 005a c6120001 06 02 04 0108 0001")),
-        (2, 0, vec![])
+        K::Open(O::Unspecific)
     );
     // Malformed multiprotocol capability (length 3).
     assert_eq!(
         err(&msg(1, "04 fde9 005a c6120001 07 02 05 0103 000100")),
-        (2, 0, vec![])
+        K::Open(O::Unspecific)
     );
     // Truncated RFC 9072 form: no room for the extended length.
     assert_eq!(
         err(&msg(1, "04 fde9 005a c6120001 ff ff 00")),
-        (2, 0, vec![])
+        K::Open(O::Unspecific)
     );
     // Extended length disagrees with the message.
     assert_eq!(
@@ -234,7 +253,7 @@ fn open_parameter_and_capability_overruns() {
             1,
             "04 fde9 005a c6120001 ff ff 0010 02 0006 010400010001"
         )),
-        (2, 0, vec![])
+        K::Open(O::Unspecific)
     );
     // Extended parameter overrun.
     assert_eq!(
@@ -242,7 +261,7 @@ fn open_parameter_and_capability_overruns() {
             1,
             "04 fde9 005a c6120001 ff ff 0006 02 0009 010400010001"
         )),
-        (2, 0, vec![])
+        K::Open(O::Unspecific)
     );
     // Fixed part truncated (declared length is the OPEN minimum, 29, but
     // the body is cut): still a clean error, never a panic.
@@ -253,23 +272,84 @@ fn open_parameter_and_capability_overruns() {
 
 #[test]
 fn notification_with_shutdown_communication() {
-    let n = Notification::new(6, 2, vec![3, b'b', b'y', b'e']);
+    let n = Notification::from(Cease::AdministrativeShutdown(Some("bye".into())));
     both_ways(
         &msg(3, "06 02 03 627965"),
         &Message::Notification(n.clone()),
         &ctx(),
     );
     assert_eq!(n.shutdown_message().as_deref(), Some("bye"));
+    assert_eq!(
+        n.kind(),
+        K::Cease(Cease::AdministrativeShutdown(Some("bye".into())))
+    );
 }
 
 #[test]
 fn notification_every_code_is_accepted() {
-    for code in [1u8, 2, 3, 4, 5, 6, 7, 8, 42] {
+    use tabby_bgp::notification::UpdateMessageError;
+    for (code, kind) in [
+        (
+            1u8,
+            K::Unknown {
+                code: 1,
+                subcode: 9,
+            },
+        ),
+        (
+            2,
+            K::Unknown {
+                code: 2,
+                subcode: 9,
+            },
+        ),
+        (
+            3,
+            K::Update(UpdateMessageError::OptionalAttributeError(vec![])),
+        ),
+        (
+            4,
+            K::Unknown {
+                code: 4,
+                subcode: 9,
+            },
+        ),
+        (
+            5,
+            K::Unknown {
+                code: 5,
+                subcode: 9,
+            },
+        ),
+        (6, K::Cease(Cease::HardReset(None))),
+        (
+            7,
+            K::Unknown {
+                code: 7,
+                subcode: 9,
+            },
+        ),
+        (
+            8,
+            K::Unknown {
+                code: 8,
+                subcode: 9,
+            },
+        ),
+        (
+            42,
+            K::Unknown {
+                code: 42,
+                subcode: 9,
+            },
+        ),
+    ] {
         let bytes = msg(3, &format!("{code:02x} 09"));
         let Message::Notification(n) = decode_message(&bytes, &ctx()).unwrap() else {
             panic!()
         };
-        assert_eq!((n.code, n.subcode), (code, 9));
+        assert_eq!(n.kind(), kind, "{code}/9");
+        assert_eq!(encode(&Message::Notification(n), &ctx()), bytes);
     }
 }
 
@@ -301,22 +381,37 @@ fn route_refresh_subtypes() {
 fn header_errors() {
     let mut bad_marker = hex(&format!("{MARKER} 0013 04"));
     bad_marker[3] = 0;
-    assert_eq!(err(&bad_marker), (1, 1, vec![]));
+    assert_eq!(
+        err(&bad_marker),
+        K::MessageHeader(H::ConnectionNotSynchronized)
+    );
     assert_eq!(
         err(&hex(&format!("{MARKER} 0012 04"))),
-        (1, 2, vec![0, 0x12])
+        K::MessageHeader(H::BadMessageLength(0x12))
     );
     let mut big = hex(&format!("{MARKER} 1001 02"));
     big.resize(4097, 0);
-    assert_eq!(err(&big), (1, 2, vec![0x10, 0x01]));
-    assert_eq!(err(&msg(6, "")), (1, 3, vec![6]));
-    assert_eq!(err(&msg(4, "00")), (1, 2, vec![0, 20]));
+    assert_eq!(err(&big), K::MessageHeader(H::BadMessageLength(4097)));
+    assert_eq!(err(&msg(6, "")), K::MessageHeader(H::BadMessageType(6)));
+    assert_eq!(
+        err(&msg(4, "00")),
+        K::MessageHeader(H::BadMessageLength(20))
+    );
     // ROUTE-REFRESH with a bad length: 7/1 with the whole message (RFC 7313 §5).
     let rr = msg(5, "0001 00 01 00");
-    assert_eq!(err(&rr), (7, 1, rr.clone()));
+    assert_eq!(
+        err(&rr),
+        K::RouteRefresh(RouteRefreshError::InvalidMessageLength(rr.clone()))
+    );
     // Below the OPEN and NOTIFICATION minimums.
-    assert_eq!(err(&msg(1, "04")).1, 2);
-    assert_eq!(err(&msg(3, "06")).1, 2);
+    assert_eq!(
+        err(&msg(1, "04")),
+        K::MessageHeader(H::BadMessageLength(20))
+    );
+    assert_eq!(
+        err(&msg(3, "06")),
+        K::MessageHeader(H::BadMessageLength(20))
+    );
 }
 
 #[test]
@@ -331,11 +426,8 @@ fn frame_len_on_partial_input() {
     assert_eq!(frame_len(&two, 4096), Ok(Some(19)));
     // A wrong marker octet is reported before the header is complete.
     assert_eq!(
-        frame_len(&[0xff, 0xfe], 4096)
-            .unwrap_err()
-            .notification
-            .subcode,
-        1
+        frame_len(&[0xff, 0xfe], 4096).unwrap_err().kind,
+        K::MessageHeader(H::ConnectionNotSynchronized)
     );
     // RFC 8654: 4097 is fine once extended messages are negotiated.
     let big = hex(&format!("{MARKER} 1001 02"));

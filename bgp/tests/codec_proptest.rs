@@ -20,8 +20,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tabby_bgp::attr::{
-    Aggregator, AsPath, Community, ExtCommunity, LargeCommunity, NextHop, Origin, RawAttribute,
-    Segment, SegmentType,
+    Aggregator, AsPath, Community, ExtCommunity, LargeCommunity, LocalPref, Med, NextHop, Origin,
+    RawAttribute, Segment, SegmentType,
 };
 use tabby_bgp::capability::{
     AddPathFamily, AddPathMode, Capability, ExtendedNextHop, GrFamily, GracefulRestart, LlgrFamily,
@@ -154,8 +154,8 @@ fn attributes(four: bool) -> impl Strategy<Value = PathAttributes> {
                     origin,
                     as_path,
                     next_hop,
-                    med,
-                    local_pref,
+                    med: med.map(Med::new),
+                    local_pref: local_pref.map(LocalPref::new),
                     atomic_aggregate,
                     aggregator: agg.map(|(asn, a)| Aggregator {
                         asn,

@@ -14,19 +14,20 @@ use tabby_bgp::attr::{AsPath, RawAttribute, code};
 use tabby_bgp::codec::{CodecCtx, EncodeError, UpdatePacker, decode_message, encode_message};
 use tabby_bgp::error::{Rfc7606Action, Rfc7606Issue};
 use tabby_bgp::message::Update;
+use tabby_bgp::notification::{
+    MessageHeaderError as H, NotificationKind as K, OpenMessageError as O, RouteRefreshError,
+    UpdateMessageError as U, update as update_sub,
+};
 use tabby_bgp::{Asn, Family, Message};
 
 /// ORIGIN IGP, empty AS_PATH, NEXT_HOP 198.18.0.1.
 const BASE: &str = "40 01 01 00 | 40 02 00 | 40 03 04 c6120001";
 const NLRI: &str = "18 644001";
 
-fn reset(bytes: &[u8], ctx: &CodecCtx) -> (u8, u8, Vec<u8>) {
-    let e = decode_message(bytes, ctx).expect_err("must reset the session");
-    (
-        e.notification.code,
-        e.notification.subcode,
-        e.notification.data,
-    )
+fn reset(bytes: &[u8], ctx: &CodecCtx) -> K {
+    decode_message(bytes, ctx)
+        .expect_err("must reset the session")
+        .kind
 }
 
 fn action_for(u: &Update, attr: u8) -> Option<Rfc7606Action> {
@@ -69,19 +70,25 @@ fn with(extra: &str) -> Vec<u8> {
 fn row01_marker_not_all_ones() {
     let mut b = hex(&format!("{MARKER} 0013 04"));
     b[15] = 0xfe;
-    assert_eq!(reset(&b, &ibgp()), (1, 1, vec![]));
+    assert_eq!(
+        reset(&b, &ibgp()),
+        K::MessageHeader(H::ConnectionNotSynchronized)
+    );
 }
 
 #[test]
 fn row02_bad_length() {
     assert_eq!(
         reset(&hex(&format!("{MARKER} 0010 04")), &ibgp()),
-        (1, 2, vec![0x00, 0x10])
+        K::MessageHeader(H::BadMessageLength(0x10))
     );
     let mut big = msg(2, &common::update_body("", BASE, NLRI));
     big.resize(4097, 0);
     big[16..18].copy_from_slice(&4097u16.to_be_bytes());
-    assert_eq!(reset(&big, &ibgp()), (1, 2, vec![0x10, 0x01]));
+    assert_eq!(
+        reset(&big, &ibgp()),
+        K::MessageHeader(H::BadMessageLength(4097))
+    );
     // RFC 8654: accepted once extended messages are negotiated (the zero
     // padding then reads as NLRI 0.0.0.0/0 entries, valid).
     let ext = CodecCtx {
@@ -93,23 +100,31 @@ fn row02_bad_length() {
 
 #[test]
 fn row03_unknown_message_type() {
-    assert_eq!(reset(&msg(9, "00"), &ibgp()), (1, 3, vec![9]));
+    assert_eq!(
+        reset(&msg(9, "00"), &ibgp()),
+        K::MessageHeader(H::BadMessageType(9))
+    );
 }
 
 #[test]
 fn row04_keepalive_and_route_refresh_lengths() {
-    assert_eq!(reset(&msg(4, "0000"), &ibgp()), (1, 2, vec![0, 21]));
-    let rr = msg(5, "0001 00");
-    assert_eq!(reset(&rr, &ibgp()), (7, 1, rr.clone()));
-    let rr = msg(5, "0001 01 01 ff");
-    assert_eq!(reset(&rr, &ibgp()), (7, 1, rr.clone()));
+    assert_eq!(
+        reset(&msg(4, "0000"), &ibgp()),
+        K::MessageHeader(H::BadMessageLength(21))
+    );
+    for rr in [msg(5, "0001 00"), msg(5, "0001 01 01 ff")] {
+        assert_eq!(
+            reset(&rr, &ibgp()),
+            K::RouteRefresh(RouteRefreshError::InvalidMessageLength(rr.clone()))
+        );
+    }
 }
 
 #[test]
 fn row05_open_version() {
     assert_eq!(
         reset(&msg(1, "05 fde9 005a c6120001 00"), &ibgp()),
-        (2, 1, vec![0, 4])
+        K::Open(O::UnsupportedVersion(4))
     );
 }
 
@@ -118,7 +133,7 @@ fn row06_hold_time() {
     for h in ["0001", "0002"] {
         assert_eq!(
             reset(&msg(1, &format!("04 fde9 {h} c6120001 00")), &ibgp()),
-            (2, 6, vec![])
+            K::Open(O::UnacceptableHoldTime)
         );
     }
     for h in ["0000", "0003"] {
@@ -131,7 +146,7 @@ fn row07_bgp_identifier_zero() {
     // "Equal to ours on iBGP" needs our identifier: the FSM's check.
     assert_eq!(
         reset(&msg(1, "04 fde9 005a 00000000 00"), &ibgp()),
-        (2, 3, vec![])
+        K::Open(O::BadBgpIdentifier(Some(Ipv4Addr::UNSPECIFIED)))
     );
 }
 
@@ -141,7 +156,7 @@ fn row08_as_trans_without_four_octet_capability() {
     // the FSM's checks.
     assert_eq!(
         reset(&msg(1, "04 5ba0 005a c6120001 00"), &ibgp()),
-        (2, 2, vec![])
+        K::Open(O::BadPeerAs(Some(23456)))
     );
 }
 
@@ -157,8 +172,11 @@ fn row09_parameter_and_capability_overruns() {
         "04 fde9 005a c6120001 ff ff 0004 02 0006 0104",  // RFC 9072 parameter overrun
         "04 fde9 005a c6120001 ff ff 0002 02 00",         // RFC 9072 parameter header cut
     ] {
-        let (code, _, _) = reset(&msg(1, body), &ibgp());
-        assert_eq!(code, 2, "{body}");
+        assert_eq!(
+            reset(&msg(1, body), &ibgp()),
+            K::Open(O::Unspecific),
+            "{body}"
+        );
     }
 }
 
@@ -167,12 +185,12 @@ fn row10_section_lengths_beyond_the_message() {
     // Withdrawn-routes length beyond the message.
     assert_eq!(
         reset(&msg(2, "0010 18644001 0000"), &ibgp()),
-        (3, 1, vec![])
+        K::Update(U::MalformedAttributeList)
     );
     // Total attribute length beyond the message.
     assert_eq!(
         reset(&msg(2, "0000 0020 40010100"), &ibgp()),
-        (3, 1, vec![])
+        K::Update(U::MalformedAttributeList)
     );
 }
 
@@ -200,13 +218,13 @@ fn row12_prefix_length_and_truncation() {
     for nlri in ["21 64400100", "18 6440"] {
         assert_eq!(
             reset(&update("", BASE, nlri), &ibgp()),
-            (3, 10, vec![]),
+            K::Update(U::InvalidNetworkField),
             "{nlri}"
         );
     }
     assert_eq!(
         reset(&update("21 64400100", "", ""), &ibgp()),
-        (3, 10, vec![])
+        K::Update(U::InvalidNetworkField)
     );
     // IPv6 /129 inside MP_REACH.
     let mp = "80 0e 26 0002 01 10 20010db8000000000000000000000001 00 \
@@ -215,9 +233,8 @@ fn row12_prefix_length_and_truncation() {
         reset(
             &update("", &format!("{mp} | 40 01 01 00 | 40 02 00"), ""),
             &ibgp()
-        )
-        .1,
-        10
+        ),
+        K::Update(U::InvalidNetworkField)
     );
 }
 
@@ -233,7 +250,7 @@ fn row13_origin() {
         &ibgp(),
     );
     assert_withdraw(&u, code::ORIGIN);
-    assert_eq!(u.issues[0].subcode, 6);
+    assert_eq!(u.issues[0].subcode, update_sub::INVALID_ORIGIN_ATTRIBUTE);
 }
 
 #[test]
@@ -310,7 +327,7 @@ fn row17_unusable_next_hop_keeps_the_session() {
             &ibgp(),
         );
         assert_withdraw(&u, code::NEXT_HOP);
-        assert_eq!(u.issues[0].subcode, 8);
+        assert_eq!(u.issues[0].subcode, update_sub::INVALID_NEXT_HOP_ATTRIBUTE);
     }
     // "Our own address" needs the session's address: the RIB's check.
 }
@@ -425,7 +442,7 @@ fn row23_duplicates() {
     let mp = "80 0f 03 0002 01";
     assert_eq!(
         reset(&update("", &format!("{mp} | {mp}"), ""), &ibgp()),
-        (3, 1, vec![])
+        K::Update(U::MalformedAttributeList)
     );
     let mp = "80 0e 16 0002 01 10 20010db8000000000000000000000001 00 00";
     assert_eq!(
@@ -433,7 +450,7 @@ fn row23_duplicates() {
             &update("", &format!("{mp} | {mp} | 40 01 01 00 | 40 02 00"), ""),
             &ibgp()
         ),
-        (3, 1, vec![])
+        K::Update(U::MalformedAttributeList)
     );
 }
 
@@ -457,7 +474,7 @@ fn row24_unknown_optional_transitive_forwarded_with_partial() {
 fn row25_unknown_well_known() {
     assert_eq!(
         reset(&with("40 63 02 abcd"), &ibgp()),
-        (3, 2, hex("40 63 02 abcd"))
+        K::Update(U::UnrecognizedWellKnownAttribute(hex("40 63 02 abcd")))
     );
 }
 
@@ -485,19 +502,24 @@ fn row26_odd_shapes() {
     let u = decode_update(&update("", "80 0f 03 0019 46", ""), &ibgp());
     assert_eq!(u.as_end_of_rib(), None);
     // A truncated MP_UNREACH: reset, not a crash.
-    assert_eq!(reset(&update("", "80 0f 02 0002", ""), &ibgp()).0, 3);
+    assert_eq!(
+        reset(&update("", "80 0f 02 0002", ""), &ibgp()),
+        K::Update(U::OptionalAttributeError(hex("80 0f 02 0002")))
+    );
 }
 
 #[test]
 fn row27_mp_reach_next_hop_length() {
     for nh in ["0c 20010db80000000000000000", "04 c6120001", "00"] {
         let mp_len = 5 + hex(nh).len() - 1;
-        let b = update(
-            "",
-            &format!("80 0e {mp_len:02x} 0002 01 {nh} 00 | 40 01 01 00 | 40 02 00"),
-            "",
+        let mp = format!("80 0e {mp_len:02x} 0002 01 {nh} 00");
+        let b = update("", &format!("{mp} | 40 01 01 00 | 40 02 00"), "");
+        // RFC 4271 §6.3: the data is the erroneous attribute.
+        assert_eq!(
+            reset(&b, &ibgp()),
+            K::Update(U::OptionalAttributeError(hex(&mp))),
+            "{nh}"
         );
-        assert_eq!(reset(&b, &ibgp()), (3, 9, vec![]), "{nh}");
     }
 }
 
@@ -552,6 +574,9 @@ fn row29_shutdown_communication_sanitised() {
 fn issues_carry_the_would_be_subcode() {
     let u = decode_update(&with("40 06 01 00"), &ibgp());
     let i: &Rfc7606Issue = &u.issues[0];
-    assert_eq!((i.attribute, i.subcode), (code::ATOMIC_AGGREGATE, 5));
+    assert_eq!(
+        (i.attribute, i.subcode),
+        (code::ATOMIC_AGGREGATE, update_sub::ATTRIBUTE_LENGTH_ERROR)
+    );
     assert!(!i.reason.is_empty());
 }

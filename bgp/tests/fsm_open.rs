@@ -13,7 +13,10 @@ use tabby_bgp::attr::{AsPath, NextHop, Origin, PathAttributes};
 use tabby_bgp::capability::{Capability, Role};
 use tabby_bgp::fsm::{Action, ConnectionId, DownReason, Event, PeerAs, SessionConfig, State};
 use tabby_bgp::message::{Message, MpReach, Open, RefreshSubtype, RouteRefresh, Update};
-use tabby_bgp::notification::Notification;
+use tabby_bgp::notification::{
+    Cease, FsmError, MessageHeaderError as H, Notification, NotificationKind as K,
+    OpenMessageError as O, RouteRefreshError, UpdateMessageError,
+};
 use tabby_bgp::types::{Asn, Family, Nlri};
 use util::{Scripted, encode, encode_with};
 
@@ -56,9 +59,8 @@ fn refused_with(cfg: SessionConfig, bytes: &[u8]) -> Notification {
     n
 }
 
-fn open_refused(cfg: SessionConfig, open: Open) -> (u8, u8, Vec<u8>) {
-    let n = refused_with(cfg, &encode(&Message::Open(open)));
-    (n.code, n.subcode, n.data)
+fn open_refused(cfg: SessionConfig, open: Open) -> K {
+    refused_with(cfg, &encode(&Message::Open(open))).kind()
 }
 
 fn established(cfg: SessionConfig, open: Open) -> (Scripted, ConnectionId) {
@@ -101,26 +103,24 @@ fn bad_marker_is_1_1() {
     let mut bytes = header(19, 4);
     bytes[3] = 0;
     let n = refused_with(cfg(), &bytes);
-    assert_eq!((n.code, n.subcode), (1, 1));
+    assert_eq!(n.kind(), K::MessageHeader(H::ConnectionNotSynchronized));
 }
 
 // Row 2.
 #[test]
 fn bad_length_is_1_2_with_the_length() {
     let n = refused_with(cfg(), &header(18, 4));
-    assert_eq!((n.code, n.subcode, n.data), (1, 2, vec![0, 18]));
+    assert_eq!(n.kind(), K::MessageHeader(H::BadMessageLength(18)));
+    assert_eq!(n.data, vec![0, 18]);
     let n = refused_with(cfg(), &header(5000, 2));
-    assert_eq!(
-        (n.code, n.subcode, n.data),
-        (1, 2, 5000u16.to_be_bytes().to_vec())
-    );
+    assert_eq!(n.kind(), K::MessageHeader(H::BadMessageLength(5000)));
 }
 
 // Row 3.
 #[test]
 fn unknown_type_is_1_3() {
     let n = refused_with(cfg(), &header(19, 7));
-    assert_eq!((n.code, n.subcode), (1, 3));
+    assert_eq!(n.kind(), K::MessageHeader(H::BadMessageType(7)));
 }
 
 // Row 4.
@@ -129,7 +129,7 @@ fn long_keepalive_is_1_2() {
     let mut bytes = header(20, 4);
     bytes.push(0);
     let n = refused_with(cfg(), &bytes);
-    assert_eq!((n.code, n.subcode), (1, 2));
+    assert_eq!(n.kind(), K::MessageHeader(H::BadMessageLength(20)));
 }
 
 #[test]
@@ -139,7 +139,10 @@ fn bad_route_refresh_length_is_7_1() {
     bytes.extend_from_slice(&[0, 1, 0, 1, 0]);
     s.feed(id, &bytes);
     let n = s.last_notification().expect("NOTIFICATION");
-    assert_eq!((n.code, n.subcode), (7, 1));
+    assert_eq!(
+        n.kind(),
+        K::RouteRefresh(RouteRefreshError::InvalidMessageLength(bytes))
+    );
     assert!(s.closed(id));
     assert!(s.downs()[0].was_established);
 }
@@ -149,7 +152,7 @@ fn bad_route_refresh_length_is_7_1() {
 fn version_3_is_2_1_with_version_4() {
     let mut open = peer_open();
     open.version = 3;
-    assert_eq!(open_refused(cfg(), open), (2, 1, vec![0, 4]));
+    assert_eq!(open_refused(cfg(), open), K::Open(O::UnsupportedVersion(4)));
 }
 
 // Row 6.
@@ -158,8 +161,11 @@ fn hold_time_1_and_2_are_2_6_and_0_is_fine() {
     for hold in [1, 2] {
         let mut open = peer_open();
         open.hold_time = hold;
-        let (c, s, _) = open_refused(cfg(), open);
-        assert_eq!((c, s), (2, 6), "hold time {hold}");
+        assert_eq!(
+            open_refused(cfg(), open),
+            K::Open(O::UnacceptableHoldTime),
+            "hold time {hold}"
+        );
     }
     let mut open = peer_open();
     open.hold_time = 0;
@@ -179,8 +185,10 @@ fn hold_time_1_and_2_are_2_6_and_0_is_fine() {
 // Row 7.
 #[test]
 fn bgp_identifier_zero_or_ours_on_ibgp_is_2_3() {
-    let (c, s, _) = open_refused(cfg(), peer_open_id0());
-    assert_eq!((c, s), (2, 3));
+    assert_eq!(
+        open_refused(cfg(), peer_open_id0()),
+        K::Open(O::BadBgpIdentifier(Some(Ipv4Addr::UNSPECIFIED)))
+    );
 
     let mut ibgp = cfg();
     ibgp.peer_as = PeerAs::Internal;
@@ -189,8 +197,10 @@ fn bgp_identifier_zero_or_ours_on_ibgp_is_2_3() {
     open.capabilities
         .retain(|c| !matches!(c, Capability::FourOctetAs(_)));
     open.bgp_id = LOCAL_ID;
-    let (c, s, _) = open_refused(ibgp, open);
-    assert_eq!((c, s), (2, 3));
+    assert_eq!(
+        open_refused(ibgp, open),
+        K::Open(O::BadBgpIdentifier(Some(LOCAL_ID)))
+    );
 
     // RFC 6286 §2.2: the same identifier is fine between ASes.
     let mut open = peer_open();
@@ -211,7 +221,10 @@ fn wrong_peer_as_is_2_2() {
     open.my_as = 65003;
     open.capabilities
         .retain(|c| !matches!(c, Capability::FourOctetAs(_)));
-    assert_eq!(open_refused(cfg(), open).1, 2);
+    assert_eq!(
+        open_refused(cfg(), open),
+        K::Open(O::BadPeerAs(Some(65003)))
+    );
 
     // AS_TRANS without the 4-octet capability.
     let mut open = peer_open();
@@ -220,14 +233,16 @@ fn wrong_peer_as_is_2_2() {
         .retain(|c| !matches!(c, Capability::FourOctetAs(_)));
     let mut c = cfg();
     c.peer_as = PeerAs::Exact(Asn(23456));
-    assert_eq!(open_refused(c, open).1, 2);
+    assert_eq!(open_refused(c, open), K::Open(O::BadPeerAs(Some(23456))));
 
     // The capability's AS is not the configured one.
     let mut open = peer_open();
     open.my_as = 23456;
     open.capabilities = vec![Capability::FourOctetAs(Asn(4_200_000_000))];
-    let (code, sub, _) = open_refused(cfg(), open.clone());
-    assert_eq!((code, sub), (2, 2));
+    assert_eq!(
+        open_refused(cfg(), open.clone()),
+        K::Open(O::BadPeerAs(Some(23456)))
+    );
 
     // The same OPEN is right for a peer configured with that 4-octet AS.
     let mut c = cfg();
@@ -251,11 +266,17 @@ fn as_ranges_and_external() {
         min: Asn(64512),
         max: Asn(64999),
     };
-    assert_eq!(open_refused(c.clone(), peer_open()).1, 2);
+    assert!(matches!(
+        open_refused(c.clone(), peer_open()),
+        K::Open(O::BadPeerAs(_))
+    ));
     c.peer_as = PeerAs::External;
     established(c.clone(), peer_open());
     c.peer_as = PeerAs::Internal;
-    assert_eq!(open_refused(c, peer_open()).1, 2);
+    assert!(matches!(
+        open_refused(c, peer_open()),
+        K::Open(O::BadPeerAs(_))
+    ));
 }
 
 #[test]
@@ -264,7 +285,10 @@ fn role_mismatch_is_2_11() {
     c.role = Some(Role::Provider);
     let mut open = peer_open();
     open.capabilities.push(Capability::Role(Role::Provider));
-    assert_eq!(open_refused(c.clone(), open).1, 11);
+    assert_eq!(
+        open_refused(c.clone(), open),
+        K::Open(O::RoleMismatch(Some(Role::Provider as u8)))
+    );
 
     let mut open = peer_open();
     open.capabilities.push(Capability::Role(Role::Customer));
@@ -277,15 +301,17 @@ fn role_mismatch_is_2_11() {
     // No role from the peer: fine unless strict.
     established(c.clone(), peer_open());
     c.role_strict = true;
-    assert_eq!(open_refused(c, peer_open()).1, 11);
+    assert_eq!(open_refused(c, peer_open()), K::Open(O::RoleMismatch(None)));
 }
 
 #[test]
 fn unknown_optional_parameter_is_2_4() {
     let mut open = peer_open();
     open.unknown_params = vec![(7, vec![1, 2])];
-    let (code, sub, _) = open_refused(cfg(), open);
-    assert_eq!((code, sub), (2, 4));
+    assert_eq!(
+        open_refused(cfg(), open),
+        K::Open(O::UnsupportedOptionalParameter(Some(7)))
+    );
 }
 
 // Row 9: lengths that overrun never read out of bounds; the answer is an
@@ -305,7 +331,7 @@ fn overrunning_parameters_are_open_errors() {
         let mut msg = header((19 + body.len()) as u16, 1);
         msg.extend_from_slice(&body);
         let n = refused_with(cfg(), &msg);
-        assert_eq!(n.code, 2, "{body:?} → {n}");
+        assert_eq!(n.kind(), K::Open(O::Unspecific), "{body:?} → {n}");
     }
 }
 
@@ -318,7 +344,11 @@ fn unexpected_in_open_sent_is_5_1() {
     });
     for msg in [Message::Keepalive, Message::Update(Update::default()), rr] {
         let n = refused_with(cfg(), &encode(&msg));
-        assert_eq!((n.code, n.subcode), (5, 1), "{msg:?}");
+        assert_eq!(
+            n.kind(),
+            K::Fsm(FsmError::UnexpectedMessageInOpenSent(Some(msg.kind()))),
+            "{msg:?}"
+        );
     }
 }
 
@@ -334,7 +364,10 @@ fn unexpected_in_open_confirm_is_5_2() {
         assert_eq!(s.session.state(), State::OpenConfirm);
         s.feed(id, &encode(&msg));
         let n = s.last_notification().expect("NOTIFICATION");
-        assert_eq!((n.code, n.subcode), (5, 2));
+        assert_eq!(
+            n.kind(),
+            K::Fsm(FsmError::UnexpectedMessageInOpenConfirm(Some(msg.kind())))
+        );
         assert!(s.closed(id));
     }
 }
@@ -344,7 +377,10 @@ fn open_in_established_is_5_3() {
     let (mut s, id) = established(cfg(), peer_open());
     s.feed(id, &encode(&Message::Open(peer_open())));
     let n = s.last_notification().expect("NOTIFICATION");
-    assert_eq!((n.code, n.subcode), (5, 3));
+    assert_eq!(
+        n.kind(),
+        K::Fsm(FsmError::UnexpectedMessageInEstablished(Some(1)))
+    );
     assert!(s.closed(id));
 }
 
@@ -358,12 +394,12 @@ fn unexpected_during_delay_open_is_5_0() {
     assert!(s.sent().is_empty(), "OPEN delayed");
     s.feed(id, &encode(&Message::Keepalive));
     let n = s.last_notification().expect("NOTIFICATION");
-    assert_eq!((n.code, n.subcode), (5, 0));
+    assert_eq!(n.kind(), K::Fsm(FsmError::Unspecified));
 }
 
 #[test]
 fn notification_in_each_state_closes_without_reply() {
-    let cease = Notification::new(6, 3, Vec::new());
+    let cease = Notification::from(Cease::PeerDeconfigured);
     let bytes = encode(&Message::Notification(cease.clone()));
     // OpenSent, OpenConfirm, Established.
     for stage in 0..3 {
@@ -401,7 +437,7 @@ fn open_hold_timer_expires_in_open_sent() {
     assert_eq!(s.session.state(), State::OpenSent);
     s.advance(Duration::from_secs(2));
     let n = s.last_notification().expect("NOTIFICATION");
-    assert_eq!((n.code, n.subcode), (4, 0));
+    assert_eq!(n.kind(), K::HoldTimerExpired);
     assert!(s.closed(id));
 }
 
@@ -473,10 +509,13 @@ fn malformed_update_resets_with_its_notification() {
     bytes.extend_from_slice(&[0, 9, 0, 0]);
     s.feed(id, &bytes);
     let n = s.last_notification().expect("NOTIFICATION");
-    assert_eq!((n.code, n.subcode), (3, 1));
+    assert_eq!(
+        n.kind(),
+        K::Update(UpdateMessageError::MalformedAttributeList)
+    );
     let down = s.downs()[0];
     assert!(down.was_established);
-    assert!(matches!(&down.reason, DownReason::NotificationSent(x) if x.code == 3));
+    assert_eq!(down.reason, DownReason::NotificationSent(n));
 }
 
 #[test]

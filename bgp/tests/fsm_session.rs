@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tabby_bgp::fsm::{Action, DownReason, Event, GrConfig, State};
 use tabby_bgp::message::{RefreshSubtype, Update};
-use tabby_bgp::notification::{Notification, cease, code};
+use tabby_bgp::notification::{
+    Cease, Notification, NotificationKind as K, OpenMessageError, PrefixLimit,
+};
 use tabby_bgp::types::Family;
 use util::{Pair, Side, config};
 
@@ -65,13 +67,12 @@ fn collision(a_id: [u8; 4], b_id: [u8; 4]) -> Pair {
     assert_eq!(p.a.established_count(), 1);
     assert_eq!(p.b.established_count(), 1);
     assert!(p.a.downs().iter().all(|d| !d.was_established));
-    let ceased = p
-        .a
-        .notifications_sent()
-        .into_iter()
-        .chain(p.b.notifications_sent())
-        .filter(|n| n.code == code::CEASE && n.subcode == cease::CONNECTION_COLLISION_RESOLUTION)
-        .count();
+    let ceased =
+        p.a.notifications_sent()
+            .into_iter()
+            .chain(p.b.notifications_sent())
+            .filter(|n| n.kind() == K::Cease(Cease::ConnectionCollisionResolution))
+            .count();
     assert!(ceased >= 1, "the losing connection gets Cease/7");
     p
 }
@@ -97,17 +98,24 @@ fn hold_timer_expiry_sends_4_and_keeps_stale_with_n_bit() {
     p.advance(Duration::from_secs(2));
     assert_ne!(p.b.session.state(), State::Established);
     let sent = p.b.notifications_sent();
-    assert_eq!(sent.last().map(|n| (n.code, n.subcode)), Some((4, 0)));
+    assert_eq!(
+        sent.last().map(Notification::kind),
+        Some(K::HoldTimerExpired)
+    );
     let down = p.b.downs()[0];
     assert!(down.was_established);
-    assert!(matches!(&down.reason, DownReason::NotificationSent(n) if n.code == 4));
+    assert!(
+        matches!(&down.reason, DownReason::NotificationSent(n) if n.kind() == K::HoldTimerExpired)
+    );
     // RFC 8538: N bit negotiated, so the routes stay as stale.
     let stale = down.stale.as_ref().expect("graceful restart applies");
     assert_eq!(stale.restart_time, Duration::from_secs(120));
     assert_eq!(stale.families.len(), 2);
     // A received the NOTIFICATION: it keeps B's routes too.
     let down = p.a.downs()[0];
-    assert!(matches!(&down.reason, DownReason::NotificationReceived(n) if n.code == 4));
+    assert!(
+        matches!(&down.reason, DownReason::NotificationReceived(n) if n.kind() == K::HoldTimerExpired)
+    );
     assert!(down.stale.is_some());
 }
 
@@ -211,9 +219,8 @@ fn idle_hold_backs_off_for_a_flapping_peer() {
     assert_eq!(&gaps[..6], &[1, 2, 4, 8, 16, 32]);
     assert!(gaps.iter().all(|g| *g <= 120));
     let down = p.a.downs()[0];
-    assert!(
-        matches!(&down.reason, DownReason::NotificationReceived(n) if n.code == 2 && n.subcode == 2)
-    );
+    assert!(matches!(&down.reason, DownReason::NotificationReceived(n)
+            if matches!(n.kind(), K::Open(OpenMessageError::BadPeerAs(_)))));
     assert!(!down.was_established);
     assert_eq!(p.a.session.state(), State::Idle);
 }
@@ -232,7 +239,7 @@ fn send_hold_timer_expires_when_peer_stops_reading() {
     p.advance(Duration::from_secs(2));
     let down = p.a.downs()[0];
     assert!(
-        matches!(&down.reason, DownReason::NotificationSent(n) if n.code == code::SEND_HOLD_TIMER_EXPIRED)
+        matches!(&down.reason, DownReason::NotificationSent(n) if n.kind() == K::SendHoldTimerExpired)
     );
     assert!(down.was_established);
 }
@@ -257,8 +264,10 @@ fn admin_stop_sends_shutdown_communication() {
         panic!("expected a NOTIFICATION, got {:?}", down.reason);
     };
     assert_eq!(
-        (n.code, n.subcode),
-        (code::CEASE, cease::ADMINISTRATIVE_SHUTDOWN)
+        n.kind(),
+        K::Cease(Cease::AdministrativeShutdown(Some(
+            "planned maintenance, back at 10:00".into()
+        )))
     );
     assert_eq!(
         n.shutdown_message().as_deref(),
@@ -292,9 +301,11 @@ fn admin_stop_with_n_bit_is_a_hard_reset_and_flushes() {
         panic!("expected a NOTIFICATION");
     };
     // RFC 8538 §3: Hard Reset carrying Cease/2 and its data.
-    assert_eq!((n.code, n.subcode), (code::CEASE, cease::HARD_RESET));
-    assert_eq!(n.data.first(), Some(&cease::ADMINISTRATIVE_SHUTDOWN));
-    assert_eq!(&n.data[1..], b"\x03bye");
+    assert_eq!(
+        n.kind(),
+        K::Cease(Cease::AdministrativeShutdown(Some("bye".into())).hard_reset())
+    );
+    assert_eq!(n.data, b"\x02\x03bye");
     assert!(down.stale.is_none(), "Hard Reset flushes routes");
 }
 
@@ -305,9 +316,8 @@ fn soft_reset_keeps_routes_hard_reset_flushes() {
     p.event(Side::A, Event::Reset { hard: false });
     p.drive();
     let down = p.b.downs()[0];
-    assert!(
-        matches!(&down.reason, DownReason::NotificationReceived(n) if n.subcode == cease::ADMINISTRATIVE_RESET)
-    );
+    assert!(matches!(&down.reason, DownReason::NotificationReceived(n)
+            if n.kind() == K::Cease(Cease::AdministrativeReset(None))));
     assert!(down.stale.is_some());
     assert!(p.a.downs()[0].stale.is_some());
     // A starts again by itself; B comes back after its idle hold.
@@ -317,9 +327,8 @@ fn soft_reset_keeps_routes_hard_reset_flushes() {
     p.event(Side::A, Event::Reset { hard: true });
     p.drive();
     let down = p.b.downs()[1];
-    assert!(
-        matches!(&down.reason, DownReason::NotificationReceived(n) if n.subcode == cease::HARD_RESET)
-    );
+    assert!(matches!(&down.reason, DownReason::NotificationReceived(n)
+            if n.kind() == K::Cease(Cease::AdministrativeReset(None).hard_reset())));
     assert!(down.stale.is_none());
     assert!(p.a.downs()[1].stale.is_none());
 }
@@ -442,22 +451,18 @@ fn max_prefix_cease_is_a_hard_reset_with_n_bit() {
     let mut p = Pair::default_ebgp();
     p.start_both();
     // AFI 1, SAFI 1, limit 100 (RFC 4486 §4).
-    let n = Notification::new(
-        code::CEASE,
-        cease::MAX_PREFIXES_REACHED,
-        vec![0, 1, 1, 0, 0, 0, 100],
-    );
-    p.event(Side::B, Event::Cease(n));
+    let max = Cease::MaxPrefixesReached(Some(PrefixLimit {
+        family: Family::IPV4_UNICAST,
+        limit: 100,
+    }));
+    p.event(Side::B, Event::Cease(max.clone().into()));
     p.drive();
     let down = p.a.downs()[0];
     let DownReason::NotificationReceived(got) = &down.reason else {
         panic!("expected a NOTIFICATION");
     };
-    assert_eq!((got.code, got.subcode), (code::CEASE, cease::HARD_RESET));
-    assert_eq!(
-        got.data,
-        vec![cease::MAX_PREFIXES_REACHED, 0, 1, 1, 0, 0, 0, 100]
-    );
+    assert_eq!(got.kind(), K::Cease(max.hard_reset()));
+    assert_eq!(got.data, vec![1, 0, 1, 1, 0, 0, 0, 100]);
     assert!(down.stale.is_none());
     assert!(p.b.downs()[0].stale.is_none());
     // Both come back after the idle hold.
@@ -471,7 +476,7 @@ fn max_prefix_cease_is_plain_without_n_bit() {
     a.graceful_restart = None;
     let mut p = Pair::new(a, config(65002, 65001, [198, 18, 0, 2]));
     p.start_both();
-    let n = Notification::new(code::CEASE, cease::MAX_PREFIXES_REACHED, Vec::new());
+    let n = Notification::from(Cease::MaxPrefixesReached(None));
     p.event(Side::B, Event::Cease(n.clone()));
     p.drive();
     assert_eq!(p.a.downs()[0].reason, DownReason::NotificationReceived(n));
@@ -512,13 +517,13 @@ fn peer_reconnecting_without_restart_bit_loses_until_hold_expiry() {
     assert_ne!(p.b.session.state(), State::Established);
     assert!(p.b.downs().iter().all(|d| matches!(
         &d.reason,
-        DownReason::NotificationReceived(n) if n.subcode == cease::CONNECTION_COLLISION_RESOLUTION
+        DownReason::NotificationReceived(n) if n.kind() == K::Cease(Cease::ConnectionCollisionResolution)
     )));
     p.advance(Duration::from_secs(300));
     assert!(p.both_established());
     assert!(matches!(
         &p.a.downs()[0].reason,
-        DownReason::NotificationSent(n) if n.code == code::HOLD_TIMER_EXPIRED
+        DownReason::NotificationSent(n) if n.kind() == K::HoldTimerExpired
     ));
 }
 

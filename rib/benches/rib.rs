@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cpu_time::ThreadTime;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ipnet::{IpNet, Ipv4Net};
-use tabby_bgp::attr::Origin;
+use tabby_bgp::attr::{LocalPref, Origin};
 use tabby_bgp::message::Update;
 use tabby_bgp::{Asn, Nlri, PathAttributes};
 use tabby_rib::*;
@@ -78,7 +78,7 @@ fn fanout_rib() -> (Rib, Vec<(PeerId, Update)>) {
                 attributes: PathAttributes {
                     origin: Some(Origin::Igp),
                     next_hop: Some(client_addr(i)),
-                    local_pref: Some(100),
+                    local_pref: Some(LocalPref::new(100)),
                     ..Default::default()
                 },
                 nlri,

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use tabby_bgp::PathAttributes;
-use tabby_bgp::attr::NextHop;
+use tabby_bgp::attr::{LocalPref, Med, NextHop};
 
 use crate::hash::FastSet;
 
@@ -47,10 +47,10 @@ impl Hash for RouteAttrs {
 /// Decision-process inputs derived from the attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct RankInputs {
-    pub local_pref: Option<u32>,
+    pub local_pref: Option<LocalPref>,
     pub as_path_len: u32,
     pub origin: tabby_bgp::attr::Origin,
-    pub med: u32,
+    pub med: Med,
     pub neighbor_as: Option<tabby_bgp::Asn>,
     pub originator_id: Option<Ipv4Addr>,
     pub cluster_list_len: u32,
@@ -63,7 +63,7 @@ impl RouteAttrs {
             as_path_len: attrs.as_path.path_len() as u32,
             origin: attrs.origin.unwrap_or(tabby_bgp::attr::Origin::Incomplete),
             // RFC 4271 §9.1.2.2 c: a missing MED is the lowest value.
-            med: attrs.med.unwrap_or(0),
+            med: attrs.med.unwrap_or(Med::LOWEST),
             neighbor_as: attrs.as_path.first_as(),
             originator_id: attrs.originator_id,
             cluster_list_len: attrs.cluster_list.len() as u32,
@@ -81,7 +81,7 @@ impl RouteAttrs {
     }
 
     /// LOCAL_PREF, or `default` when absent (RFC 4271 §5.1.5).
-    pub fn local_pref_or(&self, default: u32) -> u32 {
+    pub fn local_pref_or(&self, default: LocalPref) -> LocalPref {
         self.attrs.local_pref.unwrap_or(default)
     }
 

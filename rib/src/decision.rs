@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr};
 
 use tabby_bgp::Asn;
-use tabby_bgp::attr::Origin;
+use tabby_bgp::attr::{LocalPref, Med, Origin};
 
 /// The step of the decision process at which one path lost to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -85,11 +85,13 @@ pub struct RankKey {
     /// False for locally originated paths.
     pub remote: bool,
     pub llgr_stale: bool,
-    pub local_pref: u32,
+    pub local_pref: LocalPref,
     pub as_path_len: u32,
     pub origin: Origin,
-    /// The MED as compared: set by [`resolve_med`].
-    pub med: u32,
+    /// The MED as compared, set by [`resolve_med`]: the received one, or
+    /// under the set-relative rule [`Med::LOWEST`] for a path no other
+    /// dominates and the next value for one that is dominated.
+    pub med: Med,
     pub ibgp: bool,
     pub igp_cost: u32,
     /// ORIGINATOR_ID if present, else the peer's BGP identifier.
@@ -99,7 +101,7 @@ pub struct RankKey {
     pub path_id: u32,
     /// Inputs of the MED step, not compared directly.
     pub neighbor_as: Asn,
-    pub raw_med: u32,
+    pub raw_med: Med,
 }
 
 /// Compares two candidates; `Less` means `a` is preferred. Also returns the
@@ -118,10 +120,10 @@ pub fn compare(a: &RankKey, b: &RankKey) -> (Ordering, Step) {
     step!(a.ineligible.cmp(&b.ineligible), Step::Eligibility);
     step!(a.remote.cmp(&b.remote), Step::LocalOrigin);
     step!(a.llgr_stale.cmp(&b.llgr_stale), Step::LlgrStale);
-    step!(b.local_pref.cmp(&a.local_pref), Step::LocalPref);
+    step!(a.local_pref.cmp_preference(b.local_pref), Step::LocalPref);
     step!(a.as_path_len.cmp(&b.as_path_len), Step::AsPathLength);
     step!(a.origin.cmp(&b.origin), Step::Origin);
-    step!(a.med.cmp(&b.med), Step::Med);
+    step!(a.med.cmp_preference(b.med), Step::Med);
     step!(a.ibgp.cmp(&b.ibgp), Step::EbgpOverIbgp);
     step!(a.igp_cost.cmp(&b.igp_cost), Step::IgpCost);
     step!(a.router_id.cmp(&b.router_id), Step::RouterId);
@@ -180,7 +182,7 @@ pub fn resolve_med(keys: &mut [RankKey], always_compare_med: bool) {
         let ki = keys[i];
         let dominated = keys.iter().any(|kj| {
             kj.neighbor_as == ki.neighbor_as
-                && kj.raw_med < ki.raw_med
+                && kj.raw_med.prefers(ki.raw_med)
                 && kj.ineligible == ki.ineligible
                 && kj.remote == ki.remote
                 && kj.llgr_stale == ki.llgr_stale
@@ -188,7 +190,7 @@ pub fn resolve_med(keys: &mut [RankKey], always_compare_med: bool) {
                 && kj.as_path_len == ki.as_path_len
                 && kj.origin == ki.origin
         });
-        keys[i].med = dominated as u32;
+        keys[i].med = Med::new(dominated as u32);
     }
 }
 
@@ -202,10 +204,10 @@ mod tests {
             ineligible: false,
             remote: true,
             llgr_stale: false,
-            local_pref: 100,
+            local_pref: LocalPref::new(100),
             as_path_len: 2,
             origin: Origin::Igp,
-            med: 0,
+            med: Med::LOWEST,
             ibgp: true,
             igp_cost: 10,
             router_id: Ipv4Addr::new(198, 18, 0, 5),
@@ -213,7 +215,7 @@ mod tests {
             peer_addr: "198.18.0.5".parse().unwrap(),
             path_id: 0,
             neighbor_as: Asn(65001),
-            raw_med: 0,
+            raw_med: Med::LOWEST,
         }
     }
 
@@ -227,7 +229,7 @@ mod tests {
     fn step_eligibility() {
         let mut b = base();
         b.ineligible = true;
-        b.local_pref = 1000;
+        b.local_pref = LocalPref::new(1000);
         beats(base(), b, Step::Eligibility);
     }
 
@@ -236,7 +238,7 @@ mod tests {
         let mut a = base();
         a.remote = false;
         let mut b = base();
-        b.local_pref = 1000;
+        b.local_pref = LocalPref::new(1000);
         beats(a, b, Step::LocalOrigin);
     }
 
@@ -244,14 +246,14 @@ mod tests {
     fn step_llgr_stale() {
         let mut b = base();
         b.llgr_stale = true;
-        b.local_pref = 1000;
+        b.local_pref = LocalPref::new(1000);
         beats(base(), b, Step::LlgrStale);
     }
 
     #[test]
     fn step_local_pref_higher_wins() {
         let mut a = base();
-        a.local_pref = 200;
+        a.local_pref = LocalPref::new(200);
         a.as_path_len = 9;
         beats(a, base(), Step::LocalPref);
     }
@@ -280,8 +282,8 @@ mod tests {
     #[test]
     fn step_med_same_neighbour_as() {
         let mut keys = [base(), base()];
-        keys[0].raw_med = 50;
-        keys[1].raw_med = 10;
+        keys[0].raw_med = Med::new(50);
+        keys[1].raw_med = Med::new(10);
         keys[1].path_id = 1;
         resolve_med(&mut keys, false);
         beats(keys[1], keys[0], Step::Med);
@@ -290,9 +292,9 @@ mod tests {
     #[test]
     fn step_med_ignored_across_neighbour_as() {
         let mut keys = [base(), base()];
-        keys[0].raw_med = 50;
+        keys[0].raw_med = Med::new(50);
         keys[0].ibgp = false;
-        keys[1].raw_med = 10;
+        keys[1].raw_med = Med::new(10);
         keys[1].neighbor_as = Asn(65002);
         resolve_med(&mut keys, false);
         // Different neighbouring AS: MED not compared, eBGP wins next.
@@ -302,9 +304,9 @@ mod tests {
     #[test]
     fn step_med_always_compare() {
         let mut keys = [base(), base()];
-        keys[0].raw_med = 50;
+        keys[0].raw_med = Med::new(50);
         keys[0].ibgp = false;
-        keys[1].raw_med = 10;
+        keys[1].raw_med = Med::new(10);
         keys[1].neighbor_as = Asn(65002);
         resolve_med(&mut keys, true);
         beats(keys[1], keys[0], Step::Med);
@@ -390,14 +392,14 @@ mod tests {
                     ineligible: inel,
                     remote,
                     llgr_stale: llgr,
-                    local_pref: lp,
+                    local_pref: LocalPref::new(lp),
                     as_path_len: aslen,
                     origin: match origin {
                         0 => Origin::Igp,
                         1 => Origin::Egp,
                         _ => Origin::Incomplete,
                     },
-                    med: 0,
+                    med: Med::LOWEST,
                     ibgp,
                     igp_cost: cost,
                     router_id: Ipv4Addr::from(rid),
@@ -405,7 +407,7 @@ mod tests {
                     peer_addr: IpAddr::V4(Ipv4Addr::from(addr)),
                     path_id: path_id as u32,
                     neighbor_as: Asn(nas),
-                    raw_med: med,
+                    raw_med: Med::new(med),
                 }
             })
     }

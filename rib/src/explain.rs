@@ -174,7 +174,9 @@ impl Rib {
                         source: self.export_source_pub(&prefix, b),
                         llgr_stale: b.flags & flag::LLGR_STALE != 0,
                         cluster_id: self.cfg.effective_cluster_id(),
-                        default_local_pref: self.cfg.default_local_pref,
+                        default_local_pref: tabby_bgp::attr::LocalPref::new(
+                            self.cfg.default_local_pref,
+                        ),
                     };
                     match export_route(&key, &input) {
                         Ok((_, rule)) => {

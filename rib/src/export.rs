@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use tabby_bgp::attr::{Community, NextHop};
+use tabby_bgp::attr::{Community, LocalPref, NextHop};
 use tabby_bgp::capability::Role;
 use tabby_bgp::codec::{CodecCtx, EncodeError, UpdatePacker};
 use tabby_bgp::{Asn, Family};
@@ -157,7 +157,7 @@ pub(crate) struct ExportInput<'a> {
     pub source: ExportSource,
     pub llgr_stale: bool,
     pub cluster_id: Ipv4Addr,
-    pub default_local_pref: u32,
+    pub default_local_pref: LocalPref,
 }
 
 /// What accepted a route [`export_route`] exported through rule `rule`.

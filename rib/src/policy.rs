@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use tabby_bgp::attr::{Community, LargeCommunity};
+use tabby_bgp::attr::{Community, LargeCommunity, LocalPref, Med};
 use tabby_bgp::{Asn, Family, PathAttributes};
 
 use crate::types::{LocalKind, PeerKind};
@@ -84,8 +84,8 @@ pub enum Action {
         asn: Option<Asn>,
         times: u8,
     },
-    SetLocalPref(u32),
-    SetMed(u32),
+    SetLocalPref(LocalPref),
+    SetMed(Med),
     /// Calico route priority (lower is preferred), mapped to LOCAL_PREF by
     /// [`priority_to_local_pref`].
     SetPriority(u32),
@@ -137,14 +137,14 @@ pub const PRIORITY_BASE: u32 = 2_147_483_647;
 
 /// Calico route priority (lower wins) to LOCAL_PREF (higher wins), so that
 /// the decision process prefers lower priorities: `PRIORITY_BASE - priority`.
-pub fn priority_to_local_pref(priority: u32) -> u32 {
-    PRIORITY_BASE.saturating_sub(priority)
+pub fn priority_to_local_pref(priority: u32) -> LocalPref {
+    LocalPref::new(PRIORITY_BASE.saturating_sub(priority))
 }
 
 /// The inverse of [`priority_to_local_pref`] (for display and for routes
 /// handed to fib-sync, which sets the kernel metric from it).
-pub fn local_pref_to_priority(local_pref: u32) -> u32 {
-    PRIORITY_BASE.saturating_sub(local_pref.min(PRIORITY_BASE))
+pub fn local_pref_to_priority(local_pref: LocalPref) -> u32 {
+    PRIORITY_BASE.saturating_sub(local_pref.get().min(PRIORITY_BASE))
 }
 
 /// What a route looks like to policy.
@@ -674,8 +674,8 @@ mod tests {
                         op: CidrOp::In,
                         cidr: net("100.64.0.0/10"),
                     })
-                    .action(Action::SetLocalPref(300))
-                    .action(Action::SetMed(7))
+                    .action(Action::SetLocalPref(LocalPref::new(300)))
+                    .action(Action::SetMed(Med::new(7)))
                     .action(Action::Prepend {
                         asn: None,
                         times: 2,
@@ -694,8 +694,8 @@ mod tests {
             }
         );
         let m = r.modified.unwrap();
-        assert_eq!(m.local_pref, Some(300));
-        assert_eq!(m.med, Some(7));
+        assert_eq!(m.local_pref, Some(LocalPref::new(300)));
+        assert_eq!(m.med, Some(Med::new(7)));
         assert_eq!(m.communities, vec![Community::new(1, 1)]);
         assert_eq!(m.as_path, AsPath::from_sequence([Asn(64512), Asn(64512)]));
 
@@ -808,7 +808,7 @@ mod tests {
         );
         assert_eq!(m.local_pref, Some(priority_to_local_pref(512)));
         assert_eq!(local_pref_to_priority(m.local_pref.unwrap()), 512);
-        assert!(priority_to_local_pref(10) > priority_to_local_pref(20));
+        assert!(priority_to_local_pref(10).prefers(priority_to_local_pref(20)));
     }
 
     #[test]

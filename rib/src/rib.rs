@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 use smallvec::SmallVec;
-use tabby_bgp::attr::{Community, NextHop, Origin};
+use tabby_bgp::attr::{Community, LocalPref, Med, NextHop, Origin};
 use tabby_bgp::capability::Role;
 use tabby_bgp::message::Update;
 use tabby_bgp::{Asn, Family, Nlri, PathAttributes};
@@ -238,10 +238,12 @@ pub(crate) fn rank_key(p: &Path, peers: &[Option<PeerSlot>], cfg: &RibConfig) ->
         ineligible: !p.eligible(),
         remote,
         llgr_stale: p.flags & flag::LLGR_STALE != 0,
-        local_pref: r.local_pref.unwrap_or(cfg.default_local_pref),
+        local_pref: r
+            .local_pref
+            .unwrap_or(LocalPref::new(cfg.default_local_pref)),
         as_path_len: r.as_path_len,
         origin: r.origin,
-        med: 0,
+        med: Med::LOWEST,
         ibgp,
         igp_cost: if p.nh_cost == UNREACHABLE {
             u32::MAX
@@ -1086,10 +1088,16 @@ impl Rib {
     }
 
     /// Originates (or updates) a route owned by `owner` (e.g. "ipam",
-    /// "services"). Next hop self, ORIGIN IGP, empty AS_PATH.
-    pub fn originate(&mut self, prefix: IpNet, owner: &str, route: LocalRoute) {
+    /// "services"). Next hop self, ORIGIN IGP, empty AS_PATH. Says whether
+    /// the owner had it before, and as it is now.
+    pub fn originate(&mut self, prefix: IpNet, owner: &str, route: LocalRoute) -> LocalChange {
         let prefix = prefix.trunc();
         let id = self.owner_id(owner);
+        let change = match self.local_meta.get(&(prefix, id)) {
+            None => LocalChange::Added,
+            Some(old) if *old == route => LocalChange::Unchanged,
+            Some(_) => LocalChange::Updated,
+        };
         let mut communities = route.communities.clone();
         communities.sort();
         communities.dedup();
@@ -1119,6 +1127,7 @@ impl Rib {
             ecmp: 0,
         };
         self.change_dest(prefix, true, path.source, |d| d.upsert(path));
+        change
     }
 
     /// Withdraws a route originated by `owner`. Returns whether it existed.
@@ -1133,8 +1142,10 @@ impl Rib {
     }
 
     /// Makes `routes` the complete set originated by `owner`: adds, updates
-    /// and withdraws in one call (e.g. after an IPAM resync).
-    pub fn replace_local(&mut self, owner: &str, routes: Vec<(IpNet, LocalRoute)>) {
+    /// and withdraws in one call (e.g. after an IPAM resync). Counts what
+    /// changed.
+    pub fn replace_local(&mut self, owner: &str, routes: Vec<(IpNet, LocalRoute)>) -> LocalChanges {
+        let mut counts = LocalChanges::default();
         let id = self.owner_id(owner);
         let wanted: FastSet<IpNet> = routes.iter().map(|(p, _)| p.trunc()).collect();
         let stale: Vec<IpNet> = self
@@ -1145,12 +1156,22 @@ impl Rib {
             .collect();
         for p in stale {
             self.withdraw_local(p, owner);
+            counts.removed += 1;
         }
         for (p, r) in routes {
-            if self.local_meta.get(&(p.trunc(), id)) != Some(&r) {
-                self.originate(p, owner, r);
+            match self.local_meta.get(&(p.trunc(), id)) {
+                Some(old) if *old == r => counts.unchanged += 1,
+                Some(_) => {
+                    self.originate(p, owner, r);
+                    counts.updated += 1;
+                }
+                None => {
+                    self.originate(p, owner, r);
+                    counts.added += 1;
+                }
             }
         }
+        counts
     }
 
     // ------------------------------------------------------------ output
@@ -1354,7 +1375,7 @@ impl Rib {
                 source: export_source(peers, local_meta, prefix, p),
                 llgr_stale,
                 cluster_id,
-                default_local_pref: cfg.default_local_pref,
+                default_local_pref: LocalPref::new(cfg.default_local_pref),
             };
             // Shared only for peer routes the policy leaves as they are
             // (local routes' treatment depends on their prefix's owner).

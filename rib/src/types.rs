@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use tabby_bgp::attr::{LocalPref, Med};
 use tabby_bgp::capability::{GracefulRestart, LlgrFamily, Role};
 use tabby_bgp::{Asn, Family};
 
@@ -239,6 +240,23 @@ pub enum LocalKind {
     Static,
 }
 
+/// What [`crate::Rib::originate`] did to an owner's route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalChange {
+    Added,
+    Updated,
+    Unchanged,
+}
+
+/// What [`crate::Rib::replace_local`] did to an owner's set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LocalChanges {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub removed: u64,
+}
+
 /// A route this node originates.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LocalRoute {
@@ -248,8 +266,8 @@ pub struct LocalRoute {
     /// Advertise this next hop instead of our own address.
     pub next_hop: Option<IpAddr>,
     /// LOCAL_PREF for this route (`None`: the configured default).
-    pub local_pref: Option<u32>,
-    pub med: Option<u32>,
+    pub local_pref: Option<LocalPref>,
+    pub med: Option<Med>,
 }
 
 /// Where a candidate path came from.

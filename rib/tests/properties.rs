@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use proptest::prelude::*;
 use tabby_bgp::Asn;
 use tabby_bgp::PathAttributes;
-use tabby_bgp::attr::{AsPath, Origin};
+use tabby_bgp::attr::{AsPath, LocalPref, Med, Origin};
 use tabby_rib::*;
 
 const LOCAL_AS: u32 = 64512;
@@ -87,8 +87,8 @@ fn update_for(
     let attrs = PathAttributes {
         origin: Some(Origin::Igp),
         as_path: AsPath::from_sequence(path),
-        med: Some(med as u32),
-        local_pref: (peer >= 2).then_some(100 + lp as u32 * 50),
+        med: Some(Med::new(med as u32)),
+        local_pref: (peer >= 2).then_some(LocalPref::new(100 + lp as u32 * 50)),
         ..Default::default()
     };
     let nh = if PREFIXES[prefix].contains(':') {
@@ -127,7 +127,7 @@ fn apply(r: &mut Rib, op: &Op) {
             r.apply_update(PeerId(peer), &u).unwrap();
         }
         Op::Originate { prefix } => {
-            r.originate(net(PREFIXES[prefix]), "ipam", LocalRoute::default())
+            r.originate(net(PREFIXES[prefix]), "ipam", LocalRoute::default());
         }
         Op::WithdrawLocal { prefix } => {
             r.withdraw_local(net(PREFIXES[prefix]), "ipam");

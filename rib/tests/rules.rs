@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use std::time::Duration;
-use tabby_bgp::attr::{AsPath, Community, Origin};
+use tabby_bgp::attr::{AsPath, Community, LocalPref, Med, Origin};
 use tabby_bgp::capability::{LlgrFamily, Role};
 use tabby_bgp::{Asn, Family, PathAttributes};
 use tabby_rib::*;
@@ -89,8 +89,8 @@ fn ebgp_export_strips_med_and_local_pref_and_prepends() {
     up(&mut r, 2, peer("198.18.0.3", 65002));
     r.drain_outgoing();
     let mut a = attrs(&[], &[]);
-    a.med = Some(50);
-    a.local_pref = Some(300);
+    a.med = Some(Med::new(50));
+    a.local_pref = Some(LocalPref::new(300));
     learn_with(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", a);
     let out = updates_for(&r.drain_outgoing(), PeerId(2));
     assert_eq!(
@@ -320,7 +320,7 @@ fn update_groups_share_work() {
     // A better route from another client replaces it; client 3 now gets
     // the new route (it had nothing from us for this prefix).
     let mut a = attrs(&[], &[]);
-    a.local_pref = Some(200);
+    a.local_pref = Some(LocalPref::new(200));
     learn_with(&mut r, 4, &["100.64.2.0/26"], "198.18.0.14", a);
     let out = r.drain_outgoing();
     assert!(
@@ -431,7 +431,7 @@ fn llgr_stale_is_least_preferred_then_swept() {
     let t0 = now();
     r.peer_up(PeerId(1), s, t0).unwrap();
     let mut hi = attrs(&[], &[]);
-    hi.local_pref = Some(500);
+    hi.local_pref = Some(LocalPref::new(500));
     learn_with(&mut r, 1, &["100.64.1.0/26"], "198.18.0.2", hi.clone());
     learn_with(
         &mut r,

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use ipnet::IpNet;
 use tabby_api::model::{
@@ -45,7 +46,8 @@ impl Core for CoreHandle {
         owner: Owner,
         routes: Vec<LocalRoute>,
     ) -> Result<RouteChange, CoreError> {
-        self.lock("AnnounceRoutes")?.announce(&owner, routes)
+        self.lock("AnnounceRoutes")?
+            .announce(&owner, routes, Instant::now())
     }
 
     async fn withdraw_routes(
@@ -53,7 +55,8 @@ impl Core for CoreHandle {
         owner: Owner,
         prefixes: Vec<IpNet>,
     ) -> Result<RouteChange, CoreError> {
-        self.lock("WithdrawRoutes")?.withdraw(&owner, prefixes)
+        self.lock("WithdrawRoutes")?
+            .withdraw(&owner, prefixes, Instant::now())
     }
 
     async fn replace_routes(
@@ -61,7 +64,8 @@ impl Core for CoreHandle {
         owner: Owner,
         routes: Vec<LocalRoute>,
     ) -> Result<RouteChange, CoreError> {
-        self.lock("ReplaceRoutes")?.replace(&owner, routes)
+        self.lock("ReplaceRoutes")?
+            .replace(&owner, routes, Instant::now())
     }
 
     async fn list_routes(&self, query: RouteQuery) -> Result<RoutePage, CoreError> {
@@ -86,23 +90,25 @@ impl Core for CoreHandle {
     }
 
     async fn list_peers(&self) -> Result<Vec<PeerStatus>, CoreError> {
-        Ok(self.lock("ListPeers")?.list_peers())
+        Ok(self.lock("ListPeers")?.list_peers(Instant::now()))
     }
 
     async fn get_peer(&self, address: IpAddr) -> Result<PeerStatus, CoreError> {
-        self.lock("GetPeer")?.get_peer(address)
+        self.lock("GetPeer")?.get_peer(address, Instant::now())
     }
 
     async fn add_peer(&self, config: PeerConfig) -> Result<PeerStatus, CoreError> {
-        self.lock("AddPeer")?.add_api_peer(config)
+        self.lock("AddPeer")?.add_api_peer(config, Instant::now())
     }
 
     async fn delete_peer(&self, address: IpAddr) -> Result<(), CoreError> {
-        self.lock("DeletePeer")?.delete_peer(address)
+        self.lock("DeletePeer")?
+            .delete_peer(address, Instant::now())
     }
 
     async fn enable_peer(&self, address: IpAddr) -> Result<PeerStatus, CoreError> {
-        self.lock("EnablePeer")?.enable_peer(address, true, None)
+        self.lock("EnablePeer")?
+            .enable_peer(address, true, None, Instant::now())
     }
 
     async fn disable_peer(
@@ -111,7 +117,7 @@ impl Core for CoreHandle {
         reason: Option<String>,
     ) -> Result<PeerStatus, CoreError> {
         self.lock("DisablePeer")?
-            .enable_peer(address, false, reason)
+            .enable_peer(address, false, reason, Instant::now())
     }
 
     async fn reset_peer(
@@ -120,15 +126,16 @@ impl Core for CoreHandle {
         kind: ResetKind,
         _reason: Option<String>,
     ) -> Result<PeerStatus, CoreError> {
-        self.lock("ResetPeer")?.reset_peer(address, kind)
+        self.lock("ResetPeer")?
+            .reset_peer(address, kind, Instant::now())
     }
 
     async fn watch_peers(&self) -> Result<PeerWatch, CoreError> {
-        Ok(self.lock("WatchPeers")?.watch_peers())
+        Ok(self.lock("WatchPeers")?.watch_peers(Instant::now()))
     }
 
     async fn status(&self) -> Result<DaemonStatus, CoreError> {
-        Ok(self.lock("Status")?.status())
+        Ok(self.lock("Status")?.status(Instant::now()))
     }
 
     async fn set_log_level(&self, filter: String) -> Result<String, CoreError> {

@@ -1,5 +1,13 @@
 //! tabbyd: the Tabby daemon. Wires the BGP sessions, the RIB, the kernel FIB,
 //! the gRPC API and the cluster datastore together and owns the runtime.
+//!
+//! Owns: the tokio runtime and every task (the event loop, the datastore
+//! source, the API server, the metrics and health listener, the
+//! CalicoNodeStatus writer), command-line flags and logging, and the daemon
+//! core ([`daemon`]). Does not own: the protocol (`tabby-bgp`), sockets to
+//! peers (`tabby-bgp-driver`), route selection (`tabby-rib`), netlink
+//! (`tabby-fib-sync`), the API's wire types (`tabby-api`) or reading the
+//! cluster's resources (`tabby-topology`).
 
 mod args;
 mod convert;
@@ -135,6 +143,7 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
         fib_tx,
         Some(log),
         metrics.clone(),
+        Instant::now(),
     )));
 
     if let Some(addr) = args.metrics {

@@ -2,7 +2,7 @@
 //! writes into the node's `CalicoNodeStatus` (peers, routes, agent), built from what the
 //! daemon's API already serves.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tabby_api::model as am;
 use tabby_topology::source::kube::status::{
@@ -13,13 +13,13 @@ use crate::daemon::Daemon;
 
 /// The report now; `None` before the first configuration.
 pub fn report(d: &Daemon) -> Option<NodeReport> {
-    let st = d.status();
+    let st = d.status(Instant::now());
     if st.local_as == 0 {
         return None;
     }
     let now = SystemTime::now();
     let peers: Vec<PeerReport> = d
-        .list_peers()
+        .list_peers(Instant::now())
         .into_iter()
         .map(|p| PeerReport {
             address: p.config.address,

@@ -11,12 +11,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use bytes::{BufMut, BytesMut};
 
 use crate::attr::{
-    Aggregator, AsPath, Community, ExtCommunity, LargeCommunity, NextHop, Origin, PathAttributes,
-    RawAttribute, Segment, SegmentType, code, flags,
+    Aggregator, AsPath, Community, ExtCommunity, LargeCommunity, LocalPref, Med, NextHop, Origin,
+    PathAttributes, RawAttribute, Segment, SegmentType, code, flags,
 };
 use crate::error::{DecodeError, Rfc7606Action, Rfc7606Issue};
 use crate::message::{MpReach, MpUnreach};
-use crate::notification::{self, update as sub};
+use crate::notification::{UpdateMessageError, update as sub};
 use crate::types::{Afi, Asn, Family, Safi};
 
 use super::nlri::{decode_prefixes, matches_afi, nlri_len, put_nlri};
@@ -50,10 +50,6 @@ fn expected_flags(type_code: u8) -> Option<u8> {
         code::AS4_PATH | code::AS4_AGGREGATOR | code::LARGE_COMMUNITIES | code::OTC => OPT_T,
         _ => return None,
     })
-}
-
-fn update_error(subcode: u8, data: Vec<u8>, reason: impl Into<String>) -> DecodeError {
-    DecodeError::new(notification::code::UPDATE, subcode, data, reason)
 }
 
 struct Decoder<'c> {
@@ -191,9 +187,8 @@ fn decode_one(
     if !d.first_time(ty) {
         if is_mp {
             // RFC 7606 §3 (g).
-            return Err(update_error(
-                sub::MALFORMED_ATTRIBUTE_LIST,
-                Vec::new(),
+            return Err(DecodeError::new(
+                UpdateMessageError::MalformedAttributeList,
                 format!("attribute {ty} (MP_REACH/MP_UNREACH) appears twice"),
             ));
         }
@@ -210,9 +205,8 @@ fn decode_one(
     let Some(expected) = expected_flags(ty) else {
         if fl & flags::OPTIONAL == 0 {
             // RFC 4271 §6.3: unrecognised well-known attribute.
-            return Err(update_error(
-                sub::UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
-                whole.to_vec(),
+            return Err(DecodeError::new(
+                UpdateMessageError::UnrecognizedWellKnownAttribute(whole.to_vec()),
                 format!("unrecognised well-known attribute {ty}"),
             ));
         }
@@ -265,7 +259,7 @@ fn decode_one(
             _ => d.withdraw(ty, sub::ATTRIBUTE_LENGTH_ERROR, wrong_len("NEXT_HOP")),
         },
         code::MULTI_EXIT_DISC => match be32(v) {
-            Some(m) => a.med = Some(m),
+            Some(m) => a.med = Some(Med::new(m)),
             None => d.withdraw(
                 ty,
                 sub::ATTRIBUTE_LENGTH_ERROR,
@@ -278,7 +272,7 @@ fn decode_one(
                 d.discard(ty, 0, "LOCAL_PREF from an external peer");
             } else {
                 match be32(v) {
-                    Some(lp) => a.local_pref = Some(lp),
+                    Some(lp) => a.local_pref = Some(LocalPref::new(lp)),
                     None => d.withdraw(ty, sub::ATTRIBUTE_LENGTH_ERROR, wrong_len("LOCAL_PREF")),
                 }
             }
@@ -416,8 +410,8 @@ fn decode_one(
                 }
             }
         }
-        code::MP_REACH_NLRI => decode_mp_reach(d, v)?,
-        code::MP_UNREACH_NLRI => decode_mp_unreach(d, v)?,
+        code::MP_REACH_NLRI => decode_mp_reach(d, v, whole)?,
+        code::MP_UNREACH_NLRI => decode_mp_unreach(d, v, whole)?,
         _ => {}
     }
     Ok(())
@@ -562,8 +556,15 @@ fn mp_header(i: &[u8]) -> PResult<'_, Family> {
     Ok((i, Family::new(Afi(afi), Safi(safi))))
 }
 
-fn decode_mp_reach(d: &mut Decoder<'_>, v: &[u8]) -> Result<(), DecodeError> {
-    let bad = |reason: String| update_error(sub::OPTIONAL_ATTRIBUTE_ERROR, Vec::new(), reason);
+/// `whole` is the attribute with its header: the data of an RFC 4271 §6.3
+/// Optional Attribute Error.
+fn decode_mp_reach(d: &mut Decoder<'_>, v: &[u8], whole: &[u8]) -> Result<(), DecodeError> {
+    let bad = |reason: String| {
+        DecodeError::new(
+            UpdateMessageError::OptionalAttributeError(whole.to_vec()),
+            reason,
+        )
+    };
     let parsed: PResult<'_, (Family, &[u8])> = (|| {
         let (i, family) = mp_header(v)?;
         let (i, nh_len) = wire::u8(i)?;
@@ -609,9 +610,8 @@ fn decode_mp_reach(d: &mut Decoder<'_>, v: &[u8]) -> Result<(), DecodeError> {
     let add_path = d.ctx.add_path_rx.contains(&family);
     let mut out = Vec::with_capacity(nlri.len() / 4 + 1);
     decode_prefixes(nlri, family.afi, add_path, &mut out).map_err(|e| {
-        update_error(
-            sub::INVALID_NETWORK_FIELD,
-            Vec::new(),
+        DecodeError::new(
+            UpdateMessageError::InvalidNetworkField,
             format!("MP_REACH_NLRI {family}: {}", e.0),
         )
     })?;
@@ -623,11 +623,10 @@ fn decode_mp_reach(d: &mut Decoder<'_>, v: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
-fn decode_mp_unreach(d: &mut Decoder<'_>, v: &[u8]) -> Result<(), DecodeError> {
+fn decode_mp_unreach(d: &mut Decoder<'_>, v: &[u8], whole: &[u8]) -> Result<(), DecodeError> {
     let Ok((withdrawn, family)) = mp_header(v) else {
-        return Err(update_error(
-            sub::OPTIONAL_ATTRIBUTE_ERROR,
-            Vec::new(),
+        return Err(DecodeError::new(
+            UpdateMessageError::OptionalAttributeError(whole.to_vec()),
             format!("MP_UNREACH_NLRI of {} octets is truncated", v.len()),
         ));
     };
@@ -642,9 +641,8 @@ fn decode_mp_unreach(d: &mut Decoder<'_>, v: &[u8]) -> Result<(), DecodeError> {
     let add_path = d.ctx.add_path_rx.contains(&family);
     let mut out = Vec::with_capacity(withdrawn.len() / 4);
     decode_prefixes(withdrawn, family.afi, add_path, &mut out).map_err(|e| {
-        update_error(
-            sub::INVALID_NETWORK_FIELD,
-            Vec::new(),
+        DecodeError::new(
+            UpdateMessageError::InvalidNetworkField,
             format!("MP_UNREACH_NLRI {family}: {}", e.0),
         )
     })?;
@@ -756,11 +754,11 @@ pub fn encode_attributes(
     }
     if let Some(m) = a.med {
         put_attr_header(out, OPT_NT, code::MULTI_EXIT_DISC, 4)?;
-        out.put_u32(m);
+        out.put_u32(m.get());
     }
     if let Some(lp) = a.local_pref {
         put_attr_header(out, WK, code::LOCAL_PREF, 4)?;
-        out.put_u32(lp);
+        out.put_u32(lp.get());
     }
     if a.atomic_aggregate {
         put_attr_header(out, WK, code::ATOMIC_AGGREGATE, 0)?;

@@ -180,7 +180,7 @@ impl UpdateBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attr::{AsPath, Origin};
+    use crate::attr::{AsPath, LocalPref, Origin};
     use crate::codec::decode_message;
 
     fn ctx() -> CodecCtx {
@@ -198,7 +198,7 @@ mod tests {
         PathAttributes {
             origin: Some(Origin::Igp),
             as_path: AsPath::default(),
-            local_pref: Some(100),
+            local_pref: Some(LocalPref::new(100)),
             ..PathAttributes::default()
         }
     }

@@ -7,7 +7,7 @@ use crate::capability::{
     Role, code,
 };
 use crate::error::DecodeError;
-use crate::notification::{self, open};
+use crate::notification::OpenMessageError;
 use crate::types::{Afi, Asn, Family, Safi};
 
 use super::EncodeError;
@@ -15,7 +15,7 @@ use super::wire::{self, PResult};
 
 /// RFC 4271 §6.2: a recognised but malformed optional parameter is 2/0.
 fn malformed(what: impl Into<String>) -> DecodeError {
-    DecodeError::new(notification::code::OPEN, 0, Vec::new(), what)
+    DecodeError::new(OpenMessageError::Unspecific, what)
 }
 
 /// Decodes the value of one Capabilities optional parameter: a sequence of
@@ -265,9 +265,7 @@ pub fn unsupported_capability(cap: &Capability) -> DecodeError {
     // A capability we built ourselves always fits.
     let _ = encode_capability(cap, &mut data);
     DecodeError::new(
-        notification::code::OPEN,
-        open::UNSUPPORTED_CAPABILITY,
-        data.to_vec(),
+        OpenMessageError::UnsupportedCapability(data.to_vec()),
         format!("peer lacks required capability {}", cap.code()),
     )
 }

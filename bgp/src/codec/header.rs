@@ -4,7 +4,7 @@ use bytes::{BufMut, BytesMut};
 
 use crate::error::DecodeError;
 use crate::message::{HEADER_LEN, kind};
-use crate::notification::{code, header};
+use crate::notification::MessageHeaderError;
 
 use super::EncodeError;
 
@@ -22,9 +22,7 @@ fn min_len(kind: u8) -> Option<usize> {
 
 fn bad_length(len: u16) -> DecodeError {
     DecodeError::new(
-        code::MESSAGE_HEADER,
-        header::BAD_MESSAGE_LENGTH,
-        len.to_be_bytes().to_vec(),
+        MessageHeaderError::BadMessageLength(len),
         format!("message length {len} is out of range for its type"),
     )
 }
@@ -41,9 +39,7 @@ pub fn frame_len(buf: &[u8], max_len: usize) -> Result<Option<usize>, DecodeErro
     let marker_seen = buf.len().min(16);
     if buf.iter().take(marker_seen).any(|&b| b != 0xFF) {
         return Err(DecodeError::new(
-            code::MESSAGE_HEADER,
-            header::CONNECTION_NOT_SYNCHRONIZED,
-            Vec::new(),
+            MessageHeaderError::ConnectionNotSynchronized,
             "message marker is not all ones",
         ));
     }
@@ -57,9 +53,7 @@ pub fn frame_len(buf: &[u8], max_len: usize) -> Result<Option<usize>, DecodeErro
     }
     let Some(min) = min_len(ty) else {
         return Err(DecodeError::new(
-            code::MESSAGE_HEADER,
-            header::BAD_MESSAGE_TYPE,
-            vec![ty],
+            MessageHeaderError::BadMessageType(ty),
             format!("unknown message type {ty}"),
         ));
     };
@@ -81,9 +75,7 @@ pub(crate) fn split_message(buf: &[u8], max_len: usize) -> Result<(u8, &[u8]), D
             Ok((ty, buf.get(HEADER_LEN..).unwrap_or_default()))
         }
         Some(len) => Err(DecodeError::new(
-            code::MESSAGE_HEADER,
-            header::BAD_MESSAGE_LENGTH,
-            (len as u16).to_be_bytes().to_vec(),
+            MessageHeaderError::BadMessageLength(len as u16),
             format!(
                 "header length {len} does not match the {} octets given",
                 buf.len()
@@ -95,9 +87,7 @@ pub(crate) fn split_message(buf: &[u8], max_len: usize) -> Result<(u8, &[u8]), D
                 _ => buf.len() as u16,
             };
             Err(DecodeError::new(
-                code::MESSAGE_HEADER,
-                header::BAD_MESSAGE_LENGTH,
-                len.to_be_bytes().to_vec(),
+                MessageHeaderError::BadMessageLength(len),
                 format!("truncated message: {} of {len} octets", buf.len()),
             ))
         }

@@ -114,9 +114,7 @@ pub fn decode_message(buf: &[u8], ctx: &CodecCtx) -> Result<Message, DecodeError
         // frame_len rejected every other type.
         other => {
             return Err(DecodeError::new(
-                crate::notification::code::MESSAGE_HEADER,
-                crate::notification::header::BAD_MESSAGE_TYPE,
-                vec![other],
+                crate::notification::MessageHeaderError::BadMessageType(other),
                 format!("unknown message type {other}"),
             ));
         }

@@ -5,16 +5,14 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::error::DecodeError;
-use crate::notification::{Notification, code, header};
+use crate::notification::{MessageHeaderError, Notification};
 
 /// Decodes a NOTIFICATION body (after the header).
 pub fn decode_notification(body: &[u8]) -> Result<Notification, DecodeError> {
     match body {
         [c, s, data @ ..] => Ok(Notification::new(*c, *s, data.to_vec())),
         _ => Err(DecodeError::new(
-            code::MESSAGE_HEADER,
-            header::BAD_MESSAGE_LENGTH,
-            ((body.len() + 19) as u16).to_be_bytes().to_vec(),
+            MessageHeaderError::BadMessageLength((body.len() + 19) as u16),
             "NOTIFICATION shorter than 21 octets",
         )),
     }

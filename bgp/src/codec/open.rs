@@ -6,7 +6,7 @@ use bytes::{BufMut, BytesMut};
 use crate::capability::Capability;
 use crate::error::DecodeError;
 use crate::message::Open;
-use crate::notification::{code, open};
+use crate::notification::OpenMessageError;
 use crate::types::Asn;
 
 use super::EncodeError;
@@ -21,7 +21,7 @@ const PARAM_EXTENDED: u8 = 255;
 
 fn malformed(what: impl Into<String>) -> DecodeError {
     // RFC 4271 §6.2: a malformed recognised optional parameter is 2/0.
-    DecodeError::new(code::OPEN, 0, Vec::new(), what)
+    DecodeError::new(OpenMessageError::Unspecific, what)
 }
 
 fn fixed(i: &[u8]) -> PResult<'_, (u8, u16, u16, u32, u8)> {
@@ -57,9 +57,7 @@ pub fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
     if version != 4 {
         // RFC 4271 §6.2: data = the largest version we support, 2 octets.
         return Err(DecodeError::new(
-            code::OPEN,
-            open::UNSUPPORTED_VERSION,
-            4u16.to_be_bytes().to_vec(),
+            OpenMessageError::UnsupportedVersion(4),
             format!("peer speaks BGP version {version}, we speak 4"),
         ));
     }
@@ -110,17 +108,13 @@ pub fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
     };
     if hold_time == 1 || hold_time == 2 {
         return Err(DecodeError::new(
-            code::OPEN,
-            open::UNACCEPTABLE_HOLD_TIME,
-            Vec::new(),
+            OpenMessageError::UnacceptableHoldTime,
             format!("hold time {hold_time} s is not allowed (0 or at least 3)"),
         ));
     }
     if id == 0 {
         return Err(DecodeError::new(
-            code::OPEN,
-            open::BAD_BGP_IDENTIFIER,
-            Vec::new(),
+            OpenMessageError::BadBgpIdentifier(Some(open_msg.bgp_id)),
             "BGP identifier 0.0.0.0 is not allowed (RFC 6286)",
         ));
     }
@@ -130,9 +124,7 @@ pub fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
         .any(|c| matches!(c, Capability::FourOctetAs(_)));
     if Asn(my_as as u32) == Asn::TRANS && !four_octet {
         return Err(DecodeError::new(
-            code::OPEN,
-            open::BAD_PEER_AS,
-            Vec::new(),
+            OpenMessageError::BadPeerAs(Some(my_as)),
             "OPEN carries AS_TRANS (23456) without the 4-octet AS capability",
         ));
     }

@@ -4,7 +4,7 @@ use bytes::{BufMut, BytesMut};
 
 use crate::error::DecodeError;
 use crate::message::{RefreshSubtype, RouteRefresh};
-use crate::notification::{code, route_refresh};
+use crate::notification::RouteRefreshError;
 use crate::types::{Afi, Family, Safi};
 
 /// Decodes a ROUTE-REFRESH body. `whole` is the entire message, returned as
@@ -12,9 +12,7 @@ use crate::types::{Afi, Family, Safi};
 pub fn decode_route_refresh(body: &[u8], whole: &[u8]) -> Result<RouteRefresh, DecodeError> {
     let [a1, a2, subtype, safi] = body else {
         return Err(DecodeError::new(
-            code::ROUTE_REFRESH,
-            route_refresh::INVALID_MESSAGE_LENGTH,
-            whole.to_vec(),
+            RouteRefreshError::InvalidMessageLength(whole.to_vec()),
             format!("ROUTE-REFRESH of {} octets (must be 23)", whole.len()),
         ));
     };

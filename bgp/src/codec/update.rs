@@ -7,7 +7,7 @@ use bytes::{BufMut, BytesMut};
 use crate::attr::code;
 use crate::error::{DecodeError, Rfc7606Action, Rfc7606Issue};
 use crate::message::Update;
-use crate::notification::{self, update as sub};
+use crate::notification::{UpdateMessageError, update as sub};
 use crate::types::{Afi, Family};
 
 use super::attributes::{decode_attributes, encode_attributes, encode_mp_reach, encode_mp_unreach};
@@ -26,9 +26,7 @@ fn sections(i: &[u8]) -> PResult<'_, (&[u8], &[u8], &[u8])> {
 fn network_error(field: &str, e: super::nlri::NlriError) -> DecodeError {
     // RFC 7606 §5.3: an unparsable NLRI field resets the session.
     DecodeError::new(
-        notification::code::UPDATE,
-        sub::INVALID_NETWORK_FIELD,
-        Vec::new(),
+        UpdateMessageError::InvalidNetworkField,
         format!("{field}: {}", e.0),
     )
 }
@@ -52,9 +50,7 @@ fn unusable_next_hop(a: IpAddr) -> bool {
 pub fn decode_update(body: &[u8], ctx: &CodecCtx) -> Result<Update, DecodeError> {
     let Ok((_, (wd, attrs, nlri))) = sections(body) else {
         return Err(DecodeError::new(
-            notification::code::UPDATE,
-            sub::MALFORMED_ATTRIBUTE_LIST,
-            Vec::new(),
+            UpdateMessageError::MalformedAttributeList,
             "withdrawn-routes or total path attribute length runs past the end of the UPDATE",
         ));
     };

@@ -2,7 +2,7 @@
 
 use crate::capability::{Capability, ExtendedNextHop, GrFamily, GracefulRestart, LlgrFamily};
 use crate::message::Open;
-use crate::notification::{Notification, code, open as sub};
+use crate::notification::OpenMessageError;
 use crate::types::{Afi, Asn, Family};
 
 use super::config::SessionConfig;
@@ -80,20 +80,17 @@ pub(crate) fn local_open(cfg: &SessionConfig) -> Open {
     }
 }
 
-fn open_error(subcode: u8, data: Vec<u8>) -> Notification {
-    Notification::new(code::OPEN, subcode, data)
-}
-
-/// RFC 4271 §6.2 and the RFCs that extend it: the NOTIFICATION to send when
-/// the peer's OPEN is unacceptable.
-pub(crate) fn check_open(cfg: &SessionConfig, open: &Open) -> Result<(), Notification> {
+/// RFC 4271 §6.2 and the RFCs that extend it: the error to send when the
+/// peer's OPEN is unacceptable.
+pub(crate) fn check_open(cfg: &SessionConfig, open: &Open) -> Result<(), OpenMessageError> {
+    use OpenMessageError as E;
     // §6.2: data is the largest version we support.
     if open.version != 4 {
-        return Err(open_error(sub::UNSUPPORTED_VERSION, vec![0, 4]));
+        return Err(E::UnsupportedVersion(4));
     }
     // RFC 5492 §5: optional parameters other than capabilities.
     if let Some((kind, _)) = open.unknown_params.first() {
-        return Err(open_error(sub::UNSUPPORTED_OPTIONAL_PARAMETER, vec![*kind]));
+        return Err(E::UnsupportedOptionalParameter(Some(*kind)));
     }
     // RFC 6793 §4.2 and CONFORMANCE row 8.
     let four_octet = open.capabilities.iter().find_map(|c| match c {
@@ -103,30 +100,21 @@ pub(crate) fn check_open(cfg: &SessionConfig, open: &Open) -> Result<(), Notific
     let peer_as = match four_octet {
         Some(a) => a,
         None if open.my_as == Asn::TRANS.0 as u16 => {
-            return Err(open_error(
-                sub::BAD_PEER_AS,
-                open.my_as.to_be_bytes().to_vec(),
-            ));
+            return Err(E::BadPeerAs(Some(open.my_as)));
         }
         None => Asn(open.my_as.into()),
     };
     if peer_as.0 == 0 || !cfg.peer_as.accepts(cfg.local_as, peer_as) {
-        return Err(open_error(
-            sub::BAD_PEER_AS,
-            open.my_as.to_be_bytes().to_vec(),
-        ));
+        return Err(E::BadPeerAs(Some(open.my_as)));
     }
     // §6.2: hold time 1 and 2 are unacceptable, 0 is valid.
     if matches!(open.hold_time, 1 | 2) {
-        return Err(open_error(sub::UNACCEPTABLE_HOLD_TIME, Vec::new()));
+        return Err(E::UnacceptableHoldTime);
     }
     // RFC 6286 §2.2: zero is invalid; equal to ours only invalid within an AS.
     let id = u32::from(open.bgp_id);
     if id == 0 || (peer_as == cfg.local_as && open.bgp_id == cfg.router_id) {
-        return Err(open_error(
-            sub::BAD_BGP_IDENTIFIER,
-            open.bgp_id.octets().to_vec(),
-        ));
+        return Err(E::BadBgpIdentifier(Some(open.bgp_id)));
     }
     // RFC 9234 §4.2.
     let peer_role = open.capabilities.iter().find_map(|c| match c {
@@ -136,9 +124,9 @@ pub(crate) fn check_open(cfg: &SessionConfig, open: &Open) -> Result<(), Notific
     if let Some(ours) = cfg.role {
         match peer_role {
             Some(theirs) if !ours.matches(theirs) => {
-                return Err(open_error(sub::ROLE_MISMATCH, vec![theirs as u8]));
+                return Err(E::RoleMismatch(Some(theirs as u8)));
             }
-            None if cfg.role_strict => return Err(open_error(sub::ROLE_MISMATCH, Vec::new())),
+            None if cfg.role_strict => return Err(E::RoleMismatch(None)),
             _ => {}
         }
     }

@@ -4,37 +4,29 @@
 use std::time::Duration;
 
 use crate::negotiated::Negotiated;
-use crate::notification::{Notification, cease, code};
+use crate::notification::{Cease, Notification, NotificationKind};
 
 use super::{DownReason, StaleRoutes};
-
-/// RFC 8538 §3: a Hard Reset carries the Cease subcode it stands for,
-/// then that NOTIFICATION's data.
-pub(super) fn hard_reset(n: &Notification) -> Notification {
-    let mut data = Vec::with_capacity(n.data.len() + 1);
-    data.push(n.subcode);
-    data.extend_from_slice(&n.data);
-    Notification::new(code::CEASE, cease::HARD_RESET, data)
-}
 
 /// RFC 8538 §5: with the N bit negotiated, Cease / Maximum Number of
 /// Prefixes Reached, Administrative Shutdown and Peer De-configured MUST go
 /// out as a Hard Reset.
 pub(super) fn must_hard_reset(n: Notification, neg: Option<&Negotiated>) -> Notification {
-    let must = n.code == code::CEASE
-        && matches!(
-            n.subcode,
-            cease::MAX_PREFIXES_REACHED | cease::ADMINISTRATIVE_SHUTDOWN | cease::PEER_DECONFIGURED
-        );
-    if must && neg.is_some_and(|n| n.gr_notification) {
-        hard_reset(&n)
-    } else {
-        n
+    if !neg.is_some_and(|n| n.gr_notification) {
+        return n;
+    }
+    match n.kind() {
+        NotificationKind::Cease(
+            c @ (Cease::MaxPrefixesReached(_)
+            | Cease::AdministrativeShutdown(_)
+            | Cease::PeerDeconfigured),
+        ) => c.hard_reset().into(),
+        _ => n,
     }
 }
 
 fn is_hard_reset(n: &Notification) -> bool {
-    n.code == code::CEASE && n.subcode == cease::HARD_RESET
+    matches!(n.kind(), NotificationKind::Cease(Cease::HardReset(_)))
 }
 
 /// Whether graceful restart keeps the peer's routes after `reason`
@@ -106,15 +98,19 @@ mod tests {
 
     #[test]
     fn hard_reset_wraps_subcode_and_data() {
-        let n = Notification::cease_with_reason(cease::ADMINISTRATIVE_SHUTDOWN, "x");
-        let h = hard_reset(&n);
-        assert_eq!((h.code, h.subcode), (code::CEASE, cease::HARD_RESET));
-        assert_eq!(h.data, vec![cease::ADMINISTRATIVE_SHUTDOWN, 1, b'x']);
+        let shutdown = Cease::AdministrativeShutdown(Some("x".into()));
+        let n = Notification::from(shutdown.clone());
+        let h = Notification::from(shutdown.clone().hard_reset());
+        assert_eq!(
+            h.kind(),
+            NotificationKind::Cease(Cease::HardReset(Some(Box::new(shutdown))))
+        );
+        // RFC 8538 §3: the data is the Cease's subcode, then its data.
+        assert_eq!(h.data, vec![2, 1, b'x']);
         // Only with the N bit, and only for subcodes 1-3.
         assert_eq!(must_hard_reset(n.clone(), Some(&neg(120, true, false))), h);
         assert_eq!(must_hard_reset(n.clone(), Some(&neg(120, false, false))), n);
-        let collision =
-            Notification::new(code::CEASE, cease::CONNECTION_COLLISION_RESOLUTION, vec![]);
+        let collision = Notification::from(Cease::ConnectionCollisionResolution);
         assert_eq!(
             must_hard_reset(collision.clone(), Some(&neg(120, true, false))),
             collision
@@ -123,9 +119,9 @@ mod tests {
 
     #[test]
     fn which_downs_keep_routes() {
-        let hold =
-            DownReason::NotificationSent(Notification::new(code::HOLD_TIMER_EXPIRED, 0, vec![]));
-        let hard = DownReason::NotificationReceived(hard_reset(&Notification::new(6, 4, vec![])));
+        let hold = DownReason::NotificationSent(NotificationKind::HoldTimerExpired.into());
+        let hard =
+            DownReason::NotificationReceived(Cease::AdministrativeReset(None).hard_reset().into());
         let n = neg(120, true, false);
         assert!(stale_routes(&n, &DownReason::ConnectionLost).is_some());
         assert!(stale_routes(&n, &hold).is_some());

@@ -9,12 +9,12 @@ use tracing::{debug, info, warn};
 use crate::codec::{self, CodecCtx, EncodeError};
 use crate::message::{Message, Open, RefreshSubtype, RouteRefresh, Update};
 use crate::negotiated::Negotiated;
-use crate::notification::{Notification, cease, code, fsm as fsm_sub};
+use crate::notification::{Cease, FsmError, Notification, NotificationKind};
 use crate::types::Family;
 
 use super::config::SessionConfig;
 use super::open::{check_open, local_open};
-use super::restart::{hard_reset, must_hard_reset, stale_routes};
+use super::restart::{must_hard_reset, stale_routes};
 use super::{Action, ConnectionId, Down, DownReason, Event, State};
 
 /// At most this many connections per peer: ours, the peer's, and a
@@ -361,8 +361,8 @@ impl Session {
         if let Some(id) = self.connecting.take() {
             self.actions.push_back(Action::Close(id));
         }
-        let text = reason.clone().unwrap_or_default();
-        let shutdown = Notification::cease_with_reason(cease::ADMINISTRATIVE_SHUTDOWN, &text);
+        // RFC 9003: a communication is sent even when empty (length 0).
+        let shutdown = Cease::AdministrativeShutdown(Some(reason.clone().unwrap_or_default()));
         let down = self.close_all(&shutdown, true);
         if let Some(was_established) = down {
             self.sync_state();
@@ -408,7 +408,7 @@ impl Session {
             return;
         }
         info!(hard, "BGP session reset");
-        let n = Notification::new(code::CEASE, cease::ADMINISTRATIVE_RESET, Vec::new());
+        let n = Cease::AdministrativeReset(None);
         let stale = if hard {
             None
         } else {
@@ -436,7 +436,7 @@ impl Session {
     /// Sends `n` on every connection (as an RFC 8538 Hard Reset where the N
     /// bit was negotiated and `hard`) and closes them. Returns whether one
     /// was Established, or `None` when there was no connection.
-    fn close_all(&mut self, n: &Notification, hard: bool) -> Option<bool> {
+    fn close_all(&mut self, n: &Cease, hard: bool) -> Option<bool> {
         if self.conns.is_empty() {
             return None;
         }
@@ -446,11 +446,11 @@ impl Session {
             was_established |= c.phase == Phase::Established;
             let gr_n = c.negotiated.as_ref().is_some_and(|n| n.gr_notification);
             let msg = if hard && gr_n {
-                hard_reset(n)
+                n.clone().hard_reset()
             } else {
                 n.clone()
             };
-            if let Some(bytes) = encode(&Message::Notification(msg), &c.ctx) {
+            if let Some(bytes) = encode(&Message::Notification(msg.into()), &c.ctx) {
                 self.count_sent(&bytes);
                 self.actions.push_back(Action::Send {
                     conn: c.id,
@@ -569,14 +569,14 @@ impl Session {
         if due(c.send_hold_at) {
             // RFC 9687 §4.
             warn!(%id, "send hold timer expired: the peer is not reading");
-            let n = Notification::new(code::SEND_HOLD_TIMER_EXPIRED, 0, Vec::new());
+            let n = Notification::from(NotificationKind::SendHoldTimerExpired);
             self.drop_conn(now, id, DownReason::NotificationSent(n.clone()), Some(n));
             return;
         }
         if due(c.hold_at) {
             // RFC 4271 §6.5.
             warn!(%id, "hold timer expired");
-            let n = Notification::new(code::HOLD_TIMER_EXPIRED, 0, Vec::new());
+            let n = Notification::from(NotificationKind::HoldTimerExpired);
             self.drop_conn(now, id, DownReason::NotificationSent(n.clone()), Some(n));
             return;
         }
@@ -613,7 +613,7 @@ impl Session {
                 }
                 Err(e) => {
                     warn!(%id, error = %e, "bad message header");
-                    let n = e.notification;
+                    let n = Notification::from(e);
                     self.drop_conn(now, id, DownReason::NotificationSent(n.clone()), Some(n));
                     return;
                 }
@@ -627,7 +627,7 @@ impl Session {
                 Ok(msg) => self.on_message(now, id, msg),
                 Err(e) => {
                     warn!(%id, error = %e, "bad message from peer");
-                    let n = e.notification;
+                    let n = Notification::from(e);
                     self.drop_conn(now, id, DownReason::NotificationSent(n.clone()), Some(n));
                     return;
                 }
@@ -655,15 +655,17 @@ impl Session {
             (Phase::Established, Message::Update(update)) => self.on_update(id, update),
             (Phase::Established, Message::RouteRefresh(rr)) => self.on_route_refresh(id, rr),
             (phase, msg) => {
-                // RFC 6608 §3: the subcode names the state.
-                let sub = match phase {
-                    Phase::DelayOpen => fsm_sub::UNSPECIFIED,
-                    Phase::OpenSent => fsm_sub::UNEXPECTED_IN_OPENSENT,
-                    Phase::OpenConfirm => fsm_sub::UNEXPECTED_IN_OPENCONFIRM,
-                    Phase::Established => fsm_sub::UNEXPECTED_IN_ESTABLISHED,
+                // RFC 6608 §3: the subcode names the state, the data the
+                // message's type.
+                let ty = Some(msg.kind());
+                let e = match phase {
+                    Phase::DelayOpen => FsmError::Unspecified,
+                    Phase::OpenSent => FsmError::UnexpectedMessageInOpenSent(ty),
+                    Phase::OpenConfirm => FsmError::UnexpectedMessageInOpenConfirm(ty),
+                    Phase::Established => FsmError::UnexpectedMessageInEstablished(ty),
                 };
                 warn!(%id, ?phase, kind = msg.kind(), "unexpected message");
-                let n = Notification::new(code::FSM, sub, Vec::new());
+                let n = Notification::from(e);
                 self.drop_conn(now, id, DownReason::NotificationSent(n.clone()), Some(n));
             }
         }
@@ -730,7 +732,8 @@ impl Session {
     }
 
     fn on_open(&mut self, now: Instant, id: ConnectionId, phase: Phase, open: Open) {
-        if let Err(n) = check_open(&self.cfg, &open) {
+        if let Err(e) = check_open(&self.cfg, &open) {
+            let n = Notification::from(e);
             warn!(%id, notification = %n, "peer's OPEN refused");
             self.drop_conn(now, id, DownReason::NotificationSent(n.clone()), Some(n));
             return;
@@ -791,11 +794,7 @@ impl Session {
             .filter(|c| c.id != id && c.phase >= Phase::OpenConfirm)
             .map(|c| (c.id, c.phase, c.outbound))
             .collect();
-        let collision = Notification::new(
-            code::CEASE,
-            cease::CONNECTION_COLLISION_RESOLUTION,
-            Vec::new(),
-        );
+        let collision = Notification::from(Cease::ConnectionCollisionResolution);
         for (other, phase, other_outbound) in others {
             let new_wins = if new_outbound == other_outbound {
                 true // the same side connected twice: the newer one is live

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::BytesMut;
 use ipnet::{IpNet, Ipv4Net};
-use tabby_bgp::attr::{Origin, PathAttributes};
+use tabby_bgp::attr::{LocalPref, Origin, PathAttributes};
 use tabby_bgp::capability::Capability;
 use tabby_bgp::codec::{CodecCtx, UpdatePacker, decode_message, encode_message, frame_len};
 use tabby_bgp::message::{MAX_MESSAGE_LEN, Message, Open, Update};
@@ -101,7 +101,11 @@ pub fn encode_announcements(spec: &SessionSpec, ibgp: bool) -> Result<BytesMut> 
     let attrs = PathAttributes {
         origin: Some(Origin::Igp),
         next_hop: Some(spec.source),
-        local_pref: if ibgp { Some(100) } else { None },
+        local_pref: if ibgp {
+            Some(LocalPref::new(100))
+        } else {
+            None
+        },
         as_path: if ibgp {
             Default::default()
         } else {

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use ipnet::{IpNet, Ipv4Net};
-use tabby_bgp::attr::{AsPath, Community, Origin};
+use tabby_bgp::attr::{AsPath, Community, Med, Origin};
 use tabby_bgp::message::Update;
 use tabby_bgp::{Asn, Nlri, PathAttributes};
 use tabby_rib::*;
@@ -46,7 +46,11 @@ pub fn ingest_updates() -> Vec<(PeerId, Update)> {
                 origin: Some(Origin::Igp),
                 as_path: AsPath::from_sequence(path),
                 next_hop: Some(nh),
-                med: if set % 4 == 0 { Some(set % 50) } else { None },
+                med: if set % 4 == 0 {
+                    Some(Med::new(set % 50))
+                } else {
+                    None
+                },
                 communities: vec![Community::new(65001 + p as u16, (set % 20) as u16)],
                 ..Default::default()
             };

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use ipnet::IpNet;
-use tabby_bgp::attr::{AsPath, NextHop, Origin};
+use tabby_bgp::attr::{AsPath, LocalPref, Med, NextHop, Origin};
 use tabby_bgp::message::{MpReach, Update};
 use tabby_bgp::{Asn, Family, Nlri, PathAttributes};
 use tabby_rib::*;
@@ -163,8 +163,8 @@ pub fn render(updates: &[Update]) -> Vec<String> {
                     a.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                     nh,
                     at.as_path,
-                    at.local_pref,
-                    at.med,
+                    at.local_pref.map(LocalPref::get),
+                    at.med.map(Med::get),
                     at.originator_id.map(|o| o.to_string()),
                     at.cluster_list
                         .iter()
@@ -354,7 +354,7 @@ impl Net {
                     hops.join(","),
                     if b.local { "local " } else { "" },
                     a.as_path,
-                    a.local_pref,
+                    a.local_pref.map(LocalPref::get),
                     a.originator_id.map(|o| o.to_string()),
                     a.cluster_list
                         .iter()

@@ -10,6 +10,7 @@ pub(super) fn api_family(f: Family) -> Option<am::Family> {
         _ => None,
     }
 }
+
 pub(super) fn api_state(s: State) -> am::SessionState {
     match s {
         State::Idle => am::SessionState::Idle,
@@ -20,6 +21,7 @@ pub(super) fn api_state(s: State) -> am::SessionState {
         State::Established => am::SessionState::Established,
     }
 }
+
 pub(super) fn local_kind(k: am::RouteKind) -> LocalKind {
     match k {
         am::RouteKind::PodBlock => LocalKind::PodBlock,
@@ -30,6 +32,7 @@ pub(super) fn local_kind(k: am::RouteKind) -> LocalKind {
         am::RouteKind::ServiceIp => LocalKind::Service,
     }
 }
+
 pub(super) fn api_kind(k: LocalKind) -> am::RouteKind {
     match k {
         LocalKind::PodBlock => am::RouteKind::PodBlock,
@@ -38,6 +41,7 @@ pub(super) fn api_kind(k: LocalKind) -> am::RouteKind {
         LocalKind::Static => am::RouteKind::Unspecified,
     }
 }
+
 pub(super) fn rib_local_route(r: &am::LocalRoute) -> LocalRoute {
     LocalRoute {
         kind: local_kind(r.kind),
@@ -60,6 +64,7 @@ pub(super) fn rib_local_route(r: &am::LocalRoute) -> LocalRoute {
         med: None,
     }
 }
+
 /// The API's view of one candidate path of an explanation.
 pub(super) fn candidate_path(c: &tabby_rib::CandidateExplain) -> am::Path {
     let b = BestRoute {
@@ -71,6 +76,7 @@ pub(super) fn candidate_path(c: &tabby_rib::CandidateExplain) -> am::Path {
     };
     api_path(&b, c.best)
 }
+
 /// A best-route change as the API reports it.
 pub(super) fn route_update(prefix: IpNet, best: Option<&BestRoute>) -> am::RouteUpdate {
     match best {
@@ -109,8 +115,8 @@ pub(super) fn api_path(best: &BestRoute, is_best: bool) -> am::Path {
             Some(tabby_bgp::attr::Origin::Incomplete) => am::Origin::Incomplete,
             _ => am::Origin::Igp,
         },
-        local_pref: a.local_pref.unwrap_or(100),
-        med: a.med,
+        local_pref: a.local_pref.map_or(100, |lp| lp.get()),
+        med: a.med.map(|m| m.get()),
         communities: a.communities.iter().map(|c| c.0).collect(),
         large_communities: a
             .large_communities
@@ -130,11 +136,38 @@ pub(super) fn api_path(best: &BestRoute, is_best: bool) -> am::Path {
 }
 
 impl Daemon {
-    pub(super) fn status_of(&self, slot: &PeerSlot) -> am::PeerStatus {
-        let mut s = slot.status.clone();
-        if let Some(t) = slot.established_at {
-            s.uptime_seconds = t.elapsed().as_secs();
+    /// The API's view of a peer: its settings as the API names them, and
+    /// its session as tracked.
+    pub(super) fn status_of(&self, slot: &PeerSlot, now: Instant) -> am::PeerStatus {
+        let t = &slot.track;
+        let mut s = am::PeerStatus::idle(self.config_of(slot));
+        s.state = api_state(t.state);
+        s.enabled = t.enabled;
+        s.state_since_unix_seconds = self.clock.unix(t.since);
+        if let Some(at) = slot.established_at {
+            s.uptime_seconds = now.saturating_duration_since(at).as_secs();
         }
+        s.remote_router_id = t.remote_router_id;
+        s.negotiated_hold_time = t.hold_time.map_or(0, |h| h.as_secs() as u16);
+        s.negotiated_families = slot
+            .families
+            .iter()
+            .filter_map(|f| api_family(*f))
+            .collect();
+        s.counters.updates_sent = t.updates_sent;
+        s.counters.updates_received = t.updates_received;
+        s.counters.prefixes_received = t.prefixes_received;
+        s.counters.notifications_sent = t.notifications_sent;
+        s.counters.notifications_received = t.notifications_received;
+        s.counters.flaps = t.flaps;
+        s.last_error = t.last_error.as_ref().map(|(n, sent, at)| am::PeerError {
+            code: n.code,
+            subcode: n.subcode,
+            text: n.to_string(),
+            sent_by_local: *sent,
+            at_unix_seconds: self.clock.unix(*at),
+        });
+        s.info = t.info.clone();
         if let Some(rib) = self.rib.as_ref() {
             let accepted: usize = slot
                 .families
@@ -149,8 +182,8 @@ impl Daemon {
                 .sum();
             s.counters.prefixes_advertised = advertised as u64;
         }
-        s.graceful_restart_pending = s.state != am::SessionState::Established
-            && slot.status.counters.flaps > 0
+        s.graceful_restart_pending = t.state != State::Established
+            && t.flaps > 0
             && self.rib.as_ref().is_some_and(|r| {
                 slot.families
                     .iter()
@@ -158,6 +191,35 @@ impl Daemon {
             });
         s
     }
+
+    /// A peer's settings as the API names them.
+    fn config_of(&self, slot: &PeerSlot) -> am::PeerConfig {
+        let p = match &slot.origin {
+            PeerOrigin::Api(cfg) => return cfg.as_ref().clone(),
+            PeerOrigin::Topology(p) => p,
+        };
+        let mut cfg = am::PeerConfig::new(p.key.address, p.peer_as);
+        cfg.local_as = p.local_as_override;
+        cfg.passive = p.passive;
+        cfg.route_reflector_client = p.rr_client;
+        cfg.peer_type = match p.kind {
+            topo::PeerKind::Mesh => am::PeerType::NodeMesh,
+            topo::PeerKind::Global => am::PeerType::Global,
+            topo::PeerKind::Node => am::PeerType::NodeSpecific,
+        };
+        cfg.description = p.calico_node.clone().unwrap_or_else(|| p.origin.clone());
+        if let Some(state) = self.state.as_ref() {
+            let spec = Self::session_spec(state, p);
+            cfg.families = Self::topology_families(state, p)
+                .into_iter()
+                .filter_map(api_family)
+                .collect();
+            cfg.keepalive = spec.config.keepalive;
+            cfg.hold_time = Some(spec.config.hold_time);
+        }
+        cfg
+    }
+
     pub(super) fn rib(&self) -> Result<&Rib, CoreError> {
         self.rib.as_ref().ok_or_else(|| {
             CoreError::Unavailable(
@@ -165,6 +227,7 @@ impl Daemon {
             )
         })
     }
+
     pub(super) fn rib_mut(&mut self) -> Result<&mut Rib, CoreError> {
         self.rib.as_mut().ok_or_else(|| {
             CoreError::Unavailable(
@@ -172,6 +235,7 @@ impl Daemon {
             )
         })
     }
+
     pub(super) fn check_owner(owner: &am::Owner) -> Result<(), CoreError> {
         if owner.as_str() == TOPOLOGY_OWNER {
             return Err(CoreError::InvalidArgument(format!(
@@ -180,36 +244,33 @@ impl Daemon {
         }
         Ok(())
     }
+
     pub fn announce(
         &mut self,
         owner: &am::Owner,
         routes: Vec<am::LocalRoute>,
+        now: Instant,
     ) -> Result<am::RouteChange, CoreError> {
         Self::check_owner(owner)?;
         let mut change = am::RouteChange::default();
         let rib = self.rib_mut()?;
         for r in &routes {
-            rib.originate(r.prefix, owner.as_str(), rib_local_route(r));
-        }
-        let set = self
-            .local_routes
-            .entry(owner.as_str().to_owned())
-            .or_default();
-        for r in routes {
-            match set.insert(r.prefix, r.clone()) {
-                None => change.added += 1,
-                Some(old) if old == r => change.unchanged += 1,
-                Some(_) => change.updated += 1,
+            match rib.originate(r.prefix, owner.as_str(), rib_local_route(r)) {
+                tabby_rib::LocalChange::Added => change.added += 1,
+                tabby_rib::LocalChange::Unchanged => change.unchanged += 1,
+                tabby_rib::LocalChange::Updated => change.updated += 1,
             }
         }
-        self.pump(Instant::now());
+        self.pump(now);
         change.sequence = self.journal.sequence();
         Ok(change)
     }
+
     pub fn withdraw(
         &mut self,
         owner: &am::Owner,
         prefixes: Vec<IpNet>,
+        now: Instant,
     ) -> Result<am::RouteChange, CoreError> {
         Self::check_owner(owner)?;
         let mut change = am::RouteChange::default();
@@ -221,45 +282,36 @@ impl Daemon {
                 change.unchanged += 1;
             }
         }
-        if let Some(set) = self.local_routes.get_mut(owner.as_str()) {
-            for p in &prefixes {
-                set.remove(p);
-            }
-        }
-        self.pump(Instant::now());
+        self.pump(now);
         change.sequence = self.journal.sequence();
         Ok(change)
     }
+
     pub fn replace(
         &mut self,
         owner: &am::Owner,
         routes: Vec<am::LocalRoute>,
+        now: Instant,
     ) -> Result<am::RouteChange, CoreError> {
         Self::check_owner(owner)?;
         let mut change = am::RouteChange::default();
-        let old = self.local_routes.remove(owner.as_str()).unwrap_or_default();
-        let new: BTreeMap<IpNet, am::LocalRoute> =
-            routes.into_iter().map(|r| (r.prefix, r)).collect();
-        for (p, r) in &new {
-            match old.get(p) {
-                None => change.added += 1,
-                Some(o) if o == r => change.unchanged += 1,
-                Some(_) => change.updated += 1,
-            }
-        }
-        change.removed = old.keys().filter(|p| !new.contains_key(p)).count() as u64;
-        let rib = self.rib_mut()?;
-        rib.replace_local(
-            owner.as_str(),
-            new.values()
-                .map(|r| (r.prefix, rib_local_route(r)))
-                .collect(),
-        );
-        self.local_routes.insert(owner.as_str().to_owned(), new);
-        self.pump(Instant::now());
+        // One entry per prefix, the last one given winning.
+        let new: BTreeMap<IpNet, LocalRoute> = routes
+            .iter()
+            .map(|r| (r.prefix.trunc(), rib_local_route(r)))
+            .collect();
+        let counts = self
+            .rib_mut()?
+            .replace_local(owner.as_str(), new.into_iter().collect());
+        change.added = counts.added;
+        change.updated = counts.updated;
+        change.unchanged = counts.unchanged;
+        change.removed = counts.removed;
+        self.pump(now);
         change.sequence = self.journal.sequence();
         Ok(change)
     }
+
     pub fn list_routes(&self, q: &am::RouteQuery) -> Result<am::RoutePage, CoreError> {
         let rib = self.rib()?;
         let mut routes = Vec::new();
@@ -302,6 +354,7 @@ impl Daemon {
         }
         Ok(am::RoutePage { routes, more })
     }
+
     pub(super) fn candidate_paths(&self, rib: &Rib, prefix: &IpNet) -> Vec<am::Path> {
         rib.explain(prefix)
             .candidates
@@ -309,6 +362,7 @@ impl Daemon {
             .map(candidate_path)
             .collect()
     }
+
     pub fn watch_routes(&self, resume: Option<u64>) -> Result<am::RouteWatch, CoreError> {
         let rib = self.rib()?;
         Ok(self.journal.watch(
@@ -322,6 +376,7 @@ impl Daemon {
             |p| route_update(p, rib.best(&p).as_ref()),
         ))
     }
+
     pub fn explain(&self, prefix: IpNet) -> Result<am::RouteExplanation, CoreError> {
         let rib = self.rib()?;
         let e = rib.explain(&prefix);
@@ -364,6 +419,7 @@ impl Daemon {
                 .collect(),
         })
     }
+
     pub fn adj_rib(
         &self,
         peer: IpAddr,
@@ -404,6 +460,7 @@ impl Daemon {
         }
         Ok(out)
     }
+
     pub(super) fn peer_slot(&self, address: IpAddr) -> Result<&PeerSlot, CoreError> {
         self.peers.get(&address).ok_or_else(|| {
             CoreError::NotFound(format!(
@@ -411,13 +468,23 @@ impl Daemon {
             ))
         })
     }
-    pub fn list_peers(&self) -> Vec<am::PeerStatus> {
-        self.peers.values().map(|s| self.status_of(s)).collect()
+
+    pub fn list_peers(&self, now: Instant) -> Vec<am::PeerStatus> {
+        self.peers
+            .values()
+            .map(|s| self.status_of(s, now))
+            .collect()
     }
-    pub fn get_peer(&self, address: IpAddr) -> Result<am::PeerStatus, CoreError> {
-        Ok(self.status_of(self.peer_slot(address)?))
+
+    pub fn get_peer(&self, address: IpAddr, now: Instant) -> Result<am::PeerStatus, CoreError> {
+        Ok(self.status_of(self.peer_slot(address)?, now))
     }
-    pub fn add_api_peer(&mut self, cfg: am::PeerConfig) -> Result<am::PeerStatus, CoreError> {
+
+    pub fn add_api_peer(
+        &mut self,
+        cfg: am::PeerConfig,
+        now: Instant,
+    ) -> Result<am::PeerStatus, CoreError> {
         if self.peers.contains_key(&cfg.address) {
             return Err(CoreError::AlreadyExists(format!(
                 "peer {} exists already; delete it first to change its AS or session settings",
@@ -452,38 +519,43 @@ impl Daemon {
         spec.config.keepalive = cfg.keepalive;
         let rib_cfg = convert::peer_config(state, &p);
         let address = cfg.address;
-        self.install_peer(PeerOrigin::Api, spec, rib_cfg, cfg);
-        self.pump(Instant::now());
-        self.get_peer(address)
+        self.install_peer(PeerOrigin::Api(Box::new(cfg)), spec, rib_cfg, address, now);
+        self.pump(now);
+        self.get_peer(address, now)
     }
-    pub fn delete_peer(&mut self, address: IpAddr) -> Result<(), CoreError> {
+
+    pub fn delete_peer(&mut self, address: IpAddr, now: Instant) -> Result<(), CoreError> {
         self.peer_slot(address)?;
-        self.remove_peer_slot(address, Instant::now());
+        self.remove_peer_slot(address, now);
         Ok(())
     }
+
     pub fn enable_peer(
         &mut self,
         address: IpAddr,
         enable: bool,
         reason: Option<String>,
+        now: Instant,
     ) -> Result<am::PeerStatus, CoreError> {
         let slot = self.peers.get_mut(&address).ok_or_else(|| {
             CoreError::NotFound(format!(
                 "no peer {address}; `tabbyctl peers` lists the configured peers"
             ))
         })?;
-        slot.status.enabled = enable;
+        slot.track.enabled = enable;
         slot.session.command(if enable {
             PeerCommand::Start
         } else {
             PeerCommand::Stop(reason)
         });
-        self.get_peer(address)
+        self.get_peer(address, now)
     }
+
     pub fn reset_peer(
         &mut self,
         address: IpAddr,
         kind: am::ResetKind,
+        now: Instant,
     ) -> Result<am::PeerStatus, CoreError> {
         let slot = self.peer_slot(address)?;
         let id = slot.id;
@@ -506,24 +578,26 @@ impl Daemon {
                     rib.route_refresh(id, f)
                         .map_err(|e| CoreError::FailedPrecondition(e.to_string()))?;
                 }
-                self.pump(Instant::now());
+                self.pump(now);
             }
         }
-        self.get_peer(address)
+        self.get_peer(address, now)
     }
-    pub fn watch_peers(&self) -> am::PeerWatch {
+
+    pub fn watch_peers(&self, now: Instant) -> am::PeerWatch {
         am::PeerWatch {
             sequence: self.peer_seq,
-            peers: self.list_peers(),
+            peers: self.list_peers(now),
             updates: self.peer_events.subscribe(),
         }
     }
-    pub fn status(&self) -> am::DaemonStatus {
+
+    pub fn status(&self, now: Instant) -> am::DaemonStatus {
         let state = self.state.as_ref();
         let established = self
             .peers
             .values()
-            .filter(|s| s.status.state == am::SessionState::Established)
+            .filter(|s| s.track.state == State::Established)
             .count() as u32;
         am::DaemonStatus {
             router_id: state
@@ -531,16 +605,16 @@ impl Daemon {
                 .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
             local_as: state.map(|s| s.local_as).unwrap_or(0),
             version: env!("CARGO_PKG_VERSION").into(),
-            uptime_seconds: self.started.elapsed().as_secs(),
+            uptime_seconds: now.saturating_duration_since(self.clock.started).as_secs(),
             datastore: self.datastore,
             datastore_detail: self.datastore_detail.clone(),
-            fib: match (self.fib.is_some(), self.fib_converged) {
+            fib: match (self.kernel.active(), self.kernel.converged()) {
                 (false, _) => am::FibSync::Disabled,
                 (true, false) => am::FibSync::Syncing,
                 (true, true) => am::FibSync::InSync,
             },
-            fib_detail: format!("{} routes programmed", self.in_fib.len()),
-            graceful_restart: if self.fib.is_some() && !self.fib_converged {
+            fib_detail: format!("{} routes programmed", self.kernel.programmed()),
+            graceful_restart: if self.kernel.active() && !self.kernel.converged() {
                 am::GracefulRestart::Restarting
             } else {
                 am::GracefulRestart::Idle
@@ -560,6 +634,7 @@ impl Daemon {
             log_level: self.opts.log_level.clone(),
         }
     }
+
     pub fn set_log_level(&mut self, filter: String) -> Result<String, CoreError> {
         let Some(log) = self.log.as_ref() else {
             return Err(CoreError::FailedPrecondition(
@@ -570,15 +645,18 @@ impl Daemon {
         let old = std::mem::replace(&mut self.opts.log_level, filter);
         Ok(old)
     }
+
     /// The configuration in force as JSON (schema
     /// `tabby.effective-config/v1`, see docs/effective-config.md).
     pub fn effective_config(&self) -> String {
         effective_config::EffectiveConfig::of(self).to_json()
     }
+
     /// When the datastore last changed this node's configuration.
     pub fn last_reconfigured(&self) -> Option<std::time::SystemTime> {
         self.last_reconfigured
     }
+
     pub fn health(&self) -> am::Health {
         let mut reasons = Vec::new();
         if self.state.is_none() {
@@ -594,11 +672,11 @@ impl Daemon {
             reasons.push(format!("configuration: {w}"));
         }
         for (a, s) in &self.peers {
-            if s.status.enabled && s.status.state != am::SessionState::Established {
-                reasons.push(format!("peer {a} is {}", s.status.state.name()));
+            if s.track.enabled && s.track.state != State::Established {
+                reasons.push(format!("peer {a} is {}", api_state(s.track.state).name()));
             }
         }
-        if self.fib.is_some() && !self.fib_converged {
+        if self.kernel.active() && !self.kernel.converged() {
             reasons.push("waiting for End-of-RIB before removing stale kernel routes".to_owned());
         }
         am::Health {

@@ -243,8 +243,7 @@ impl EffectiveConfig {
             doc.peers.push(peer);
         }
         for slot in d.peers.values() {
-            if let PeerOrigin::Api = slot.origin {
-                let cfg = &slot.status.config;
+            if let PeerOrigin::Api(cfg) = &slot.origin {
                 let p = api_peer(state, cfg);
                 let spec = api_session_spec(state, cfg);
                 let mut peer = peer_entry(state, &p, &spec, cluster_id, &mut policies);

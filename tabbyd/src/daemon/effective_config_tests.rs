@@ -22,6 +22,7 @@ impl Sessions for Recorder {
     fn listen(&mut self, _addrs: Vec<SocketAddr>) -> Result<(), String> {
         Ok(())
     }
+
     fn spawn(&mut self, _id: PeerId, spec: SessionSpec) -> Result<SessionHandle, String> {
         self.0.lock().unwrap().push(spec);
         // Commands go nowhere: these tests look at configuration only.
@@ -50,6 +51,7 @@ pub(in crate::daemon) fn daemon_with(yaml: &str) -> (Daemon, Spawned) {
         None,
         None,
         Arc::new(Metrics::default()),
+        Instant::now(),
     );
     let res = topo::Resources::from_yaml_str(yaml, "test.yaml").unwrap();
     d.apply_resources(&res, Instant::now());
@@ -304,7 +306,7 @@ fn an_api_peer_is_listed_as_the_daemon_started_it() {
     cfg.hold_time = Some(30);
     cfg.keepalive = Some(10);
     cfg.description = "lab router".into();
-    d.add_api_peer(cfg.clone()).unwrap();
+    d.add_api_peer(cfg.clone(), Instant::now()).unwrap();
     let started = spawned.lock().unwrap().last().cloned().unwrap();
     let state = d.state.as_ref().unwrap();
     let mine = api_session_spec(state, &cfg);
@@ -339,6 +341,7 @@ fn before_any_configuration_the_document_says_so() {
         None,
         None,
         Arc::new(Metrics::default()),
+        Instant::now(),
     );
     let (_, v) = doc_json(&d);
     assert_eq!(v["schema"], SCHEMA);

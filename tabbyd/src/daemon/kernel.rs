@@ -1,33 +1,106 @@
 //! The kernel view: best routes turned into kernel routes (Calico's rules:
 //! own blocks blackholed, tunnelled next hops onlink through the tunnel
 //! device) and the restart rule's convergence, sent to fib-sync as one
-//! ordered op stream.
+//! ordered op stream. It owns no routing state: the RIB decides, the node
+//! state says how each prefix is reached, and this part only maps and sends.
 
 use super::*;
 
-impl Daemon {
-    pub(super) fn best_changed(&mut self, c: BestChange) {
-        // Built only for live watchers: a reflector's million changes
-        // would otherwise each be converted for nobody.
-        self.journal
-            .publish_with(c.prefix, || route_update(c.prefix, c.best.as_ref()));
-        // A reflector without a FIB has no kernel route to work out.
-        if self.fib.is_some() {
-            let op = self.fib_route(&c.prefix, c.best.as_ref());
-            self.program(c.prefix, op);
+/// What the daemon asked of the kernel, and when stale routes may go.
+#[derive(Debug)]
+pub(super) struct KernelView {
+    /// fib-sync's op stream; `None` on a reflector without a FIB.
+    fib: Option<mpsc::UnboundedSender<FibOp>>,
+    tunnel_device: String,
+    /// Prefixes whose route was sent and not yet removed: a withdrawal is
+    /// sent only for them, and the status and CalicoNodeStatus report them.
+    programmed: BTreeSet<IpNet>,
+    /// `Converged` was sent: routes of a previous run are gone.
+    converged: bool,
+    /// Past this, stale routes go even if some End-of-RIB never came.
+    deferral_deadline: Instant,
+}
+
+impl KernelView {
+    pub(super) fn new(
+        fib: Option<mpsc::UnboundedSender<FibOp>>,
+        tunnel_device: String,
+        deferral_deadline: Instant,
+    ) -> Self {
+        KernelView {
+            fib,
+            tunnel_device,
+            programmed: BTreeSet::new(),
+            converged: false,
+            deferral_deadline,
         }
     }
-    pub(super) fn program(&mut self, prefix: IpNet, route: Option<FibRoute>) {
+
+    /// False on a reflector without a FIB.
+    pub(super) fn active(&self) -> bool {
+        self.fib.is_some()
+    }
+
+    /// True once stale routes of a previous run were released.
+    pub(super) fn converged(&self) -> bool {
+        self.converged
+    }
+
+    /// The deferral deadline while it still matters.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        (!self.converged && self.active()).then_some(self.deferral_deadline)
+    }
+
+    pub(super) fn holds(&self, prefix: &IpNet) -> bool {
+        self.programmed.contains(prefix)
+    }
+
+    pub(super) fn programmed(&self) -> usize {
+        self.programmed.len()
+    }
+
+    /// One best-route change.
+    pub(super) fn best_changed(
+        &mut self,
+        state: Option<&NodeState>,
+        prefix: IpNet,
+        best: Option<&BestRoute>,
+        metrics: &Metrics,
+    ) {
+        if self.active() {
+            let route = self.route_for(state, &prefix, best);
+            self.program(prefix, route, metrics);
+        }
+    }
+
+    /// Every best route again (the node state changed how prefixes are
+    /// reached).
+    pub(super) fn reprogram_all(
+        &mut self,
+        state: Option<&NodeState>,
+        rib: &Rib,
+        metrics: &Metrics,
+    ) {
+        if !self.active() {
+            return;
+        }
+        for (prefix, best) in rib.best_routes() {
+            let r = self.route_for(state, &prefix, Some(&best));
+            self.program(prefix, r, metrics);
+        }
+    }
+
+    fn program(&mut self, prefix: IpNet, route: Option<FibRoute>, metrics: &Metrics) {
         let Some(fib) = self.fib.as_ref() else {
             return;
         };
         let op = match route {
             Some(r) => {
-                self.in_fib.insert(prefix);
+                self.programmed.insert(prefix);
                 FibOp::Set(r)
             }
             None => {
-                if !self.in_fib.remove(&prefix) {
+                if !self.programmed.remove(&prefix) {
                     return;
                 }
                 FibOp::Remove(prefix)
@@ -38,21 +111,25 @@ impl Daemon {
             FibOp::Remove(_) => "remove",
             FibOp::Converged => "converged",
         };
-        self.metrics
+        metrics
             .fib_operations
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
         let _ = fib.send(op);
     }
+
     /// The kernel route for a best path (Calico semantics), if any.
-    pub(super) fn fib_route(&self, prefix: &IpNet, best: Option<&BestRoute>) -> Option<FibRoute> {
+    pub(super) fn route_for(
+        &self,
+        state: Option<&NodeState>,
+        prefix: &IpNet,
+        best: Option<&BestRoute>,
+    ) -> Option<FibRoute> {
         let best = best?;
         if best.local {
             // Own pod blocks are blackholed: more specific per-pod routes win.
             let blackhole = match &best.source {
-                RouteSource::Local { owner, kind } if owner == TOPOLOGY_OWNER => self
-                    .state
-                    .as_ref()
+                RouteSource::Local { owner, .. } if owner == TOPOLOGY_OWNER => state
                     .and_then(|s| s.originated.get(prefix))
                     .is_some_and(|r| r.blackhole),
                 RouteSource::Local { kind, .. } => *kind == LocalKind::PodBlock,
@@ -69,21 +146,18 @@ impl Daemon {
         if gateways.is_empty() {
             return None;
         }
-        let mode = self
-            .state
-            .as_ref()
+        let mode = state
             .map(|s| s.kernel_route_for(prefix))
             .unwrap_or(KernelRoute::Direct);
+        let tunnel = |gw: IpAddr| NextHopSpec::onlink(gw, self.tunnel_device.clone());
         let hop = |gw: IpAddr| -> Option<NextHopSpec> {
             match mode {
                 KernelRoute::Skip => None,
                 KernelRoute::Direct => Some(NextHopSpec::gateway(gw)),
-                KernelRoute::Tunnel => {
-                    Some(NextHopSpec::onlink(gw, self.opts.tunnel_device.clone()))
-                }
+                KernelRoute::Tunnel => Some(tunnel(gw)),
                 KernelRoute::TunnelUnlessNextHopIn(net) => match gw {
                     IpAddr::V4(v4) if net.contains(&v4) => Some(NextHopSpec::gateway(gw)),
-                    _ => Some(NextHopSpec::onlink(gw, self.opts.tunnel_device.clone())),
+                    _ => Some(tunnel(gw)),
                 },
             }
         };
@@ -97,41 +171,45 @@ impl Daemon {
             pref_src: None,
         })
     }
-    pub(super) fn reprogram_all(&mut self) {
-        let Some(rib) = self.rib.as_ref() else {
-            return;
-        };
-        let routes = rib.best_routes();
-        for (prefix, best) in routes {
-            let r = self.fib_route(&prefix, Some(&best));
-            self.program(prefix, r);
-        }
-    }
-    pub(super) fn check_converged(&mut self, now: Instant) {
-        if self.fib_converged || self.fib.is_none() || self.rib.is_none() {
+
+    /// The restart rule (RFC 4724 §4.1 for the kernel): once every peer
+    /// sent End-of-RIB (`all_in`), when there is no peer at all, or at the
+    /// deferral deadline, fib-sync may remove routes of a previous run.
+    pub(super) fn check_converged(&mut self, now: Instant, all_in: bool, no_peers: bool) {
+        if self.converged || !self.active() {
             return;
         }
-        let all_in = !self.peers.is_empty()
-            && self.peers.values().all(|s| {
-                s.status.state == am::SessionState::Established
-                    && !s.families.is_empty()
-                    && s.families.is_subset(&s.eor)
-            });
-        let no_peers = self.peers.is_empty() && self.state.is_some();
         if all_in || no_peers || now >= self.deferral_deadline {
             info!(
                 by_timer = !(all_in || no_peers),
                 "routing converged: removing stale kernel routes of a previous run"
             );
-            self.fib_converged = true;
+            self.converged = true;
             if let Some(fib) = self.fib.as_ref() {
                 let _ = fib.send(FibOp::Converged);
             }
         }
     }
+}
 
-    /// Whether `prefix` is programmed in the kernel.
+impl Daemon {
+    /// Where convergence stands for the kernel view: every peer up with
+    /// End-of-RIB for each family, or no peers at all.
+    pub(super) fn check_converged(&mut self, now: Instant) {
+        if self.rib.is_none() {
+            return;
+        }
+        let all_in = !self.peers.is_empty()
+            && self.peers.values().all(|s| {
+                s.track.state == State::Established
+                    && !s.families.is_empty()
+                    && s.families.is_subset(&s.eor)
+            });
+        let no_peers = self.peers.is_empty() && self.state.is_some();
+        self.kernel.check_converged(now, all_in, no_peers);
+    }
+
     pub fn in_fib(&self, prefix: &IpNet) -> bool {
-        self.in_fib.contains(prefix)
+        self.kernel.holds(prefix)
     }
 }

@@ -1,10 +1,22 @@
 //! The daemon core: one owner of the RIB, the peers and the desired state.
 //!
 //! Everything that changes routing state goes through [`Daemon`]: session
-//! events, datastore updates and API calls. Each entry point mutates the
-//! state and then [`Daemon::pump`]s the RIB's outputs to the kernel, the
-//! API watchers and the sessions. The RIB and the FSMs are sans-IO; the I/O
-//! lives in the session tasks and the FIB task, reached through channels.
+//! events, datastore updates and API calls, each with the `now` of its
+//! caller (the core reads no clock; wall time derives from the start). Each
+//! entry point mutates the state and then [`Daemon::pump`]s the RIB's
+//! outputs one way: best changes to the kernel view and the API watchers,
+//! encoded UPDATE batches to the sessions. Three parts:
+//!
+//! - [`peer_table`]: the node state turned into peers (the topology diff),
+//!   each peer's lifecycle, and what the sessions report back;
+//! - [`kernel`]: best routes turned into kernel routes, and the restart
+//!   rule's convergence, as one ordered op stream into fib-sync;
+//! - [`api`]: the façade `core_api.rs` calls, and the conversions to and
+//!   from the API's model (no API type is the core's state but the
+//!   settings an API client gave a peer).
+//!
+//! The RIB and the FSMs are sans-IO; the I/O lives in the session tasks
+//! and the FIB task, reached through channels.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -19,8 +31,7 @@ use tabby_bgp::message::{RefreshSubtype, Update};
 use tabby_bgp::{Asn, Family};
 use tabby_fib_sync::{FibRoute, NextHopSpec};
 use tabby_rib::{
-    BestChange, BestRoute, DownKind, LocalKind, LocalRoute, PeerId, PeerSession, Rib, RibConfig,
-    RouteSource,
+    BestRoute, DownKind, LocalKind, LocalRoute, PeerId, PeerSession, Rib, RibConfig, RouteSource,
 };
 use tabby_topology::{self as topo, Change, KernelRoute, NodeState};
 use tokio::sync::mpsc;
@@ -66,7 +77,52 @@ pub struct Options {
 #[derive(Debug, Clone)]
 enum PeerOrigin {
     Topology(Box<topo::Peer>),
-    Api,
+    /// Added through the API, with these settings.
+    Api(Box<am::PeerConfig>),
+}
+
+/// A peer's session as the daemon tracks it; `api.rs` builds the API's
+/// view from it (and from the peer's origin) on request.
+#[derive(Debug, Clone)]
+struct SessionTrack {
+    state: State,
+    /// When `state` was entered.
+    since: Instant,
+    /// Administratively enabled (the API can stop a session).
+    enabled: bool,
+    remote_router_id: Option<std::net::Ipv4Addr>,
+    hold_time: Option<Duration>,
+    updates_sent: u64,
+    updates_received: u64,
+    prefixes_received: u64,
+    notifications_sent: u64,
+    notifications_received: u64,
+    /// Times the session left Established.
+    flaps: u64,
+    /// The last NOTIFICATION, sent (`true`) or received, and when.
+    last_error: Option<(tabby_bgp::Notification, bool, Instant)>,
+    /// Why the session is where it is, for the info column.
+    info: String,
+}
+
+impl SessionTrack {
+    fn new(now: Instant) -> Self {
+        SessionTrack {
+            state: State::Idle,
+            since: now,
+            enabled: true,
+            remote_router_id: None,
+            hold_time: None,
+            updates_sent: 0,
+            updates_received: 0,
+            prefixes_received: 0,
+            notifications_sent: 0,
+            notifications_received: 0,
+            flaps: 0,
+            last_error: None,
+            info: String::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -74,7 +130,7 @@ struct PeerSlot {
     id: PeerId,
     origin: PeerOrigin,
     session: SessionHandle,
-    status: am::PeerStatus,
+    track: SessionTrack,
     families: BTreeSet<Family>,
     eor: BTreeSet<Family>,
     /// IPv4 offered over this IPv6 session (RFC 8950); re-checked when the
@@ -88,22 +144,17 @@ struct PeerSlot {
 /// The daemon core.
 pub struct Daemon {
     opts: Options,
-    started: Instant,
+    clock: WallClock,
     state: Option<NodeState>,
     rib: Option<Rib>,
     peers: BTreeMap<IpAddr, PeerSlot>,
     by_id: HashMap<PeerId, IpAddr>,
     next_id: u32,
     sessions: Box<dyn Sessions>,
-    fib: Option<mpsc::UnboundedSender<FibOp>>,
-    fib_converged: bool,
-    deferral_deadline: Instant,
+    kernel: kernel::KernelView,
     journal: RouteJournal,
     peer_events: tabby_api::Feed<am::PeerEvent>,
     peer_seq: u64,
-    local_routes: BTreeMap<String, BTreeMap<IpNet, am::LocalRoute>>,
-    /// Prefixes currently programmed into the kernel by us.
-    in_fib: BTreeSet<IpNet>,
     datastore: am::DatastoreSync,
     datastore_detail: String,
     /// What the datastore skipped or cannot read; each is a readiness reason.
@@ -125,11 +176,25 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// Wall-clock time derived from the monotonic `now` every entry point is
+/// given: the clock is read once, when the core starts.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    started: Instant,
+    started_wall: SystemTime,
+}
+
+impl WallClock {
+    fn at(&self, now: Instant) -> SystemTime {
+        self.started_wall + now.saturating_duration_since(self.started)
+    }
+
+    fn unix(&self, now: Instant) -> u64 {
+        self.at(now)
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
 }
 
 fn family_of_addr(a: &IpAddr) -> Family {
@@ -146,26 +211,29 @@ impl Daemon {
         fib: Option<mpsc::UnboundedSender<FibOp>>,
         log: Option<LogControl>,
         metrics: Arc<Metrics>,
+        now: Instant,
     ) -> Daemon {
-        let now = Instant::now();
         let peer_events = tabby_api::Feed::new(1024);
         Daemon {
-            deferral_deadline: now + opts.deferral_time,
+            kernel: kernel::KernelView::new(
+                fib,
+                opts.tunnel_device.clone(),
+                now + opts.deferral_time,
+            ),
             opts,
-            started: now,
+            clock: WallClock {
+                started: now,
+                started_wall: SystemTime::now(),
+            },
             state: None,
             rib: None,
             peers: BTreeMap::new(),
             by_id: HashMap::new(),
             next_id: 1,
             sessions,
-            fib,
-            fib_converged: false,
             journal: RouteJournal::new(65_536, 4096),
             peer_events,
             peer_seq: 0,
-            local_routes: BTreeMap::new(),
-            in_fib: BTreeSet::new(),
             datastore: am::DatastoreSync::Syncing,
             datastore_detail: "waiting for the first read".into(),
             datastore_problems: Vec::new(),
@@ -175,16 +243,16 @@ impl Daemon {
             metrics,
         }
     }
+
     /// When the core next needs [`Daemon::on_timer`].
     pub fn next_deadline(&self) -> Option<Instant> {
         let rib = self.rib.as_ref().and_then(|r| r.next_deadline());
-        let deferral =
-            (!self.fib_converged && self.fib.is_some()).then_some(self.deferral_deadline);
-        match (rib, deferral) {
+        match (rib, self.kernel.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
+
     pub fn on_timer(&mut self, now: Instant) {
         if let Some(rib) = self.rib.as_mut() {
             rib.on_timer(now);
@@ -201,7 +269,16 @@ impl Daemon {
         let changed = rib.drain_changed_prefixes();
         let outgoing = rib.drain_outgoing();
         for c in changes {
-            self.best_changed(c);
+            // Built only for live watchers: a reflector's million changes
+            // would otherwise each be converted for nobody.
+            self.journal
+                .publish_with(c.prefix, || route_update(c.prefix, c.best.as_ref()));
+            self.kernel.best_changed(
+                self.state.as_ref(),
+                c.prefix,
+                c.best.as_ref(),
+                &self.metrics,
+            );
         }
         // Without change detail (no FIB): the route as it is now, built
         // only for live watchers.
@@ -216,6 +293,7 @@ impl Daemon {
         }
         self.check_converged(now);
     }
+
     /// Hands one RIB batch to its recipients. The batch was encoded once
     /// by the update group: every member gets the same `Arc` and, in its
     /// session task, skips what came from itself, so a reflector's fan-out
@@ -229,7 +307,7 @@ impl Daemon {
             if n == 0 {
                 continue;
             }
-            slot.status.counters.updates_sent += n;
+            slot.track.updates_sent += n;
             slot.updates_out.inc_by(n);
             slot.session.command(PeerCommand::SendShared {
                 batch: out.batch.clone(),

@@ -21,6 +21,7 @@ impl Daemon {
         };
         self.datastore_detail = err.to_owned();
     }
+
     /// New resources arrived: derive this node's state and apply the delta.
     pub fn apply_resources(&mut self, res: &topo::Resources, now: Instant) {
         let new = match topo::derive(res, &self.opts.node_name) {
@@ -66,6 +67,7 @@ impl Daemon {
         }
         self.pump(now);
     }
+
     pub(super) fn rib_config(state: &NodeState) -> RibConfig {
         let mut cfg = RibConfig::new(state.router_id, Asn(state.local_as));
         cfg.cluster_id = state.rr_cluster_id;
@@ -78,8 +80,9 @@ impl Daemon {
             .collect();
         cfg
     }
+
     pub(super) fn first_state(&mut self, state: NodeState, now: Instant) {
-        self.last_reconfigured = Some(std::time::SystemTime::now());
+        self.last_reconfigured = Some(self.clock.at(now));
         info!(
             node = %state.node_name,
             router_id = %state.router_id,
@@ -91,7 +94,7 @@ impl Daemon {
         let mut rib = Rib::new(Self::rib_config(&state));
         // A reflector without a FIB needs no route per change; the journal
         // asks for the current one when somebody watches live.
-        rib.set_change_detail(self.fib.is_some());
+        rib.set_change_detail(self.kernel.active());
         self.rib = Some(rib);
         let listen: Vec<SocketAddr> = if state.listen_addresses.is_empty() {
             vec![SocketAddr::new(
@@ -119,6 +122,7 @@ impl Daemon {
             self.add_topology_peer(p, now);
         }
     }
+
     pub(super) fn originate_all(&mut self) {
         let (Some(state), Some(rib)) = (self.state.as_ref(), self.rib.as_mut()) else {
             return;
@@ -130,6 +134,7 @@ impl Daemon {
             .collect();
         rib.replace_local(TOPOLOGY_OWNER, routes);
     }
+
     pub(super) fn apply_diff(&mut self, old: NodeState, new: NodeState, now: Instant) {
         let changes = topo::diff(&old, &new);
         if changes.is_empty() {
@@ -138,7 +143,7 @@ impl Daemon {
             return;
         }
         info!(changes = changes.len(), "applying configuration changes");
-        self.last_reconfigured = Some(std::time::SystemTime::now());
+        self.last_reconfigured = Some(self.clock.at(now));
         let restart_needed = changes
             .iter()
             .any(|c| matches!(c, Change::GlobalChanged(f) if f.iter().any(|f| f.needs_restart())));
@@ -198,7 +203,10 @@ impl Daemon {
                 Change::ExportBaseChanged { .. } => policy_all = true,
                 Change::PoolsChanged => {
                     policy_all = true;
-                    self.reprogram_all();
+                    if let Some(rib) = self.rib.as_ref() {
+                        self.kernel
+                            .reprogram_all(self.state.as_ref(), rib, &self.metrics);
+                    }
                 }
                 Change::GlobalChanged(fields) => {
                     info!(?fields, "global settings changed (no session affected)");
@@ -219,6 +227,7 @@ impl Daemon {
             }
         }
     }
+
     /// Re-applies a topology peer's import/export policy without a reset.
     pub(super) fn refresh_policy(&mut self, address: IpAddr) {
         let (Some(state), Some(rib)) = (self.state.as_ref(), self.rib.as_mut()) else {
@@ -240,6 +249,7 @@ impl Daemon {
             Err(e) => warn!(peer = %address, error = %e, "policy update failed"),
         }
     }
+
     /// The families offered to a topology peer: its address's, plus IPv4
     /// with RFC 8950 extended next hop on an IPv6-only peering.
     pub(super) fn topology_families(state: &NodeState, p: &topo::Peer) -> Vec<Family> {
@@ -249,6 +259,7 @@ impl Daemon {
         }
         f
     }
+
     /// The session and RIB settings of every peer, from the cluster or the API, come from
     /// one [`topo::Peer`].
     pub(super) fn session_spec(state: &NodeState, p: &topo::Peer) -> SessionSpec {
@@ -282,6 +293,7 @@ impl Daemon {
             ttl_security: p.ttl_security,
         }
     }
+
     /// An IPv4 session to a peer appeared or went away: its IPv6 session
     /// must start or stop carrying IPv4, which only a new OPEN can say.
     pub(super) fn recheck_ipv4_over_ipv6(&mut self, now: Instant) {
@@ -305,12 +317,14 @@ impl Daemon {
             self.add_topology_peer(p, now);
         }
     }
+
     pub(super) fn alloc_id(&mut self) -> PeerId {
         let id = PeerId(self.next_id);
         self.next_id += 1;
         id
     }
-    pub(super) fn add_topology_peer(&mut self, p: topo::Peer, _now: Instant) {
+
+    pub(super) fn add_topology_peer(&mut self, p: topo::Peer, now: Instant) {
         let Some(state) = self.state.as_ref() else {
             return;
         };
@@ -320,34 +334,25 @@ impl Daemon {
         }
         let spec = Self::session_spec(state, &p);
         let rib_cfg = convert::peer_config(state, &p);
-        let peer_type = match p.kind {
-            topo::PeerKind::Mesh => am::PeerType::NodeMesh,
-            topo::PeerKind::Global => am::PeerType::Global,
-            topo::PeerKind::Node => am::PeerType::NodeSpecific,
-        };
-        let mut cfg = am::PeerConfig::new(p.key.address, p.peer_as);
-        cfg.local_as = p.local_as_override;
-        cfg.passive = p.passive;
-        cfg.route_reflector_client = p.rr_client;
-        cfg.peer_type = peer_type;
-        cfg.description = p.calico_node.clone().unwrap_or_else(|| p.origin.clone());
-        cfg.families = Self::topology_families(state, &p)
-            .into_iter()
-            .filter_map(api_family)
-            .collect();
-        cfg.keepalive = spec.config.keepalive;
-        cfg.hold_time = Some(spec.config.hold_time);
-        self.install_peer(PeerOrigin::Topology(Box::new(p)), spec, rib_cfg, cfg);
+        let address = p.key.address;
+        self.install_peer(
+            PeerOrigin::Topology(Box::new(p)),
+            spec,
+            rib_cfg,
+            address,
+            now,
+        );
     }
+
     pub(super) fn install_peer(
         &mut self,
         origin: PeerOrigin,
         spec: SessionSpec,
         rib_cfg: tabby_rib::PeerConfig,
-        api_cfg: am::PeerConfig,
+        address: IpAddr,
+        now: Instant,
     ) {
         let id = self.alloc_id();
-        let address = api_cfg.address;
         let ipv4_over_ipv6 = spec.config.extended_next_hop;
         if let Some(rib) = self.rib.as_mut()
             && let Err(e) = rib.add_peer(id, rib_cfg)
@@ -366,8 +371,6 @@ impl Daemon {
             }
         };
         session.command(PeerCommand::Start);
-        let mut status = am::PeerStatus::idle(api_cfg);
-        status.state_since_unix_seconds = unix_now();
         self.by_id.insert(id, address);
         self.peers.insert(
             address,
@@ -375,7 +378,7 @@ impl Daemon {
                 id,
                 origin,
                 session,
-                status,
+                track: SessionTrack::new(now),
                 families: BTreeSet::new(),
                 eor: BTreeSet::new(),
                 ipv4_over_ipv6,
@@ -395,8 +398,9 @@ impl Daemon {
                 state: "Idle".into(),
             })
             .inc();
-        self.publish_peer(address, am::PeerChange::Added);
+        self.publish_peer(address, am::PeerChange::Added, now);
     }
+
     pub(super) fn remove_peer_slot(&mut self, address: IpAddr, now: Instant) {
         let Some(slot) = self.peers.remove(&address) else {
             return;
@@ -413,19 +417,21 @@ impl Daemon {
         self.metrics
             .sessions
             .get_or_create(&StateLabel {
-                state: slot.status.state.name().into(),
+                state: slot.track.state.to_string(),
             })
             .dec();
         self.peer_seq += 1;
         let sequence = self.peer_seq;
+        let peer = self.status_of(&slot, now);
         self.peer_events.send_with(|| am::PeerEvent {
             sequence,
             change: am::PeerChange::Removed,
-            peer: slot.status,
+            peer,
         });
         self.pump(now);
     }
-    pub(super) fn publish_peer(&mut self, address: IpAddr, change: am::PeerChange) {
+
+    pub(super) fn publish_peer(&mut self, address: IpAddr, change: am::PeerChange, now: Instant) {
         let Some(slot) = self.peers.get(&address) else {
             return;
         };
@@ -434,9 +440,10 @@ impl Daemon {
         self.peer_events.send_with(|| am::PeerEvent {
             sequence,
             change,
-            peer: self.status_of(slot),
+            peer: self.status_of(slot, now),
         });
     }
+
     /// Sets the per-peer, per-family prefix gauges from the RIB; called
     /// before each `/metrics` scrape so the gauges cost nothing otherwise.
     pub fn refresh_prefix_gauges(&self) {
@@ -473,6 +480,7 @@ impl Daemon {
         self.absorb_session_event(id, ev, now);
         self.pump(now);
     }
+
     /// One session event into the RIB without pumping: the event loop
     /// absorbs every queued event first and pumps once, so UPDATEs that
     /// arrived together leave in shared batches.
@@ -483,13 +491,13 @@ impl Daemon {
         match ev {
             PeerEvent::StateChanged { from, to } => {
                 if let Some(slot) = self.peers.get_mut(&address) {
-                    slot.status.state = api_state(to);
-                    slot.status.state_since_unix_seconds = unix_now();
+                    slot.track.state = to;
+                    slot.track.since = now;
                     if to == State::Established {
                         slot.established_at = Some(now);
                     } else if from == State::Established {
                         slot.established_at = None;
-                        slot.status.counters.flaps += 1;
+                        slot.track.flaps += 1;
                     }
                 }
                 self.metrics
@@ -510,6 +518,7 @@ impl Daemon {
                     am::PeerChange::StateChanged {
                         previous: api_state(from),
                     },
+                    now,
                 );
             }
             PeerEvent::Established(neg) => {
@@ -517,11 +526,9 @@ impl Daemon {
                 if let Some(slot) = self.peers.get_mut(&address) {
                     slot.families = neg.families.clone();
                     slot.eor.clear();
-                    slot.status.remote_router_id = Some(neg.peer_id);
-                    slot.status.negotiated_hold_time = neg.hold_time.as_secs() as u16;
-                    slot.status.negotiated_families =
-                        neg.families.iter().filter_map(|f| api_family(*f)).collect();
-                    slot.status.info = "Established".into();
+                    slot.track.remote_router_id = Some(neg.peer_id);
+                    slot.track.hold_time = Some(neg.hold_time);
+                    slot.track.info = "Established".into();
                 }
                 if let Some(rib) = self.rib.as_mut()
                     && let Err(e) = rib.peer_up(id, session, now)
@@ -531,8 +538,8 @@ impl Daemon {
             }
             PeerEvent::Update(u) => {
                 if let Some(slot) = self.peers.get_mut(&address) {
-                    slot.status.counters.updates_received += 1;
-                    slot.status.counters.prefixes_received +=
+                    slot.track.updates_received += 1;
+                    slot.track.prefixes_received +=
                         (u.nlri.len() + u.mp_reach.as_ref().map_or(0, |m| m.nlri.len())) as u64;
                 }
                 self.metrics
@@ -576,22 +583,15 @@ impl Daemon {
                 let kind = DownKind::from(&d);
                 info!(peer = %address, reason = %d.reason, graceful = d.stale.is_some(), "session down");
                 if let Some(slot) = self.peers.get_mut(&address) {
-                    slot.status.info = d.reason.to_string();
-                    let note = |n: &tabby_bgp::Notification, local: bool| am::PeerError {
-                        code: n.code,
-                        subcode: n.subcode,
-                        text: n.to_string(),
-                        sent_by_local: local,
-                        at_unix_seconds: unix_now(),
-                    };
+                    slot.track.info = d.reason.to_string();
                     match &d.reason {
                         DownReason::NotificationSent(n) => {
-                            slot.status.counters.notifications_sent += 1;
-                            slot.status.last_error = Some(note(n, true));
+                            slot.track.notifications_sent += 1;
+                            slot.track.last_error = Some((n.clone(), true, now));
                         }
                         DownReason::NotificationReceived(n) => {
-                            slot.status.counters.notifications_received += 1;
-                            slot.status.last_error = Some(note(n, false));
+                            slot.track.notifications_received += 1;
+                            slot.track.last_error = Some((n.clone(), false, now));
                         }
                         _ => {}
                     }
@@ -608,6 +608,7 @@ impl Daemon {
             }
         }
     }
+
     /// RFC 4486 §4: past the limit, Cease / Maximum Number of Prefixes
     /// Reached with AFI, SAFI and the limit as data.
     pub(super) fn check_max_prefixes(&mut self, address: IpAddr, id: PeerId) {
@@ -622,16 +623,10 @@ impl Daemon {
             let n = rib.prefix_count(id, *f);
             if n > limit as usize {
                 warn!(peer = %address, family = %f, prefixes = n, limit, "maximum number of prefixes exceeded: closing the session");
-                let mut data = Vec::with_capacity(7);
-                data.extend_from_slice(&f.afi.0.to_be_bytes());
-                data.push(f.safi.0);
-                data.extend_from_slice(&limit.to_be_bytes());
-                slot.session
-                    .command(PeerCommand::Cease(tabby_bgp::Notification::new(
-                        tabby_bgp::notification::code::CEASE,
-                        tabby_bgp::notification::cease::MAX_PREFIXES_REACHED,
-                        data,
-                    )));
+                let cease = tabby_bgp::notification::Cease::MaxPrefixesReached(Some(
+                    tabby_bgp::notification::PrefixLimit { family: *f, limit },
+                ));
+                slot.session.command(PeerCommand::Cease(cease.into()));
                 return;
             }
         }
@@ -676,4 +671,3 @@ pub(super) fn api_peer(state: &NodeState, cfg: &am::PeerConfig) -> topo::Peer {
         export_rules: Vec::new(),
     }
 }
-

@@ -66,6 +66,7 @@ mod tests {
     use super::super::effective_config::tests::daemon_with;
     use super::super::{TOPOLOGY_OWNER, api_path};
     use super::*;
+    use std::time::Instant;
 
     const NODE: &str = "
 apiVersion: projectcalico.org/v3
@@ -146,7 +147,7 @@ spec: {bgp: {ipv4Address: 198.18.0.11/24, ipv6Address: 2001:db8::11/64}}
                 next_hop: None,
             })
             .collect();
-        d.announce(&owner, routes).unwrap();
+        d.announce(&owner, routes, Instant::now()).unwrap();
         let mut sorted = all.clone();
         sorted.sort();
 
@@ -241,6 +242,7 @@ spec: {bgp: {ipv4Address: 198.18.0.11/24, ipv6Address: 2001:db8::11/64}}
                 large_communities: vec![],
                 next_hop: None,
             }],
+            Instant::now(),
         )
         .unwrap();
         let page = d.list_routes(&query(None, None, 0)).unwrap();

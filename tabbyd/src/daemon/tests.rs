@@ -31,6 +31,7 @@ impl Sessions for Recorder {
     fn listen(&mut self, _addrs: Vec<SocketAddr>) -> Result<(), String> {
         Ok(())
     }
+
     fn spawn(&mut self, id: PeerId, spec: SessionSpec) -> Result<SessionHandle, String> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.log.lock().unwrap().push((spec.remote.ip(), id, rx));
@@ -91,6 +92,7 @@ fn harness(max_prefixes: u32) -> Harness {
         Some(fib_tx),
         None,
         Arc::new(Metrics::default()),
+        Instant::now(),
     );
     Harness { daemon, log, fib }
 }
@@ -202,7 +204,7 @@ fn every_configured_peer_gets_a_started_session() {
             "{peer}: {cmds:?}"
         );
     }
-    assert_eq!(h.daemon.list_peers().len(), 2);
+    assert_eq!(h.daemon.list_peers(Instant::now()).len(), 2);
 }
 
 #[test]
@@ -246,7 +248,10 @@ fn own_block_is_blackholed_and_learned_routes_go_via_the_peer() {
         "nothing advertised to the ToR: {cmds:?}"
     );
     // The counters say the same: one route in, our block out.
-    let tor = h.daemon.get_peer("198.18.0.1".parse().unwrap()).unwrap();
+    let tor = h
+        .daemon
+        .get_peer("198.18.0.1".parse().unwrap(), Instant::now())
+        .unwrap();
     assert_eq!(tor.counters.prefixes_accepted, 1);
     assert_eq!(tor.counters.prefixes_advertised, 1, "{tor:?}");
 }
@@ -313,7 +318,17 @@ fn max_prefixes_closes_the_session_with_cease_1() {
             _ => None,
         })
         .expect("Cease sent");
-    assert_eq!((n.code, n.subcode), (6, 1));
+    assert_eq!(
+        n.kind(),
+        tabby_bgp::notification::NotificationKind::Cease(
+            tabby_bgp::notification::Cease::MaxPrefixesReached(Some(
+                tabby_bgp::notification::PrefixLimit {
+                    family: Family::IPV4_UNICAST,
+                    limit: 2
+                }
+            ))
+        )
+    );
     // RFC 4486 §4: AFI 1, SAFI 1, the limit 2.
     assert_eq!(n.data, vec![0, 1, 1, 0, 0, 0, 2]);
 }
@@ -349,7 +364,7 @@ fn api_owners_cannot_use_the_topology_owner_and_announce_counts() {
     h.load(CLUSTER);
     let owner = am::Owner::new(TOPOLOGY_OWNER).unwrap();
     assert!(matches!(
-        h.daemon.announce(&owner, vec![]),
+        h.daemon.announce(&owner, vec![], Instant::now()),
         Err(CoreError::InvalidArgument(_))
     ));
     let ipam = am::Owner::new("ipam").unwrap();
@@ -362,14 +377,49 @@ fn api_owners_cannot_use_the_topology_owner_and_announce_counts() {
     };
     let c = h
         .daemon
-        .replace(&ipam, vec![route("100.64.1.0/26"), route("100.64.2.0/26")])
+        .replace(
+            &ipam,
+            vec![route("100.64.1.0/26"), route("100.64.2.0/26")],
+            Instant::now(),
+        )
         .unwrap();
     assert_eq!((c.added, c.removed), (2, 0));
     let c = h
         .daemon
-        .replace(&ipam, vec![route("100.64.2.0/26")])
+        .replace(&ipam, vec![route("100.64.2.0/26")], Instant::now())
         .unwrap();
     assert_eq!((c.added, c.unchanged, c.removed), (0, 1, 1));
+    // The counts come from the RIB's own record of the owner's routes.
+    let again = h
+        .daemon
+        .announce(
+            &ipam,
+            vec![route("100.64.2.0/26"), route("100.64.3.0/26")],
+            Instant::now(),
+        )
+        .unwrap();
+    assert_eq!((again.added, again.unchanged, again.updated), (1, 1, 0));
+    let mut changed = route("100.64.3.0/26");
+    changed.kind = am::RouteKind::Unspecified;
+    let c = h
+        .daemon
+        .announce(&ipam, vec![changed], Instant::now())
+        .unwrap();
+    assert_eq!((c.added, c.unchanged, c.updated), (0, 0, 1));
+    let w = h
+        .daemon
+        .withdraw(
+            &ipam,
+            vec![
+                "100.64.3.0/26".parse().unwrap(),
+                "100.64.7.0/26".parse().unwrap(),
+            ],
+            Instant::now(),
+        )
+        .unwrap();
+    assert_eq!((w.removed, w.unchanged), (1, 1));
+    let c = h.daemon.replace(&ipam, vec![], Instant::now()).unwrap();
+    assert_eq!((c.added, c.removed), (0, 1));
     let ops = h.fib_ops();
     assert!(
         ops.iter()
@@ -398,6 +448,7 @@ fn routes_announced_without_a_kind_are_not_blackholed() {
                 route("100.64.9.0/26", am::RouteKind::Unspecified),
                 route("100.64.10.0/26", am::RouteKind::PodBlock),
             ],
+            Instant::now(),
         )
         .unwrap();
     let ops = h.fib_ops();
@@ -501,7 +552,10 @@ fn each_peer_gets_its_groups_batches_in_its_wire_format() {
                 .any(|u| u.as_end_of_rib() == Some(Family::IPV4_UNICAST)),
             "{addr}: End-of-RIB"
         );
-        let status = h.daemon.get_peer(addr.parse().unwrap()).unwrap();
+        let status = h
+            .daemon
+            .get_peer(addr.parse().unwrap(), Instant::now())
+            .unwrap();
         assert_eq!(status.counters.updates_sent, messages, "{addr}");
     }
 }
