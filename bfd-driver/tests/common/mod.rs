@@ -1,0 +1,200 @@
+//! The fixture of the lab tests: a BFD driver running inside a network
+//! namespace of an `interop_tests::Lab`, and a log of the events it
+//! publishes. Included by each test file with `mod common;`.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use interop_tests::Ns;
+use nix::sched::{CloneFlags, setns};
+use tabby_bfd_driver::{
+    BfdDriver, BfdEvent, BfdHandle, DriverConfig, SessionId, SessionInfo, Timers,
+};
+use tokio::sync::broadcast;
+
+/// Logs to the test's output (`RUST_LOG=tabby_bfd_driver=debug` for more).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "tabby_bfd_driver=info,interop_tests=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Timers for the lab: `ms` milliseconds both ways, multiplier 3.
+pub fn timers(ms: u64) -> Timers {
+    Timers {
+        desired_min_tx: Duration::from_millis(ms),
+        required_min_rx: Duration::from_millis(ms),
+        detect_mult: 3,
+    }
+}
+
+/// A driver whose task runs on its own thread inside a namespace, so its
+/// sockets and interface look-ups are that namespace's. Dropping it drops
+/// the handle (the driver tells its peers AdminDown and stops) and joins
+/// the thread.
+#[derive(Debug)]
+pub struct NsDriver {
+    pub label: String,
+    handle: Option<BfdHandle>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NsDriver {
+    pub fn start(ns: &Ns, config: DriverConfig) -> Result<NsDriver> {
+        let file = File::open(format!("/run/netns/{}", ns.name))
+            .with_context(|| format!("namespace {ns} does not exist"))?;
+        let (tx, rx) = std::sync::mpsc::channel::<Result<BfdHandle>>();
+        let label = ns.label.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("bfd-{label}"))
+            .spawn(move || {
+                if let Err(e) = setns(&file, CloneFlags::CLONE_NEWNET) {
+                    let _ = tx.send(Err(anyhow!("cannot enter the namespace: {e}")));
+                    return;
+                }
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match BfdDriver::start(config) {
+                        Ok((handle, driver)) => {
+                            let _ = tx.send(Ok(handle));
+                            driver.run().await;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into()));
+                        }
+                    }
+                });
+            })?;
+        let handle = rx
+            .recv()
+            .map_err(|_| anyhow!("the driver thread of {label} died"))??;
+        Ok(NsDriver {
+            label: ns.label.clone(),
+            handle: Some(handle),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn handle(&self) -> &BfdHandle {
+        self.handle.as_ref().expect("handle present until drop")
+    }
+
+    pub async fn info(&self, id: SessionId) -> Result<SessionInfo> {
+        Ok(self.handle().session(id).await?)
+    }
+
+    /// Polls a session's snapshot every 20 ms until `ok` holds.
+    pub async fn wait_info(
+        &self,
+        id: SessionId,
+        what: &str,
+        timeout: Duration,
+        ok: impl Fn(&SessionInfo) -> bool,
+    ) -> Result<SessionInfo> {
+        let start = Instant::now();
+        loop {
+            let i = self.info(id).await?;
+            if ok(&i) {
+                return Ok(i);
+            }
+            if start.elapsed() > timeout {
+                bail!("{}: {id} not {what} within {timeout:?}: {i:#?}", self.label);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for NsDriver {
+    fn drop(&mut self) {
+        drop(self.handle.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Every event of one driver, with the instant the test saw it.
+#[derive(Debug)]
+pub struct EventLog {
+    pub label: String,
+    rx: broadcast::Receiver<(SessionId, BfdEvent)>,
+    /// Each event, and whether `wait` has consumed it.
+    pub seen: Vec<(Instant, SessionId, BfdEvent, bool)>,
+}
+
+impl EventLog {
+    pub fn new(d: &NsDriver) -> EventLog {
+        EventLog {
+            label: d.label.clone(),
+            rx: d.handle().subscribe(),
+            seen: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, sid: SessionId, ev: BfdEvent) {
+        self.seen.push((Instant::now(), sid, ev, false));
+    }
+
+    /// Waits for the next unconsumed event of `id`, which must satisfy
+    /// `ok`; returns it with the instant it arrived.
+    pub async fn wait(
+        &mut self,
+        id: SessionId,
+        timeout: Duration,
+        ok: impl Fn(&BfdEvent) -> bool,
+    ) -> Result<(Instant, BfdEvent)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.seen.iter_mut().find(|e| e.1 == id && !e.3) {
+                e.3 = true;
+                if ok(&e.2) {
+                    return Ok((e.0, e.2));
+                }
+                bail!("{}: {id} reported {:?} unexpectedly", self.label, e.2);
+            }
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Ok((sid, ev))) => self.record(sid, ev),
+                Ok(Err(e)) => bail!("{}: event stream: {e}", self.label),
+                Err(_) => bail!(
+                    "{}: no event for {id} within {timeout:?}; seen {:?}",
+                    self.label,
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Collects whatever arrives within `d`.
+    pub async fn settle(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        while let Ok(Ok((sid, ev))) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            self.record(sid, ev);
+        }
+    }
+
+    /// Events of `id` not yet consumed by `wait`.
+    pub fn unmatched(&self, id: SessionId) -> Vec<BfdEvent> {
+        self.seen
+            .iter()
+            .filter(|e| e.1 == id && !e.3)
+            .map(|e| e.2)
+            .collect()
+    }
+}

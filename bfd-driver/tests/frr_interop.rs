@@ -1,0 +1,202 @@
+//! Interop with FRR's bfdd, single-hop IPv4, both ends active: Tabby and
+//! bfdd both report Up with each other's discriminators; bfdd's `shutdown`
+//! of the peer reaches Tabby as AdminDown (not a failure), `no shutdown`
+//! brings it back; bfdd frozen with SIGSTOP is detected by Tabby with
+//! diagnostic 1 within the Detection Time, and after SIGCONT both come Up.
+//!
+//! bfdd runs alone (no zebra: a single-hop peer without `interface` needs
+//! none) with its config, vty socket, control socket and pid file in the
+//! lab directory. Needs root and FRR (Debian `frr`: /usr/lib/frr/bfdd,
+//! vtysh).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use common::{EventLog, NsDriver, init_tracing, timers};
+use interop_tests::cmd::{self, CMD_TIMEOUT};
+use interop_tests::{Daemon, Lab, Need, preflight};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tabby_bfd_driver::{BfdEvent, Diag, DriverConfig, SessionSpec, State};
+
+const BFDD: &str = "/usr/lib/frr/bfdd";
+const MARGIN: Duration = Duration::from_millis(700);
+
+/// bfdd's vty, through vtysh.
+struct Bfdd {
+    vty: String,
+}
+
+impl Bfdd {
+    fn vtysh(&self, commands: &[&str]) -> Result<String> {
+        let mut args = vec!["--vty_socket", &self.vty, "-d", "bfdd"];
+        for c in commands {
+            args.extend_from_slice(&["-c", c]);
+        }
+        cmd::run_ok("vtysh", &args, CMD_TIMEOUT)
+    }
+
+    /// bfdd's view of its one peer (`show bfd peers json`).
+    fn peer(&self) -> Result<Value> {
+        let out = self.vtysh(&["show bfd peers json"])?;
+        let v: Value = serde_json::from_str(out.trim()).context("bfdd's json")?;
+        v.as_array()
+            .and_then(|a| a.first())
+            .cloned()
+            .context("bfdd has no peer")
+    }
+
+    fn status(&self) -> Result<String> {
+        Ok(self.peer()?["status"].as_str().unwrap_or("?").to_string())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn interop_with_frr_bfdd() -> Result<()> {
+    init_tracing();
+    preflight(&[Need::Root, Need::Frr])?;
+    if !Path::new(BFDD).is_file() {
+        bail!("frr_interop needs FRR's bfdd at {BFDD} (apt-get install frr)");
+    }
+    let mut lab = Lab::new("bfd-frr")?;
+    let tabby = lab.ns("tabby")?;
+    let frr = lab.ns("frr")?;
+    let seg = lab.link(&tabby, &frr)?;
+    let (us, them) = (seg.v4(&tabby)?, seg.v4(&frr)?);
+
+    let conf = format!(
+        "frr defaults traditional\nhostname frr\nlog stdout informational\n!\n\
+         bfd\n peer {us} local-address {them}\n  receive-interval 100\n  transmit-interval 100\n  \
+         detect-multiplier 3\n !\n!\n"
+    );
+    let conf = lab.write_file("bfdd.conf", &conf)?;
+    let vty = lab.path("bfdd.vty");
+    std::fs::create_dir_all(&vty)?;
+    let p = |x: &Path| x.display().to_string();
+    let (pid_file, ctl, zapi) = (
+        lab.path("bfdd.pid"),
+        lab.path("bfdd.sock"),
+        lab.path("zserv.api"),
+    );
+    // Every path in the lab directory: the file system is shared by all
+    // namespaces. zebra is not started; bfdd keeps retrying it, harmlessly.
+    let args = [
+        "-f",
+        &p(&conf),
+        "-i",
+        &p(&pid_file),
+        "--vty_socket",
+        &p(&vty),
+        "--bfdctl",
+        &p(&ctl),
+        "-z",
+        &p(&zapi),
+        "-u",
+        "root",
+        "-g",
+        "frrvty",
+    ];
+    lab.start(&frr, "bfdd", Daemon::other(BFDD, &args))?;
+    let bfdd = Bfdd { vty: p(&vty) };
+    lab.wait_ready("bfdd", Duration::from_secs(10), || bfdd.peer())?;
+
+    let dt = NsDriver::start(&tabby, DriverConfig::default())?;
+    let mut ev = EventLog::new(&dt);
+    let t0 = Instant::now();
+    let id = dt
+        .handle()
+        .add(
+            SessionSpec::single_hop(them.into(), Some(us.into()), Some(seg.ifname(&tabby)?))
+                .with_timers(timers(100)),
+        )
+        .await?;
+    let limit = Duration::from_secs(15);
+    let up = |e: &BfdEvent| *e == BfdEvent::Up;
+    let (t_up, _) = ev.wait(id, limit, up).await?;
+    lab.wait_for("bfdd reports up", limit, || {
+        let s = bfdd.status()?;
+        ensure!(s == "up", "bfdd says {s}");
+        Ok(())
+    })?;
+    let info = dt
+        .wait_info(id, "at 100 ms", limit, |i| {
+            i.detection_time == Some(Duration::from_millis(300))
+        })
+        .await?;
+    let peer = bfdd.peer()?;
+    eprintln!(
+        "measured: Tabby Up {:?} after adding the session",
+        t_up - t0
+    );
+    eprintln!("bfdd: {peer}");
+    ensure!(peer["id"].as_u64() == Some(u64::from(info.remote_discriminator)));
+    ensure!(peer["remote-id"].as_u64() == Some(u64::from(info.local_discriminator)));
+    ensure!(info.tx_interval == Duration::from_millis(100));
+
+    // ----- bfdd shuts the peer down: AdminDown, not a failure.
+    let peer_cmd = format!("peer {us} local-address {them}");
+    let t = Instant::now();
+    bfdd.vtysh(&["configure terminal", "bfd", &peer_cmd, "shutdown"])?;
+    let (t_ad, _) = ev.wait(id, limit, |e| *e == BfdEvent::AdminDown).await?;
+    eprintln!(
+        "measured: Tabby saw bfdd's AdminDown {:?} after `shutdown`",
+        t_ad - t
+    );
+    let i = dt.info(id).await?;
+    ensure!(
+        i.state == State::Down && i.remote_state == State::AdminDown,
+        "{i:#?}"
+    );
+    // FRR 8.4 sends its AdminDown packets with diagnostic 0, not 7 (RFC
+    // 5880 §6.8.16 says SHOULD 7): the state alone must decide.
+    eprintln!("bfdd's AdminDown diagnostic: {:?}", i.remote_diag);
+    bfdd.vtysh(&["configure terminal", "bfd", &peer_cmd, "no shutdown"])?;
+    ev.wait(id, limit, up).await?;
+    lab.wait_for("bfdd up again", limit, || {
+        let s = bfdd.status()?;
+        ensure!(s == "up", "bfdd says {s}");
+        Ok(())
+    })?;
+    dt.wait_info(id, "at 100 ms", limit, |i| {
+        i.detection_time == Some(Duration::from_millis(300))
+    })
+    .await?;
+
+    // ----- bfdd frozen: Tabby detects it in the Detection Time.
+    let pid = Pid::from_raw(i32::try_from(lab.pid("bfdd")?)?);
+    let t = Instant::now();
+    kill(pid, Signal::SIGSTOP)?;
+    let res = ev
+        .wait(id, limit, |e| {
+            *e == BfdEvent::Down {
+                diag: Diag::ControlDetectionTimeExpired,
+            }
+        })
+        .await;
+    // Thawed whatever happened, so the lab can stop it.
+    let _ = kill(pid, Signal::SIGCONT);
+    let (t_down, _) = res?;
+    let took = t_down - t;
+    eprintln!("measured: Tabby Down (diag 1) {took:?} after SIGSTOP (Detection Time 300 ms)");
+    ensure!(
+        took <= Duration::from_millis(300) + MARGIN,
+        "too late: {took:?}"
+    );
+    // Thawed, bfdd comes back.
+    ev.wait(id, limit, up).await?;
+    lab.wait_for("bfdd up after SIGCONT", limit, || {
+        let s = bfdd.status()?;
+        ensure!(s == "up", "bfdd says {s}");
+        Ok(())
+    })?;
+    let st = dt.handle().stats().await?;
+    eprintln!("Tabby driver stats: {st:?}");
+    ensure!(st.dropped_total() == 0, "{st:?}");
+    drop(dt);
+    drop(lab);
+    Ok(())
+}
