@@ -22,6 +22,8 @@ declare -A want=(
   [etcdctl]=etcd-client
   [tcpdump]=tcpdump
   [ping]=iputils-ping
+  # the BFD link-loss test drops a link's packets with nftables (no netem in the lab kernel)
+  [nft]=nftables
   [curl]=curl
   [openssl]=openssl
   # the container image (scripts/build-image.sh): podman, a static libc, setcap
