@@ -8,25 +8,13 @@ use tabby_bgp::notification::{MessageHeaderError, NotificationKind};
 use tabby_bgp_driver::framing::BgpCodec;
 use tokio_util::codec::{Decoder, Encoder};
 
-// The three byte-vector helpers this file needs, as in tabby-bgp's
-// tests/common (a test cannot share another crate's test helpers).
+// The byte-vector helpers this file needs (a test cannot share another
+// crate's test helpers).
 
-/// Parses hex, ignoring whitespace.
+/// Parses hex, ignoring whitespace and separators.
 fn hex(s: &str) -> Vec<u8> {
-    let digits: Vec<u8> = s
-        .bytes()
-        .filter(|b| b.is_ascii_hexdigit())
-        .map(|b| match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => b - b'A' + 10,
-        })
-        .collect();
-    assert!(
-        digits.len().is_multiple_of(2),
-        "odd number of hex digits in {s:?}"
-    );
-    digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()
+    let digits: String = s.chars().filter(char::is_ascii_hexdigit).collect();
+    hex::decode(digits).expect("valid hex")
 }
 
 const MARKER: &str = "ffffffffffffffffffffffffffffffff";
