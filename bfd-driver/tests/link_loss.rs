@@ -17,9 +17,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use common::{EventLog, NsDriver, init_tracing, timers};
-use interop_tests::{Lab, Need, preflight};
-use tabby_bfd_driver::{BfdEvent, Diag, DriverConfig, SessionSpec, State};
+use common::{Pair, init_tracing, timers};
+use interop_tests::{Need, preflight};
+use tabby_bfd_driver::{BfdEvent, Diag, SessionSpec, State};
 
 /// Scheduling slack on a loaded two-core machine, on top of the Detection
 /// Time.
@@ -38,14 +38,16 @@ async fn silent_link_is_detected_and_recovers() -> Result<()> {
     init_tracing();
     preflight(&[Need::Root])?;
     need_nft()?;
-    let mut lab = Lab::new("bfd-loss")?;
-    let a = lab.ns("a")?;
-    let b = lab.ns("b")?;
-    let seg = lab.link(&a, &b)?;
-    let da = NsDriver::start(&a, DriverConfig::default())?;
-    let db = NsDriver::start(&b, DriverConfig::default())?;
-    let mut ea = EventLog::new(&da);
-    let mut eb = EventLog::new(&db);
+    let Pair {
+        lab,
+        a,
+        b,
+        seg,
+        da,
+        db,
+        mut ea,
+        mut eb,
+    } = Pair::start("bfd-loss")?;
 
     let t = timers(100);
     let dt = Duration::from_millis(300);

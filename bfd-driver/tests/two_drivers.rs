@@ -13,22 +13,24 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use common::{EventLog, NsDriver, init_tracing, timers};
-use interop_tests::{Lab, Need, preflight};
-use tabby_bfd_driver::{BfdEvent, Diag, DriverConfig, SessionSpec, State};
+use common::{Pair, init_tracing, timers};
+use interop_tests::{Need, preflight};
+use tabby_bfd_driver::{BfdEvent, Diag, SessionSpec, State};
 
 #[tokio::test(flavor = "current_thread")]
 async fn two_drivers_up_renegotiate_and_admin_down() -> Result<()> {
     init_tracing();
     preflight(&[Need::Root])?;
-    let mut lab = Lab::new("bfd-pair")?;
-    let a = lab.ns("a")?;
-    let b = lab.ns("b")?;
-    let seg = lab.link(&a, &b)?;
-    let da = NsDriver::start(&a, DriverConfig::default())?;
-    let db = NsDriver::start(&b, DriverConfig::default())?;
-    let mut ea = EventLog::new(&da);
-    let mut eb = EventLog::new(&db);
+    let Pair {
+        lab,
+        a,
+        b,
+        seg,
+        da,
+        db,
+        mut ea,
+        mut eb,
+    } = Pair::start("bfd-pair")?;
 
     let slow = timers(300);
     let spec = |peer: IpAddr, local: IpAddr, ifname: &str| {

@@ -11,11 +11,13 @@
 //! number ([`DestId`], four octets) lets other tables refer to an entry
 //! without a probe.
 //!
-//! Beside the hash index, each family keeps its compact keys in a `BTreeSet`
-//! so that the table can be read in prefix order from any prefix on (API
-//! paging) without sorting it. It costs 15-20 octets a prefix for IPv4 and
-//! 40-50 for IPv6 (measured on 100k prefixes inserted shuffled and in
-//! order), and a B-tree insert or removal when a prefix appears or goes.
+//! Once asked for ([`DestMap::ensure_order`], by the first paged listing),
+//! each family also keeps its compact keys in a `BTreeSet` so that the table
+//! can be read in prefix order from any prefix on without sorting it. It
+//! costs 15-20 octets a prefix for IPv4 and 40-50 for IPv6 (measured on 100k
+//! prefixes inserted shuffled and in order) and a B-tree insert or removal
+//! when a prefix appears or goes, so a table nobody lists (a reflector's
+//! million routes) does not pay for it.
 
 use hashbrown::HashTable;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -138,8 +140,8 @@ struct SlotMap<K, V> {
     index: HashTable<u32>,
     entries: Vec<(K, V)>,
     free: Vec<u32>,
-    /// The keys of `index`, in prefix order.
-    order: BTreeSet<K>,
+    /// The keys of `index`, in prefix order, once asked for.
+    order: Option<BTreeSet<K>>,
 }
 
 impl<K, V> Default for SlotMap<K, V> {
@@ -148,7 +150,7 @@ impl<K, V> Default for SlotMap<K, V> {
             index: HashTable::new(),
             entries: Vec::new(),
             free: Vec::new(),
-            order: BTreeSet::new(),
+            order: None,
         }
     }
 }
@@ -181,7 +183,9 @@ impl<K: SlotKey, V: Default> SlotMap<K, V> {
             hashbrown::hash_table::Entry::Occupied(o) => *o.get() as usize,
             hashbrown::hash_table::Entry::Vacant(v) => {
                 v.insert(next as u32);
-                self.order.insert(k);
+                if let Some(o) = self.order.as_mut() {
+                    o.insert(k);
+                }
                 if next == self.entries.len() {
                     self.entries.push((k, V::default()));
                 } else {
@@ -202,7 +206,9 @@ impl<K: SlotKey, V: Default> SlotMap<K, V> {
             Ok(o) => o.remove().0 as usize,
             Err(_) => return None,
         };
-        self.order.remove(&k);
+        if let Some(o) = self.order.as_mut() {
+            o.remove(&k);
+        }
         Some(self.vacate(i))
     }
 
@@ -218,8 +224,13 @@ impl<K: SlotKey, V: Default> SlotMap<K, V> {
         let (k, v) = std::mem::replace(&mut self.entries[i], (K::VACANT, V::default()));
         debug_assert!(k != K::VACANT);
         if self.index.is_empty() {
-            // Emptied (a peer's table flushed): give the memory back.
+            // Emptied (a peer's table flushed): give the memory back, and
+            // keep an ordered index if one was kept.
+            let keep_order = self.order.is_some();
             *self = SlotMap::default();
+            if keep_order {
+                self.order = Some(BTreeSet::new());
+            }
         } else {
             self.free.push(i as u32);
         }
@@ -241,10 +252,26 @@ impl<K: SlotKey, V: Default> SlotMap<K, V> {
             .map(|(i, (k, v))| (i, k.net(), v))
     }
 
-    /// The prefixes from `start` on, in order.
+    fn keeps_order(&self) -> bool {
+        self.order.is_some()
+    }
+
+    /// Builds the ordered key index if it is not kept yet.
+    fn ensure_order(&mut self) {
+        if self.order.is_none() {
+            let keys = self.entries.iter().map(|(k, _)| *k);
+            self.order = Some(keys.filter(|k| *k != K::VACANT).collect());
+        }
+    }
+
+    /// The prefixes from `start` on, in order (none before
+    /// [`SlotMap::ensure_order`]).
     fn keys_from(&self, start: Bound<K>) -> impl Iterator<Item = IpNet> + '_ {
         // An unbounded end: `range` cannot panic on inverted bounds.
-        self.order.range((start, Bound::Unbounded)).map(|k| k.net())
+        self.order
+            .iter()
+            .flat_map(move |o| o.range((start, Bound::Unbounded)))
+            .map(|k| k.net())
     }
 }
 
@@ -351,8 +378,21 @@ impl<V: Default> DestMap<V> {
         self.iter().map(|(_, v)| v)
     }
 
+    /// True once [`DestMap::ensure_order`] was called.
+    pub fn keeps_order(&self) -> bool {
+        self.v4.keeps_order() && self.v6.keeps_order()
+    }
+
+    /// Keeps an ordered index of the prefixes from now on (built now if it
+    /// is not kept yet), for [`DestMap::keys_from`].
+    pub fn ensure_order(&mut self) {
+        self.v4.ensure_order();
+        self.v6.ensure_order();
+    }
+
     /// The prefixes held, in `IpNet` order (IPv4 before IPv6, then address,
-    /// then length), from `start` on.
+    /// then length), from `start` on. Empty until
+    /// [`DestMap::ensure_order`] was called once.
     pub fn keys_from(&self, start: Bound<IpNet>) -> impl Iterator<Item = IpNet> + '_ {
         // Where each family starts; `None`: not at all (IPv4 keys all
         // precede an IPv6 start).
@@ -456,7 +496,19 @@ mod tests {
     #[test]
     fn keys_from_reads_in_prefix_order_from_any_start() {
         let mut m: DestMap<u32> = DestMap::default();
-        for p in nets().iter().rev() {
+        let all = nets();
+        let (before, after) = all.split_at(all.len() / 2);
+        for p in before.iter().rev() {
+            m.entry(p);
+        }
+        assert_eq!(
+            m.keys_from(Bound::Unbounded).count(),
+            0,
+            "no index until asked"
+        );
+        // Built from what is there, then kept as prefixes come and go.
+        m.ensure_order();
+        for p in after.iter().rev() {
             m.entry(p);
         }
         let gone: IpNet = "100.64.1.0/26".parse().unwrap();

@@ -11,21 +11,49 @@ use crate::rib::Rib;
 use crate::types::BestRoute;
 
 impl Rib {
+    /// From now on, keep an ordered index of the Loc-RIB's prefixes (about
+    /// 20 octets an IPv4 prefix) so that [`Rib::best_routes_from`] reads a
+    /// page without sorting. The first paged listing asks for it: a RIB
+    /// nobody lists (a reflector's million routes) does not pay for it.
+    pub fn keep_prefix_order(&mut self) {
+        for t in self.tables.iter_mut() {
+            t.dests.ensure_order();
+        }
+    }
+
+    /// True once [`Rib::keep_prefix_order`] was called.
+    pub fn keeps_prefix_order(&self) -> bool {
+        self.tables.iter().all(|t| t.dests.keeps_order())
+    }
+
     /// The prefixes with a usable route and their best routes, as
-    /// [`Rib::best_routes`] has them but lazily and from `start` on: in
-    /// `IpNet` order (IPv4 before IPv6, then address, then length). Each
-    /// item taken costs a lookup and one [`BestRoute`]; prefixes without a
-    /// usable path are passed over.
+    /// [`Rib::best_routes`] has them but from `start` on: in `IpNet` order
+    /// (IPv4 before IPv6, then address, then length). With the ordered index
+    /// ([`Rib::keep_prefix_order`]) it is lazy: each item taken costs a
+    /// lookup and one [`BestRoute`]; without it the table is sorted first.
+    /// Prefixes without a usable path are passed over.
     pub fn best_routes_from(
         &self,
         start: Bound<IpNet>,
-    ) -> impl Iterator<Item = (IpNet, BestRoute)> + '_ {
+    ) -> Box<dyn Iterator<Item = (IpNet, BestRoute)> + '_> {
+        if !self.keeps_prefix_order() {
+            let mut all = self.best_routes();
+            all.retain(|(p, _)| match start {
+                Bound::Unbounded => true,
+                Bound::Included(s) => *p >= s,
+                Bound::Excluded(s) => *p > s,
+            });
+            all.sort_by_key(|(p, _)| *p);
+            return Box::new(all.into_iter());
+        }
         // Table 0 holds only IPv4 prefixes and table 1 only IPv6 ones, so
         // one after the other is the whole order.
-        self.tables
-            .iter()
-            .flat_map(move |t| t.dests.keys_from(start))
-            .filter_map(|p| self.best(&p).map(|b| (p, b)))
+        Box::new(
+            self.tables
+                .iter()
+                .flat_map(move |t| t.dests.keys_from(start))
+                .filter_map(|p| self.best(&p).map(|b| (p, b))),
+        )
     }
 }
 
@@ -60,6 +88,9 @@ mod tests {
         rib.withdraw_local("10.0.0.0/8".parse().unwrap(), "test");
         let all = rib.best_routes();
         assert_eq!(all.len(), prefixes.len() - 1);
+        let sorted: Vec<_> = rib.best_routes_from(Bound::Unbounded).collect();
+        assert_eq!(sorted, all, "without the index, by sorting");
+        rib.keep_prefix_order();
         let listed: Vec<_> = rib.best_routes_from(Bound::Unbounded).collect();
         assert_eq!(listed, all);
         for s in prefixes.iter().chain(&["10.0.0.0/8".parse().unwrap()]) {

@@ -69,7 +69,9 @@ impl Core for CoreHandle {
     }
 
     async fn list_routes(&self, query: RouteQuery) -> Result<RoutePage, CoreError> {
-        self.lock("ListRoutes")?.list_routes(&query)
+        let mut d = self.lock("ListRoutes")?;
+        d.keep_route_order();
+        d.list_routes(&query)
     }
 
     async fn watch_routes(&self, resume_from: Option<u64>) -> Result<RouteWatch, CoreError> {

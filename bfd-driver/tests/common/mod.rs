@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use interop_tests::Ns;
+use interop_tests::{Lab, Ns, Segment};
 use nix::sched::{CloneFlags, setns};
 use tabby_bfd_driver::{
     BfdDriver, BfdEvent, BfdHandle, DriverConfig, SessionId, SessionInfo, Timers,
@@ -196,5 +196,43 @@ impl EventLog {
             .filter(|e| e.1 == id && !e.3)
             .map(|e| e.2)
             .collect()
+    }
+}
+
+/// Two namespaces joined by a veth, a driver in each and their event logs:
+/// the start of most lab tests. Destructure it; the fields are declared in
+/// the order that lets a destructured binding drop the logs and drivers
+/// before the namespaces.
+pub struct Pair {
+    pub lab: Lab,
+    pub a: Ns,
+    pub b: Ns,
+    pub seg: Segment,
+    pub da: NsDriver,
+    pub db: NsDriver,
+    pub ea: EventLog,
+    pub eb: EventLog,
+}
+
+impl Pair {
+    pub fn start(name: &str) -> Result<Pair> {
+        let mut lab = Lab::new(name)?;
+        let a = lab.ns("a")?;
+        let b = lab.ns("b")?;
+        let seg = lab.link(&a, &b)?;
+        let da = NsDriver::start(&a, DriverConfig::default())?;
+        let db = NsDriver::start(&b, DriverConfig::default())?;
+        let ea = EventLog::new(&da);
+        let eb = EventLog::new(&db);
+        Ok(Pair {
+            lab,
+            a,
+            b,
+            seg,
+            da,
+            db,
+            ea,
+            eb,
+        })
     }
 }

@@ -312,6 +312,15 @@ impl Daemon {
         Ok(change)
     }
 
+    /// Makes the RIB keep its prefixes in order from now on, so that each
+    /// page of [`Daemon::list_routes`] costs its own routes; without it a
+    /// listing sorts the table. The API's listings ask for it.
+    pub fn keep_route_order(&mut self) {
+        if let Some(rib) = self.rib.as_mut() {
+            rib.keep_prefix_order();
+        }
+    }
+
     pub fn list_routes(&self, q: &am::RouteQuery) -> Result<am::RoutePage, CoreError> {
         let rib = self.rib()?;
         let mut routes = Vec::new();
