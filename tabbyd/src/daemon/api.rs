@@ -615,7 +615,11 @@ impl Daemon {
             local_as: state.map(|s| s.local_as).unwrap_or(0),
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: now.saturating_duration_since(self.clock.started).as_secs(),
-            datastore: self.datastore,
+            datastore: match self.datastore {
+                DatastoreState::Syncing => am::DatastoreSync::Syncing,
+                DatastoreState::InSync => am::DatastoreSync::InSync,
+                DatastoreState::Disconnected => am::DatastoreSync::Disconnected,
+            },
             datastore_detail: self.datastore_detail.clone(),
             fib: match (self.kernel.active(), self.kernel.converged()) {
                 (false, _) => am::FibSync::Disabled,

@@ -21,7 +21,7 @@ use tabby_bgp::fsm::GrConfig;
 use tabby_rib::policy as rp;
 use tabby_topology::{self as topo, NodeState};
 
-use super::{Daemon, PeerOrigin, api_peer};
+use super::{Daemon, DatastoreState, PeerOrigin, api_peer};
 use crate::convert;
 use crate::sessions::SessionSpec;
 
@@ -375,13 +375,11 @@ fn graceful_restart(g: &GrConfig) -> GracefulRestart {
     }
 }
 
-fn datastore_sync(s: am::DatastoreSync) -> &'static str {
+fn datastore_sync(s: DatastoreState) -> &'static str {
     match s {
-        am::DatastoreSync::Unspecified => "unspecified",
-        am::DatastoreSync::Disabled => "disabled",
-        am::DatastoreSync::Syncing => "syncing",
-        am::DatastoreSync::InSync => "in-sync",
-        am::DatastoreSync::Disconnected => "disconnected",
+        DatastoreState::Syncing => "syncing",
+        DatastoreState::InSync => "in-sync",
+        DatastoreState::Disconnected => "disconnected",
     }
 }
 

@@ -81,6 +81,17 @@ enum PeerOrigin {
     Api(Box<am::PeerConfig>),
 }
 
+/// Where the datastore stands, as the core knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DatastoreState {
+    /// No configuration read yet.
+    Syncing,
+    /// The last read was applied.
+    InSync,
+    /// Reading failed before any configuration was applied.
+    Disconnected,
+}
+
 /// A peer's session as the daemon tracks it; `api.rs` builds the API's
 /// view from it (and from the peer's origin) on request.
 #[derive(Debug, Clone)]
@@ -155,7 +166,7 @@ pub struct Daemon {
     journal: RouteJournal,
     peer_events: tabby_api::Feed<am::PeerEvent>,
     peer_seq: u64,
-    datastore: am::DatastoreSync,
+    datastore: DatastoreState,
     datastore_detail: String,
     /// What the datastore skipped or cannot read; each is a readiness reason.
     datastore_problems: Vec<String>,
@@ -234,7 +245,7 @@ impl Daemon {
             journal: RouteJournal::new(65_536, 4096),
             peer_events,
             peer_seq: 0,
-            datastore: am::DatastoreSync::Syncing,
+            datastore: DatastoreState::Syncing,
             datastore_detail: "waiting for the first read".into(),
             datastore_problems: Vec::new(),
             config_warnings: Vec::new(),

@@ -15,9 +15,9 @@ impl Daemon {
             })
             .inc();
         self.datastore = if self.state.is_some() {
-            am::DatastoreSync::InSync
+            DatastoreState::InSync
         } else {
-            am::DatastoreSync::Disconnected
+            DatastoreState::Disconnected
         };
         self.datastore_detail = err.to_owned();
     }
@@ -47,7 +47,7 @@ impl Daemon {
                 kind: "applied".into(),
             })
             .inc();
-        self.datastore = am::DatastoreSync::InSync;
+        self.datastore = DatastoreState::InSync;
         self.datastore_problems = res.problems.clone();
         let mut problems = res.problems.clone();
         problems.extend(new.warnings.iter().cloned());
