@@ -38,16 +38,7 @@ async fn silent_link_is_detected_and_recovers() -> Result<()> {
     init_tracing();
     preflight(&[Need::Root])?;
     need_nft()?;
-    let Pair {
-        lab,
-        a,
-        b,
-        seg,
-        da,
-        db,
-        mut ea,
-        mut eb,
-    } = Pair::start("bfd-loss")?;
+    let (lab, a, b, seg, da, db, mut ea, mut eb) = Pair::start("bfd-loss")?.parts();
 
     let t = timers(100);
     let dt = Duration::from_millis(300);

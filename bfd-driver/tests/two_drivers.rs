@@ -21,16 +21,7 @@ use tabby_bfd_driver::{BfdEvent, Diag, SessionSpec, State};
 async fn two_drivers_up_renegotiate_and_admin_down() -> Result<()> {
     init_tracing();
     preflight(&[Need::Root])?;
-    let Pair {
-        lab,
-        a,
-        b,
-        seg,
-        da,
-        db,
-        mut ea,
-        mut eb,
-    } = Pair::start("bfd-pair")?;
+    let (lab, a, b, seg, da, db, mut ea, mut eb) = Pair::start("bfd-pair")?.parts();
 
     let slow = timers(300);
     let spec = |peer: IpAddr, local: IpAddr, ifname: &str| {

@@ -71,7 +71,7 @@ mod tests {
         let mut rib = Rib::new(RibConfig::new(Ipv4Addr::new(192, 0, 2, 1), Asn(64512)));
         let prefixes: Vec<IpNet> = [
             "100.64.0.0/26",
-            "10.0.0.0/8",
+            "198.18.0.0/15",
             "2001:db8::/48",
             "100.64.0.0/16",
             "0.0.0.0/0",
@@ -85,7 +85,7 @@ mod tests {
         for p in &prefixes {
             rib.originate(*p, "test", LocalRoute::default());
         }
-        rib.withdraw_local("10.0.0.0/8".parse().unwrap(), "test");
+        rib.withdraw_local("198.18.0.0/15".parse().unwrap(), "test");
         let all = rib.best_routes();
         assert_eq!(all.len(), prefixes.len() - 1);
         let sorted: Vec<_> = rib.best_routes_from(Bound::Unbounded).collect();
@@ -93,7 +93,7 @@ mod tests {
         rib.keep_prefix_order();
         let listed: Vec<_> = rib.best_routes_from(Bound::Unbounded).collect();
         assert_eq!(listed, all);
-        for s in prefixes.iter().chain(&["10.0.0.0/8".parse().unwrap()]) {
+        for s in prefixes.iter().chain(&["198.18.0.0/15".parse().unwrap()]) {
             let from: Vec<IpNet> = rib
                 .best_routes_from(Bound::Excluded(*s))
                 .map(|(p, _)| p)

@@ -200,9 +200,7 @@ impl EventLog {
 }
 
 /// Two namespaces joined by a veth, a driver in each and their event logs:
-/// the start of most lab tests. Destructure it; the fields are declared in
-/// the order that lets a destructured binding drop the logs and drivers
-/// before the namespaces.
+/// the start of most lab tests, taken apart with [`Pair::parts`].
 pub struct Pair {
     pub lab: Lab,
     pub a: Ns,
@@ -214,7 +212,17 @@ pub struct Pair {
     pub eb: EventLog,
 }
 
+/// A [`Pair`]'s parts, in the order that drops them safely when bound
+/// left to right (the logs and drivers before the namespaces).
+pub type PairParts = (Lab, Ns, Ns, Segment, NsDriver, NsDriver, EventLog, EventLog);
+
 impl Pair {
+    pub fn parts(self) -> PairParts {
+        (
+            self.lab, self.a, self.b, self.seg, self.da, self.db, self.ea, self.eb,
+        )
+    }
+
     pub fn start(name: &str) -> Result<Pair> {
         let mut lab = Lab::new(name)?;
         let a = lab.ns("a")?;

@@ -43,7 +43,7 @@ fn gateway(v6: bool, n: u8) -> IpAddr {
         (false, _) => "198.19.0.2",
         (true, 1) => "2001:db8::2",
         (true, 2) => "2001:db8::3",
-        (true, _) => "2001:db9::2",
+        (true, _) => "2001:db8:ffff::2",
     };
     s.parse().unwrap_or_else(|_| unreachable!())
 }

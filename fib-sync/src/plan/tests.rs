@@ -424,7 +424,7 @@ fn a_missing_device_parks_without_a_request_until_the_link_appears() {
     let route = FibRoute {
         prefix: net(p),
         kind: crate::types::RouteKind::Unicast(vec![NextHopSpec::onlink(
-            ip("10.0.0.1"),
+            ip("198.18.0.1"),
             TUNNEL_NAME,
         )]),
         pref_src: None,
@@ -443,7 +443,7 @@ fn a_missing_device_parks_without_a_request_until_the_link_appears() {
     assert_eq!(
         r.shape,
         Shape::Unicast(vec![Hop {
-            gateway: Some(ip("10.0.0.1")),
+            gateway: Some(ip("198.18.0.1")),
             oif: TUNNEL,
             onlink: true,
             weight: 1,

@@ -277,7 +277,7 @@ spec: {asNumber: 64512, nodeToNodeMeshEnabled: false}
 apiVersion: projectcalico.org/v3
 kind: Node
 metadata: {name: node-a, labels: {role: rr}}
-spec: {bgp: {ipv4Address: 198.18.0.11/24, routeReflectorClusterID: 244.0.0.1}}
+spec: {bgp: {ipv4Address: 198.18.0.11/24, routeReflectorClusterID: 198.18.0.100}}
 ---
 apiVersion: projectcalico.org/v3
 kind: Node
@@ -291,11 +291,11 @@ spec: {nodeSelector: role == 'rr', peerSelector: role == 'leaf'}
 ";
     let (d, _) = daemon_with(yaml);
     let (_, v) = doc_json(&d);
-    assert_eq!(v["node"]["route_reflector_cluster_id"], "244.0.0.1");
-    assert_eq!(v["node"]["decision"]["cluster_id"], "244.0.0.1");
+    assert_eq!(v["node"]["route_reflector_cluster_id"], "198.18.0.100");
+    assert_eq!(v["node"]["decision"]["cluster_id"], "198.18.0.100");
     let leaf = peer(&v, "198.18.0.12");
     assert_eq!(leaf["route_reflector_client"], true, "{leaf:#}");
-    assert_eq!(leaf["cluster_id"], "244.0.0.1");
+    assert_eq!(leaf["cluster_id"], "198.18.0.100");
     assert_eq!(leaf["internal"], true);
 }
 

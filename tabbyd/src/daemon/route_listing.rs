@@ -266,14 +266,18 @@ spec: {bgp: {ipv4Address: 198.18.0.11/24, ipv6Address: 2001:db8::11/64}}
     fn start_is_the_latest_lower_bound() {
         let mut q = query(Some(am::Family::Ipv6), None, 1);
         assert_eq!(start(&q), Bound::Included(net("::/0")));
-        q.after = Some(net("10.0.0.0/8"));
+        q.after = Some(net("198.18.0.0/15"));
         assert_eq!(start(&q), Bound::Included(net("::/0")));
         q.after = Some(net("::/0"));
         assert_eq!(start(&q), Bound::Excluded(net("::/0")));
-        let mut q = query(None, Some((net("10.1.2.3/16"), am::PrefixMatch::Longer)), 1);
-        assert_eq!(start(&q), Bound::Included(net("10.1.0.0/16")));
-        q.after = Some(net("10.1.0.0/24"));
-        assert_eq!(start(&q), Bound::Excluded(net("10.1.0.0/24")));
+        let mut q = query(
+            None,
+            Some((net("198.19.2.3/16"), am::PrefixMatch::Longer)),
+            1,
+        );
+        assert_eq!(start(&q), Bound::Included(net("198.19.0.0/16")));
+        q.after = Some(net("198.19.0.0/24"));
+        assert_eq!(start(&q), Bound::Excluded(net("198.19.0.0/24")));
         assert_eq!(start(&query(None, None, 1)), Bound::Unbounded);
     }
 
