@@ -270,6 +270,7 @@ fn derive_mesh(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
                     filters: Vec::new(),
                     import_rules: Vec::new(),
                     export_rules: Vec::new(),
+                    bfd: None,
                 },
             );
         }
@@ -509,6 +510,7 @@ fn build_peer(
         filters: spec.filters.clone(),
         import_rules,
         export_rules,
+        bfd: None,
     }
 }
 

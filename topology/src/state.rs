@@ -89,6 +89,52 @@ pub struct Peer {
     pub import_rules: Vec<PolicyRule>,
     /// Rules from those filters; [`NodeState::export_policy`] composes the full chain.
     pub export_rules: Vec<PolicyRule>,
+    /// BFD for this session (the `tabby-routing.io/bfd` annotation); `None`: off.
+    pub bfd: Option<BfdSettings>,
+}
+
+/// BFD for one BGP session (RFC 5880, 5881, 5883), from the
+/// `tabby-routing.io/bfd` annotation of its BGPPeer, or of the
+/// BGPConfiguration for the node-to-node mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdSettings {
+    /// Desired Min TX Interval: how often we send once Up.
+    pub min_tx: Duration,
+    /// Required Min RX Interval: the fastest we accept the peer sending.
+    pub min_rx: Duration,
+    /// Detect Mult: packets the peer may miss before it declares us down.
+    pub multiplier: u8,
+    /// RFC 5883 multihop (UDP 4784) instead of RFC 5881 single-hop.
+    pub multihop: bool,
+    /// Multihop only: the lowest TTL accepted (RFC 5883 §5).
+    pub min_ttl: u8,
+    /// Speak only once the peer has been heard (RFC 5880 §6.1).
+    pub passive: bool,
+    /// Start the BGP session only once BFD is Up.
+    pub wait_for_up: bool,
+    /// On BFD Down, let graceful restart keep the peer's routes as stale
+    /// (BIRD's `bfd graceful`) instead of flushing them at once.
+    pub graceful: bool,
+}
+
+impl BfdSettings {
+    /// The datacenter defaults: 300 ms × 3, single-hop, active.
+    pub const DEFAULT: BfdSettings = BfdSettings {
+        min_tx: Duration::from_millis(300),
+        min_rx: Duration::from_millis(300),
+        multiplier: 3,
+        multihop: false,
+        min_ttl: 254,
+        passive: false,
+        wait_for_up: false,
+        graceful: false,
+    };
+}
+
+impl Default for BfdSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl fmt::Debug for Peer {
@@ -115,6 +161,7 @@ impl fmt::Debug for Peer {
             .field("filters", &self.filters)
             .field("import_rules", &self.import_rules)
             .field("export_rules", &self.export_rules)
+            .field("bfd", &self.bfd)
             .finish()
     }
 }

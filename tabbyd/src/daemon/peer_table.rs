@@ -669,5 +669,6 @@ pub(super) fn api_peer(state: &NodeState, cfg: &am::PeerConfig) -> topo::Peer {
         filters: Vec::new(),
         import_rules: Vec::new(),
         export_rules: Vec::new(),
+        bfd: None,
     }
 }
