@@ -2,12 +2,13 @@
 //! (`bird.cfg.template`, `bird_aggr.cfg.template`, `bird_ipam.cfg.template`) and its peer
 //! expansion (`updatePeersV1`, `bgp_processor.go`) produce for the same resources.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::bfd::{self, BfdAnnotation};
 use crate::error::TopologyError;
 use crate::resources::Resources;
 use crate::state::*;
@@ -210,6 +211,15 @@ fn derive_mesh(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
         .default
         .and_then(|c| c.node_mesh_max_restart_time)
         .unwrap_or(MESH_RESTART_TIME);
+    // BFD: this node's `node.<name>` annotation, else `default`'s (Calico's per-node
+    // BGPConfiguration convention), with the configuration it comes from.
+    let bfd_from: Option<(&BgpConfiguration, &BfdAnnotation)> =
+        [ctx.res.node_config(&me.name), ctx.default]
+            .into_iter()
+            .flatten()
+            .find_map(|c| Some((c, c.bfd.as_ref()?)));
+    let bfd = bfd_from.and_then(|(_, a)| a.settings());
+    let mut meshed = false;
     let my_text = |ip: IpAddr| ip.to_string();
     let (my_v4, my_v6) = (
         me.ipv4_addr()
@@ -270,10 +280,17 @@ fn derive_mesh(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
                     filters: Vec::new(),
                     import_rules: Vec::new(),
                     export_rules: Vec::new(),
-                    bfd: None,
+                    bfd,
                 },
             );
+            meshed = true;
         }
+    }
+    // Said where it matters: when this node has mesh sessions for it to be off on.
+    if meshed && let Some((cfg, BfdAnnotation::Invalid(problem))) = bfd_from {
+        state
+            .warnings
+            .push(bfd::warning(Kind::BgpConfiguration, &cfg.name, problem));
     }
 }
 
@@ -391,6 +408,8 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
         }
     }
 
+    // BGPPeers whose bad BFD annotation was reported: once each, not once per session.
+    let mut bfd_reported: BTreeSet<&str> = BTreeSet::new();
     for (key, c) in chosen {
         let Some(my_ip) = me.addr_like(c.ip) else {
             tracing::debug!(peer = %key, "skipping a peer of an address family this node has no address in");
@@ -398,6 +417,13 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
         };
         if c.ip == my_ip {
             continue;
+        }
+        if let Some(BfdAnnotation::Invalid(problem)) = &c.spec.bfd
+            && bfd_reported.insert(c.spec.name.as_str())
+        {
+            state
+                .warnings
+                .push(bfd::warning(Kind::BgpPeer, &c.spec.name, problem));
         }
         let peer = build_peer(ctx, me, state, key, my_ip, c);
         if let Some(old) = state.peers.insert(key, peer) {
@@ -510,7 +536,7 @@ fn build_peer(
         filters: spec.filters.clone(),
         import_rules,
         export_rules,
-        bfd: None,
+        bfd: spec.bfd.as_ref().and_then(BfdAnnotation::settings),
     }
 }
 

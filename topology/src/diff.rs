@@ -55,6 +55,9 @@ pub enum PeerField {
     Passive,
     ReachableBy,
     Origin,
+    /// BFD settings (on, off, timers, flags): the daemon reconfigures or starts/stops the
+    /// BFD session beside the running BGP session (RFC 5880 §6.8.3), never resetting it.
+    Bfd,
 }
 
 impl PeerField {
@@ -166,6 +169,7 @@ fn peer_fields(a: &Peer, b: &Peer) -> Vec<PeerField> {
             || a.local_as_override != b.local_as_override,
         PeerField::Origin,
     );
+    check(a.bfd != b.bfd, PeerField::Bfd);
     out
 }
 

@@ -194,11 +194,24 @@ impl<'a> Fields<'a> {
         &mut self,
         key: &'a str,
     ) -> Result<std::collections::BTreeMap<String, String>, TopologyError> {
+        self.string_map_except(key, &[])
+    }
+
+    /// [`Fields::string_map`] without the entries under `except`, whatever their values:
+    /// the caller reads those itself (so a non-string there is its problem, not an error).
+    pub(crate) fn string_map_except(
+        &mut self,
+        key: &'a str,
+        except: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, String>, TopologyError> {
         let mut out = std::collections::BTreeMap::new();
         match self.raw(key) {
             None => {}
             Some(Value::Mapping(m)) => {
                 for (k, v) in m {
+                    if k.as_str().is_some_and(|k| except.contains(&k)) {
+                        continue;
+                    }
                     let (Value::String(k), Value::String(v)) = (k, v) else {
                         return Err(self.err(key, "expected a mapping of strings to strings"));
                     };

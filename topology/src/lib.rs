@@ -17,6 +17,11 @@
 //! between the running and the new state lists [`Change`]s, each saying whether it needs a
 //! session reset ([`Change::needs_reset`]) or only a re-export / route refresh.
 //!
+//! BFD is not a Calico field: the `tabby-routing.io/bfd` annotation ([`BFD_ANNOTATION`],
+//! forms in [`BfdAnnotation`]) on a `BGPPeer`, or on `BGPConfiguration` `default` /
+//! `node.<name>` for the mesh, sets [`Peer::bfd`]. A bad value never rejects the resource:
+//! its sessions run without BFD and [`NodeState::warnings`] says why.
+//!
 //! Datastores: the file is multi-document Kubernetes-style YAML (`kind: List` accepted),
 //! all-or-nothing per edit. etcd uses Calico's etcdv3 keys
 //! `/calico/resources/v3/projectcalico.org/<plural>/<name>`; Secrets, which Calico keeps in
@@ -31,6 +36,7 @@
 //! assert_eq!(state.local_as, 64512);
 //! ```
 
+mod bfd;
 mod derive;
 mod diff;
 mod error;
@@ -42,6 +48,7 @@ pub mod source;
 mod state;
 mod types;
 
+pub use bfd::{BFD_ANNOTATION, BFD_MAX_INTERVAL, BFD_MIN_INTERVAL, BfdAnnotation};
 pub use derive::{derive, filter_rule};
 pub use diff::{Change, GlobalField, PeerField, diff};
 pub use error::TopologyError;

@@ -9,6 +9,7 @@ use base64::Engine;
 use ipnet::IpNet;
 use serde_yaml_ng::Value;
 
+use crate::bfd::{BFD_ANNOTATION, BfdAnnotation};
 use crate::error::TopologyError;
 use crate::fields::{Fields, describe};
 use crate::selector::Selector;
@@ -71,16 +72,22 @@ pub fn parse_object(
     })?;
     let namespace = meta.nonempty("namespace")?;
     let labels = meta.string_map("labels")?;
-    let annotations = meta.string_map("annotations")?;
+    // The BFD annotation is read apart: a bad value of it never rejects the resource.
+    let annotations = meta.string_map_except("annotations", &[BFD_ANNOTATION])?;
+    let bfd = map
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(BFD_ANNOTATION))
+        .and_then(BfdAnnotation::from_yaml);
     // Other metadata (uid, resourceVersion, creationTimestamp…) is bookkeeping: not reported.
 
     let name = name.as_str();
     let resource = match kind {
         Kind::Node => Resource::Node(parse_node(name, labels, &annotations, map.get("spec"))?),
         Kind::BgpConfiguration => {
-            Resource::BgpConfiguration(parse_bgp_configuration(name, map.get("spec"))?)
+            Resource::BgpConfiguration(parse_bgp_configuration(name, map.get("spec"), bfd)?)
         }
-        Kind::BgpPeer => Resource::BgpPeer(parse_bgp_peer(name, map.get("spec"))?),
+        Kind::BgpPeer => Resource::BgpPeer(parse_bgp_peer(name, map.get("spec"), bfd)?),
         Kind::IpPool => Resource::IpPool(parse_ip_pool(name, map.get("spec"))?),
         Kind::BgpFilter => Resource::BgpFilter(parse_bgp_filter(name, map.get("spec"))?),
         Kind::BlockAffinity => {
@@ -206,10 +213,12 @@ fn parse_community(s: &str) -> Option<Community> {
 fn parse_bgp_configuration(
     name: &str,
     spec: Option<&Value>,
+    bfd: Option<BfdAnnotation>,
 ) -> Result<BgpConfiguration, TopologyError> {
     let mut f = Fields::new(Kind::BgpConfiguration, name, "spec", spec)?;
     let mut cfg = BgpConfiguration {
         name: name.to_string(),
+        bfd,
         log_severity_screen: f.nonempty("logSeverityScreen")?,
         node_to_node_mesh_enabled: f.bool("nodeToNodeMeshEnabled")?,
         as_number: f.as_number("asNumber")?,
@@ -354,7 +363,11 @@ fn parse_peer_ip(s: &str) -> Option<(IpAddr, Option<u16>)> {
     Some((sa.ip(), Some(sa.port())))
 }
 
-fn parse_bgp_peer(name: &str, spec: Option<&Value>) -> Result<BgpPeer, TopologyError> {
+fn parse_bgp_peer(
+    name: &str,
+    spec: Option<&Value>,
+    bfd: Option<BfdAnnotation>,
+) -> Result<BgpPeer, TopologyError> {
     let mut f = Fields::new(Kind::BgpPeer, name, "spec", spec)?;
     let node = f.nonempty("node")?;
     let node_selector = parse_selector_field(&mut f, "nodeSelector")?;
@@ -471,6 +484,7 @@ fn parse_bgp_peer(name: &str, spec: Option<&Value>) -> Result<BgpPeer, TopologyE
         filters,
         local_as_number,
         reverse_peering,
+        bfd,
     })
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use crate::bfd::BfdAnnotation;
 use crate::selector::Selector;
 
 /// Calico's default AS number when neither the node nor `BGPConfiguration default` sets one.
@@ -174,6 +175,9 @@ pub struct BgpConfiguration {
     pub node_mesh_password: Option<SecretKeyRef>,
     pub node_mesh_max_restart_time: Option<Duration>,
     pub ignored_interfaces: Vec<String>,
+    /// The `tabby-routing.io/bfd` annotation, for the node-to-node mesh sessions (`default`:
+    /// every node's; `node.<name>`: that node's, over `default`'s). `None`: not annotated.
+    pub bfd: Option<BfdAnnotation>,
 }
 
 /// `BGPPeer.spec.sourceAddress`.
@@ -224,6 +228,9 @@ pub struct BgpPeer {
     pub filters: Vec<String>,
     pub local_as_number: Option<u32>,
     pub reverse_peering: ReversePeering,
+    /// The `tabby-routing.io/bfd` annotation, for every session this BGPPeer derives.
+    /// `None`: not annotated.
+    pub bfd: Option<BfdAnnotation>,
 }
 
 /// An IPPool encapsulation mode (`ipipMode`, `vxlanMode`).

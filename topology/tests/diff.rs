@@ -161,3 +161,59 @@ fn pool_encapsulation_change_reprograms_the_kernel() {
     let changes = edited("  ipipMode: Always", "  ipipMode: Never");
     assert_eq!(changes, vec![Change::PoolsChanged]);
 }
+
+#[test]
+fn bfd_change_is_neither_a_reset_nor_policy() {
+    // Turned on for one BGPPeer: only its session changes, and only its BFD.
+    let on = "  name: tor-v4\n  annotations: {tabby-routing.io/bfd: \"true\"}\n";
+    let changes = edited("  name: tor-v4\n", on);
+    assert_eq!(
+        changes,
+        vec![Change::PeerChanged {
+            key: key("198.18.0.1", 1179),
+            fields: vec![PeerField::Bfd]
+        }]
+    );
+    assert!(!changes[0].needs_reset());
+    assert!(!PeerField::Bfd.needs_reset());
+    assert!(!PeerField::Bfd.is_policy());
+
+    // Timers changed, or BFD turned off again: the same one field.
+    let text = full().replacen("  name: tor-v4\n", on, 1);
+    let slower = text.replacen("\"true\"", "'{\"interval\":\"1s\"}'", 1);
+    let changes = diff(&state(&text), &state(&slower));
+    assert_eq!(
+        changes,
+        vec![Change::PeerChanged {
+            key: key("198.18.0.1", 1179),
+            fields: vec![PeerField::Bfd]
+        }]
+    );
+    let off = text.replacen("\"true\"", "\"false\"", 1);
+    assert_eq!(diff(&state(&text), &state(&off)), changes);
+    // Invalid: BFD off, the same change (plus nothing else).
+    let bad = text.replacen("\"true\"", "\"maybe\"", 1);
+    assert_eq!(diff(&state(&text), &state(&bad)), changes);
+
+    // The mesh: every mesh session of node-a, none of the BGPPeers'.
+    let changes = edited(
+        "  name: default\n",
+        "  name: default\n  annotations: {tabby-routing.io/bfd: enabled}\n",
+    );
+    let keys: Vec<PeerKey> = changes
+        .iter()
+        .map(|c| match c {
+            Change::PeerChanged { key, fields } if fields == &[PeerField::Bfd] => *key,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            key("198.18.0.9", 1790),
+            key("198.18.0.12", 1790),
+            key("2001:db8::12", 1790)
+        ]
+    );
+    assert!(changes.iter().all(|c| !c.needs_reset()));
+}

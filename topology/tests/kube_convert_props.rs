@@ -94,8 +94,60 @@ fn node_object() -> impl Strategy<Value = Value> {
     })
 }
 
+/// A `tabby-routing.io/bfd` value: any text, or a JSON object of its keys (and others) with
+/// values of any type.
+fn bfd_value() -> impl Strategy<Value = String> {
+    let keys = prop::sample::select(vec![
+        "interval",
+        "minTx",
+        "minRx",
+        "multiplier",
+        "multihop",
+        "minTTL",
+        "passive",
+        "waitForUp",
+        "graceful",
+        "enabled",
+        "MinTx",
+        "other",
+    ])
+    .prop_map(str::to_string);
+    let values = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<u64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_map(|f| json!(f)),
+        "[0-9.]{0,6}(ns|us|ms|s|m|h)?".prop_map(Value::String),
+        "[ -~]{0,12}".prop_map(Value::String),
+    ];
+    prop_oneof![
+        "[ -~]{0,40}",
+        prop::collection::btree_map(keys, values, 0..6)
+            .prop_map(|m| Value::Object(m.into_iter().collect()).to_string()),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_bfd_annotation_never_fails_its_resource(value in bfd_value()) {
+        let peer = json!({"metadata": {"name": "tor", "annotations": {"tabby-routing.io/bfd": value}},
+                          "spec": {"peerIP": "192.0.2.1", "asNumber": 65001}});
+        let c = convert::custom(Kind::BgpPeer, &peer);
+        let Ok(Some(tabby_topology::Resource::BgpPeer(p))) = c.resource else {
+            return Err(TestCaseError::fail(format!("{value:?}: {:?}", c.resource)));
+        };
+        // Absent only when empty; settings, when on, within the documented ranges.
+        prop_assert_eq!(p.bfd.is_none(), value.trim().is_empty());
+        if let Some(s) = p.bfd.as_ref().and_then(tabby_topology::BfdAnnotation::settings) {
+            for d in [s.min_tx, s.min_rx] {
+                prop_assert!(d >= tabby_topology::BFD_MIN_INTERVAL && d <= tabby_topology::BFD_MAX_INTERVAL);
+            }
+            prop_assert!(s.multiplier >= 1 && s.min_ttl >= 1);
+        }
+    }
 
     #[test]
     fn any_object_converts_without_panicking(v in json_value()) {

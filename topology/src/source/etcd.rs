@@ -413,4 +413,31 @@ mod tests {
         assert!(identity_of("/calico/resources/v3/projectcalico.org/bgppeers/a/b").is_none());
         assert!(identity_of("/calico/ipam/v2/host/node-a").is_none());
     }
+
+    #[test]
+    fn bfd_annotation_in_stored_metadata_reaches_the_resource() {
+        use crate::bfd::BfdAnnotation;
+        let mut src = EtcdSource::new(vec![]);
+        let peer = br#"{"apiVersion":"projectcalico.org/v3","kind":"BGPPeer","metadata":{"name":"tor-a","annotations":{"tabby-routing.io/bfd":"{\"interval\":\"50ms\",\"multiplier\":4}"}},"spec":{"peerIP":"192.0.2.1","asNumber":65001}}"#;
+        assert!(src.apply_put(&format!("{CALICO_PREFIX}bgppeers/tor-a"), peer));
+        let s = src.resources.bgp_peers["tor-a"]
+            .bfd
+            .as_ref()
+            .and_then(BfdAnnotation::settings)
+            .unwrap();
+        assert_eq!((s.min_rx, s.multiplier), (Duration::from_millis(50), 4));
+
+        let cfg = br#"{"kind":"BGPConfiguration","metadata":{"name":"default","annotations":{"tabby-routing.io/bfd":"true"}},"spec":{}}"#;
+        assert!(src.apply_put(&format!("{CALICO_PREFIX}bgpconfigurations/default"), cfg));
+        assert!(src.resources.bgp_configurations["default"].bfd.is_some());
+
+        // A bad value is applied (BFD off, with a derivation warning), not a rejected key.
+        let bad = br#"{"kind":"BGPPeer","metadata":{"name":"tor-b","annotations":{"tabby-routing.io/bfd":"sometimes"}},"spec":{"peerIP":"192.0.2.2","asNumber":65001}}"#;
+        assert!(src.apply_put(&format!("{CALICO_PREFIX}bgppeers/tor-b"), bad));
+        assert!(src.pending_errors.is_empty());
+        assert!(matches!(
+            src.resources.bgp_peers["tor-b"].bfd,
+            Some(BfdAnnotation::Invalid(_))
+        ));
+    }
 }

@@ -387,6 +387,56 @@ mod tests {
     }
 
     #[test]
+    fn bfd_annotation_reaches_the_parser_from_either_metadata() {
+        use crate::bfd::BfdAnnotation;
+        use crate::state::BfdSettings;
+        // On the custom resource itself…
+        let peer = json!({
+            "apiVersion": "crd.projectcalico.org/v1", "kind": "BGPPeer",
+            "metadata": {"name": "tor-a",
+                         "annotations": {"tabby-routing.io/bfd": " {\"interval\":\"100ms\"} "}},
+            "spec": {"peerIP": "192.0.2.1", "asNumber": 65001}
+        });
+        let Ok(Some(Resource::BgpPeer(p))) = custom(Kind::BgpPeer, &peer).resource else {
+            panic!()
+        };
+        let s = p.bfd.as_ref().and_then(BfdAnnotation::settings).unwrap();
+        assert_eq!(s.min_tx, std::time::Duration::from_millis(100));
+        // …or inside projectcalico.org/metadata (where Calico's API server keeps a v3
+        // object's own annotations), which wins over the object's.
+        let inner = json!({"annotations": {"tabby-routing.io/bfd": "false"}}).to_string();
+        let peer = json!({
+            "metadata": {"name": "tor-b",
+                         "annotations": {"tabby-routing.io/bfd": "true",
+                                         "projectcalico.org/metadata": inner}},
+            "spec": {"peerIP": "192.0.2.2", "asNumber": 65001}
+        });
+        let Ok(Some(Resource::BgpPeer(p))) = custom(Kind::BgpPeer, &peer).resource else {
+            panic!()
+        };
+        assert_eq!(p.bfd, Some(BfdAnnotation::Off));
+        // The mesh's: on a BGPConfiguration.
+        let inner = json!({"annotations": {"tabby-routing.io/bfd": "enabled"}}).to_string();
+        let cfg = json!({"metadata": {"name": "default",
+                                      "annotations": {"projectcalico.org/metadata": inner}},
+                         "spec": {"asNumber": 64600}});
+        let Ok(Some(Resource::BgpConfiguration(c))) = custom(Kind::BgpConfiguration, &cfg).resource
+        else {
+            panic!()
+        };
+        assert_eq!(c.bfd, Some(BfdAnnotation::On(BfdSettings::DEFAULT)));
+        // A bad value is carried, not an error: the resource converts.
+        let cfg = json!({"metadata": {"name": "node.node-a",
+                                      "annotations": {"tabby-routing.io/bfd": "{\"multiplier\":0}"}}});
+        let c = custom(Kind::BgpConfiguration, &cfg);
+        assert!(c.warnings.is_empty());
+        let Ok(Some(Resource::BgpConfiguration(c))) = c.resource else {
+            panic!()
+        };
+        assert!(matches!(c.bfd, Some(BfdAnnotation::Invalid(ref m)) if m.contains("multiplier")));
+    }
+
+    #[test]
     fn invalid_custom_resource_is_an_error_naming_it() {
         let bad = json!({"metadata": {"name": "p"}, "spec": {"cidr": "not-a-cidr"}});
         let e = custom(Kind::IpPool, &bad).resource.unwrap_err().to_string();
