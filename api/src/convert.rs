@@ -10,9 +10,10 @@ use tabby_proto::v1 as pb;
 use tonic::Status;
 
 use crate::model::{
-    CandidatePath, DaemonStatus, DatastoreSync, Family, FibSync, GracefulRestart, LargeCommunity,
-    LocalRoute, Origin, Path, PathSource, PeerConfig, PeerCounters, PeerError, PeerExport,
-    PeerStatus, PeerType, Route, RouteExplanation, RouteKind, SessionState,
+    BfdPhase, BfdStatus, CandidatePath, DaemonStatus, DatastoreSync, Family, FibSync,
+    GracefulRestart, LargeCommunity, LocalRoute, Origin, Path, PathSource, PeerConfig,
+    PeerCounters, PeerError, PeerExport, PeerStatus, PeerType, Route, RouteDeparture,
+    RouteExplanation, RouteKind, SessionState,
 };
 
 /// Longest RFC 8203 / RFC 9003 shutdown communication, in bytes.
@@ -267,7 +268,29 @@ pub fn explanation_to_pb(e: &RouteExplanation) -> pb::ExplainRouteResponse {
                 reason: x.reason.clone(),
             })
             .collect(),
+        departed: e.departed.as_ref().map(departure_to_pb),
     }
+}
+
+/// Model route departure → proto.
+pub fn departure_to_pb(d: &RouteDeparture) -> pb::RouteDeparture {
+    pb::RouteDeparture {
+        peer_address: d.peer.to_string(),
+        at_unix_seconds: d.at_unix_seconds,
+        reason: d.reason.clone(),
+        withdrawn: d.withdrawn,
+    }
+}
+
+/// Proto route departure → model. `field` names the message in the error
+/// (e.g. `departed`).
+pub fn departure_from_pb(field: &str, d: &pb::RouteDeparture) -> Result<RouteDeparture, Status> {
+    Ok(RouteDeparture {
+        peer: parse_addr(&format!("{field}.peer_address"), &d.peer_address)?,
+        at_unix_seconds: d.at_unix_seconds,
+        reason: d.reason.clone(),
+        withdrawn: d.withdrawn,
+    })
 }
 
 /// Checks an AS number for a peer: not 0 (RFC 7607) and not AS_TRANS
@@ -468,7 +491,90 @@ pub fn peer_to_pb(p: &PeerStatus) -> pb::Peer {
         info: p.info.clone(),
         local_address: p.local_address.map(|a| a.to_string()).unwrap_or_default(),
         graceful_restart_pending: p.graceful_restart_pending,
+        bfd: p.bfd.as_ref().map(bfd_status_to_pb),
     }
+}
+
+/// Model BFD phase → proto.
+pub fn bfd_phase_to_pb(p: BfdPhase) -> pb::BfdPhase {
+    match p {
+        BfdPhase::Starting => pb::BfdPhase::Starting,
+        BfdPhase::Up => pb::BfdPhase::Up,
+        BfdPhase::Down => pb::BfdPhase::Down,
+        BfdPhase::AdminDown => pb::BfdPhase::AdminDown,
+        BfdPhase::Unavailable => pb::BfdPhase::Unavailable,
+    }
+}
+
+/// Proto BFD phase → model; unspecified or unknown values are an error.
+pub fn bfd_phase_from_pb(field: &str, v: i32) -> Result<BfdPhase, Status> {
+    match pb::BfdPhase::try_from(v) {
+        Ok(pb::BfdPhase::Starting) => Ok(BfdPhase::Starting),
+        Ok(pb::BfdPhase::Up) => Ok(BfdPhase::Up),
+        Ok(pb::BfdPhase::Down) => Ok(BfdPhase::Down),
+        Ok(pb::BfdPhase::AdminDown) => Ok(BfdPhase::AdminDown),
+        Ok(pb::BfdPhase::Unavailable) => Ok(BfdPhase::Unavailable),
+        Ok(pb::BfdPhase::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+            "{field} {v} is not a known BFD phase: use BFD_PHASE_STARTING (1), UP (2), DOWN (3), ADMIN_DOWN (4) or UNAVAILABLE (5)"
+        ))),
+    }
+}
+
+/// Model BFD session → proto.
+pub fn bfd_status_to_pb(b: &BfdStatus) -> pb::BfdStatus {
+    pb::BfdStatus {
+        phase: bfd_phase_to_pb(b.phase) as i32,
+        detail: b.detail.clone(),
+        since_unix_seconds: b.since_unix_seconds,
+        multihop: b.multihop,
+        desired_min_tx_us: b.desired_min_tx_us,
+        required_min_rx_us: b.required_min_rx_us,
+        multiplier: b.multiplier,
+        negotiated_tx_us: b.negotiated_tx_us,
+        negotiated_rx_us: b.negotiated_rx_us,
+        remote_multiplier: b.remote_multiplier,
+        detection_time_us: b.detection_time_us,
+        local_discriminator: b.local_discriminator,
+        remote_discriminator: b.remote_discriminator,
+        last_diagnostic: b.last_diagnostic.clone(),
+        uptime_seconds: b.uptime_seconds,
+        flaps: b.flaps,
+        damped: b.damped,
+        bgp_held: b.bgp_held,
+        wait_for_up: b.wait_for_up,
+        graceful: b.graceful,
+        packets_in: b.packets_in,
+        packets_out: b.packets_out,
+    }
+}
+
+/// Proto BFD session → model. `field` names the message in the error
+/// (e.g. `bfd`).
+pub fn bfd_status_from_pb(field: &str, b: &pb::BfdStatus) -> Result<BfdStatus, Status> {
+    Ok(BfdStatus {
+        phase: bfd_phase_from_pb(&format!("{field}.phase"), b.phase)?,
+        detail: b.detail.clone(),
+        since_unix_seconds: b.since_unix_seconds,
+        multihop: b.multihop,
+        desired_min_tx_us: b.desired_min_tx_us,
+        required_min_rx_us: b.required_min_rx_us,
+        multiplier: b.multiplier,
+        negotiated_tx_us: b.negotiated_tx_us,
+        negotiated_rx_us: b.negotiated_rx_us,
+        remote_multiplier: b.remote_multiplier,
+        detection_time_us: b.detection_time_us,
+        local_discriminator: b.local_discriminator,
+        remote_discriminator: b.remote_discriminator,
+        last_diagnostic: b.last_diagnostic.clone(),
+        uptime_seconds: b.uptime_seconds,
+        flaps: b.flaps,
+        damped: b.damped,
+        bgp_held: b.bgp_held,
+        wait_for_up: b.wait_for_up,
+        graceful: b.graceful,
+        packets_in: b.packets_in,
+        packets_out: b.packets_out,
+    })
 }
 
 /// Model status → proto.
@@ -612,5 +718,138 @@ mod tests {
             })))
             .contains("65535")
         );
+    }
+
+    /// A BFD session with every field set to a distinct value.
+    fn full_bfd() -> BfdStatus {
+        BfdStatus {
+            phase: BfdPhase::Down,
+            detail: "held down: BFD is flapping (damped)".into(),
+            since_unix_seconds: 1_796_658_001,
+            multihop: true,
+            desired_min_tx_us: 300_000,
+            required_min_rx_us: 250_000,
+            multiplier: 3,
+            negotiated_tx_us: 300_000,
+            negotiated_rx_us: 350_000,
+            remote_multiplier: 5,
+            detection_time_us: 1_750_000,
+            local_discriminator: 0x1234_5678,
+            remote_discriminator: 0x9abc_def0,
+            last_diagnostic: "control detection time expired".into(),
+            uptime_seconds: 42,
+            flaps: 7,
+            damped: true,
+            bgp_held: true,
+            wait_for_up: true,
+            graceful: true,
+            packets_in: 1_000_001,
+            packets_out: 1_000_002,
+        }
+    }
+
+    fn peer_with(bfd: Option<BfdStatus>) -> PeerStatus {
+        let mut p = PeerStatus::idle(PeerConfig::new("198.18.0.2".parse().unwrap(), 64513));
+        p.bfd = bfd;
+        p
+    }
+
+    fn peer_bfd_back(p: &PeerStatus) -> Option<BfdStatus> {
+        peer_to_pb(p)
+            .bfd
+            .as_ref()
+            .map(|b| bfd_status_from_pb("bfd", b))
+            .transpose()
+            .expect("valid BFD status")
+    }
+
+    #[test]
+    fn bfd_status_round_trips_through_the_peer_message() {
+        let full = full_bfd();
+        let p = peer_to_pb(&peer_with(Some(full.clone())));
+        let b = p.bfd.as_ref().expect("bfd set");
+        assert_eq!(b.phase, pb::BfdPhase::Down as i32);
+        assert_eq!(b.detection_time_us, 1_750_000);
+        assert_eq!(b.last_diagnostic, "control detection time expired");
+        assert_eq!(peer_bfd_back(&peer_with(Some(full.clone()))), Some(full));
+        // Absent stays absent: no BFD is not "BFD in some default phase".
+        assert_eq!(peer_to_pb(&peer_with(None)).bfd, None);
+        assert_eq!(peer_bfd_back(&peer_with(None)), None);
+        // Survives the wire, too.
+        let wire = prost::Message::encode_to_vec(&peer_to_pb(&peer_with(Some(full_bfd()))));
+        let back: pb::Peer = prost::Message::decode(wire.as_slice()).unwrap();
+        assert_eq!(
+            bfd_status_from_pb("bfd", back.bfd.as_ref().unwrap()).unwrap(),
+            full_bfd()
+        );
+    }
+
+    #[test]
+    fn every_bfd_phase_round_trips_and_unspecified_is_refused() {
+        for phase in [
+            BfdPhase::Starting,
+            BfdPhase::Up,
+            BfdPhase::Down,
+            BfdPhase::AdminDown,
+            BfdPhase::Unavailable,
+        ] {
+            let b = BfdStatus {
+                phase,
+                ..BfdStatus::default()
+            };
+            assert_eq!(
+                bfd_status_from_pb("bfd", &bfd_status_to_pb(&b)).unwrap(),
+                b
+            );
+        }
+        let unspecified = pb::BfdStatus::default();
+        assert!(err(bfd_status_from_pb("bfd", &unspecified)).contains("bfd.phase 0"));
+        let unknown = pb::BfdStatus {
+            phase: 99,
+            ..Default::default()
+        };
+        assert!(err(bfd_status_from_pb("bfd", &unknown)).contains("not a known BFD phase"));
+    }
+
+    fn explanation_with(departed: Option<RouteDeparture>) -> RouteExplanation {
+        RouteExplanation {
+            prefix: "198.19.7.0/24".parse().unwrap(),
+            candidates: vec![],
+            exports: vec![],
+            departed,
+        }
+    }
+
+    #[test]
+    fn departure_round_trips_through_the_explanation() {
+        for (peer, withdrawn) in [("198.18.0.1", true), ("2001:db8::1", false)] {
+            let d = RouteDeparture {
+                peer: peer.parse().unwrap(),
+                at_unix_seconds: 1_796_658_001,
+                reason: "BFD went down (control detection time expired); paths withdrawn".into(),
+                withdrawn,
+            };
+            let e = explanation_to_pb(&explanation_with(Some(d.clone())));
+            assert!(e.candidates.is_empty());
+            let pd = e.departed.as_ref().expect("departed set");
+            assert_eq!(pd.peer_address, peer);
+            assert_eq!(pd.withdrawn, withdrawn);
+            assert_eq!(departure_from_pb("departed", pd).unwrap(), d);
+        }
+        let none = explanation_to_pb(&explanation_with(None));
+        assert_eq!(none.departed, None);
+        assert_eq!(
+            none.departed
+                .as_ref()
+                .map(|d| departure_from_pb("departed", d))
+                .transpose()
+                .unwrap(),
+            None
+        );
+        let bad = pb::RouteDeparture {
+            peer_address: "not-an-address".into(),
+            ..Default::default()
+        };
+        assert!(err(departure_from_pb("departed", &bad)).contains("departed.peer_address"));
     }
 }

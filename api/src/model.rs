@@ -346,6 +346,8 @@ pub struct RouteExplanation {
     pub candidates: Vec<CandidatePath>,
     /// Export decisions per peer.
     pub exports: Vec<PeerExport>,
+    /// The last time paths of this prefix left because BFD went down.
+    pub departed: Option<RouteDeparture>,
 }
 
 /// BGP FSM state (RFC 4271 §8.2.2).
@@ -517,6 +519,90 @@ pub struct PeerStatus {
     pub local_address: Option<IpAddr>,
     /// The peer is restarting and its routes are stale (RFC 4724).
     pub graceful_restart_pending: bool,
+    /// The BFD session guarding this peer, when configured.
+    pub bfd: Option<BfdStatus>,
+}
+
+/// Where a peer's BFD session stands, as the BGP side sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BfdPhase {
+    /// Configured, not Up yet.
+    #[default]
+    Starting,
+    Up,
+    /// Down after a failure.
+    Down,
+    /// The peer turned BFD AdminDown: not a failure (RFC 5882 §3.2).
+    AdminDown,
+    /// Cannot run (see `detail`); the BGP session runs without it.
+    Unavailable,
+}
+
+impl BfdPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            BfdPhase::Starting => "Starting",
+            BfdPhase::Up => "Up",
+            BfdPhase::Down => "Down",
+            BfdPhase::AdminDown => "AdminDown",
+            BfdPhase::Unavailable => "Unavailable",
+        }
+    }
+}
+
+/// One peer's BFD session (RFC 5880): its settings, what was negotiated and
+/// its history. Intervals in microseconds, as on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BfdStatus {
+    pub phase: BfdPhase,
+    /// Why it cannot run, when `Unavailable`.
+    pub detail: String,
+    /// When `phase` was entered (Unix seconds).
+    pub since_unix_seconds: u64,
+    /// RFC 5883 multihop rather than RFC 5881 single-hop.
+    pub multihop: bool,
+    /// Configured Desired Min TX and Required Min RX, and Detect Mult.
+    pub desired_min_tx_us: u32,
+    pub required_min_rx_us: u32,
+    pub multiplier: u32,
+    /// Negotiated transmit interval (ours) and the interval the peer's
+    /// packets are expected at; 0 until the peer is heard.
+    pub negotiated_tx_us: u32,
+    pub negotiated_rx_us: u32,
+    /// The peer's Detect Mult; 0 until heard.
+    pub remote_multiplier: u32,
+    /// Detection Time; 0 until the peer is heard.
+    pub detection_time_us: u32,
+    pub local_discriminator: u32,
+    pub remote_discriminator: u32,
+    /// The diagnostic of the last failure (RFC 5880 §4.1), empty if none.
+    pub last_diagnostic: String,
+    /// Seconds Up (0 when not).
+    pub uptime_seconds: u64,
+    /// Failures (Up to Down) seen.
+    pub flaps: u64,
+    /// Flapping: the BGP session is held down until the penalty decays.
+    pub damped: bool,
+    /// The BGP session is held down (waiting for BFD Up, or damped).
+    pub bgp_held: bool,
+    /// The BGP session starts only once BFD is Up.
+    pub wait_for_up: bool,
+    /// On BFD Down graceful restart keeps the peer's routes as stale.
+    pub graceful: bool,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+/// Why a prefix lost a path: recorded when BFD closed a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDeparture {
+    /// The peer whose paths left.
+    pub peer: IpAddr,
+    pub at_unix_seconds: u64,
+    /// What happened, for an operator.
+    pub reason: String,
+    /// The paths were withdrawn (`false`: kept as stale by graceful restart).
+    pub withdrawn: bool,
 }
 
 impl PeerStatus {
@@ -536,6 +622,7 @@ impl PeerStatus {
             info: String::new(),
             local_address: None,
             graceful_restart_pending: false,
+            bfd: None,
         }
     }
 }

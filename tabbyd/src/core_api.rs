@@ -1,5 +1,6 @@
 //! [`tabby_api::Core`] for the daemon: each call locks the core briefly.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -11,7 +12,8 @@ use tabby_api::model::{
 };
 use tabby_api::{Core, CoreError};
 
-use crate::daemon::Daemon;
+use crate::bfd_link::BfdView;
+use crate::daemon::{Daemon, merge_bfd_info};
 use crate::metrics::{KindLabel, Metrics};
 
 /// The API's handle on the daemon core.
@@ -19,11 +21,44 @@ use crate::metrics::{KindLabel, Metrics};
 pub struct CoreHandle {
     daemon: Arc<Mutex<Daemon>>,
     metrics: Arc<Metrics>,
+    bfd: Option<BfdView>,
 }
 
 impl CoreHandle {
-    pub fn new(daemon: Arc<Mutex<Daemon>>, metrics: Arc<Metrics>) -> Self {
-        CoreHandle { daemon, metrics }
+    pub fn new(daemon: Arc<Mutex<Daemon>>, metrics: Arc<Metrics>, bfd: Option<BfdView>) -> Self {
+        CoreHandle {
+            daemon,
+            metrics,
+            bfd,
+        }
+    }
+
+    /// The BFD driver's snapshot of every session, by peer (empty when no
+    /// driver runs). Read before the core is locked: it awaits the driver.
+    async fn bfd_sessions(&self) -> HashMap<IpAddr, tabby_bfd_driver::SessionInfo> {
+        let Some(handle) = self.bfd.as_ref().and_then(|v| v.borrow().clone()) else {
+            return HashMap::new();
+        };
+        handle
+            .sessions()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.peer, s))
+            .collect()
+    }
+
+    async fn with_bfd(&self, mut peers: Vec<PeerStatus>) -> Vec<PeerStatus> {
+        if peers.iter().all(|p| p.bfd.is_none()) {
+            return peers;
+        }
+        let infos = self.bfd_sessions().await;
+        for p in &mut peers {
+            if let (Some(b), Some(info)) = (p.bfd.as_mut(), infos.get(&p.config.address)) {
+                merge_bfd_info(b, info);
+            }
+        }
+        peers
     }
 
     fn lock(&self, method: &str) -> Result<MutexGuard<'_, Daemon>, CoreError> {
@@ -92,11 +127,13 @@ impl Core for CoreHandle {
     }
 
     async fn list_peers(&self) -> Result<Vec<PeerStatus>, CoreError> {
-        Ok(self.lock("ListPeers")?.list_peers(Instant::now()))
+        let peers = self.lock("ListPeers")?.list_peers(Instant::now());
+        Ok(self.with_bfd(peers).await)
     }
 
     async fn get_peer(&self, address: IpAddr) -> Result<PeerStatus, CoreError> {
-        self.lock("GetPeer")?.get_peer(address, Instant::now())
+        let peer = self.lock("GetPeer")?.get_peer(address, Instant::now())?;
+        Ok(self.with_bfd(vec![peer]).await.remove(0))
     }
 
     async fn add_peer(&self, config: PeerConfig) -> Result<PeerStatus, CoreError> {

@@ -3,13 +3,15 @@
 //!
 //! Owns: the tokio runtime and every task (the event loop, the datastore
 //! source, the API server, the metrics and health listener, the
-//! CalicoNodeStatus writer), command-line flags and logging, and the daemon
-//! core ([`daemon`]). Does not own: the protocol (`tabby-bgp`), sockets to
-//! peers (`tabby-bgp-driver`), route selection (`tabby-rib`), netlink
+//! CalicoNodeStatus writer, the BFD link), command-line flags and logging,
+//! and the daemon core ([`daemon`]). Does not own: the protocol
+//! (`tabby-bgp`, `tabby-bfd`), sockets to peers (`tabby-bgp-driver`,
+//! `tabby-bfd-driver`), route selection (`tabby-rib`), netlink
 //! (`tabby-fib-sync`), the API's wire types (`tabby-api`) or reading the
 //! cluster's resources (`tabby-topology`).
 
 mod args;
+mod bfd_link;
 mod convert;
 mod core_api;
 mod daemon;
@@ -146,6 +148,11 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
         Instant::now(),
     )));
 
+    // BFD: the driver starts with the first peer that asks for it.
+    let (bfd_tx, mut bfd_rx) = mpsc::channel(1024);
+    let (bfd, bfd_view) = bfd_link::start(bfd_tx, metrics.clone());
+    lock(&daemon)?.set_bfd(Box::new(bfd));
+
     if let Some(addr) = args.metrics {
         let registry = registry.clone();
         let d = daemon.clone();
@@ -196,7 +203,11 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
 
     // API.
     let api_cfg = api_config(&args)?;
-    let core = Arc::new(core_api::CoreHandle::new(daemon.clone(), metrics.clone()));
+    let core = Arc::new(core_api::CoreHandle::new(
+        daemon.clone(),
+        metrics.clone(),
+        Some(bfd_view),
+    ));
     let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let bound = tabby_api::bind(core, api_cfg)
         .await
@@ -247,6 +258,13 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
                 })
                 .await?;
                 lock(&daemon)?.pump(Instant::now());
+            }
+            n = bfd_rx.recv() => {
+                if let Some((peer, notice)) = n {
+                    let mut d = lock(&daemon)?;
+                    d.bfd_event(peer, notice, Instant::now());
+                    d.pump(Instant::now());
+                }
             }
             r = ds_rx.recv() => {
                 match r {

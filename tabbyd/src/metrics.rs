@@ -36,6 +36,18 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BfdTransitionLabel {
+    pub peer: String,
+    /// `up`, `down` (a failure) or `admin_down` (the peer's, not a failure).
+    pub to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
 /// Every metric tabbyd exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -48,6 +60,11 @@ pub struct Metrics {
     pub fib_errors: Family<KindLabel, Counter>,
     pub datastore_events: Family<KindLabel, Counter>,
     pub api_calls: Family<KindLabel, Counter>,
+    pub bfd_sessions: Family<StateLabel, Gauge>,
+    pub bfd_transitions: Family<BfdTransitionLabel, Counter>,
+    pub bfd_packets_in: Counter,
+    pub bfd_packets_out: Counter,
+    pub bfd_dropped: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -97,6 +114,31 @@ impl Metrics {
             "api_calls",
             "gRPC API calls by method",
             self.api_calls.clone(),
+        );
+        r.register(
+            "bfd_sessions",
+            "BFD sessions by state (starting, up, down, admin-down, unavailable)",
+            self.bfd_sessions.clone(),
+        );
+        r.register(
+            "bfd_transitions",
+            "BFD session transitions per peer: to up, down (a failure) or admin_down",
+            self.bfd_transitions.clone(),
+        );
+        r.register(
+            "bfd_packets_received",
+            "BFD datagrams received on the BFD ports, dropped or not",
+            self.bfd_packets_in.clone(),
+        );
+        r.register(
+            "bfd_packets_sent",
+            "BFD packets sent",
+            self.bfd_packets_out.clone(),
+        );
+        r.register(
+            "bfd_packets_dropped",
+            "BFD datagrams dropped without changing any session, by reason",
+            self.bfd_dropped.clone(),
         );
         r
     }

@@ -29,6 +29,8 @@ pub struct State {
     pub live: bool,
     pub gr_pending: bool,
     pub calls: Vec<String>,
+    /// What `explain_route` reports as the last BFD departure per prefix.
+    pub departures: BTreeMap<IpNet, RouteDeparture>,
 }
 
 /// The test core.
@@ -59,6 +61,7 @@ impl TestCore {
                 live: true,
                 gr_pending: false,
                 calls: Vec::new(),
+                departures: BTreeMap::new(),
             }),
         })
     }
@@ -122,6 +125,29 @@ impl TestCore {
         p.state_since_unix_seconds = now_unix();
         let peer = p.clone();
         publish_peer(&mut s, PeerChange::StateChanged { previous }, peer);
+    }
+
+    /// Sets (or clears) a peer's BFD session.
+    pub fn set_peer_bfd(&self, addr: &str, bfd: Option<BfdStatus>) {
+        let addr: IpAddr = addr.parse().expect("test peer");
+        if let Some(p) = self.state().peers.get_mut(&addr) {
+            p.bfd = bfd;
+        }
+    }
+
+    /// Records that paths of `prefix` from `peer` left because BFD went down.
+    pub fn record_departure(&self, prefix: &str, peer: &str, at: u64, reason: &str) {
+        let prefix: IpNet = prefix.parse().expect("test prefix");
+        let peer: IpAddr = peer.parse().expect("test peer");
+        self.state().departures.insert(
+            prefix,
+            RouteDeparture {
+                peer,
+                at_unix_seconds: at,
+                reason: reason.into(),
+                withdrawn: true,
+            },
+        );
     }
 
     pub fn set_live(&self, live: bool) {
@@ -345,13 +371,15 @@ impl Core for TestCore {
     async fn explain_route(&self, prefix: IpNet) -> Result<RouteExplanation, CoreError> {
         let s = self.state();
         let c = candidates(&s, prefix);
-        if c.is_empty() {
+        let departed = s.departures.get(&prefix).cloned();
+        if c.is_empty() && departed.is_none() {
             return Err(CoreError::NotFound(format!(
                 "no path for {prefix} in the Loc-RIB"
             )));
         }
         Ok(RouteExplanation {
             prefix,
+            departed,
             candidates: c
                 .into_iter()
                 .map(|p| CandidatePath {

@@ -182,6 +182,7 @@ impl Daemon {
                 .sum();
             s.counters.prefixes_advertised = advertised as u64;
         }
+        s.bfd = slot.bfd.as_ref().map(|b| self.bfd_status(b, now));
         s.graceful_restart_pending = t.state != State::Established
             && t.flaps > 0
             && self.rib.as_ref().is_some_and(|r| {
@@ -190,6 +191,43 @@ impl Daemon {
                     .any(|f| r.prefix_count(slot.id, *f) > 0)
             });
         s
+    }
+
+    /// What the core knows of a peer's BFD session; the driver's snapshot
+    /// (negotiated timers, discriminators, counters) is added by
+    /// [`merge_bfd_info`].
+    fn bfd_status(&self, b: &bfd::BfdTrack, now: Instant) -> am::BfdStatus {
+        let us = micros;
+        am::BfdStatus {
+            phase: match b.phase {
+                bfd::BfdPhase::Starting => am::BfdPhase::Starting,
+                bfd::BfdPhase::Up => am::BfdPhase::Up,
+                bfd::BfdPhase::Down => am::BfdPhase::Down,
+                bfd::BfdPhase::PeerAdminDown => am::BfdPhase::AdminDown,
+                bfd::BfdPhase::Unavailable(_) => am::BfdPhase::Unavailable,
+            },
+            detail: match &b.phase {
+                bfd::BfdPhase::Unavailable(why) => why.clone(),
+                _ => b.hold_reason().unwrap_or_default(),
+            },
+            since_unix_seconds: self.clock.unix(b.since),
+            multihop: b.settings.multihop,
+            desired_min_tx_us: us(b.settings.min_tx),
+            required_min_rx_us: us(b.settings.min_rx),
+            multiplier: b.settings.multiplier.into(),
+            last_diagnostic: b.last_diag.map(|d| d.to_string()).unwrap_or_default(),
+            uptime_seconds: if b.phase == bfd::BfdPhase::Up {
+                now.saturating_duration_since(b.since).as_secs()
+            } else {
+                0
+            },
+            flaps: b.failures,
+            damped: b.damping.is_suppressed(),
+            bgp_held: b.held,
+            wait_for_up: b.settings.wait_for_up,
+            graceful: b.settings.graceful,
+            ..am::BfdStatus::default()
+        }
     }
 
     /// A peer's settings as the API names them.
@@ -389,13 +427,15 @@ impl Daemon {
     pub fn explain(&self, prefix: IpNet) -> Result<am::RouteExplanation, CoreError> {
         let rib = self.rib()?;
         let e = rib.explain(&prefix);
-        if e.candidates.is_empty() {
+        let departed = self.departures.of(&prefix).cloned();
+        if e.candidates.is_empty() && departed.is_none() {
             return Err(CoreError::NotFound(format!(
                 "no path for {prefix} in the Loc-RIB; `tabbyctl routes` lists what is known"
             )));
         }
         Ok(am::RouteExplanation {
             prefix,
+            departed,
             candidates: e
                 .candidates
                 .iter()
@@ -552,11 +592,13 @@ impl Daemon {
             ))
         })?;
         slot.track.enabled = enable;
-        slot.session.command(if enable {
-            PeerCommand::Start
-        } else {
-            PeerCommand::Stop(reason)
-        });
+        // A session BFD holds down starts when BFD lets it go.
+        let held = slot.bfd.as_ref().is_some_and(|b| b.held);
+        if !enable {
+            slot.session.command(PeerCommand::Stop(reason));
+        } else if !held {
+            slot.session.command(PeerCommand::Start);
+        }
         self.get_peer(address, now)
     }
 
@@ -698,4 +740,21 @@ impl Daemon {
             reasons,
         }
     }
+}
+
+/// Adds the driver's snapshot of a session to the core's view of it.
+pub fn merge_bfd_info(s: &mut am::BfdStatus, info: &tabby_bfd_driver::SessionInfo) {
+    s.negotiated_tx_us = micros(info.tx_interval);
+    s.negotiated_rx_us = info.rx_interval.map_or(0, micros);
+    s.remote_multiplier = info.remote_detect_mult.map_or(0, u32::from);
+    s.detection_time_us = info.detection_time.map_or(0, micros);
+    s.local_discriminator = info.local_discriminator;
+    s.remote_discriminator = info.remote_discriminator;
+    s.packets_in = info.counters.packets_in;
+    s.packets_out = info.counters.packets_out;
+}
+
+/// A duration in the API's microseconds (saturating).
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }

@@ -123,6 +123,20 @@ pub struct Peer {
     pub filters: Vec<String>,
     pub import_policy: Option<String>,
     pub export_policy: Option<String>,
+    pub bfd: Option<Bfd>,
+}
+
+/// A session's BFD settings (the `tabby-routing.io/bfd` annotation).
+#[derive(Debug, Serialize)]
+pub struct Bfd {
+    pub desired_min_tx_ms: f64,
+    pub required_min_rx_ms: f64,
+    pub multiplier: u8,
+    pub multihop: bool,
+    pub min_ttl: Option<u8>,
+    pub passive: bool,
+    pub wait_for_up: bool,
+    pub graceful: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -340,6 +354,16 @@ fn peer_entry(
         filters: p.filters.clone(),
         import_policy,
         export_policy,
+        bfd: p.bfd.as_ref().map(|b| Bfd {
+            desired_min_tx_ms: b.min_tx.as_secs_f64() * 1000.0,
+            required_min_rx_ms: b.min_rx.as_secs_f64() * 1000.0,
+            multiplier: b.multiplier,
+            multihop: b.multihop,
+            min_ttl: b.multihop.then_some(b.min_ttl),
+            passive: b.passive,
+            wait_for_up: b.wait_for_up,
+            graceful: b.graceful,
+        }),
     }
 }
 

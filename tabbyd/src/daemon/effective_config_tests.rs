@@ -110,7 +110,10 @@ spec:
 ---
 apiVersion: projectcalico.org/v3
 kind: BGPPeer
-metadata: {{name: tor}}
+metadata:
+  name: tor
+  annotations:
+    tabby-routing.io/bfd: '{{\"interval\":\"150ms\",\"minRx\":\"200ms\",\"multiplier\":5,\"waitForUp\":true}}'
 spec:
   node: node-a
   peerIP: 198.18.0.1:1179
@@ -200,6 +203,16 @@ fn every_session_setting_is_in_the_document_and_no_secret() {
         "filters": ["edge"],
         "import_policy": "import 198.18.0.1",
         "export_policy": "export 198.18.0.1",
+        "bfd": {
+            "desired_min_tx_ms": 150.0,
+            "required_min_rx_ms": 200.0,
+            "multiplier": 5,
+            "multihop": false,
+            "min_ttl": null,
+            "passive": false,
+            "wait_for_up": true,
+            "graceful": false,
+        },
     });
     assert_eq!(*tor, want, "{tor:#}");
 
@@ -211,6 +224,7 @@ fn every_session_setting_is_in_the_document_and_no_secret() {
     assert_eq!(mesh["hold_time_seconds"], 90);
     assert_eq!(mesh["keepalive_seconds"], Value::Null);
     assert_eq!(mesh["graceful_restart"]["restart_time_seconds"], 120);
+    assert_eq!(mesh["bfd"], Value::Null);
 
     // The document's sessions are the ones the daemon started.
     let spawned = spawned.lock().unwrap();

@@ -45,6 +45,9 @@ use prometheus_client::metrics::{family::Family as MetricFamily, gauge::Gauge};
 use tabby_bgp_driver::{PeerCommand, PeerEvent};
 
 mod api;
+mod bfd;
+mod damping;
+mod departures;
 mod effective_config;
 mod kernel;
 mod peer_table;
@@ -52,7 +55,9 @@ mod route_listing;
 #[cfg(test)]
 mod tests;
 
+pub use api::merge_bfd_info;
 use api::*;
+pub use bfd::{BfdNotice, BfdSessions, NoBfd};
 use peer_table::*;
 
 /// Owner name of the routes the cluster's resources originate (blocks,
@@ -150,6 +155,13 @@ struct PeerSlot {
     established_at: Option<Instant>,
     /// This peer's `updates_sent` metric, looked up once.
     updates_out: prometheus_client::metrics::counter::Counter,
+    /// The N bit of RFC 8538 was negotiated on the current session.
+    gr_notification: bool,
+    /// BFD, when the peer's settings ask for it.
+    bfd: Option<bfd::BfdTrack>,
+    /// BFD closed the session (diagnostic, when): its Down event is
+    /// attributed to BFD in `route explain`.
+    bfd_teardown: Option<(tabby_bfd_driver::Diag, Instant)>,
 }
 
 /// The daemon core.
@@ -162,6 +174,9 @@ pub struct Daemon {
     by_id: HashMap<PeerId, IpAddr>,
     next_id: u32,
     sessions: Box<dyn Sessions>,
+    bfd: Box<dyn BfdSessions>,
+    /// Why prefixes lost paths to BFD, for `route explain`.
+    departures: departures::Departures,
     kernel: kernel::KernelView,
     journal: RouteJournal,
     peer_events: tabby_api::Feed<am::PeerEvent>,
@@ -242,6 +257,8 @@ impl Daemon {
             by_id: HashMap::new(),
             next_id: 1,
             sessions,
+            bfd: Box::new(NoBfd),
+            departures: departures::Departures::default(),
             journal: RouteJournal::new(65_536, 4096),
             peer_events,
             peer_seq: 0,
@@ -255,19 +272,25 @@ impl Daemon {
         }
     }
 
+    /// BFD sessions go to `bfd` (the daemon starts with [`NoBfd`]).
+    pub fn set_bfd(&mut self, bfd: Box<dyn BfdSessions>) {
+        self.bfd = bfd;
+    }
+
     /// When the core next needs [`Daemon::on_timer`].
     pub fn next_deadline(&self) -> Option<Instant> {
         let rib = self.rib.as_ref().and_then(|r| r.next_deadline());
-        match (rib, self.kernel.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [rib, self.kernel.next_deadline(), self.bfd_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn on_timer(&mut self, now: Instant) {
         if let Some(rib) = self.rib.as_mut() {
             rib.on_timer(now);
         }
+        self.bfd_timer(now);
         self.pump(now);
     }
 

@@ -185,14 +185,17 @@ impl Daemon {
                         info!(peer = %key, ?fields, "session settings changed: re-establishing this session only");
                         self.remove_peer_slot(key.address, now);
                         self.add_topology_peer(p, now);
-                    } else if fields.iter().any(|f| f.is_policy()) {
-                        info!(peer = %key, ?fields, "policy changed: soft reconfiguration");
+                    } else {
                         if let Some(slot) = self.peers.get_mut(&key.address) {
                             slot.origin = PeerOrigin::Topology(Box::new(p));
                         }
-                        self.refresh_policy(key.address);
-                    } else if let Some(slot) = self.peers.get_mut(&key.address) {
-                        slot.origin = PeerOrigin::Topology(Box::new(p));
+                        if fields.iter().any(|f| f.is_policy()) {
+                            info!(peer = %key, ?fields, "policy changed: soft reconfiguration");
+                            self.refresh_policy(key.address);
+                        }
+                        if fields.contains(&topo::PeerField::Bfd) {
+                            self.bfd_changed(key.address, now);
+                        }
                     }
                 }
                 Change::OriginatedAdded(_)
@@ -370,7 +373,6 @@ impl Daemon {
                 return;
             }
         };
-        session.command(PeerCommand::Start);
         self.by_id.insert(id, address);
         self.peers.insert(
             address,
@@ -390,8 +392,17 @@ impl Daemon {
                         peer: address.to_string(),
                     })
                     .clone(),
+                gr_notification: false,
+                bfd: None,
+                bfd_teardown: None,
             },
         );
+        // With BFD asked to be Up first, the session starts when it is.
+        if !self.start_bfd(address, now)
+            && let Some(slot) = self.peers.get(&address)
+        {
+            slot.session.command(PeerCommand::Start);
+        }
         self.metrics
             .sessions
             .get_or_create(&StateLabel {
@@ -407,6 +418,7 @@ impl Daemon {
         };
         slot.session
             .command(PeerCommand::Stop(Some("peer de-configured".into())));
+        self.stop_bfd(address, slot.bfd.is_some());
         self.by_id.remove(&slot.id);
         if let Some(rib) = self.rib.as_mut() {
             let _ = rib.peer_down(slot.id, DownKind::Flush, now);
@@ -452,6 +464,15 @@ impl Daemon {
         };
         self.metrics.prefixes_received.clear();
         self.metrics.prefixes_advertised.clear();
+        self.metrics.bfd_sessions.clear();
+        for t in self.peers.values().filter_map(|s| s.bfd.as_ref()) {
+            self.metrics
+                .bfd_sessions
+                .get_or_create(&StateLabel {
+                    state: t.phase.name().into(),
+                })
+                .inc();
+        }
         for (addr, slot) in &self.peers {
             for f in &slot.families {
                 let label = PeerFamilyLabel {
@@ -527,6 +548,7 @@ impl Daemon {
                     slot.families = neg.families.clone();
                     slot.eor.clear();
                     slot.track.remote_router_id = Some(neg.peer_id);
+                    slot.gr_notification = neg.gr_notification;
                     slot.track.hold_time = Some(neg.hold_time);
                     slot.track.info = "Established".into();
                 }
@@ -596,11 +618,20 @@ impl Daemon {
                         _ => {}
                     }
                 }
-                if d.was_established
-                    && let Some(rib) = self.rib.as_mut()
-                    && let Err(e) = rib.peer_down(id, kind, now)
-                {
-                    debug!(peer = %address, error = %e, "RIB peer down");
+                let by_bfd = self
+                    .peers
+                    .get_mut(&address)
+                    .and_then(|s| s.bfd_teardown.take());
+                match by_bfd {
+                    _ if !d.was_established => {}
+                    Some(bfd) => self.bfd_teardown_done(address, id, kind, bfd, now),
+                    None => {
+                        if let Some(rib) = self.rib.as_mut()
+                            && let Err(e) = rib.peer_down(id, kind, now)
+                        {
+                            debug!(peer = %address, error = %e, "RIB peer down");
+                        }
+                    }
                 }
             }
             PeerEvent::CommandFailed(why) => {
@@ -638,6 +669,9 @@ impl Daemon {
         for slot in self.peers.values() {
             slot.session.command(PeerCommand::Detach);
         }
+        // BFD says AdminDown, which is not a failure: peers keep the BGP
+        // sessions' graceful restart.
+        self.bfd.shutdown();
     }
 }
 

@@ -75,12 +75,26 @@ struct Harness {
     daemon: Daemon,
     log: Log,
     fib: mpsc::UnboundedReceiver<FibOp>,
+    bfd: BfdLog,
+}
+
+/// BFD sessions the daemon asked for, in order.
+type BfdLog = Arc<Mutex<Vec<(IpAddr, Option<tabby_bfd_driver::SessionSpec>)>>>;
+
+struct BfdRecorder {
+    log: BfdLog,
+}
+
+impl BfdSessions for BfdRecorder {
+    fn set(&mut self, peer: IpAddr, spec: Option<tabby_bfd_driver::SessionSpec>) {
+        self.log.lock().unwrap().push((peer, spec));
+    }
 }
 
 fn harness(max_prefixes: u32) -> Harness {
     let log: Log = Arc::default();
     let (fib_tx, fib) = mpsc::unbounded_channel();
-    let daemon = Daemon::new(
+    let mut daemon = Daemon::new(
         Options {
             node_name: "node-a".into(),
             tunnel_device: "tunl0".into(),
@@ -94,7 +108,14 @@ fn harness(max_prefixes: u32) -> Harness {
         Arc::new(Metrics::default()),
         Instant::now(),
     );
-    Harness { daemon, log, fib }
+    let bfd: BfdLog = Arc::default();
+    daemon.set_bfd(Box::new(BfdRecorder { log: bfd.clone() }));
+    Harness {
+        daemon,
+        log,
+        fib,
+        bfd,
+    }
 }
 
 impl Harness {
@@ -141,16 +162,41 @@ impl Harness {
         peer_as: u32,
         router_id: Ipv4Addr,
     ) -> tabby_bgp::codec::CodecCtx {
+        self.establish_with(addr, peer_as, router_id, false)
+    }
+
+    /// The same, with graceful restart and its N bit (RFC 8538) on both
+    /// sides when `n_bit`.
+    fn establish_with(
+        &mut self,
+        addr: &str,
+        peer_as: u32,
+        router_id: Ipv4Addr,
+        n_bit: bool,
+    ) -> tabby_bgp::codec::CodecCtx {
         let id = self.id_of(addr);
         let open = |asn: u32, rid| Open {
             version: 4,
             my_as: asn.min(u16::MAX as u32) as u16,
             hold_time: 90,
             bgp_id: rid,
-            capabilities: vec![
+            capabilities: [
                 Capability::Multiprotocol(Family::IPV4_UNICAST),
                 Capability::FourOctetAs(Asn(asn)),
-            ],
+            ]
+            .into_iter()
+            .chain(n_bit.then(|| {
+                Capability::GracefulRestart(tabby_bgp::capability::GracefulRestart {
+                    restart_state: false,
+                    notification: true,
+                    restart_time: 120,
+                    families: vec![tabby_bgp::capability::GrFamily {
+                        family: Family::IPV4_UNICAST,
+                        forwarding_preserved: true,
+                    }],
+                })
+            }))
+            .collect(),
             unknown_params: vec![],
         };
         let neg = Negotiated::new(
@@ -581,3 +627,6 @@ fn an_api_peer_gets_the_topology_defaults() {
     assert!(rib.export.is_some() && rib.import.is_some());
     assert!(!p.internal && p.kind == topo::PeerKind::Global);
 }
+
+#[path = "bfd_tests.rs"]
+mod bfd_tests;
