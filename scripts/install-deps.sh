@@ -87,6 +87,9 @@ fi
 # tests, built from Go modules at pinned releases (skipped when built).
 bash "$root/scripts/lab-k8s.sh"
 
+# GoBGP 4 (BFD, the v4 API) from its Go module at a pinned release.
+bash "$root/scripts/lab-gobgp.sh"
+
 # The static target of the container image.
 if command -v rustup >/dev/null 2>&1 \
   && ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then

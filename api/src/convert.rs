@@ -797,10 +797,7 @@ mod tests {
                 phase,
                 ..BfdStatus::default()
             };
-            assert_eq!(
-                bfd_status_from_pb("bfd", &bfd_status_to_pb(&b)).unwrap(),
-                b
-            );
+            assert_eq!(bfd_status_from_pb("bfd", &bfd_status_to_pb(&b)).unwrap(), b);
         }
         let unspecified = pb::BfdStatus::default();
         assert!(err(bfd_status_from_pb("bfd", &unspecified)).contains("bfd.phase 0"));

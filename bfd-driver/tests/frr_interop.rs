@@ -11,57 +11,22 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, ensure};
+use common::bfdd::{Bfdd, bfdd_preflight};
 use common::{EventLog, NsDriver, init_tracing, timers};
-use interop_tests::cmd::{self, CMD_TIMEOUT};
-use interop_tests::{Daemon, Lab, Need, preflight};
+use interop_tests::Lab;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
 use tabby_bfd_driver::{BfdEvent, Diag, DriverConfig, SessionSpec, State};
 
-const BFDD: &str = "/usr/lib/frr/bfdd";
 const MARGIN: Duration = Duration::from_millis(700);
-
-/// bfdd's vty, through vtysh.
-struct Bfdd {
-    vty: String,
-}
-
-impl Bfdd {
-    fn vtysh(&self, commands: &[&str]) -> Result<String> {
-        let mut args = vec!["--vty_socket", &self.vty, "-d", "bfdd"];
-        for c in commands {
-            args.extend_from_slice(&["-c", c]);
-        }
-        cmd::run_ok("vtysh", &args, CMD_TIMEOUT)
-    }
-
-    /// bfdd's view of its one peer (`show bfd peers json`).
-    fn peer(&self) -> Result<Value> {
-        let out = self.vtysh(&["show bfd peers json"])?;
-        let v: Value = serde_json::from_str(out.trim()).context("bfdd's json")?;
-        v.as_array()
-            .and_then(|a| a.first())
-            .cloned()
-            .context("bfdd has no peer")
-    }
-
-    fn status(&self) -> Result<String> {
-        Ok(self.peer()?["status"].as_str().unwrap_or("?").to_string())
-    }
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn interop_with_frr_bfdd() -> Result<()> {
     init_tracing();
-    preflight(&[Need::Root, Need::Frr])?;
-    if !Path::new(BFDD).is_file() {
-        bail!("frr_interop needs FRR's bfdd at {BFDD} (apt-get install frr)");
-    }
+    bfdd_preflight()?;
     let mut lab = Lab::new("bfd-frr")?;
     let tabby = lab.ns("tabby")?;
     let frr = lab.ns("frr")?;
@@ -73,36 +38,7 @@ async fn interop_with_frr_bfdd() -> Result<()> {
          bfd\n peer {us} local-address {them}\n  receive-interval 100\n  transmit-interval 100\n  \
          detect-multiplier 3\n !\n!\n"
     );
-    let conf = lab.write_file("bfdd.conf", &conf)?;
-    let vty = lab.path("bfdd.vty");
-    std::fs::create_dir_all(&vty)?;
-    let p = |x: &Path| x.display().to_string();
-    let (pid_file, ctl, zapi) = (
-        lab.path("bfdd.pid"),
-        lab.path("bfdd.sock"),
-        lab.path("zserv.api"),
-    );
-    // Every path in the lab directory: the file system is shared by all
-    // namespaces. zebra is not started; bfdd keeps retrying it, harmlessly.
-    let args = [
-        "-f",
-        &p(&conf),
-        "-i",
-        &p(&pid_file),
-        "--vty_socket",
-        &p(&vty),
-        "--bfdctl",
-        &p(&ctl),
-        "-z",
-        &p(&zapi),
-        "-u",
-        "root",
-        "-g",
-        "frrvty",
-    ];
-    lab.start(&frr, "bfdd", Daemon::other(BFDD, &args))?;
-    let bfdd = Bfdd { vty: p(&vty) };
-    lab.wait_ready("bfdd", Duration::from_secs(10), || bfdd.peer())?;
+    let bfdd = Bfdd::start(&mut lab, &frr, "bfdd", &conf)?;
 
     let dt = NsDriver::start(&tabby, DriverConfig::default())?;
     let mut ev = EventLog::new(&dt);
@@ -117,17 +53,14 @@ async fn interop_with_frr_bfdd() -> Result<()> {
     let limit = Duration::from_secs(15);
     let up = |e: &BfdEvent| *e == BfdEvent::Up;
     let (t_up, _) = ev.wait(id, limit, up).await?;
-    lab.wait_for("bfdd reports up", limit, || {
-        let s = bfdd.status()?;
-        ensure!(s == "up", "bfdd says {s}");
-        Ok(())
-    })?;
+    // bfdd reports up
+    bfdd.wait_peer(&lab, us.into(), "up", limit, |_| true)?;
     let info = dt
         .wait_info(id, "at 100 ms", limit, |i| {
             i.detection_time == Some(Duration::from_millis(300))
         })
         .await?;
-    let peer = bfdd.peer()?;
+    let peer = bfdd.first_peer()?;
     eprintln!(
         "measured: Tabby Up {:?} after adding the session",
         t_up - t0
@@ -156,11 +89,8 @@ async fn interop_with_frr_bfdd() -> Result<()> {
     eprintln!("bfdd's AdminDown diagnostic: {:?}", i.remote_diag);
     bfdd.vtysh(&["configure terminal", "bfd", &peer_cmd, "no shutdown"])?;
     ev.wait(id, limit, up).await?;
-    lab.wait_for("bfdd up again", limit, || {
-        let s = bfdd.status()?;
-        ensure!(s == "up", "bfdd says {s}");
-        Ok(())
-    })?;
+    // bfdd up again
+    bfdd.wait_peer(&lab, us.into(), "up", limit, |_| true)?;
     dt.wait_info(id, "at 100 ms", limit, |i| {
         i.detection_time == Some(Duration::from_millis(300))
     })
@@ -188,11 +118,8 @@ async fn interop_with_frr_bfdd() -> Result<()> {
     );
     // Thawed, bfdd comes back.
     ev.wait(id, limit, up).await?;
-    lab.wait_for("bfdd up after SIGCONT", limit, || {
-        let s = bfdd.status()?;
-        ensure!(s == "up", "bfdd says {s}");
-        Ok(())
-    })?;
+    // bfdd up after SIGCONT
+    bfdd.wait_peer(&lab, us.into(), "up", limit, |_| true)?;
     let st = dt.handle().stats().await?;
     eprintln!("Tabby driver stats: {st:?}");
     ensure!(st.dropped_total() == 0, "{st:?}");

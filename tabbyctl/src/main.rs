@@ -48,8 +48,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Daemon status and a table of BGP sessions (like birdc show protocols).
+    /// Daemon status, BFD sessions by state, and a table of BGP sessions
+    /// (like birdc show protocols).
     Status,
+    /// BFD sessions (RFC 5880) of the peers that have BFD: state, negotiated
+    /// timers, last diagnostic, flaps.
+    Bfd,
     /// List, show, add, delete, enable, disable or reset peers.
     Peers {
         #[command(subcommand)]
@@ -373,6 +377,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .map_err(|s| status_error("listing peers", s))?
                 .into_inner();
             print(out, render::status(&st, &list.peers))?;
+        }
+        Command::Bfd => {
+            let mut peers = pb::peers_client::PeersClient::new(ch);
+            let list = peers
+                .list_peers(pb::ListPeersRequest {})
+                .await
+                .map_err(|s| status_error("listing peers", s))?
+                .into_inner();
+            print(out, render::bfd(&list.peers))?;
         }
         Command::Peers { action } => {
             peers_cmd(ch, out, action.unwrap_or(PeersAction::List)).await?

@@ -107,6 +107,49 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// RFC 3339 UTC from Unix seconds: "2026-12-07T15:40:01Z".
+pub fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_date(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01: (year, month, day).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    // Count from 0000-03-01 so that the leap day ends each 400-year era's
+    // years; 719_468 days separate it from the Unix epoch.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097; // day of the era, 0..=146_096
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // 0..=365, from March 1st
+    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = era * 400 + yoe + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// An interval in microseconds as milliseconds with at most one decimal:
+/// "300ms", "1.5ms"; "-" for 0 (not known yet).
+pub fn ms(us: u32) -> String {
+    if us == 0 {
+        return "-".into();
+    }
+    let tenths = (u64::from(us) + 50) / 100;
+    if tenths % 10 == 0 {
+        format!("{}ms", tenths / 10)
+    } else {
+        format!("{}.{}ms", tenths / 10, tenths % 10)
+    }
+}
+
 fn state_name(v: i32) -> &'static str {
     match pb::SessionState::try_from(v) {
         Ok(pb::SessionState::Idle) => "Idle",
@@ -207,16 +250,187 @@ fn peer_json(p: &pb::Peer) -> Value {
             "code": e.code, "subcode": e.subcode, "text": e.text,
             "sent_by_local": e.sent_by_local, "at_unix_seconds": e.at_unix_seconds,
         })),
+        "bfd": p.bfd.as_ref().map(bfd_json),
     })
 }
 
-fn peer_rows(peers: &[pb::Peer]) -> Vec<Vec<String>> {
-    peers
+/// "Up", "Down", ... (the model's phase names).
+fn bfd_phase_name(v: i32) -> &'static str {
+    match pb::BfdPhase::try_from(v) {
+        Ok(pb::BfdPhase::Starting) => "Starting",
+        Ok(pb::BfdPhase::Up) => "Up",
+        Ok(pb::BfdPhase::Down) => "Down",
+        Ok(pb::BfdPhase::AdminDown) => "AdminDown",
+        Ok(pb::BfdPhase::Unavailable) => "Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// Every field of a BFD session; the phase as `state`.
+fn bfd_json(b: &pb::BfdStatus) -> Value {
+    json!({
+        "state": bfd_phase_name(b.phase),
+        "detail": b.detail,
+        "since_unix_seconds": b.since_unix_seconds,
+        "multihop": b.multihop,
+        "desired_min_tx_us": b.desired_min_tx_us,
+        "required_min_rx_us": b.required_min_rx_us,
+        "multiplier": b.multiplier,
+        "negotiated_tx_us": b.negotiated_tx_us,
+        "negotiated_rx_us": b.negotiated_rx_us,
+        "remote_multiplier": b.remote_multiplier,
+        "detection_time_us": b.detection_time_us,
+        "local_discriminator": b.local_discriminator,
+        "remote_discriminator": b.remote_discriminator,
+        "last_diagnostic": b.last_diagnostic,
+        "uptime_seconds": b.uptime_seconds,
+        "flaps": b.flaps,
+        "damped": b.damped,
+        "bgp_held": b.bgp_held,
+        "wait_for_up": b.wait_for_up,
+        "graceful": b.graceful,
+        "packets_in": b.packets_in,
+        "packets_out": b.packets_out,
+    })
+}
+
+/// What the INFO column of `tabbyctl bfd` says: why BFD cannot run, or why
+/// the BGP session is held down.
+fn bfd_note(b: &pb::BfdStatus) -> String {
+    if !b.detail.is_empty() {
+        b.detail.clone()
+    } else if b.damped {
+        "damped: BFD is flapping, BGP held down".into()
+    } else if b.bgp_held {
+        "BGP held down until BFD is Up".into()
+    } else {
+        String::new()
+    }
+}
+
+/// Detect Mult, ours/the peer's: "3/3", "3/-" before the peer is heard.
+fn bfd_mult(b: &pb::BfdStatus) -> String {
+    match b.remote_multiplier {
+        0 => format!("{}/-", b.multiplier),
+        m => format!("{}/{m}", b.multiplier),
+    }
+}
+
+fn address(p: &pb::Peer) -> String {
+    p.config
+        .as_ref()
+        .map(|c| c.address.clone())
+        .unwrap_or_default()
+}
+
+const BFD_HEADER: [&str; 10] = [
+    "PEER", "STATE", "TX", "RX", "MULT", "DETECT", "DIAG", "UPTIME", "FLAPS", "INFO",
+];
+
+/// `tabbyctl bfd`: the BFD sessions of the peers that have one.
+pub fn bfd(peers: &[pb::Peer]) -> Rendered {
+    let with: Vec<(String, &pb::BfdStatus)> = peers
+        .iter()
+        .filter_map(|p| p.bfd.as_ref().map(|b| (address(p), b)))
+        .collect();
+    let value = Value::Array(
+        with.iter()
+            .map(|(a, b)| {
+                let mut v = bfd_json(b);
+                if let Value::Object(m) = &mut v {
+                    m.insert("peer".into(), Value::String(a.clone()));
+                }
+                v
+            })
+            .collect(),
+    );
+    if with.is_empty() {
+        return Rendered::message(
+            value,
+            "no peer has BFD; see the README's BFD section\n".into(),
+        );
+    }
+    let rows: Vec<Vec<String>> = with
+        .iter()
+        .map(|(a, b)| {
+            vec![
+                a.clone(),
+                bfd_phase_name(b.phase).to_string(),
+                ms(b.negotiated_tx_us),
+                ms(b.negotiated_rx_us),
+                bfd_mult(b),
+                ms(b.detection_time_us),
+                if b.last_diagnostic.is_empty() {
+                    "-".into()
+                } else {
+                    b.last_diagnostic.clone()
+                },
+                if b.phase == pb::BfdPhase::Up as i32 {
+                    duration(b.uptime_seconds)
+                } else {
+                    "-".into()
+                },
+                b.flaps.to_string(),
+                bfd_note(b),
+            ]
+        })
+        .collect();
+    Rendered::message(value, table(&BFD_HEADER, &rows))
+}
+
+/// The phases `tabbyctl status` counts, in the order it prints them.
+const BFD_PHASES: [(pb::BfdPhase, &str, &str); 5] = [
+    (pb::BfdPhase::Up, "up", "up"),
+    (pb::BfdPhase::Starting, "starting", "starting"),
+    (pb::BfdPhase::Down, "down", "down"),
+    (pb::BfdPhase::AdminDown, "admin down", "admin_down"),
+    (pb::BfdPhase::Unavailable, "unavailable", "unavailable"),
+];
+
+/// BFD sessions by phase: the status line ("3 up, 1 down") and its JSON;
+/// `None` when no peer has BFD.
+fn bfd_summary(peers: &[pb::Peer]) -> Option<(String, Value)> {
+    let phases: Vec<i32> = peers
+        .iter()
+        .filter_map(|p| p.bfd.as_ref().map(|b| b.phase))
+        .collect();
+    if phases.is_empty() {
+        return None;
+    }
+    let mut words = Vec::new();
+    let mut counts = serde_json::Map::new();
+    for (phase, word, key) in BFD_PHASES {
+        let n = phases.iter().filter(|v| **v == phase as i32).count();
+        if n > 0 {
+            words.push(format!("{n} {word}"));
+        }
+        counts.insert(key.into(), n.into());
+    }
+    let unknown = phases
+        .iter()
+        .filter(|v| !BFD_PHASES.iter().any(|(p, _, _)| *p as i32 == **v))
+        .count();
+    if unknown > 0 {
+        words.push(format!("{unknown} unknown"));
+        counts.insert("unknown".into(), unknown.into());
+    }
+    Some((words.join(", "), Value::Object(counts)))
+}
+
+/// The peers table; with a BFD column (after STATE) only when some peer has
+/// BFD, so that tables without BFD read as they always did.
+fn peer_table(peers: &[pb::Peer]) -> String {
+    let with_bfd = peers.iter().any(|p| p.bfd.is_some());
+    let mut header = PEER_HEADER.to_vec();
+    if with_bfd {
+        header.insert(PEER_BFD_COLUMN, "BFD");
+    }
+    let rows: Vec<Vec<String>> = peers
         .iter()
         .map(|p| {
             let c = p.config.clone().unwrap_or_default();
             let n = p.counters.unwrap_or_default();
-            vec![
+            let mut row = vec![
                 c.address,
                 peer_type_name(c.r#type).to_string(),
                 c.remote_as.to_string(),
@@ -225,19 +439,27 @@ fn peer_rows(peers: &[pb::Peer]) -> Vec<Vec<String>> {
                 n.prefixes_received.to_string(),
                 n.prefixes_advertised.to_string(),
                 peer_info(p),
-            ]
+            ];
+            if with_bfd {
+                let b = p.bfd.as_ref().map_or("-", |b| bfd_phase_name(b.phase));
+                row.insert(PEER_BFD_COLUMN, b.to_string());
+            }
+            row
         })
-        .collect()
+        .collect();
+    table(&header, &rows)
 }
 
 const PEER_HEADER: [&str; 8] = ["PEER", "TYPE", "AS", "STATE", "SINCE", "IN", "OUT", "INFO"];
+/// Where the BFD column goes: right after STATE.
+const PEER_BFD_COLUMN: usize = 4;
 
 /// `tabbyctl peers`.
 pub fn peers(peers: &[pb::Peer]) -> Rendered {
     let text = if peers.is_empty() {
         "no peers configured\n".to_string()
     } else {
-        table(&PEER_HEADER, &peer_rows(peers))
+        peer_table(peers)
     };
     Rendered::message(Value::Array(peers.iter().map(peer_json).collect()), text)
 }
@@ -296,10 +518,14 @@ pub fn status(st: &pb::StatusResponse, peers: &[pb::Peer]) -> Rendered {
         st.peers_configured,
         st.peers_established,
     );
-    if !peers.is_empty() {
-        text.push_str(&table(&PEER_HEADER, &peer_rows(peers)));
+    let bfd = bfd_summary(peers);
+    if let Some((line, _)) = &bfd {
+        text.push_str(&format!("BFD: {line}\n"));
     }
-    let value = json!({
+    if !peers.is_empty() {
+        text.push_str(&peer_table(peers));
+    }
+    let mut value = json!({
         "router_id": st.router_id,
         "local_as": st.local_as,
         "version": st.version,
@@ -315,6 +541,9 @@ pub fn status(st: &pb::StatusResponse, peers: &[pb::Peer]) -> Rendered {
         "bgp_listen_addresses": st.bgp_listen_addresses,
         "peers": peers.iter().map(peer_json).collect::<Vec<_>>(),
     });
+    if let (Some((_, counts)), Value::Object(m)) = (bfd, &mut value) {
+        m.insert("bfd".into(), counts);
+    }
     Rendered::message(value, text)
 }
 
@@ -371,7 +600,51 @@ pub fn peer_detail(p: &pb::Peer) -> Rendered {
     if !p.info.is_empty() {
         t.push_str(&format!("  info: {}\n", p.info));
     }
+    if let Some(b) = &p.bfd {
+        t.push_str(&bfd_detail(b));
+    }
     Rendered::message(peer_json(p), t)
+}
+
+/// The BFD lines of `tabbyctl peers show`.
+fn bfd_detail(b: &pb::BfdStatus) -> String {
+    let up = b.phase == pb::BfdPhase::Up as i32;
+    let in_phase_for = if up {
+        format!(" for {}", duration(b.uptime_seconds))
+    } else if b.since_unix_seconds != 0 {
+        format!(
+            " for {}",
+            duration(now_unix().saturating_sub(b.since_unix_seconds))
+        )
+    } else {
+        String::new()
+    };
+    let mut t = format!(
+        "  bfd: {}{in_phase_for}, {}; tx {}, rx {}, multiplier {}, detection {}; flaps {}\n",
+        bfd_phase_name(b.phase),
+        if b.multihop { "multihop" } else { "single-hop" },
+        ms(b.negotiated_tx_us),
+        ms(b.negotiated_rx_us),
+        bfd_mult(b),
+        ms(b.detection_time_us),
+        b.flaps,
+    );
+    t.push_str(&format!(
+        "  bfd configured: min tx {}, min rx {}, multiplier {}{}{}\n",
+        ms(b.desired_min_tx_us),
+        ms(b.required_min_rx_us),
+        b.multiplier,
+        if b.wait_for_up { ", wait for up" } else { "" },
+        if b.graceful { ", graceful" } else { "" },
+    ));
+    if !b.last_diagnostic.is_empty() {
+        t.push_str(&format!("  bfd last diagnostic: {}\n", b.last_diagnostic));
+    }
+    let note = bfd_note(b);
+    if !note.is_empty() {
+        t.push_str(&format!("  bfd note: {note}\n"));
+    }
+    t
 }
 
 fn source(p: &pb::Path) -> String {
@@ -468,6 +741,19 @@ pub fn explanation(e: &pb::ExplainRouteResponse) -> Rendered {
             c.reason
         ));
     }
+    if let Some(d) = &e.departed {
+        t.push_str(&format!(
+            "paths from {} {} at {}: {}\n",
+            d.peer_address,
+            if d.withdrawn {
+                "withdrawn"
+            } else {
+                "kept as stale"
+            },
+            rfc3339(d.at_unix_seconds),
+            d.reason
+        ));
+    }
     if !e.exports.is_empty() {
         t.push_str("exported to:\n");
         for x in &e.exports {
@@ -483,6 +769,13 @@ pub fn explanation(e: &pb::ExplainRouteResponse) -> Rendered {
         "prefix": e.prefix,
         "candidates": e.candidates.iter().map(|c| json!({"path": c.path.as_ref().map(path_json), "reason": c.reason})).collect::<Vec<_>>(),
         "exports": e.exports.iter().map(|x| json!({"peer": x.peer_address, "exported": x.exported, "reason": x.reason})).collect::<Vec<_>>(),
+        "departed": e.departed.as_ref().map(|d| json!({
+            "peer": d.peer_address,
+            "at_unix_seconds": d.at_unix_seconds,
+            "at": rfc3339(d.at_unix_seconds),
+            "reason": d.reason,
+            "withdrawn": d.withdrawn,
+        })),
     });
     Rendered::message(value, t)
 }
@@ -615,6 +908,484 @@ mod tests {
             json.starts_with("{\n  \"schema\": \"tabby.effective-config/v1\",\n  \"node_name\""),
             "{json}"
         );
+    }
+
+    fn peer(addr: &str, state: pb::SessionState, bfd: Option<pb::BfdStatus>) -> pb::Peer {
+        pb::Peer {
+            config: Some(pb::PeerConfig {
+                address: addr.into(),
+                remote_as: 64513,
+                r#type: pb::PeerType::NodeMesh as i32,
+                ..Default::default()
+            }),
+            state: state as i32,
+            enabled: true,
+            bfd,
+            ..Default::default()
+        }
+    }
+
+    fn bfd_up() -> pb::BfdStatus {
+        pb::BfdStatus {
+            phase: pb::BfdPhase::Up as i32,
+            since_unix_seconds: 1_796_658_001,
+            desired_min_tx_us: 300_000,
+            required_min_rx_us: 300_000,
+            multiplier: 3,
+            negotiated_tx_us: 300_000,
+            negotiated_rx_us: 350_000,
+            remote_multiplier: 5,
+            detection_time_us: 1_750_000,
+            local_discriminator: 17,
+            remote_discriminator: 4_000_000_001,
+            last_diagnostic: "control detection time expired".into(),
+            uptime_seconds: 3_725,
+            flaps: 2,
+            graceful: true,
+            packets_in: 1_001,
+            packets_out: 1_002,
+            ..Default::default()
+        }
+    }
+
+    fn bfd_damped() -> pb::BfdStatus {
+        pb::BfdStatus {
+            phase: pb::BfdPhase::Down as i32,
+            detail: "held down: BFD is flapping (damped)".into(),
+            multiplier: 3,
+            negotiated_tx_us: 1_000_000,
+            detection_time_us: 1_500,
+            last_diagnostic: "neighbor signaled session down".into(),
+            flaps: 9,
+            damped: true,
+            bgp_held: true,
+            wait_for_up: true,
+            ..Default::default()
+        }
+    }
+
+    fn bfd_unavailable() -> pb::BfdStatus {
+        pb::BfdStatus {
+            phase: pb::BfdPhase::Unavailable as i32,
+            detail: "multihop BFD needs a local address".into(),
+            multihop: true,
+            multiplier: 3,
+            ..Default::default()
+        }
+    }
+
+    /// Three BFD peers (Up, Down and damped, Unavailable) and one without.
+    fn bfd_peers() -> Vec<pb::Peer> {
+        vec![
+            peer("198.18.0.2", pb::SessionState::Established, Some(bfd_up())),
+            peer("198.18.0.3", pb::SessionState::Idle, Some(bfd_damped())),
+            peer("198.18.0.4", pb::SessionState::Active, None),
+            peer(
+                "2001:db8::5",
+                pb::SessionState::Established,
+                Some(bfd_unavailable()),
+            ),
+        ]
+    }
+
+    fn cells(line: &str) -> Vec<&str> {
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn milliseconds_have_at_most_one_decimal() {
+        assert_eq!(ms(0), "-");
+        assert_eq!(ms(300_000), "300ms");
+        assert_eq!(ms(1_500), "1.5ms");
+        assert_eq!(ms(1_549), "1.5ms");
+        assert_eq!(ms(1_550), "1.6ms");
+        assert_eq!(ms(999_960), "1000ms");
+        assert_eq!(ms(50), "0.1ms");
+        assert_eq!(ms(u32::MAX), "4294967.3ms");
+    }
+
+    #[test]
+    fn rfc3339_is_utc_and_knows_the_leap_years() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_796_658_001), "2026-12-07T15:40:01Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(946_684_799), "1999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(1_735_689_599), "2024-12-31T23:59:59Z");
+        assert_eq!(rfc3339(4_107_542_399), "2100-02-28T23:59:59Z");
+        assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
+        // Day by day against a calendar walked one day at a time.
+        let (mut y, mut m, mut d) = (1970u64, 1u64, 1u64);
+        for days in 0..150_000u64 {
+            assert_eq!(civil_date(days), (y, m, d), "day {days}");
+            let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+            let len = match m {
+                2 if leap => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            d += 1;
+            if d > len {
+                d = 1;
+                m += 1;
+                if m > 12 {
+                    m = 1;
+                    y += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bfd_table_shows_the_peers_with_bfd() {
+        let t = bfd(&bfd_peers()).format(Output::Table).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "header and three BFD peers: {t}");
+        assert_eq!(
+            cells(lines[0]),
+            [
+                "PEER", "STATE", "TX", "RX", "MULT", "DETECT", "DIAG", "UPTIME", "FLAPS", "INFO"
+            ],
+            "{t}"
+        );
+        assert_eq!(
+            cells(lines[1]),
+            [
+                "198.18.0.2",
+                "Up",
+                "300ms",
+                "350ms",
+                "3/5",
+                "1750ms",
+                "control detection time expired",
+                "1h2m",
+                "2"
+            ],
+            "{t}"
+        );
+        assert_eq!(
+            cells(lines[2]),
+            [
+                "198.18.0.3",
+                "Down",
+                "1000ms",
+                "-",
+                "3/-",
+                "1.5ms",
+                "neighbor signaled session down",
+                "-",
+                "9",
+                "held down: BFD is flapping (damped)"
+            ],
+            "{t}"
+        );
+        assert_eq!(
+            cells(lines[3]),
+            [
+                "2001:db8::5",
+                "Unavailable",
+                "-",
+                "-",
+                "3/-",
+                "-",
+                "-",
+                "-",
+                "0",
+                "multihop BFD needs a local address"
+            ],
+            "{t}"
+        );
+        // Columns line up under the header.
+        let col = lines[0].find("DETECT").unwrap();
+        assert_eq!(&lines[1][col..col + 6], "1750ms", "{t}");
+        assert!(!t.contains("198.18.0.4"), "no BFD, no row: {t}");
+    }
+
+    #[test]
+    fn bfd_note_explains_holds_without_a_detail() {
+        let held = pb::BfdStatus {
+            bgp_held: true,
+            ..Default::default()
+        };
+        assert_eq!(bfd_note(&held), "BGP held down until BFD is Up");
+        let damped = pb::BfdStatus {
+            damped: true,
+            bgp_held: true,
+            ..Default::default()
+        };
+        assert!(bfd_note(&damped).starts_with("damped"));
+        assert_eq!(bfd_note(&bfd_up()), "");
+    }
+
+    const BFD_KEYS: [&str; 22] = [
+        "state",
+        "detail",
+        "since_unix_seconds",
+        "multihop",
+        "desired_min_tx_us",
+        "required_min_rx_us",
+        "multiplier",
+        "negotiated_tx_us",
+        "negotiated_rx_us",
+        "remote_multiplier",
+        "detection_time_us",
+        "local_discriminator",
+        "remote_discriminator",
+        "last_diagnostic",
+        "uptime_seconds",
+        "flaps",
+        "damped",
+        "bgp_held",
+        "wait_for_up",
+        "graceful",
+        "packets_in",
+        "packets_out",
+    ];
+
+    fn keys(v: &Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    fn sorted(k: &[&str]) -> Vec<String> {
+        let mut k: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn bfd_json_has_every_field() {
+        let j: Value =
+            serde_json::from_str(&bfd(&bfd_peers()).format(Output::Json).unwrap()).unwrap();
+        let list = j.as_array().expect("a list");
+        assert_eq!(list.len(), 3);
+        let mut want: Vec<&str> = BFD_KEYS.to_vec();
+        want.push("peer");
+        for o in list {
+            assert_eq!(keys(o), sorted(&want), "{o}");
+        }
+        let up = &list[0];
+        assert_eq!(up["peer"], "198.18.0.2");
+        assert_eq!(up["state"], "Up");
+        assert_eq!(up["since_unix_seconds"], 1_796_658_001u64);
+        assert_eq!(up["desired_min_tx_us"], 300_000);
+        assert_eq!(up["required_min_rx_us"], 300_000);
+        assert_eq!(up["multiplier"], 3);
+        assert_eq!(up["negotiated_tx_us"], 300_000);
+        assert_eq!(up["negotiated_rx_us"], 350_000);
+        assert_eq!(up["remote_multiplier"], 5);
+        assert_eq!(up["detection_time_us"], 1_750_000);
+        assert_eq!(up["local_discriminator"], 17);
+        assert_eq!(up["remote_discriminator"], 4_000_000_001u32);
+        assert_eq!(up["last_diagnostic"], "control detection time expired");
+        assert_eq!(up["uptime_seconds"], 3_725);
+        assert_eq!(up["flaps"], 2);
+        assert_eq!(up["graceful"], true);
+        assert_eq!(up["multihop"], false);
+        assert_eq!(up["packets_in"], 1_001);
+        assert_eq!(up["packets_out"], 1_002);
+        let down = &list[1];
+        assert_eq!(down["state"], "Down");
+        assert_eq!(
+            (&down["damped"], &down["bgp_held"], &down["wait_for_up"]),
+            (&Value::Bool(true), &Value::Bool(true), &Value::Bool(true))
+        );
+        assert_eq!(down["detail"], "held down: BFD is flapping (damped)");
+        assert_eq!(list[2]["peer"], "2001:db8::5");
+        assert_eq!(list[2]["state"], "Unavailable");
+        // YAML carries the same.
+        let y: Value =
+            serde_yaml_ng::from_str(&bfd(&bfd_peers()).format(Output::Yaml).unwrap()).unwrap();
+        assert_eq!(y, j);
+    }
+
+    #[test]
+    fn bfd_without_bfd_peers_says_so() {
+        let none = [peer("198.18.0.4", pb::SessionState::Established, None)];
+        for peers in [&none[..], &[]] {
+            let r = bfd(peers);
+            assert_eq!(
+                r.format(Output::Table).unwrap(),
+                "no peer has BFD; see the README's BFD section\n"
+            );
+            assert_eq!(r.format(Output::Json).unwrap(), "[]");
+        }
+    }
+
+    #[test]
+    fn peers_json_has_bfd_or_null_and_the_table_a_bfd_column_when_any() {
+        let peers = bfd_peers();
+        let j: Value =
+            serde_json::from_str(&super::peers(&peers).format(Output::Json).unwrap()).unwrap();
+        assert_eq!(keys(&j[0]["bfd"]), sorted(&BFD_KEYS));
+        assert_eq!(j[0]["bfd"]["state"], "Up");
+        assert_eq!(j[0]["bfd"]["detection_time_us"], 1_750_000);
+        assert_eq!(j[1]["bfd"]["state"], "Down");
+        assert_eq!(j[2]["bfd"], Value::Null);
+        assert!(j[2].as_object().unwrap().contains_key("bfd"));
+
+        let t = super::peers(&peers).format(Output::Table).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            cells(lines[0]),
+            [
+                "PEER", "TYPE", "AS", "STATE", "BFD", "SINCE", "IN", "OUT", "INFO"
+            ],
+            "{t}"
+        );
+        assert_eq!(
+            cells(lines[1])[..5],
+            ["198.18.0.2", "node-mesh", "64513", "Established", "Up"],
+            "{t}"
+        );
+        assert_eq!(cells(lines[2])[4], "Down", "{t}");
+        assert_eq!(cells(lines[3])[4], "-", "{t}");
+        assert_eq!(cells(lines[4])[4], "Unavailable", "{t}");
+
+        // Without BFD the table is as it always was.
+        let plain = [peer("198.18.0.4", pb::SessionState::Active, None)];
+        let t = super::peers(&plain).format(Output::Table).unwrap();
+        assert_eq!(
+            cells(t.lines().next().unwrap()),
+            ["PEER", "TYPE", "AS", "STATE", "SINCE", "IN", "OUT", "INFO"]
+        );
+    }
+
+    #[test]
+    fn peer_detail_shows_the_bfd_session() {
+        let t = peer_detail(&bfd_peers()[0]).format(Output::Table).unwrap();
+        assert!(
+            t.contains(
+                "  bfd: Up for 1h2m, single-hop; tx 300ms, rx 350ms, multiplier 3/5, detection 1750ms; flaps 2\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("  bfd configured: min tx 300ms, min rx 300ms, multiplier 3, graceful\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  bfd last diagnostic: control detection time expired\n"),
+            "{t}"
+        );
+        let t = peer_detail(&bfd_peers()[2]).format(Output::Table).unwrap();
+        assert!(!t.contains("bfd"), "{t}");
+    }
+
+    fn daemon_status() -> pb::StatusResponse {
+        pb::StatusResponse {
+            router_id: "198.18.0.1".into(),
+            local_as: 64512,
+            version: "0.1.0".into(),
+            peers_configured: 4,
+            peers_established: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn status_counts_bfd_sessions_by_phase() {
+        let mut peers = bfd_peers();
+        peers.push(peer(
+            "198.18.0.6",
+            pb::SessionState::Established,
+            Some(bfd_up()),
+        ));
+        let r = status(&daemon_status(), &peers);
+        let t = r.format(Output::Table).unwrap();
+        assert!(t.contains("\nBFD: 2 up, 1 down, 1 unavailable\n"), "{t}");
+        let j: Value = serde_json::from_str(&r.format(Output::Json).unwrap()).unwrap();
+        assert_eq!(
+            j["bfd"],
+            json!({"up": 2, "starting": 0, "down": 1, "admin_down": 0, "unavailable": 1})
+        );
+        assert_eq!(j["peers"][0]["bfd"]["state"], "Up");
+
+        // No BFD peer: no BFD line, no bfd key.
+        let plain = [peer("198.18.0.4", pb::SessionState::Active, None)];
+        let r = status(&daemon_status(), &plain);
+        let t = r.format(Output::Table).unwrap();
+        assert!(!t.contains("BFD"), "{t}");
+        let j: Value = serde_json::from_str(&r.format(Output::Json).unwrap()).unwrap();
+        assert!(j.get("bfd").is_none(), "{j}");
+    }
+
+    fn departure(withdrawn: bool) -> pb::RouteDeparture {
+        pb::RouteDeparture {
+            peer_address: "198.18.0.1".into(),
+            at_unix_seconds: 1_796_658_001,
+            reason: "BFD went down (control detection time expired); paths withdrawn".into(),
+            withdrawn,
+        }
+    }
+
+    #[test]
+    fn explanation_with_only_a_departure_prints_it() {
+        let e = pb::ExplainRouteResponse {
+            prefix: "198.19.7.0/24".into(),
+            candidates: vec![],
+            exports: vec![],
+            departed: Some(departure(true)),
+        };
+        let r = explanation(&e);
+        let t = r.format(Output::Table).unwrap();
+        assert_eq!(
+            t,
+            "198.19.7.0/24: 0 candidate path(s)\n\
+             paths from 198.18.0.1 withdrawn at 2026-12-07T15:40:01Z: \
+             BFD went down (control detection time expired); paths withdrawn\n"
+        );
+        let j: Value = serde_json::from_str(&r.format(Output::Json).unwrap()).unwrap();
+        assert_eq!(
+            j["departed"],
+            json!({
+                "peer": "198.18.0.1",
+                "at_unix_seconds": 1_796_658_001u64,
+                "at": "2026-12-07T15:40:01Z",
+                "reason": "BFD went down (control detection time expired); paths withdrawn",
+                "withdrawn": true,
+            })
+        );
+        assert_eq!(j["candidates"], json!([]));
+    }
+
+    #[test]
+    fn explanation_departure_follows_the_candidates() {
+        let e = pb::ExplainRouteResponse {
+            prefix: "198.19.7.0/24".into(),
+            candidates: vec![pb::CandidatePath {
+                path: Some(pb::Path {
+                    next_hop: "198.18.0.3".into(),
+                    best: true,
+                    source: Some(pb::PathSource {
+                        source: Some(pb::path_source::Source::PeerAddress("198.18.0.3".into())),
+                    }),
+                    ..Default::default()
+                }),
+                reason: "best path".into(),
+            }],
+            exports: vec![],
+            departed: Some(departure(false)),
+        };
+        let t = explanation(&e).format(Output::Table).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[1], "  best via 198.18.0.3 from 198.18.0.3: best path");
+        assert!(
+            lines[2].starts_with("paths from 198.18.0.1 kept as stale at 2026-12-07T15:40:01Z: "),
+            "{t}"
+        );
+        let none = pb::ExplainRouteResponse {
+            departed: None,
+            ..e
+        };
+        let r = explanation(&none);
+        assert!(!r.format(Output::Table).unwrap().contains("paths from"));
+        let j: Value = serde_json::from_str(&r.format(Output::Json).unwrap()).unwrap();
+        assert_eq!(j["departed"], Value::Null);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{TestCore, TestServer};
 use tabby_api::Core;
-use tabby_api::model::SessionState;
+use tabby_api::model::{BfdPhase, BfdStatus, SessionState};
 
 struct Out {
     code: i32,
@@ -173,6 +173,126 @@ async fn routes_announce_withdraw_explain() {
     let w = ok(&srv.socket, "withdraw 100.64.1.0/26").await;
     assert!(w.contains("removed 1"), "{w}");
     assert!(core.state().local.is_empty());
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bfd_sessions_in_bfd_peers_status_and_explain() {
+    let (core, srv) = setup().await;
+    // No BFD anywhere: one line, an empty list, no BFD in status or peers.
+    let t = ok(&srv.socket, "bfd").await;
+    assert_eq!(t, "no peer has BFD; see the README's BFD section\n");
+    assert_eq!(ok(&srv.socket, "-o json bfd").await.trim(), "[]");
+    let s = ok(&srv.socket, "status").await;
+    assert!(!s.contains("BFD"), "{s}");
+
+    core.set_peer_bfd(
+        "198.18.0.2",
+        Some(BfdStatus {
+            phase: BfdPhase::Up,
+            multiplier: 3,
+            desired_min_tx_us: 300_000,
+            required_min_rx_us: 300_000,
+            negotiated_tx_us: 300_000,
+            negotiated_rx_us: 300_000,
+            remote_multiplier: 3,
+            detection_time_us: 900_000,
+            uptime_seconds: 125,
+            flaps: 1,
+            last_diagnostic: "control detection time expired".into(),
+            ..BfdStatus::default()
+        }),
+    );
+    core.set_peer_bfd(
+        "198.18.0.3",
+        Some(BfdStatus {
+            phase: BfdPhase::Down,
+            multiplier: 3,
+            detail: "held down: waiting for BFD Up".into(),
+            bgp_held: true,
+            wait_for_up: true,
+            ..BfdStatus::default()
+        }),
+    );
+    let t = ok(&srv.socket, "bfd").await;
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines.len(), 3, "{t}");
+    assert!(
+        lines[0].starts_with("PEER") && lines[0].ends_with("INFO"),
+        "{t}"
+    );
+    let up: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        up[..6],
+        ["198.18.0.2", "Up", "300ms", "300ms", "3/3", "900ms"],
+        "{t}"
+    );
+    assert!(
+        lines[1].contains("control detection time expired") && lines[1].contains("2m5s"),
+        "{t}"
+    );
+    assert!(
+        lines[2].starts_with("198.18.0.3") && lines[2].ends_with("held down: waiting for BFD Up"),
+        "{t}"
+    );
+
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&srv.socket, "-o json bfd").await).expect("json");
+    assert_eq!(j[0]["peer"], "198.18.0.2");
+    assert_eq!(j[0]["state"], "Up");
+    assert_eq!(j[0]["detection_time_us"], 900_000);
+    assert_eq!(j[1]["state"], "Down");
+    assert_eq!(j[1]["bgp_held"], true);
+    let y = ok(&srv.socket, "-o yaml bfd").await;
+    assert!(y.contains("negotiated_tx_us: 300000"), "{y}");
+
+    let s = ok(&srv.socket, "status").await;
+    assert!(s.contains("\nBFD: 1 up, 1 down\n"), "{s}");
+    let header = s.lines().find(|l| l.starts_with("PEER")).expect("header");
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "PEER", "TYPE", "AS", "STATE", "BFD", "SINCE", "IN", "OUT", "INFO"
+        ],
+        "{header}"
+    );
+    let row = s
+        .lines()
+        .find(|l| l.starts_with("198.18.0.3"))
+        .expect("row");
+    assert_eq!(row.split_whitespace().nth(4), Some("Down"), "{row}");
+    let p: serde_json::Value =
+        serde_json::from_str(&ok(&srv.socket, "-o json peers").await).expect("json");
+    assert_eq!(p[0]["bfd"]["state"], "Up");
+    assert_eq!(p[0]["bfd"]["negotiated_rx_us"], 300_000);
+    assert!(p[0]["bfd"].get("peer").is_none(), "{p}");
+    assert_eq!(p[1]["bfd"]["wait_for_up"], true);
+    let show = ok(&srv.socket, "peers show 198.18.0.2").await;
+    assert!(show.contains("  bfd: Up for 2m5s"), "{show}");
+
+    // The paths left: explain says why, with no candidate left.
+    core.record_departure(
+        "198.19.9.0/24",
+        "198.18.0.3",
+        1_796_658_001,
+        "BFD went down (control detection time expired); paths withdrawn",
+    );
+    let e = ok(&srv.socket, "route explain 198.19.9.0/24").await;
+    assert!(e.contains("0 candidate path(s)"), "{e}");
+    assert!(
+        e.contains(
+            "paths from 198.18.0.3 withdrawn at 2026-12-07T15:40:01Z: BFD went down (control detection time expired)"
+        ),
+        "{e}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&srv.socket, "-o json route explain 198.19.9.0/24").await)
+            .expect("json");
+    assert_eq!(j["departed"]["peer"], "198.18.0.3");
+    assert_eq!(j["departed"]["at"], "2026-12-07T15:40:01Z");
+    assert_eq!(j["departed"]["withdrawn"], true);
+    let err = fails(&srv.socket, "route explain 198.19.10.0/24").await;
+    assert!(err.contains("no path for 198.19.10.0/24"), "{err}");
     srv.shutdown().await;
 }
 

@@ -3,7 +3,10 @@
 //! publishes. Included by each test file with `mod common;`.
 #![allow(dead_code)]
 
+pub mod bfdd;
+
 use std::fs::File;
+use std::net::Ipv6Addr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -11,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use interop_tests::{Lab, Ns, Segment};
 use nix::sched::{CloneFlags, setns};
 use tabby_bfd_driver::{
-    BfdDriver, BfdEvent, BfdHandle, DriverConfig, SessionId, SessionInfo, Timers,
+    BfdDriver, BfdEvent, BfdHandle, DriverConfig, SessionId, SessionInfo, State, Timers,
 };
 use tokio::sync::broadcast;
 
@@ -121,6 +124,32 @@ impl NsDriver {
     }
 }
 
+impl NsDriver {
+    /// Waits until the session is Up with no Poll Sequence of ours pending,
+    /// transmitting every `tx` and detecting in `detect` (RFC 5880 §6.8.7,
+    /// §6.8.4): a renegotiation that has settled on our side.
+    pub async fn wait_negotiated(
+        &self,
+        id: SessionId,
+        tx: Duration,
+        detect: Duration,
+        timeout: Duration,
+    ) -> Result<SessionInfo> {
+        self.wait_info(
+            id,
+            &format!("Up at tx {tx:?}, detection {detect:?}"),
+            timeout,
+            |i| {
+                i.state == State::Up
+                    && !i.poll_in_progress
+                    && i.tx_interval == tx
+                    && i.detection_time == Some(detect)
+            },
+        )
+        .await
+    }
+}
+
 impl Drop for NsDriver {
     fn drop(&mut self) {
         drop(self.handle.take());
@@ -189,6 +218,17 @@ impl EventLog {
         }
     }
 
+    /// Fails if `id` has reported anything not yet consumed by `wait`
+    /// (after collecting what is already queued).
+    pub async fn ensure_quiet(&mut self, id: SessionId, what: &str) -> Result<()> {
+        self.settle(Duration::from_millis(20)).await;
+        let extra = self.unmatched(id);
+        if !extra.is_empty() {
+            bail!("{}: {id} reported {extra:?} {what}", self.label);
+        }
+        Ok(())
+    }
+
     /// Events of `id` not yet consumed by `wait`.
     pub fn unmatched(&self, id: SessionId) -> Vec<BfdEvent> {
         self.seen
@@ -197,6 +237,20 @@ impl EventLog {
             .map(|e| e.2)
             .collect()
     }
+}
+
+/// The IPv6 link-local address of `ifname` in `ns`.
+pub fn link_local(lab: &Lab, ns: &Ns, ifname: &str) -> Result<Ipv6Addr> {
+    let out = lab.ip(
+        ns,
+        &["-6", "-o", "addr", "show", "dev", ifname, "scope", "link"],
+    )?;
+    out.split_whitespace()
+        .skip_while(|t| *t != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .with_context(|| format!("{ns}: no link-local address on {ifname}: {out:?}"))
 }
 
 /// Two namespaces joined by a veth, a driver in each and their event logs:

@@ -415,14 +415,7 @@ impl Daemon {
         let departure = am::RouteDeparture {
             peer: address,
             at_unix_seconds: self.clock.unix(at),
-            reason: format!(
-                "BFD went down ({diag}); paths {}",
-                if withdrawn {
-                    "withdrawn"
-                } else {
-                    "kept as stale (graceful restart)"
-                }
-            ),
+            reason: format!("BFD went down ({diag})"),
             withdrawn,
         };
         for p in changes
