@@ -264,6 +264,28 @@ fn mesh_tor_edits_and_secret_rotation() -> Result<()> {
     lab.wait_no_kernel_route(&mesh.ns[0], Some(TABBY_PROTO), net("198.19.2.0/24"), T)?;
     base.unchanged(&t, "BGPPeer tor-b deleted")?;
 
+    // 3b. BFD for tor-a through the annotation Calico's CRD keeps (its
+    // schema would prune a spec field): every node starts a BFD session
+    // (tor-a's BIRD runs none, so it stays Starting) and no BGP session
+    // moves; the annotation's removal in step 4 moves none either.
+    api.apply(&tor_a_peer("").replacen(
+        "  name: tor-a\n",
+        "  name: tor-a\n  annotations:\n    tabby-routing.io/bfd: '{\"interval\":\"200ms\"}'\n",
+        1,
+    ))?;
+    lab.wait_for("BFD configured for tor-a on every node", T, || {
+        for ti in &t {
+            let b = &peer(ti, aa)?["bfd"];
+            ensure!(
+                b["desired_min_tx_us"] == 200_000 && b["state"] == "Starting",
+                "{}: tor-a's BFD: {b}",
+                ti.label
+            );
+        }
+        Ok(())
+    })?;
+    base.unchanged(&t, "BFD turned on for tor-a")?;
+
     // 4. BGPFilter: tor-a's route rejected on import, then the filter removed.
     api.apply(&format!(
         "apiVersion: {KDD_API_VERSION}\nkind: BGPFilter\nmetadata:\n  name: no-tor-a\nspec:\n  importV4:\n  \
