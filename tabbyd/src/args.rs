@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// tabbyd: BGP routing for Kubernetes-style hosts.
 ///
@@ -14,6 +14,9 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tabbyd", version, about, long_about = None)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// This node's name, as in its Calico `Node` resource. Defaults to the
     /// host name.
     #[arg(long, env = "TABBY_NODE_NAME")]
@@ -25,6 +28,7 @@ pub struct Args {
     /// `kubernetes:/path/to/kubeconfig`.
     #[arg(
         long,
+        global = true,
         env = "TABBY_DATASTORE",
         default_value = "file:/etc/tabby/cluster.yaml"
     )]
@@ -32,7 +36,7 @@ pub struct Args {
 
     /// Namespace of the Secrets that BGP passwords reference (Kubernetes
     /// datastore). Default: this pod's namespace, else kube-system.
-    #[arg(long, env = "TABBY_SECRET_NAMESPACE")]
+    #[arg(long, global = true, env = "TABBY_SECRET_NAMESPACE")]
     pub secret_namespace: Option<String>,
 
     /// The management API listener: `unix:PATH` (mode 0660) or `tcp:ADDR`
@@ -91,6 +95,40 @@ pub struct Args {
     pub run_dir: PathBuf,
 }
 
+/// What tabbyd does instead of running.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Derive a node's configuration from a datastore and print it, without
+    /// opening a socket or touching the kernel: its peers with every session
+    /// setting, originated routes, pools and policies (the effective-config
+    /// document, docs/effective-config.md), and every resource that is
+    /// invalid or cannot be honoured. Exit status: 0 when nothing was
+    /// reported, 1 when something was, 2 when the datastore cannot be read
+    /// or the node cannot be derived.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// The node to derive, as in its Calico `Node` resource.
+    #[arg(long)]
+    pub node: String,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = PlanFormat::Yaml)]
+    pub output: PlanFormat,
+
+    /// How long to wait for the datastore's first complete read.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Json,
+    Yaml,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -109,5 +147,25 @@ mod tests {
         assert_eq!(a.kernel_table, 254);
         use clap::CommandFactory;
         Args::command().debug_assert();
+        assert!(a.command.is_none());
+        let p = Args::try_parse_from([
+            "tabbyd",
+            "plan",
+            "--node",
+            "node-a",
+            "--datastore",
+            "file:/tmp/c.yaml",
+            "-o",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(p.datastore, "file:/tmp/c.yaml");
+        match p.command {
+            Some(Command::Plan(pa)) => {
+                assert_eq!(pa.node, "node-a");
+                assert_eq!(pa.output, PlanFormat::Json);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

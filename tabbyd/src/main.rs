@@ -18,6 +18,7 @@ mod daemon;
 mod logging;
 mod metrics;
 mod node_status;
+mod plan;
 mod sessions;
 
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ use crate::metrics::Metrics;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(args::Command::Plan(plan)) = &args.command {
+        return plan::run(&args, plan);
+    }
     let log = match logging::init(&args.log_level, args.log_format) {
         Ok(l) => l,
         Err(e) => {

@@ -1,0 +1,153 @@
+//! `tabbyd plan` as an operator's CI runs it: the real binary on a cluster
+//! file, its document and its exit status.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+const CLUSTER: &str = "
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {asNumber: 64512, nodeToNodeMeshEnabled: true}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-a}
+spec: {bgp: {ipv4Address: 198.18.0.11/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-b}
+spec: {bgp: {ipv4Address: 198.18.0.12/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: pods}
+spec: {cidr: 100.64.0.0/16, blockSize: 26, ipipMode: Never, vxlanMode: Never}
+---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata: {name: a}
+spec: {node: node-a, cidr: 100.64.0.0/26, state: confirmed}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: tor
+  annotations: {tabby-routing.io/bfd: 'BFD_VALUE'}
+spec: {peerIP: 198.18.0.1, asNumber: 65000, keepaliveTime: 10s}
+";
+
+struct Plan {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn plan(cluster: &str, args: &[&str]) -> Plan {
+    let dir = std::env::temp_dir().join(format!("tabbyd-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file: PathBuf = dir.join(format!("{}.yaml", args.join("_").replace('/', "_")));
+    std::fs::write(&file, cluster).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tabbyd"))
+        .arg("plan")
+        .args(args)
+        .arg("--datastore")
+        .arg(format!("file:{}", file.display()))
+        .env_remove("TABBY_DATASTORE")
+        .output()
+        .expect("tabbyd runs");
+    Plan {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn json(p: &Plan) -> Value {
+    serde_json::from_str(&p.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", p.stdout, p.stderr))
+}
+
+fn peer<'a>(doc: &'a Value, address: &str) -> &'a Value {
+    doc["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["address"] == address)
+        .unwrap_or_else(|| panic!("no peer {address}: {doc:#}"))
+}
+
+#[test]
+fn a_clean_cluster_plans_every_session_and_exits_0() {
+    let p = plan(
+        &CLUSTER.replace("BFD_VALUE", "true"),
+        &["--node", "node-a", "-o", "json"],
+    );
+    assert_eq!(p.status, 0, "{}", p.stderr);
+    let doc = json(&p);
+    assert_eq!(doc["schema"], "tabby.effective-config/v1");
+    assert_eq!(doc["node_name"], "node-a");
+    assert_eq!(doc["node"]["router_id"], "198.18.0.11");
+    let tor = peer(&doc, "198.18.0.1");
+    assert_eq!(tor["peer_as"], 65000);
+    assert_eq!(tor["keepalive_seconds"], 10);
+    assert_eq!(tor["active"], true);
+    assert_eq!(tor["bfd"]["multiplier"], 3);
+    let mesh = peer(&doc, "198.18.0.12");
+    assert_eq!(mesh["type"], "mesh");
+    assert_eq!(doc["originated"][0]["prefix"], "100.64.0.0/26");
+    assert_eq!(doc["datastore"]["warnings"], Value::Array(vec![]));
+}
+
+#[test]
+fn yaml_is_the_default_output() {
+    let p = plan(&CLUSTER.replace("BFD_VALUE", "true"), &["--node", "node-b"]);
+    assert_eq!(p.status, 0, "{}", p.stderr);
+    let doc: Value = serde_yaml_ng::from_str(&p.stdout).expect("YAML");
+    assert_eq!(doc["node_name"], "node-b");
+    assert_eq!(peer(&doc, "198.18.0.11")["calico_node"], "node-a");
+}
+
+#[test]
+fn what_cannot_be_honoured_is_listed_and_exits_1() {
+    let p = plan(
+        &CLUSTER.replace("BFD_VALUE", r#"{"interval":"1ms"}"#),
+        &["--node", "node-a", "-o", "json"],
+    );
+    assert_eq!(p.status, 1, "{}", p.stderr);
+    let doc = json(&p);
+    let warnings = doc["datastore"]["warnings"].to_string();
+    assert!(warnings.contains("BGPPeer 'tor'"), "{warnings}");
+    assert!(warnings.contains("tabby-routing.io/bfd"), "{warnings}");
+    // The session is still planned, without BFD.
+    assert_eq!(peer(&doc, "198.18.0.1")["bfd"], Value::Null);
+}
+
+#[test]
+fn an_unknown_node_is_an_error_and_exits_2() {
+    let p = plan(&CLUSTER.replace("BFD_VALUE", "true"), &["--node", "node-z"]);
+    assert_eq!(p.status, 2, "{}", p.stdout);
+    assert!(p.stderr.contains("node-z"), "{}", p.stderr);
+    assert!(p.stdout.is_empty());
+}
+
+#[test]
+fn an_unreadable_datastore_exits_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tabbyd"))
+        .args([
+            "plan",
+            "--node",
+            "node-a",
+            "--datastore",
+            "file:/nonexistent/tabby/cluster.yaml",
+            "--timeout-seconds",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/tabby/cluster.yaml"), "{err}");
+}
