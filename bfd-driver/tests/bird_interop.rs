@@ -29,24 +29,21 @@
 
 mod common;
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use common::{EventLog, NsDriver, init_tracing, link_local, timers};
-use interop_tests::{Bird, Lab, Need, Ns, Segment, preflight};
-use tabby_bfd_driver::{
-    BfdEvent, DEFAULT_MULTIHOP_MIN_TTL, Diag, DriverConfig, DropReason, SessionId, SessionSpec,
-    State,
+use common::interop::{
+    admin_down_and_back, end_without_drops, ensure_stayed_up, hold, renegotiate_from_peer,
+    renegotiate_from_tabby, wait_both_up, wait_detected_down,
 };
-
-const LIMIT: Duration = Duration::from_secs(15);
-/// Slack on a measured detection: scheduling of two daemons on 2 cores.
-const MARGIN: Duration = Duration::from_millis(700);
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use common::{
+    Family, LIMIT, MARGIN, init_tracing, link_local, ms, one_link, routed_pair, single_hop_100ms,
+    start_driver, timers,
+};
+use interop_tests::{Bird, Lab, Need, Ns, Segment, preflight};
+use tabby_bfd_driver::{DEFAULT_MULTIHOP_MIN_TTL, Diag, DropReason, SessionSpec, State};
 
 // ----- BIRD's side -----
 
@@ -62,6 +59,17 @@ struct BirdBfdConf {
 }
 
 impl BirdBfdConf {
+    /// 100 ms both ways, multiplier 3.
+    fn new(passive: bool, neighbors: Vec<String>) -> BirdBfdConf {
+        BirdBfdConf {
+            router_id: Ipv4Addr::new(198, 18, 255, 2),
+            interval_ms: 100,
+            multiplier: 3,
+            passive,
+            neighbors,
+        }
+    }
+
     fn render(&self) -> String {
         let opts = format!(
             "interval {} ms; multiplier {}; passive {};",
@@ -100,6 +108,12 @@ struct BirdSession {
     /// The Detection Time: max(BIRD's Required Min RX, the peer's Desired
     /// Min TX) times the peer's Detect Mult.
     timeout: Duration,
+}
+
+impl fmt::Display for BirdSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BIRD {self:?}")
+    }
 }
 
 /// BIRD prints seconds with three decimals.
@@ -169,6 +183,17 @@ fn wait_bird_negotiated(
     )
 }
 
+/// Checks that BIRD's session to `addr` is Up and has not changed state
+/// since `since` (as BIRD prints it).
+fn bird_up_since(bird: &Bird, addr: IpAddr, since: &str) -> Result<()> {
+    let b = bird_session(bird, addr)?;
+    ensure!(
+        b.state == "Up" && b.since == since,
+        "BIRD's session changed state: {b:?} (Up since {since})"
+    );
+    Ok(())
+}
+
 fn reconfigure(bird: &Bird, conf: &BirdBfdConf) -> Result<()> {
     std::fs::write(&bird.conf, conf.render())
         .with_context(|| format!("cannot write {}", bird.conf.display()))?;
@@ -177,87 +202,21 @@ fn reconfigure(bird: &Bird, conf: &BirdBfdConf) -> Result<()> {
 
 // ----- the fixture -----
 
-/// One link, Tabby's driver on one end and BIRD on the other.
-struct OneLink {
-    lab: Lab,
-    tabby: Ns,
-    peer: Ns,
-    seg: Segment,
-    tabby_if: String,
-    peer_if: String,
-}
-
-fn one_link(name: &str) -> Result<OneLink> {
+/// One link, Tabby's driver to be started on one end and BIRD on the other:
+/// `(lab, tabby, bird, link, us, them)`.
+fn bird_link(name: &str, family: Family) -> Result<(Lab, Ns, Ns, Segment, IpAddr, IpAddr)> {
+    init_tracing();
     preflight(&[Need::Root, Need::Bird2])?;
-    let mut lab = Lab::new(name)?;
-    let tabby = lab.ns("tabby")?;
-    let peer = lab.ns("bird")?;
-    let seg = lab.link(&tabby, &peer)?;
-    let tabby_if = seg.ifname(&tabby)?.to_string();
-    let peer_if = seg.ifname(&peer)?.to_string();
-    Ok(OneLink {
-        lab,
-        tabby,
-        peer,
-        seg,
-        tabby_if,
-        peer_if,
-    })
-}
-
-/// How long a renegotiated session is left running before it is checked:
-/// twice its longest Detection Time, so that timers still in the old
-/// rhythm on either side would have expired.
-fn hold(detect: Duration) -> Duration {
-    (2 * detect).max(Duration::from_secs(1))
-}
-
-/// Lets the session run for `hold`, then checks that neither side left Up
-/// since `since` (BIRD's state-change time) and that Tabby reported
-/// nothing and counted no flap.
-async fn ensure_stayed_up(
-    dt: &NsDriver,
-    ev: &mut EventLog,
-    id: SessionId,
-    bird: &Bird,
-    peer: IpAddr,
-    since: &str,
-    hold: Duration,
-) -> Result<()> {
-    ev.settle(hold).await;
-    ev.ensure_quiet(id, "while the intervals changed").await?;
-    let i = dt.info(id).await?;
-    ensure!(i.state == State::Up && i.flaps == 0, "{i:#?}");
-    let b = bird_session(bird, peer)?;
-    ensure!(
-        b.state == "Up" && b.since == since,
-        "BIRD's session changed state: {b:?} (Up since {since})"
-    );
-    Ok(())
+    one_link(name, "bird", family)
 }
 
 // ----- the tests -----
 
 #[tokio::test(flavor = "current_thread")]
 async fn bird_single_hop_v4_tabby_active_bird_passive() -> Result<()> {
-    init_tracing();
-    let OneLink {
-        mut lab,
-        tabby,
-        peer,
-        seg,
-        tabby_if,
-        peer_if,
-    } = one_link("bfd-bird-sh4")?;
-    let us: IpAddr = seg.v4(&tabby)?.into();
-    let them: IpAddr = seg.v4(&peer)?.into();
-    let mut conf = BirdBfdConf {
-        router_id: Ipv4Addr::new(198, 18, 255, 2),
-        interval_ms: 100,
-        multiplier: 3,
-        passive: true,
-        neighbors: vec![format!("{us} dev \"{peer_if}\"")],
-    };
+    let (mut lab, tabby, peer, seg, us, them) = bird_link("bfd-bird-sh4", Family::V4)?;
+    let (tabby_if, peer_if) = (seg.ifname(&tabby)?, seg.ifname(&peer)?);
+    let mut conf = BirdBfdConf::new(true, vec![format!("{us} dev \"{peer_if}\"")]);
     let bird = lab.start_bird2(&peer, "bird", &conf.render())?;
     // Passive: BIRD says nothing until it hears us.
     let b = bird_session(&bird, us)?;
@@ -266,74 +225,37 @@ async fn bird_single_hop_v4_tabby_active_bird_passive() -> Result<()> {
         "passive BIRD already transmits: {b:?}"
     );
 
-    let dt = NsDriver::start(&tabby, DriverConfig::default())?;
-    let mut ev = EventLog::new(&dt);
+    let (dt, mut ev) = start_driver(&tabby)?;
     let t0 = Instant::now();
     let id = dt
         .handle()
-        .add(SessionSpec::single_hop(them, Some(us), Some(&tabby_if)).with_timers(timers(100)))
+        .add(single_hop_100ms(them, us, tabby_if))
         .await?;
-    ev.wait(id, LIMIT, |e| *e == BfdEvent::Up).await?;
-    eprintln!(
-        "measured: Tabby Up {:?} after adding the session",
-        t0.elapsed()
-    );
-    wait_bird_negotiated(&lab, &bird, us, ms(100), ms(300))?;
-    let info = dt.wait_negotiated(id, ms(100), ms(300), LIMIT).await?;
-    let b = bird_session(&bird, us)?;
-    eprintln!("BIRD: {b:?}\nTabby: {info:#?}");
+    // BIRD transmits at our Required Min RX and expects our packets at our
+    // Desired Min TX times our Detect Mult.
+    let bird_at = |n| wait_bird_negotiated(&lab, &bird, us, ms(n), ms(3 * n));
+    let (up, b, info) = wait_both_up(&dt, &mut ev, id, 100, bird_at).await?;
+    eprintln!("measured: Tabby Up {:?} after adding the session", up - t0);
     ensure!(b.iface == peer_if, "{b:?}");
     ensure!(info.remote_detect_mult == Some(3) && info.rx_interval == Some(ms(100)));
 
     // ----- Tabby slows down while Up: 100 ms -> 500 ms, then back.
-    let since = b.since.clone();
-    for (step, (ms_now, detect)) in [(500, 1500), (100, 300)].into_iter().enumerate() {
-        let t = Instant::now();
-        dt.handle().update_timers(id, timers(ms_now)).await?;
-        // BIRD transmits at our new Required Min RX and expects our packets
-        // at our new Desired Min TX times our Detect Mult.
-        wait_bird_negotiated(&lab, &bird, us, ms(ms_now), ms(detect))?;
-        let i = dt
-            .wait_negotiated(id, ms(ms_now), ms(detect), LIMIT)
-            .await?;
-        eprintln!(
-            "measured: renegotiation {step} to {ms_now} ms settled on both sides in {:?}",
-            t.elapsed()
-        );
-        ensure!(i.rx_interval == Some(ms(ms_now)), "{i:#?}");
-        ensure!(
-            i.counters.polls_out > 0 && i.counters.finals_in > 0,
-            "{i:#?}"
-        );
-        ensure_stayed_up(&dt, &mut ev, id, &bird, us, &since, hold(ms(detect))).await?;
-    }
+    let stayed_up = || bird_up_since(&bird, us, &b.since);
+    renegotiate_from_tabby(&dt, &mut ev, id, &[500, 100], bird_at, stayed_up).await?;
 
     // ----- Tabby AdminDown: BIRD goes Down (Neighbor Signaled Session
     // Down), Tabby reports it as ours, not a failure.
-    dt.handle().set_admin_down(id, true).await?;
-    ev.wait(id, LIMIT, |e| *e == BfdEvent::LocalAdminDown)
-        .await?;
-    wait_bird_state(&lab, &bird, us, "Down")?;
-    dt.handle().set_admin_down(id, false).await?;
-    ev.wait(id, LIMIT, |e| *e == BfdEvent::Up).await?;
-    wait_bird_state(&lab, &bird, us, "Up")?;
-    dt.wait_negotiated(id, ms(100), ms(300), LIMIT).await?;
+    let bird_down = || wait_bird_state(&lab, &bird, us, "Down");
+    admin_down_and_back(&dt, &mut ev, id, bird_down, bird_at).await?;
 
     // ----- BIRD's protocol disabled: BIRD 2 sends no AdminDown, it frees
     // the session and goes silent, so Tabby detects a failure.
     let t = Instant::now();
     let out = bird.cmd("disable bfd1")?;
     ensure!(out.contains("disabled"), "birdc disable: {out}");
-    let (t_down, e) = ev
-        .wait(id, LIMIT, |e| matches!(e, BfdEvent::Down { .. }))
-        .await?;
-    let took = t_down - t;
-    eprintln!("measured: Tabby {e:?} {took:?} after `birdc disable` (Detection Time 300 ms)");
-    ensure!(
-        e == BfdEvent::Down {
-            diag: Diag::ControlDetectionTimeExpired
-        },
-        "BIRD's disable reached Tabby as {e:?}"
+    let took = wait_detected_down(&mut ev, id, t).await?;
+    eprintln!(
+        "measured: Tabby Down (diag 1) {took:?} after `birdc disable` (Detection Time 300 ms)"
     );
     ensure!(took <= ms(300) + MARGIN, "too late: {took:?}");
     let i = dt.info(id).await?;
@@ -346,97 +268,46 @@ async fn bird_single_hop_v4_tabby_active_bird_passive() -> Result<()> {
     // Enabled again, BIRD starts a new session (new discriminator).
     let old_remote = info.remote_discriminator;
     bird.cmd("enable bfd1")?;
-    ev.wait(id, LIMIT, |e| *e == BfdEvent::Up).await?;
-    wait_bird_negotiated(&lab, &bird, us, ms(100), ms(300))?;
-    let i = dt.wait_negotiated(id, ms(100), ms(300), LIMIT).await?;
+    let (_, _, i) = wait_both_up(&dt, &mut ev, id, 100, bird_at).await?;
     ensure!(i.remote_discriminator != old_remote, "{i:#?}");
 
     // ----- a configure that removes the neighbor: the same silence.
     conf.neighbors.clear();
     reconfigure(&bird, &conf)?;
-    let e = ev
-        .wait(id, LIMIT, |e| matches!(e, BfdEvent::Down { .. }))
-        .await?
-        .1;
-    ensure!(
-        e == BfdEvent::Down {
-            diag: Diag::ControlDetectionTimeExpired
-        },
-        "{e:?}"
-    );
+    wait_detected_down(&mut ev, id, Instant::now()).await?;
     ensure!(bird_sessions(&bird)?.is_empty());
-
-    let st = dt.handle().stats().await?;
-    eprintln!("Tabby driver stats: {st:?}");
-    ensure!(st.dropped_total() == 0, "{st:?}");
-    drop(dt);
-    drop(lab);
-    Ok(())
+    end_without_drops(dt, lab).await
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn bird_single_hop_v4_tabby_passive_bird_active() -> Result<()> {
-    init_tracing();
-    let OneLink {
-        mut lab,
-        tabby,
-        peer,
-        seg,
-        tabby_if,
-        peer_if,
-    } = one_link("bfd-bird-pas")?;
-    let us: IpAddr = seg.v4(&tabby)?.into();
-    let them: IpAddr = seg.v4(&peer)?.into();
+    let (mut lab, tabby, peer, seg, us, them) = bird_link("bfd-bird-pas", Family::V4)?;
+    let (tabby_if, peer_if) = (seg.ifname(&tabby)?, seg.ifname(&peer)?);
 
-    let dt = NsDriver::start(&tabby, DriverConfig::default())?;
-    let mut ev = EventLog::new(&dt);
-    let mut spec =
-        SessionSpec::single_hop(them, Some(us), Some(&tabby_if)).with_timers(timers(100));
+    let (dt, mut ev) = start_driver(&tabby)?;
+    let mut spec = single_hop_100ms(them, us, tabby_if);
     spec.passive = true;
     let id = dt.handle().add(spec).await?;
 
-    let mut conf = BirdBfdConf {
-        router_id: Ipv4Addr::new(198, 18, 255, 2),
-        interval_ms: 100,
-        multiplier: 3,
-        passive: false,
-        neighbors: vec![format!("{us} dev \"{peer_if}\"")],
-    };
+    let mut conf = BirdBfdConf::new(false, vec![format!("{us} dev \"{peer_if}\"")]);
     let t0 = Instant::now();
     let bird = lab.start_bird2(&peer, "bird", &conf.render())?;
-    ev.wait(id, LIMIT, |e| *e == BfdEvent::Up).await?;
+    // We transmit at BIRD's Required Min RX and detect at BIRD's Desired
+    // Min TX times its Detect Mult; BIRD sees the same.
+    let bird_at = |n| wait_bird_negotiated(&lab, &bird, us, ms(n), ms(3 * n));
+    let (up, b, _) = wait_both_up(&dt, &mut ev, id, 100, bird_at).await?;
     eprintln!(
         "measured: Tabby (passive) Up {:?} after BIRD started",
-        t0.elapsed()
+        up - t0
     );
-    let b = wait_bird_negotiated(&lab, &bird, us, ms(100), ms(300))?;
-    let i = dt.wait_negotiated(id, ms(100), ms(300), LIMIT).await?;
-    eprintln!("BIRD: {b:?}\nTabby: {i:#?}");
 
     // ----- BIRD changes its intervals while Up: 100 ms -> 300 ms -> 100 ms.
-    let since = b.since.clone();
-    for ms_now in [300, 100] {
-        let polls_before = dt.info(id).await?.counters.polls_in;
-        conf.interval_ms = ms_now;
-        let t = Instant::now();
-        reconfigure(&bird, &conf)?;
-        // We transmit at BIRD's Required Min RX and detect at BIRD's
-        // Desired Min TX times its Detect Mult; BIRD sees the same.
-        let i = dt
-            .wait_negotiated(id, ms(ms_now), ms(3 * ms_now), LIMIT)
-            .await?;
-        wait_bird_negotiated(&lab, &bird, us, ms(ms_now), ms(3 * ms_now))?;
-        eprintln!(
-            "measured: BIRD's change to {ms_now} ms settled on both sides in {:?}",
-            t.elapsed()
-        );
-        ensure!(
-            i.counters.polls_in > polls_before,
-            "BIRD did not poll: {i:#?}"
-        );
-        ensure!(i.counters.finals_out > 0, "{i:#?}");
-        ensure_stayed_up(&dt, &mut ev, id, &bird, us, &since, hold(ms(3 * ms_now))).await?;
-    }
+    let stayed_up = || bird_up_since(&bird, us, &b.since);
+    let set = |n| {
+        conf.interval_ms = n;
+        reconfigure(&bird, &conf)
+    };
+    renegotiate_from_peer(&dt, &mut ev, id, &[300, 100], set, bird_at, stayed_up).await?;
 
     // ----- BIRD's multiplier changes too (no Poll needed, RFC 5880
     // §6.8.12): our Detection Time follows its next packet.
@@ -444,60 +315,37 @@ async fn bird_single_hop_v4_tabby_passive_bird_active() -> Result<()> {
     reconfigure(&bird, &conf)?;
     let i = dt.wait_negotiated(id, ms(100), ms(500), LIMIT).await?;
     ensure!(i.remote_detect_mult == Some(5), "{i:#?}");
-    ensure_stayed_up(&dt, &mut ev, id, &bird, us, &since, hold(ms(500))).await?;
-
-    let st = dt.handle().stats().await?;
-    eprintln!("Tabby driver stats: {st:?}");
-    ensure!(st.dropped_total() == 0, "{st:?}");
-    drop(dt);
-    drop(lab);
-    Ok(())
+    ensure_stayed_up(&dt, &mut ev, id, hold(ms(500)), stayed_up).await?;
+    end_without_drops(dt, lab).await
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn bird_single_hop_v6_global_and_link_local() -> Result<()> {
-    init_tracing();
-    let OneLink {
-        mut lab,
-        tabby,
-        peer,
-        seg,
-        tabby_if,
-        peer_if,
-    } = one_link("bfd-bird-sh6")?;
-    let us: IpAddr = seg.v6(&tabby)?.into();
-    let them: IpAddr = seg.v6(&peer)?.into();
-    let us_ll: IpAddr = link_local(&lab, &tabby, &tabby_if)?.into();
-    let them_ll: IpAddr = link_local(&lab, &peer, &peer_if)?.into();
-    let conf = BirdBfdConf {
-        router_id: Ipv4Addr::new(198, 18, 255, 2),
-        interval_ms: 100,
-        multiplier: 3,
-        passive: false,
-        neighbors: vec![
+    let (mut lab, tabby, peer, seg, us, them) = bird_link("bfd-bird-sh6", Family::V6)?;
+    let (tabby_if, peer_if) = (seg.ifname(&tabby)?, seg.ifname(&peer)?);
+    let us_ll: IpAddr = link_local(&lab, &tabby, tabby_if)?.into();
+    let them_ll: IpAddr = link_local(&lab, &peer, peer_if)?.into();
+    let conf = BirdBfdConf::new(
+        false,
+        vec![
             format!("{us} dev \"{peer_if}\""),
             format!("{us_ll} dev \"{peer_if}\""),
         ],
-    };
+    );
     let bird = lab.start_bird2(&peer, "bird", &conf.render())?;
 
-    let dt = NsDriver::start(&tabby, DriverConfig::default())?;
-    let mut ev = EventLog::new(&dt);
+    let (dt, mut ev) = start_driver(&tabby)?;
     let global = dt
         .handle()
-        .add(SessionSpec::single_hop(them, Some(us), Some(&tabby_if)).with_timers(timers(100)))
+        .add(single_hop_100ms(them, us, tabby_if))
         .await?;
     let ll = dt
         .handle()
-        .add(
-            SessionSpec::single_hop(them_ll, Some(us_ll), Some(&tabby_if)).with_timers(timers(100)),
-        )
+        .add(single_hop_100ms(them_ll, us_ll, tabby_if))
         .await?;
     for (id, addr) in [(global, us), (ll, us_ll)] {
-        ev.wait(id, LIMIT, |e| *e == BfdEvent::Up).await?;
-        let b = wait_bird_negotiated(&lab, &bird, addr, ms(100), ms(300))?;
-        let i = dt.wait_negotiated(id, ms(100), ms(300), LIMIT).await?;
-        eprintln!("BIRD: {b:?}\nTabby: {i:#?}");
+        let bird_at = |n| wait_bird_negotiated(&lab, &bird, addr, ms(n), ms(3 * n));
+        let (_, b, _) = wait_both_up(&dt, &mut ev, id, 100, bird_at).await?;
         ensure!(b.iface == peer_if, "{b:?}");
     }
     let (a, b) = (dt.info(global).await?, dt.info(ll).await?);
@@ -515,35 +363,16 @@ async fn bird_single_hop_v6_global_and_link_local() -> Result<()> {
         ev.ensure_quiet(id, "after the link-local session's renegotiation")
             .await?;
     }
-    let st = dt.handle().stats().await?;
-    eprintln!("Tabby driver stats: {st:?}");
-    ensure!(st.dropped_total() == 0, "{st:?}");
-    drop(dt);
-    drop(lab);
-    Ok(())
+    end_without_drops(dt, lab).await
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn bird_multihop_v4_across_a_router() -> Result<()> {
     init_tracing();
     preflight(&[Need::Root, Need::Bird2])?;
-    let mut lab = Lab::new("bfd-bird-mh")?;
-    let tabby = lab.ns("tabby")?;
-    let r = lab.ns("router")?;
-    let peer = lab.ns("bird")?;
-    let left = lab.link(&tabby, &r)?;
-    let right = lab.link(&r, &peer)?;
+    let (mut lab, tabby, peer, left, right) = routed_pair("bfd-bird-mh", "tabby", "bird")?;
     let us: IpAddr = left.v4(&tabby)?.into();
     let them: IpAddr = right.v4(&peer)?.into();
-    lab.add_route(
-        &tabby,
-        &format!("198.18.{}.0/24 via {}", right.index, left.v4(&r)?),
-    )?;
-    lab.add_route(
-        &peer,
-        &format!("198.18.{}.0/24 via {}", left.index, right.v4(&r)?),
-    )?;
-    ensure!(lab.ping(&tabby, them), "no route from Tabby to BIRD");
     // What BIRD's multihop packets leave with: the namespace's default TTL.
     let default_ttl: u8 = lab
         .exec(&peer, &["sysctl", "-n", "net.ipv4.ip_default_ttl"])?
@@ -551,16 +380,9 @@ async fn bird_multihop_v4_across_a_router() -> Result<()> {
         .parse()
         .context("net.ipv4.ip_default_ttl")?;
 
-    let conf = BirdBfdConf {
-        router_id: Ipv4Addr::new(198, 18, 255, 2),
-        interval_ms: 100,
-        multiplier: 3,
-        passive: false,
-        neighbors: vec![format!("{us} local {them} multihop yes")],
-    };
+    let conf = BirdBfdConf::new(false, vec![format!("{us} local {them} multihop yes")]);
     let bird = lab.start_bird2(&peer, "bird", &conf.render())?;
-    let dt = NsDriver::start(&tabby, DriverConfig::default())?;
-    let mut ev = EventLog::new(&dt);
+    let (dt, mut ev) = start_driver(&tabby)?;
     let mut spec = SessionSpec::multihop(them, us).with_timers(timers(100));
     spec.passive = true;
 
@@ -593,21 +415,13 @@ async fn bird_multihop_v4_across_a_router() -> Result<()> {
     // ----- the minimum lowered to what crosses one router.
     spec.min_ttl = default_ttl - 1;
     let id = dt.handle().add(spec).await?;
-    ev.wait(id, LIMIT, |e| *e == BfdEvent::Up).await?;
-    let b = wait_bird_negotiated(&lab, &bird, us, ms(100), ms(300))?;
-    let i = dt.wait_negotiated(id, ms(100), ms(300), LIMIT).await?;
-    eprintln!("BIRD: {b:?}\nTabby: {i:#?}");
+    let bird_at = |n| wait_bird_negotiated(&lab, &bird, us, ms(n), ms(3 * n));
+    let (_, b, i) = wait_both_up(&dt, &mut ev, id, 100, bird_at).await?;
     ensure!(i.multihop && b.iface == "---", "{b:?}");
 
     // ----- renegotiated while Up, from our side.
-    let since = b.since.clone();
-    for (ms_now, detect) in [(300, 900), (100, 300)] {
-        dt.handle().update_timers(id, timers(ms_now)).await?;
-        wait_bird_negotiated(&lab, &bird, us, ms(ms_now), ms(detect))?;
-        dt.wait_negotiated(id, ms(ms_now), ms(detect), LIMIT)
-            .await?;
-        ensure_stayed_up(&dt, &mut ev, id, &bird, us, &since, hold(ms(detect))).await?;
-    }
+    let stayed_up = || bird_up_since(&bird, us, &b.since);
+    renegotiate_from_tabby(&dt, &mut ev, id, &[300, 100], bird_at, stayed_up).await?;
     drop(dt);
     drop(lab);
     Ok(())

@@ -14,47 +14,30 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use common::bfdd::{Bfdd, bfdd_preflight};
-use common::{EventLog, NsDriver, init_tracing, timers};
-use interop_tests::Lab;
+use common::bfdd::{Bfdd, bfdd_conf, bfdd_preflight};
+use common::interop::{end_without_drops, wait_detected_down};
+use common::{Family, MARGIN, init_tracing, one_link, single_hop_100ms, start_driver};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tabby_bfd_driver::{BfdEvent, Diag, DriverConfig, SessionSpec, State};
-
-const MARGIN: Duration = Duration::from_millis(700);
+use tabby_bfd_driver::{BfdEvent, State};
 
 #[tokio::test(flavor = "current_thread")]
 async fn interop_with_frr_bfdd() -> Result<()> {
     init_tracing();
     bfdd_preflight()?;
-    let mut lab = Lab::new("bfd-frr")?;
-    let tabby = lab.ns("tabby")?;
-    let frr = lab.ns("frr")?;
-    let seg = lab.link(&tabby, &frr)?;
-    let (us, them) = (seg.v4(&tabby)?, seg.v4(&frr)?);
+    let (mut lab, tabby, frr, seg, us, them) = one_link("bfd-frr", "frr", Family::V4)?;
+    let peer_cmd = format!("peer {us} local-address {them}");
+    let bfdd = Bfdd::start(&mut lab, &frr, "bfdd", &bfdd_conf(&peer_cmd, 100, &[]))?;
 
-    let conf = format!(
-        "frr defaults traditional\nhostname frr\nlog stdout informational\n!\n\
-         bfd\n peer {us} local-address {them}\n  receive-interval 100\n  transmit-interval 100\n  \
-         detect-multiplier 3\n !\n!\n"
-    );
-    let bfdd = Bfdd::start(&mut lab, &frr, "bfdd", &conf)?;
-
-    let dt = NsDriver::start(&tabby, DriverConfig::default())?;
-    let mut ev = EventLog::new(&dt);
+    let (dt, mut ev) = start_driver(&tabby)?;
     let t0 = Instant::now();
-    let id = dt
-        .handle()
-        .add(
-            SessionSpec::single_hop(them.into(), Some(us.into()), Some(seg.ifname(&tabby)?))
-                .with_timers(timers(100)),
-        )
-        .await?;
+    let spec = single_hop_100ms(them, us, seg.ifname(&tabby)?);
+    let id = dt.handle().add(spec).await?;
     let limit = Duration::from_secs(15);
     let up = |e: &BfdEvent| *e == BfdEvent::Up;
     let (t_up, _) = ev.wait(id, limit, up).await?;
     // bfdd reports up
-    bfdd.wait_peer(&lab, us.into(), "up", limit, |_| true)?;
+    bfdd.wait_peer(&lab, us, "up", limit, |_| true)?;
     let info = dt
         .wait_info(id, "at 100 ms", limit, |i| {
             i.detection_time == Some(Duration::from_millis(300))
@@ -71,7 +54,6 @@ async fn interop_with_frr_bfdd() -> Result<()> {
     ensure!(info.tx_interval == Duration::from_millis(100));
 
     // ----- bfdd shuts the peer down: AdminDown, not a failure.
-    let peer_cmd = format!("peer {us} local-address {them}");
     let t = Instant::now();
     bfdd.vtysh(&["configure terminal", "bfd", &peer_cmd, "shutdown"])?;
     let (t_ad, _) = ev.wait(id, limit, |e| *e == BfdEvent::AdminDown).await?;
@@ -90,7 +72,7 @@ async fn interop_with_frr_bfdd() -> Result<()> {
     bfdd.vtysh(&["configure terminal", "bfd", &peer_cmd, "no shutdown"])?;
     ev.wait(id, limit, up).await?;
     // bfdd up again
-    bfdd.wait_peer(&lab, us.into(), "up", limit, |_| true)?;
+    bfdd.wait_peer(&lab, us, "up", limit, |_| true)?;
     dt.wait_info(id, "at 100 ms", limit, |i| {
         i.detection_time == Some(Duration::from_millis(300))
     })
@@ -100,17 +82,10 @@ async fn interop_with_frr_bfdd() -> Result<()> {
     let pid = Pid::from_raw(i32::try_from(lab.pid("bfdd")?)?);
     let t = Instant::now();
     kill(pid, Signal::SIGSTOP)?;
-    let res = ev
-        .wait(id, limit, |e| {
-            *e == BfdEvent::Down {
-                diag: Diag::ControlDetectionTimeExpired,
-            }
-        })
-        .await;
+    let res = wait_detected_down(&mut ev, id, t).await;
     // Thawed whatever happened, so the lab can stop it.
     let _ = kill(pid, Signal::SIGCONT);
-    let (t_down, _) = res?;
-    let took = t_down - t;
+    let took = res?;
     eprintln!("measured: Tabby Down (diag 1) {took:?} after SIGSTOP (Detection Time 300 ms)");
     ensure!(
         took <= Duration::from_millis(300) + MARGIN,
@@ -119,11 +94,6 @@ async fn interop_with_frr_bfdd() -> Result<()> {
     // Thawed, bfdd comes back.
     ev.wait(id, limit, up).await?;
     // bfdd up after SIGCONT
-    bfdd.wait_peer(&lab, us.into(), "up", limit, |_| true)?;
-    let st = dt.handle().stats().await?;
-    eprintln!("Tabby driver stats: {st:?}");
-    ensure!(st.dropped_total() == 0, "{st:?}");
-    drop(dt);
-    drop(lab);
-    Ok(())
+    bfdd.wait_peer(&lab, us, "up", limit, |_| true)?;
+    end_without_drops(dt, lab).await
 }

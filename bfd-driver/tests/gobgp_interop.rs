@@ -30,26 +30,26 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use common::{EventLog, NsDriver, init_tracing, timers};
+use common::interop::{
+    admin_down_and_back, end_without_drops, ensure_stayed_up, hold, wait_both_up,
+    wait_detected_down,
+};
+use common::{
+    EventLog, Family, LIMIT, MARGIN, NsDriver, init_tracing, ms, one_link, single_hop_100ms,
+    start_driver, timers,
+};
 use interop_tests::cmd::{self, CMD_TIMEOUT};
 use interop_tests::preflight::workspace_root;
 use interop_tests::{Daemon, Lab, Need, Ns, preflight};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use tabby_bfd_driver::{BfdEvent, Diag, DriverConfig, SessionSpec, State};
-
-const LIMIT: Duration = Duration::from_secs(15);
-const MARGIN: Duration = Duration::from_millis(700);
+use tabby_bfd_driver::{SessionSpec, State};
 /// GoBGP's API port inside its namespace.
 const API_PORT: &str = "50051";
 /// apipb `BfdSessionState`.
 const GOBGP_UP: u64 = 1;
 const GOBGP_DOWN: u64 = 2;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// Where GoBGP 4's binaries are expected.
 fn gobgp4_dir() -> PathBuf {
@@ -163,65 +163,35 @@ impl GoBgp4 {
     }
 }
 
-/// One link: Tabby's driver on one end, gobgpd on the other.
-struct Fixture {
-    lab: Lab,
-    tabby: Ns,
-    ifname: String,
-    us: IpAddr,
-    them: IpAddr,
-    gobgp: GoBgp4,
-}
-
-fn fixture(name: &str) -> Result<Fixture> {
+/// One link, gobgpd on one end with BFD at 100 ms for its neighbor (us),
+/// Tabby's driver on the other: `(lab, gobgp, driver, events, spec, us)`,
+/// `spec` a single-hop session to gobgpd at 100 ms, not added yet.
+fn fixture(name: &str) -> Result<(Lab, GoBgp4, NsDriver, EventLog, SessionSpec, IpAddr)> {
+    init_tracing();
     let dir = gobgp4_preflight()?;
-    let mut lab = Lab::new(name)?;
-    let tabby = lab.ns("tabby")?;
-    let peer = lab.ns("gobgp")?;
-    let seg = lab.link(&tabby, &peer)?;
-    let (us, them): (IpAddr, IpAddr) = (seg.v4(&tabby)?.into(), seg.v4(&peer)?.into());
-    let ifname = seg.ifname(&tabby)?.to_string();
+    let (mut lab, tabby, peer, seg, us, them) = one_link(name, "gobgp", Family::V4)?;
     let gobgp = GoBgp4::start(&mut lab, &dir, &peer, &gobgp_conf(us, 100))?;
-    Ok(Fixture {
-        lab,
-        tabby,
-        ifname,
-        us,
-        them,
-        gobgp,
-    })
+    let (dt, ev) = start_driver(&tabby)?;
+    let spec = single_hop_100ms(them, us, seg.ifname(&tabby)?);
+    Ok((lab, gobgp, dt, ev, spec, us))
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn gobgp4_tabby_active() -> Result<()> {
-    init_tracing();
-    let Fixture {
-        lab,
-        tabby,
-        ifname,
-        us,
-        them,
-        gobgp,
-    } = fixture("bfd-gobgp4")?;
-    let dt = NsDriver::start(&tabby, DriverConfig::default())?;
-    let mut ev = EventLog::new(&dt);
+    let (lab, gobgp, dt, mut ev, spec, us) = fixture("bfd-gobgp4")?;
+    let gobgp_up = |_| gobgp.wait_state(&lab, us, GOBGP_UP);
     let t0 = Instant::now();
-    let id = dt
-        .handle()
-        .add(SessionSpec::single_hop(them, Some(us), Some(&ifname)).with_timers(timers(100)))
-        .await?;
-    ev.wait(id, LIMIT, |e| *e == BfdEvent::Up).await?;
-    eprintln!(
-        "measured: Tabby Up {:?} after adding the session",
-        t0.elapsed()
-    );
-    let b = gobgp.wait_state(&lab, us, GOBGP_UP)?;
-    let i = dt.wait_negotiated(id, ms(100), ms(300), LIMIT).await?;
-    eprintln!("GoBGP: {b}\nTabby: {i:#?}");
+    let id = dt.handle().add(spec).await?;
+    let (up, _, i) = wait_both_up(&dt, &mut ev, id, 100, gobgp_up).await?;
+    eprintln!("measured: Tabby Up {:?} after adding the session", up - t0);
     ensure!(i.remote_detect_mult == Some(3), "{i:#?}");
 
     // ----- Tabby slows down while Up, then speeds up again. GoBGP answers
     // each Poll with a Final but keeps its own transmit interval.
+    let gobgp_stayed_up = || {
+        ensure!(gobgp.session_state(us)? == GOBGP_UP, "GoBGP left Up");
+        Ok(())
+    };
     for n in [500, 100] {
         let t = Instant::now();
         dt.handle().update_timers(id, timers(n)).await?;
@@ -232,12 +202,8 @@ async fn gobgp4_tabby_active() -> Result<()> {
         );
         ensure!(i.counters.finals_in > 0, "{i:#?}");
         let before = i.counters.packets_in;
-        let hold = (ms(6 * n)).max(Duration::from_secs(1));
         let t = Instant::now();
-        ev.settle(hold).await;
-        ev.ensure_quiet(id, "while the intervals changed").await?;
-        let i = dt.info(id).await?;
-        ensure!(i.state == State::Up && i.flaps == 0, "{i:#?}");
+        let i = ensure_stayed_up(&dt, &mut ev, id, hold(ms(3 * n)), gobgp_stayed_up).await?;
         let got = i.counters.packets_in - before;
         let held = t.elapsed();
         eprintln!("GoBGP sent {got} packets in {held:?} with our Required Min RX at {n} ms");
@@ -247,20 +213,12 @@ async fn gobgp4_tabby_active() -> Result<()> {
             got as u128 >= held.as_millis() / 100 / 2,
             "GoBGP slowed down to {got} packets in {held:?}"
         );
-        ensure!(gobgp.session_state(us)? == GOBGP_UP);
     }
 
     // ----- our AdminDown: GoBGP goes Down (and, per its code, resets the
     // BGP neighbor: it treats AdminDown like a failure).
-    dt.handle().set_admin_down(id, true).await?;
-    ev.wait(id, LIMIT, |e| *e == BfdEvent::LocalAdminDown)
-        .await?;
-    gobgp.wait_state(&lab, us, GOBGP_DOWN)?;
-    dt.handle().set_admin_down(id, false).await?;
-    ev.wait(id, LIMIT, |e| *e == BfdEvent::Up).await?;
-    gobgp.wait_state(&lab, us, GOBGP_UP)?;
-    let old_remote = dt
-        .wait_negotiated(id, ms(100), ms(300), LIMIT)
+    let gobgp_down = || gobgp.wait_state(&lab, us, GOBGP_DOWN);
+    let old_remote = admin_down_and_back(&dt, &mut ev, id, gobgp_down, gobgp_up)
         .await?
         .remote_discriminator;
 
@@ -275,78 +233,34 @@ async fn gobgp4_tabby_active() -> Result<()> {
         Pid::from_raw(i32::try_from(lab.pid("gobgpd")?)?),
         Signal::SIGHUP,
     )?;
-    let (t_down, e) = ev
-        .wait(id, LIMIT, |e| matches!(e, BfdEvent::Down { .. }))
-        .await?;
-    eprintln!(
-        "GoBGP's reconfiguration reached Tabby as {e:?} after {:?}",
-        t_down - t
-    );
-    ensure!(
-        e == BfdEvent::Down {
-            diag: Diag::ControlDetectionTimeExpired
-        },
-        "{e:?}"
-    );
-    ev.wait(id, LIMIT, |e| *e == BfdEvent::Up).await?;
-    gobgp.wait_state(&lab, us, GOBGP_UP)?;
-    let i = dt.wait_negotiated(id, ms(300), ms(900), LIMIT).await?;
+    let took = wait_detected_down(&mut ev, id, t).await?;
+    eprintln!("GoBGP's reconfiguration reached Tabby as Down (diag 1) after {took:?}");
+    let (_, _, i) = wait_both_up(&dt, &mut ev, id, 300, gobgp_up).await?;
     ensure!(i.remote_discriminator != old_remote, "{i:#?}");
 
     // ----- the neighbor deleted in GoBGP: no AdminDown, just silence.
     let t = Instant::now();
     gobgp.cli(&["neighbor", "del", &us.to_string()])?;
-    let (t_down, e) = ev
-        .wait(id, LIMIT, |e| matches!(e, BfdEvent::Down { .. }))
-        .await?;
-    let took = t_down - t;
+    let took = wait_detected_down(&mut ev, id, t).await?;
     eprintln!(
-        "measured: Tabby {e:?} {took:?} after GoBGP deleted the neighbor (Detection Time 900 ms)"
-    );
-    ensure!(
-        e == BfdEvent::Down {
-            diag: Diag::ControlDetectionTimeExpired
-        },
-        "{e:?}"
+        "measured: Tabby Down (diag 1) {took:?} after GoBGP deleted the neighbor (Detection Time 900 ms)"
     );
     ensure!(took <= ms(900) + MARGIN, "too late: {took:?}");
     ensure!(dt.info(id).await?.remote_state == State::Up);
-
-    let st = dt.handle().stats().await?;
-    eprintln!("Tabby driver stats: {st:?}");
-    ensure!(st.dropped_total() == 0, "{st:?}");
-    drop(dt);
-    drop(lab);
-    Ok(())
+    end_without_drops(dt, lab).await
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn gobgp4_tabby_passive() -> Result<()> {
-    init_tracing();
-    let Fixture {
-        lab,
-        tabby,
-        ifname,
-        us,
-        them,
-        gobgp,
-    } = fixture("bfd-gobgp4-pas")?;
-    let dt = NsDriver::start(&tabby, DriverConfig::default())?;
-    let mut ev = EventLog::new(&dt);
-    let mut spec = SessionSpec::single_hop(them, Some(us), Some(&ifname)).with_timers(timers(100));
+    let (lab, gobgp, dt, mut ev, mut spec, us) = fixture("bfd-gobgp4-pas")?;
     spec.passive = true;
     let id = dt.handle().add(spec).await?;
-    ev.wait(id, LIMIT, |e| *e == BfdEvent::Up).await?;
-    let b = gobgp.wait_state(&lab, us, GOBGP_UP)?;
-    let i = dt.wait_negotiated(id, ms(100), ms(300), LIMIT).await?;
-    eprintln!("GoBGP: {b}\nTabby: {i:#?}");
+    wait_both_up(&dt, &mut ev, id, 100, |_| {
+        gobgp.wait_state(&lab, us, GOBGP_UP)
+    })
+    .await?;
     ev.settle(Duration::from_secs(1)).await;
     ev.ensure_quiet(id, "while Up").await?;
     ensure!(gobgp.session_state(us)? == GOBGP_UP);
-    let st = dt.handle().stats().await?;
-    eprintln!("Tabby driver stats: {st:?}");
-    ensure!(st.dropped_total() == 0, "{st:?}");
-    drop(dt);
-    drop(lab);
-    Ok(())
+    end_without_drops(dt, lab).await
 }

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use common::{EventLog, NsDriver, init_tracing, timers};
-use interop_tests::{Lab, Need, preflight};
+use common::{EventLog, NsDriver, init_tracing, routed_pair, timers};
+use interop_tests::{Need, preflight};
 use tabby_bfd_driver::{
     AuthConfig, BfdEvent, DEFAULT_MULTIHOP_MIN_TTL, DriverConfig, DropReason, SessionSpec, State,
 };
@@ -23,31 +23,9 @@ use tabby_bfd_driver::{
 async fn multihop_across_a_router() -> Result<()> {
     init_tracing();
     preflight(&[Need::Root])?;
-    let mut lab = Lab::new("bfd-multihop")?;
-    let a = lab.ns("a")?;
-    let r = lab.ns("router")?;
-    let b = lab.ns("b")?;
-    let left = lab.link(&a, &r)?;
-    let right = lab.link(&r, &b)?;
+    let (lab, a, b, left, right) = routed_pair("bfd-multihop", "a", "b")?;
     let (a4, a6) = (left.v4(&a)?, left.v6(&a)?);
     let (b4, b6) = (right.v4(&b)?, right.v6(&b)?);
-    lab.add_route(
-        &a,
-        &format!("198.18.{}.0/24 via {}", right.index, left.v4(&r)?),
-    )?;
-    lab.add_route(
-        &a,
-        &format!("2001:db8:0:{}::/64 via {}", right.index, left.v6(&r)?),
-    )?;
-    lab.add_route(
-        &b,
-        &format!("198.18.{}.0/24 via {}", left.index, right.v4(&r)?),
-    )?;
-    lab.add_route(
-        &b,
-        &format!("2001:db8:0:{}::/64 via {}", left.index, right.v6(&r)?),
-    )?;
-    ensure!(lab.ping(&a, b4.into()), "no route from a to b");
 
     let da = NsDriver::start(&a, DriverConfig::default())?;
     let db = NsDriver::start(&b, DriverConfig::default())?;

@@ -5,14 +5,32 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use interop_tests::cmd::{self, CMD_TIMEOUT};
 use interop_tests::{Daemon, Lab, Need, Ns, preflight};
 use serde_json::Value;
 
+use super::LIMIT;
+
 pub const BFDD: &str = "/usr/lib/frr/bfdd";
+
+/// A bfdd configuration with one peer block: `peer_line` (`peer X
+/// local-address Y`, `... multihop ...`), `interval_ms` both ways,
+/// multiplier 3, and `extra` options.
+pub fn bfdd_conf(peer_line: &str, interval_ms: u64, extra: &[&str]) -> String {
+    let mut opts = format!(
+        "  receive-interval {interval_ms}\n  transmit-interval {interval_ms}\n  detect-multiplier 3\n"
+    );
+    for e in extra {
+        opts.push_str(&format!("  {e}\n"));
+    }
+    format!(
+        "frr defaults traditional\nhostname frr\nlog stdout informational\n!\n\
+         bfd\n {peer_line}\n{opts} !\n!\n"
+    )
+}
 
 /// Fails with one line unless root, FRR and its bfdd are there.
 pub fn bfdd_preflight() -> Result<()> {
@@ -85,6 +103,24 @@ impl Bfdd {
         self.vtysh(&all)
     }
 
+    /// This bfdd's side of its session with peer `addr`.
+    pub fn side<'a>(&'a self, lab: &'a Lab, addr: IpAddr) -> BfddSide<'a> {
+        BfddSide {
+            lab,
+            bfdd: self,
+            addr,
+        }
+    }
+
+    /// Sets the receive and transmit intervals of the peer block
+    /// `peer_line` to `n` ms.
+    pub fn set_intervals(&self, peer_line: &str, n: u64) -> Result<()> {
+        let rx = format!("receive-interval {n}");
+        let tx = format!("transmit-interval {n}");
+        self.configure_peer(peer_line, &[&rx, &tx])?;
+        Ok(())
+    }
+
     /// `show bfd peers json`.
     pub fn peers(&self) -> Result<Vec<Value>> {
         let out = self.vtysh(&["show bfd peers json"])?;
@@ -124,6 +160,52 @@ impl Bfdd {
             );
             Ok(p)
         })
+    }
+}
+
+/// What bfdd advertises (`receive-interval`, `transmit-interval`) and what
+/// it has heard from us (`remote-*`), in milliseconds, and its peer's
+/// detect multiplier.
+pub fn bfdd_timers(p: &Value) -> (u64, u64, u64, u64, u64) {
+    (
+        num(p, "receive-interval"),
+        num(p, "transmit-interval"),
+        num(p, "remote-receive-interval"),
+        num(p, "remote-transmit-interval"),
+        num(p, "remote-detect-multiplier"),
+    )
+}
+
+/// bfdd's side of one session, for the checks of `common::interop`: its
+/// peer `addr` (us).
+pub struct BfddSide<'a> {
+    pub lab: &'a Lab,
+    pub bfdd: &'a Bfdd,
+    pub addr: IpAddr,
+}
+
+impl BfddSide<'_> {
+    /// Waits until bfdd's peer is Up with `timers` ([`bfdd_timers`]).
+    pub fn at(&self, timers: (u64, u64, u64, u64, u64)) -> Result<Value> {
+        self.bfdd.wait_peer(self.lab, self.addr, "up", LIMIT, |p| {
+            bfdd_timers(p) == timers
+        })
+    }
+
+    /// Checks that bfdd's peer is Up and has not left Up since we saw it Up
+    /// at `up_at`: bfdd's uptime (whole seconds) counts from its last Up,
+    /// so it must cover the time since, less a second of rounding. That
+    /// time is taken before asking bfdd, so that a slow vtysh (a loaded
+    /// machine) cannot make it exceed bfdd's answer.
+    pub fn stayed_up(&self, up_at: Instant) -> Result<()> {
+        let since = up_at.elapsed().as_secs();
+        let p = self.bfdd.peer(self.addr)?;
+        let uptime = num(&p, "uptime");
+        ensure!(
+            p["status"].as_str() == Some("up") && uptime + 1 >= since,
+            "bfdd left Up: uptime {uptime} s, Up for {since} s here: {p}"
+        );
+        Ok(())
     }
 }
 

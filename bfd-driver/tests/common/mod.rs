@@ -4,17 +4,19 @@
 #![allow(dead_code)]
 
 pub mod bfdd;
+pub mod interop;
 
 use std::fs::File;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use interop_tests::{Lab, Ns, Segment};
 use nix::sched::{CloneFlags, setns};
 use tabby_bfd_driver::{
-    BfdDriver, BfdEvent, BfdHandle, DriverConfig, SessionId, SessionInfo, State, Timers,
+    BfdDriver, BfdEvent, BfdHandle, DriverConfig, SessionId, SessionInfo, SessionSpec, State,
+    Timers,
 };
 use tokio::sync::broadcast;
 
@@ -29,6 +31,17 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// How long the lab tests against other implementations wait for anything.
+pub const LIMIT: Duration = Duration::from_secs(15);
+
+/// Slack on a measured detection, on top of the Detection Time: scheduling
+/// of two daemons on a loaded two-core machine.
+pub const MARGIN: Duration = Duration::from_millis(700);
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 /// Timers for the lab: `ms` milliseconds both ways, multiplier 3.
 pub fn timers(ms: u64) -> Timers {
     Timers {
@@ -36,6 +49,12 @@ pub fn timers(ms: u64) -> Timers {
         required_min_rx: Duration::from_millis(ms),
         detect_mult: 3,
     }
+}
+
+/// A single-hop session to `them` from `us` on `ifname` at 100 ms both
+/// ways, multiplier 3.
+pub fn single_hop_100ms(them: IpAddr, us: IpAddr, ifname: &str) -> SessionSpec {
+    SessionSpec::single_hop(them, Some(us), Some(ifname)).with_timers(timers(100))
 }
 
 /// A driver whose task runs on its own thread inside a namespace, so its
@@ -297,4 +316,66 @@ impl Pair {
             eb,
         })
     }
+}
+
+/// A driver with the default configuration in `ns`, and its event log.
+pub fn start_driver(ns: &Ns) -> Result<(NsDriver, EventLog)> {
+    let d = NsDriver::start(ns, DriverConfig::default())?;
+    let log = EventLog::new(&d);
+    Ok((d, log))
+}
+
+/// The addresses of a link a session runs between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// The address of `ns` on `seg` in `family`.
+pub fn addr(seg: &Segment, ns: &Ns, family: Family) -> Result<IpAddr> {
+    Ok(match family {
+        Family::V4 => seg.v4(ns)?.into(),
+        Family::V6 => seg.v6(ns)?.into(),
+    })
+}
+
+/// Tabby's namespace and a peer's (labelled `peer`) joined by one link:
+/// `(lab, tabby, peer, link, us, them)` with Tabby's and the peer's
+/// addresses on the link in `family`, the start of a test against another
+/// implementation (its preflight done before). Bound left to right, the lab
+/// outlives whatever is started in it afterwards.
+pub fn one_link(
+    name: &str,
+    peer: &str,
+    family: Family,
+) -> Result<(Lab, Ns, Ns, Segment, IpAddr, IpAddr)> {
+    let mut lab = Lab::new(name)?;
+    let tabby = lab.ns("tabby")?;
+    let peer = lab.ns(peer)?;
+    let seg = lab.link(&tabby, &peer)?;
+    let (us, them) = (addr(&seg, &tabby, family)?, addr(&seg, &peer, family)?);
+    Ok((lab, tabby, peer, seg, us, them))
+}
+
+/// Two namespaces labelled `a` and `b` with a router namespace between
+/// them, `a` - router on the left link and router - `b` on the right one,
+/// each routing the other's subnet (IPv4 and IPv6) through the router, so
+/// that their packets cross one hop: `(lab, a, b, left, right)`, checked
+/// with a ping from `a` to `b`.
+pub fn routed_pair(name: &str, a: &str, b: &str) -> Result<(Lab, Ns, Ns, Segment, Segment)> {
+    let mut lab = Lab::new(name)?;
+    let na = lab.ns(a)?;
+    let r = lab.ns("router")?;
+    let nb = lab.ns(b)?;
+    let left = lab.link(&na, &r)?;
+    let right = lab.link(&r, &nb)?;
+    for (ns, far, near) in [(&na, &right, &left), (&nb, &left, &right)] {
+        let i = far.index;
+        lab.add_route(ns, &format!("198.18.{i}.0/24 via {}", near.v4(&r)?))?;
+        lab.add_route(ns, &format!("2001:db8:0:{i}::/64 via {}", near.v6(&r)?))?;
+    }
+    let to = right.v4(&nb)?.into();
+    ensure!(lab.ping(&na, to), "no route from {a} to {b} ({to})");
+    Ok((lab, na, nb, left, right))
 }
