@@ -11,9 +11,9 @@ use tonic::Status;
 
 use crate::model::{
     BfdPhase, BfdStatus, CandidatePath, DaemonStatus, DatastoreSync, Family, FibSync,
-    GracefulRestart, LargeCommunity, LocalRoute, Origin, Path, PathSource, PeerConfig,
-    PeerCounters, PeerError, PeerExport, PeerStatus, PeerType, Route, RouteDeparture,
-    RouteExplanation, RouteKind, SessionState,
+    GracefulRestart, GracefulRestartSettings, LargeCommunity, LocalRoute, NextHopMode, Origin,
+    Path, PathSource, PeerConfig, PeerCounters, PeerError, PeerExport, PeerSettings, PeerStatus,
+    PeerType, Route, RouteDeparture, RouteExplanation, RouteKind, SessionState,
 };
 
 /// Longest RFC 8203 / RFC 9003 shutdown communication, in bytes.
@@ -492,7 +492,146 @@ pub fn peer_to_pb(p: &PeerStatus) -> pb::Peer {
         local_address: p.local_address.map(|a| a.to_string()).unwrap_or_default(),
         graceful_restart_pending: p.graceful_restart_pending,
         bfd: p.bfd.as_ref().map(bfd_status_to_pb),
+        settings: p.settings.as_ref().map(peer_settings_to_pb),
     }
+}
+
+/// Model next-hop mode → proto.
+pub fn next_hop_mode_to_pb(m: NextHopMode) -> pb::NextHopMode {
+    match m {
+        NextHopMode::Auto => pb::NextHopMode::Auto,
+        NextHopMode::SelfAddress => pb::NextHopMode::Self_,
+        NextHopMode::Keep => pb::NextHopMode::Keep,
+    }
+}
+
+/// Proto next-hop mode → model; unspecified or unknown values are an error.
+pub fn next_hop_mode_from_pb(field: &str, v: i32) -> Result<NextHopMode, Status> {
+    match pb::NextHopMode::try_from(v) {
+        Ok(pb::NextHopMode::Auto) => Ok(NextHopMode::Auto),
+        Ok(pb::NextHopMode::Self_) => Ok(NextHopMode::SelfAddress),
+        Ok(pb::NextHopMode::Keep) => Ok(NextHopMode::Keep),
+        Ok(pb::NextHopMode::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+            "{field} {v} is not a known next-hop mode: use NEXT_HOP_MODE_AUTO (1), SELF (2) or KEEP (3)"
+        ))),
+    }
+}
+
+/// Model session settings → proto. `None` becomes an empty string (or an
+/// absent optional).
+pub fn peer_settings_to_pb(s: &PeerSettings) -> pb::PeerSettings {
+    let text = |a: Option<String>| a.unwrap_or_default();
+    pb::PeerSettings {
+        origin: s.origin.clone(),
+        calico_node: text(s.calico_node.clone()),
+        port: u32::from(s.port),
+        local_as: s.local_as,
+        internal: s.internal,
+        passive: s.passive,
+        route_reflector_client: s.route_reflector_client,
+        cluster_id: text(s.cluster_id.map(|c| c.to_string())),
+        ttl_security_hops: s.ttl_security_hops.map_or(0, u32::from),
+        password_set: s.password_set,
+        next_hop: next_hop_mode_to_pb(s.next_hop) as i32,
+        source_address: text(s.source_address.map(|a| a.to_string())),
+        families: s.families.iter().map(|f| family_to_pb(*f) as i32).collect(),
+        extended_next_hop: s.extended_next_hop,
+        hold_time_seconds: u32::from(s.hold_time_seconds),
+        keepalive_seconds: s.keepalive_seconds.map(u32::from),
+        graceful_restart: s.graceful_restart.map(|g| pb::GracefulRestartSettings {
+            restart_time_seconds: u32::from(g.restart_time_seconds),
+            notification: g.notification,
+            forwarding_preserved: g.forwarding_preserved,
+        }),
+        long_lived_stale_time_seconds: s.long_lived_stale_time_seconds,
+        allowed_local_as: u32::from(s.allowed_local_as),
+        reachable_by: text(s.reachable_by.map(|a| a.to_string())),
+        filters: s.filters.clone(),
+        import_policy: text(s.import_policy.clone()),
+        export_policy: text(s.export_policy.clone()),
+    }
+}
+
+/// Proto session settings → model, for clients. `field` names the message
+/// in the error (e.g. `settings`).
+pub fn peer_settings_from_pb(field: &str, s: &pb::PeerSettings) -> Result<PeerSettings, Status> {
+    let text = |v: &str| Some(v.to_owned()).filter(|v| !v.is_empty());
+    let addr = |name: &str, v: &str| -> Result<Option<IpAddr>, Status> {
+        match v {
+            "" => Ok(None),
+            v => parse_addr(&format!("{field}.{name}"), v).map(Some),
+        }
+    };
+    let small = |name: &str, v: u32, max: u32| -> Result<u32, Status> {
+        if v > max {
+            return Err(Status::invalid_argument(format!(
+                "{field}.{name} {v} is above {max}"
+            )));
+        }
+        Ok(v)
+    };
+    let cluster_id = match s.cluster_id.as_str() {
+        "" => None,
+        c => Some(Ipv4Addr::from_str(c).map_err(|_| {
+            Status::invalid_argument(format!(
+                "{field}.cluster_id {c:?} is not an IPv4 address (a cluster id is written as one)"
+            ))
+        })?),
+    };
+    let mut families = Vec::with_capacity(s.families.len());
+    for (i, f) in s.families.iter().enumerate() {
+        match family_filter(&format!("{field}.families[{i}]"), *f)? {
+            Some(f) => families.push(f),
+            None => {
+                return Err(Status::invalid_argument(format!(
+                    "{field}.families[{i}] is unspecified: use ADDRESS_FAMILY_IPV4 or ADDRESS_FAMILY_IPV6"
+                )));
+            }
+        }
+    }
+    let graceful_restart = match &s.graceful_restart {
+        None => None,
+        Some(g) => Some(GracefulRestartSettings {
+            restart_time_seconds: small(
+                "graceful_restart.restart_time_seconds",
+                g.restart_time_seconds,
+                4095,
+            )? as u16,
+            notification: g.notification,
+            forwarding_preserved: g.forwarding_preserved,
+        }),
+    };
+    Ok(PeerSettings {
+        origin: s.origin.clone(),
+        calico_node: text(&s.calico_node),
+        port: small("port", s.port, 65535)? as u16,
+        local_as: s.local_as,
+        internal: s.internal,
+        passive: s.passive,
+        route_reflector_client: s.route_reflector_client,
+        cluster_id,
+        ttl_security_hops: match small("ttl_security_hops", s.ttl_security_hops, 255)? {
+            0 => None,
+            h => Some(h as u8),
+        },
+        password_set: s.password_set,
+        next_hop: next_hop_mode_from_pb(&format!("{field}.next_hop"), s.next_hop)?,
+        source_address: addr("source_address", &s.source_address)?,
+        families,
+        extended_next_hop: s.extended_next_hop,
+        hold_time_seconds: small("hold_time_seconds", s.hold_time_seconds, 65535)? as u16,
+        keepalive_seconds: s
+            .keepalive_seconds
+            .map(|k| small("keepalive_seconds", k, 65535).map(|k| k as u16))
+            .transpose()?,
+        graceful_restart,
+        long_lived_stale_time_seconds: s.long_lived_stale_time_seconds,
+        allowed_local_as: small("allowed_local_as", s.allowed_local_as, 255)? as u8,
+        reachable_by: addr("reachable_by", &s.reachable_by)?,
+        filters: s.filters.clone(),
+        import_policy: text(&s.import_policy),
+        export_policy: text(&s.export_policy),
+    })
 }
 
 /// Model BFD phase → proto.
@@ -806,6 +945,115 @@ mod tests {
             ..Default::default()
         };
         assert!(err(bfd_status_from_pb("bfd", &unknown)).contains("not a known BFD phase"));
+    }
+
+    /// Session settings with every field set to a non-default value.
+    fn full_settings() -> PeerSettings {
+        PeerSettings {
+            origin: "BGPPeer tor-a".into(),
+            calico_node: Some("node-b".into()),
+            port: 1179,
+            local_as: 64999,
+            internal: false,
+            passive: true,
+            route_reflector_client: true,
+            cluster_id: Some("198.18.0.100".parse().unwrap()),
+            ttl_security_hops: Some(2),
+            password_set: true,
+            next_hop: NextHopMode::Keep,
+            source_address: Some("2001:db8::11".parse().unwrap()),
+            families: vec![Family::Ipv6, Family::Ipv4],
+            extended_next_hop: true,
+            hold_time_seconds: 60,
+            keepalive_seconds: Some(20),
+            graceful_restart: Some(GracefulRestartSettings {
+                restart_time_seconds: 90,
+                notification: true,
+                forwarding_preserved: true,
+            }),
+            long_lived_stale_time_seconds: Some(0),
+            allowed_local_as: 2,
+            reachable_by: Some("198.18.0.254".parse().unwrap()),
+            filters: vec!["edge".into(), "lab".into()],
+            import_policy: Some("import 2001:db8::1".into()),
+            export_policy: Some("export 2001:db8::1".into()),
+        }
+    }
+
+    fn settings_back(p: &PeerStatus) -> Option<PeerSettings> {
+        let wire = prost::Message::encode_to_vec(&peer_to_pb(p));
+        let back: pb::Peer = prost::Message::decode(wire.as_slice()).unwrap();
+        back.settings
+            .as_ref()
+            .map(|s| peer_settings_from_pb("settings", s))
+            .transpose()
+            .expect("valid settings")
+    }
+
+    #[test]
+    fn peer_settings_round_trip_through_the_peer_message() {
+        let mut p = peer_with(None);
+        p.settings = Some(full_settings());
+        let s = peer_to_pb(&p).settings.expect("settings set");
+        assert_eq!(s.next_hop, pb::NextHopMode::Keep as i32);
+        assert_eq!(s.cluster_id, "198.18.0.100");
+        assert_eq!(s.ttl_security_hops, 2);
+        assert_eq!(s.keepalive_seconds, Some(20));
+        // A stale time of 0 is offered LLGR, not "no LLGR".
+        assert_eq!(s.long_lived_stale_time_seconds, Some(0));
+        assert_eq!(
+            s.families,
+            [
+                pb::AddressFamily::Ipv6 as i32,
+                pb::AddressFamily::Ipv4 as i32
+            ]
+        );
+        assert_eq!(settings_back(&p), Some(full_settings()));
+
+        // Every `None` and every default survives too: absent stays absent.
+        for mode in [NextHopMode::Auto, NextHopMode::SelfAddress] {
+            let bare = PeerSettings {
+                origin: "node-to-node mesh".into(),
+                port: 179,
+                local_as: 64512,
+                hold_time_seconds: 90,
+                next_hop: mode,
+                ..PeerSettings::default()
+            };
+            p.settings = Some(bare.clone());
+            let s = peer_to_pb(&p).settings.unwrap();
+            assert_eq!(
+                (s.keepalive_seconds, s.long_lived_stale_time_seconds),
+                (None, None)
+            );
+            assert_eq!(s.graceful_restart, None);
+            assert_eq!(settings_back(&p), Some(bare));
+        }
+        // No settings (an older daemon): absent.
+        p.settings = None;
+        assert_eq!(peer_to_pb(&p).settings, None);
+        assert_eq!(settings_back(&p), None);
+    }
+
+    #[test]
+    fn peer_settings_from_pb_refuses_what_a_daemon_never_sends() {
+        let good = peer_settings_to_pb(&full_settings());
+        let bad = |f: &dyn Fn(&mut pb::PeerSettings)| {
+            let mut s = good.clone();
+            f(&mut s);
+            err(peer_settings_from_pb("settings", &s))
+        };
+        assert!(bad(&|s| s.next_hop = 0).contains("settings.next_hop 0"));
+        assert!(bad(&|s| s.next_hop = 9).contains("not a known next-hop mode"));
+        assert!(bad(&|s| s.cluster_id = "2001:db8::1".into()).contains("settings.cluster_id"));
+        assert!(bad(&|s| s.source_address = "x".into()).contains("settings.source_address"));
+        assert!(bad(&|s| s.port = 70_000).contains("settings.port 70000 is above 65535"));
+        assert!(bad(&|s| s.ttl_security_hops = 256).contains("ttl_security_hops"));
+        assert!(bad(&|s| s.families = vec![0]).contains("settings.families[0]"));
+        assert!(
+            bad(&|s| s.graceful_restart.as_mut().unwrap().restart_time_seconds = 4096)
+                .contains("restart_time_seconds 4096")
+        );
     }
 
     fn explanation_with(departed: Option<RouteDeparture>) -> RouteExplanation {

@@ -446,6 +446,101 @@ impl PeerConfig {
     }
 }
 
+/// How the next hop is set on routes sent to a peer (Calico `nextHopMode`
+/// and `keepOriginalNextHop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum NextHopMode {
+    /// eBGP: this node's address; iBGP: the received next hop kept (and
+    /// this node's address on its own routes).
+    #[default]
+    Auto,
+    /// Always this node's address.
+    SelfAddress,
+    /// Never change a received next hop, on eBGP too.
+    Keep,
+}
+
+impl NextHopMode {
+    /// "auto", "self" or "keep" (the words of `tabbyctl config`).
+    pub fn name(self) -> &'static str {
+        match self {
+            NextHopMode::Auto => "auto",
+            NextHopMode::SelfAddress => "self",
+            NextHopMode::Keep => "keep",
+        }
+    }
+}
+
+/// The Graceful Restart capability offered to a peer (RFC 4724, RFC 8538).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GracefulRestartSettings {
+    /// Restart Time advertised: seconds the peer keeps this node's routes
+    /// after the session goes (0..=4095).
+    pub restart_time_seconds: u16,
+    /// The N bit (RFC 8538): graceful restart also after a NOTIFICATION.
+    pub notification: bool,
+    /// The F bit: forwarding survives a restart of this daemon.
+    pub forwarding_preserved: bool,
+}
+
+/// Every setting that decides one session, as the daemon runs it (defaults
+/// applied): the per-peer entry of `tabbyctl config`. Read-only status:
+/// AddPeer takes a [`PeerConfig`], never these. Holds no secret: a TCP-MD5
+/// password shows only as `password_set`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerSettings {
+    /// What created the peering: "node-to-node mesh", "BGPPeer tor-a"
+    /// (as the datastore names it), or "API".
+    pub origin: String,
+    /// The Calico node at the far end, when it is one.
+    pub calico_node: Option<String>,
+    /// TCP port the session connects to.
+    pub port: u16,
+    /// The AS this node presents on the session.
+    pub local_as: u32,
+    /// iBGP: the peer's AS is the local AS.
+    pub internal: bool,
+    /// Only accept connections, never connect out.
+    pub passive: bool,
+    /// This node reflects routes to the peer (RFC 4456).
+    pub route_reflector_client: bool,
+    /// The cluster id reflected routes carry, for a route-reflector client.
+    pub cluster_id: Option<Ipv4Addr>,
+    /// GTSM (RFC 5082): the peer is at most this many hops away; `None` =
+    /// no TTL check (the session may cross routers).
+    pub ttl_security_hops: Option<u8>,
+    /// A TCP-MD5 password (RFC 2385) protects the session. Never the value.
+    pub password_set: bool,
+    /// How the next hop of routes sent to the peer is set.
+    pub next_hop: NextHopMode,
+    /// Local address the session binds to; `None` = chosen by the kernel.
+    pub source_address: Option<IpAddr>,
+    /// Address families offered in OPEN.
+    pub families: Vec<Family>,
+    /// IPv4 routes offered over this IPv6 session (RFC 8950).
+    pub extended_next_hop: bool,
+    /// Hold time proposed in OPEN, seconds.
+    pub hold_time_seconds: u16,
+    /// KEEPALIVE interval; `None` = a third of the negotiated hold time.
+    pub keepalive_seconds: Option<u16>,
+    /// Graceful restart offered; `None` = not offered.
+    pub graceful_restart: Option<GracefulRestartSettings>,
+    /// Long-lived graceful restart (RFC 9494) stale time offered, seconds;
+    /// `None` = not offered.
+    pub long_lived_stale_time_seconds: Option<u32>,
+    /// Routes whose AS_PATH holds the local AS up to this many times are
+    /// accepted (Calico `numAllowedLocalASNumbers`); 0 = none.
+    pub allowed_local_as: u8,
+    /// Gateway of the host route to the peer (Calico `reachableBy`).
+    pub reachable_by: Option<IpAddr>,
+    /// Names of the BGPFilters applied, in order.
+    pub filters: Vec<String>,
+    /// Name of the import policy (its rules: `tabbyctl config`).
+    pub import_policy: Option<String>,
+    /// Name of the export policy (its rules: `tabbyctl config`).
+    pub export_policy: Option<String>,
+}
+
 /// Per-session counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PeerCounters {
@@ -521,6 +616,9 @@ pub struct PeerStatus {
     pub graceful_restart_pending: bool,
     /// The BFD session guarding this peer, when configured.
     pub bfd: Option<BfdStatus>,
+    /// Every setting that decides the session, as the daemon runs it;
+    /// `None` when the daemon cannot say (no configuration yet).
+    pub settings: Option<PeerSettings>,
 }
 
 /// Where a peer's BFD session stands, as the BGP side sees it.
@@ -623,6 +721,7 @@ impl PeerStatus {
             local_address: None,
             graceful_restart_pending: false,
             bfd: None,
+            settings: None,
         }
     }
 }

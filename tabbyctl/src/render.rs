@@ -251,7 +251,166 @@ fn peer_json(p: &pb::Peer) -> Value {
             "sent_by_local": e.sent_by_local, "at_unix_seconds": e.at_unix_seconds,
         })),
         "bfd": p.bfd.as_ref().map(bfd_json),
+        "settings": p.settings.as_ref().map(settings_json),
     })
+}
+
+/// "auto", "self" or "keep" (the words of `tabbyctl config`).
+fn next_hop_name(v: i32) -> &'static str {
+    match pb::NextHopMode::try_from(v) {
+        Ok(pb::NextHopMode::Auto) => "auto",
+        Ok(pb::NextHopMode::Self_) => "self",
+        Ok(pb::NextHopMode::Keep) => "keep",
+        _ => "unspecified",
+    }
+}
+
+/// An empty text as `null`.
+fn text_or_null(s: &str) -> Value {
+    if s.is_empty() {
+        Value::Null
+    } else {
+        Value::from(s)
+    }
+}
+
+/// The `settings` of a peer in `peers -o json|yaml`: the keys and words of
+/// its entry in `tabbyctl config` (families as in `negotiated_families`);
+/// what is not set is `null`.
+fn settings_json(s: &pb::PeerSettings) -> Value {
+    json!({
+        "origin": s.origin,
+        "calico_node": text_or_null(&s.calico_node),
+        "port": s.port,
+        "local_as": s.local_as,
+        "internal": s.internal,
+        "passive": s.passive,
+        "route_reflector_client": s.route_reflector_client,
+        "cluster_id": text_or_null(&s.cluster_id),
+        "ttl_security_hops": Some(s.ttl_security_hops).filter(|h| *h != 0),
+        "password_set": s.password_set,
+        "next_hop": next_hop_name(s.next_hop),
+        "source_address": text_or_null(&s.source_address),
+        "families": s.families.iter().map(|f| family_name(*f)).collect::<Vec<_>>(),
+        "extended_next_hop": s.extended_next_hop,
+        "hold_time_seconds": s.hold_time_seconds,
+        "keepalive_seconds": s.keepalive_seconds,
+        "graceful_restart": s.graceful_restart.map(|g| json!({
+            "restart_time_seconds": g.restart_time_seconds,
+            "notification": g.notification,
+            "forwarding_preserved": g.forwarding_preserved,
+        })),
+        "long_lived_stale_time_seconds": s.long_lived_stale_time_seconds,
+        "allowed_local_as": s.allowed_local_as,
+        "reachable_by": text_or_null(&s.reachable_by),
+        "filters": s.filters,
+        "import_policy": text_or_null(&s.import_policy),
+        "export_policy": text_or_null(&s.export_policy),
+    })
+}
+
+/// The session-settings lines of `tabbyctl peers show`.
+fn settings_detail(s: &pb::PeerSettings) -> String {
+    let mut t = format!("  origin: {}", s.origin);
+    if !s.calico_node.is_empty() {
+        t.push_str(&format!(" (Calico node {})", s.calico_node));
+    }
+    t.push_str(&format!(
+        "\n  session: port {}, local AS {} ({}), {}",
+        s.port,
+        s.local_as,
+        if s.internal { "iBGP" } else { "eBGP" },
+        if s.passive {
+            "passive (waits for the peer)"
+        } else {
+            "active"
+        },
+    ));
+    if !s.source_address.is_empty() {
+        t.push_str(&format!(", source address {}", s.source_address));
+    }
+    let families: Vec<&str> = s.families.iter().map(|f| family_name(*f)).collect();
+    t.push_str(&format!("\n  families offered: {}", families.join(", ")));
+    if s.extended_next_hop {
+        t.push_str(" (IPv4 with IPv6 next hops, RFC 8950)");
+    }
+    t.push_str(&format!(
+        "\n  timers proposed: hold {}s, keepalive {}\n",
+        s.hold_time_seconds,
+        s.keepalive_seconds
+            .map_or("a third of the hold time".to_string(), |k| format!("{k}s")),
+    ));
+    match &s.graceful_restart {
+        Some(g) => t.push_str(&format!(
+            "  graceful restart: {}s{}{}",
+            g.restart_time_seconds,
+            if g.notification {
+                ", after NOTIFICATION too (N bit)"
+            } else {
+                ""
+            },
+            if g.forwarding_preserved {
+                ", forwarding preserved"
+            } else {
+                ""
+            },
+        )),
+        None => t.push_str("  graceful restart: off"),
+    }
+    match s.long_lived_stale_time_seconds {
+        Some(l) => t.push_str(&format!("; long-lived stale time {l}s\n")),
+        None => t.push_str("; long-lived: off\n"),
+    }
+    t.push_str(&format!(
+        "  security: {}, {}\n",
+        if s.password_set {
+            "TCP-MD5 password set"
+        } else {
+            "no password"
+        },
+        match s.ttl_security_hops {
+            0 => "no TTL security (multihop allowed)".to_string(),
+            1 => "TTL security: 1 hop (directly connected)".to_string(),
+            h => format!("TTL security: at most {h} hops"),
+        },
+    ));
+    t.push_str(&format!("  next hop: {}", next_hop_name(s.next_hop)));
+    if s.route_reflector_client {
+        t.push_str(&format!(
+            "; route-reflector client, cluster id {}",
+            if s.cluster_id.is_empty() {
+                "-"
+            } else {
+                &s.cluster_id
+            }
+        ));
+    }
+    if s.allowed_local_as != 0 {
+        t.push_str(&format!(
+            "; local AS allowed {} time(s) in AS_PATH",
+            s.allowed_local_as
+        ));
+    }
+    t.push('\n');
+    if !s.reachable_by.is_empty() {
+        t.push_str(&format!("  reachable by: {}\n", s.reachable_by));
+    }
+    if !s.filters.is_empty() {
+        t.push_str(&format!("  filters: {}\n", s.filters.join(", ")));
+    }
+    let or_none = |p: &str| {
+        if p.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{p:?}")
+        }
+    };
+    t.push_str(&format!(
+        "  policies: import {}, export {}\n",
+        or_none(&s.import_policy),
+        or_none(&s.export_policy)
+    ));
+    t
 }
 
 /// "Up", "Down", ... (the model's phase names).
@@ -566,6 +725,9 @@ pub fn peer_detail(p: &pb::Peer) -> Rendered {
     );
     if !c.description.is_empty() {
         t.push_str(&format!("  description: {}\n", c.description));
+    }
+    if let Some(s) = &p.settings {
+        t.push_str(&settings_detail(s));
     }
     if !p.remote_router_id.is_empty() {
         t.push_str(&format!("  remote router id: {}\n", p.remote_router_id));
@@ -1274,6 +1436,203 @@ mod tests {
         );
         let t = peer_detail(&bfd_peers()[2]).format(Output::Table).unwrap();
         assert!(!t.contains("bfd"), "{t}");
+    }
+
+    /// The settings a daemon reports for a BGPPeer that sets every knob.
+    fn tor_settings() -> pb::PeerSettings {
+        pb::PeerSettings {
+            origin: "BGPPeer tor".into(),
+            calico_node: String::new(),
+            port: 1179,
+            local_as: 64999,
+            internal: false,
+            passive: false,
+            route_reflector_client: true,
+            cluster_id: "198.18.0.100".into(),
+            ttl_security_hops: 1,
+            password_set: true,
+            next_hop: pb::NextHopMode::Keep as i32,
+            source_address: "198.18.0.11".into(),
+            families: vec![pb::AddressFamily::Ipv4 as i32],
+            extended_next_hop: false,
+            hold_time_seconds: 60,
+            keepalive_seconds: Some(20),
+            graceful_restart: Some(pb::GracefulRestartSettings {
+                restart_time_seconds: 90,
+                notification: true,
+                forwarding_preserved: true,
+            }),
+            long_lived_stale_time_seconds: None,
+            allowed_local_as: 2,
+            reachable_by: "198.18.0.254".into(),
+            filters: vec!["edge".into()],
+            import_policy: "import 198.18.0.1".into(),
+            export_policy: "export 198.18.0.1".into(),
+        }
+    }
+
+    const SETTINGS_KEYS: [&str; 23] = [
+        "origin",
+        "calico_node",
+        "port",
+        "local_as",
+        "internal",
+        "passive",
+        "route_reflector_client",
+        "cluster_id",
+        "ttl_security_hops",
+        "password_set",
+        "next_hop",
+        "source_address",
+        "families",
+        "extended_next_hop",
+        "hold_time_seconds",
+        "keepalive_seconds",
+        "graceful_restart",
+        "long_lived_stale_time_seconds",
+        "allowed_local_as",
+        "reachable_by",
+        "filters",
+        "import_policy",
+        "export_policy",
+    ];
+
+    #[test]
+    fn peers_json_has_every_session_setting() {
+        let mut tor = peer("198.18.0.1", pb::SessionState::Established, None);
+        tor.settings = Some(tor_settings());
+        let mut mesh = peer("198.18.0.12", pb::SessionState::Active, None);
+        mesh.settings = Some(pb::PeerSettings {
+            origin: "node-to-node mesh".into(),
+            calico_node: "node-b".into(),
+            port: 179,
+            local_as: 64512,
+            internal: true,
+            next_hop: pb::NextHopMode::Auto as i32,
+            families: vec![pb::AddressFamily::Ipv4 as i32],
+            hold_time_seconds: 90,
+            ..Default::default()
+        });
+        // A daemon that predates the settings sends none.
+        let old = peer("198.18.0.13", pb::SessionState::Active, None);
+        let peers = [tor, mesh, old];
+        let j: Value =
+            serde_json::from_str(&super::peers(&peers).format(Output::Json).unwrap()).unwrap();
+        assert_eq!(keys(&j[0]["settings"]), sorted(&SETTINGS_KEYS));
+        assert_eq!(
+            j[0]["settings"],
+            json!({
+                "origin": "BGPPeer tor",
+                "calico_node": null,
+                "port": 1179,
+                "local_as": 64999,
+                "internal": false,
+                "passive": false,
+                "route_reflector_client": true,
+                "cluster_id": "198.18.0.100",
+                "ttl_security_hops": 1,
+                "password_set": true,
+                "next_hop": "keep",
+                "source_address": "198.18.0.11",
+                "families": ["ipv4"],
+                "extended_next_hop": false,
+                "hold_time_seconds": 60,
+                "keepalive_seconds": 20,
+                "graceful_restart": {
+                    "restart_time_seconds": 90,
+                    "notification": true,
+                    "forwarding_preserved": true,
+                },
+                "long_lived_stale_time_seconds": null,
+                "allowed_local_as": 2,
+                "reachable_by": "198.18.0.254",
+                "filters": ["edge"],
+                "import_policy": "import 198.18.0.1",
+                "export_policy": "export 198.18.0.1",
+            })
+        );
+        let m = &j[1]["settings"];
+        assert_eq!(keys(m), sorted(&SETTINGS_KEYS));
+        assert_eq!(m["calico_node"], "node-b");
+        assert_eq!(m["next_hop"], "auto");
+        assert_eq!(m["internal"], true);
+        for absent in [
+            "cluster_id",
+            "ttl_security_hops",
+            "source_address",
+            "keepalive_seconds",
+            "graceful_restart",
+            "reachable_by",
+            "import_policy",
+        ] {
+            assert_eq!(m[absent], Value::Null, "{absent}: {m}");
+        }
+        assert_eq!(j[2]["settings"], Value::Null);
+        assert!(j[2].as_object().unwrap().contains_key("settings"));
+        // The password itself is never a key.
+        assert!(!j.to_string().contains("\"password\""));
+        // YAML carries the same.
+        let y: Value =
+            serde_yaml_ng::from_str(&super::peers(&peers).format(Output::Yaml).unwrap()).unwrap();
+        assert_eq!(y, j);
+        // The table stays as it was.
+        let t = super::peers(&peers).format(Output::Table).unwrap();
+        assert_eq!(cells(t.lines().next().unwrap()), PEER_HEADER);
+    }
+
+    #[test]
+    fn peer_detail_lists_the_session_settings() {
+        let mut p = peer("198.18.0.1", pb::SessionState::Established, None);
+        p.settings = Some(tor_settings());
+        let t = peer_detail(&p).format(Output::Table).unwrap();
+        for line in [
+            "  origin: BGPPeer tor\n",
+            "  session: port 1179, local AS 64999 (eBGP), active, source address 198.18.0.11\n",
+            "  families offered: ipv4\n",
+            "  timers proposed: hold 60s, keepalive 20s\n",
+            "  graceful restart: 90s, after NOTIFICATION too (N bit), forwarding preserved; long-lived: off\n",
+            "  security: TCP-MD5 password set, TTL security: 1 hop (directly connected)\n",
+            "  next hop: keep; route-reflector client, cluster id 198.18.0.100; local AS allowed 2 time(s) in AS_PATH\n",
+            "  reachable by: 198.18.0.254\n",
+            "  filters: edge\n",
+            "  policies: import \"import 198.18.0.1\", export \"export 198.18.0.1\"\n",
+        ] {
+            assert!(t.contains(line), "{line:?} not in\n{t}");
+        }
+        let j: Value =
+            serde_json::from_str(&peer_detail(&p).format(Output::Json).unwrap()).unwrap();
+        assert_eq!(j["settings"]["next_hop"], "keep");
+
+        p.settings = Some(pb::PeerSettings {
+            origin: "node-to-node mesh".into(),
+            calico_node: "node-b".into(),
+            internal: true,
+            passive: true,
+            next_hop: pb::NextHopMode::Auto as i32,
+            hold_time_seconds: 90,
+            long_lived_stale_time_seconds: Some(3600),
+            ..Default::default()
+        });
+        let t = peer_detail(&p).format(Output::Table).unwrap();
+        for line in [
+            "  origin: node-to-node mesh (Calico node node-b)\n",
+            "(iBGP), passive (waits for the peer)\n",
+            "  timers proposed: hold 90s, keepalive a third of the hold time\n",
+            "  graceful restart: off; long-lived stale time 3600s\n",
+            "  security: no password, no TTL security (multihop allowed)\n",
+            "  next hop: auto\n",
+            "  policies: import -, export -\n",
+        ] {
+            assert!(t.contains(line), "{line:?} not in\n{t}");
+        }
+        assert!(
+            !t.contains("filters:") && !t.contains("reachable by"),
+            "{t}"
+        );
+        // Without settings (an older daemon), none of these lines.
+        p.settings = None;
+        let t = peer_detail(&p).format(Output::Table).unwrap();
+        assert!(!t.contains("origin:") && !t.contains("security:"), "{t}");
     }
 
     fn daemon_status() -> pb::StatusResponse {

@@ -19,7 +19,7 @@ pub fn report(d: &Daemon) -> Option<NodeReport> {
     }
     let now = SystemTime::now();
     let peers: Vec<PeerReport> = d
-        .list_peers(Instant::now())
+        .list_peers_brief(Instant::now())
         .into_iter()
         .map(|p| PeerReport {
             address: p.config.address,

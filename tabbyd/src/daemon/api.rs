@@ -136,9 +136,17 @@ pub(super) fn api_path(best: &BestRoute, is_best: bool) -> am::Path {
 }
 
 impl Daemon {
-    /// The API's view of a peer: its settings as the API names them, and
-    /// its session as tracked.
+    /// The API's view of a peer: its settings as the API names them, every
+    /// session setting in force, and its session as tracked.
     pub(super) fn status_of(&self, slot: &PeerSlot, now: Instant) -> am::PeerStatus {
+        let mut s = self.brief_status_of(slot, now);
+        s.settings = self.settings_of(slot);
+        s
+    }
+
+    /// The same without `settings`, which builds the peer's policies: for
+    /// the status summaries written periodically (CalicoNodeStatus).
+    pub(super) fn brief_status_of(&self, slot: &PeerSlot, now: Instant) -> am::PeerStatus {
         let t = &slot.track;
         let mut s = am::PeerStatus::idle(self.config_of(slot));
         s.state = api_state(t.state);
@@ -256,6 +264,48 @@ impl Daemon {
             cfg.hold_time = Some(spec.config.hold_time);
         }
         cfg
+    }
+
+    /// Every setting that decides a peer's session, as the API names them:
+    /// the peer's entry in `tabbyctl config`, from the same derivation
+    /// ([`effective_config::origin_entry`]). `None` without a configuration.
+    fn settings_of(&self, slot: &PeerSlot) -> Option<am::PeerSettings> {
+        let state = self.state.as_ref()?;
+        let cluster_id = Self::rib_config(state).effective_cluster_id();
+        let e = effective_config::origin_entry(state, &slot.origin, cluster_id, None);
+        Some(am::PeerSettings {
+            origin: e.origin,
+            calico_node: e.calico_node,
+            port: e.port,
+            local_as: e.local_as,
+            internal: e.internal,
+            passive: e.passive,
+            route_reflector_client: e.route_reflector_client,
+            cluster_id: e.cluster_id,
+            ttl_security_hops: e.ttl_security_hops,
+            password_set: e.password_set,
+            next_hop: match e.next_hop {
+                tabby_rib::NextHopMode::Auto => am::NextHopMode::Auto,
+                tabby_rib::NextHopMode::SelfAddress => am::NextHopMode::SelfAddress,
+                tabby_rib::NextHopMode::Keep => am::NextHopMode::Keep,
+            },
+            source_address: e.source_address,
+            families: e.families.iter().filter_map(|f| api_family(*f)).collect(),
+            extended_next_hop: e.extended_next_hop,
+            hold_time_seconds: e.hold_time_seconds,
+            keepalive_seconds: e.keepalive_seconds,
+            graceful_restart: e.graceful_restart.map(|g| am::GracefulRestartSettings {
+                restart_time_seconds: g.restart_time_seconds,
+                notification: g.notification,
+                forwarding_preserved: g.forwarding_preserved,
+            }),
+            long_lived_stale_time_seconds: e.long_lived_stale_time_seconds,
+            allowed_local_as: e.allowed_local_as,
+            reachable_by: e.reachable_by,
+            filters: e.filters,
+            import_policy: e.import_policy,
+            export_policy: e.export_policy,
+        })
     }
 
     pub(super) fn rib(&self) -> Result<&Rib, CoreError> {
@@ -522,6 +572,14 @@ impl Daemon {
         self.peers
             .values()
             .map(|s| self.status_of(s, now))
+            .collect()
+    }
+
+    /// [`Daemon::list_peers`] without each peer's `settings`.
+    pub fn list_peers_brief(&self, now: Instant) -> Vec<am::PeerStatus> {
+        self.peers
+            .values()
+            .map(|s| self.brief_status_of(s, now))
             .collect()
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use tabby_api::model as am;
 use tabby_bgp::fsm::GrConfig;
 use tabby_rib::policy as rp;
@@ -110,9 +110,11 @@ pub struct Peer {
     pub cluster_id: Option<Ipv4Addr>,
     pub ttl_security_hops: Option<u8>,
     pub password_set: bool,
-    pub next_hop: &'static str,
+    #[serde(serialize_with = "next_hop_text")]
+    pub next_hop: tabby_rib::NextHopMode,
     pub source_address: Option<IpAddr>,
-    pub families: Vec<String>,
+    #[serde(serialize_with = "family_texts")]
+    pub families: Vec<tabby_bgp::Family>,
     pub extended_next_hop: bool,
     pub hold_time_seconds: u16,
     pub keepalive_seconds: Option<u16>,
@@ -252,17 +254,13 @@ impl EffectiveConfig {
                 .get(&p.key.address)
                 .is_some_and(|s| matches!(&s.origin, PeerOrigin::Topology(q) if q.key == p.key));
             let spec = Daemon::session_spec(state, p);
-            let mut peer = peer_entry(state, p, &spec, cluster_id, &mut policies);
+            let mut peer = peer_entry(state, p, &spec, cluster_id, Some(&mut policies));
             peer.active = active;
             doc.peers.push(peer);
         }
         for slot in d.peers.values() {
-            if let PeerOrigin::Api(cfg) = &slot.origin {
-                let p = api_peer(state, cfg);
-                let spec = api_session_spec(state, cfg);
-                let mut peer = peer_entry(state, &p, &spec, cluster_id, &mut policies);
-                peer.peer_type = "api";
-                peer.description = Some(cfg.description.clone()).filter(|s| !s.is_empty());
+            if matches!(slot.origin, PeerOrigin::Api(_)) {
+                let peer = origin_entry(state, &slot.origin, cluster_id, Some(&mut policies));
                 doc.peers.push(peer);
             }
         }
@@ -305,21 +303,51 @@ impl EffectiveConfig {
     }
 }
 
-/// One peer's entry (not yet `active`), its policies added to `policies`.
+/// The entry of a session the daemon runs, from where it came from: a
+/// peering of the topology, or an API peer (typed `api`, with its
+/// description), each built as the daemon started it. Shared by this
+/// document and the API's peer settings (`Daemon::status_of`). Not yet
+/// `active`; the policies it names are added to `policies` when given.
+pub(super) fn origin_entry(
+    state: &NodeState,
+    origin: &PeerOrigin,
+    cluster_id: Ipv4Addr,
+    policies: Option<&mut BTreeMap<String, Policy>>,
+) -> Peer {
+    match origin {
+        PeerOrigin::Topology(p) => {
+            let spec = Daemon::session_spec(state, p);
+            peer_entry(state, p, &spec, cluster_id, policies)
+        }
+        PeerOrigin::Api(cfg) => {
+            let p = api_peer(state, cfg);
+            let spec = api_session_spec(state, cfg);
+            let mut peer = peer_entry(state, &p, &spec, cluster_id, policies);
+            peer.peer_type = "api";
+            peer.description = Some(cfg.description.clone()).filter(|s| !s.is_empty());
+            peer
+        }
+    }
+}
+
+/// One peer's entry (not yet `active`), its policies added to `policies`
+/// when given.
 fn peer_entry(
     state: &NodeState,
     p: &topo::Peer,
     spec: &SessionSpec,
     cluster_id: Ipv4Addr,
-    policies: &mut BTreeMap<String, Policy>,
+    mut policies: Option<&mut BTreeMap<String, Policy>>,
 ) -> Peer {
     let rib = convert::peer_config(state, p);
     let c = &spec.config;
     let mut policy_name = |pol: &Option<Arc<rp::Policy>>| {
         pol.as_ref().map(|pol| {
-            policies
-                .entry(pol.name.clone())
-                .or_insert_with(|| policy(pol));
+            if let Some(policies) = policies.as_deref_mut() {
+                policies
+                    .entry(pol.name.clone())
+                    .or_insert_with(|| policy(pol));
+            }
             pol.name.clone()
         })
     };
@@ -341,9 +369,9 @@ fn peer_entry(
         cluster_id: rib.rr_client.then_some(cluster_id),
         ttl_security_hops: spec.ttl_security,
         password_set: spec.md5_password.is_some(),
-        next_hop: next_hop_mode(rib.next_hop_mode),
+        next_hop: rib.next_hop_mode,
         source_address: spec.local_address,
-        families: c.families.iter().map(|f| f.to_string()).collect(),
+        families: c.families.clone(),
         extended_next_hop: c.extended_next_hop,
         hold_time_seconds: c.hold_time,
         keepalive_seconds: c.keepalive,
@@ -421,6 +449,16 @@ fn next_hop_mode(m: tabby_rib::NextHopMode) -> &'static str {
         tabby_rib::NextHopMode::SelfAddress => "self",
         tabby_rib::NextHopMode::Keep => "keep",
     }
+}
+
+/// `Peer::next_hop` in the schema's words.
+fn next_hop_text<S: Serializer>(m: &tabby_rib::NextHopMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(next_hop_mode(*m))
+}
+
+/// `Peer::families` in the schema's words (`ipv4-unicast`, ...).
+fn family_texts<S: Serializer>(f: &[tabby_bgp::Family], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(f.iter().map(|f| f.to_string()))
 }
 
 fn origin_kind(k: topo::OriginKind) -> &'static str {

@@ -434,11 +434,10 @@ impl Daemon {
             .dec();
         self.peer_seq += 1;
         let sequence = self.peer_seq;
-        let peer = self.status_of(&slot, now);
         self.peer_events.send_with(|| am::PeerEvent {
             sequence,
             change: am::PeerChange::Removed,
-            peer,
+            peer: self.status_of(&slot, now),
         });
         self.pump(now);
     }

@@ -630,3 +630,6 @@ fn an_api_peer_gets_the_topology_defaults() {
 
 #[path = "bfd_tests.rs"]
 mod bfd_tests;
+
+#[path = "peer_settings_tests.rs"]
+mod peer_settings_tests;
