@@ -151,3 +151,34 @@ fn an_unreadable_datastore_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/tabby/cluster.yaml"), "{err}");
 }
+
+#[test]
+fn calico_router_id_is_read_as_calico_node_reads_it() {
+    let cluster = CLUSTER.replace("BFD_VALUE", "true");
+    let run = |value: &str| {
+        let dir = std::env::temp_dir().join(format!("tabbyd-plan-rid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cluster.yaml");
+        std::fs::write(&file, &cluster).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_tabbyd"))
+            .args(["plan", "--node", "node-a", "-o", "json", "--datastore"])
+            .arg(format!("file:{}", file.display()))
+            .env("CALICO_ROUTER_ID", value)
+            .output()
+            .unwrap()
+    };
+    let doc =
+        |out: &std::process::Output| -> Value { serde_json::from_slice(&out.stdout).unwrap() };
+    let fixed = run("198.18.9.9");
+    assert_eq!(fixed.status.code(), Some(0));
+    assert_eq!(doc(&fixed)["node"]["router_id"], "198.18.9.9");
+    let hashed = run("hash");
+    assert_eq!(hashed.status.code(), Some(0));
+    assert_eq!(
+        doc(&hashed)["node"]["router_id"],
+        tabby_topology::hash_router_id("node-a").to_string()
+    );
+    let bad = run("not-an-id");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("CALICO_ROUTER_ID"));
+}

@@ -82,15 +82,16 @@ impl BfdAnnotation {
         })
     }
 
-    /// Reads the annotation as it sits in a YAML/JSON `metadata.annotations` mapping. A
-    /// value that is not a string (an unquoted `true`, a YAML mapping) is invalid, not a
-    /// reason to reject the resource. `None`: absent (null) or empty.
+    /// Reads the annotation as it sits in a YAML/JSON `metadata.annotations` mapping. An
+    /// unquoted boolean or number reads as its text, as calicoctl reads annotations (so
+    /// `true`, `yes` and `on` all mean "true"); a list or mapping is invalid, not a reason
+    /// to reject the resource. `None`: absent (null) or empty.
     pub(crate) fn from_yaml(value: &Value) -> Option<BfdAnnotation> {
         let found = match value {
             Value::Null => return None,
-            Value::String(s) => return BfdAnnotation::parse(s),
-            Value::Bool(b) => format!("the boolean {b}"),
-            Value::Number(n) => format!("the number {n}"),
+            Value::String(_) | Value::Bool(_) | Value::Number(_) => {
+                return BfdAnnotation::parse(&crate::yaml11::go_string(value)?);
+            }
             Value::Sequence(_) => "a list".to_string(),
             Value::Mapping(_) => "a mapping".to_string(),
             Value::Tagged(_) => "a tagged value".to_string(),
@@ -621,19 +622,27 @@ mod tests {
     }
 
     #[test]
-    fn yaml_values_that_are_not_strings_are_invalid_not_fatal() {
+    fn yaml_scalars_read_as_text_structures_are_invalid_not_fatal() {
         assert_eq!(
             BfdAnnotation::from_yaml(&Value::String("true".into())),
             Some(BfdAnnotation::On(BfdSettings::DEFAULT))
         );
         assert_eq!(BfdAnnotation::from_yaml(&Value::Null), None);
+        // calicoctl reads an unquoted boolean into the annotation as its text.
         assert_eq!(
-            BfdAnnotation::from_yaml(&Value::Bool(true))
+            BfdAnnotation::from_yaml(&Value::Bool(true)),
+            Some(BfdAnnotation::On(BfdSettings::DEFAULT))
+        );
+        assert_eq!(
+            BfdAnnotation::from_yaml(&Value::Bool(false)),
+            Some(BfdAnnotation::Off)
+        );
+        assert!(
+            BfdAnnotation::from_yaml(&Value::Number(5.into()))
                 .unwrap()
-                .problem(),
-            Some(
-                r#"found the boolean true, but annotation values are strings: quote it, as in "true" or '{"interval":"300ms","multiplier":3}'"#
-            )
+                .problem()
+                .unwrap()
+                .starts_with("'5' is not")
         );
         let m: Value = serde_yaml_ng::from_str("{interval: 300ms}").unwrap();
         assert!(

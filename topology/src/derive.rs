@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use crate::bfd::{self, BfdAnnotation};
 use crate::error::TopologyError;
 use crate::resources::Resources;
+use crate::router_id::DeriveOptions;
 use crate::state::*;
 use crate::types::*;
 
@@ -19,14 +20,41 @@ const MESH_RESTART_TIME: Duration = Duration::from_secs(120);
 /// Label that keeps a node from advertising service addresses, as in Calico.
 const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 
-/// Derives `node_name`'s desired state. Pure: same resources, same state.
+/// Derives `node_name`'s desired state with no [`DeriveOptions`] (no `CALICO_ROUTER_ID`):
+/// [`derive_with`] with the defaults.
 pub fn derive(resources: &Resources, node_name: &str) -> Result<NodeState, TopologyError> {
-    let node = resources
-        .nodes
-        .get(node_name)
-        .ok_or_else(|| TopologyError::NodeNotFound(node_name.to_string()))?;
-    let router_id = node
-        .ipv4_addr()
+    derive_with(resources, node_name, &DeriveOptions::default())
+}
+
+/// Derives `node_name`'s desired state. Pure: same resources and options, same state.
+///
+/// A resource Tabby cannot use never fails derivation: what it would have added is left
+/// out and [`NodeState::warnings`] says why. Only a node that cannot run at all is an
+/// error: no `Node` resource of that name (or one the datastore skipped as invalid), or no
+/// router id (no IPv4 address and no `CALICO_ROUTER_ID`, where calico-node fails too).
+pub fn derive_with(
+    resources: &Resources,
+    node_name: &str,
+    options: &DeriveOptions,
+) -> Result<NodeState, TopologyError> {
+    let Some(node) = resources.nodes.get(node_name) else {
+        let mine = format!("Node '{node_name}'");
+        return Err(
+            match resources.problems.iter().find(|p| p.contains(&mine)) {
+                Some(problem) => TopologyError::NodeUnusable {
+                    name: node_name.to_string(),
+                    problem: problem.clone(),
+                },
+                None => TopologyError::NodeNotFound(node_name.to_string()),
+            },
+        );
+    };
+    // calico-node: CALICO_ROUTER_ID (an address, or `hash` of the node name) wins, else the
+    // node's IPv4 address. BGP identifiers are 32 bits, so an IPv6-only node needs one.
+    let router_id = options
+        .router_id
+        .map(|spec| spec.router_id(node_name))
+        .or_else(|| node.ipv4_addr())
         .ok_or_else(|| TopologyError::NoRouterId(node_name.to_string()))?;
     let ctx = Ctx::new(resources);
     let node_cfg = resources.node_config(node_name);
@@ -162,6 +190,12 @@ impl<'a> Ctx<'a> {
 
     fn node_as(&self, n: &Node) -> u32 {
         n.as_number.unwrap_or(self.global_as)
+    }
+
+    /// Whether a `peerIP` BGPPeer's AS is that of node `n`, as confd's
+    /// `nodesWithIPPortAndAS` decides: an unset `asNumber` stands for the cluster's AS.
+    fn matches_as(&self, n: &Node, spec: &BgpPeer) -> bool {
+        self.node_as(n) == spec.as_number.unwrap_or(self.global_as)
     }
 
     fn secret(&self, r: &SecretKeyRef, warnings: &mut Vec<String>, what: &str) -> Option<String> {
@@ -301,6 +335,9 @@ struct Candidate<'a> {
     peer_as: u32,
     rr_cluster_id: Option<std::net::Ipv4Addr>,
     calico_node: Option<String>,
+    /// Named by `peerIP`, and that address is a Calico node's: what confd calls
+    /// `calico_node` (peers a selector picks never have it).
+    calico_peer_ip: bool,
     kind: PeerKind,
     spec: &'a BgpPeer,
 }
@@ -314,6 +351,7 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
         peer_as: ctx.node_as(n),
         rr_cluster_id: n.rr_cluster_id,
         calico_node: Some(n.name.clone()),
+        calico_peer_ip: false,
         kind,
         spec,
     };
@@ -345,13 +383,24 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
                         emit(&mut chosen, node_peer(n, ip, kind, spec));
                     }
                 }
-            } else if let (Some((ip, port)), Some(asn)) = (spec.peer_ip, spec.as_number) {
+            } else if let Some((ip, port)) = spec.peer_ip {
+                let calico = ctx.node_at(ip);
+                // Without asNumber the AS is that of the Calico node owning the address.
+                // (confd matches such a peer to its node as if asNumber were the cluster's
+                // AS, see `matches_as`, but renders the session itself with `as 0`, which
+                // BIRD does not accept; the node's AS is what that peering means.)
+                let Some(asn) = spec.as_number.or(calico.map(|n| ctx.node_as(n))) else {
+                    state.warnings.push(format!(
+                        "BGPPeer '{}': spec.asNumber is not set and peerIP {ip} is not a Calico node's address, so the peer's AS is unknown; no session to it until one of them is",
+                        spec.name
+                    ));
+                    continue;
+                };
                 // An address without a port that belongs to a Calico node of that AS peers
                 // on that node's listen port.
-                let calico = ctx.node_at(ip);
                 let port = port.or_else(|| {
                     calico
-                        .filter(|n| ctx.node_as(n) == asn)
+                        .filter(|n| ctx.matches_as(n, spec))
                         .and_then(|n| ctx.configured_port(&n.name))
                 });
                 emit(
@@ -363,6 +412,7 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
                         // Calico does not carry a cluster id for peers named by address.
                         rr_cluster_id: None,
                         calico_node: calico.map(|n| n.name.clone()),
+                        calico_peer_ip: calico.is_some(),
                         kind,
                         spec,
                     },
@@ -379,9 +429,9 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
         }
         let (selected, v4, v6) = if let Some(sel) = &spec.peer_selector {
             (sel.matches(&me.labels), true, true)
-        } else if let (Some((ip, port)), Some(asn)) = (spec.peer_ip, spec.as_number) {
+        } else if let Some((ip, port)) = spec.peer_ip {
             let mine = me.addr_like(ip) == Some(ip)
-                && ctx.node_as(me) == asn
+                && ctx.matches_as(me, spec)
                 && port.is_none_or(|p| p == ctx.listen_port(&me.name));
             (mine, ip.is_ipv4(), ip.is_ipv6())
         } else {
@@ -475,10 +525,16 @@ fn build_peer(
     if spec.keep_original_next_hop && !internal && next_hop == NextHop::Auto {
         next_hop = NextHop::Keep;
     }
-    // Calico makes only global peerings to Calico nodes unidirectional; node-specific and
-    // reverse peerings connect from both ends.
+    // Who waits, as confd decides (bird.cfg.template, bgp_processor.go). Besides the mesh
+    // (derive_mesh), the only `passive on` is for a global peering whose BGPPeer names the
+    // far end by peerIP when that address is a Calico node's (`calico_node`): that node is
+    // sure to peer back (its automatic reverse peering), so this end waits if the far
+    // address is the greater text. Peers a peerSelector picks (global or not) never carry
+    // `calico_node`, and node-specific and reverse peerings are rendered without `passive`
+    // at all, so those connect from both ends, route reflector clients included (`rr
+    // client` has no bearing on it).
     let passive = c.kind == PeerKind::Global
-        && c.calico_node.is_some()
+        && c.calico_peer_ip
         && peer_is_active_side(c.ip, &my_ip.to_string());
     let password = spec
         .password

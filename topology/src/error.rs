@@ -28,11 +28,21 @@ pub enum TopologyError {
         "no Node resource named '{0}'; create one or pass the right --node-name (it defaults to the hostname)"
     )]
     NodeNotFound(String),
-    /// The node has no IPv4 address to use as BGP identifier.
+    /// This node's `Node` resource was read but skipped as invalid: the datastore's
+    /// problem says why.
+    #[error("Node '{name}' cannot be used: {problem}")]
+    NodeUnusable { name: String, problem: String },
+    /// The node has no IPv4 address to use as BGP identifier and `CALICO_ROUTER_ID` is not
+    /// set (calico-node cannot run BGP there either).
     #[error(
-        "Node '{0}' has no spec.bgp.ipv4Address; Tabby uses it as the BGP router id (RFC 6286 §2.1 needs a unique 32-bit id)"
+        "Node '{0}' has no spec.bgp.ipv4Address to use as the BGP router id (a 32-bit id, RFC 6286 §2.1): set CALICO_ROUTER_ID to an IPv4 address or to hash (an id derived from the node name), as calico-node requires for such a node"
     )]
     NoRouterId(String),
+    /// `CALICO_ROUTER_ID` has a value calico-node would not accept either.
+    #[error(
+        "CALICO_ROUTER_ID '{0}': expected an IPv4 address other than 0.0.0.0, or hash (an id derived from the node name)"
+    )]
+    BadRouterId(String),
     /// A datastore could not be read.
     #[error("{path}: {source}")]
     Io {

@@ -8,6 +8,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use crate::error::TopologyError;
 use crate::types::Kind;
+use crate::yaml11::{go_key, go_string};
 
 /// One mapping being read; keys read are remembered so the rest can be reported.
 pub(crate) struct Fields<'a> {
@@ -69,13 +70,15 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A string field. A boolean or number there reads as its text, as calicoctl reads it
+    /// into a Go string (`node: 1234` is the node "1234"; see [`crate::yaml11`]).
     pub(crate) fn string(&mut self, key: &'a str) -> Result<Option<String>, TopologyError> {
         match self.raw(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => {
-                Err(self.err(key, format!("expected a string, found {}", describe(other))))
-            }
+            Some(v) => match go_string(v) {
+                Some(s) => Ok(Some(s)),
+                None => Err(self.err(key, format!("expected a string, found {}", describe(v)))),
+            },
         }
     }
 
@@ -180,12 +183,13 @@ impl<'a> Fields<'a> {
         items
             .iter()
             .enumerate()
-            .map(|(i, v)| match v {
-                Value::String(s) => Ok(s.clone()),
-                other => Err(self.err(
-                    &format!("{key}[{i}]"),
-                    format!("expected a string, found {}", describe(other)),
-                )),
+            .map(|(i, v)| {
+                go_string(v).ok_or_else(|| {
+                    self.err(
+                        &format!("{key}[{i}]"),
+                        format!("expected a string, found {}", describe(v)),
+                    )
+                })
             })
             .collect()
     }
@@ -199,6 +203,8 @@ impl<'a> Fields<'a> {
 
     /// [`Fields::string_map`] without the entries under `except`, whatever their values:
     /// the caller reads those itself (so a non-string there is its problem, not an error).
+    /// Keys and values that are booleans or numbers read as their text, and a null value
+    /// as "", as calicoctl decodes labels and annotations into a Go `map[string]string`.
     pub(crate) fn string_map_except(
         &mut self,
         key: &'a str,
@@ -209,13 +215,18 @@ impl<'a> Fields<'a> {
             None => {}
             Some(Value::Mapping(m)) => {
                 for (k, v) in m {
-                    if k.as_str().is_some_and(|k| except.contains(&k)) {
+                    let k = go_key(k);
+                    if k.as_deref().is_some_and(|k| except.contains(&k)) {
                         continue;
                     }
-                    let (Value::String(k), Value::String(v)) = (k, v) else {
+                    let text = match v {
+                        Value::Null => Some(String::new()),
+                        v => go_string(v),
+                    };
+                    let (Some(k), Some(v)) = (k, text) else {
                         return Err(self.err(key, "expected a mapping of strings to strings"));
                     };
-                    out.insert(k.clone(), v.clone());
+                    out.insert(k, v);
                 }
             }
             Some(other) => {

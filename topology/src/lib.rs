@@ -13,7 +13,10 @@
 //! `tabby-rib` and `tabby-fib-sync`; this crate depends on none of them.
 //!
 //! Flow: a [`Source`] ([`FileSource`], [`EtcdSource`] or [`KubeSource`], chosen by
-//! [`DatastoreSpec`]) yields [`Resources`] snapshots; [`derive()`] turns one into this node's [`NodeState`]; [`diff`]
+//! [`DatastoreSpec`]) yields [`Resources`] snapshots; [`derive_with()`] turns one into this
+//! node's [`NodeState`], given the daemon's [`DeriveOptions`] (`CALICO_ROUTER_ID`;
+//! [`derive()`] is the same without any); one invalid resource never fails it, only a
+//! node that cannot run at all does (its warnings say what was skipped); [`diff`]
 //! between the running and the new state lists [`Change`]s, each saying whether it needs a
 //! session reset ([`Change::needs_reset`]) or only a re-export / route refresh.
 //!
@@ -23,7 +26,9 @@
 //! its sessions run without BFD and [`NodeState::warnings`] says why.
 //!
 //! Datastores: the file is multi-document Kubernetes-style YAML (`kind: List` accepted),
-//! all-or-nothing per edit. etcd uses Calico's etcdv3 keys
+//! read as calicoctl reads it (YAML 1.1: an unquoted `yes` label is "true"); a bad
+//! document is skipped and reported in [`Resources::problems`], the rest applies (its last
+//! good version stays, as with the other sources). etcd uses Calico's etcdv3 keys
 //! `/calico/resources/v3/projectcalico.org/<plural>/<name>`; Secrets, which Calico keeps in
 //! Kubernetes, are read from `…/secrets/<namespace>/<name>`. A `secretKeyRef` names no
 //! namespace: the Secret in `calico-system` wins, else any namespace holding that name.
@@ -43,17 +48,20 @@ mod error;
 mod fields;
 mod model;
 mod resources;
+mod router_id;
 pub mod selector;
 pub mod source;
 mod state;
 mod types;
+mod yaml11;
 
 pub use bfd::{BFD_ANNOTATION, BFD_MAX_INTERVAL, BFD_MIN_INTERVAL, BfdAnnotation};
-pub use derive::{derive, filter_rule};
+pub use derive::{derive, derive_with, filter_rule};
 pub use diff::{Change, GlobalField, PeerField, diff};
 pub use error::TopologyError;
 pub use model::{DEFAULT_SECRET_NAMESPACE, parse_object};
 pub use resources::Resources;
+pub use router_id::{DeriveOptions, ROUTER_ID_ENV, RouterIdSpec, hash_router_id};
 pub use selector::{Selector, SelectorError};
 pub use source::{DatastoreSpec, EtcdSource, FileSource, KubeSource, KubeTarget, Source};
 pub use state::*;

@@ -444,9 +444,8 @@ fn parse_bgp_peer(
     if peer_selector.is_none() && peer_ip.is_none() {
         return Err(err("peerIP", "one of peerIP or peerSelector is required"));
     }
-    if peer_ip.is_some() && as_number.is_none() {
-        return Err(err("asNumber", "required with peerIP"));
-    }
+    // asNumber is optional with peerIP too (as in Calico's API): for a Calico node's
+    // address, derivation takes that node's AS; for any other address it warns.
     if let (Some(gw), Some((ip, _))) = (reachable_by, peer_ip)
         && gw.is_ipv4() != ip.is_ipv4()
     {

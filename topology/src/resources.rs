@@ -3,12 +3,34 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use crate::error::TopologyError;
 use crate::model::parse_object;
 use crate::types::*;
+use crate::yaml11;
+
+/// A document or list item left out, and which resource it meant to be, when that can be
+/// told (kind, Secret namespace, name).
+struct Skipped {
+    id: Option<(Kind, Option<String>, String)>,
+    problem: String,
+}
+
+/// The kind, namespace and name a (possibly invalid) object claims, if it says.
+fn identity(value: &Value, hint: Option<Kind>) -> Option<(Kind, Option<String>, String)> {
+    let kind = match value.get("kind").and_then(Value::as_str) {
+        Some(k) => Kind::from_kind_str(k)?,
+        None => hint?,
+    };
+    let meta = value.get("metadata")?;
+    let name = meta.get("name").and_then(yaml11::go_string)?;
+    if name.trim().is_empty() {
+        return None;
+    }
+    let namespace = meta.get("namespace").and_then(yaml11::go_string);
+    Some((kind, namespace, name))
+}
 
 /// Every resource Tabby uses, keyed by name (`(namespace, name)` for Secrets). Cloning is
 /// cheap: each resource sits behind an `Arc`.
@@ -117,17 +139,58 @@ impl Resources {
     }
 
     /// Parses Kubernetes-style multi-document YAML (`---` separated, `kind: List` with `items`
-    /// accepted). All-or-nothing: any invalid resource fails the whole text, so a bad edit
-    /// never half-applies. `origin` names the text in errors (a path, usually).
+    /// accepted), read as calicoctl reads it: YAML 1.1, so an unquoted `yes` is a boolean,
+    /// and a label written `yes` is "true". A document (or list item) that is not a valid
+    /// resource, or that defines a resource a second time, is skipped and said in
+    /// [`Resources::problems`]; the others load. `Err` only when the text is not YAML at
+    /// all (a syntax error): then nothing in it can be trusted. `origin` names the text in
+    /// messages (a path, usually).
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Resources, TopologyError> {
+        Resources::from_yaml_keeping(text, origin, None)
+    }
+
+    /// [`Resources::from_yaml_str`], except that a skipped resource `previous` holds
+    /// keeps that version (the file source passes its last snapshot), as the etcd and
+    /// Kubernetes sources keep the last good value of a bad object.
+    pub(crate) fn from_yaml_keeping(
+        text: &str,
+        origin: &str,
+        previous: Option<&Resources>,
+    ) -> Result<Resources, TopologyError> {
+        let docs = yaml11::documents(text).map_err(|e| TopologyError::Parse {
+            origin: origin.to_string(),
+            reason: format!("not valid YAML: {e}"),
+        })?;
         let mut out = Resources::new();
-        for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let mut skipped = Vec::new();
+        for (i, doc) in docs.iter().enumerate() {
             let doc_origin = format!("{origin}: document {}", i + 1);
-            let value = Value::deserialize(doc).map_err(|e| TopologyError::Parse {
-                origin: doc_origin.clone(),
-                reason: e.to_string(),
-            })?;
-            out.add_value(&value, &doc_origin, None)?;
+            if doc.problems.is_empty() {
+                out.add_value(&doc.value, &doc_origin, None, &mut skipped);
+            } else {
+                skipped.push(Skipped {
+                    id: identity(&doc.value, None),
+                    problem: format!("{doc_origin}: {}", doc.problems.join("; ")),
+                });
+            }
+        }
+        for s in skipped {
+            let kept = match (&s.id, previous) {
+                (Some((kind, ns, name)), Some(prev))
+                    if out.get(*kind, ns.as_deref(), name).is_none() =>
+                {
+                    prev.get(*kind, ns.as_deref(), name)
+                        .map(|r| out.upsert(r))
+                        .is_some()
+                }
+                _ => false,
+            };
+            let tail = if kept {
+                "skipped, its last good version stays"
+            } else {
+                "skipped"
+            };
+            out.problems.push(format!("{}; {tail}", s.problem));
         }
         Ok(out)
     }
@@ -137,36 +200,75 @@ impl Resources {
         value: &Value,
         origin: &str,
         hint: Option<Kind>,
-    ) -> Result<(), TopologyError> {
+        skipped: &mut Vec<Skipped>,
+    ) {
         if value.is_null() {
-            return Ok(());
+            return;
         }
         let kind = value.get("kind").and_then(Value::as_str);
         if let Some(list) = kind.filter(|k| k.ends_with("List")) {
             // `kind: BGPPeerList` (calicoctl's output) types items that omit their kind.
             let item_hint = list.strip_suffix("List").and_then(Kind::from_kind_str);
             let Some(Value::Sequence(items)) = value.get("items") else {
-                return Err(TopologyError::Parse {
-                    origin: origin.to_string(),
-                    reason: "a List needs an items: sequence".to_string(),
+                skipped.push(Skipped {
+                    id: None,
+                    problem: format!("{origin}: a List needs an items: sequence"),
                 });
+                return;
             };
             for (j, item) in items.iter().enumerate() {
-                self.add_value(item, &format!("{origin}, item {}", j + 1), item_hint)?;
+                self.add_value(
+                    item,
+                    &format!("{origin}, item {}", j + 1),
+                    item_hint,
+                    skipped,
+                );
             }
-            return Ok(());
+            return;
         }
-        if let Some(r) = parse_object(value, origin, hint)? {
-            if self.contains(&r) {
-                return Err(TopologyError::Duplicate {
-                    origin: origin.to_string(),
-                    kind: r.kind().to_string(),
-                    name: r.name().to_string(),
-                });
+        let err = match parse_object(value, origin, hint) {
+            Ok(None) => return,
+            Ok(Some(r)) if !self.contains(&r) => {
+                self.upsert(r);
+                return;
             }
-            self.upsert(r);
+            Ok(Some(r)) => TopologyError::Duplicate {
+                origin: origin.to_string(),
+                kind: r.kind().to_string(),
+                name: r.name().to_string(),
+            },
+            Err(e) => e,
+        };
+        let problem = match err {
+            // Field errors name the resource but not where it is.
+            TopologyError::Invalid { .. } => format!("{origin}: {err}"),
+            _ => err.to_string(),
+        };
+        skipped.push(Skipped {
+            id: identity(value, hint),
+            problem,
+        });
+    }
+
+    /// One resource by kind and name (`namespace` matters for Secrets only), as a value.
+    pub(crate) fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<Resource> {
+        fn one<T: Clone>(m: &BTreeMap<String, Arc<T>>, name: &str) -> Option<T> {
+            m.get(name).map(|r| (**r).clone())
         }
-        Ok(())
+        Some(match kind {
+            Kind::Node => Resource::Node(one(&self.nodes, name)?),
+            Kind::BgpConfiguration => {
+                Resource::BgpConfiguration(one(&self.bgp_configurations, name)?)
+            }
+            Kind::BgpPeer => Resource::BgpPeer(one(&self.bgp_peers, name)?),
+            Kind::IpPool => Resource::IpPool(one(&self.ip_pools, name)?),
+            Kind::BgpFilter => Resource::BgpFilter(one(&self.bgp_filters, name)?),
+            Kind::BlockAffinity => Resource::BlockAffinity(one(&self.block_affinities, name)?),
+            Kind::Secret => {
+                let ns = namespace.unwrap_or(crate::model::DEFAULT_SECRET_NAMESPACE);
+                Resource::Secret((**self.secrets.get(&(ns.to_string(), name.to_string()))?).clone())
+            }
+        })
     }
 
     /// The `BGPConfiguration` named `default`, if any.

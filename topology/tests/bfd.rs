@@ -356,16 +356,28 @@ fn a_bad_mesh_value_warns_and_the_mesh_runs_without_bfd() {
 }
 
 #[test]
-fn an_unquoted_yaml_value_is_a_warning_not_a_rejected_file() {
-    // `true` without quotes is a YAML boolean; Kubernetes would refuse it, the file source
-    // keeps the resource and says what to write.
-    let text = edited(TOR_ANNOTATION, "true");
-    let s = derive_from(&text, "node-a");
+fn unquoted_yaml_values_read_as_calicoctl_reads_them() {
+    // calicoctl decodes annotations into strings: an unquoted `true` (or YAML 1.1's `on`)
+    // is "true", `off` is "false".
+    for on in ["true", "on", "yes"] {
+        let s = derive_from(&edited(TOR_ANNOTATION, on), "node-a");
+        assert_eq!(
+            s.peers[&key("198.51.100.1")].bfd,
+            Some(BfdSettings::DEFAULT),
+            "{on}"
+        );
+        assert!(bfd_warnings(&s).is_empty());
+    }
+    let s = derive_from(&edited(TOR_ANNOTATION, "off"), "node-a");
+    assert_eq!(s.peers[&key("198.51.100.1")].bfd, None);
+    assert!(bfd_warnings(&s).is_empty());
+    // A YAML mapping is no string at all: a warning, not a rejected file.
+    let s = derive_from(&edited(TOR_ANNOTATION, "{interval: 300ms}"), "node-a");
     assert_eq!(s.peers[&key("198.51.100.1")].bfd, None);
     assert_eq!(
         bfd_warnings(&s),
         vec![
-            "BGPPeer 'tor': annotation tabby-routing.io/bfd: found the boolean true, but annotation values are strings: quote it, as in \"true\" or '{\"interval\":\"300ms\",\"multiplier\":3}'; BFD is off for its sessions until fixed"
+            "BGPPeer 'tor': annotation tabby-routing.io/bfd: found a mapping, but annotation values are strings: quote it, as in \"true\" or '{\"interval\":\"300ms\",\"multiplier\":3}'; BFD is off for its sessions until fixed"
         ]
     );
     // Empty: as if not annotated.

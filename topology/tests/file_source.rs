@@ -1,5 +1,6 @@
-//! The file datastore: initial load, re-apply on change, bad update reported while the
-//! caller keeps its last good snapshot, recovery.
+//! The file datastore: initial load, re-apply on change, a bad document skipped (its last
+//! good version kept) while the rest applies, a non-YAML update reported while the caller
+//! keeps its last snapshot, recovery.
 
 use std::time::Duration;
 
@@ -38,13 +39,33 @@ async fn reloads_on_change_and_survives_a_bad_update() {
     let good = derive(&second, "node-a").unwrap();
     assert_eq!(good.peers.len(), 1);
 
-    // A bad edit: reported, naming the field; the caller still holds `second`.
+    // A bad edit of one document: a snapshot all the same, the rest applied, that document
+    // skipped with a problem naming the field, and its last good version kept.
     write(
         &path,
-        &format!("{NODE}{}", PEER.replace("198.18.0.1", "198.18.0.999")),
+        &format!(
+            "{}{}",
+            NODE.replace("198.18.0.11/24", "198.18.0.12/24"),
+            PEER.replace("198.18.0.1", "198.18.0.999")
+        ),
     );
+    let partial = next(&mut src).await.unwrap();
+    assert_eq!(
+        partial.nodes["node-a"].ipv4_addr(),
+        Some("198.18.0.12".parse().unwrap())
+    );
+    assert_eq!(partial.bgp_peers["tor"], second.bgp_peers["tor"]);
+    assert_eq!(partial.problems.len(), 1);
+    let p = &partial.problems[0];
+    assert!(
+        p.contains("document 2") && p.contains("spec.peerIP") && p.contains("last good version"),
+        "{p}"
+    );
+
+    // Text that is not YAML: an error for the whole file; the caller keeps `partial`.
+    write(&path, &format!("{NODE}---\nkind: [unclosed\n"));
     let e = next(&mut src).await.unwrap_err();
-    assert!(e.to_string().contains("spec.peerIP"), "{e}");
+    assert!(e.to_string().contains("not valid YAML"), "{e}");
 
     // Fixed again: a new good snapshot arrives.
     write(&path, &format!("{NODE}{}", PEER.replace("65000", "65001")));
@@ -55,6 +76,28 @@ async fn reloads_on_change_and_survives_a_bad_update() {
     write(&path, &format!("{NODE}{}", PEER.replace("65000", "65001")));
     let quiet = tokio::time::timeout(Duration::from_millis(400), src.next()).await;
     assert!(quiet.is_err(), "an unchanged file must not be re-applied");
+}
+
+#[tokio::test]
+async fn a_bad_document_at_start_is_skipped_without_a_last_good_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    write(
+        &path,
+        &format!("{NODE}{}", PEER.replace("65000", "sixty-five")),
+    );
+    let mut src = FileSource::new(path.clone()).with_interval(Duration::from_millis(50));
+    let first = next(&mut src).await.unwrap();
+    assert_eq!(first.nodes.len(), 1);
+    assert!(first.bgp_peers.is_empty());
+    assert_eq!(first.problems.len(), 1);
+    assert!(
+        first.problems[0].ends_with("; skipped"),
+        "{}",
+        first.problems[0]
+    );
+    // The node itself derives; nothing for the skipped peer.
+    assert!(derive(&first, "node-a").unwrap().peers.is_empty());
 }
 
 #[tokio::test]

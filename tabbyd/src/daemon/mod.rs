@@ -167,6 +167,9 @@ struct PeerSlot {
 /// The daemon core.
 pub struct Daemon {
     opts: Options,
+    /// How derivation reads what calico-node takes from its environment
+    /// (`CALICO_ROUTER_ID`).
+    derive: topo::DeriveOptions,
     clock: WallClock,
     state: Option<NodeState>,
     rib: Option<Rib>,
@@ -247,6 +250,7 @@ impl Daemon {
                 now + opts.deferral_time,
             ),
             opts,
+            derive: topo::DeriveOptions::default(),
             clock: WallClock {
                 started: now,
                 started_wall: SystemTime::now(),
@@ -270,6 +274,11 @@ impl Daemon {
             log,
             metrics,
         }
+    }
+
+    /// Derivation settings from the environment (the default: none).
+    pub fn set_derive_options(&mut self, derive: topo::DeriveOptions) {
+        self.derive = derive;
     }
 
     /// BFD sessions go to `bfd` (the daemon starts with [`NoBfd`]).

@@ -24,7 +24,7 @@ impl Daemon {
 
     /// New resources arrived: derive this node's state and apply the delta.
     pub fn apply_resources(&mut self, res: &topo::Resources, now: Instant) {
-        let new = match topo::derive(res, &self.opts.node_name) {
+        let new = match topo::derive_with(res, &self.opts.node_name, &self.derive) {
             Ok(s) => s,
             Err(e) => {
                 self.datastore_error(&format!("cannot derive node {}: {e}", self.opts.node_name));

@@ -1,5 +1,9 @@
 //! `--datastore file:PATH`: multi-document YAML, polled once a second and re-applied when
-//! its contents change.
+//! its contents change. The file is read as calicoctl reads it (YAML 1.1). A document that
+//! is not a valid resource is skipped and reported in [`Resources::problems`]; if the last
+//! snapshot had that resource, its last good version stays, as with the etcd and
+//! Kubernetes sources. Only a file that is not YAML at all is an error as a whole (the
+//! caller keeps its last snapshot).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +21,8 @@ pub struct FileSource {
     stamp: Option<(Option<SystemTime>, u64)>,
     /// The text last parsed (good or bad), so a touched-but-unchanged file is not re-applied.
     last_text: Option<String>,
+    /// The last snapshot returned: where a skipped resource's last good version comes from.
+    last_good: Option<Arc<Resources>>,
     started: bool,
     reported_missing: bool,
 }
@@ -28,6 +34,7 @@ impl FileSource {
             interval: Duration::from_secs(1),
             stamp: None,
             last_text: None,
+            last_good: None,
             started: false,
             reported_missing: false,
         }
@@ -43,7 +50,7 @@ impl FileSource {
         &self.path
     }
 
-    /// Reads and parses the file now, whatever its stamp.
+    /// Reads and parses the file now, whatever its stamp (without last good versions).
     pub async fn load(&self) -> Result<Resources, TopologyError> {
         let text = tokio::fs::read_to_string(&self.path)
             .await
@@ -96,12 +103,21 @@ impl FileSource {
             if self.last_text.as_deref() == Some(text.as_str()) {
                 continue;
             }
-            let parsed = Resources::from_yaml_str(&text, &self.path.display().to_string());
+            let parsed = Resources::from_yaml_keeping(
+                &text,
+                &self.path.display().to_string(),
+                self.last_good.as_deref(),
+            );
             self.last_text = Some(text);
             match parsed {
                 Ok(r) => {
-                    tracing::info!(path = %self.path.display(), resources = r.len(), "datastore file loaded");
-                    return Ok(Arc::new(r));
+                    tracing::info!(path = %self.path.display(), resources = r.len(), problems = r.problems.len(), "datastore file loaded");
+                    for p in &r.problems {
+                        tracing::warn!(path = %self.path.display(), problem = %p, "datastore file");
+                    }
+                    let r = Arc::new(r);
+                    self.last_good = Some(r.clone());
+                    return Ok(r);
                 }
                 Err(e) => {
                     tracing::warn!(path = %self.path.display(), error = %e, "datastore file rejected; keeping the last good state");
