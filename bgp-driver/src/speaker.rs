@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use tabby_bgp::fsm::{Down, SessionConfig, SessionStats, State};
 use tabby_bgp::message::{RouteRefresh, Update};
@@ -20,6 +19,10 @@ use tabby_bgp::negotiated::Negotiated;
 use tabby_bgp::types::Family;
 
 use crate::{conn, peer, sockopt};
+
+mod listeners;
+
+use listeners::Listener;
 
 /// The well-known BGP port (RFC 4271 §8.2.1).
 pub const BGP_PORT: u16 = 179;
@@ -168,66 +171,66 @@ type Peers = Arc<Mutex<HashMap<IpAddr, PeerSlot>>>;
 
 /// The listening sockets and the table that routes accepted connections to
 /// peers.
+///
+/// The listening sockets can be replaced while peers run
+/// ([`Speaker::listen`]): the peer table stays, so connections for every
+/// configured peer are accepted on the new sockets, and established
+/// sessions are not touched.
 #[derive(Debug)]
 pub struct Speaker {
     peers: Peers,
-    listeners: Vec<Arc<TcpListener>>,
-    accept_tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        for t in &self.accept_tasks {
-            t.abort();
-        }
-    }
-}
-
-fn listen_socket(addr: SocketAddr) -> io::Result<TcpListener> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        // Dual-stack on the unspecified address, one socket for both.
-        sock.set_only_v6(!addr.ip().is_unspecified())?;
-    }
-    sock.set_reuse_address(true)?;
-    // RFC 5082: the SYN-ACK must already leave with TTL 255 for GTSM peers
-    // (options are per socket and the listener is shared by all peers).
-    sockopt::set_ttl(&sock, 255)?;
-    sock.set_nonblocking(true)?;
-    sock.bind(&addr.into())?;
-    sock.listen(1024)?;
-    TcpListener::from_std(sock.into())
+    /// Locked after `peers` where both are.
+    listeners: Mutex<Vec<Listener>>,
 }
 
 impl Speaker {
     /// Binds every listening address. Must run inside a tokio runtime.
     pub fn bind(cfg: &ListenConfig) -> io::Result<Speaker> {
-        let peers: Peers = Arc::default();
-        let mut listeners = Vec::new();
-        let mut accept_tasks = Vec::new();
-        for addr in &cfg.addrs {
-            let l = Arc::new(listen_socket(*addr).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on {addr}: {e} (port 179 needs CAP_NET_BIND_SERVICE)"),
-                )
-            })?);
-            info!(addr = %l.local_addr()?, "BGP listening");
-            accept_tasks.push(tokio::spawn(accept_loop(l.clone(), peers.clone())));
-            listeners.push(l);
-        }
-        Ok(Speaker {
-            peers,
-            listeners,
-            accept_tasks,
-        })
+        let s = Speaker {
+            peers: Arc::default(),
+            listeners: Mutex::new(Vec::new()),
+        };
+        s.listen(cfg)?;
+        Ok(s)
+    }
+
+    /// Listens on `cfg`'s addresses instead of the current ones, with no
+    /// moment when a kept address does not listen: sockets on an address
+    /// asked for again stay as they are, new ones are bound before the old
+    /// ones close unless they overlap (the same port on the same or the
+    /// wildcard address), in which case the old socket stops listening at
+    /// once, its queued connections handed over, and the new one is bound
+    /// straight after. On an error (naming the address and the errno) no
+    /// socket changed: the previous ones still listen. Must run inside a
+    /// tokio runtime.
+    pub fn listen(&self, cfg: &ListenConfig) -> io::Result<()> {
+        let table = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ls = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        listeners::swap(&mut ls, &cfg.addrs, &table, &self.peers)
+    }
+
+    /// Stops listening now: the addresses can be bound again when this
+    /// returns. Peers stay (outgoing connections only).
+    pub fn close_listeners(&self) {
+        let ls = std::mem::take(
+            &mut *self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        drop(ls);
     }
 
     /// The bound addresses (with the real port when 0 was asked for).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|l| l.socket.local_addr().ok())
             .collect()
     }
 
@@ -297,9 +300,14 @@ impl Speaker {
                 format!("peer {remote} is already configured"),
             ));
         }
-        for l in &self.listeners {
-            if let Some(pw) = &cfg.md5_password {
-                sockopt::set_tcp_md5(l.as_ref(), remote, Some(pw.as_bytes()))?;
+        if let Some(pw) = &cfg.md5_password {
+            for l in self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+            {
+                sockopt::set_tcp_md5(l.socket.as_ref(), remote, Some(pw.as_bytes()))?;
             }
         }
         peers.insert(
@@ -322,8 +330,13 @@ impl Speaker {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&remote);
         if slot.is_some_and(|s| s.md5.is_some()) {
-            for l in &self.listeners {
-                if let Err(e) = sockopt::set_tcp_md5(l.as_ref(), remote, None) {
+            for l in self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+            {
+                if let Err(e) = sockopt::set_tcp_md5(l.socket.as_ref(), remote, None) {
                     warn!(peer = %remote, error = %e, "cannot remove TCP-MD5 key");
                 }
             }
@@ -333,28 +346,39 @@ impl Speaker {
 
 async fn accept_loop(listener: Arc<TcpListener>, peers: Peers) {
     loop {
-        let (stream, from) = match listener.accept().await {
-            Ok(x) => x,
+        match listener.accept().await {
+            Ok((stream, from)) => {
+                let table = peers.lock().unwrap_or_else(PoisonError::into_inner);
+                hand_over(&table, stream, from);
+            }
+            // EINVAL: the socket is not listening (stopped for a swap that
+            // may still put it back).
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                debug!(error = %e, "accept on a stopped listener");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
             }
-        };
-        let ip = sockopt::canonical(from.ip());
-        let tx = peers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&ip)
-            .map(|s| s.incoming.clone());
-        match tx {
-            Some(tx) => {
-                if tx.send(conn::NetEvent::Accepted(stream)).is_err() {
-                    debug!(%from, "peer task gone; connection dropped");
-                }
-            }
-            None => debug!(%from, "connection from an unknown address closed"),
         }
+    }
+}
+
+/// Gives an accepted connection to the peer of its address, or closes it.
+fn hand_over(table: &HashMap<IpAddr, PeerSlot>, stream: TcpStream, from: SocketAddr) {
+    let ip = sockopt::canonical(from.ip());
+    match table.get(&ip) {
+        Some(slot) => {
+            if slot
+                .incoming
+                .send(conn::NetEvent::Accepted(stream))
+                .is_err()
+            {
+                debug!(%from, "peer task gone; connection dropped");
+            }
+        }
+        None => debug!(%from, "connection from an unknown address closed"),
     }
 }

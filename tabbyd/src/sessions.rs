@@ -106,7 +106,10 @@ pub const EVENT_QUEUE: usize = 256;
 /// Runs BGP sessions: the shared listener and one task per peer, from
 /// `tabby_bgp_driver`.
 pub trait Sessions: Send {
-    /// (Re)binds the shared listener.
+    /// Listens on `addrs` instead of the current addresses, without a
+    /// moment with no listener and without touching the sessions. On an
+    /// error the previous listener stays, and the error says where it
+    /// still listens.
     fn listen(&mut self, addrs: Vec<SocketAddr>) -> Result<(), String>;
     /// Starts a session task for a peer (not yet connecting: send
     /// [`driver::PeerCommand::Start`]).
@@ -120,9 +123,12 @@ type Owners = Arc<Mutex<HashMap<IpAddr, u64>>>;
 #[derive(Debug)]
 pub struct Speaker {
     events: EventSender,
+    /// One driver speaker for the life of the process, made by the first
+    /// `listen` or `spawn`: a new listener replaces its sockets in place
+    /// ([`driver::Speaker::listen`]), so its peer table, and the sessions in
+    /// it, stay, and connections for every peer are accepted on the new
+    /// sockets. Without a listener, sessions still connect out.
     driver: Option<Arc<driver::Speaker>>,
-    /// The addresses `driver` was bound for.
-    listening: Vec<SocketAddr>,
     /// A session replaced by a new one for the same address (a reset after
     /// a configuration change) leaves the listener asynchronously; this
     /// keeps it from removing its successor's slot.
@@ -135,41 +141,43 @@ impl Speaker {
         Speaker {
             events,
             driver: None,
-            listening: Vec::new(),
             owners: Arc::default(),
             next_owner: 0,
         }
+    }
+
+    fn driver(&mut self) -> Result<Arc<driver::Speaker>, String> {
+        if let Some(d) = &self.driver {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(
+            driver::Speaker::bind(&driver::ListenConfig { addrs: Vec::new() })
+                .map_err(|e| format!("{e}"))?,
+        );
+        self.driver = Some(d.clone());
+        Ok(d)
     }
 }
 
 impl Sessions for Speaker {
     fn listen(&mut self, addrs: Vec<SocketAddr>) -> Result<(), String> {
-        // The same addresses (a new AS or router id): keep the sockets. A
-        // closed listening socket is released only when its aborted accept
-        // task is dropped, later, so binding the port again now would fail.
-        if self.driver.is_some() && self.listening == addrs {
-            return Ok(());
-        }
-        // Drop the old listener first so the port can be bound again.
-        self.driver = None;
-        self.listening.clear();
-        self.owners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        let s = driver::Speaker::bind(&driver::ListenConfig {
-            addrs: addrs.clone(),
+        // The same addresses (a new AS, router id or cluster id) keep their
+        // sockets; others are swapped without a gap, and a failed bind
+        // leaves the listener as it was.
+        let d = self.driver()?;
+        d.listen(&driver::ListenConfig { addrs }).map_err(|e| {
+            let now = d.local_addrs();
+            if now.is_empty() {
+                format!("{e}; not listening: only outgoing sessions work")
+            } else {
+                let now: Vec<String> = now.iter().map(ToString::to_string).collect();
+                format!("{e}; still listening on {}", now.join(", "))
+            }
         })
-        .map_err(|e| format!("{e}"))?;
-        self.driver = Some(Arc::new(s));
-        self.listening = addrs;
-        Ok(())
     }
 
     fn spawn(&mut self, id: PeerId, spec: SessionSpec) -> Result<SessionHandle, String> {
-        let Some(speaker) = self.driver.clone() else {
-            return Err("the BGP listener is not bound".into());
-        };
+        let speaker = self.driver()?;
         let mut cfg = driver::PeerConfig::new(spec.remote.ip(), spec.config);
         cfg.remote_port = spec.remote.port();
         cfg.local_addr = spec.local_address;
@@ -205,5 +213,141 @@ impl Sessions for Speaker {
                 _slot: slot,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The daemon's listener over real sockets on loopback, in this
+    //! namespace: ports are the kernel's free ones, and a failing bind is
+    //! one another socket holds.
+
+    use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::daemon::{Daemon, Options};
+    use crate::metrics::Metrics;
+
+    /// A port nothing listens on now.
+    fn free_port() -> u16 {
+        let l = TcpListener::bind((Ipv6Addr::UNSPECIFIED, 0)).expect("probe");
+        l.local_addr().expect("probe address").port()
+    }
+
+    fn wild(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)
+    }
+
+    fn lo(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    }
+
+    fn listening(s: &Speaker) -> Vec<SocketAddr> {
+        s.driver
+            .as_ref()
+            .map(|d| d.local_addrs())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn listener_changes_swap_in_place_and_failures_keep_the_old_one() {
+        let (tx, _rx) = mpsc::channel(EVENT_QUEUE);
+        let mut s = Speaker::new(tx);
+        let p = free_port();
+        s.listen(vec![wild(p)]).expect("[::]");
+        // The same addresses (a cluster id, AS or router id change): the
+        // socket stays.
+        let before = s.driver.clone().expect("driver");
+        s.listen(vec![wild(p)]).expect("same addresses");
+        assert_eq!(listening(&s), vec![wild(p)]);
+        assert!(Arc::ptr_eq(&before, s.driver.as_ref().expect("driver")));
+        // bindMode NodeIP and back: the same port on an address the
+        // wildcard covers, with no return to the scheduler in between.
+        s.listen(vec![lo(p)]).expect("[::] → 127.0.0.1, same port");
+        assert_eq!(listening(&s), vec![lo(p)]);
+        s.listen(vec![wild(p)])
+            .expect("127.0.0.1 → [::], same port");
+        assert_eq!(listening(&s), vec![wild(p)]);
+        // A port another socket holds, alone and after an overlapping
+        // address that had to stop the wildcard first.
+        let blocker = TcpListener::bind(lo(0)).expect("blocker");
+        let q = blocker.local_addr().expect("blocker address").port();
+        for asked in [vec![wild(q)], vec![lo(p), lo(q)]] {
+            let e = s.listen(asked.clone()).expect_err("a held port");
+            assert!(
+                e.contains(&format!(":{q}"))
+                    && e.contains("EADDRINUSE")
+                    && e.contains(&format!("still listening on {}", wild(p))),
+                "{asked:?}: {e}"
+            );
+            assert_eq!(listening(&s), vec![wild(p)], "{asked:?}");
+            std::net::TcpStream::connect(lo(p)).expect("the old listener accepts");
+        }
+        // A new port: bound first, then the old one closes.
+        let p2 = free_port();
+        s.listen(vec![wild(p2)]).expect("new port");
+        assert_eq!(listening(&s), vec![wild(p2)]);
+        assert!(std::net::TcpStream::connect(lo(p)).is_err());
+    }
+
+    fn cluster(port: u16, cluster_id: Option<&str>) -> tabby_topology::Resources {
+        let id = cluster_id
+            .map(|c| format!(", routeReflectorClusterID: {c}"))
+            .unwrap_or_default();
+        let yaml = format!(
+            "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {{name: default}}\n\
+             spec: {{asNumber: 64512, listenPort: {port}}}\n---\n\
+             apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: node-a}}\n\
+             spec: {{bgp: {{ipv4Address: 198.18.0.11/24{id}}}}}\n"
+        );
+        tabby_topology::Resources::from_yaml_str(&yaml, "test").expect("cluster")
+    }
+
+    fn listener_reasons(d: &Daemon) -> Vec<String> {
+        d.health()
+            .reasons
+            .into_iter()
+            .filter(|r| r.starts_with("BGP listener: "))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failed_bind_is_a_readiness_reason_until_a_listen_succeeds() {
+        let (tx, _rx) = mpsc::channel(EVENT_QUEUE);
+        let mut d = Daemon::new(
+            Options {
+                node_name: "node-a".into(),
+                tunnel_device: "tunl0".into(),
+                deferral_time: Duration::from_secs(30),
+                log_level: "info".into(),
+                max_prefixes: 0,
+            },
+            Box::new(Speaker::new(tx)),
+            None,
+            None,
+            Arc::new(Metrics::default()),
+            Instant::now(),
+        );
+        let p = free_port();
+        d.apply_resources(&cluster(p, None), Instant::now());
+        assert!(listener_reasons(&d).is_empty());
+        // A cluster id: everything restarts, the listener stays.
+        d.apply_resources(&cluster(p, Some("198.18.0.1")), Instant::now());
+        assert!(listener_reasons(&d).is_empty());
+        std::net::TcpStream::connect(lo(p)).expect("still listening");
+        let blocker = TcpListener::bind(wild(0)).expect("blocker");
+        let q = blocker.local_addr().expect("blocker address").port();
+        d.apply_resources(&cluster(q, Some("198.18.0.1")), Instant::now());
+        let r = listener_reasons(&d);
+        assert!(
+            r.len() == 1 && r[0].contains(&wild(q).to_string()) && r[0].contains("EADDRINUSE"),
+            "{r:?}"
+        );
+        std::net::TcpStream::connect(lo(p)).expect("the old listener accepts");
+        // Back to the port in use: nothing to bind, the problem is gone.
+        d.apply_resources(&cluster(p, Some("198.18.0.1")), Instant::now());
+        assert!(listener_reasons(&d).is_empty());
     }
 }

@@ -784,6 +784,9 @@ impl Daemon {
         for w in &self.config_warnings {
             reasons.push(format!("configuration: {w}"));
         }
+        if let Some(p) = &self.listen_problem {
+            reasons.push(format!("BGP listener: {p}"));
+        }
         for (a, s) in &self.peers {
             if s.track.enabled && s.track.state != State::Established {
                 reasons.push(format!("peer {a} is {}", api_state(s.track.state).name()));

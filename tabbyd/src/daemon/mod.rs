@@ -190,6 +190,8 @@ pub struct Daemon {
     datastore_problems: Vec<String>,
     /// What derivation skipped or could not honour (a missing Secret or BGPFilter…).
     config_warnings: Vec<String>,
+    /// Why the BGP listener is not as configured (a failed bind), a readiness reason.
+    listen_problem: Option<String>,
     /// When the datastore last changed this node's configuration (CalicoNodeStatus).
     last_reconfigured: Option<std::time::SystemTime>,
     log: Option<LogControl>,
@@ -270,6 +272,7 @@ impl Daemon {
             datastore_detail: "waiting for the first read".into(),
             datastore_problems: Vec::new(),
             config_warnings: Vec::new(),
+            listen_problem: None,
             last_reconfigured: None,
             log,
             metrics,

@@ -108,8 +108,14 @@ impl Daemon {
                 .map(|a| SocketAddr::new(*a, state.listen_port))
                 .collect()
         };
-        if let Err(e) = self.sessions.listen(listen) {
-            error!(error = %e, "cannot accept BGP connections; only outgoing sessions will work");
+        // A failed bind leaves the listener as it was (the error says where it
+        // listens); it stays a readiness reason until a listen succeeds.
+        match self.sessions.listen(listen) {
+            Ok(()) => self.listen_problem = None,
+            Err(e) => {
+                error!(error = %e, "BGP listener not changed");
+                self.listen_problem = Some(e);
+            }
         }
         self.state = Some(state);
         self.originate_all();
