@@ -152,9 +152,8 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
         Instant::now(),
     )));
 
-    lock(&daemon)?.set_derive_options(
-        tabby_topology::DeriveOptions::from_env().map_err(|e| e.to_string())?,
-    );
+    lock(&daemon)?
+        .set_derive_options(tabby_topology::DeriveOptions::from_env().map_err(|e| e.to_string())?);
 
     // BFD: the driver starts with the first peer that asks for it.
     let (bfd_tx, mut bfd_rx) = mpsc::channel(1024);

@@ -100,9 +100,8 @@ fn derive(args: &Args, plan: &PlanArgs) -> Result<(Value, bool), String> {
         Arc::new(Metrics::default()),
         Instant::now(),
     );
-    daemon.set_derive_options(
-        tabby_topology::DeriveOptions::from_env().map_err(|e| format!("{e}"))?,
-    );
+    daemon
+        .set_derive_options(tabby_topology::DeriveOptions::from_env().map_err(|e| format!("{e}"))?);
     daemon.apply_resources(&resources, Instant::now());
     let mut doc: Value = serde_json::from_str(&daemon.effective_config())
         .map_err(|e| format!("the effective configuration is not JSON: {e}"))?;
