@@ -8,9 +8,11 @@ use crate::state::{NodeState, OriginatedRoute, Peer, PeerKey};
 /// A speaker-wide setting that changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GlobalField {
-    /// Router id, AS, listen port or address, cluster id: every session restarts.
+    /// Router id, AS, cluster id: every session restarts.
     RouterId,
     LocalAs,
+    /// The listener's port or addresses: the listener is swapped, sessions stay
+    /// (the mesh peers' port change comes as their own changes).
     ListenPort,
     ListenAddresses,
     RrClusterId,
@@ -26,11 +28,7 @@ impl GlobalField {
     pub fn needs_restart(self) -> bool {
         matches!(
             self,
-            GlobalField::RouterId
-                | GlobalField::LocalAs
-                | GlobalField::ListenPort
-                | GlobalField::ListenAddresses
-                | GlobalField::RrClusterId
+            GlobalField::RouterId | GlobalField::LocalAs | GlobalField::RrClusterId
         )
     }
 }

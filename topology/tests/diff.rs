@@ -141,13 +141,13 @@ fn global_changes_are_classified() {
         vec![Change::GlobalChanged(vec![GlobalField::LogSeverity])]
     );
     assert!(!changes[0].needs_reset());
-    // The node's listen port: the speaker rebinds.
+    // The node's listen port: the speaker swaps its listener, sessions stay.
     let changes = edited("  listenPort: 1791", "  listenPort: 1792");
     assert_eq!(
         changes,
         vec![Change::GlobalChanged(vec![GlobalField::ListenPort])]
     );
-    assert!(changes[0].needs_reset());
+    assert!(!changes[0].needs_reset());
     // Global AS: every session's local AS changes (node-a has no AS of its own).
     let changes = edited("  asNumber: 65001", "  asNumber: 65005");
     assert!(changes.contains(&Change::GlobalChanged(vec![GlobalField::LocalAs])));

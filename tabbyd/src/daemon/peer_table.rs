@@ -96,6 +96,23 @@ impl Daemon {
         // asks for the current one when somebody watches live.
         rib.set_change_detail(self.kernel.active());
         self.rib = Some(rib);
+        self.listen(&state);
+        self.state = Some(state);
+        self.originate_all();
+        let peers: Vec<topo::Peer> = self
+            .state
+            .as_ref()
+            .map(|s| s.peers.values().cloned().collect())
+            .unwrap_or_default();
+        for p in peers {
+            self.add_topology_peer(p, now);
+        }
+    }
+
+    /// Puts the BGP listener on the node's listen addresses and port. A
+    /// failed bind leaves the listener as it was (the error says where it
+    /// listens); it stays a readiness reason until a listen succeeds.
+    pub(super) fn listen(&mut self, state: &NodeState) {
         let listen: Vec<SocketAddr> = if state.listen_addresses.is_empty() {
             vec![SocketAddr::new(
                 IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
@@ -108,24 +125,12 @@ impl Daemon {
                 .map(|a| SocketAddr::new(*a, state.listen_port))
                 .collect()
         };
-        // A failed bind leaves the listener as it was (the error says where it
-        // listens); it stays a readiness reason until a listen succeeds.
         match self.sessions.listen(listen) {
             Ok(()) => self.listen_problem = None,
             Err(e) => {
                 error!(error = %e, "BGP listener not changed");
                 self.listen_problem = Some(e);
             }
-        }
-        self.state = Some(state);
-        self.originate_all();
-        let peers: Vec<topo::Peer> = self
-            .state
-            .as_ref()
-            .map(|s| s.peers.values().cloned().collect())
-            .unwrap_or_default();
-        for p in peers {
-            self.add_topology_peer(p, now);
         }
     }
 
@@ -156,9 +161,7 @@ impl Daemon {
         if restart_needed {
             // Router id, AS, cluster id or listen address changed: every
             // session and the RIB depend on them. Rebuild from scratch.
-            warn!(
-                "router id, AS number, cluster id or listen settings changed: re-establishing every session"
-            );
+            warn!("router id, AS number or cluster id changed: re-establishing every session");
             let ids: Vec<IpAddr> = self.peers.keys().copied().collect();
             for a in ids {
                 self.remove_peer_slot(a, now);
@@ -218,7 +221,22 @@ impl Daemon {
                     }
                 }
                 Change::GlobalChanged(fields) => {
-                    info!(?fields, "global settings changed (no session affected)");
+                    if fields.iter().any(|f| {
+                        matches!(
+                            f,
+                            topo::GlobalField::ListenPort | topo::GlobalField::ListenAddresses
+                        )
+                    }) && let Some(state) = self.state.take()
+                    {
+                        info!(
+                            ?fields,
+                            "listen settings changed: swapping the listener, sessions stay"
+                        );
+                        self.listen(&state);
+                        self.state = Some(state);
+                    } else {
+                        info!(?fields, "global settings changed (no session affected)");
+                    }
                 }
                 Change::StaticRoutesChanged => {
                     debug!("static routes changed");

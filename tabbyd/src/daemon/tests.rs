@@ -628,6 +628,28 @@ fn an_api_peer_gets_the_topology_defaults() {
     assert!(!p.internal && p.kind == topo::PeerKind::Global);
 }
 
+#[test]
+fn a_listen_port_change_swaps_the_listener_and_keeps_other_sessions() {
+    let mut h = harness(0);
+    h.load(CLUSTER);
+    let tor = h.id_of("198.18.0.1");
+    h.commands("198.18.0.1");
+    let mesh_before = h.id_of("198.18.0.12");
+    h.load(&CLUSTER.replace(
+        "spec: {asNumber: 64512, nodeToNodeMeshEnabled: true}",
+        "spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, listenPort: 1790}",
+    ));
+    // The ToR's session (port 179 on its side) is untouched…
+    assert_eq!(h.id_of("198.18.0.1"), tor);
+    let cmds = h.commands("198.18.0.1");
+    assert!(
+        !cmds.iter().any(|c| matches!(c, PeerCommand::Stop(_))),
+        "{cmds:?}"
+    );
+    // …the mesh peer listens on the new port too, so its session is new.
+    assert_ne!(h.id_of("198.18.0.12"), mesh_before);
+}
+
 #[path = "bfd_tests.rs"]
 mod bfd_tests;
 
