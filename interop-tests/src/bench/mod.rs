@@ -19,6 +19,8 @@
 
 pub mod anchors;
 pub mod api;
+pub mod bfd;
+pub mod bfd_gen;
 pub mod client;
 pub mod e2e;
 pub mod fib;

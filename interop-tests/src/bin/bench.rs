@@ -11,12 +11,17 @@
 //! cargo run --release -p interop-tests --bin bench -- --scenario fib --fib-v4 100000,1000000 --fib-v6 0
 //! cargo run --release -p interop-tests --bin bench -- --scenario kdd  # Kubernetes datastore, 5,000 nodes
 //! cargo run --release -p interop-tests --bin bench -- --scenario kdd --kdd-nodes 1000 --reps 3
+//! cargo run --release -p interop-tests --bin bench -- --scenario bfd --daemons tabby,frr --reps 3  # 2,000 BFD sessions, 60 s
+//! cargo run --release -p interop-tests --bin bench -- --scenario bfd --bfd-sessions 500 --bfd-seconds 20
 //! ```
 //!
 //! (c) is not part of `all`: at the default sizes and repetitions it takes
 //! about three minutes (every method pauses 3 s after its run). Nor is `kdd`
 //! (it needs the lab's kube-apiserver from `scripts/lab-k8s.sh`; several
-//! minutes, most of it creating the cluster's objects).
+//! minutes, most of it creating the cluster's objects). Nor is `bfd` (a
+//! minute and more per daemon and repetition; tabbyd and FRR's bfdd only,
+//! the other daemons are skipped). Its generator and CPU load run as this
+//! binary's hidden subcommands `bfd-gen` and `bfd-spin`, separate processes.
 //!
 //! Tables go to stdout and to `bench-results/<date>-<scenario>.md`.
 
@@ -27,7 +32,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use interop_tests::bench::{
-    Dut, Phase, Row, RunOpts, Shape, Unavailable, api, e2e, fib, kdd, run_once, table,
+    Dut, Phase, Row, RunOpts, Shape, Unavailable, api, bfd, bfd_gen, e2e, fib, kdd, run_once, table,
 };
 use interop_tests::{Need, preflight};
 
@@ -49,6 +54,9 @@ enum Scenario {
     /// apply → Established, a large cluster listed and derived, one Node's
     /// change (not part of `all`).
     Kdd,
+    /// BFD at scale: tabbyd and FRR's bfdd under N single-hop sessions from
+    /// our generator, the other core loaded (not part of `all`).
+    Bfd,
     /// (a), (b), (d) and the API load.
     All,
 }
@@ -95,6 +103,16 @@ struct Args {
     /// Nodes in the `kdd` scenario's large cluster (two of them route reflectors).
     #[arg(long, default_value_t = 5000)]
     kdd_nodes: usize,
+    /// BFD sessions in the `bfd` scenario (300 ms × 3).
+    #[arg(long, default_value_t = 2000)]
+    bfd_sessions: usize,
+    /// Seconds the `bfd` scenario measures for, once every session is Up.
+    #[arg(long, default_value_t = 60)]
+    bfd_seconds: u64,
+    /// In the `bfd` scenario, leave tabbyd's BGP connections refused instead
+    /// of holding its BGP sessions Established.
+    #[arg(long)]
+    bfd_without_bgp: bool,
     /// Daemons to measure, comma-separated (bird2, gobgp, frr, tabby; in
     /// (c) tabby means tabby-fib-sync, and `ip -batch` always runs).
     #[arg(long, value_delimiter = ',', default_values_t = ["tabby".to_string(), "bird2".into(), "frr".into(), "gobgp".into()])]
@@ -119,6 +137,12 @@ struct Args {
 }
 
 fn main() -> Result<()> {
+    // The BFD scenario's helper processes: not for people to run.
+    match std::env::args().nth(1).as_deref() {
+        Some(bfd_gen::GEN_SUBCOMMAND) => return bfd_gen::main_from(std::env::args().skip(1)),
+        Some(bfd_gen::SPIN_SUBCOMMAND) => return bfd_gen::spin_main(),
+        _ => {}
+    }
     let args = Args::parse();
     preflight(&[Need::Root])?;
     if args.scenario == Scenario::Kdd {
@@ -127,6 +151,13 @@ fn main() -> Result<()> {
     let mut duts = Vec::new();
     for d in &args.daemons {
         let dut = Dut::parse(d)?;
+        if args.scenario == Scenario::Bfd && !bfd::supports(dut) {
+            eprintln!(
+                "{}: not in the bfd scenario (tabby and frr only)",
+                dut.key()
+            );
+            continue;
+        }
         let need = match dut {
             Dut::Bird2 => Some(Need::Bird2),
             // (c) has no GoBGP or FRR method.
@@ -158,6 +189,9 @@ fn main() -> Result<()> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     if args.scenario == Scenario::Fib {
         return fib_file(&args, &duts, &date);
+    }
+    if args.scenario == Scenario::Bfd {
+        return bfd_file(&args, &duts, &date, opts.tabbyd.clone());
     }
     let header = machine_header(&args, &date);
     println!("{header}");
@@ -317,6 +351,42 @@ fn fib_file(args: &Args, duts: &[Dut], date: &str) -> Result<()> {
     }
     doc.push_str(&fib::describe());
     let path = args.out.join(format!("{date}-fib.md"));
+    std::fs::write(&path, &doc).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// BFD at scale: tabbyd and FRR's bfdd, `args.reps` rounds (see `bench::bfd`).
+fn bfd_file(args: &Args, duts: &[Dut], date: &str, tabbyd: Option<PathBuf>) -> Result<()> {
+    let mut load = bfd::BfdLoad::new(args.bfd_sessions, Duration::from_secs(args.bfd_seconds));
+    load.up_timeout = Duration::from_secs(args.timeout);
+    load.bgp = !args.bfd_without_bgp;
+    let opts = bfd::BfdOpts {
+        bench_bin: std::env::current_exe().context("where is this binary?")?,
+        tabbyd,
+    };
+    let mut doc = String::new();
+    let _ = writeln!(doc, "## Tabby BFD benchmark, {date}\n");
+    let _ = writeln!(
+        doc,
+        "Machine: {}. Median of {} run(s) (min–max), the daemons taking turns in each round; bring-up limit {} s.\n",
+        machine_line(),
+        args.reps,
+        args.timeout
+    );
+    if let Some(bin) = &opts.tabbyd {
+        let _ = writeln!(doc, "tabbyd: `{}`.\n", bin.display());
+    }
+    print!("{doc}");
+    let rows = bfd::measure(duts, &load, &opts, args.reps);
+    let t = bfd::table(&load, &rows);
+    println!("{t}");
+    doc.push_str(&t);
+    doc.push('\n');
+    let d = bfd::describe(&load);
+    println!("{d}");
+    doc.push_str(&d);
+    let path = args.out.join(format!("{date}-bfd.md"));
     std::fs::write(&path, &doc).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
