@@ -19,6 +19,9 @@ pub struct SessionSpec {
     pub md5_password: Option<String>,
     /// GTSM (RFC 5082): the peer may be at most this many hops away.
     pub ttl_security: Option<u8>,
+    /// The TTL of our segments for a multihop peer without GTSM; `None`:
+    /// the system's default.
+    pub ttl: Option<u8>,
 }
 
 /// A running session.
@@ -183,6 +186,7 @@ impl Sessions for Speaker {
         cfg.local_addr = spec.local_address;
         cfg.md5_password = spec.md5_password;
         cfg.gtsm_hops = spec.ttl_security;
+        cfg.ttl = spec.ttl;
         let remote = cfg.remote;
         let owner = self.next_owner;
         self.next_owner += 1;

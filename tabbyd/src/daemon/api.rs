@@ -607,23 +607,7 @@ impl Daemon {
         // topology's defaults (graceful restart, port, policies), then what the
         // request sets.
         let p = api_peer(state, &cfg);
-        let mut spec = Self::session_spec(state, &p);
-        spec.config.extended_next_hop = false;
-        spec.config.families = if cfg.families.is_empty() {
-            vec![family_of_addr(&cfg.address)]
-        } else {
-            cfg.families
-                .iter()
-                .map(|f| match f {
-                    am::Family::Ipv4 => Family::IPV4_UNICAST,
-                    am::Family::Ipv6 => Family::IPV6_UNICAST,
-                })
-                .collect()
-        };
-        if let Some(h) = cfg.hold_time {
-            spec.config.hold_time = h;
-        }
-        spec.config.keepalive = cfg.keepalive;
+        let spec = effective_config::api_session_spec(state, &cfg);
         let rib_cfg = convert::peer_config(state, &p);
         let address = cfg.address;
         self.install_peer(PeerOrigin::Api(Box::new(cfg)), spec, rib_cfg, address, now);

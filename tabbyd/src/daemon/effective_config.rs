@@ -109,6 +109,7 @@ pub struct Peer {
     pub route_reflector_client: bool,
     pub cluster_id: Option<Ipv4Addr>,
     pub ttl_security_hops: Option<u8>,
+    pub multihop_ttl: Option<u8>,
     pub password_set: bool,
     #[serde(serialize_with = "next_hop_text")]
     pub next_hop: tabby_rib::NextHopMode,
@@ -368,6 +369,7 @@ fn peer_entry(
         route_reflector_client: rib.rr_client,
         cluster_id: rib.rr_client.then_some(cluster_id),
         ttl_security_hops: spec.ttl_security,
+        multihop_ttl: spec.ttl,
         password_set: spec.md5_password.is_some(),
         next_hop: rib.next_hop_mode,
         source_address: spec.local_address,
@@ -416,6 +418,8 @@ pub(super) fn api_session_spec(state: &NodeState, cfg: &am::PeerConfig) -> Sessi
         spec.config.hold_time = h;
     }
     spec.config.keepalive = cfg.keepalive;
+    // eBGP multihop: the TTL of our segments (GTSM, when set, wins).
+    spec.ttl = cfg.ebgp_multihop_ttl;
     spec
 }
 

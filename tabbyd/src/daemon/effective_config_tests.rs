@@ -189,6 +189,7 @@ fn every_session_setting_is_in_the_document_and_no_secret() {
         "route_reflector_client": false,
         "cluster_id": null,
         "ttl_security_hops": 1,
+        "multihop_ttl": null,
         "password_set": true,
         "next_hop": "keep",
         "source_address": "198.18.0.11",
@@ -320,6 +321,7 @@ fn an_api_peer_is_listed_as_the_daemon_started_it() {
     cfg.hold_time = Some(30);
     cfg.keepalive = Some(10);
     cfg.description = "lab router".into();
+    cfg.ebgp_multihop_ttl = Some(5);
     d.add_api_peer(cfg.clone(), Instant::now()).unwrap();
     let started = spawned.lock().unwrap().last().cloned().unwrap();
     let state = d.state.as_ref().unwrap();
@@ -335,6 +337,11 @@ fn an_api_peer_is_listed_as_the_daemon_started_it() {
         )
     );
     assert_eq!(mine.ttl_security, started.ttl_security);
+    assert_eq!(
+        started.ttl,
+        Some(5),
+        "the multihop TTL asked for is applied"
+    );
 
     let (_, v) = doc_json(&d);
     let p = peer(&v, "198.18.0.99");
@@ -343,6 +350,7 @@ fn an_api_peer_is_listed_as_the_daemon_started_it() {
     assert_eq!(p["description"], "lab router");
     assert_eq!(p["hold_time_seconds"], 30);
     assert_eq!(p["keepalive_seconds"], 10);
+    assert_eq!(p["multihop_ttl"], 5);
     assert_eq!(p["graceful_restart"]["restart_time_seconds"], 120);
     assert_eq!(p["export_policy"], "export 198.18.0.99");
 }

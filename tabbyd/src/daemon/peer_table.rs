@@ -318,6 +318,7 @@ impl Daemon {
             }),
             md5_password: p.password.clone(),
             ttl_security: p.ttl_security,
+            ttl: None,
         }
     }
 
