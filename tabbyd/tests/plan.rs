@@ -6,39 +6,21 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const CLUSTER: &str = "
-apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {asNumber: 64512, nodeToNodeMeshEnabled: true}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: node-a}
-spec: {bgp: {ipv4Address: 198.18.0.11/24}}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: node-b}
-spec: {bgp: {ipv4Address: 198.18.0.12/24}}
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: pods}
-spec: {cidr: 100.64.0.0/16, blockSize: 26, ipipMode: Never, vxlanMode: Never}
----
-apiVersion: projectcalico.org/v3
-kind: BlockAffinity
-metadata: {name: a}
-spec: {node: node-a, cidr: 100.64.0.0/26, state: confirmed}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: tor
-  annotations: {tabby-routing.io/bfd: 'BFD_VALUE'}
-spec: {peerIP: 198.18.0.1, asNumber: 65000, keepaliveTime: 10s}
-";
+/// The daemon tests' cluster: two mesh nodes, a pool, node-a's block and a
+/// top-of-rack BGPPeer.
+const BASE: &str = include_str!("fixtures/cluster.yaml");
+
+/// The cluster with BFD on the top-of-rack BGPPeer (`value` is the
+/// annotation) and a keepalive time of 10 s.
+fn cluster(value: &str) -> String {
+    BASE.replace(
+        "metadata: {name: tor}\nspec: {peerIP: 198.18.0.1, asNumber: 65000}",
+        &format!(
+            "metadata: {{name: tor, annotations: {{tabby-routing.io/bfd: '{value}'}}}}\n\
+             spec: {{peerIP: 198.18.0.1, asNumber: 65000, keepaliveTime: 10s}}"
+        ),
+    )
+}
 
 struct Plan {
     status: i32,
@@ -81,10 +63,7 @@ fn peer<'a>(doc: &'a Value, address: &str) -> &'a Value {
 
 #[test]
 fn a_clean_cluster_plans_every_session_and_exits_0() {
-    let p = plan(
-        &CLUSTER.replace("BFD_VALUE", "true"),
-        &["--node", "node-a", "-o", "json"],
-    );
+    let p = plan(&cluster("true"), &["--node", "node-a", "-o", "json"]);
     assert_eq!(p.status, 0, "{}", p.stderr);
     let doc = json(&p);
     assert_eq!(doc["schema"], "tabby.effective-config/v1");
@@ -103,7 +82,7 @@ fn a_clean_cluster_plans_every_session_and_exits_0() {
 
 #[test]
 fn yaml_is_the_default_output() {
-    let p = plan(&CLUSTER.replace("BFD_VALUE", "true"), &["--node", "node-b"]);
+    let p = plan(&cluster("true"), &["--node", "node-b"]);
     assert_eq!(p.status, 0, "{}", p.stderr);
     let doc: Value = serde_yaml_ng::from_str(&p.stdout).expect("YAML");
     assert_eq!(doc["node_name"], "node-b");
@@ -113,7 +92,7 @@ fn yaml_is_the_default_output() {
 #[test]
 fn what_cannot_be_honoured_is_listed_and_exits_1() {
     let p = plan(
-        &CLUSTER.replace("BFD_VALUE", r#"{"interval":"1ms"}"#),
+        &cluster(r#"{"interval":"1ms"}"#),
         &["--node", "node-a", "-o", "json"],
     );
     assert_eq!(p.status, 1, "{}", p.stderr);
@@ -127,7 +106,7 @@ fn what_cannot_be_honoured_is_listed_and_exits_1() {
 
 #[test]
 fn an_unknown_node_is_an_error_and_exits_2() {
-    let p = plan(&CLUSTER.replace("BFD_VALUE", "true"), &["--node", "node-z"]);
+    let p = plan(&cluster("true"), &["--node", "node-z"]);
     assert_eq!(p.status, 2, "{}", p.stdout);
     assert!(p.stderr.contains("node-z"), "{}", p.stderr);
     assert!(p.stdout.is_empty());
@@ -154,7 +133,7 @@ fn an_unreadable_datastore_exits_2() {
 
 #[test]
 fn calico_router_id_is_read_as_calico_node_reads_it() {
-    let cluster = CLUSTER.replace("BFD_VALUE", "true");
+    let cluster = cluster("true");
     let run = |value: &str| {
         let dir = std::env::temp_dir().join(format!("tabbyd-plan-rid-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

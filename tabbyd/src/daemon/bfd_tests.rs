@@ -33,6 +33,16 @@ impl Harness {
         self.daemon.pump(now);
     }
 
+    /// The peer falls silent: Down, Control Detection Time Expired.
+    fn bfd_failed(&mut self, now: Instant) {
+        self.bfd(
+            BfdEvent::Down {
+                diag: Diag::ControlDetectionTimeExpired,
+            },
+            now,
+        );
+    }
+
     /// The TOR's session with one route learned, and the FIB drained.
     fn tor_with_a_route(&mut self, n_bit: bool) {
         self.establish_with(TOR, 65000, Ipv4Addr::new(198, 18, 0, 1), n_bit);
@@ -73,6 +83,17 @@ impl Harness {
     }
 }
 
+/// The TOR with BFD (`value`: the annotation) and BGP up, one route
+/// learned (graceful restart's N bit negotiated when `n_bit`).
+fn tor_bfd_up(value: &str, n_bit: bool) -> (Harness, Instant) {
+    let mut h = harness(0);
+    h.load(&cluster(value));
+    h.tor_with_a_route(n_bit);
+    let t = Instant::now();
+    h.bfd(BfdEvent::Up, t);
+    (h, t)
+}
+
 fn route_removed(ops: &[FibOp]) -> bool {
     ops.iter()
         .any(|op| matches!(op, FibOp::Remove(p) if *p == "198.19.7.0/24".parse().unwrap()))
@@ -109,18 +130,9 @@ fn a_peer_with_the_annotation_gets_a_bfd_session_from_the_node_address() {
 
 #[test]
 fn bfd_down_closes_bgp_with_cease_bfd_down_and_the_route_leaves_the_kernel() {
-    let mut h = harness(0);
-    h.load(&cluster("true"));
-    h.tor_with_a_route(false);
-    let t = Instant::now();
-    h.bfd(BfdEvent::Up, t);
+    let (mut h, t) = tor_bfd_up("true", false);
     assert!(h.cease_sent().is_none(), "Up closes nothing");
-    h.bfd(
-        BfdEvent::Down {
-            diag: Diag::ControlDetectionTimeExpired,
-        },
-        t,
-    );
+    h.bfd_failed(t);
     // No N bit: plain Cease / BFD Down (RFC 9384).
     assert_eq!(
         h.cease_sent(),
@@ -149,17 +161,8 @@ fn bfd_down_closes_bgp_with_cease_bfd_down_and_the_route_leaves_the_kernel() {
 
 #[test]
 fn with_the_n_bit_bfd_down_goes_out_as_a_hard_reset_so_nothing_is_kept_stale() {
-    let mut h = harness(0);
-    h.load(&cluster("true"));
-    h.tor_with_a_route(true);
-    let t = Instant::now();
-    h.bfd(BfdEvent::Up, t);
-    h.bfd(
-        BfdEvent::Down {
-            diag: Diag::ControlDetectionTimeExpired,
-        },
-        t,
-    );
+    let (mut h, t) = tor_bfd_up("true", true);
+    h.bfd_failed(t);
     // RFC 8538 §3: the Hard Reset carries BFD Down as its inner subcode.
     assert_eq!(
         h.cease_sent(),
@@ -169,17 +172,8 @@ fn with_the_n_bit_bfd_down_goes_out_as_a_hard_reset_so_nothing_is_kept_stale() {
 
 #[test]
 fn graceful_bfd_lets_graceful_restart_keep_the_routes() {
-    let mut h = harness(0);
-    h.load(&cluster(r#"{"graceful":true}"#));
-    h.tor_with_a_route(true);
-    let t = Instant::now();
-    h.bfd(BfdEvent::Up, t);
-    h.bfd(
-        BfdEvent::Down {
-            diag: Diag::ControlDetectionTimeExpired,
-        },
-        t,
-    );
+    let (mut h, t) = tor_bfd_up(r#"{"graceful":true}"#, true);
+    h.bfd_failed(t);
     // Plain BFD Down: with the N bit both sides keep the routes as stale.
     assert_eq!(
         h.cease_sent(),
@@ -196,11 +190,7 @@ fn graceful_bfd_lets_graceful_restart_keep_the_routes() {
 
 #[test]
 fn the_peers_admin_down_is_not_a_failure() {
-    let mut h = harness(0);
-    h.load(&cluster("true"));
-    h.tor_with_a_route(false);
-    let t = Instant::now();
-    h.bfd(BfdEvent::Up, t);
+    let (mut h, t) = tor_bfd_up("true", false);
     h.bfd(BfdEvent::AdminDown, t);
     assert!(h.cease_sent().is_none(), "RFC 5882 §3.2: BGP keeps running");
     assert!(!route_removed(&h.fib_ops()));
@@ -227,12 +217,7 @@ fn wait_for_up_holds_the_bgp_session_until_bfd_is_up() {
     h.establish(TOR, 65000, Ipv4Addr::new(198, 18, 0, 1));
     h.commands(TOR);
     // Down: closed, and held again until BFD is back.
-    h.bfd(
-        BfdEvent::Down {
-            diag: Diag::ControlDetectionTimeExpired,
-        },
-        t,
-    );
+    h.bfd_failed(t);
     let cmds = h.commands(TOR);
     assert!(
         matches!(cmds.first(), Some(PeerCommand::Cease(_))),
@@ -257,12 +242,7 @@ fn a_flapping_session_is_damped_then_released() {
         h.establish(TOR, 65000, Ipv4Addr::new(198, 18, 0, 1));
         h.bfd(BfdEvent::Up, at);
         h.commands(TOR);
-        h.bfd(
-            BfdEvent::Down {
-                diag: Diag::ControlDetectionTimeExpired,
-            },
-            at,
-        );
+        h.bfd_failed(at);
         let cmds = h.commands(TOR);
         if cmds.iter().any(|c| matches!(c, PeerCommand::Stop(_))) {
             held_after.get_or_insert(i + 1);

@@ -39,37 +39,9 @@ impl Sessions for Recorder {
     }
 }
 
-const CLUSTER: &str = "
-apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {asNumber: 64512, nodeToNodeMeshEnabled: true}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: node-a}
-spec: {bgp: {ipv4Address: 198.18.0.11/24}}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: node-b}
-spec: {bgp: {ipv4Address: 198.18.0.12/24}}
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: pods}
-spec: {cidr: 100.64.0.0/16, blockSize: 26, ipipMode: Never, vxlanMode: Never}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: tor}
-spec: {peerIP: 198.18.0.1, asNumber: 65000}
----
-apiVersion: projectcalico.org/v3
-kind: BlockAffinity
-metadata: {name: a}
-spec: {node: node-a, cidr: 100.64.0.0/26, state: confirmed}
-";
+/// Two mesh nodes, a pool, node-a's block and a top-of-rack BGPPeer; the
+/// `tabbyd plan` tests read the same file.
+const CLUSTER: &str = include_str!("../../tests/fixtures/cluster.yaml");
 
 struct Harness {
     daemon: Daemon,
