@@ -659,61 +659,49 @@ pub fn bfd_phase_from_pb(field: &str, v: i32) -> Result<BfdPhase, Status> {
     }
 }
 
+/// A `$ty` BFD session with `phase` and every other field copied from `$b`,
+/// a BFD session of the other side: the model and the proto message name
+/// the same fields, only the phase differs in type.
+macro_rules! bfd_status_with_phase {
+    ($ty:path, $b:expr, $phase:expr) => {{
+        let b = $b;
+        $ty {
+            phase: $phase,
+            detail: b.detail.clone(),
+            since_unix_seconds: b.since_unix_seconds,
+            multihop: b.multihop,
+            desired_min_tx_us: b.desired_min_tx_us,
+            required_min_rx_us: b.required_min_rx_us,
+            multiplier: b.multiplier,
+            negotiated_tx_us: b.negotiated_tx_us,
+            negotiated_rx_us: b.negotiated_rx_us,
+            remote_multiplier: b.remote_multiplier,
+            detection_time_us: b.detection_time_us,
+            local_discriminator: b.local_discriminator,
+            remote_discriminator: b.remote_discriminator,
+            last_diagnostic: b.last_diagnostic.clone(),
+            uptime_seconds: b.uptime_seconds,
+            flaps: b.flaps,
+            damped: b.damped,
+            bgp_held: b.bgp_held,
+            wait_for_up: b.wait_for_up,
+            graceful: b.graceful,
+            packets_in: b.packets_in,
+            packets_out: b.packets_out,
+        }
+    }};
+}
+
 /// Model BFD session → proto.
 pub fn bfd_status_to_pb(b: &BfdStatus) -> pb::BfdStatus {
-    pb::BfdStatus {
-        phase: bfd_phase_to_pb(b.phase) as i32,
-        detail: b.detail.clone(),
-        since_unix_seconds: b.since_unix_seconds,
-        multihop: b.multihop,
-        desired_min_tx_us: b.desired_min_tx_us,
-        required_min_rx_us: b.required_min_rx_us,
-        multiplier: b.multiplier,
-        negotiated_tx_us: b.negotiated_tx_us,
-        negotiated_rx_us: b.negotiated_rx_us,
-        remote_multiplier: b.remote_multiplier,
-        detection_time_us: b.detection_time_us,
-        local_discriminator: b.local_discriminator,
-        remote_discriminator: b.remote_discriminator,
-        last_diagnostic: b.last_diagnostic.clone(),
-        uptime_seconds: b.uptime_seconds,
-        flaps: b.flaps,
-        damped: b.damped,
-        bgp_held: b.bgp_held,
-        wait_for_up: b.wait_for_up,
-        graceful: b.graceful,
-        packets_in: b.packets_in,
-        packets_out: b.packets_out,
-    }
+    bfd_status_with_phase!(pb::BfdStatus, b, bfd_phase_to_pb(b.phase) as i32)
 }
 
 /// Proto BFD session → model. `field` names the message in the error
 /// (e.g. `bfd`).
 pub fn bfd_status_from_pb(field: &str, b: &pb::BfdStatus) -> Result<BfdStatus, Status> {
-    Ok(BfdStatus {
-        phase: bfd_phase_from_pb(&format!("{field}.phase"), b.phase)?,
-        detail: b.detail.clone(),
-        since_unix_seconds: b.since_unix_seconds,
-        multihop: b.multihop,
-        desired_min_tx_us: b.desired_min_tx_us,
-        required_min_rx_us: b.required_min_rx_us,
-        multiplier: b.multiplier,
-        negotiated_tx_us: b.negotiated_tx_us,
-        negotiated_rx_us: b.negotiated_rx_us,
-        remote_multiplier: b.remote_multiplier,
-        detection_time_us: b.detection_time_us,
-        local_discriminator: b.local_discriminator,
-        remote_discriminator: b.remote_discriminator,
-        last_diagnostic: b.last_diagnostic.clone(),
-        uptime_seconds: b.uptime_seconds,
-        flaps: b.flaps,
-        damped: b.damped,
-        bgp_held: b.bgp_held,
-        wait_for_up: b.wait_for_up,
-        graceful: b.graceful,
-        packets_in: b.packets_in,
-        packets_out: b.packets_out,
-    })
+    let phase = bfd_phase_from_pb(&format!("{field}.phase"), b.phase)?;
+    Ok(bfd_status_with_phase!(BfdStatus, b, phase))
 }
 
 /// Model status → proto.

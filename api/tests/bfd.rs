@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{TestCore, TestServer};
+use common::{TestCore, TestServer, get_peer, list_peers, watch_peers_snapshot};
 use tabby_api::convert::{bfd_status_from_pb, departure_from_pb};
 use tabby_api::model::{BfdPhase, BfdStatus, RouteDeparture, SessionState};
 use tabby_proto::v1 as pb;
-use tokio_stream::StreamExt;
+use tabby_proto::v1::routes_client::RoutesClient;
+use tonic::transport::Channel;
 
 fn session() -> BfdStatus {
     BfdStatus {
@@ -35,6 +34,17 @@ fn session() -> BfdStatus {
     }
 }
 
+async fn explain(
+    c: &mut RoutesClient<Channel>,
+    prefix: &str,
+) -> Result<pb::ExplainRouteResponse, tonic::Status> {
+    c.explain_route(pb::ExplainRouteRequest {
+        prefix: prefix.into(),
+    })
+    .await
+    .map(tonic::Response::into_inner)
+}
+
 fn bfd_of(p: &pb::Peer) -> Option<BfdStatus> {
     p.bfd
         .as_ref()
@@ -48,42 +58,17 @@ async fn peers_carry_their_bfd_session() {
     core.add_test_peer("2001:db8::3", 64513, SessionState::Active);
     core.set_peer_bfd("198.18.0.2", Some(session()));
     let srv = TestServer::start(core.clone()).await;
-    let mut c = pb::peers_client::PeersClient::new(srv.channel().await);
+    let mut c = srv.peers_client().await;
 
-    let list = c
-        .list_peers(pb::ListPeersRequest {})
-        .await
-        .expect("list")
-        .into_inner()
-        .peers;
+    let list = list_peers(&mut c).await;
     assert_eq!(list.len(), 2);
     assert_eq!(bfd_of(&list[0]), Some(session()));
     assert_eq!(list[1].bfd, None, "no BFD configured: absent");
 
-    let one = c
-        .get_peer(pb::GetPeerRequest {
-            address: "198.18.0.2".into(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
+    let one = get_peer(&mut c, "198.18.0.2").await;
     assert_eq!(bfd_of(&one), Some(session()));
 
-    let mut w = c
-        .watch_peers(pb::WatchPeersRequest {})
-        .await
-        .expect("watch")
-        .into_inner();
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
-            .await
-            .expect("event within 10s")
-            .expect("stream open")
-            .expect("event ok");
-        assert_eq!(ev.kind, pb::PeerEventKind::Snapshot as i32);
-        seen.push(ev.peer.expect("peer in a snapshot event"));
-    }
+    let seen = watch_peers_snapshot(&mut c, 2).await;
     assert_eq!(bfd_of(&seen[0]), Some(session()));
     assert_eq!(seen[1].bfd, None);
     srv.shutdown().await;
@@ -97,15 +82,11 @@ async fn explain_tells_when_bfd_took_the_paths_away() {
     let reason = "BFD went down (control detection time expired); paths withdrawn";
     core.record_departure("198.19.9.0/24", "198.18.0.3", 1_796_658_001, reason);
     let srv = TestServer::start(core.clone()).await;
-    let mut c = pb::routes_client::RoutesClient::new(srv.channel().await);
+    let mut c = RoutesClient::new(srv.channel().await);
 
-    let e = c
-        .explain_route(pb::ExplainRouteRequest {
-            prefix: "198.19.9.0/24".into(),
-        })
+    let e = explain(&mut c, "198.19.9.0/24")
         .await
-        .expect("a departure alone is an answer")
-        .into_inner();
+        .expect("a departure alone is an answer");
     assert!(e.candidates.is_empty());
     let d = departure_from_pb("departed", e.departed.as_ref().expect("departed"))
         .expect("valid departure");
@@ -119,20 +100,11 @@ async fn explain_tells_when_bfd_took_the_paths_away() {
         }
     );
 
-    let e = c
-        .explain_route(pb::ExplainRouteRequest {
-            prefix: "198.19.7.0/24".into(),
-        })
-        .await
-        .expect("explain")
-        .into_inner();
+    let e = explain(&mut c, "198.19.7.0/24").await.expect("explain");
     assert_eq!(e.candidates.len(), 1);
     assert_eq!(e.departed, None);
 
-    let err = c
-        .explain_route(pb::ExplainRouteRequest {
-            prefix: "198.19.10.0/24".into(),
-        })
+    let err = explain(&mut c, "198.19.10.0/24")
         .await
         .expect_err("neither path nor departure");
     assert_eq!(err.code(), tonic::Code::NotFound);

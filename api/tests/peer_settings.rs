@@ -4,13 +4,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{TestCore, TestServer};
+use common::{TestCore, TestServer, get_peer, list_peers, watch_peers_snapshot};
 use tabby_api::convert::peer_settings_from_pb;
 use tabby_api::model::{Family, GracefulRestartSettings, NextHopMode, PeerSettings, SessionState};
 use tabby_proto::v1 as pb;
-use tokio_stream::StreamExt;
 
 fn tor() -> PeerSettings {
     PeerSettings {
@@ -61,42 +58,21 @@ async fn peers_carry_their_session_settings() {
         .unwrap()
         .settings = Some(tor());
     let srv = TestServer::start(core.clone()).await;
-    let mut c = pb::peers_client::PeersClient::new(srv.channel().await);
+    let mut c = srv.peers_client().await;
 
-    let list = c
-        .list_peers(pb::ListPeersRequest {})
-        .await
-        .expect("list")
-        .into_inner()
-        .peers;
+    let list = list_peers(&mut c).await;
     assert_eq!(list.len(), 2);
     assert_eq!(settings_of(&list[0]), Some(tor()));
     assert_eq!(list[1].settings, None, "none known: absent");
 
-    let one = c
-        .get_peer(pb::GetPeerRequest {
-            address: "198.18.0.2".into(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
+    let one = get_peer(&mut c, "198.18.0.2").await;
     assert_eq!(settings_of(&one), Some(tor()));
     let s = one.settings.as_ref().unwrap();
     assert_eq!(s.next_hop, pb::NextHopMode::Keep as i32);
     assert_eq!(s.ttl_security_hops, 1);
     assert!(s.password_set);
 
-    let mut w = c
-        .watch_peers(pb::WatchPeersRequest {})
-        .await
-        .expect("watch")
-        .into_inner();
-    let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
-        .await
-        .expect("event within 10s")
-        .expect("stream open")
-        .expect("event ok");
-    assert_eq!(ev.kind, pb::PeerEventKind::Snapshot as i32);
-    assert_eq!(settings_of(ev.peer.as_ref().unwrap()), Some(tor()));
+    let seen = watch_peers_snapshot(&mut c, 1).await;
+    assert_eq!(settings_of(&seen[0]), Some(tor()));
     srv.shutdown().await;
 }

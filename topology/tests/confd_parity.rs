@@ -5,6 +5,7 @@
 //! decoding (sigs.k8s.io/yaml over a YAML 1.1 parser). The resources here are written for
 //! these tests.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use tabby_topology::*;
@@ -39,8 +40,42 @@ metadata: {name: hi, labels: {peering: 'on'}}
 spec: {bgp: {ipv4Address: 198.18.0.2/24, ipv6Address: '2001:db8::2/64'}}
 ";
 
-fn with(extra: &str) -> Resources {
-    load(&format!("{TWO_NODES}---\n{extra}"))
+/// A BGPPeer document.
+fn bgp_peer(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+    )
+}
+
+/// [`TWO_NODES`] and a BGPPeer for each `(name, spec)`.
+fn with(peers: &[(&str, &str)]) -> Resources {
+    let peers: Vec<String> = peers.iter().map(|(n, s)| bgp_peer(n, s)).collect();
+    load(&format!("{TWO_NODES}---\n{}", peers.join("---\n")))
+}
+
+/// No mesh; `rr` (198.18.0.9, cluster id 198.18.0.100) labelled `route-reflector:
+/// {rr_label}`, `client` (198.18.0.10), and the BGPPeer `to-rr` with `spec`.
+fn reflector_and_client(rr_label: &str, spec: &str) -> Resources {
+    load(&format!(
+        "
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {{name: default}}
+spec: {{nodeToNodeMeshEnabled: false}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {{name: rr, labels: {{route-reflector: {rr_label}}}}}
+spec: {{bgp: {{ipv4Address: 198.18.0.9, routeReflectorClusterID: 198.18.0.100}}}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {{name: client}}
+spec: {{bgp: {{ipv4Address: 198.18.0.10}}}}
+---
+{}",
+        bgp_peer("to-rr", spec)
+    ))
 }
 
 // ---------------------------------------------------------------- 1. who is passive
@@ -50,13 +85,7 @@ fn global_peer_selector_peerings_are_active_on_both_ends() {
     // confd: peers a peerSelector picks come from nodeAsBGPPeers, which never sets
     // calico_node, so the template's `passive on` (calico_node && ip > node ip) never
     // applies, on either end, even for a global BGPPeer.
-    let res = with(
-        "apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: all-with-all}
-spec: {peerSelector: peering == 'on'}
-",
-    );
+    let res = with(&[("all-with-all", "{peerSelector: peering == 'on'}")]);
     for (me, other, other6) in [
         ("lo", "198.18.0.2", "2001:db8::2"),
         ("hi", "198.18.0.11", "2001:db8::11"),
@@ -78,13 +107,7 @@ spec: {peerSelector: peering == 'on'}
 fn node_specific_peer_selector_peerings_are_active() {
     // Node-specific peerings (node / nodeSelector) are rendered without `passive on` at all,
     // whatever selects the remote side; so are the automatic reverse peerings.
-    let res = with(
-        "apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: lo-to-hi}
-spec: {node: lo, peerSelector: peering == 'on'}
-",
-    );
+    let res = with(&[("lo-to-hi", "{node: lo, peerSelector: peering == 'on'}")]);
     let lo = derive(&res, "lo").unwrap();
     assert!(!lo.peers[&key("198.18.0.2", 179)].passive);
     let hi = derive(&res, "hi").unwrap();
@@ -98,18 +121,10 @@ fn global_peer_ip_naming_a_calico_node_stays_one_way() {
     // The one explicit case confd makes one-way: a global BGPPeer whose peerIP is another
     // Calico node's address (calico_node set) — passive where the peer's address is the
     // greater string, for IPv6 too.
-    let res = with(
-        "apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: to-hi}
-spec: {peerIP: 198.18.0.2, asNumber: 64512}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: to-hi-v6}
-spec: {peerIP: '2001:db8::2', asNumber: 64512}
-",
-    );
+    let res = with(&[
+        ("to-hi", "{peerIP: 198.18.0.2, asNumber: 64512}"),
+        ("to-hi-v6", "{peerIP: '2001:db8::2', asNumber: 64512}"),
+    ]);
     let lo = derive(&res, "lo").unwrap();
     assert!(lo.peers[&key("198.18.0.2", 179)].passive);
     // "2001:db8::2" > "2001:db8::11" as text too: lo waits over IPv6 as well.
@@ -127,29 +142,7 @@ fn route_reflector_peerings_chosen_by_selector_are_active_both_ways() {
     // The usual reflector layout with a global BGPPeer: clients select the reflector by
     // label. Both ends connect (no calico_node); the reflector still treats the client as
     // an `rr client` (iBGP, cluster id differs), which has no bearing on passive.
-    let res = load(
-        "
-apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {nodeToNodeMeshEnabled: false}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: rr, labels: {route-reflector: 'true'}}
-spec: {bgp: {ipv4Address: 198.18.0.9, routeReflectorClusterID: 198.18.0.100}}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: client}
-spec: {bgp: {ipv4Address: 198.18.0.10}}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: to-rr}
-spec: {peerSelector: route-reflector == 'true'}
-",
-    );
+    let res = reflector_and_client("'true'", "{peerSelector: route-reflector == 'true'}");
     let client = derive(&res, "client").unwrap();
     let up = &client.peers[&key("198.18.0.9", 179)];
     assert!(!up.passive && !up.rr_client);
@@ -172,13 +165,7 @@ fn peer_ip_without_as_number_takes_the_calico_nodes_as() {
     // asNumber is optional in the v3 API. confd treats an empty asNumber as the cluster's
     // AS when it matches the address against the Calico nodes (nodesWithIPPortAndAS), so
     // the node owning the address peers back with every selected node, using their ASes.
-    let res = with(
-        "apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: to-hi}
-spec: {peerIP: 198.18.0.2}
-",
-    );
+    let res = with(&[("to-hi", "{peerIP: 198.18.0.2}")]);
     let lo = derive(&res, "lo").unwrap();
     let p = &lo.peers[&key("198.18.0.2", 179)];
     assert_eq!(p.peer_as, 64512);
@@ -194,11 +181,12 @@ spec: {peerIP: 198.18.0.2}
 #[test]
 fn peer_ip_without_as_number_uses_that_nodes_own_as() {
     let res = load(&format!(
-        "{}---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {{name: to-hi}}\nspec: {{node: lo, peerIP: '2001:db8::2'}}\n",
+        "{}---\n{}",
         TWO_NODES.replace(
             "ipv6Address: '2001:db8::2/64'}",
             "ipv6Address: '2001:db8::2/64', asNumber: 65002}"
-        )
+        ),
+        bgp_peer("to-hi", "{node: lo, peerIP: '2001:db8::2'}")
     ));
     let lo = derive(&res, "lo").unwrap();
     let p = &lo.peers[&key("2001:db8::2", 179)];
@@ -212,18 +200,10 @@ fn peer_ip_without_as_number_uses_that_nodes_own_as() {
 
 #[test]
 fn peer_ip_without_as_number_to_an_outside_address_is_skipped_with_a_warning() {
-    let res = with(
-        "apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: mystery}
-spec: {peerIP: 203.0.113.7}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: tor}
-spec: {peerIP: 198.51.100.1, asNumber: 65000}
-",
-    );
+    let res = with(&[
+        ("mystery", "{peerIP: 203.0.113.7}"),
+        ("tor", "{peerIP: 198.51.100.1, asNumber: 65000}"),
+    ]);
     let s = derive(&res, "lo").unwrap();
     assert!(!s.peers.contains_key(&key("203.0.113.7", 179)));
     assert_eq!(s.peers[&key("198.51.100.1", 179)].peer_as, 65000);
@@ -457,52 +437,28 @@ spec: {bgp: {ipv4Address: 198.18.0.1}}
 ";
     let res = load(text);
     let labels = &res.nodes["n1"].labels;
-    let get = |k: &str| labels.get(k).map(String::as_str);
-    assert_eq!(get("routeReflector"), Some("true"));
-    assert_eq!(get("route-reflector"), Some("true"));
-    assert_eq!(get("a"), Some("true"));
-    assert_eq!(get("b"), Some("false"));
-    assert_eq!(get("c"), Some("on"), "quoted: a string, as written");
-    assert_eq!(get("d"), Some("false"));
-    assert_eq!(get("e"), Some("true"));
-    assert_eq!(get("f"), Some("false"));
-    assert_eq!(get("g"), Some("yes"));
-    assert_eq!(get("h"), Some("1"));
-    assert_eq!(get("i"), Some("7"), "YAML 1.1: a leading 0 is octal");
-    assert_eq!(get("j"), Some("31"));
-    assert_eq!(get("k"), Some("1000"));
-    assert_eq!(get("l"), Some("2.5"));
-    assert_eq!(get("m"), Some(""));
-    assert_eq!(get("day"), Some("2024-01-01"));
-    assert_eq!(get("o"), Some("no"));
-    assert_eq!(get("true"), Some("key"), "keys resolve too");
-    assert_eq!(labels.len(), 18);
+    // Quoted 'on' stays the string written; YAML 1.1 reads a leading 0 as octal (007 is 7);
+    // keys resolve too (`yes: key` is "true": "key"). Nothing else is a label.
+    let want = "routeReflector=true route-reflector=true a=true b=false c=on d=false e=true \
+                f=false g=yes h=1 i=7 j=31 k=1000 l=2.5 m= day=2024-01-01 o=no true=key";
+    let want: BTreeMap<&str, &str> = want
+        .split_whitespace()
+        .map(|kv| kv.split_once('=').unwrap())
+        .collect();
+    let got: BTreeMap<&str, &str> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(got, want);
 }
 
 #[test]
 fn a_selector_on_true_matches_a_label_written_yes() {
-    let text = "
-apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {nodeToNodeMeshEnabled: false}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: rr, labels: {route-reflector: yes}}
-spec: {bgp: {ipv4Address: 198.18.0.9, routeReflectorClusterID: 198.18.0.100}}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {name: client}
-spec: {bgp: {ipv4Address: 198.18.0.10}}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: to-rr}
-spec: {nodeSelector: \"!has(route-reflector)\", peerSelector: route-reflector == 'true'}
-";
-    let s = derive(&load(text), "client").unwrap();
+    let res = reflector_and_client(
+        "yes",
+        "{nodeSelector: \"!has(route-reflector)\", peerSelector: route-reflector == 'true'}",
+    );
+    let s = derive(&res, "client").unwrap();
     assert_eq!(
         s.peers.keys().copied().collect::<Vec<_>>(),
         vec![key("198.18.0.9", 179)]

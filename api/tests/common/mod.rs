@@ -13,7 +13,10 @@ use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
 use tabby_api::model::*;
 use tabby_api::{ApiConfig, Core, CoreError, RouteJournal};
+use tabby_proto::v1 as pb;
+use tabby_proto::v1::peers_client::PeersClient;
 use tokio::sync::broadcast;
+use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// State of the test core.
@@ -627,6 +630,11 @@ impl TestServer {
         unix_channel(&self.socket).await
     }
 
+    /// A Peers client connected to this server.
+    pub async fn peers_client(&self) -> PeersClient<Channel> {
+        PeersClient::new(self.channel().await)
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -661,4 +669,44 @@ pub async fn unix_channel(path: &FsPath) -> Channel {
         }))
         .await
         .expect("connect over unix socket")
+}
+
+/// Every peer, as ListPeers gives them.
+pub async fn list_peers(c: &mut PeersClient<Channel>) -> Vec<pb::Peer> {
+    c.list_peers(pb::ListPeersRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .peers
+}
+
+/// One peer, as GetPeer gives it.
+pub async fn get_peer(c: &mut PeersClient<Channel>, address: &str) -> pb::Peer {
+    c.get_peer(pb::GetPeerRequest {
+        address: address.into(),
+    })
+    .await
+    .expect("get")
+    .into_inner()
+}
+
+/// The first `n` peers of a new WatchPeers stream, each sent as a snapshot
+/// event.
+pub async fn watch_peers_snapshot(c: &mut PeersClient<Channel>, n: usize) -> Vec<pb::Peer> {
+    let mut w = c
+        .watch_peers(pb::WatchPeersRequest {})
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .expect("event within 10s")
+            .expect("stream open")
+            .expect("event ok");
+        assert_eq!(ev.kind, pb::PeerEventKind::Snapshot as i32);
+        seen.push(ev.peer.expect("peer in a snapshot event"));
+    }
+    seen
 }

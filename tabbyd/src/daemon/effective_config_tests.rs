@@ -58,11 +58,11 @@ pub(in crate::daemon) fn daemon_with(yaml: &str) -> (Daemon, Spawned) {
     (d, spawned)
 }
 
-const PASSWORD: &str = "tor-secret-value";
+pub(in crate::daemon) const PASSWORD: &str = "tor-secret-value";
 
 /// node-a in a mesh with node-b, a BGPPeer that sets every session knob,
 /// a pool, a block and service IPs.
-fn cluster() -> String {
+pub(in crate::daemon) fn cluster() -> String {
     format!(
         "
 apiVersion: projectcalico.org/v3

@@ -4,60 +4,25 @@
 
 use serde_json::Value;
 
+use super::super::effective_config::tests::{self as effective, PASSWORD};
 use super::*;
 
 const TOR: &str = "198.18.0.1";
-const PASSWORD: &str = "tor-md5-secret";
 
-/// node-a meshed with node-b, and a top-of-rack BGPPeer that sets every
-/// session knob Calico has.
+/// The effective-config tests' cluster (node-a meshed with node-b, and a
+/// top-of-rack BGPPeer that sets every session knob Calico has), with the
+/// BGP port left at its default and the ToR's next hop set by
+/// `nextHopMode`.
 fn cluster() -> String {
-    format!(
-        "
-apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {{name: default}}
-spec: {{asNumber: 64512, nodeToNodeMeshEnabled: true}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: bgp-secrets, namespace: calico-system}}
-stringData: {{tor: {PASSWORD}}}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {{name: node-a}}
-spec: {{bgp: {{ipv4Address: 198.18.0.11/24}}}}
----
-apiVersion: projectcalico.org/v3
-kind: Node
-metadata: {{name: node-b}}
-spec: {{bgp: {{ipv4Address: 198.18.0.12/24}}}}
----
-apiVersion: projectcalico.org/v3
-kind: BGPFilter
-metadata: {{name: edge}}
-spec:
-  importV4: [{{action: Accept, matchOperator: In, cidr: 198.51.100.0/24}}]
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {{name: tor}}
-spec:
-  node: node-a
-  peerIP: {TOR}:1179
-  asNumber: 65100
-  localASNumber: 64999
-  password: {{secretKeyRef: {{name: bgp-secrets, key: tor}}}}
-  ttlSecurity: 1
-  keepaliveTime: 20s
-  maxRestartTime: 90s
-  nextHopMode: Keep
-  numAllowedLocalASNumbers: 2
-  reachableBy: 198.18.0.254
-  filters: [edge]
-"
-    )
+    let mut yaml = effective::cluster();
+    for (from, to) in [
+        ("  listenPort: 1790\n", ""),
+        ("keepOriginalNextHop: true", "nextHopMode: Keep"),
+    ] {
+        assert!(yaml.contains(from), "{from:?} is no longer in the cluster");
+        yaml = yaml.replace(from, to);
+    }
+    yaml
 }
 
 fn settings(h: &Harness, addr: &str) -> am::PeerSettings {
