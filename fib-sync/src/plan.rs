@@ -213,6 +213,37 @@ impl Planner {
             },
             FibOp::Remove(p) => self.unwant(p.trunc()),
             FibOp::Converged => self.set_converged(),
+            FibOp::Priority { v4, v6 } => self.set_priority(v4, v6),
+        }
+    }
+
+    /// Moves our routes to new metrics. Which kernel routes sit on our key
+    /// (ours, foreign) is relative to the metric, so the view is rebuilt
+    /// from a dump; everything wanted or held is replanned after it: routes
+    /// at the old metric become stale and go once the new ones are in.
+    fn set_priority(&mut self, v4: u32, v6: u32) {
+        let v6 = if v6 == 0 { 1024 } else { v6 };
+        let target = &mut self.view.target;
+        if target.metric_v4 == v4 && target.metric_v6 == v6 {
+            return;
+        }
+        info!(
+            from_v4 = target.metric_v4,
+            from_v6 = target.metric_v6,
+            v4,
+            v6,
+            "route priority changed: moving our routes"
+        );
+        target.metric_v4 = v4;
+        target.metric_v6 = v6;
+        self.need_dump = true;
+        let mut all: Vec<IpNet> = self.desired.keys().copied().collect();
+        all.extend(self.view.ours.keys().copied());
+        all.extend(self.view.stale_metric.keys().copied());
+        self.changed += all.len();
+        for p in all {
+            self.parked.remove(&p);
+            self.mark(p);
         }
     }
 
@@ -289,6 +320,11 @@ impl Planner {
         for p in inherited {
             self.mark(p);
         }
+        // Routes left at an old metric by a priority change go now.
+        let stale: Vec<IpNet> = self.view.stale_metric.keys().copied().collect();
+        for p in stale {
+            self.mark(p);
+        }
     }
 
     // ----- planning ----------------------------------------------------------
@@ -330,7 +366,16 @@ impl Planner {
         if self.converged
             && let Some(&metric) = self.view.stale_metric.get(&p).and_then(|v| v.first())
         {
-            return Some(Op::Delete { metric });
+            // Make before break: a wanted route not yet at our metric goes in
+            // first (another key), then the old one.
+            let install_first = self.desired.contains_key(&p)
+                && !self.view.ours.contains_key(&p)
+                && !self.view.foreign_may_hold(&p)
+                && !self.parked.contains_key(&p)
+                && self.bulk.is_none();
+            if !install_first {
+                return Some(Op::Delete { metric });
+            }
         }
         let metric = self.view.metric_for(&p);
         let foreign = self.view.foreign_may_hold(&p);
@@ -520,6 +565,11 @@ impl Planner {
             *self.counters.errors.entry(errno).or_default() += 1;
         }
         self.parked.insert(prefix, errno);
+        // A route of ours at an old metric waited for this one (make before
+        // break): it goes now.
+        if self.converged && self.view.stale_metric.contains_key(&prefix) {
+            self.mark(prefix);
+        }
     }
 
     fn unpark(&mut self, why: &str) {

@@ -78,6 +78,12 @@ pub enum FibOp {
     /// The RIB has converged: routes of ours found at start that are not
     /// wanted by then go (see `FibHandle::converged`).
     Converged,
+    /// From now on our routes sit at these metrics (`RTA_PRIORITY`, per
+    /// family; 0 for IPv6 means 1024), replacing `FibConfig::metric`. A
+    /// metric is part of the kernel's route key, so each route is installed
+    /// at the new metric and then removed from the old one (once the RIB
+    /// has converged, like any route of ours at an old metric).
+    Priority { v4: u32, v6: u32 },
 }
 
 /// What a route does with packets.

@@ -173,13 +173,21 @@ fn bfd_takes_a_dead_tor_link_out_of_the_kernel_in_under_a_second() -> Result<()>
             "/metrics lacks `{want}`:\n{text}"
         );
     }
-    let counter = |name: &str| -> Result<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .ok_or_else(|| anyhow!("/metrics lacks {name}:\n{text}"))
-    };
-    ensure!(counter("tabby_bfd_packets_sent_total")? > 10);
-    ensure!(counter("tabby_bfd_packets_received_total")? > 10);
+    // The packet counters reach /metrics once a second.
+    lab.wait_for("BFD packet counters in /metrics", T, || {
+        let text = lab.in_ns(&node, scrape_metrics)??;
+        for name in [
+            "tabby_bfd_packets_sent_total",
+            "tabby_bfd_packets_received_total",
+        ] {
+            let n: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .ok_or_else(|| anyhow!("/metrics lacks {name}"))?;
+            ensure!(n > 10, "{name} is {n}");
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 

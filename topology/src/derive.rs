@@ -107,6 +107,22 @@ pub fn derive_with(
         mesh_enabled: ctx.mesh_enabled,
         log_severity,
         ignored_interfaces,
+        program_cluster_routes: ctx
+            .default
+            .and_then(|c| c.program_cluster_routes)
+            .unwrap_or_default(),
+        service_lb_aggregation: ctx
+            .default
+            .and_then(|c| c.service_load_balancer_aggregation)
+            .unwrap_or(true),
+        normal_route_priority_v4: ctx
+            .default
+            .and_then(|c| c.ipv4_normal_route_priority)
+            .unwrap_or(DEFAULT_NORMAL_ROUTE_PRIORITY),
+        normal_route_priority_v6: ctx
+            .default
+            .and_then(|c| c.ipv6_normal_route_priority)
+            .unwrap_or(DEFAULT_NORMAL_ROUTE_PRIORITY),
         peers: BTreeMap::new(),
         originated: BTreeMap::new(),
         pools: Vec::new(),
@@ -634,7 +650,12 @@ fn derive_pools(res: &Resources, me: &Node, state: &mut NodeState) {
         .ip_pools
         .values()
         .map(|p| {
+            let ipip = p.ipip_mode != EncapMode::Never;
             let kernel = if p.vxlan_mode != EncapMode::Never {
+                KernelRoute::Skip
+            } else if !state.program_cluster_routes.programs(ipip) {
+                // programClusterRoutes hands these pools' cluster routes to Felix: still
+                // advertised and learned, never programmed here.
                 KernelRoute::Skip
             } else {
                 match p.ipip_mode {
@@ -706,13 +727,20 @@ fn derive_originated(
         return;
     }
     let Some(cfg) = ctx.default else { return };
+    // serviceLoadBalancerAggregation: Disabled drops the LoadBalancer ranges; Calico then
+    // announces each Service's LB ingress IP instead, which needs Services (not read here).
+    let lb_ips: &[IpNet] = if state.service_lb_aggregation {
+        &cfg.service_load_balancer_ips
+    } else {
+        &[]
+    };
     for (list, kind) in [
-        (&cfg.service_cluster_ips, OriginKind::ServiceClusterIps),
-        (&cfg.service_external_ips, OriginKind::ServiceExternalIps),
+        (&cfg.service_cluster_ips[..], OriginKind::ServiceClusterIps),
         (
-            &cfg.service_load_balancer_ips,
-            OriginKind::ServiceLoadBalancerIps,
+            &cfg.service_external_ips[..],
+            OriginKind::ServiceExternalIps,
         ),
+        (lb_ips, OriginKind::ServiceLoadBalancerIps),
     ] {
         for prefix in list {
             state.originated.entry(*prefix).or_insert(OriginatedRoute {

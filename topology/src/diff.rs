@@ -21,6 +21,12 @@ pub enum GlobalField {
     IgnoredInterfaces,
     /// Mesh on/off (the peers it adds or removes come as their own changes).
     MeshEnabled,
+    /// `ipv4NormalRoutePriority` / `ipv6NormalRoutePriority`: kernel-side only, sessions stay.
+    NormalRoutePriority,
+    /// `programClusterRoutes` (its kernel effect comes as [`Change::PoolsChanged`]).
+    ProgramClusterRoutes,
+    /// `serviceLoadBalancerAggregation` (its routes come as originated changes).
+    ServiceLbAggregation,
 }
 
 impl GlobalField {
@@ -204,6 +210,17 @@ pub fn diff(old: &NodeState, new: &NodeState) -> Vec<Change> {
     }
     if old.mesh_enabled != new.mesh_enabled {
         g.push(GlobalField::MeshEnabled);
+    }
+    if old.normal_route_priority_v4 != new.normal_route_priority_v4
+        || old.normal_route_priority_v6 != new.normal_route_priority_v6
+    {
+        g.push(GlobalField::NormalRoutePriority);
+    }
+    if old.program_cluster_routes != new.program_cluster_routes {
+        g.push(GlobalField::ProgramClusterRoutes);
+    }
+    if old.service_lb_aggregation != new.service_lb_aggregation {
+        g.push(GlobalField::ServiceLbAggregation);
     }
     if !g.is_empty() {
         out.push(Change::GlobalChanged(g));

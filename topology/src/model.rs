@@ -311,6 +311,50 @@ fn parse_bgp_configuration(
     cfg.node_mesh_password = parse_secret_ref(&mut f, "nodeMeshPassword")?;
     cfg.node_mesh_max_restart_time = f.duration("nodeMeshMaxRestartTime")?;
     cfg.ignored_interfaces = f.string_list("ignoredInterfaces")?;
+    cfg.service_load_balancer_aggregation =
+        match f.nonempty("serviceLoadBalancerAggregation")?.as_deref() {
+            None => None,
+            Some("Enabled") => Some(true),
+            Some("Disabled") => Some(false),
+            Some(other) => {
+                return Err(f.err(
+                    "serviceLoadBalancerAggregation",
+                    format!("'{other}' is not Enabled or Disabled"),
+                ));
+            }
+        };
+    cfg.program_cluster_routes = match f.nonempty("programClusterRoutes")?.as_deref() {
+        None => None,
+        Some("Enabled") => Some(ProgramClusterRoutes::Enabled),
+        Some("Disabled") => Some(ProgramClusterRoutes::Disabled),
+        Some("EnabledIPIPOnly") => Some(ProgramClusterRoutes::EnabledIpipOnly),
+        Some("EnabledNoEncapOnly") => Some(ProgramClusterRoutes::EnabledNoEncapOnly),
+        Some(other) => {
+            return Err(f.err(
+                "programClusterRoutes",
+                format!(
+                    "'{other}' is not Enabled, Disabled, EnabledIPIPOnly or EnabledNoEncapOnly"
+                ),
+            ));
+        }
+    };
+    for (key, out) in [
+        (
+            "ipv4NormalRoutePriority",
+            &mut cfg.ipv4_normal_route_priority,
+        ),
+        (
+            "ipv6NormalRoutePriority",
+            &mut cfg.ipv6_normal_route_priority,
+        ),
+    ] {
+        if let Some(p) = f.uint(key, 2_147_483_646)? {
+            if p == 0 {
+                return Err(f.err(key, "must be from 1 to 2147483646"));
+            }
+            *out = u32::try_from(p).ok();
+        }
+    }
     f.finish();
 
     // Calico's API refuses cluster-wide settings on per-node configurations.

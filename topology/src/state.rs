@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::types::{Community, EncapMode};
+use crate::types::{Community, EncapMode, ProgramClusterRoutes};
 
 /// A session is identified by the peer's address and TCP port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -386,6 +386,15 @@ pub struct NodeState {
     pub mesh_enabled: bool,
     pub log_severity: Option<String>,
     pub ignored_interfaces: Vec<String>,
+    /// `programClusterRoutes` of `default` (unset: `Enabled`); already folded into each
+    /// pool's [`PoolState::kernel`].
+    pub program_cluster_routes: ProgramClusterRoutes,
+    /// `serviceLoadBalancerAggregation` of `default` (unset: `Enabled`). When false the
+    /// `serviceLoadBalancerIPs` ranges are not originated.
+    pub service_lb_aggregation: bool,
+    /// `ipv4NormalRoutePriority` / `ipv6NormalRoutePriority` of `default` (unset: 1024).
+    pub normal_route_priority_v4: u32,
+    pub normal_route_priority_v6: u32,
     pub peers: BTreeMap<PeerKey, Peer>,
     pub originated: BTreeMap<IpNet, OriginatedRoute>,
     pub pools: Vec<PoolState>,

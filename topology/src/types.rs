@@ -175,10 +175,61 @@ pub struct BgpConfiguration {
     pub node_mesh_password: Option<SecretKeyRef>,
     pub node_mesh_max_restart_time: Option<Duration>,
     pub ignored_interfaces: Vec<String>,
+    /// `serviceLoadBalancerAggregation` (Calico 3.31+): `Some(false)` is `Disabled`.
+    /// Read from `default` only, as confd does.
+    pub service_load_balancer_aggregation: Option<bool>,
+    /// `programClusterRoutes` (Calico 3.32+). Read from `default` only.
+    pub program_cluster_routes: Option<ProgramClusterRoutes>,
+    /// `ipv4NormalRoutePriority` / `ipv6NormalRoutePriority` (Calico 3.32+), 1..=2147483646.
+    /// Read from `default` only.
+    pub ipv4_normal_route_priority: Option<u32>,
+    pub ipv6_normal_route_priority: Option<u32>,
     /// The `tabby-routing.io/bfd` annotation, for the node-to-node mesh sessions (`default`:
     /// every node's; `node.<name>`: that node's, over `default`'s). `None`: not annotated.
     pub bfd: Option<BfdAnnotation>,
 }
+
+/// `BGPConfiguration.spec.programClusterRoutes`: which pools' cluster routes (routes to
+/// other nodes' blocks) the BGP stack programs; Felix programs the rest. Only pools with
+/// `vxlanMode: Never` are concerned (Felix always programs VXLAN routes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgramClusterRoutes {
+    /// IPIP and unencapsulated pools (Calico 3.32's default).
+    #[default]
+    Enabled,
+    /// Neither: Felix programs every cluster route.
+    Disabled,
+    /// IPIP pools only (Calico 3.34's split of the field).
+    EnabledIpipOnly,
+    /// Unencapsulated pools only (Calico 3.34's split of the field).
+    EnabledNoEncapOnly,
+}
+
+impl ProgramClusterRoutes {
+    /// Calico's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProgramClusterRoutes::Enabled => "Enabled",
+            ProgramClusterRoutes::Disabled => "Disabled",
+            ProgramClusterRoutes::EnabledIpipOnly => "EnabledIPIPOnly",
+            ProgramClusterRoutes::EnabledNoEncapOnly => "EnabledNoEncapOnly",
+        }
+    }
+
+    /// Does the BGP stack program routes for pools with this IPIP mode (`vxlanMode: Never`)?
+    pub fn programs(self, ipip: bool) -> bool {
+        match self {
+            ProgramClusterRoutes::Enabled => true,
+            ProgramClusterRoutes::Disabled => false,
+            ProgramClusterRoutes::EnabledIpipOnly => ipip,
+            ProgramClusterRoutes::EnabledNoEncapOnly => !ipip,
+        }
+    }
+}
+
+/// Calico's default `ipv4NormalRoutePriority` / `ipv6NormalRoutePriority` (Felix's normal
+/// workload route metric).
+pub const DEFAULT_NORMAL_ROUTE_PRIORITY: u32 = 1024;
 
 /// `BGPPeer.spec.sourceAddress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

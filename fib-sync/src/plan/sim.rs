@@ -61,6 +61,8 @@ pub(crate) struct Kernel {
     /// Route notifications are queued (off during a bulk run).
     pub listening: bool,
     pub notes: VecDeque<Note>,
+    /// The metric our routes are wanted at (`FibOp::Priority` moves it).
+    pub metric: u32,
 }
 
 impl Default for Kernel {
@@ -74,6 +76,7 @@ impl Default for Kernel {
             unreachable: BTreeSet::new(),
             listening: true,
             notes: VecDeque::new(),
+            metric: METRIC,
         }
     }
 }
@@ -138,7 +141,7 @@ impl Kernel {
         let v6 = matches!(r.prefix, IpNet::V6(_));
         match &r.op {
             Op::Create(w) | Op::Replace(w) => {
-                let key = (r.prefix, METRIC);
+                let key = (r.prefix, self.metric);
                 let shape = Self::spelled(&w.shape);
                 let held = self.table.get(&key).is_some_and(|v| !v.is_empty());
                 let create = matches!(r.op, Op::Create(_));
@@ -153,7 +156,7 @@ impl Kernel {
                 }
                 let route = KernelRoute {
                     pref_src: w.pref_src,
-                    ..kernel_route(r.prefix, OURS, METRIC, shape)
+                    ..kernel_route(r.prefix, OURS, self.metric, shape)
                 };
                 let routes = self.table.entry(key).or_default();
                 if create {
@@ -211,7 +214,7 @@ impl Kernel {
     pub(crate) fn change_ours(&mut self, prefix: IpNet, shape: Shape) -> bool {
         let Some(r) = self
             .table
-            .get_mut(&(prefix, METRIC))
+            .get_mut(&(prefix, self.metric))
             .and_then(|v| v.iter_mut().find(|r| r.protocol == OURS))
         else {
             return false;
@@ -300,14 +303,14 @@ impl Kernel {
     /// Our route on `prefix`'s key.
     pub(crate) fn ours(&self, prefix: &IpNet) -> Option<&KernelRoute> {
         self.table
-            .get(&(*prefix, METRIC))
+            .get(&(*prefix, self.metric))
             .and_then(|v| v.iter().find(|r| r.protocol == OURS))
     }
 
     /// Routes of other protocols on `prefix`'s key.
     pub(crate) fn foreign_on_key(&self, prefix: &IpNet) -> usize {
         self.table
-            .get(&(*prefix, METRIC))
+            .get(&(*prefix, self.metric))
             .map_or(0, |v| v.iter().filter(|r| r.protocol != OURS).count())
     }
 
@@ -315,7 +318,7 @@ impl Kernel {
     pub(crate) fn stale_metrics(&self, prefix: &IpNet) -> Vec<u32> {
         self.table
             .range((*prefix, 0)..=(*prefix, u32::MAX))
-            .filter(|((_, m), v)| *m != METRIC && v.iter().any(|r| r.protocol == OURS))
+            .filter(|((_, m), v)| *m != self.metric && v.iter().any(|r| r.protocol == OURS))
             .map(|((_, m), _)| *m)
             .collect()
     }
@@ -345,7 +348,7 @@ impl Kernel {
         };
         Some(KernelRoute {
             pref_src: want.pref_src,
-            ..kernel_route(want.prefix, OURS, METRIC, shape)
+            ..kernel_route(want.prefix, OURS, self.metric, shape)
         })
     }
 
@@ -458,7 +461,7 @@ impl Sim {
                 assert!(!view.foreign_may_hold(p), "create on a foreign key: {r:?}");
                 assert!(!view.ours.contains_key(p), "create over our route: {r:?}");
             }
-            Op::Delete { metric } if *metric == METRIC => {
+            Op::Delete { metric } if *metric == view.metric_for(p) => {
                 assert!(view.ours.contains_key(p), "delete without our route: {r:?}");
             }
             Op::Delete { metric } => assert!(

@@ -769,3 +769,60 @@ fn notifications_of_other_tables_and_stale_metrics_are_kept_apart() {
     );
     sim.assert_reconciled();
 }
+
+#[test]
+fn a_priority_change_moves_our_routes_make_before_break() {
+    let mut sim = converged_sim(Kernel::default());
+    let p = "100.64.1.0/24";
+    let b = "100.64.2.0/26";
+    sim.plan.apply(FibOp::Set(via(p, "198.18.0.2")));
+    sim.plan.apply(FibOp::Set(FibRoute::blackhole(net(b))));
+    sim.run();
+    assert_eq!(
+        sim.kernel.table.get(&(net(p), METRIC)).map(Vec::len),
+        Some(1)
+    );
+    let sent_before = sim.sent_for(&net(p)).len();
+    sim.plan.apply(FibOp::Priority { v4: 1024, v6: 1024 });
+    sim.kernel.metric = 1024;
+    sim.run();
+    assert_eq!(sim.plan.target().metric_v4, 1024);
+    // At the new metric, gone from the old one: no route of ours left at 32.
+    assert_eq!(
+        sim.kernel.ours(&net(p)),
+        Some(&ours_via(p, "198.18.0.2", 1024))
+    );
+    assert!(sim.kernel.ours(&net(b)).is_some());
+    for q in [p, b] {
+        assert!(!sim.kernel.table.contains_key(&(net(q), METRIC)), "{q}");
+        assert!(sim.kernel.stale_metrics(&net(q)).is_empty(), "{q}");
+    }
+    // The new route went in before the old one went out.
+    let after: Vec<_> = sim.sent_for(&net(p))[sent_before..].to_vec();
+    assert_eq!(kinds(&after), ["create", "delete"]);
+    assert_eq!(after[1].op, Op::Delete { metric: METRIC });
+    sim.assert_reconciled();
+    // Same priority again: nothing to do.
+    let n = sim.sent.len();
+    sim.plan.apply(FibOp::Priority { v4: 1024, v6: 1024 });
+    sim.run();
+    assert_eq!(sim.sent.len(), n);
+}
+
+#[test]
+fn a_priority_change_before_convergence_keeps_old_routes_until_then() {
+    let mut sim = Sim::start(&config(0), Kernel::default());
+    let p = "100.64.1.0/24";
+    sim.plan.apply(FibOp::Set(via(p, "198.18.0.2")));
+    sim.run();
+    sim.plan.apply(FibOp::Priority { v4: 1024, v6: 1024 });
+    sim.kernel.metric = 1024;
+    sim.run();
+    // Installed at the new metric; the old one waits for convergence.
+    assert!(sim.kernel.ours(&net(p)).is_some());
+    assert_eq!(sim.kernel.stale_metrics(&net(p)), vec![METRIC]);
+    sim.plan.apply(FibOp::Converged);
+    sim.run();
+    assert!(sim.kernel.stale_metrics(&net(p)).is_empty());
+    sim.assert_reconciled();
+}

@@ -77,6 +77,13 @@ pub struct Node {
     pub node_to_node_mesh: bool,
     pub log_severity: Option<String>,
     pub ignored_interfaces: Vec<String>,
+    /// `BGPConfiguration.programClusterRoutes` (Calico's spelling).
+    pub program_cluster_routes: &'static str,
+    /// `BGPConfiguration.serviceLoadBalancerAggregation`: false is `Disabled`.
+    pub service_load_balancer_aggregation: bool,
+    /// `BGPConfiguration.ipv4NormalRoutePriority` / `ipv6NormalRoutePriority`.
+    pub ipv4_normal_route_priority: u32,
+    pub ipv6_normal_route_priority: u32,
     pub decision: Decision,
 }
 
@@ -240,6 +247,10 @@ impl EffectiveConfig {
             node_to_node_mesh: state.mesh_enabled,
             log_severity: state.log_severity.clone(),
             ignored_interfaces: state.ignored_interfaces.clone(),
+            program_cluster_routes: state.program_cluster_routes.as_str(),
+            service_load_balancer_aggregation: state.service_lb_aggregation,
+            ipv4_normal_route_priority: state.normal_route_priority_v4,
+            ipv6_normal_route_priority: state.normal_route_priority_v6,
             decision: Decision {
                 cluster_id,
                 max_paths: rib.max_paths,

@@ -19,6 +19,9 @@ pub(super) struct KernelView {
     converged: bool,
     /// Past this, stale routes go even if some End-of-RIB never came.
     deferral_deadline: Instant,
+    /// The route priorities (IPv4, IPv6) last sent; `None` before the first
+    /// node state.
+    priority: Option<(u32, u32)>,
 }
 
 impl KernelView {
@@ -33,6 +36,7 @@ impl KernelView {
             programmed: BTreeSet::new(),
             converged: false,
             deferral_deadline,
+            priority: None,
         }
     }
 
@@ -57,6 +61,41 @@ impl KernelView {
 
     pub(super) fn programmed(&self) -> usize {
         self.programmed.len()
+    }
+
+    /// The metric of every kernel route: Calico's normal route priority
+    /// (`ipv4NormalRoutePriority` / `ipv6NormalRoutePriority`, 1024 unless
+    /// set), sent ahead of the routes it applies to. fib-sync moves routes
+    /// already in the kernel to it.
+    pub(super) fn set_priority(&mut self, state: &NodeState, metrics: &Metrics) {
+        let want = (
+            state.normal_route_priority_v4,
+            state.normal_route_priority_v6,
+        );
+        if self.priority == Some(want) {
+            return;
+        }
+        let Some(fib) = self.fib.as_ref() else {
+            return;
+        };
+        if self.priority.is_some() {
+            info!(
+                v4 = want.0,
+                v6 = want.1,
+                "route priority changed: kernel routes move, sessions stay"
+            );
+        }
+        self.priority = Some(want);
+        metrics
+            .fib_operations
+            .get_or_create(&KindLabel {
+                kind: "priority".into(),
+            })
+            .inc();
+        let _ = fib.send(FibOp::Priority {
+            v4: want.0,
+            v6: want.1,
+        });
     }
 
     /// One best-route change.
@@ -110,6 +149,7 @@ impl KernelView {
             FibOp::Set(_) => "set",
             FibOp::Remove(_) => "remove",
             FibOp::Converged => "converged",
+            FibOp::Priority { .. } => "priority",
         };
         metrics
             .fib_operations

@@ -61,6 +61,8 @@ impl Daemon {
                 rest.len()
             ),
         };
+        // Before any route of this state reaches the kernel.
+        self.kernel.set_priority(&new, &self.metrics);
         match self.state.take() {
             None => self.first_state(new, now),
             Some(old) => self.apply_diff(old, new, now),

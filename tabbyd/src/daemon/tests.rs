@@ -627,3 +627,6 @@ mod bfd_tests;
 
 #[path = "peer_settings_tests.rs"]
 mod peer_settings_tests;
+
+#[path = "calico_fields_tests.rs"]
+mod calico_fields_tests;
