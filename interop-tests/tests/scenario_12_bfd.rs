@@ -162,7 +162,7 @@ fn bfd_takes_a_dead_tor_link_out_of_the_kernel_in_under_a_second() -> Result<()>
     wait_kernel(&lab, &node, &[(tor_net, Want::Via(it))])?;
 
     // 4. Prometheus.
-    let text = lab.in_ns(&node, scrape_metrics)??;
+    let text = lab.in_ns(&node, || scrape_metrics(METRICS_PORT))??;
     for want in [
         "tabby_bfd_sessions{state=\"up\"} 1".to_string(),
         format!("tabby_bfd_transitions_total{{peer=\"{it}\",to=\"down\"}} 1"),
@@ -175,7 +175,7 @@ fn bfd_takes_a_dead_tor_link_out_of_the_kernel_in_under_a_second() -> Result<()>
     }
     // The packet counters reach /metrics once a second.
     lab.wait_for("BFD packet counters in /metrics", T, || {
-        let text = lab.in_ns(&node, scrape_metrics)??;
+        let text = lab.in_ns(&node, || scrape_metrics(METRICS_PORT))??;
         for name in [
             "tabby_bfd_packets_sent_total",
             "tabby_bfd_packets_received_total",
@@ -199,19 +199,4 @@ fn peer_bfd(t: &Tabbyd, addr: IpAddr) -> Result<serde_json::Value> {
         .and_then(|l| l.iter().find(|p| p["peer"].as_str() == Some(a.as_str())))
         .cloned()
         .ok_or_else(|| anyhow!("tabbyctl bfd has no session to {addr}: {list}"))
-}
-
-/// `GET /metrics` from inside the namespace the closure runs in.
-fn scrape_metrics() -> Result<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let (head, body) = out
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("not an HTTP response: {out}"))?;
-    ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
-    Ok(body.to_string())
 }

@@ -122,7 +122,7 @@ fn tor_ebgp_frr_with_two_tabby_nodes() -> Result<()> {
     }
     // Prometheus, as an operator scrapes it: one Established session, the
     // ToR's prefix and the other node's block received, our block sent.
-    let text = lab.in_ns(&n1, scrape_metrics)??;
+    let text = lab.in_ns(&n1, || scrape_metrics(METRICS_PORT))??;
     for want in [
         "tabby_bgp_sessions{state=\"Established\"} 1".to_string(),
         format!("tabby_bgp_prefixes_received{{peer=\"{it}\",family=\"ipv4-unicast\"}} 2"),
@@ -143,18 +143,3 @@ fn tor_ebgp_frr_with_two_tabby_nodes() -> Result<()> {
 }
 
 const METRICS_PORT: u16 = 9464;
-
-/// `GET /metrics` from inside the namespace the closure runs in.
-fn scrape_metrics() -> Result<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let (head, body) = out
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("not an HTTP response: {out}"))?;
-    ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
-    Ok(body.to_string())
-}

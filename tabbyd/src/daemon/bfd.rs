@@ -426,21 +426,6 @@ impl Daemon {
             self.departures.record(p, departure.clone());
         }
         info!(peer = %address, prefixes = changes.len() + changed.len(), withdrawn, "BFD down: the peer's routes left");
-        for c in changes {
-            self.journal
-                .publish_with(c.prefix, || route_update(c.prefix, c.best.as_ref()));
-            self.kernel.best_changed(
-                self.state.as_ref(),
-                c.prefix,
-                c.best.as_ref(),
-                &self.metrics,
-            );
-        }
-        if let Some(rib) = self.rib.as_ref() {
-            for p in changed {
-                self.journal
-                    .publish_with(p, || route_update(p, rib.best(&p).as_ref()));
-            }
-        }
+        self.deliver_best(changes, changed);
     }
 }

@@ -314,6 +314,21 @@ impl Daemon {
         let changes = rib.drain_best_changes();
         let changed = rib.drain_changed_prefixes();
         let outgoing = rib.drain_outgoing();
+        self.deliver_best(changes, changed);
+        for out in outgoing {
+            self.send_outgoing(out);
+        }
+        self.check_converged(now);
+    }
+
+    /// Best-route changes to the kernel view and the route watchers: with
+    /// a FIB each change says what the best became; without one (a
+    /// reflector) only which prefixes changed.
+    pub(super) fn deliver_best(
+        &mut self,
+        changes: Vec<tabby_rib::BestChange>,
+        changed: Vec<IpNet>,
+    ) {
         for c in changes {
             // Built only for live watchers: a reflector's million changes
             // would otherwise each be converted for nobody.
@@ -326,18 +341,14 @@ impl Daemon {
                 &self.metrics,
             );
         }
-        // Without change detail (no FIB): the route as it is now, built
-        // only for live watchers.
+        // Without change detail: the route as it is now, built only for
+        // live watchers.
         if let Some(rib) = self.rib.as_ref() {
             for p in changed {
                 self.journal
                     .publish_with(p, || route_update(p, rib.best(&p).as_ref()));
             }
         }
-        for out in outgoing {
-            self.send_outgoing(out);
-        }
-        self.check_converged(now);
     }
 
     /// Hands one RIB batch to its recipients. The batch was encoded once
