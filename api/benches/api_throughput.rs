@@ -81,30 +81,35 @@ impl Core for StoreCore {
     async fn explain_route(&self, _: IpNet) -> Result<RouteExplanation, CoreError> {
         Err(nope())
     }
-    async fn list_adj_rib(&self, _: IpAddr, _: AdjRib, _: Family) -> Result<Vec<Route>, CoreError> {
+    async fn list_adj_rib(
+        &self,
+        _: PeerRef,
+        _: AdjRib,
+        _: Family,
+    ) -> Result<Vec<Route>, CoreError> {
         Err(nope())
     }
     async fn list_peers(&self) -> Result<Vec<PeerStatus>, CoreError> {
         Ok(vec![])
     }
-    async fn get_peer(&self, _: IpAddr) -> Result<PeerStatus, CoreError> {
+    async fn get_peer(&self, _: PeerRef) -> Result<PeerStatus, CoreError> {
         Err(nope())
     }
     async fn add_peer(&self, _: PeerConfig) -> Result<PeerStatus, CoreError> {
         Err(nope())
     }
-    async fn delete_peer(&self, _: IpAddr) -> Result<(), CoreError> {
+    async fn delete_peer(&self, _: PeerRef) -> Result<(), CoreError> {
         Err(nope())
     }
-    async fn enable_peer(&self, _: IpAddr) -> Result<PeerStatus, CoreError> {
+    async fn enable_peer(&self, _: PeerRef) -> Result<PeerStatus, CoreError> {
         Err(nope())
     }
-    async fn disable_peer(&self, _: IpAddr, _: Option<String>) -> Result<PeerStatus, CoreError> {
+    async fn disable_peer(&self, _: PeerRef, _: Option<String>) -> Result<PeerStatus, CoreError> {
         Err(nope())
     }
     async fn reset_peer(
         &self,
-        _: IpAddr,
+        _: PeerRef,
         _: ResetKind,
         _: Option<String>,
     ) -> Result<PeerStatus, CoreError> {

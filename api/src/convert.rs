@@ -12,8 +12,8 @@ use tonic::Status;
 use crate::model::{
     BfdPhase, BfdStatus, CandidatePath, DaemonStatus, DatastoreSync, Family, FibSync,
     GracefulRestart, GracefulRestartSettings, LargeCommunity, LocalRoute, NextHopMode, Origin,
-    Path, PathSource, PeerConfig, PeerCounters, PeerError, PeerExport, PeerSettings, PeerStatus,
-    PeerType, Route, RouteDeparture, RouteExplanation, RouteKind, SessionState,
+    Path, PathSource, PeerConfig, PeerCounters, PeerError, PeerExport, PeerRef, PeerSettings,
+    PeerStatus, PeerType, Route, RouteDeparture, RouteExplanation, RouteKind, SessionState,
 };
 
 /// Longest RFC 8203 / RFC 9003 shutdown communication, in bytes.
@@ -81,6 +81,32 @@ pub fn parse_peer_addr(field: &str, s: &str) -> Result<IpAddr, Status> {
         )));
     }
     Ok(a)
+}
+
+/// Parses a request's peer: an address (`198.18.0.2`, `2001:db8::2`), or
+/// an address and the peer's port (`198.51.100.1:150`, `[2001:db8::2]:150`)
+/// for a peer with a session on each of several ports.
+pub fn parse_peer_ref(field: &str, s: &str) -> Result<PeerRef, Status> {
+    let t = s.trim();
+    if let Ok(sa) = std::net::SocketAddr::from_str(t) {
+        if sa.port() == 0 {
+            return Err(Status::invalid_argument(format!(
+                "{field} {t:?} has port 0: give the peer's BGP port (1-65535), or the address alone"
+            )));
+        }
+        let address = parse_peer_addr(field, &sa.ip().to_string())?;
+        return Ok(PeerRef {
+            address,
+            port: Some(sa.port()),
+        });
+    }
+    if t.is_empty() || IpAddr::from_str(t).is_ok() {
+        return parse_peer_addr(field, t).map(PeerRef::from);
+    }
+    Err(Status::invalid_argument(format!(
+        "{field} {t:?} is not an IP address, nor an address and port: write e.g. 198.18.0.2, \
+         2001:db8::2, 198.51.100.1:150 or [2001:db8::2]:150 (no prefix length)"
+    )))
 }
 
 /// Maps a proto family filter: unspecified → `None`.
@@ -806,6 +832,42 @@ mod tests {
         assert!(err(parse_prefix("p", "100.64.0.0/40")).contains("not a CIDR prefix"));
         assert!(err(parse_prefix("p", "")).contains("p is empty"));
         assert!(err(parse_prefix("p", "100.64.0.0/-1")).contains("not a CIDR"));
+    }
+
+    #[test]
+    fn peer_refs_name_an_address_or_an_address_and_port() {
+        let v4 = IpAddr::from([198, 51, 100, 1]);
+        let v6: IpAddr = "2001:db8::2".parse().expect("v6");
+        let r = |s| parse_peer_ref("address", s);
+        assert_eq!(r(" 198.51.100.1 ").ok(), Some(PeerRef::from(v4)));
+        assert_eq!(
+            r("198.51.100.1:150").ok(),
+            Some(PeerRef {
+                address: v4,
+                port: Some(150)
+            })
+        );
+        assert_eq!(r("2001:db8::2").ok(), Some(PeerRef::from(v6)));
+        assert_eq!(
+            r("[2001:db8::2]:166").ok(),
+            Some(PeerRef {
+                address: v6,
+                port: Some(166)
+            })
+        );
+        assert_eq!(
+            PeerRef {
+                address: v6,
+                port: Some(166)
+            }
+            .to_string(),
+            "[2001:db8::2]:166"
+        );
+        assert!(err(r("198.51.100.1:0")).contains("port 0"));
+        assert!(err(r("198.51.100.1:70000")).contains("nor an address and port"));
+        assert!(err(r("0.0.0.0:150")).contains("not a unicast address"));
+        assert!(err(r("peer-a")).contains("is not an IP address"));
+        assert!(err(r("")).contains("address is empty"));
     }
 
     #[test]

@@ -1,12 +1,10 @@
 //! The typed handle through which the API reaches the daemon core.
 
-use std::net::IpAddr;
-
 use ipnet::IpNet;
 
 use crate::model::{
-    AdjRib, DaemonStatus, Family, Health, LocalRoute, Owner, PeerConfig, PeerStatus, PeerWatch,
-    ResetKind, Route, RouteChange, RouteExplanation, RoutePage, RouteQuery, RouteWatch,
+    AdjRib, DaemonStatus, Family, Health, LocalRoute, Owner, PeerConfig, PeerRef, PeerStatus,
+    PeerWatch, ResetKind, Route, RouteChange, RouteExplanation, RoutePage, RouteQuery, RouteWatch,
 };
 
 /// Why the core refused or failed a request. The API maps each variant to a
@@ -105,7 +103,7 @@ pub trait Core: Send + Sync + 'static {
     /// prefix.
     async fn list_adj_rib(
         &self,
-        peer: IpAddr,
+        peer: PeerRef,
         rib: AdjRib,
         family: Family,
     ) -> Result<Vec<Route>, CoreError>;
@@ -114,29 +112,29 @@ pub trait Core: Send + Sync + 'static {
     async fn list_peers(&self) -> Result<Vec<PeerStatus>, CoreError>;
 
     /// One peer.
-    async fn get_peer(&self, address: IpAddr) -> Result<PeerStatus, CoreError>;
+    async fn get_peer(&self, peer: PeerRef) -> Result<PeerStatus, CoreError>;
 
     /// Adds a peer (run time only, not persisted).
     async fn add_peer(&self, config: PeerConfig) -> Result<PeerStatus, CoreError>;
 
     /// Deletes a peer, closing its session with Cease.
-    async fn delete_peer(&self, address: IpAddr) -> Result<(), CoreError>;
+    async fn delete_peer(&self, peer: PeerRef) -> Result<(), CoreError>;
 
     /// Administratively enables a peer.
-    async fn enable_peer(&self, address: IpAddr) -> Result<PeerStatus, CoreError>;
+    async fn enable_peer(&self, peer: PeerRef) -> Result<PeerStatus, CoreError>;
 
     /// Administratively disables a peer; `reason` is the RFC 8203 shutdown
     /// communication (at most 255 bytes, already checked).
     async fn disable_peer(
         &self,
-        address: IpAddr,
+        peer: PeerRef,
         reason: Option<String>,
     ) -> Result<PeerStatus, CoreError>;
 
     /// Resets a session.
     async fn reset_peer(
         &self,
-        address: IpAddr,
+        peer: PeerRef,
         kind: ResetKind,
         reason: Option<String>,
     ) -> Result<PeerStatus, CoreError>;

@@ -558,7 +558,7 @@ impl GobgpService {
             }
         };
         let peer = parse_peer_addr("neighbor address", name)?;
-        let mut routes = self.core.list_adj_rib(peer, rib, family).await?;
+        let mut routes = self.core.list_adj_rib(peer.into(), rib, family).await?;
         if let Some((net, m)) = filter {
             routes.retain(|r| match m {
                 PrefixMatch::Exact => r.prefix == net,
@@ -754,7 +754,7 @@ impl g::gobgp_api_server::GobgpApi for GobgpService {
             ));
         }
         let addr = parse_peer_addr("neighbor address", &req.address)?;
-        self.core.delete_peer(addr).await?;
+        self.core.delete_peer(addr.into()).await?;
         Ok(Response::new(()))
     }
 
@@ -770,7 +770,7 @@ impl g::gobgp_api_server::GobgpApi for GobgpService {
             self.core.list_peers().await?
         } else {
             let addr = parse_peer_addr("neighbor address", &req.address)?;
-            match self.core.get_peer(addr).await {
+            match self.core.get_peer(addr.into()).await {
                 Ok(p) => vec![p],
                 // GoBGP answers an empty list; its CLI then says "not found neighbor".
                 Err(crate::CoreError::NotFound(_)) => Vec::new(),
@@ -805,7 +805,7 @@ impl g::gobgp_api_server::GobgpApi for GobgpService {
         } else {
             None
         };
-        self.core.reset_peer(addr, kind, reason).await?;
+        self.core.reset_peer(addr.into(), kind, reason).await?;
         Ok(Response::new(()))
     }
 
@@ -814,7 +814,7 @@ impl g::gobgp_api_server::GobgpApi for GobgpService {
         req: Request<g::EnablePeerRequest>,
     ) -> Result<Response<()>, Status> {
         let addr = parse_peer_addr("neighbor address", &req.into_inner().address)?;
-        self.core.enable_peer(addr).await?;
+        self.core.enable_peer(addr.into()).await?;
         Ok(Response::new(()))
     }
 
@@ -825,7 +825,7 @@ impl g::gobgp_api_server::GobgpApi for GobgpService {
         let req = req.into_inner();
         let addr = parse_peer_addr("neighbor address", &req.address)?;
         let reason = check_reason("communication", &req.communication)?;
-        self.core.disable_peer(addr, reason).await?;
+        self.core.disable_peer(addr.into(), reason).await?;
         Ok(Response::new(()))
     }
 

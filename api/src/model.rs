@@ -398,6 +398,34 @@ pub enum PeerType {
     Api,
 }
 
+/// Names one peer's session: its address, and the peer's port when it runs
+/// speakers on several (one session per port); without a port, the one
+/// session to the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerRef {
+    pub address: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl From<IpAddr> for PeerRef {
+    fn from(address: IpAddr) -> Self {
+        PeerRef {
+            address,
+            port: None,
+        }
+    }
+}
+
+impl std::fmt::Display for PeerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.address, self.port) {
+            (a, None) => write!(f, "{a}"),
+            (IpAddr::V4(a), Some(p)) => write!(f, "{a}:{p}"),
+            (IpAddr::V6(a), Some(p)) => write!(f, "[{a}]:{p}"),
+        }
+    }
+}
+
 /// Peer configuration. Validated by the API: AS 1..=4294967295 (not 0,
 /// RFC 7607), hold time 0 or 3..=65535, keepalive below hold time, TTL
 /// 0..=255.

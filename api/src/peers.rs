@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{
-    check_reason, parse_peer_addr, peer_config_from_pb, peer_to_pb, session_state_to_pb,
+    check_reason, parse_peer_ref, peer_config_from_pb, peer_to_pb, session_state_to_pb,
 };
 use crate::model::{PeerChange, PeerEvent, PeerStatus, ResetKind};
 use crate::{Core, Limits};
@@ -55,7 +55,7 @@ impl pb::peers_server::Peers for PeersService {
         &self,
         req: Request<pb::GetPeerRequest>,
     ) -> Result<Response<pb::Peer>, Status> {
-        let addr = parse_peer_addr("address", &req.into_inner().address)?;
+        let addr = parse_peer_ref("address", &req.into_inner().address)?;
         Ok(Response::new(peer_to_pb(&self.core.get_peer(addr).await?)))
     }
 
@@ -71,7 +71,7 @@ impl pb::peers_server::Peers for PeersService {
         &self,
         req: Request<pb::DeletePeerRequest>,
     ) -> Result<Response<pb::DeletePeerResponse>, Status> {
-        let addr = parse_peer_addr("address", &req.into_inner().address)?;
+        let addr = parse_peer_ref("address", &req.into_inner().address)?;
         self.core.delete_peer(addr).await?;
         Ok(Response::new(pb::DeletePeerResponse {}))
     }
@@ -80,7 +80,7 @@ impl pb::peers_server::Peers for PeersService {
         &self,
         req: Request<pb::EnablePeerRequest>,
     ) -> Result<Response<pb::Peer>, Status> {
-        let addr = parse_peer_addr("address", &req.into_inner().address)?;
+        let addr = parse_peer_ref("address", &req.into_inner().address)?;
         Ok(Response::new(peer_to_pb(
             &self.core.enable_peer(addr).await?,
         )))
@@ -91,7 +91,7 @@ impl pb::peers_server::Peers for PeersService {
         req: Request<pb::DisablePeerRequest>,
     ) -> Result<Response<pb::Peer>, Status> {
         let req = req.into_inner();
-        let addr = parse_peer_addr("address", &req.address)?;
+        let addr = parse_peer_ref("address", &req.address)?;
         let reason = check_reason("reason", &req.reason)?;
         Ok(Response::new(peer_to_pb(
             &self.core.disable_peer(addr, reason).await?,
@@ -103,7 +103,7 @@ impl pb::peers_server::Peers for PeersService {
         req: Request<pb::ResetPeerRequest>,
     ) -> Result<Response<pb::Peer>, Status> {
         let req = req.into_inner();
-        let addr = parse_peer_addr("address", &req.address)?;
+        let addr = parse_peer_ref("address", &req.address)?;
         let kind = match pb::ResetKind::try_from(req.kind) {
             Ok(pb::ResetKind::Hard) => ResetKind::Hard,
             Ok(pb::ResetKind::SoftIn) => ResetKind::SoftIn,

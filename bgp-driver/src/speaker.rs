@@ -1,7 +1,7 @@
 //! The listener shared by all peers, what a peer is configured with, and
 //! the commands and events the daemon exchanges with each peer task.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -160,11 +160,42 @@ pub struct TaggedPeer {
 /// Commands to a tagged peer; `send` never waits.
 pub type CommandSender = flume::Sender<PeerCommand>;
 
+/// One peer task's entry in the listener's table.
 #[derive(Debug)]
-struct PeerSlot {
+struct Session {
     /// The peer task's control channel, where accepted connections go.
     incoming: flume::Sender<conn::NetEvent>,
     md5: Option<String>,
+}
+
+/// The sessions to one address, by the remote port they connect to.
+/// Usually one; a peer that runs several speakers on different ports (two
+/// Calico BGPPeers for `198.51.100.1:150` and `198.51.100.1:166`) has more.
+#[derive(Debug, Default)]
+struct PeerSlot {
+    sessions: BTreeMap<u16, Session>,
+}
+
+impl PeerSlot {
+    /// The TCP-MD5 key the listeners carry for this address: one per
+    /// address in the kernel, so the lowest port's that has one.
+    fn md5(&self) -> Option<&str> {
+        self.sessions.values().find_map(|s| s.md5.as_deref())
+    }
+
+    /// Who takes a connection that arrived on our `local_port`. A TCP
+    /// connection from a peer does not say which of its speakers opened it
+    /// (its source port is ephemeral). A speaker listening on a port
+    /// connects to that same port on its peers (as Calico nodes sharing a
+    /// listenPort do), so the session to the peer's port equal to ours
+    /// takes it; otherwise the lowest port's, as BIRD gives an incoming
+    /// connection to the first protocol with that neighbor address. The
+    /// other sessions to the address connect out only.
+    fn for_local_port(&self, local_port: u16) -> Option<&Session> {
+        self.sessions
+            .get(&local_port)
+            .or_else(|| self.sessions.values().next())
+    }
 }
 
 type Peers = Arc<Mutex<HashMap<IpAddr, PeerSlot>>>;
@@ -286,7 +317,8 @@ impl Speaker {
         })
     }
 
-    /// Checks the configuration and takes the listener slot for its address.
+    /// Checks the configuration and takes the listener slot for its
+    /// address and remote port.
     fn register(&self, cfg: &PeerConfig) -> io::Result<(IpAddr, peer::Control)> {
         let remote = sockopt::canonical(cfg.remote);
         cfg.session.validate().map_err(|e| {
@@ -294,50 +326,74 @@ impl Speaker {
         })?;
         let (in_tx, in_rx) = flume::unbounded();
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        if peers.contains_key(&remote) {
+        let slot = peers.entry(remote).or_default();
+        if slot.sessions.contains_key(&cfg.remote_port) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("peer {remote} is already configured"),
+                format!(
+                    "peer {} is already configured",
+                    SocketAddr::new(remote, cfg.remote_port)
+                ),
             ));
         }
-        if let Some(pw) = &cfg.md5_password {
-            for l in self
-                .listeners
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-            {
-                sockopt::set_tcp_md5(l.socket.as_ref(), remote, Some(pw.as_bytes()))?;
-            }
-        }
-        peers.insert(
-            remote,
-            PeerSlot {
+        slot.sessions.insert(
+            cfg.remote_port,
+            Session {
                 incoming: in_tx.clone(),
                 md5: cfg.md5_password.clone(),
             },
         );
-        Ok((remote, (in_tx, in_rx)))
-    }
-
-    /// Forgets a peer: its connections are no longer accepted and its
-    /// listener key is removed. Drop its [`PeerHandle`] to end the task.
-    pub fn remove_peer(&self, remote: IpAddr) {
-        let remote = sockopt::canonical(remote);
-        let slot = self
-            .peers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&remote);
-        if slot.is_some_and(|s| s.md5.is_some()) {
+        if let Some(pw) = slot.md5() {
             for l in self
                 .listeners
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .iter()
             {
-                if let Err(e) = sockopt::set_tcp_md5(l.socket.as_ref(), remote, None) {
-                    warn!(peer = %remote, error = %e, "cannot remove TCP-MD5 key");
+                if let Err(e) = sockopt::set_tcp_md5(l.socket.as_ref(), remote, Some(pw.as_bytes()))
+                {
+                    slot.sessions.remove(&cfg.remote_port);
+                    if slot.sessions.is_empty() {
+                        peers.remove(&remote);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok((remote, (in_tx, in_rx)))
+    }
+
+    /// Forgets the session to `remote` on `remote_port`: its connections
+    /// are no longer accepted, and the address's TCP-MD5 key goes with its
+    /// last session (or becomes the remaining sessions' key). Drop its
+    /// [`PeerHandle`] to end the task.
+    pub fn remove_peer(&self, remote: IpAddr, remote_port: u16) {
+        let remote = sockopt::canonical(remote);
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(slot) = peers.get_mut(&remote) else {
+            return;
+        };
+        let before = slot.md5().map(str::to_owned);
+        if slot.sessions.remove(&remote_port).is_none() {
+            return;
+        }
+        let after = slot.md5().map(str::to_owned);
+        if slot.sessions.is_empty() {
+            peers.remove(&remote);
+        }
+        if before != after {
+            for l in self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+            {
+                if let Err(e) = sockopt::set_tcp_md5(
+                    l.socket.as_ref(),
+                    remote,
+                    after.as_deref().map(str::as_bytes),
+                ) {
+                    warn!(peer = %remote, error = %e, "cannot change the TCP-MD5 key");
                 }
             }
         }
@@ -366,12 +422,14 @@ async fn accept_loop(listener: Arc<TcpListener>, peers: Peers) {
     }
 }
 
-/// Gives an accepted connection to the peer of its address, or closes it.
+/// Gives an accepted connection to the session of its address (see
+/// [`PeerSlot::for_local_port`]), or closes it.
 fn hand_over(table: &HashMap<IpAddr, PeerSlot>, stream: TcpStream, from: SocketAddr) {
     let ip = sockopt::canonical(from.ip());
-    match table.get(&ip) {
-        Some(slot) => {
-            if slot
+    let local_port = stream.local_addr().map_or(BGP_PORT, |a| a.port());
+    match table.get(&ip).and_then(|s| s.for_local_port(local_port)) {
+        Some(session) => {
+            if session
                 .incoming
                 .send(conn::NetEvent::Accepted(stream))
                 .is_err()

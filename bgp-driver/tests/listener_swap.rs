@@ -8,7 +8,8 @@
 //! up and re-established (TCP-MD5 signed) through the new socket, failed
 //! binds that keep the old socket accepting, connections queued during a
 //! swap handed over rather than reset, and closing that frees the address
-//! at once.
+//! at once; and several sessions to one address on different ports, each
+//! taking the connections that arrive on its own port.
 
 use std::future::Future;
 use std::io::{self, Read};
@@ -141,6 +142,22 @@ async fn wait_for(p: &mut PeerHandle, what: &str, f: impl Fn(&PeerEvent) -> bool
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
+/// Waits for Established and says the peer's router id.
+async fn established_with(p: &mut PeerHandle, what: &str) -> Ipv4Addr {
+    let fut = async {
+        loop {
+            match p.events.recv().await {
+                Some(PeerEvent::Established(n)) => return n.peer_id,
+                Some(_) => {}
+                None => panic!("peer task ended while waiting for {what}"),
+            }
+        }
+    };
+    timeout(Duration::from_secs(20), fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
 fn is_established(ev: &PeerEvent) -> bool {
     matches!(ev, PeerEvent::Established(_))
 }
@@ -248,7 +265,7 @@ fn swaps_keep_the_session_and_accept_on_the_new_sockets() {
             "the old port still accepts"
         );
         still_up(&mut pa, "after the port change");
-        b.remove_peer(A.into());
+        b.remove_peer(A.into(), PORT);
         drop(pb);
         wait_for(&mut pa, "A down after B left", is_down).await;
         let mut pb = active_peer(&b, PORT2, Some(KEY));
@@ -341,5 +358,60 @@ fn closing_frees_the_address_at_once() {
         drop(a);
         let again = Speaker::bind(&cfg(&[wild(PORT)])).expect("bind after drop");
         assert_eq!(again.local_addrs(), vec![wild(PORT)]);
+    });
+}
+
+/// On `a`: passive toward B's speaker on `port` (which connects to A's
+/// `port`, as a speaker connects to the port it listens on).
+fn passive_peer_on(a: &Speaker, port: u16, peer_as: u32) -> io::Result<PeerHandle> {
+    let mut c = PeerConfig::new(B.into(), session(65001, peer_as, A, true));
+    c.remote_port = port;
+    c.local_addr = Some(A.into());
+    a.add_peer(c)
+}
+
+/// On one of B's speakers (AS `local_as`, router id `id`): active toward A's `port`.
+fn speaker_of_b(port: u16, local_as: u32, id: Ipv4Addr) -> (Speaker, PeerHandle) {
+    let b = Speaker::bind(&cfg(&[])).expect("B");
+    let mut c = PeerConfig::new(A.into(), session(local_as, 65001, id, false));
+    c.remote_port = port;
+    c.local_addr = Some(B.into());
+    c.connect_timeout = Duration::from_secs(2);
+    let p = b.add_peer(c).expect("active peer");
+    (b, p)
+}
+
+#[test]
+fn sessions_to_one_address_on_two_ports_each_take_their_own_connection() {
+    // Two Calico BGPPeers for one address on two ports are two sessions;
+    // B runs a speaker per port, each with its own AS, so a connection
+    // handed to the other session fails its OPEN (bad peer AS) and never
+    // establishes.
+    lab(|| async {
+        let a = Speaker::bind(&cfg(&[wild(PORT), wild(PORT2)])).expect("A listens");
+        let mut a1 = passive_peer_on(&a, PORT, 65002).expect("B:PORT");
+        let mut a2 = passive_peer_on(&a, PORT2, 65003).expect("B:PORT2");
+        let again = passive_peer_on(&a, PORT, 65002).expect_err("B:PORT twice");
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists, "{again}");
+        assert!(
+            again.to_string().contains(&format!("{B}:{PORT}")),
+            "{again}"
+        );
+        let (_b1, mut p1) = speaker_of_b(PORT, 65002, B);
+        let (_b2, mut p2) = speaker_of_b(PORT2, 65003, C);
+        for p in [&a1, &a2, &p1, &p2] {
+            p.commands.send(PeerCommand::Start).await.expect("start");
+        }
+        assert_eq!(established_with(&mut a1, "A to B:PORT").await, B);
+        assert_eq!(established_with(&mut a2, "A to B:PORT2").await, C);
+        wait_for(&mut p1, "B's speaker on PORT", is_established).await;
+        wait_for(&mut p2, "B's speaker on PORT2", is_established).await;
+        // One session leaves: the other stays up.
+        a.remove_peer(B.into(), PORT);
+        drop(a1);
+        wait_for(&mut p1, "B's PORT speaker down", is_down).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        still_up(&mut a2, "after the PORT session left");
+        still_up(&mut p2, "after the PORT session left");
     });
 }

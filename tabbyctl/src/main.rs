@@ -116,7 +116,8 @@ enum PeersAction {
     List,
     /// Show one peer in detail.
     Show {
-        /// The peer's address.
+        /// The peer's address; ADDRESS:PORT ([ADDRESS]:PORT for IPv6) picks one of
+        /// a peer's sessions when it has one per port.
         address: String,
     },
     /// Add a peer at run time (not persisted).
@@ -147,17 +148,20 @@ enum PeersAction {
     },
     /// Delete a peer.
     Del {
-        /// The peer's address.
+        /// The peer's address; ADDRESS:PORT ([ADDRESS]:PORT for IPv6) picks one of
+        /// a peer's sessions when it has one per port.
         address: String,
     },
     /// Enable a disabled peer.
     Enable {
-        /// The peer's address.
+        /// The peer's address; ADDRESS:PORT ([ADDRESS]:PORT for IPv6) picks one of
+        /// a peer's sessions when it has one per port.
         address: String,
     },
     /// Disable a peer (Cease / Administrative Shutdown).
     Disable {
-        /// The peer's address.
+        /// The peer's address; ADDRESS:PORT ([ADDRESS]:PORT for IPv6) picks one of
+        /// a peer's sessions when it has one per port.
         address: String,
         /// Shutdown communication (RFC 8203), at most 255 bytes.
         #[arg(long, default_value = "")]
@@ -165,7 +169,8 @@ enum PeersAction {
     },
     /// Reset a session: hard by default, or --soft in|out|both.
     Reset {
-        /// The peer's address.
+        /// The peer's address; ADDRESS:PORT ([ADDRESS]:PORT for IPv6) picks one of
+        /// a peer's sessions when it has one per port.
         address: String,
         /// Soft reset direction instead of a hard reset.
         #[arg(long, value_enum)]

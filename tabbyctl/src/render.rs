@@ -578,6 +578,17 @@ fn bfd_summary(peers: &[pb::Peer]) -> Option<(String, Value)> {
 
 /// The peers table; with a BFD column (after STATE) only when some peer has
 /// BFD, so that tables without BFD read as they always did.
+/// A peer as the operator names it: its address, with the port when it is
+/// not BGP's (a peer may have a session on each of several ports).
+fn peer_name(p: &pb::Peer) -> String {
+    let address = p.config.as_ref().map_or("", |c| c.address.as_str());
+    match p.settings.as_ref().map_or(0, |s| s.port) {
+        0 | 179 => address.to_string(),
+        port if address.contains(':') => format!("[{address}]:{port}"),
+        port => format!("{address}:{port}"),
+    }
+}
+
 fn peer_table(peers: &[pb::Peer]) -> String {
     let with_bfd = peers.iter().any(|p| p.bfd.is_some());
     let mut header = PEER_HEADER.to_vec();
@@ -590,7 +601,7 @@ fn peer_table(peers: &[pb::Peer]) -> String {
             let c = p.config.clone().unwrap_or_default();
             let n = p.counters.unwrap_or_default();
             let mut row = vec![
-                c.address,
+                peer_name(p),
                 peer_type_name(c.r#type).to_string(),
                 c.remote_as.to_string(),
                 state_name(p.state).to_string(),
@@ -712,7 +723,7 @@ pub fn peer_detail(p: &pb::Peer) -> Rendered {
     let n = p.counters.unwrap_or_default();
     let mut t = format!(
         "peer {} AS {} ({})\n  state: {} for {}{}\n",
-        c.address,
+        peer_name(p),
         c.remote_as,
         peer_type_name(c.r#type),
         state_name(p.state),
@@ -1376,6 +1387,36 @@ mod tests {
             );
             assert_eq!(r.format(Output::Json).unwrap(), "[]");
         }
+    }
+
+    #[test]
+    fn a_peer_on_another_port_is_named_with_it() {
+        let on = |addr: &str, port: u32| pb::Peer {
+            settings: Some(pb::PeerSettings {
+                port,
+                ..Default::default()
+            }),
+            ..peer(addr, pb::SessionState::Established, None)
+        };
+        let peers = vec![
+            on("198.51.100.1", 179),
+            on("198.51.100.1", 150),
+            on("2001:db8::5", 166),
+            peer("198.18.0.2", pb::SessionState::Established, None),
+        ];
+        let t = self::peers(&peers).format(Output::Table).unwrap();
+        let names: Vec<&str> = t.lines().skip(1).map(|l| cells(l)[0]).collect();
+        assert_eq!(
+            names,
+            [
+                "198.51.100.1",
+                "198.51.100.1:150",
+                "[2001:db8::5]:166",
+                "198.18.0.2"
+            ]
+        );
+        let d = peer_detail(&peers[1]).format(Output::Table).unwrap();
+        assert!(d.starts_with("peer 198.51.100.1:150 AS 64513"), "{d}");
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 use tabby_api::model::{
-    AdjRib, DaemonStatus, Family, Health, LocalRoute, Owner, PeerConfig, PeerStatus, PeerWatch,
-    ResetKind, Route, RouteChange, RouteExplanation, RoutePage, RouteQuery, RouteWatch,
+    AdjRib, DaemonStatus, Family, Health, LocalRoute, Owner, PeerConfig, PeerRef, PeerStatus,
+    PeerWatch, ResetKind, Route, RouteChange, RouteExplanation, RoutePage, RouteQuery, RouteWatch,
 };
 use tabby_api::{Core, CoreError};
 
@@ -119,7 +119,7 @@ impl Core for CoreHandle {
 
     async fn list_adj_rib(
         &self,
-        peer: IpAddr,
+        peer: PeerRef,
         rib: AdjRib,
         family: Family,
     ) -> Result<Vec<Route>, CoreError> {
@@ -131,7 +131,7 @@ impl Core for CoreHandle {
         Ok(self.with_bfd(peers).await)
     }
 
-    async fn get_peer(&self, address: IpAddr) -> Result<PeerStatus, CoreError> {
+    async fn get_peer(&self, address: PeerRef) -> Result<PeerStatus, CoreError> {
         let peer = self.lock("GetPeer")?.get_peer(address, Instant::now())?;
         Ok(self.with_bfd(vec![peer]).await.remove(0))
     }
@@ -140,19 +140,19 @@ impl Core for CoreHandle {
         self.lock("AddPeer")?.add_api_peer(config, Instant::now())
     }
 
-    async fn delete_peer(&self, address: IpAddr) -> Result<(), CoreError> {
+    async fn delete_peer(&self, address: PeerRef) -> Result<(), CoreError> {
         self.lock("DeletePeer")?
             .delete_peer(address, Instant::now())
     }
 
-    async fn enable_peer(&self, address: IpAddr) -> Result<PeerStatus, CoreError> {
+    async fn enable_peer(&self, address: PeerRef) -> Result<PeerStatus, CoreError> {
         self.lock("EnablePeer")?
             .enable_peer(address, true, None, Instant::now())
     }
 
     async fn disable_peer(
         &self,
-        address: IpAddr,
+        address: PeerRef,
         reason: Option<String>,
     ) -> Result<PeerStatus, CoreError> {
         self.lock("DisablePeer")?
@@ -161,7 +161,7 @@ impl Core for CoreHandle {
 
     async fn reset_peer(
         &self,
-        address: IpAddr,
+        address: PeerRef,
         kind: ResetKind,
         _reason: Option<String>,
     ) -> Result<PeerStatus, CoreError> {

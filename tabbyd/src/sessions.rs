@@ -71,7 +71,7 @@ impl SessionHandle {
 struct Slot {
     speaker: Arc<driver::Speaker>,
     owners: Owners,
-    remote: IpAddr,
+    remote: (IpAddr, u16),
     owner: u64,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -82,7 +82,7 @@ impl Drop for Slot {
             let mut o = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
             if o.get(&self.remote) == Some(&self.owner) {
                 o.remove(&self.remote);
-                self.speaker.remove_peer(self.remote);
+                self.speaker.remove_peer(self.remote.0, self.remote.1);
             }
         }
         if let (Some(task), Ok(rt)) = (self.task.take(), tokio::runtime::Handle::try_current()) {
@@ -119,8 +119,9 @@ pub trait Sessions: Send {
     fn spawn(&mut self, id: PeerId, spec: SessionSpec) -> Result<SessionHandle, String>;
 }
 
-/// Which spawn owns each peer address's slot in the driver's listener.
-type Owners = Arc<Mutex<HashMap<IpAddr, u64>>>;
+/// Which spawn owns each peer address and port's slot in the driver's
+/// listener.
+type Owners = Arc<Mutex<HashMap<(IpAddr, u16), u64>>>;
 
 /// [`Sessions`] on top of the tokio driver.
 #[derive(Debug)]
@@ -132,7 +133,7 @@ pub struct Speaker {
     /// it, stay, and connections for every peer are accepted on the new
     /// sockets. Without a listener, sessions still connect out.
     driver: Option<Arc<driver::Speaker>>,
-    /// A session replaced by a new one for the same address (a reset after
+    /// A session replaced by a new one for the same address and port (a reset after
     /// a configuration change) leaves the listener asynchronously; this
     /// keeps it from removing its successor's slot.
     owners: Owners,
@@ -187,7 +188,7 @@ impl Sessions for Speaker {
         cfg.md5_password = spec.md5_password;
         cfg.gtsm_hops = spec.ttl_security;
         cfg.ttl = spec.ttl;
-        let remote = cfg.remote;
+        let remote = (cfg.remote, cfg.remote_port);
         let owner = self.next_owner;
         self.next_owner += 1;
         let owners = self.owners.clone();
@@ -196,7 +197,7 @@ impl Sessions for Speaker {
             if o.remove(&remote).is_some() {
                 // The previous session for this address is still winding
                 // down: take its listener slot over now.
-                speaker.remove_peer(remote);
+                speaker.remove_peer(remote.0, remote.1);
             }
             let peer = speaker
                 .add_peer_tagged(cfg, id, self.events.clone())

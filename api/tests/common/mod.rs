@@ -408,10 +408,11 @@ impl Core for TestCore {
 
     async fn list_adj_rib(
         &self,
-        peer: IpAddr,
+        peer: PeerRef,
         rib: AdjRib,
         family: Family,
     ) -> Result<Vec<Route>, CoreError> {
+        let peer = peer.address;
         let s = self.state();
         if !s.peers.contains_key(&peer) {
             return Err(not_found(peer));
@@ -444,7 +445,8 @@ impl Core for TestCore {
         Ok(self.state().peers.values().cloned().collect())
     }
 
-    async fn get_peer(&self, address: IpAddr) -> Result<PeerStatus, CoreError> {
+    async fn get_peer(&self, peer: PeerRef) -> Result<PeerStatus, CoreError> {
+        let address = peer.address;
         self.state()
             .peers
             .get(&address)
@@ -466,14 +468,16 @@ impl Core for TestCore {
         Ok(st)
     }
 
-    async fn delete_peer(&self, address: IpAddr) -> Result<(), CoreError> {
+    async fn delete_peer(&self, peer: PeerRef) -> Result<(), CoreError> {
+        let address = peer.address;
         let mut s = self.state();
         let st = s.peers.remove(&address).ok_or_else(|| not_found(address))?;
         publish_peer(&mut s, PeerChange::Removed, st);
         Ok(())
     }
 
-    async fn enable_peer(&self, address: IpAddr) -> Result<PeerStatus, CoreError> {
+    async fn enable_peer(&self, peer: PeerRef) -> Result<PeerStatus, CoreError> {
+        let address = peer.address;
         let mut s = self.state();
         let p = s
             .peers
@@ -485,9 +489,10 @@ impl Core for TestCore {
 
     async fn disable_peer(
         &self,
-        address: IpAddr,
+        peer: PeerRef,
         reason: Option<String>,
     ) -> Result<PeerStatus, CoreError> {
+        let address = peer.address;
         let mut s = self.state();
         s.calls
             .push(format!("disable {address} {}", reason.unwrap_or_default()));
@@ -505,10 +510,11 @@ impl Core for TestCore {
 
     async fn reset_peer(
         &self,
-        address: IpAddr,
+        peer: PeerRef,
         kind: ResetKind,
         reason: Option<String>,
     ) -> Result<PeerStatus, CoreError> {
+        let address = peer.address;
         let mut s = self.state();
         s.calls.push(format!(
             "reset {address} {kind:?} {}",

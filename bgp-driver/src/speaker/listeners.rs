@@ -45,7 +45,7 @@ pub(super) type Keys<'a> = Vec<(IpAddr, &'a [u8])>;
 pub(super) fn keys(table: &HashMap<IpAddr, PeerSlot>) -> Keys<'_> {
     table
         .iter()
-        .filter_map(|(a, s)| Some((*a, s.md5.as_deref()?.as_bytes())))
+        .filter_map(|(a, s)| Some((*a, s.md5()?.as_bytes())))
         .collect()
 }
 

@@ -521,7 +521,7 @@ impl Daemon {
 
     pub fn adj_rib(
         &self,
-        peer: IpAddr,
+        peer: impl Into<am::PeerRef>,
         which: am::AdjRib,
         family: am::Family,
     ) -> Result<Vec<am::Route>, CoreError> {
@@ -560,12 +560,43 @@ impl Daemon {
         Ok(out)
     }
 
-    pub(super) fn peer_slot(&self, address: IpAddr) -> Result<&PeerSlot, CoreError> {
-        self.peers.get(&address).ok_or_else(|| {
-            CoreError::NotFound(format!(
-                "no peer {address}; `tabbyctl peers` lists the configured peers"
-            ))
-        })
+    pub(super) fn peer_slot(&self, peer: impl Into<am::PeerRef>) -> Result<&PeerSlot, CoreError> {
+        let peer = peer.into();
+        let key = self.peer_key(peer)?;
+        self.peers.get(&key).ok_or_else(|| no_peer(peer))
+    }
+
+    /// The session `peer` names: by address and port, or the one session
+    /// to an address. A peer with speakers on several ports has one session
+    /// per port; named by address alone, the API refuses to guess.
+    pub(super) fn peer_key(&self, peer: am::PeerRef) -> Result<topo::PeerKey, CoreError> {
+        let address = peer.address;
+        if let Some(port) = peer.port {
+            let key = topo::PeerKey { address, port };
+            return if self.peers.contains_key(&key) {
+                Ok(key)
+            } else {
+                Err(no_peer(peer))
+            };
+        }
+        let mut keys = self.peers.keys().filter(|k| k.address == address);
+        let Some(first) = keys.next() else {
+            return Err(no_peer(peer));
+        };
+        let rest: Vec<String> = keys.map(|k| k.port.to_string()).collect();
+        if rest.is_empty() {
+            return Ok(*first);
+        }
+        Err(CoreError::FailedPrecondition(format!(
+            "{address} has a session on each of the ports {}, {}: name one as ADDRESS:PORT \
+             (e.g. {}), or [ADDRESS]:PORT for IPv6",
+            first.port,
+            rest.join(", "),
+            topo::PeerKey {
+                address,
+                port: first.port
+            }
+        )))
     }
 
     pub fn list_peers(&self, now: Instant) -> Vec<am::PeerStatus> {
@@ -583,8 +614,12 @@ impl Daemon {
             .collect()
     }
 
-    pub fn get_peer(&self, address: IpAddr, now: Instant) -> Result<am::PeerStatus, CoreError> {
-        Ok(self.status_of(self.peer_slot(address)?, now))
+    pub fn get_peer(
+        &self,
+        peer: impl Into<am::PeerRef>,
+        now: Instant,
+    ) -> Result<am::PeerStatus, CoreError> {
+        Ok(self.status_of(self.peer_slot(peer)?, now))
     }
 
     pub fn add_api_peer(
@@ -592,7 +627,7 @@ impl Daemon {
         cfg: am::PeerConfig,
         now: Instant,
     ) -> Result<am::PeerStatus, CoreError> {
-        if self.peers.contains_key(&cfg.address) {
+        if self.peers.keys().any(|k| k.address == cfg.address) {
             return Err(CoreError::AlreadyExists(format!(
                 "peer {} exists already; delete it first to change its AS or session settings",
                 cfg.address
@@ -610,29 +645,31 @@ impl Daemon {
         let spec = effective_config::api_session_spec(state, &cfg);
         let rib_cfg = convert::peer_config(state, &p);
         let address = cfg.address;
-        self.install_peer(PeerOrigin::Api(Box::new(cfg)), spec, rib_cfg, address, now);
+        self.install_peer(PeerOrigin::Api(Box::new(cfg)), spec, rib_cfg, p.key, now);
         self.pump(now);
         self.get_peer(address, now)
     }
 
-    pub fn delete_peer(&mut self, address: IpAddr, now: Instant) -> Result<(), CoreError> {
-        self.peer_slot(address)?;
-        self.remove_peer_slot(address, now);
+    pub fn delete_peer(
+        &mut self,
+        peer: impl Into<am::PeerRef>,
+        now: Instant,
+    ) -> Result<(), CoreError> {
+        let key = self.peer_key(peer.into())?;
+        self.remove_peer_slot(key, now);
         Ok(())
     }
 
     pub fn enable_peer(
         &mut self,
-        address: IpAddr,
+        peer: impl Into<am::PeerRef>,
         enable: bool,
         reason: Option<String>,
         now: Instant,
     ) -> Result<am::PeerStatus, CoreError> {
-        let slot = self.peers.get_mut(&address).ok_or_else(|| {
-            CoreError::NotFound(format!(
-                "no peer {address}; `tabbyctl peers` lists the configured peers"
-            ))
-        })?;
+        let peer = peer.into();
+        let key = self.peer_key(peer)?;
+        let slot = self.peers.get_mut(&key).ok_or_else(|| no_peer(peer))?;
         slot.track.enabled = enable;
         // A session BFD holds down starts when BFD lets it go.
         let held = slot.bfd.as_ref().is_some_and(|b| b.held);
@@ -641,16 +678,17 @@ impl Daemon {
         } else if !held {
             slot.session.command(PeerCommand::Start);
         }
-        self.get_peer(address, now)
+        self.get_peer(key_ref(key), now)
     }
 
     pub fn reset_peer(
         &mut self,
-        address: IpAddr,
+        peer: impl Into<am::PeerRef>,
         kind: am::ResetKind,
         now: Instant,
     ) -> Result<am::PeerStatus, CoreError> {
-        let slot = self.peer_slot(address)?;
+        let key = self.peer_key(peer.into())?;
+        let slot = self.peer_slot(key_ref(key))?;
         let id = slot.id;
         let families: Vec<Family> = slot.families.iter().copied().collect();
         match kind {
@@ -674,7 +712,7 @@ impl Daemon {
                 self.pump(now);
             }
         }
-        self.get_peer(address, now)
+        self.get_peer(key_ref(key), now)
     }
 
     pub fn watch_peers(&self, now: Instant) -> am::PeerWatch {
@@ -771,8 +809,9 @@ impl Daemon {
         if let Some(p) = &self.listen_problem {
             reasons.push(format!("BGP listener: {p}"));
         }
-        for (a, s) in &self.peers {
+        for (k, s) in &self.peers {
             if s.track.enabled && s.track.state != State::Established {
+                let a = peer_label(*k);
                 reasons.push(format!("peer {a} is {}", api_state(s.track.state).name()));
             }
         }
@@ -785,6 +824,20 @@ impl Daemon {
             reasons,
         }
     }
+}
+
+/// The API's name of exactly this session.
+fn key_ref(key: topo::PeerKey) -> am::PeerRef {
+    am::PeerRef {
+        address: key.address,
+        port: Some(key.port),
+    }
+}
+
+fn no_peer(peer: am::PeerRef) -> CoreError {
+    CoreError::NotFound(format!(
+        "no peer {peer}; `tabbyctl peers` lists the configured peers"
+    ))
 }
 
 /// Adds the driver's snapshot of a session to the core's view of it.

@@ -159,11 +159,11 @@ pub(super) fn bfd_spec(
 impl Daemon {
     /// Starts BFD for a newly installed topology peer when it asks for it;
     /// returns whether its BGP session must wait (not be started yet).
-    pub(super) fn start_bfd(&mut self, address: IpAddr, now: Instant) -> bool {
+    pub(super) fn start_bfd(&mut self, key: topo::PeerKey, now: Instant) -> bool {
         let Some(state) = self.state.as_ref() else {
             return false;
         };
-        let Some(slot) = self.peers.get_mut(&address) else {
+        let Some(slot) = self.peers.get_mut(&key) else {
             return false;
         };
         let PeerOrigin::Topology(p) = &slot.origin else {
@@ -174,9 +174,9 @@ impl Daemon {
         };
         let mut track = BfdTrack::new(settings, now);
         match bfd_spec(state, p, &settings) {
-            Ok(spec) => self.bfd.set(address, Some(spec)),
+            Ok(spec) => self.bfd.set(key.address, Some(spec)),
             Err(why) => {
-                warn!(peer = %address, %why, "BFD cannot run for this peer; its BGP session runs without it");
+                warn!(peer = %key, %why, "BFD cannot run for this peer; its BGP session runs without it");
                 track.phase = BfdPhase::Unavailable(why);
             }
         }
@@ -185,7 +185,7 @@ impl Daemon {
         if held {
             track.since = now;
             slot.track.info = track.hold_reason().unwrap_or_default();
-            info!(peer = %address, "BGP session waits for BFD Up");
+            info!(peer = %key, "BGP session waits for BFD Up");
         }
         slot.bfd = Some(track);
         held
@@ -194,11 +194,11 @@ impl Daemon {
     /// A topology peer's BFD settings changed (no BGP reset): the driver
     /// renegotiates timers with a Poll Sequence, or restarts the session
     /// for other changes; BFD turned off releases a held BGP session.
-    pub(super) fn bfd_changed(&mut self, address: IpAddr, now: Instant) {
+    pub(super) fn bfd_changed(&mut self, key: topo::PeerKey, now: Instant) {
         let Some(state) = self.state.as_ref() else {
             return;
         };
-        let Some(slot) = self.peers.get_mut(&address) else {
+        let Some(slot) = self.peers.get_mut(&key) else {
             return;
         };
         let PeerOrigin::Topology(p) = &slot.origin else {
@@ -207,8 +207,8 @@ impl Daemon {
         match (p.bfd, slot.bfd.as_mut()) {
             (None, None) => {}
             (None, Some(_)) => {
-                info!(peer = %address, "BFD turned off for this peer");
-                self.bfd.set(address, None);
+                info!(peer = %key, "BFD turned off for this peer");
+                self.bfd.set(key.address, None);
                 let was_held = slot.bfd.take().is_some_and(|t| t.held);
                 if was_held {
                     slot.session.command(PeerCommand::Start);
@@ -224,34 +224,54 @@ impl Daemon {
                 track.settings = settings;
                 match spec {
                     Ok(spec) => {
-                        info!(peer = %address, ?settings, "BFD settings changed");
+                        info!(peer = %key, ?settings, "BFD settings changed");
                         if matches!(track.phase, BfdPhase::Unavailable(_)) {
                             track.phase = BfdPhase::Starting;
                             track.since = now;
                         }
-                        self.bfd.set(address, Some(spec));
+                        self.bfd.set(key.address, Some(spec));
                     }
                     Err(why) => {
-                        warn!(peer = %address, %why, "BFD cannot run for this peer; its BGP session runs without it");
-                        self.bfd.set(address, None);
+                        warn!(peer = %key, %why, "BFD cannot run for this peer; its BGP session runs without it");
+                        self.bfd.set(key.address, None);
                         track.phase = BfdPhase::Unavailable(why);
                     }
                 }
-                self.reconcile_hold(address, now);
+                self.reconcile_hold(key, now);
             }
         }
     }
 
-    /// Ends a removed peer's BFD session.
-    pub(super) fn stop_bfd(&mut self, address: IpAddr, had_bfd: bool) {
-        if had_bfd {
-            self.bfd.set(address, None);
+    /// Ends a removed peer's BFD session, unless another session to the
+    /// address (a speaker on another port) still uses it.
+    pub(super) fn stop_bfd(&mut self, key: topo::PeerKey, had_bfd: bool) {
+        let shared = self
+            .peers
+            .iter()
+            .any(|(k, s)| k.address == key.address && s.bfd.is_some());
+        if had_bfd && !shared {
+            self.bfd.set(key.address, None);
         }
     }
 
-    /// What the BFD driver reports about `peer`'s session.
+    /// What the BFD driver reports about the BFD session to `peer`: it
+    /// concerns every BGP session to that address (one per port).
     pub fn bfd_event(&mut self, peer: IpAddr, notice: BfdNotice, now: Instant) {
-        let Some(slot) = self.peers.get_mut(&peer) else {
+        let keys: Vec<topo::PeerKey> = self
+            .peers
+            .keys()
+            .filter(|k| k.address == peer)
+            .copied()
+            .collect();
+        // One BFD session: its transitions are counted once.
+        for (i, key) in keys.into_iter().enumerate() {
+            self.bfd_event_for(key, notice.clone(), i == 0, now);
+        }
+    }
+
+    fn bfd_event_for(&mut self, key: topo::PeerKey, notice: BfdNotice, count: bool, now: Instant) {
+        let peer = key.address;
+        let Some(slot) = self.peers.get_mut(&key) else {
             return; // a late event for a removed peer
         };
         let Some(track) = slot.bfd.as_mut() else {
@@ -267,19 +287,21 @@ impl Daemon {
         if repeat {
             return;
         }
-        let label = |s: &str| crate::metrics::BfdTransitionLabel {
-            peer: peer.to_string(),
-            to: s.to_owned(),
+        let transition = |to: &str| {
+            if count {
+                let label = crate::metrics::BfdTransitionLabel {
+                    peer: peer.to_string(),
+                    to: to.to_owned(),
+                };
+                self.metrics.bfd_transitions.get_or_create(&label).inc();
+            }
         };
         match notice {
             BfdNotice::Event(BfdEvent::Up) => {
                 info!(%peer, "BFD session up");
                 track.phase = BfdPhase::Up;
                 track.since = now;
-                self.metrics
-                    .bfd_transitions
-                    .get_or_create(&label("up"))
-                    .inc();
+                transition("up");
             }
             BfdNotice::Event(BfdEvent::Down { diag }) => {
                 track.phase = BfdPhase::Down;
@@ -287,10 +309,7 @@ impl Daemon {
                 track.last_diag = Some(diag);
                 track.failures += 1;
                 let damped = track.damping.failure(now);
-                self.metrics
-                    .bfd_transitions
-                    .get_or_create(&label("down"))
-                    .inc();
+                transition("down");
                 let graceful = track.settings.graceful;
                 let bgp_up = !matches!(
                     slot.track.state,
@@ -316,10 +335,7 @@ impl Daemon {
                 info!(%peer, "BFD session AdminDown at the peer: not a failure, BGP keeps running on its own timers");
                 track.phase = BfdPhase::PeerAdminDown;
                 track.since = now;
-                self.metrics
-                    .bfd_transitions
-                    .get_or_create(&label("admin_down"))
-                    .inc();
+                transition("admin_down");
             }
             BfdNotice::Event(BfdEvent::LocalAdminDown) => {
                 debug!(%peer, "BFD session put AdminDown here");
@@ -330,11 +346,11 @@ impl Daemon {
                 track.since = now;
             }
         }
-        self.reconcile_hold(peer, now);
+        self.reconcile_hold(key, now);
     }
 
     /// Holds the BGP session down, or lets it go, as BFD and damping say.
-    fn reconcile_hold(&mut self, peer: IpAddr, now: Instant) {
+    fn reconcile_hold(&mut self, peer: topo::PeerKey, now: Instant) {
         let Some(slot) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -370,7 +386,7 @@ impl Daemon {
 
     /// Releases the damped sessions whose time has come.
     pub(super) fn bfd_timer(&mut self, now: Instant) {
-        let due: Vec<IpAddr> = self
+        let due: Vec<topo::PeerKey> = self
             .peers
             .iter()
             .filter(|(_, s)| {
@@ -392,7 +408,7 @@ impl Daemon {
     /// are attributed to it.
     pub(super) fn bfd_teardown_done(
         &mut self,
-        address: IpAddr,
+        key: topo::PeerKey,
         id: PeerId,
         kind: DownKind,
         (diag, at): (Diag, Instant),
@@ -402,7 +418,7 @@ impl Daemon {
         if let Some(rib) = self.rib.as_mut()
             && let Err(e) = rib.peer_down(id, kind, now)
         {
-            debug!(peer = %address, error = %e, "RIB peer down");
+            debug!(peer = %key, error = %e, "RIB peer down");
         }
         let Some(rib) = self.rib.as_mut() else {
             return;
@@ -413,7 +429,7 @@ impl Daemon {
         let changed = rib.drain_changed_prefixes();
         let withdrawn = matches!(kind, DownKind::Flush);
         let departure = am::RouteDeparture {
-            peer: address,
+            peer: key.address,
             at_unix_seconds: self.clock.unix(at),
             reason: format!("BFD went down ({diag})"),
             withdrawn,
@@ -425,7 +441,7 @@ impl Daemon {
         {
             self.departures.record(p, departure.clone());
         }
-        info!(peer = %address, prefixes = changes.len() + changed.len(), withdrawn, "BFD down: the peer's routes left");
+        info!(peer = %key, prefixes = changes.len() + changed.len(), withdrawn, "BFD down: the peer's routes left");
         self.deliver_best(changes, changed);
     }
 }

@@ -123,7 +123,7 @@ fn a_peer_with_the_annotation_gets_a_bfd_session_from_the_node_address() {
     // The mesh peer has none.
     let mesh = h
         .daemon
-        .get_peer("198.18.0.12".parse().unwrap(), Instant::now())
+        .get_peer("198.18.0.12".parse::<IpAddr>().unwrap(), Instant::now())
         .unwrap();
     assert!(mesh.bfd.is_none());
 }

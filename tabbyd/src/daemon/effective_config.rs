@@ -263,7 +263,7 @@ impl EffectiveConfig {
         for p in state.peers.values() {
             let active = d
                 .peers
-                .get(&p.key.address)
+                .get(&p.key)
                 .is_some_and(|s| matches!(&s.origin, PeerOrigin::Topology(q) if q.key == p.key));
             let spec = Daemon::session_spec(state, p);
             let mut peer = peer_entry(state, p, &spec, cluster_id, Some(&mut policies));

@@ -173,8 +173,9 @@ pub struct Daemon {
     clock: WallClock,
     state: Option<NodeState>,
     rib: Option<Rib>,
-    peers: BTreeMap<IpAddr, PeerSlot>,
-    by_id: HashMap<PeerId, IpAddr>,
+    /// By address and port: a peer may run speakers on several ports.
+    peers: BTreeMap<topo::PeerKey, PeerSlot>,
+    by_id: HashMap<PeerId, topo::PeerKey>,
     next_id: u32,
     sessions: Box<dyn Sessions>,
     bfd: Box<dyn BfdSessions>,

@@ -27,7 +27,7 @@ fn cluster() -> String {
 
 fn settings(h: &Harness, addr: &str) -> am::PeerSettings {
     h.daemon
-        .get_peer(addr.parse().unwrap(), Instant::now())
+        .get_peer(addr.parse::<IpAddr>().unwrap(), Instant::now())
         .unwrap()
         .settings
         .expect("a configured daemon reports the settings")
@@ -70,7 +70,9 @@ fn a_bgppeer_shows_every_setting_that_decides_its_session() {
     assert_eq!(settings(&h, TOR), want);
 
     // The status carries no secret, in any form the API turns it into.
-    let status = h.daemon.get_peer(TOR.parse().unwrap(), Instant::now());
+    let status = h
+        .daemon
+        .get_peer(TOR.parse::<IpAddr>().unwrap(), Instant::now());
     let status = status.unwrap();
     assert!(!format!("{status:?}").contains(PASSWORD));
     let message = tabby_api::convert::peer_to_pb(&status);

@@ -164,9 +164,9 @@ impl Daemon {
             // Router id, AS, cluster id or listen address changed: every
             // session and the RIB depend on them. Rebuild from scratch.
             warn!("router id, AS number or cluster id changed: re-establishing every session");
-            let ids: Vec<IpAddr> = self.peers.keys().copied().collect();
-            for a in ids {
-                self.remove_peer_slot(a, now);
+            let keys: Vec<topo::PeerKey> = self.peers.keys().copied().collect();
+            for k in keys {
+                self.remove_peer_slot(k, now);
             }
             self.rib = None;
             self.first_state(new, now);
@@ -185,7 +185,7 @@ impl Daemon {
                 }
                 Change::PeerRemoved(key) => {
                     info!(peer = %key, "peer removed");
-                    self.remove_peer_slot(key.address, now);
+                    self.remove_peer_slot(key, now);
                 }
                 Change::PeerChanged { key, fields } => {
                     let Some(p) = self.state.as_ref().and_then(|s| s.peers.get(&key)).cloned()
@@ -194,18 +194,18 @@ impl Daemon {
                     };
                     if fields.iter().any(|f| f.needs_reset()) {
                         info!(peer = %key, ?fields, "session settings changed: re-establishing this session only");
-                        self.remove_peer_slot(key.address, now);
+                        self.remove_peer_slot(key, now);
                         self.add_topology_peer(p, now);
                     } else {
-                        if let Some(slot) = self.peers.get_mut(&key.address) {
+                        if let Some(slot) = self.peers.get_mut(&key) {
                             slot.origin = PeerOrigin::Topology(Box::new(p));
                         }
                         if fields.iter().any(|f| f.is_policy()) {
                             info!(peer = %key, ?fields, "policy changed: soft reconfiguration");
-                            self.refresh_policy(key.address);
+                            self.refresh_policy(key);
                         }
                         if fields.contains(&topo::PeerField::Bfd) {
-                            self.bfd_changed(key.address, now);
+                            self.bfd_changed(key, now);
                         }
                     }
                 }
@@ -250,19 +250,19 @@ impl Daemon {
             self.originate_all();
         }
         if policy_all {
-            let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
-            for a in addrs {
-                self.refresh_policy(a);
+            let keys: Vec<topo::PeerKey> = self.peers.keys().copied().collect();
+            for k in keys {
+                self.refresh_policy(k);
             }
         }
     }
 
     /// Re-applies a topology peer's import/export policy without a reset.
-    pub(super) fn refresh_policy(&mut self, address: IpAddr) {
+    pub(super) fn refresh_policy(&mut self, key: topo::PeerKey) {
         let (Some(state), Some(rib)) = (self.state.as_ref(), self.rib.as_mut()) else {
             return;
         };
-        let Some(slot) = self.peers.get(&address) else {
+        let Some(slot) = self.peers.get(&key) else {
             return;
         };
         let PeerOrigin::Topology(p) = &slot.origin else {
@@ -275,7 +275,7 @@ impl Daemon {
                     slot.session.command(PeerCommand::RouteRefresh(f));
                 }
             }
-            Err(e) => warn!(peer = %address, error = %e, "policy update failed"),
+            Err(e) => warn!(peer = %key, error = %e, "policy update failed"),
         }
     }
 
@@ -343,7 +343,7 @@ impl Daemon {
             .collect();
         for p in flipped {
             info!(peer = %p.key, "IPv4 over this IPv6 session changes: re-establishing it");
-            self.remove_peer_slot(p.key.address, now);
+            self.remove_peer_slot(p.key, now);
             self.add_topology_peer(p, now);
         }
     }
@@ -358,20 +358,15 @@ impl Daemon {
         let Some(state) = self.state.as_ref() else {
             return;
         };
-        if self.peers.contains_key(&p.key.address) {
-            warn!(peer = %p.key, "two peerings with the same address; keeping the first");
+        if self.peers.contains_key(&p.key) {
+            // Only an API peer can hold a topology peer's address and port.
+            warn!(peer = %p.key, "two peerings with the same address and port; keeping the first");
             return;
         }
         let spec = Self::session_spec(state, &p);
         let rib_cfg = convert::peer_config(state, &p);
-        let address = p.key.address;
-        self.install_peer(
-            PeerOrigin::Topology(Box::new(p)),
-            spec,
-            rib_cfg,
-            address,
-            now,
-        );
+        let key = p.key;
+        self.install_peer(PeerOrigin::Topology(Box::new(p)), spec, rib_cfg, key, now);
     }
 
     pub(super) fn install_peer(
@@ -379,7 +374,7 @@ impl Daemon {
         origin: PeerOrigin,
         spec: SessionSpec,
         rib_cfg: tabby_rib::PeerConfig,
-        address: IpAddr,
+        key: topo::PeerKey,
         now: Instant,
     ) {
         let id = self.alloc_id();
@@ -387,22 +382,22 @@ impl Daemon {
         if let Some(rib) = self.rib.as_mut()
             && let Err(e) = rib.add_peer(id, rib_cfg)
         {
-            warn!(peer = %address, error = %e, "RIB refused the peer");
+            warn!(peer = %key, error = %e, "RIB refused the peer");
             return;
         }
         let session = match self.sessions.spawn(id, spec) {
             Ok(s) => s,
             Err(e) => {
-                warn!(peer = %address, error = %e, "cannot start the session");
+                warn!(peer = %key, error = %e, "cannot start the session");
                 if let Some(rib) = self.rib.as_mut() {
                     let _ = rib.remove_peer(id);
                 }
                 return;
             }
         };
-        self.by_id.insert(id, address);
+        self.by_id.insert(id, key);
         self.peers.insert(
-            address,
+            key,
             PeerSlot {
                 id,
                 origin,
@@ -416,7 +411,7 @@ impl Daemon {
                     .metrics
                     .updates_out
                     .get_or_create(&PeerLabel {
-                        peer: address.to_string(),
+                        peer: peer_label(key),
                     })
                     .clone(),
                 gr_notification: false,
@@ -425,8 +420,8 @@ impl Daemon {
             },
         );
         // With BFD asked to be Up first, the session starts when it is.
-        if !self.start_bfd(address, now)
-            && let Some(slot) = self.peers.get(&address)
+        if !self.start_bfd(key, now)
+            && let Some(slot) = self.peers.get(&key)
         {
             slot.session.command(PeerCommand::Start);
         }
@@ -436,21 +431,21 @@ impl Daemon {
                 state: "Idle".into(),
             })
             .inc();
-        self.publish_peer(address, am::PeerChange::Added, now);
+        self.publish_peer(key, am::PeerChange::Added, now);
     }
 
-    pub(super) fn remove_peer_slot(&mut self, address: IpAddr, now: Instant) {
-        let Some(slot) = self.peers.remove(&address) else {
+    pub(super) fn remove_peer_slot(&mut self, key: topo::PeerKey, now: Instant) {
+        let Some(slot) = self.peers.remove(&key) else {
             return;
         };
         slot.session
             .command(PeerCommand::Stop(Some("peer de-configured".into())));
-        self.stop_bfd(address, slot.bfd.is_some());
+        self.stop_bfd(key, slot.bfd.is_some());
         self.by_id.remove(&slot.id);
         if let Some(rib) = self.rib.as_mut() {
             let _ = rib.peer_down(slot.id, DownKind::Flush, now);
             if let Err(e) = rib.remove_peer(slot.id) {
-                debug!(peer = %address, error = %e, "RIB peer removal");
+                debug!(peer = %key, error = %e, "RIB peer removal");
             }
         }
         self.metrics
@@ -469,8 +464,13 @@ impl Daemon {
         self.pump(now);
     }
 
-    pub(super) fn publish_peer(&mut self, address: IpAddr, change: am::PeerChange, now: Instant) {
-        let Some(slot) = self.peers.get(&address) else {
+    pub(super) fn publish_peer(
+        &mut self,
+        key: topo::PeerKey,
+        change: am::PeerChange,
+        now: Instant,
+    ) {
+        let Some(slot) = self.peers.get(&key) else {
             return;
         };
         self.peer_seq += 1;
@@ -499,10 +499,10 @@ impl Daemon {
                 })
                 .inc();
         }
-        for (addr, slot) in &self.peers {
+        for (key, slot) in &self.peers {
             for f in &slot.families {
                 let label = PeerFamilyLabel {
-                    peer: addr.to_string(),
+                    peer: peer_label(*key),
                     family: f.to_string(),
                 };
                 let set = |g: &MetricFamily<PeerFamilyLabel, Gauge>, n: usize| {
@@ -532,12 +532,12 @@ impl Daemon {
     /// absorbs every queued event first and pumps once, so UPDATEs that
     /// arrived together leave in shared batches.
     pub fn absorb_session_event(&mut self, id: PeerId, ev: PeerEvent, now: Instant) {
-        let Some(&address) = self.by_id.get(&id) else {
+        let Some(&key) = self.by_id.get(&id) else {
             return; // a late event from a removed peer
         };
         match ev {
             PeerEvent::StateChanged { from, to } => {
-                if let Some(slot) = self.peers.get_mut(&address) {
+                if let Some(slot) = self.peers.get_mut(&key) {
                     slot.track.state = to;
                     slot.track.since = now;
                     if to == State::Established {
@@ -559,9 +559,9 @@ impl Daemon {
                         state: to.to_string(),
                     })
                     .inc();
-                info!(peer = %address, %from, %to, "session state");
+                info!(peer = %key, %from, %to, "session state");
                 self.publish_peer(
-                    address,
+                    key,
                     am::PeerChange::StateChanged {
                         previous: api_state(from),
                     },
@@ -570,7 +570,7 @@ impl Daemon {
             }
             PeerEvent::Established(neg) => {
                 let session = PeerSession::from(neg.as_ref());
-                if let Some(slot) = self.peers.get_mut(&address) {
+                if let Some(slot) = self.peers.get_mut(&key) {
                     slot.families = neg.families.clone();
                     slot.eor.clear();
                     slot.track.remote_router_id = Some(neg.peer_id);
@@ -581,11 +581,11 @@ impl Daemon {
                 if let Some(rib) = self.rib.as_mut()
                     && let Err(e) = rib.peer_up(id, session, now)
                 {
-                    warn!(peer = %address, error = %e, "RIB refused the session");
+                    warn!(peer = %key, error = %e, "RIB refused the session");
                 }
             }
             PeerEvent::Update(u) => {
-                if let Some(slot) = self.peers.get_mut(&address) {
+                if let Some(slot) = self.peers.get_mut(&key) {
                     slot.track.updates_received += 1;
                     slot.track.prefixes_received +=
                         (u.nlri.len() + u.mp_reach.as_ref().map_or(0, |m| m.nlri.len())) as u64;
@@ -593,30 +593,30 @@ impl Daemon {
                 self.metrics
                     .updates_in
                     .get_or_create(&PeerLabel {
-                        peer: address.to_string(),
+                        peer: peer_label(key),
                     })
                     .inc();
                 if let Some(rib) = self.rib.as_mut() {
                     match rib.apply_update(id, &u) {
                         Ok(out) => {
                             for (reason, n) in out.rejected {
-                                debug!(peer = %address, ?reason, n, "routes rejected");
+                                debug!(peer = %key, ?reason, n, "routes rejected");
                             }
                         }
-                        Err(e) => warn!(peer = %address, error = %e, "UPDATE not applied"),
+                        Err(e) => warn!(peer = %key, error = %e, "UPDATE not applied"),
                     }
                 }
-                self.check_max_prefixes(address, id);
+                self.check_max_prefixes(key, id);
             }
             PeerEvent::EndOfRib(f) => {
-                debug!(peer = %address, family = %f, "End-of-RIB received");
-                if let Some(slot) = self.peers.get_mut(&address) {
+                debug!(peer = %key, family = %f, "End-of-RIB received");
+                if let Some(slot) = self.peers.get_mut(&key) {
                     slot.eor.insert(f);
                 }
                 if let Some(rib) = self.rib.as_mut()
                     && let Err(e) = rib.apply_update(id, &Update::end_of_rib(f))
                 {
-                    warn!(peer = %address, error = %e, "End-of-RIB not applied");
+                    warn!(peer = %key, error = %e, "End-of-RIB not applied");
                 }
             }
             PeerEvent::RouteRefresh(rr) => {
@@ -624,13 +624,13 @@ impl Daemon {
                     && let Some(rib) = self.rib.as_mut()
                     && let Err(e) = rib.route_refresh(id, rr.family)
                 {
-                    warn!(peer = %address, error = %e, "route refresh not served");
+                    warn!(peer = %key, error = %e, "route refresh not served");
                 }
             }
             PeerEvent::Down(d) => {
                 let kind = DownKind::from(&d);
-                info!(peer = %address, reason = %d.reason, graceful = d.stale.is_some(), "session down");
-                if let Some(slot) = self.peers.get_mut(&address) {
+                info!(peer = %key, reason = %d.reason, graceful = d.stale.is_some(), "session down");
+                if let Some(slot) = self.peers.get_mut(&key) {
                     slot.track.info = d.reason.to_string();
                     match &d.reason {
                         DownReason::NotificationSent(n) => {
@@ -644,33 +644,30 @@ impl Daemon {
                         _ => {}
                     }
                 }
-                let by_bfd = self
-                    .peers
-                    .get_mut(&address)
-                    .and_then(|s| s.bfd_teardown.take());
+                let by_bfd = self.peers.get_mut(&key).and_then(|s| s.bfd_teardown.take());
                 match by_bfd {
                     _ if !d.was_established => {}
-                    Some(bfd) => self.bfd_teardown_done(address, id, kind, bfd, now),
+                    Some(bfd) => self.bfd_teardown_done(key, id, kind, bfd, now),
                     None => {
                         if let Some(rib) = self.rib.as_mut()
                             && let Err(e) = rib.peer_down(id, kind, now)
                         {
-                            debug!(peer = %address, error = %e, "RIB peer down");
+                            debug!(peer = %key, error = %e, "RIB peer down");
                         }
                     }
                 }
             }
             PeerEvent::CommandFailed(why) => {
-                debug!(peer = %address, %why, "session command not carried out");
+                debug!(peer = %key, %why, "session command not carried out");
             }
         }
     }
 
     /// RFC 4486 §4: past the limit, Cease / Maximum Number of Prefixes
     /// Reached with AFI, SAFI and the limit as data.
-    pub(super) fn check_max_prefixes(&mut self, address: IpAddr, id: PeerId) {
+    pub(super) fn check_max_prefixes(&mut self, key: topo::PeerKey, id: PeerId) {
         let limit = self.opts.max_prefixes;
-        let (Some(rib), Some(slot)) = (self.rib.as_ref(), self.peers.get(&address)) else {
+        let (Some(rib), Some(slot)) = (self.rib.as_ref(), self.peers.get(&key)) else {
             return;
         };
         if limit == 0 {
@@ -679,7 +676,7 @@ impl Daemon {
         for f in &slot.families {
             let n = rib.prefix_count(id, *f);
             if n > limit as usize {
-                warn!(peer = %address, family = %f, prefixes = n, limit, "maximum number of prefixes exceeded: closing the session");
+                warn!(peer = %key, family = %f, prefixes = n, limit, "maximum number of prefixes exceeded: closing the session");
                 let cease = tabby_bgp::notification::Cease::MaxPrefixesReached(Some(
                     tabby_bgp::notification::PrefixLimit { family: *f, limit },
                 ));
@@ -698,6 +695,16 @@ impl Daemon {
         // BFD says AdminDown, which is not a failure: peers keep the BGP
         // sessions' graceful restart.
         self.bfd.shutdown();
+    }
+}
+
+/// A peer's label in the per-peer metrics: its address, with the port
+/// when it is not BGP's own (a peer may run speakers on several ports).
+pub(super) fn peer_label(key: topo::PeerKey) -> String {
+    if key.port == tabby_bgp_driver::BGP_PORT {
+        key.address.to_string()
+    } else {
+        key.to_string()
     }
 }
 

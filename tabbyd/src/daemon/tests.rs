@@ -20,8 +20,16 @@ use super::*;
 use crate::sessions::{SessionHandle, SessionSpec, Sessions};
 use tabby_bgp_driver::{PeerCommand, PeerEvent};
 
-/// Commands each spawned session received, by peer address.
-type Log = Arc<Mutex<Vec<(IpAddr, PeerId, mpsc::UnboundedReceiver<PeerCommand>)>>>;
+/// Commands each spawned session received, by peer address and port.
+type Log = Arc<Mutex<Vec<(SocketAddr, PeerId, mpsc::UnboundedReceiver<PeerCommand>)>>>;
+
+/// `peer` names a session by address (any port) or by address and port.
+fn names(peer: &str, remote: SocketAddr) -> bool {
+    match peer.parse::<SocketAddr>() {
+        Ok(sa) => sa == remote,
+        Err(_) => peer.parse::<IpAddr>().unwrap() == remote.ip(),
+    }
+}
 
 struct Recorder {
     log: Log,
@@ -34,7 +42,7 @@ impl Sessions for Recorder {
 
     fn spawn(&mut self, id: PeerId, spec: SessionSpec) -> Result<SessionHandle, String> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.log.lock().unwrap().push((spec.remote.ip(), id, rx));
+        self.log.lock().unwrap().push((spec.remote, id, rx));
         Ok(SessionHandle::new(tx))
     }
 }
@@ -96,22 +104,21 @@ impl Harness {
         self.daemon.apply_resources(&res, Instant::now());
     }
 
+    /// The latest session spawned for `addr` (`ip` or `ip:port`).
     fn id_of(&self, addr: &str) -> PeerId {
-        let a: IpAddr = addr.parse().unwrap();
         let log = self.log.lock().unwrap();
         log.iter()
             .rev()
-            .find(|(ip, _, _)| *ip == a)
+            .find(|(remote, _, _)| names(addr, *remote))
             .map(|(_, id, _)| *id)
             .unwrap()
     }
 
+    /// What the sessions for `addr` (`ip` or `ip:port`) were told since the last call.
     fn commands(&self, addr: &str) -> Vec<PeerCommand> {
-        let a: IpAddr = addr.parse().unwrap();
         let mut log = self.log.lock().unwrap();
         let mut out = Vec::new();
-        for (ip, _, rx) in log.iter_mut().filter(|(ip, _, _)| *ip == a) {
-            let _ = ip;
+        for (_, _, rx) in log.iter_mut().filter(|(remote, _, _)| names(addr, *remote)) {
             while let Ok(c) = rx.try_recv() {
                 out.push(c);
             }
@@ -268,7 +275,7 @@ fn own_block_is_blackholed_and_learned_routes_go_via_the_peer() {
     // The counters say the same: one route in, our block out.
     let tor = h
         .daemon
-        .get_peer("198.18.0.1".parse().unwrap(), Instant::now())
+        .get_peer("198.18.0.1".parse::<IpAddr>().unwrap(), Instant::now())
         .unwrap();
     assert_eq!(tor.counters.prefixes_accepted, 1);
     assert_eq!(tor.counters.prefixes_advertised, 1, "{tor:?}");
@@ -349,6 +356,141 @@ fn max_prefixes_closes_the_session_with_cease_1() {
     );
     // RFC 4486 §4: AFI 1, SAFI 1, the limit 2.
     assert_eq!(n.data, vec![0, 1, 1, 0, 0, 0, 2]);
+}
+
+#[test]
+fn two_bgppeers_for_one_address_on_two_ports_are_two_sessions() {
+    // confd renders `peerIP: <ip>:<port>` BGPPeers as one BIRD protocol
+    // per address and port: a peer may run a speaker on each port.
+    let two = format!(
+        "{CLUSTER}---\n\
+         apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {{name: speaker-150}}\n\
+         spec: {{peerIP: '198.51.100.1:150', asNumber: 65001}}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {{name: speaker-166}}\n\
+         spec: {{peerIP: '198.51.100.1:166', asNumber: 65002}}\n"
+    );
+    let mut h = harness(0);
+    h.load(&two);
+    assert!(
+        h.daemon.config_warnings.is_empty(),
+        "{:?}",
+        h.daemon.config_warnings
+    );
+    let (a, b) = (h.id_of("198.51.100.1:150"), h.id_of("198.51.100.1:166"));
+    assert_ne!(a, b);
+    for s in ["198.51.100.1:150", "198.51.100.1:166"] {
+        let cmds = h.commands(s);
+        assert!(
+            matches!(cmds.first(), Some(PeerCommand::Start)),
+            "{s}: {cmds:?}"
+        );
+    }
+    let now = Instant::now();
+    let ports: Vec<(u16, u32)> = h
+        .daemon
+        .list_peers(now)
+        .iter()
+        .filter(|p| p.config.address == IpAddr::from([198, 51, 100, 1]))
+        .map(|p| {
+            (
+                p.settings.as_ref().map_or(0, |s| s.port),
+                p.config.remote_as,
+            )
+        })
+        .collect();
+    assert_eq!(ports, vec![(150, 65001), (166, 65002)]);
+    // Each session's routes are its own.
+    h.establish("198.51.100.1:150", 65001, Ipv4Addr::new(198, 51, 100, 1));
+    h.establish("198.51.100.1:166", 65002, Ipv4Addr::new(198, 51, 100, 2));
+    h.announce(
+        "198.51.100.1:150",
+        &[65001],
+        &["203.0.113.0/26"],
+        Ipv4Addr::new(198, 51, 100, 1),
+    );
+    h.announce(
+        "198.51.100.1:166",
+        &[65002],
+        &["203.0.113.64/26"],
+        Ipv4Addr::new(198, 51, 100, 1),
+    );
+    let rib = h.daemon.rib.as_ref().unwrap();
+    for (prefix, peer) in [("203.0.113.0/26", a), ("203.0.113.64/26", b)] {
+        let best = rib.best(&prefix.parse().unwrap()).expect(prefix);
+        assert!(
+            matches!(best.source, RouteSource::Peer { peer: p, .. } if p == peer),
+            "{prefix}: {:?}",
+            best.source
+        );
+    }
+    // The API names peers by address: it says which ports there are
+    // rather than pick one.
+    let e = h
+        .daemon
+        .get_peer(IpAddr::from([198, 51, 100, 1]), now)
+        .expect_err("ambiguous");
+    assert!(
+        matches!(&e, CoreError::FailedPrecondition(m) if m.contains("150, 166") && m.contains("198.51.100.1:150")),
+        "{e:?}"
+    );
+    // Named with its port, each is there.
+    let at = |port| am::PeerRef {
+        address: IpAddr::from([198, 51, 100, 1]),
+        port: Some(port),
+    };
+    let p = h.daemon.get_peer(at(166), now).expect(":166");
+    assert_eq!(p.config.remote_as, 65002);
+    assert!(matches!(
+        h.daemon.get_peer(at(179), now),
+        Err(CoreError::NotFound(_))
+    ));
+    h.daemon
+        .enable_peer(at(150), false, None, now)
+        .expect("disable :150");
+    assert!(
+        h.commands("198.51.100.1:150")
+            .iter()
+            .any(|c| matches!(c, PeerCommand::Stop(_)))
+    );
+    h.daemon
+        .enable_peer(at(150), true, None, now)
+        .expect("enable :150");
+    assert!(
+        h.commands("198.51.100.1:150")
+            .iter()
+            .any(|c| matches!(c, PeerCommand::Start))
+    );
+    // One BGPPeer removed: its session stops, the other is untouched and
+    // keeps its routes.
+    h.load(&two.replace(
+        "spec: {peerIP: '198.51.100.1:150', asNumber: 65001}",
+        "spec: {peerIP: '198.51.100.1:150', asNumber: 65001, node: node-b}",
+    ));
+    assert!(
+        h.commands("198.51.100.1:150")
+            .iter()
+            .any(|c| matches!(c, PeerCommand::Stop(_))),
+        "the :150 session stops"
+    );
+    // It only hears that the other session's route went.
+    let other = h.commands("198.51.100.1:166");
+    assert!(
+        other
+            .iter()
+            .all(|c| matches!(c, PeerCommand::SendShared { .. })),
+        "{other:?}"
+    );
+    let rib = h.daemon.rib.as_ref().unwrap();
+    assert!(rib.best(&"203.0.113.0/26".parse().unwrap()).is_none());
+    assert!(rib.best(&"203.0.113.64/26".parse().unwrap()).is_some());
+    assert_eq!(
+        h.daemon
+            .get_peer(IpAddr::from([198, 51, 100, 1]), now)
+            .expect("one session left")
+            .config
+            .remote_as,
+        65002
+    );
 }
 
 #[test]
@@ -572,7 +714,7 @@ fn each_peer_gets_its_groups_batches_in_its_wire_format() {
         );
         let status = h
             .daemon
-            .get_peer(addr.parse().unwrap(), Instant::now())
+            .get_peer(addr.parse::<IpAddr>().unwrap(), Instant::now())
             .unwrap();
         assert_eq!(status.counters.updates_sent, messages, "{addr}");
     }
