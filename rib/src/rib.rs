@@ -1,7 +1,7 @@
 //! The RIB: peers, Loc-RIB, update groups, graceful-restart state, and the
 //! event-in / output-out interface the daemon drives.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -1139,6 +1139,20 @@ impl Rib {
         let existed = self.local_meta.remove(&(prefix, id)).is_some();
         self.change_dest(prefix, false, LOCAL_SOURCE, |d| d.remove(LOCAL_SOURCE, id));
         existed
+    }
+
+    /// Every route an owner originated, grouped by owner (in no order):
+    /// what a RIB rebuilt for a new router id or AS must originate again.
+    pub fn local_routes(&self) -> BTreeMap<String, Vec<(IpNet, LocalRoute)>> {
+        let mut out: BTreeMap<String, Vec<(IpNet, LocalRoute)>> = BTreeMap::new();
+        for ((prefix, id), r) in &self.local_meta {
+            if let Some(owner) = self.owners.get(*id as usize) {
+                out.entry(owner.clone())
+                    .or_default()
+                    .push((*prefix, r.clone()));
+            }
+        }
+        out
     }
 
     /// Makes `routes` the complete set originated by `owner`: adds, updates

@@ -164,12 +164,35 @@ impl Daemon {
             // Router id, AS, cluster id or listen address changed: every
             // session and the RIB depend on them. Rebuild from scratch.
             warn!("router id, AS number or cluster id changed: re-establishing every session");
+            // What API clients gave stays: their peers and their routes
+            // (the IPAM does not announce again for a change it did not make).
+            let api_peers: Vec<am::PeerConfig> = self
+                .peers
+                .values()
+                .filter_map(|s| match &s.origin {
+                    PeerOrigin::Api(cfg) => Some(cfg.as_ref().clone()),
+                    PeerOrigin::Topology(_) => None,
+                })
+                .collect();
+            let mut api_routes = self.rib.as_ref().map(Rib::local_routes).unwrap_or_default();
+            api_routes.remove(TOPOLOGY_OWNER);
             let keys: Vec<topo::PeerKey> = self.peers.keys().copied().collect();
             for k in keys {
                 self.remove_peer_slot(k, now);
             }
             self.rib = None;
             self.first_state(new, now);
+            if let Some(rib) = self.rib.as_mut() {
+                for (owner, routes) in api_routes {
+                    rib.replace_local(&owner, routes);
+                }
+            }
+            for cfg in api_peers {
+                let address = cfg.address;
+                if let Err(e) = self.add_api_peer(cfg, now) {
+                    warn!(peer = %address, error = %e, "API peer not restored after the restart");
+                }
+            }
             return;
         }
         self.state = Some(new);

@@ -721,6 +721,51 @@ fn each_peer_gets_its_groups_batches_in_its_wire_format() {
 }
 
 #[test]
+fn an_as_change_keeps_what_api_clients_gave() {
+    // A new AS rebuilds the RIB and every session; the IPAM's routes and
+    // the operator's peers are not the datastore's to drop.
+    let mut h = harness(0);
+    h.load(CLUSTER);
+    let now = Instant::now();
+    let ipam = am::Owner::new("ipam").unwrap();
+    let pod = am::LocalRoute {
+        prefix: "100.64.0.9/32".parse().unwrap(),
+        kind: am::RouteKind::Unspecified,
+        communities: vec![],
+        large_communities: vec![],
+        next_hop: None,
+    };
+    h.daemon.replace(&ipam, vec![pod], now).unwrap();
+    h.daemon
+        .add_api_peer(
+            am::PeerConfig::new(IpAddr::from([198, 18, 0, 99]), 65099),
+            now,
+        )
+        .unwrap();
+    let before = h.id_of("198.18.0.99");
+    h.load(&CLUSTER.replace("asNumber: 64512", "asNumber: 64513"));
+    assert_eq!(h.daemon.state.as_ref().unwrap().local_as, 64513);
+    let api = h
+        .daemon
+        .get_peer(IpAddr::from([198, 18, 0, 99]), now)
+        .expect("the API peer is still there");
+    assert_eq!(api.config.remote_as, 65099);
+    assert_ne!(h.id_of("198.18.0.99"), before, "with a new session");
+    let best = h
+        .daemon
+        .rib
+        .as_ref()
+        .unwrap()
+        .best(&"100.64.0.9/32".parse().unwrap())
+        .expect("the IPAM's route is still originated");
+    assert!(
+        matches!(&best.source, RouteSource::Local { owner, .. } if owner == "ipam"),
+        "{:?}",
+        best.source
+    );
+}
+
+#[test]
 fn an_api_peer_gets_the_topology_defaults() {
     let res = topo::Resources::from_yaml_str(CLUSTER, "test").unwrap();
     let state = topo::derive(&res, "node-a").unwrap();
