@@ -37,10 +37,9 @@
 mod fixtures;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Result, anyhow, ensure};
 use fixtures::*;
 use interop_tests::*;
 
@@ -116,13 +115,6 @@ impl Setup {
             .peer(p)
             .render()
     }
-}
-
-/// Replaces `path` in one step (the datastore polls the file).
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
 fn log_of(lab: &Lab, label: &str) -> Result<String> {

@@ -1620,10 +1620,8 @@ impl Rib {
         Ok(())
     }
 
-    /// Replaces a peer's import and export policies without a session reset.
-    /// Export: the peer moves to the update group of its new policy and gets
-    /// only the difference. Import: re-applied from the pre-policy
-    /// Adj-RIB-In when kept; otherwise the outcome asks for a route refresh.
+    /// Replaces a peer's import and export policies without a session reset
+    /// (see [`Rib::update_settings`]).
     pub fn update_policy(
         &mut self,
         peer: PeerId,
@@ -1631,12 +1629,35 @@ impl Rib {
         export: Option<Arc<Policy>>,
     ) -> Result<PolicyChangeOutcome, RibError> {
         let slot = self.slot(peer)?;
+        let mut s = self
+            .peer(slot)
+            .ok_or(RibError::UnknownPeer(peer))?
+            .cfg
+            .settings();
+        s.import = import;
+        s.export = export;
+        self.update_settings(peer, s)
+    }
+
+    /// Applies a peer's changed routing settings without a session reset.
+    /// Export side (export policy, next-hop mode): the peer moves to the
+    /// update group of its new settings and gets only the difference.
+    /// Import side (import policy, allowed local-AS count): re-applied from
+    /// the pre-policy Adj-RIB-In when kept; otherwise the outcome asks for
+    /// a route refresh.
+    pub fn update_settings(
+        &mut self,
+        peer: PeerId,
+        new: PeerSettings,
+    ) -> Result<PolicyChangeOutcome, RibError> {
+        let slot = self.slot(peer)?;
         let mut outcome = PolicyChangeOutcome::default();
         let (import_changed, export_changed, up, soft) = {
             let s = self.peer(slot).ok_or(RibError::UnknownPeer(peer))?;
+            let old = s.cfg.settings();
             (
-                s.cfg.import != import,
-                s.cfg.export != export,
+                old.import != new.import || old.num_allowed_local_as != new.num_allowed_local_as,
+                old.export != new.export || old.next_hop_mode != new.next_hop_mode,
                 s.session.is_some(),
                 s.cfg.soft_reconfig_inbound,
             )
@@ -1647,7 +1668,8 @@ impl Rib {
             let dumped = self.peer(slot).is_some_and(|p| !p.awaiting_dump);
             self.leave_group(slot);
             if let Some(p) = self.peer_mut(slot) {
-                p.cfg.export = export;
+                p.cfg.export = new.export;
+                p.cfg.next_hop_mode = new.next_hop_mode;
             }
             if up {
                 self.join_group(slot);
@@ -1662,7 +1684,8 @@ impl Rib {
         }
         if import_changed {
             if let Some(p) = self.peer_mut(slot) {
-                p.cfg.import = import;
+                p.cfg.import = new.import;
+                p.cfg.num_allowed_local_as = new.num_allowed_local_as;
             }
             if soft {
                 self.reapply_import(slot);

@@ -118,7 +118,27 @@ pub struct PeerConfig {
     pub add_path_send_max: u8,
 }
 
+/// The part of a [`PeerConfig`] that can change on a running session
+/// ([`crate::Rib::update_settings`]); the rest needs a new session.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    pub next_hop_mode: NextHopMode,
+    pub num_allowed_local_as: u8,
+    pub import: Option<Arc<Policy>>,
+    pub export: Option<Arc<Policy>>,
+}
+
 impl PeerConfig {
+    /// The settings a running session can take without a reset.
+    pub fn settings(&self) -> PeerSettings {
+        PeerSettings {
+            next_hop_mode: self.next_hop_mode,
+            num_allowed_local_as: self.num_allowed_local_as,
+            import: self.import.clone(),
+            export: self.export.clone(),
+        }
+    }
+
     pub fn new(address: IpAddr, peer_asn: Asn) -> Self {
         PeerConfig {
             address,

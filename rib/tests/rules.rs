@@ -288,6 +288,40 @@ fn export_policy_change_sends_only_the_difference() {
 }
 
 #[test]
+fn a_next_hop_mode_change_re_exports_with_the_new_next_hop() {
+    // Calico's nextHopMode edited on a running eBGP session: the routes it
+    // was sent go again with the next hop the new mode gives, no reset.
+    let mut r = rib_with(|_| {});
+    up(&mut r, 1, peer("198.18.0.2", 65001));
+    up(&mut r, 2, peer("198.18.0.3", 65002));
+    learn_with(
+        &mut r,
+        1,
+        &["100.64.1.0/26"],
+        "198.18.0.2",
+        attrs(&[65001], &[]),
+    );
+    let ann = |nh: &str| {
+        format!(
+            r#"A ["100.64.1.0/26"] nh={nh} path=[64512 65001] lp=None med=None orig=None cl=[] comm=[]"#
+        )
+    };
+    let first = render(&updates_for(&r.drain_outgoing(), PeerId(2)));
+    assert!(first.contains(&ann("198.18.0.1")), "{first:?}");
+    let mut keep = peer("198.18.0.3", 65002).settings();
+    keep.next_hop_mode = NextHopMode::Keep;
+    let outcome = r.update_settings(PeerId(2), keep).unwrap();
+    assert!(outcome.route_refresh.is_empty(), "no import change");
+    let out = updates_for(&r.drain_outgoing(), PeerId(2));
+    assert_eq!(render(&out), vec![ann("198.18.0.2")]);
+    // The same settings again: nothing to send.
+    let mut keep = peer("198.18.0.3", 65002).settings();
+    keep.next_hop_mode = NextHopMode::Keep;
+    r.update_settings(PeerId(2), keep).unwrap();
+    assert!(updates_for(&r.drain_outgoing(), PeerId(2)).is_empty());
+}
+
+#[test]
 fn update_groups_share_work() {
     let mut r = rib_with(|c| c.cluster_id = Some(v4("198.18.0.100")));
     for i in 0..20u32 {

@@ -76,6 +76,9 @@ impl PeerField {
                 | PeerField::SourceAddress
                 | PeerField::GracefulRestartTime
                 | PeerField::KeepaliveTime
+                // Whether routes from this peer are reflected to the others,
+                // and how: everything it sent is judged again on a new session.
+                | PeerField::RrClient
         )
     }
 
@@ -83,10 +86,7 @@ impl PeerField {
     pub fn is_policy(self) -> bool {
         matches!(
             self,
-            PeerField::Filters
-                | PeerField::NextHop
-                | PeerField::RrClient
-                | PeerField::NumAllowedLocalAs
+            PeerField::Filters | PeerField::NextHop | PeerField::NumAllowedLocalAs
         )
     }
 }

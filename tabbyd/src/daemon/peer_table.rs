@@ -280,7 +280,8 @@ impl Daemon {
         }
     }
 
-    /// Re-applies a topology peer's import/export policy without a reset.
+    /// Re-applies a topology peer's policies, next-hop mode and allowed
+    /// local-AS count without a reset.
     pub(super) fn refresh_policy(&mut self, key: topo::PeerKey) {
         let (Some(state), Some(rib)) = (self.state.as_ref(), self.rib.as_mut()) else {
             return;
@@ -292,7 +293,7 @@ impl Daemon {
             return;
         };
         let cfg = convert::peer_config(state, p);
-        match rib.update_policy(slot.id, cfg.import, cfg.export) {
+        match rib.update_settings(slot.id, cfg.settings()) {
             Ok(outcome) => {
                 for f in outcome.route_refresh {
                     slot.session.command(PeerCommand::RouteRefresh(f));
