@@ -32,19 +32,30 @@ pub fn policy(name: &str, p: &topo::Policy) -> Policy {
                 })),
                 topo::Match::FromBgp => Match::Source(SourceMatch::Remote),
                 topo::Match::Interface(_) => continue 'rules,
+                topo::Match::Community(c) => community_match(*c),
+                topo::Match::AsPathPrefix(asns) => {
+                    Match::AsPathPrefix(asns.iter().copied().map(Asn).collect())
+                }
+                topo::Match::Priority { value, local } => Match::Priority {
+                    priority: *value,
+                    local: *local,
+                },
             };
             rule.matches.push(m);
         }
         for a in &r.actions {
             match a {
-                PolicyAction::AddCommunity(c) => rule.actions.push(match *c {
-                    TopoCommunity::Standard(asn, v) => Action::AddCommunity(Community::new(asn, v)),
-                    TopoCommunity::Large(g, l1, l2) => Action::AddLargeCommunity(LargeCommunity {
-                        global_admin: g,
-                        local_data_1: l1,
-                        local_data_2: l2,
-                    }),
-                }),
+                PolicyAction::AddCommunity(c) => rule.actions.push(add_community(*c)),
+                // One ASN at a time, last first, so the first listed ends up first
+                // (Calico renders `bgp_path.prepend()` in the same order).
+                PolicyAction::PrependAsPath(asns) => {
+                    rule.actions
+                        .extend(asns.iter().rev().map(|a| Action::Prepend {
+                            asn: Some(Asn(*a)),
+                            times: 1,
+                        }))
+                }
+                PolicyAction::SetPriority(p) => rule.actions.push(Action::SetPriority(*p)),
                 PolicyAction::Accept => rule.verdict = Some(Verdict::Accept),
                 PolicyAction::Reject => rule.verdict = Some(Verdict::Reject),
             }
@@ -61,6 +72,30 @@ pub fn policy(name: &str, p: &topo::Policy) -> Policy {
             topo::Verdict::Accept => Verdict::Accept,
             topo::Verdict::Reject => Verdict::Reject,
         },
+    }
+}
+
+fn large(g: u32, l1: u32, l2: u32) -> LargeCommunity {
+    LargeCommunity {
+        global_admin: g,
+        local_data_1: l1,
+        local_data_2: l2,
+    }
+}
+
+/// The route carries the community.
+fn community_match(c: TopoCommunity) -> Match {
+    match c {
+        TopoCommunity::Standard(asn, v) => Match::Community(Community::new(asn, v)),
+        TopoCommunity::Large(g, l1, l2) => Match::LargeCommunity(large(g, l1, l2)),
+    }
+}
+
+/// Adds the community (BIRD's `bgp_community.add`, `bgp_large_community.add`).
+fn add_community(c: TopoCommunity) -> Action {
+    match c {
+        TopoCommunity::Standard(asn, v) => Action::AddCommunity(Community::new(asn, v)),
+        TopoCommunity::Large(g, l1, l2) => Action::AddLargeCommunity(large(g, l1, l2)),
     }
 }
 
