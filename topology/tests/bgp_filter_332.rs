@@ -183,7 +183,7 @@ fn bad_values_are_refused_naming_the_field() {
         "    - {action: Accept, operations: [{}]}",
         &["operations[0]", "sets no operation"],
     );
-    let eleven = vec!["{setPriority: {value: 5}}"; 11].join(", ");
+    let eleven = ["{setPriority: {value: 5}}"; 11].join(", ");
     refused(
         &format!("    - {{action: Accept, operations: [{eleven}]}}"),
         &["spec.importV4[0].operations", "at most 10"],
