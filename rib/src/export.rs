@@ -352,6 +352,7 @@ fn route_ctx<'a>(key: &GroupKey, input: &ExportInput<'a>) -> RouteCtx<'a> {
         },
         peer_kind: key.kind,
         local_asn: key.local_asn,
+        default_local_pref: input.default_local_pref,
         attrs: &input.attrs.attrs,
     }
 }

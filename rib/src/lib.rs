@@ -15,6 +15,7 @@
 //! codec (`tabby-bgp`), the kernel (`tabby-fib-sync`) or configuration
 //! parsing (`tabby-topology`).
 
+pub mod as_path_prefix;
 pub mod attrs;
 pub mod decision;
 mod dest_map;

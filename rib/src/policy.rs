@@ -59,6 +59,9 @@ pub enum Match {
     Community(Community),
     LargeCommunity(LargeCommunity),
     AsPathContains(Asn),
+    /// The AS_PATH begins with these ASNs (BIRD's `bgp_path ~ [= a b * =]`,
+    /// see [`crate::as_path_prefix`]).
+    AsPathPrefix(Vec<Asn>),
     AsPathLen {
         min: u32,
         max: u32,
@@ -66,6 +69,17 @@ pub enum Match {
     Source(SourceMatch),
     /// The kind of the peer this policy is attached to.
     PeerKind(PeerKind),
+    /// The route's Calico priority is `priority`: its LOCAL_PREF is
+    /// [`priority_to_local_pref`]`(priority)` (Calico renders
+    /// `bgp_local_pref = 2147483647 - priority`). A route without LOCAL_PREF
+    /// counts as [`RouteCtx::default_local_pref`] when learned from a peer
+    /// (BIRD attaches its default on receipt) and as priority `local` when
+    /// originated here (Calico's normal route priority for a kernel route
+    /// without a metric).
+    Priority {
+        priority: u32,
+        local: u32,
+    },
     /// The next hop lies within `cidr`.
     NextHopIn(IpNet),
     /// Negation of another match.
@@ -156,6 +170,8 @@ pub struct RouteCtx<'a> {
     /// The kind of the peer the policy is attached to.
     pub peer_kind: PeerKind,
     pub local_asn: Asn,
+    /// LOCAL_PREF of a learned route that carries none (RFC 4271 §5.1.5).
+    pub default_local_pref: LocalPref,
     pub attrs: &'a PathAttributes,
 }
 
@@ -243,6 +259,7 @@ impl Match {
             Match::Community(c) => r.attrs.communities.contains(c),
             Match::LargeCommunity(c) => r.attrs.large_communities.contains(c),
             Match::AsPathContains(a) => r.attrs.as_path.iter().any(|x| x == *a),
+            Match::AsPathPrefix(p) => crate::as_path_prefix::starts_with(&r.attrs.as_path, p),
             Match::AsPathLen { min, max } => {
                 let l = r.attrs.as_path.path_len() as u32;
                 l >= *min && l <= *max
@@ -255,6 +272,14 @@ impl Match {
                 _ => false,
             },
             Match::PeerKind(k) => *k == r.peer_kind,
+            Match::Priority { priority, local } => {
+                let lp = match (r.attrs.local_pref, r.source) {
+                    (Some(lp), _) => lp,
+                    (None, SourceMatchInput::Local(_)) => priority_to_local_pref(*local),
+                    (None, SourceMatchInput::Remote(_)) => r.default_local_pref,
+                };
+                lp == priority_to_local_pref(*priority)
+            }
             Match::NextHopIn(cidr) => cidr.contains(&r.next_hop),
             Match::Not(m) => !m.holds(r),
         }
@@ -483,6 +508,7 @@ mod tests {
             source: SourceMatchInput::Remote(PeerKind::Ibgp),
             peer_kind: PeerKind::Ebgp,
             local_asn: Asn(64512),
+            default_local_pref: LocalPref::new(100),
             attrs,
         }
     }

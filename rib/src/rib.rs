@@ -1019,6 +1019,7 @@ impl Rib {
                     source: SourceMatchInput::Remote(s.kind),
                     peer_kind: s.kind,
                     local_asn: self.cfg.local_asn,
+                    default_local_pref: LocalPref::new(self.cfg.default_local_pref),
                     attrs: &base.attrs,
                 };
                 let r = policy.evaluate(&ctx);
@@ -1048,6 +1049,7 @@ impl Rib {
             source: SourceMatchInput::Remote(peer_kind),
             peer_kind,
             local_asn: self.cfg.local_asn,
+            default_local_pref: LocalPref::new(self.cfg.default_local_pref),
             attrs: &base.attrs,
         };
         let (verdict, _, modified) = policy.run(&ctx);

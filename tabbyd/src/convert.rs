@@ -32,19 +32,30 @@ pub fn policy(name: &str, p: &topo::Policy) -> Policy {
                 })),
                 topo::Match::FromBgp => Match::Source(SourceMatch::Remote),
                 topo::Match::Interface(_) => continue 'rules,
+                topo::Match::Community(c) => community_match(*c),
+                topo::Match::AsPathPrefix(asns) => {
+                    Match::AsPathPrefix(asns.iter().copied().map(Asn).collect())
+                }
+                topo::Match::Priority { value, local } => Match::Priority {
+                    priority: *value,
+                    local: *local,
+                },
             };
             rule.matches.push(m);
         }
         for a in &r.actions {
             match a {
-                PolicyAction::AddCommunity(c) => rule.actions.push(match *c {
-                    TopoCommunity::Standard(asn, v) => Action::AddCommunity(Community::new(asn, v)),
-                    TopoCommunity::Large(g, l1, l2) => Action::AddLargeCommunity(LargeCommunity {
-                        global_admin: g,
-                        local_data_1: l1,
-                        local_data_2: l2,
-                    }),
-                }),
+                PolicyAction::AddCommunity(c) => rule.actions.push(add_community(*c)),
+                // One ASN at a time, last first, so the first listed ends up first
+                // (Calico renders `bgp_path.prepend()` in the same order).
+                PolicyAction::PrependAsPath(asns) => {
+                    rule.actions
+                        .extend(asns.iter().rev().map(|a| Action::Prepend {
+                            asn: Some(Asn(*a)),
+                            times: 1,
+                        }))
+                }
+                PolicyAction::SetPriority(p) => rule.actions.push(Action::SetPriority(*p)),
                 PolicyAction::Accept => rule.verdict = Some(Verdict::Accept),
                 PolicyAction::Reject => rule.verdict = Some(Verdict::Reject),
             }
@@ -61,6 +72,30 @@ pub fn policy(name: &str, p: &topo::Policy) -> Policy {
             topo::Verdict::Accept => Verdict::Accept,
             topo::Verdict::Reject => Verdict::Reject,
         },
+    }
+}
+
+fn large(g: u32, l1: u32, l2: u32) -> LargeCommunity {
+    LargeCommunity {
+        global_admin: g,
+        local_data_1: l1,
+        local_data_2: l2,
+    }
+}
+
+/// The route carries the community.
+fn community_match(c: TopoCommunity) -> Match {
+    match c {
+        TopoCommunity::Standard(asn, v) => Match::Community(Community::new(asn, v)),
+        TopoCommunity::Large(g, l1, l2) => Match::LargeCommunity(large(g, l1, l2)),
+    }
+}
+
+/// Adds the community (BIRD's `bgp_community.add`, `bgp_large_community.add`).
+fn add_community(c: TopoCommunity) -> Action {
+    match c {
+        TopoCommunity::Standard(asn, v) => Action::AddCommunity(Community::new(asn, v)),
+        TopoCommunity::Large(g, l1, l2) => Action::AddLargeCommunity(large(g, l1, l2)),
     }
 }
 
@@ -295,5 +330,121 @@ spec: {node: node-a, cidr: 100.64.0.0/26, state: confirmed}
         assert_eq!(r.rules[1].matches, vec![Match::Source(SourceMatch::Remote)]);
         assert_eq!(r.rules[1].verdict, Some(Verdict::Reject));
         assert_eq!(r.default, Verdict::Reject);
+    }
+
+    /// One filter, an iBGP and an eBGP peer: each peer's RIB policy holds only the
+    /// rules of its type, with the 3.32 matches and operations.
+    const TYPED: &str = "
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {asNumber: 64512, nodeToNodeMeshEnabled: false}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-a}
+spec: {bgp: {ipv4Address: 198.18.0.11/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: same-as}
+spec: {peerIP: 198.18.0.1, asNumber: 64512, filters: [typed]}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: other-as}
+spec: {peerIP: 198.18.0.2, asNumber: 64513, filters: [typed]}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPFilter
+metadata: {name: typed}
+spec:
+  importV4:
+    - peerType: eBGP
+      asPathPrefix: [64513]
+      communities: {values: [\"64513:1:2\"]}
+      action: Accept
+      operations:
+        - addCommunity: {value: \"64512:10\"}
+        - prependASPath: {prefix: [64601, 64602]}
+        - setPriority: {value: 256}
+    - {peerType: iBGP, priority: 512, action: Accept}
+    - {action: Reject}
+";
+
+    #[test]
+    fn filter_rules_of_the_peer_type_reach_the_rib() {
+        use tabby_bgp::PathAttributes;
+        use tabby_bgp::attr::{AsPath, LocalPref};
+        use tabby_rib::PeerKind;
+        use tabby_rib::policy::{RouteCtx, SourceMatchInput, priority_to_local_pref};
+
+        let res = tabby_topology::Resources::from_yaml_str(TYPED, "t.yaml").unwrap();
+        assert!(res.problems.is_empty(), "{:?}", res.problems);
+        let state = tabby_topology::derive(&res, "node-a").unwrap();
+        let import = |addr: &str| peer_config(&state, peer(&state, addr)).import.unwrap();
+        let tag = LargeCommunity {
+            global_admin: 64513,
+            local_data_1: 1,
+            local_data_2: 2,
+        };
+        let tagged = PathAttributes {
+            as_path: AsPath::from_sequence([Asn(64513), Asn(64999)]),
+            large_communities: vec![tag],
+            ..Default::default()
+        };
+        let prefix: ipnet::IpNet = "203.0.113.0/24".parse().unwrap();
+        let ctx = |kind, attrs| RouteCtx {
+            prefix: &prefix,
+            next_hop: "198.18.0.2".parse().unwrap(),
+            source: SourceMatchInput::Remote(kind),
+            peer_kind: kind,
+            local_asn: Asn(64512),
+            default_local_pref: LocalPref::new(100),
+            attrs,
+        };
+
+        // eBGP peer: the eBGP rule, its three operations in order.
+        let ebgp = import("198.18.0.2");
+        assert_eq!(ebgp.rules.len(), 2, "{ebgp:?}");
+        assert_eq!(
+            ebgp.rules[0].matches,
+            vec![
+                Match::LargeCommunity(tag),
+                Match::AsPathPrefix(vec![Asn(64513)]),
+            ]
+        );
+        let r = ebgp.evaluate(&ctx(PeerKind::Ebgp, &tagged));
+        assert_eq!(r.verdict, Verdict::Accept);
+        let m = r.modified.unwrap();
+        assert_eq!(
+            m.as_path,
+            AsPath::from_sequence([Asn(64601), Asn(64602), Asn(64513), Asn(64999)])
+        );
+        assert_eq!(m.communities, vec![Community::new(64512, 10)]);
+        assert_eq!(m.local_pref, Some(priority_to_local_pref(256)));
+        let untagged = PathAttributes {
+            as_path: AsPath::from_sequence([Asn(64513)]),
+            ..Default::default()
+        };
+        assert_eq!(
+            ebgp.evaluate(&ctx(PeerKind::Ebgp, &untagged)).verdict,
+            Verdict::Reject
+        );
+
+        // iBGP peer: only the priority rule; the eBGP rule's route is rejected.
+        let ibgp = import("198.18.0.1");
+        assert_eq!(ibgp.rules.len(), 2, "{ibgp:?}");
+        assert_eq!(
+            ibgp.evaluate(&ctx(PeerKind::Ibgp, &tagged)).verdict,
+            Verdict::Reject
+        );
+        let prio = PathAttributes {
+            local_pref: Some(priority_to_local_pref(512)),
+            ..tagged.clone()
+        };
+        let r = ibgp.evaluate(&ctx(PeerKind::Ibgp, &prio));
+        assert_eq!(r.verdict, Verdict::Accept);
+        assert_eq!(r.modified, None);
     }
 }

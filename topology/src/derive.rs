@@ -567,8 +567,14 @@ fn build_peer(
                 } else {
                     (&f.import_v4, &f.export_v4)
                 };
-                import_rules.extend(imp.iter().map(filter_rule));
-                export_rules.extend(exp.iter().map(filter_rule));
+                let normal_priority = if v6 {
+                    state.normal_route_priority_v6
+                } else {
+                    state.normal_route_priority_v4
+                };
+                let rule = |r| filter_rule(r, internal, normal_priority);
+                import_rules.extend(imp.iter().filter_map(rule));
+                export_rules.extend(exp.iter().filter_map(rule));
             }
             None => state.warnings.push(format!(
                 "{origin}: BGPFilter '{fname}' does not exist; it is skipped until it does"
@@ -612,8 +618,17 @@ fn build_peer(
     }
 }
 
-/// A `BGPFilter` rule as a policy rule (Calico renders the same into BIRD filter functions).
-pub fn filter_rule(r: &FilterRule) -> PolicyRule {
+/// A `BGPFilter` rule as a policy rule for one peer (Calico renders the same into BIRD
+/// filter functions). `internal`: the peer's AS is the one this node presents to it,
+/// Calico's `is_same_as`; a rule whose `peerType` is the other kind does not apply to
+/// this peer (`None`). `normal_priority`: the priority of this node's own routes, the
+/// normal route priority of the peer's family.
+pub fn filter_rule(r: &FilterRule, internal: bool, normal_priority: u32) -> Option<PolicyRule> {
+    match r.peer_type {
+        Some(PeerType::Ibgp) if !internal => return None,
+        Some(PeerType::Ebgp) if internal => return None,
+        _ => {}
+    }
     let mut matches = Vec::new();
     if let Some((op, net)) = r.cidr {
         let pm = match (op, r.prefix_length) {
@@ -636,13 +651,34 @@ pub fn filter_rule(r: &FilterRule) -> PolicyRule {
     if let Some(i) = &r.interface {
         matches.push(Match::Interface(i.clone()));
     }
-    PolicyRule {
-        matches,
-        actions: vec![match r.action {
-            FilterAction::Accept => PolicyAction::Accept,
-            FilterAction::Reject => PolicyAction::Reject,
-        }],
+    if let Some(c) = r.community {
+        matches.push(Match::Community(c));
     }
+    if !r.as_path_prefix.is_empty() {
+        matches.push(Match::AsPathPrefix(r.as_path_prefix.clone()));
+    }
+    if let Some(value) = r.priority {
+        matches.push(Match::Priority {
+            value,
+            local: normal_priority,
+        });
+    }
+    // Operations run in the order written, then the verdict (Calico allows them only
+    // with Accept).
+    let mut actions: Vec<PolicyAction> = r
+        .operations
+        .iter()
+        .map(|op| match op {
+            FilterOperation::AddCommunity(c) => PolicyAction::AddCommunity(*c),
+            FilterOperation::PrependAsPath(asns) => PolicyAction::PrependAsPath(asns.clone()),
+            FilterOperation::SetPriority(p) => PolicyAction::SetPriority(*p),
+        })
+        .collect();
+    actions.push(match r.action {
+        FilterAction::Accept => PolicyAction::Accept,
+        FilterAction::Reject => PolicyAction::Reject,
+    });
+    Some(PolicyRule { matches, actions })
 }
 
 fn derive_pools(res: &Resources, me: &Node, state: &mut NodeState) {

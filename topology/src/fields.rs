@@ -49,6 +49,11 @@ impl<'a> Fields<'a> {
         })
     }
 
+    /// The resource's name.
+    pub(crate) fn name(&self) -> &'a str {
+        self.name
+    }
+
     pub(crate) fn path_of(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_string()

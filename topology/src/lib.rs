@@ -42,6 +42,7 @@
 //! ```
 
 mod bfd;
+mod bgp_filter;
 mod derive;
 mod diff;
 mod error;

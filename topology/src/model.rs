@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde_yaml_ng::Value;
 
 use crate::bfd::{BFD_ANNOTATION, BfdAnnotation};
+use crate::bgp_filter;
 use crate::error::TopologyError;
 use crate::fields::{Fields, describe};
 use crate::selector::Selector;
@@ -89,7 +90,7 @@ pub fn parse_object(
         }
         Kind::BgpPeer => Resource::BgpPeer(parse_bgp_peer(name, map.get("spec"), bfd)?),
         Kind::IpPool => Resource::IpPool(parse_ip_pool(name, map.get("spec"))?),
-        Kind::BgpFilter => Resource::BgpFilter(parse_bgp_filter(name, map.get("spec"))?),
+        Kind::BgpFilter => Resource::BgpFilter(bgp_filter::parse(name, map.get("spec"))?),
         Kind::BlockAffinity => {
             Resource::BlockAffinity(parse_block_affinity(name, map.get("spec"))?)
         }
@@ -197,7 +198,7 @@ fn parse_secret_ref(
     Ok(out)
 }
 
-fn parse_community(s: &str) -> Option<Community> {
+pub(crate) fn parse_community(s: &str) -> Option<Community> {
     let parts: Vec<&str> = s.trim().split(':').collect();
     match parts.as_slice() {
         [a, b] => Some(Community::Standard(a.parse().ok()?, b.parse().ok()?)),
@@ -627,118 +628,6 @@ fn parse_ip_pool(name: &str, spec: Option<&Value>) -> Result<IpPool, TopologyErr
     }
     f.finish();
     Ok(pool)
-}
-
-fn parse_filter_rules(
-    f: &mut Fields<'_>,
-    name: &str,
-    key: &'static str,
-    v6: bool,
-) -> Result<Vec<FilterRule>, TopologyError> {
-    let max_len: u8 = if v6 { 128 } else { 32 };
-    let mut out = Vec::new();
-    for (i, item) in f.list(key)?.iter().enumerate() {
-        let mut r = Fields::new(
-            Kind::BgpFilter,
-            name,
-            f.path_of(&format!("{key}[{i}]")),
-            Some(item),
-        )?;
-        let action = match r.nonempty("action")?.as_deref() {
-            Some("Accept") => FilterAction::Accept,
-            Some("Reject") => FilterAction::Reject,
-            Some(o) => return Err(r.err("action", format!("'{o}' is not Accept or Reject"))),
-            None => return Err(r.err("action", "required (Accept or Reject)")),
-        };
-        let op = match r.nonempty("matchOperator")?.as_deref() {
-            None => None,
-            Some("Equal") => Some(MatchOperator::Equal),
-            Some("NotEqual") => Some(MatchOperator::NotEqual),
-            Some("In") => Some(MatchOperator::In),
-            Some("NotIn") => Some(MatchOperator::NotIn),
-            Some(o) => {
-                return Err(r.err(
-                    "matchOperator",
-                    format!("'{o}' is not Equal, NotEqual, In or NotIn"),
-                ));
-            }
-        };
-        let cidr = match r.nonempty("cidr")? {
-            None => None,
-            Some(s) => {
-                let n = s
-                    .trim()
-                    .parse::<IpNet>()
-                    .map_err(|_| r.err("cidr", format!("'{s}' is not a CIDR")))?;
-                if n.addr().is_ipv6() != v6 {
-                    let fam = if v6 { "IPv6" } else { "IPv4" };
-                    return Err(r.err("cidr", format!("'{s}' is not {fam}, as {key} requires")));
-                }
-                Some(n.trunc())
-            }
-        };
-        let cidr = match (op, cidr) {
-            (None, None) => None,
-            (Some(op), Some(c)) => Some((op, c)),
-            (Some(_), None) => return Err(r.err("cidr", "matchOperator needs a cidr")),
-            (None, Some(_)) => return Err(r.err("matchOperator", "cidr needs a matchOperator")),
-        };
-        let mut pl = r.sub("prefixLength")?;
-        let min = pl
-            .uint("min", u64::from(max_len))?
-            .and_then(|v| u8::try_from(v).ok());
-        let max = pl
-            .uint("max", u64::from(max_len))?
-            .and_then(|v| u8::try_from(v).ok());
-        pl.finish();
-        let prefix_length = if min.is_none() && max.is_none() {
-            None
-        } else {
-            let Some((_, net)) = cidr else {
-                return Err(r.err("prefixLength", "needs a cidr to apply to"));
-            };
-            let lo = min.unwrap_or(net.prefix_len());
-            let hi = max.unwrap_or(max_len);
-            if lo > hi || lo < net.prefix_len() {
-                return Err(r.err(
-                    "prefixLength",
-                    format!(
-                        "min {lo} / max {hi} must satisfy /{} <= min <= max",
-                        net.prefix_len()
-                    ),
-                ));
-            }
-            Some((lo, hi))
-        };
-        let source_remote_peers = match r.nonempty("source")?.as_deref() {
-            None => false,
-            Some("RemotePeers") => true,
-            Some(o) => return Err(r.err("source", format!("'{o}' is not RemotePeers"))),
-        };
-        let interface = r.nonempty("interface")?;
-        r.finish();
-        out.push(FilterRule {
-            action,
-            cidr,
-            prefix_length,
-            source_remote_peers,
-            interface,
-        });
-    }
-    Ok(out)
-}
-
-fn parse_bgp_filter(name: &str, spec: Option<&Value>) -> Result<BgpFilter, TopologyError> {
-    let mut f = Fields::new(Kind::BgpFilter, name, "spec", spec)?;
-    let filter = BgpFilter {
-        name: name.to_string(),
-        export_v4: parse_filter_rules(&mut f, name, "exportV4", false)?,
-        import_v4: parse_filter_rules(&mut f, name, "importV4", false)?,
-        export_v6: parse_filter_rules(&mut f, name, "exportV6", true)?,
-        import_v6: parse_filter_rules(&mut f, name, "importV6", true)?,
-    };
-    f.finish();
-    Ok(filter)
 }
 
 fn parse_block_affinity(name: &str, spec: Option<&Value>) -> Result<BlockAffinity, TopologyError> {

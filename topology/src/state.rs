@@ -207,12 +207,29 @@ pub enum Match {
     FromBgp,
     /// The route's outgoing interface matches this glob (`*` wildcard).
     Interface(String),
+    /// The route carries this community (BIRD: `(aa, nn) ~ bgp_community`, or
+    /// `bgp_large_community` for a large one).
+    Community(Community),
+    /// The route's AS_PATH starts with these ASNs (BIRD: `bgp_path ~ [= a b * =]`).
+    AsPathPrefix(Vec<u32>),
+    /// The route's Calico priority is `value` (Calico renders
+    /// `bgp_local_pref = 2147483647 - value`). A route this node originates has no
+    /// LOCAL_PREF of its own and counts as `local`: the family's normal route priority,
+    /// as Calico's export filter assumes for a kernel route without a metric.
+    Priority {
+        value: u32,
+        local: u32,
+    },
 }
 
 /// What a matching rule does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyAction {
     AddCommunity(Community),
+    /// Put these ASNs, in this order, in front of the AS_PATH.
+    PrependAsPath(Vec<u32>),
+    /// Set the route's Calico priority (LOCAL_PREF `2147483647 - value`).
+    SetPriority(u32),
     /// Stop here: the route passes.
     Accept,
     /// Stop here: the route is dropped.
@@ -246,13 +263,24 @@ pub struct RouteFacts<'a> {
     pub prefix: IpNet,
     pub from_bgp: bool,
     pub interface: Option<&'a str>,
+    /// Communities the route carries.
+    pub communities: &'a [Community],
+    /// Its AS_PATH, first AS first.
+    pub as_path: &'a [u32],
+    /// Its Calico priority; `None` for a route this node originates without one.
+    pub priority: Option<u32>,
 }
 
 /// The outcome of running a policy on a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
     pub verdict: Verdict,
+    /// Communities the rules added.
     pub communities: Vec<Community>,
+    /// ASNs the rules put in front of the AS_PATH, first AS first.
+    pub prepended: Vec<u32>,
+    /// The priority the last `SetPriority` set.
+    pub priority: Option<u32>,
 }
 
 fn glob(pattern: &str, s: &str) -> bool {
@@ -274,6 +302,9 @@ impl Match {
             Match::NotPrefix(p) => !p.matches(&r.prefix),
             Match::FromBgp => r.from_bgp,
             Match::Interface(g) => r.interface.is_some_and(|i| glob(g, i)),
+            Match::Community(c) => r.communities.contains(c),
+            Match::AsPathPrefix(p) => r.as_path.starts_with(p),
+            Match::Priority { value, local } => r.priority.unwrap_or(*local) == *value,
         }
     }
 }
@@ -281,9 +312,23 @@ impl Match {
 impl Policy {
     /// Reference evaluator: documents the semantics the daemon must reproduce.
     pub fn evaluate(&self, r: &RouteFacts<'_>) -> Evaluation {
-        let mut communities = Vec::new();
+        // Later rules see what earlier ones changed, as in a BIRD filter.
+        let mut communities: Vec<Community> = r.communities.to_vec();
+        let mut as_path: Vec<u32> = r.as_path.to_vec();
+        let mut e = Evaluation {
+            verdict: self.default,
+            communities: Vec::new(),
+            prepended: Vec::new(),
+            priority: None,
+        };
         for rule in &self.rules {
-            if !rule.matches.iter().all(|m| m.matches(r)) {
+            let view = RouteFacts {
+                communities: &communities,
+                as_path: &as_path,
+                priority: e.priority.or(r.priority),
+                ..*r
+            };
+            if !rule.matches.iter().all(|m| m.matches(&view)) {
                 continue;
             }
             for a in &rule.actions {
@@ -291,27 +336,26 @@ impl Policy {
                     PolicyAction::AddCommunity(c) => {
                         if !communities.contains(c) {
                             communities.push(*c);
+                            e.communities.push(*c);
                         }
                     }
+                    PolicyAction::PrependAsPath(asns) => {
+                        as_path.splice(0..0, asns.iter().copied());
+                        e.prepended.splice(0..0, asns.iter().copied());
+                    }
+                    PolicyAction::SetPriority(p) => e.priority = Some(*p),
                     PolicyAction::Accept => {
-                        return Evaluation {
-                            verdict: Verdict::Accept,
-                            communities,
-                        };
+                        e.verdict = Verdict::Accept;
+                        return e;
                     }
                     PolicyAction::Reject => {
-                        return Evaluation {
-                            verdict: Verdict::Reject,
-                            communities,
-                        };
+                        e.verdict = Verdict::Reject;
+                        return e;
                     }
                 }
             }
         }
-        Evaluation {
-            verdict: self.default,
-            communities,
-        }
+        e
     }
 }
 

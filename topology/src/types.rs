@@ -335,6 +335,35 @@ pub struct FilterRule {
     pub source_remote_peers: bool,
     /// `interface`: a BIRD-style glob on the route's interface.
     pub interface: Option<String>,
+    /// `peerType`: the rule applies only to sessions of this type.
+    pub peer_type: Option<PeerType>,
+    /// `communities.values[0]`: the route carries this community.
+    pub community: Option<Community>,
+    /// `asPathPrefix`: the route's AS_PATH starts with these ASNs (empty: no condition).
+    pub as_path_prefix: Vec<u32>,
+    /// `priority`: the route's Calico priority (lower is preferred) is this.
+    pub priority: Option<u32>,
+    /// `operations`, in order, before the route is accepted (only with `Accept`).
+    pub operations: Vec<FilterOperation>,
+}
+
+/// `BGPFilter` rule `peerType`: eBGP (the peer's AS differs from the AS this node
+/// presents to it) or iBGP (the same AS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerType {
+    Ebgp,
+    Ibgp,
+}
+
+/// One entry of a `BGPFilter` rule's `operations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterOperation {
+    /// `addCommunity.value`.
+    AddCommunity(Community),
+    /// `prependASPath.prefix`: the path becomes these ASNs, in this order, then the old path.
+    PrependAsPath(Vec<u32>),
+    /// `setPriority.value`: the route's Calico priority.
+    SetPriority(u32),
 }
 
 /// `BGPFilter`.

@@ -274,6 +274,9 @@ fn full_fixture_export_policy_matches_calico_export_to_bgp_peers() {
             prefix: net(prefix),
             from_bgp: iface.is_none(),
             interface: iface,
+            communities: &[],
+            as_path: &[],
+            priority: None,
         })
     };
     // Our block: accepted, tagged per prefixAdvertisements.
@@ -311,6 +314,9 @@ fn full_fixture_export_policy_matches_calico_export_to_bgp_peers() {
         prefix: net("100.64.9.0/26"),
         from_bgp: false,
         interface: Some("vxlan.calico"),
+        communities: &[],
+        as_path: &[],
+        priority: None,
     };
     assert_eq!(pb.evaluate(&tunnel).verdict, Verdict::Reject);
 
@@ -322,6 +328,9 @@ fn full_fixture_export_policy_matches_calico_export_to_bgp_peers() {
             prefix: net(prefix),
             from_bgp: true,
             interface: Some("vxlan.calico"),
+            communities: &[],
+            as_path: &[],
+            priority: None,
         })
         .verdict
     };
@@ -336,6 +345,9 @@ fn full_fixture_export_policy_matches_calico_export_to_bgp_peers() {
             prefix: net(prefix),
             from_bgp,
             interface: iface,
+            communities: &[],
+            as_path: &[],
+            priority: None,
         })
         .verdict
     };

@@ -72,6 +72,9 @@ fn export_policy_sends_own_block_and_pool_routes_only() {
                 prefix: p.parse().unwrap(),
                 from_bgp: false,
                 interface: None,
+                communities: &[],
+                as_path: &[],
+                priority: None,
             })
             .verdict
     };

@@ -583,6 +583,13 @@ fn match_text(m: &rp::Match) -> String {
         rp::Match::LargeCommunity(c) => format!("large-community {c}"),
         rp::Match::AsPathContains(a) => format!("as-path contains {}", a.0),
         rp::Match::AsPathLen { min, max } => format!("as-path length {min}..{max}"),
+        rp::Match::AsPathPrefix(asns) => format!(
+            "as-path starts {}",
+            asns.iter()
+                .map(|a| a.0.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
         rp::Match::Source(s) => match s {
             rp::SourceMatch::Local => "source local".to_owned(),
             rp::SourceMatch::LocalKind(k) => format!("source local {}", local_kind(*k)),
@@ -590,6 +597,9 @@ fn match_text(m: &rp::Match) -> String {
             rp::SourceMatch::RemoteKind(k) => format!("source remote {}", rib_peer_kind(*k)),
         },
         rp::Match::PeerKind(k) => format!("peer {}", rib_peer_kind(*k)),
+        rp::Match::Priority { priority, local } => {
+            format!("priority {priority} (own routes {local})")
+        }
         rp::Match::NextHopIn(c) => format!("next-hop in {c}"),
         rp::Match::Not(m) => format!("not ({})", match_text(m)),
     }
