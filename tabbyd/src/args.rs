@@ -90,6 +90,17 @@ pub struct Args {
     #[arg(long, env = "TABBY_MAX_PREFIXES", default_value_t = 1_000_000)]
     pub max_prefixes: u32,
 
+    /// Where Felix writes its endpoint status files (`EndpointStatusPathPrefix`): tabbyd
+    /// reads PREFIX/endpoint-status for the workloads of `localWorkloadSelector` BGPPeers,
+    /// as confd does, polled once a second. The variable is confd's.
+    #[arg(
+        long,
+        global = true,
+        env = "CALICO_ENDPOINT_STATUS_PATH_PREFIX",
+        default_value = tabby_topology::DEFAULT_ENDPOINT_STATUS_PREFIX
+    )]
+    pub endpoint_status_path_prefix: PathBuf,
+
     /// Directory for the API socket and state (created if missing).
     #[arg(long, env = "TABBY_RUN_DIR", default_value = "/run/tabby")]
     pub run_dir: PathBuf,
@@ -160,6 +171,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(p.datastore, "file:/tmp/c.yaml");
+        assert_eq!(
+            p.endpoint_status_path_prefix,
+            PathBuf::from("/var/run/calico"),
+            "Felix's default"
+        );
         match p.command {
             Some(Command::Plan(pa)) => {
                 assert_eq!(pa.node, "node-a");
@@ -167,5 +183,15 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let e = Args::try_parse_from([
+            "tabbyd",
+            "plan",
+            "--node",
+            "node-a",
+            "--endpoint-status-path-prefix",
+            "/tmp/felix",
+        ])
+        .unwrap();
+        assert_eq!(e.endpoint_status_path_prefix, PathBuf::from("/tmp/felix"));
     }
 }

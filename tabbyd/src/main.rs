@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tabby_fib_sync::{FibConfig, FibSync};
-use tabby_topology::{DatastoreSpec, Source};
+use tabby_topology::{DatastoreSpec, EndpointStatusWatcher, LocalEndpoints, Resources, Source};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
@@ -208,6 +208,11 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
         }
     });
 
+    // Felix's endpoint status files (workload peerings), beside the datastore.
+    let (mut endpoints, mut ep_rx) = watch_endpoint_status(&args).await;
+    // The datastore's last snapshot, re-derived with each new set of endpoints.
+    let mut resources: Option<Arc<Resources>> = None;
+
     // API.
     let api_cfg = api_config(&args)?;
     let core = Arc::new(core_api::CoreHandle::new(
@@ -275,9 +280,22 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
             }
             r = ds_rx.recv() => {
                 match r {
-                    Some(Ok(res)) => lock(&daemon)?.apply_resources(&res, Instant::now()),
+                    Some(Ok(res)) => {
+                        lock(&daemon)?.apply_resources(
+                            &res.with_local_endpoints(endpoints.clone()),
+                            Instant::now(),
+                        );
+                        resources = Some(res);
+                    }
                     Some(Err(e)) => lock(&daemon)?.datastore_error(&e.to_string()),
                     None => break,
+                }
+            }
+            Some(eps) = ep_rx.recv() => {
+                endpoints = eps;
+                if let Some(res) = &resources {
+                    lock(&daemon)?
+                        .apply_resources(&res.with_local_endpoints(endpoints.clone()), Instant::now());
                 }
             }
             _ = sleep => lock(&daemon)?.on_timer(Instant::now()),
@@ -293,6 +311,26 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
     // Let the session tasks close their connections.
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
+}
+
+/// Reads Felix's endpoint status directory once (so the first derivation has the
+/// workloads, as confd waits for its watcher to be in sync) and then watches it: each
+/// change arrives on the channel.
+async fn watch_endpoint_status(args: &Args) -> (LocalEndpoints, mpsc::Receiver<LocalEndpoints>) {
+    let dir = tabby_topology::endpoint_status_dir(&args.endpoint_status_path_prefix);
+    info!(dir = %dir.display(), "watching Felix's endpoint status files for workload BGP peers");
+    let mut watcher = EndpointStatusWatcher::new(dir);
+    let first = watcher.next().await;
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            let eps = watcher.next().await;
+            if tx.send(eps).await.is_err() {
+                return;
+            }
+        }
+    });
+    (first, rx)
 }
 
 /// What one gathering round took from the session queue.

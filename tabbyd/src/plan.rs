@@ -8,6 +8,10 @@
 //! derivation; only `active` differs in meaning: here it says whether a
 //! running tabbyd would run the session (the first of several peerings
 //! with one address).
+//!
+//! Workload peerings (`localWorkloadSelector`) come from Felix's endpoint status files
+//! under `--endpoint-status-path-prefix` (as on the node: `/var/run/calico`); point it at
+//! a copy of a node's `endpoint-status` directory's parent to see that node's.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -86,6 +90,15 @@ fn derive(args: &Args, plan: &PlanArgs) -> Result<(Value, bool), String> {
             })?
             .map_err(|e| format!("cannot read {}: {e}", args.datastore))
     })?;
+    // Felix's endpoint status files, for workload peerings (none if the directory is absent).
+    let ep_dir = tabby_topology::endpoint_status_dir(&args.endpoint_status_path_prefix);
+    let endpoints = tabby_topology::LocalEndpoints::read_dir(&ep_dir, None).map_err(|e| {
+        format!(
+            "cannot list the endpoint status directory {}: {e}; fix its permissions or pass --endpoint-status-path-prefix",
+            ep_dir.display()
+        )
+    })?;
+    let resources = resources.with_local_endpoints(endpoints);
     let mut daemon = Daemon::new(
         Options {
             node_name: plan.node.clone(),

@@ -39,6 +39,7 @@ fn plan(cluster: &str, args: &[&str]) -> Plan {
         .arg("--datastore")
         .arg(format!("file:{}", file.display()))
         .env_remove("TABBY_DATASTORE")
+        .env_remove("CALICO_ENDPOINT_STATUS_PATH_PREFIX")
         .output()
         .expect("tabbyd runs");
     Plan {
@@ -160,4 +161,95 @@ fn calico_router_id_is_read_as_calico_node_reads_it() {
     let bad = run("not-an-id");
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("CALICO_ROUTER_ID"));
+}
+
+/// A cluster with workload BGPPeers (`localWorkloadSelector`).
+const WORKLOADS: &str = include_str!("fixtures/workload-peers.yaml");
+
+#[test]
+fn workload_peers_are_planned_from_felixs_endpoint_status_files() {
+    let prefix = std::env::temp_dir().join(format!("tabbyd-plan-felix-{}", std::process::id()));
+    let dir = prefix.join("endpoint-status");
+    std::fs::create_dir_all(&dir).unwrap();
+    // As Felix writes them: one per workload endpoint; bgpPeerName is its choice.
+    std::fs::write(
+        dir.join("k8s routers%2Fvr-1 eth0"),
+        r#"{"ifaceName":"cali1a2b3c4d5e6","ipv4Nets":["198.19.0.5/32"],"ipv6Nets":["2001:db8:1000::5/128"],"bgpPeerName":"virtual-routers"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("k8s routers%2Fvr-2 eth0"),
+        r#"{"ifaceName":"cali2a2b3c4d5e6","ipv4Nets":["198.19.0.6/32"],"bgpPeerName":"node-b-only"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("k8s default%2Fweb eth0"),
+        r#"{"ifaceName":"cali3a2b3c4d5e6","ipv4Nets":["198.19.0.7/32"]}"#,
+    )
+    .unwrap();
+    let prefix_arg = prefix.display().to_string();
+    let args = [
+        "--node",
+        "node-a",
+        "-o",
+        "json",
+        "--endpoint-status-path-prefix",
+        prefix_arg.as_str(),
+    ];
+    let p = plan(WORKLOADS, &args);
+    assert_eq!(p.status, 0, "{}\n{}", p.stderr, p.stdout);
+    let doc = json(&p);
+    for address in ["198.19.0.5", "2001:db8:1000::5"] {
+        let w = peer(&doc, address);
+        assert_eq!(w["peer_as"], 65010, "{w:#}");
+        assert_eq!(w["local_as"], 64512);
+        assert_eq!(w["passive"], true);
+        assert_eq!(w["type"], "global");
+        assert_eq!(w["filters"], serde_json::json!(["workload-routes"]));
+        assert_eq!(
+            w["origin"],
+            "BGPPeer virtual-routers, local workload k8s routers%2Fvr-1 eth0"
+        );
+    }
+    // vr-2's BGPPeer is node-b's; the third workload has none.
+    let addresses: Vec<&str> = doc["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["address"].as_str())
+        .collect();
+    assert!(!addresses.contains(&"198.19.0.6"), "{addresses:?}");
+    assert!(!addresses.contains(&"198.19.0.7"), "{addresses:?}");
+
+    // A file Felix is halfway through writing is reported: exit 1, the rest planned.
+    std::fs::write(dir.join("k8s routers%2Fvr-3 eth0"), r#"{"ifaceName":"cali"#).unwrap();
+    let p = plan(WORKLOADS, &args);
+    assert_eq!(p.status, 1, "{}", p.stderr);
+    let doc = json(&p);
+    let warnings = doc["datastore"]["warnings"].to_string();
+    assert!(warnings.contains("vr-3"), "{warnings}");
+    assert_eq!(peer(&doc, "198.19.0.5")["passive"], true);
+
+    // Without the files, no workload session.
+    let empty = prefix.join("none");
+    let p = plan(
+        WORKLOADS,
+        &[
+            "--node",
+            "node-a",
+            "-o",
+            "json",
+            "--endpoint-status-path-prefix",
+            &empty.display().to_string(),
+        ],
+    );
+    assert_eq!(p.status, 0, "{}", p.stderr);
+    let doc = json(&p);
+    assert!(
+        doc["peers"].as_array().unwrap().iter().all(|p| p["origin"]
+            .as_str()
+            .is_some_and(|o| !o.contains("workload"))),
+        "{doc:#}"
+    );
+    std::fs::remove_dir_all(&prefix).unwrap();
 }

@@ -15,6 +15,8 @@ use crate::router_id::DeriveOptions;
 use crate::state::*;
 use crate::types::*;
 
+mod workload;
+
 /// Graceful-restart time Calico's template writes for mesh sessions.
 const MESH_RESTART_TIME: Duration = Duration::from_secs(120);
 /// Label that keeps a node from advertising service addresses, as in Calico.
@@ -132,6 +134,10 @@ pub fn derive_with(
         warnings: Vec::new(),
     };
 
+    // Endpoint status files that could not be read (workload peerings).
+    state
+        .warnings
+        .extend(resources.local_endpoints.problems.iter().cloned());
     derive_mesh(&ctx, node, &mut state);
     derive_explicit(&ctx, node, &mut state);
     derive_pools(resources, node, &mut state);
@@ -356,6 +362,8 @@ struct Candidate<'a> {
     calico_peer_ip: bool,
     kind: PeerKind,
     spec: &'a BgpPeer,
+    /// A `localWorkloadSelector` peering: the endpoint status file of the workload.
+    workload: Option<&'a str>,
 }
 
 fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
@@ -370,6 +378,7 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
         calico_peer_ip: false,
         kind,
         spec,
+        workload: None,
     };
 
     // Pass 1 (global) and 2 (this node): the BGPPeer's "local" side selects us.
@@ -393,7 +402,11 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
             } else {
                 PeerKind::Node
             };
-            if let Some(sel) = &spec.peer_selector {
+            if spec.local_workload_selector.is_some() {
+                for c in workload::workload_candidates(ctx, spec, kind, &mut state.warnings) {
+                    emit(&mut chosen, c);
+                }
+            } else if let Some(sel) = &spec.peer_selector {
                 for n in ctx.res.nodes.values().filter(|n| sel.matches(&n.labels)) {
                     for ip in families(n) {
                         emit(&mut chosen, node_peer(n, ip, kind, spec));
@@ -431,6 +444,7 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
                         calico_peer_ip: calico.is_some(),
                         kind,
                         spec,
+                        workload: None,
                     },
                 );
             }
@@ -438,7 +452,9 @@ fn derive_explicit(ctx: &Ctx<'_>, me: &Node, state: &mut NodeState) {
     }
 
     // Pass 3: reverse peerings. If a BGPPeer's remote side selects us, we peer back with the
-    // nodes on its local side, unless reversePeering is Manual.
+    // nodes on its local side, unless reversePeering is Manual. A workload peering has no
+    // remote side among the nodes (confd: the workload's own cluster peers back), so it
+    // selects nobody here.
     for spec in peers.values() {
         if spec.reverse_peering == ReversePeering::Manual {
             continue;
@@ -524,6 +540,9 @@ fn build_peer(
     c: Candidate<'_>,
 ) -> Peer {
     let spec = c.spec;
+    if let Some(file) = c.workload {
+        return workload::build_workload_peer(ctx, me, state, key, file, c);
+    }
     let origin = format!("BGPPeer {}", spec.name);
     let local_as = spec.local_as_number.unwrap_or(state.local_as);
     let internal = c.peer_as == local_as;
@@ -557,30 +576,16 @@ fn build_peer(
         .as_ref()
         .and_then(|r| ctx.secret(r, &mut state.warnings, &origin));
     let v6 = c.ip.is_ipv6();
-    let mut import_rules = Vec::new();
-    let mut export_rules = Vec::new();
-    for fname in &spec.filters {
-        match ctx.res.bgp_filters.get(fname) {
-            Some(f) => {
-                let (imp, exp) = if v6 {
-                    (&f.import_v6, &f.export_v6)
-                } else {
-                    (&f.import_v4, &f.export_v4)
-                };
-                let normal_priority = if v6 {
-                    state.normal_route_priority_v6
-                } else {
-                    state.normal_route_priority_v4
-                };
-                let rule = |r| filter_rule(r, internal, normal_priority);
-                import_rules.extend(imp.iter().filter_map(rule));
-                export_rules.extend(exp.iter().filter_map(rule));
-            }
-            None => state.warnings.push(format!(
-                "{origin}: BGPFilter '{fname}' does not exist; it is skipped until it does"
-            )),
-        }
-    }
+    let normal_priority = state.normal_route_priority(v6);
+    let (import_rules, export_rules) = filter_rules(
+        ctx,
+        spec,
+        v6,
+        internal,
+        normal_priority,
+        &origin,
+        &mut state.warnings,
+    );
     if let Some(gw) = spec.reachable_by
         && gw.is_ipv6() == v6
     {
@@ -616,6 +621,39 @@ fn build_peer(
         export_rules,
         bfd: spec.bfd.as_ref().and_then(BfdAnnotation::settings),
     }
+}
+
+/// The import and export rules of a BGPPeer's `filters` for one family and peer, in
+/// order (see [`filter_rule`]); a missing BGPFilter is skipped with a warning.
+fn filter_rules(
+    ctx: &Ctx<'_>,
+    spec: &BgpPeer,
+    v6: bool,
+    internal: bool,
+    normal_priority: u32,
+    origin: &str,
+    warnings: &mut Vec<String>,
+) -> (Vec<PolicyRule>, Vec<PolicyRule>) {
+    let mut import_rules = Vec::new();
+    let mut export_rules = Vec::new();
+    for fname in &spec.filters {
+        match ctx.res.bgp_filters.get(fname) {
+            Some(f) => {
+                let (imp, exp) = if v6 {
+                    (&f.import_v6, &f.export_v6)
+                } else {
+                    (&f.import_v4, &f.export_v4)
+                };
+                let rule = |r| filter_rule(r, internal, normal_priority);
+                import_rules.extend(imp.iter().filter_map(rule));
+                export_rules.extend(exp.iter().filter_map(rule));
+            }
+            None => warnings.push(format!(
+                "{origin}: BGPFilter '{fname}' does not exist; it is skipped until it does"
+            )),
+        }
+    }
+    (import_rules, export_rules)
 }
 
 /// A `BGPFilter` rule as a policy rule for one peer (Calico renders the same into BIRD

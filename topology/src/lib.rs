@@ -34,6 +34,11 @@
 //! namespace: the Secret in `calico-system` wins, else any namespace holding that name.
 //! The Kubernetes source is described in [`source::kube`].
 //!
+//! Workload peerings (`BGPPeer` `localWorkloadSelector`) come from Felix's endpoint status
+//! files on this node, not from the datastore: [`EndpointStatusWatcher`] polls the
+//! directory ([`endpoint_status`]) and the caller puts its [`LocalEndpoints`] into
+//! [`Resources::local_endpoints`] before deriving.
+//!
 //! ```
 //! let yaml = include_str!("../examples/cluster.yaml");
 //! let res = tabby_topology::Resources::from_yaml_str(yaml, "cluster.yaml").unwrap();
@@ -45,6 +50,7 @@ mod bfd;
 mod bgp_filter;
 mod derive;
 mod diff;
+pub mod endpoint_status;
 mod error;
 mod fields;
 mod model;
@@ -59,11 +65,17 @@ mod yaml11;
 pub use bfd::{BFD_ANNOTATION, BFD_MAX_INTERVAL, BFD_MIN_INTERVAL, BfdAnnotation};
 pub use derive::{derive, derive_with, filter_rule};
 pub use diff::{Change, GlobalField, PeerField, diff};
+pub use endpoint_status::{
+    DEFAULT_ENDPOINT_STATUS_PREFIX, ENDPOINT_STATUS_PREFIX_ENV, LocalEndpoints,
+    WorkloadEndpointStatus, endpoint_status_dir,
+};
 pub use error::TopologyError;
 pub use model::{DEFAULT_SECRET_NAMESPACE, parse_object};
 pub use resources::Resources;
 pub use router_id::{DeriveOptions, ROUTER_ID_ENV, RouterIdSpec, hash_router_id};
 pub use selector::{Selector, SelectorError};
-pub use source::{DatastoreSpec, EtcdSource, FileSource, KubeSource, KubeTarget, Source};
+pub use source::{
+    DatastoreSpec, EndpointStatusWatcher, EtcdSource, FileSource, KubeSource, KubeTarget, Source,
+};
 pub use state::*;
 pub use types::*;

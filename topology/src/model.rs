@@ -462,13 +462,8 @@ fn parse_bgp_peer(
         Some("Manual") => ReversePeering::Manual,
         Some(o) => return Err(f.err("reversePeering", format!("'{o}' is not Auto or Manual"))),
     };
-    // Workload peerings (localWorkloadSelector) need pod endpoints, which Tabby does not watch.
-    if f.nonempty("localWorkloadSelector")?.is_some() {
-        tracing::debug!(
-            name,
-            "BGPPeer spec.localWorkloadSelector is not supported; ignoring it"
-        );
-    }
+    // Workload peerings: which workloads is Felix's choice (its endpoint status files).
+    let local_workload_selector = parse_selector_field(&mut f, "localWorkloadSelector")?;
     f.finish();
 
     let err = |field: &str, reason: &str| {
@@ -480,14 +475,39 @@ fn parse_bgp_peer(
             "node and nodeSelector cannot both be set",
         ));
     }
+    // Calico's CRD rules (BGPPeerSpec's XValidation): a workload peering names no remote
+    // address or node, and needs the workloads' AS.
+    if local_workload_selector.is_some() {
+        if peer_ip.is_some() {
+            return Err(err(
+                "peerIP",
+                "peerIP must be empty when localWorkloadSelector is set",
+            ));
+        }
+        if peer_selector.is_some() {
+            return Err(err(
+                "peerSelector",
+                "peerSelector must be empty when localWorkloadSelector is set",
+            ));
+        }
+        if as_number.is_none() {
+            return Err(err(
+                "asNumber",
+                "asNumber is required when localWorkloadSelector is set (the workloads' AS)",
+            ));
+        }
+    }
     if peer_selector.is_some() && (peer_ip.is_some() || as_number.is_some()) {
         return Err(err(
             "peerSelector",
             "peerSelector cannot be combined with peerIP or asNumber",
         ));
     }
-    if peer_selector.is_none() && peer_ip.is_none() {
-        return Err(err("peerIP", "one of peerIP or peerSelector is required"));
+    if peer_selector.is_none() && peer_ip.is_none() && local_workload_selector.is_none() {
+        return Err(err(
+            "peerIP",
+            "one of peerIP, peerSelector or localWorkloadSelector is required",
+        ));
     }
     // asNumber is optional with peerIP too (as in Calico's API): for a Calico node's
     // address, derivation takes that node's AS; for any other address it warns.
@@ -528,6 +548,7 @@ fn parse_bgp_peer(
         filters,
         local_as_number,
         reverse_peering,
+        local_workload_selector,
         bfd,
     })
 }

@@ -47,6 +47,10 @@ pub struct Resources {
     /// collection), one line each for the operator. Empty for a clean read. The resources
     /// above are still the best view: the last good value of each skipped object.
     pub problems: Vec<String>,
+    /// This node's workload endpoints that Felix gave a BGPPeer (its endpoint status
+    /// files), for `localWorkloadSelector` peerings. Not from the datastore: the caller
+    /// sets it from an [`crate::EndpointStatusWatcher`]; the sources leave it empty.
+    pub local_endpoints: crate::endpoint_status::LocalEndpoints,
 }
 
 impl Resources {
@@ -123,7 +127,16 @@ impl Resources {
         }
     }
 
-    /// Total number of resources held.
+    /// These resources with this node's endpoint statuses in place of the ones held.
+    pub fn with_local_endpoints(&self, eps: crate::endpoint_status::LocalEndpoints) -> Resources {
+        Resources {
+            local_endpoints: eps,
+            ..self.clone()
+        }
+    }
+
+    /// Total number of resources held (datastore resources; endpoint statuses are not
+    /// counted).
     pub fn len(&self) -> usize {
         self.nodes.len()
             + self.bgp_configurations.len()

@@ -454,6 +454,16 @@ pub struct NodeState {
 pub const FELIX_TUNNEL_INTERFACES: [&str; 2] = ["*.cali", "*.calico"];
 
 impl NodeState {
+    /// The kernel metric of this node's routes of one family (and the priority its
+    /// own routes have in BGPFilter `priority` matches).
+    pub fn normal_route_priority(&self, v6: bool) -> u32 {
+        if v6 {
+            self.normal_route_priority_v6
+        } else {
+            self.normal_route_priority_v4
+        }
+    }
+
     /// The complete export policy for one peer: its filters, then Calico's default rules,
     /// then reject. Mirrors `calico_export_to_bgp_peers(internal)` in Calico's BIRD config.
     pub fn export_policy(&self, peer: &Peer) -> Policy {

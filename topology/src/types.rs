@@ -279,6 +279,10 @@ pub struct BgpPeer {
     pub filters: Vec<String>,
     pub local_as_number: Option<u32>,
     pub reverse_peering: ReversePeering,
+    /// `localWorkloadSelector` (Calico 3.31+): peer with this node's workloads instead of a
+    /// remote address. Which workloads is Felix's choice, read from its endpoint status
+    /// files ([`crate::LocalEndpoints`]); the selector is kept for display only.
+    pub local_workload_selector: Option<Selector>,
     /// The `tabby-routing.io/bfd` annotation, for every session this BGPPeer derives.
     /// `None`: not annotated.
     pub bfd: Option<BfdAnnotation>,

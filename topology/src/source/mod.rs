@@ -10,10 +10,12 @@ use std::sync::Arc;
 use crate::error::TopologyError;
 use crate::resources::Resources;
 
+pub mod endpoint_status;
 pub mod etcd;
 pub mod file;
 pub mod kube;
 
+pub use endpoint_status::EndpointStatusWatcher;
 pub use etcd::EtcdSource;
 pub use file::FileSource;
 pub use kube::{KubeSource, KubeTarget};
