@@ -25,6 +25,8 @@ declare -A want=(
   # the BFD link-loss test drops a link's packets with nftables (no netem in the lab kernel)
   [nft]=nftables
   [curl]=curl
+  # `tabbyctl graph -o svg` and its tests draw with Graphviz
+  [dot]=graphviz
   [openssl]=openssl
   # the container image (scripts/build-image.sh): podman, a static libc, setcap
   [podman]=podman

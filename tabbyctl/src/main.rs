@@ -4,6 +4,7 @@
 //! (table, JSON, YAML). Talks only tabby.v1 and grpc.health.v1.
 
 mod client;
+mod graph;
 mod render;
 
 use std::process::ExitCode;
@@ -30,9 +31,10 @@ struct Cli {
         default_value = "unix:/run/tabby/tabbyd.sock"
     )]
     api: String,
-    /// Output format.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
-    output: Output,
+    /// Output format: table (the default), json or yaml; `graph` draws dot
+    /// (its default) or svg.
+    #[arg(short = 'o', long, global = true, value_enum)]
+    output: Option<Output>,
     /// CA certificate (PEM) to verify an https:// server.
     #[arg(long, global = true)]
     ca: Option<std::path::PathBuf>,
@@ -108,6 +110,24 @@ enum Command {
     /// settings, originated routes, pools, policies; no secrets): YAML by
     /// default, `-o json` for JSON. Schema: docs/effective-config.md.
     Config,
+    /// Draw BGP sessions with Graphviz: this node's sessions from the daemon
+    /// (state, prefixes in and out), or with --datastore the whole cluster as
+    /// its resources intend it (nodes, route reflectors, external peers, the
+    /// peerings each node derives). `-o dot` (the default) prints DOT,
+    /// `-o svg` has Graphviz's `dot` draw it.
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GraphArgs {
+    /// Draw the cluster from this datastore instead of asking the daemon:
+    /// file:PATH, etcd:URL[,URL...], kubernetes or kubernetes:KUBECONFIG
+    /// (tabbyd's --datastore).
+    #[arg(long)]
+    datastore: Option<String>,
+    /// How long to wait for the datastore's first complete read.
+    #[arg(long, default_value_t = 30)]
+    timeout_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -365,8 +385,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         cert: cli.cert.clone(),
         key: cli.key.clone(),
     };
+    if let Command::Graph(g) = &cli.command {
+        graph_cmd(&target, &tls, cli.output, g).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let ch = connect(&target, &tls).await?;
-    let out = cli.output;
+    let out = cli.output.unwrap_or(Output::Table);
     match cli.command {
         Command::Status => {
             let mut daemon = pb::daemon_client::DaemonClient::new(ch.clone());
@@ -517,8 +541,85 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .into_inner();
             print(out, render::config(&r.config_json))?;
         }
+        Command::Graph(_) => unreachable!("drawn before connecting"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tabbyctl graph`: the daemon's sessions, or the cluster from a datastore
+/// (no daemon needed), as DOT or SVG.
+async fn graph_cmd(
+    target: &ApiTarget,
+    tls: &TlsFiles,
+    out: Option<Output>,
+    args: &GraphArgs,
+) -> Result<()> {
+    let svg = match out {
+        None | Some(Output::Dot) => false,
+        Some(Output::Svg) => true,
+        Some(_) => bail!("tabbyctl graph draws -o dot (the default) or -o svg"),
+    };
+    let picture = match &args.datastore {
+        Some(spec) => {
+            let res = read_datastore(spec, Duration::from_secs(args.timeout_seconds)).await?;
+            graph::cluster(&res, spec)
+        }
+        None => {
+            let ch = connect(target, tls).await?;
+            let mut daemon = pb::daemon_client::DaemonClient::new(ch.clone());
+            let st = daemon
+                .status(pb::StatusRequest {})
+                .await
+                .map_err(|s| status_error("status", s))?
+                .into_inner();
+            // The node's name is in the effective configuration; a daemon
+            // without one is drawn as "this node".
+            let name = daemon
+                .get_config(pb::GetConfigRequest {})
+                .await
+                .ok()
+                .and_then(|r| {
+                    serde_json::from_str::<serde_json::Value>(&r.into_inner().config_json).ok()
+                })
+                .and_then(|c| c["node_name"].as_str().map(str::to_owned));
+            let list = pb::peers_client::PeersClient::new(ch)
+                .list_peers(pb::ListPeersRequest {})
+                .await
+                .map_err(|s| status_error("listing peers", s))?
+                .into_inner();
+            let local = graph::Local {
+                name,
+                router_id: st.router_id,
+                local_as: st.local_as,
+            };
+            graph::sessions(&local, &list.peers)
+        }
+    };
+    let dot = picture.to_dot();
+    if svg {
+        print!("{}", graph::svg(&dot)?);
+    } else {
+        print!("{dot}");
+    }
+    Ok(())
+}
+
+/// One complete read of a datastore, as `tabbyd plan` reads it.
+async fn read_datastore(spec: &str, timeout: Duration) -> Result<tabby_topology::Resources> {
+    let parsed: tabby_topology::DatastoreSpec = spec
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--datastore {spec}: {e}"))?;
+    let mut source = tabby_topology::Source::open(&parsed, None);
+    let res = tokio::time::timeout(timeout, source.next())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no complete read of {spec} within {timeout:?}; is the datastore reachable? \
+                 (--timeout-seconds waits longer)"
+            )
+        })?
+        .map_err(|e| anyhow::anyhow!("cannot read {spec}: {e}"))?;
+    Ok((*res).clone())
 }
 
 fn print(out: Output, r: Rendered) -> Result<()> {

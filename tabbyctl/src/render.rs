@@ -14,6 +14,21 @@ pub enum Output {
     Json,
     /// YAML.
     Yaml,
+    /// Graphviz DOT (`tabbyctl graph`, its default).
+    Dot,
+    /// SVG drawn by Graphviz's `dot` (`tabbyctl graph`).
+    Svg,
+}
+
+impl Output {
+    /// The error for a picture format asked of a command that prints text.
+    pub fn not_a_picture(self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "-o {} draws a picture: it is for `tabbyctl graph`; use -o table, json or yaml here",
+            self.to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_owned())
+        )
+    }
 }
 
 /// An answer ready to print in any format.
@@ -41,6 +56,7 @@ impl Rendered {
             (Rendered::Message { value, .. }, Output::Yaml) => serde_yaml_ng::to_string(value)?,
             (Rendered::Document(d), Output::Json) => serde_json::to_string_pretty(d)?,
             (Rendered::Document(d), Output::Table | Output::Yaml) => serde_yaml_ng::to_string(d)?,
+            (_, Output::Dot | Output::Svg) => return Err(out.not_a_picture()),
         })
     }
 }
@@ -150,7 +166,7 @@ pub fn ms(us: u32) -> String {
     }
 }
 
-fn state_name(v: i32) -> &'static str {
+pub(crate) fn state_name(v: i32) -> &'static str {
     match pb::SessionState::try_from(v) {
         Ok(pb::SessionState::Idle) => "Idle",
         Ok(pb::SessionState::Connect) => "Connect",
@@ -162,7 +178,7 @@ fn state_name(v: i32) -> &'static str {
     }
 }
 
-fn peer_type_name(v: i32) -> &'static str {
+pub(crate) fn peer_type_name(v: i32) -> &'static str {
     match pb::PeerType::try_from(v) {
         Ok(pb::PeerType::NodeMesh) => "node-mesh",
         Ok(pb::PeerType::Global) => "global",
@@ -414,7 +430,7 @@ fn settings_detail(s: &pb::PeerSettings) -> String {
 }
 
 /// "Up", "Down", ... (the model's phase names).
-fn bfd_phase_name(v: i32) -> &'static str {
+pub(crate) fn bfd_phase_name(v: i32) -> &'static str {
     match pb::BfdPhase::try_from(v) {
         Ok(pb::BfdPhase::Starting) => "Starting",
         Ok(pb::BfdPhase::Up) => "Up",
@@ -580,7 +596,7 @@ fn bfd_summary(peers: &[pb::Peer]) -> Option<(String, Value)> {
 /// BFD, so that tables without BFD read as they always did.
 /// A peer as the operator names it: its address, with the port when it is
 /// not BGP's (a peer may have a session on each of several ports).
-fn peer_name(p: &pb::Peer) -> String {
+pub(crate) fn peer_name(p: &pb::Peer) -> String {
     let address = p.config.as_ref().map_or("", |c| c.address.as_str());
     match p.settings.as_ref().map_or(0, |s| s.port) {
         0 | 179 => address.to_string(),
@@ -998,6 +1014,7 @@ pub fn route_event(out: Output, ev: &pb::RouteEvent) -> Result<String> {
         }
         Output::Json => serde_json::to_string(&value)?,
         Output::Yaml => format!("---\n{}", serde_yaml_ng::to_string(&value)?.trim_end()),
+        Output::Dot | Output::Svg => return Err(out.not_a_picture()),
     })
 }
 
@@ -1040,6 +1057,7 @@ pub fn peer_event(out: Output, ev: &pb::PeerEvent) -> Result<String> {
         }
         Output::Json => serde_json::to_string(&value)?,
         Output::Yaml => format!("---\n{}", serde_yaml_ng::to_string(&value)?.trim_end()),
+        Output::Dot | Output::Svg => return Err(out.not_a_picture()),
     })
 }
 

@@ -117,6 +117,11 @@ pub enum Command {
     /// reported, 1 when something was, 2 when the datastore cannot be read
     /// or the node cannot be derived.
     Plan(PlanArgs),
+    /// Print every series `/metrics` can export, one a line (name, type,
+    /// help), whether or not it has samples yet, and exit: what dashboards
+    /// and alerts can use. A scrape leaves out a family until its first
+    /// sample (a counter of BFD drops before any drop).
+    Metrics,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -193,5 +198,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(e.endpoint_status_path_prefix, PathBuf::from("/tmp/felix"));
+        let m = Args::try_parse_from(["tabbyd", "metrics"]).unwrap();
+        assert!(matches!(m.command, Some(Command::Metrics)));
     }
 }

@@ -38,8 +38,10 @@ use crate::metrics::Metrics;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(args::Command::Plan(plan)) = &args.command {
-        return plan::run(&args, plan);
+    match &args.command {
+        Some(args::Command::Plan(plan)) => return plan::run(&args, plan),
+        Some(args::Command::Metrics) => return metrics::print_series(),
+        None => {}
     }
     let log = match logging::init(&args.log_level, args.log_format) {
         Ok(l) => l,

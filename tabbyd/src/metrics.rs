@@ -3,16 +3,18 @@
 //! when `--metrics ADDR` is given.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use tokio::net::TcpListener;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,80 +70,145 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The registry `/metrics` encodes.
     pub fn register(self: &Arc<Self>) -> Registry {
-        let mut r = Registry::with_prefix("tabby");
-        r.register(
+        self.catalogue().registry
+    }
+
+    /// Every series `/metrics` can export, with or without samples yet (an
+    /// empty family is left out of a scrape): `tabbyd metrics`.
+    pub fn describe(&self) -> Vec<Series> {
+        self.catalogue().series
+    }
+
+    /// Registers every metric, noting each as it goes: one list for both.
+    fn catalogue(&self) -> Catalogue {
+        let mut r = Catalogue {
+            registry: Registry::with_prefix(PREFIX),
+            series: Vec::new(),
+        };
+        r.add(
             "bgp_sessions",
             "BGP sessions by FSM state",
             self.sessions.clone(),
         );
-        r.register(
+        r.add(
             "bgp_prefixes_received",
             "Prefixes accepted from each peer, per address family",
             self.prefixes_received.clone(),
         );
-        r.register(
+        r.add(
             "bgp_prefixes_advertised",
             "Prefixes advertised to each peer, per address family",
             self.prefixes_advertised.clone(),
         );
-        r.register(
+        r.add(
             "bgp_updates_received",
             "UPDATE messages received per peer",
             self.updates_in.clone(),
         );
-        r.register(
+        r.add(
             "bgp_updates_sent",
             "UPDATE messages sent per peer",
             self.updates_out.clone(),
         );
-        r.register(
+        r.add(
             "fib_operations",
             "Kernel route operations by kind",
             self.fib_operations.clone(),
         );
-        r.register(
+        r.add(
             "fib_errors",
             "Kernel route operation errors by kind",
             self.fib_errors.clone(),
         );
-        r.register(
+        r.add(
             "datastore_events",
             "Datastore events by outcome",
             self.datastore_events.clone(),
         );
-        r.register(
+        r.add(
             "api_calls",
             "gRPC API calls by method",
             self.api_calls.clone(),
         );
-        r.register(
+        r.add(
             "bfd_sessions",
             "BFD sessions by state (starting, up, down, admin-down, unavailable)",
             self.bfd_sessions.clone(),
         );
-        r.register(
+        r.add(
             "bfd_transitions",
             "BFD session transitions per peer: to up, down (a failure) or admin_down",
             self.bfd_transitions.clone(),
         );
-        r.register(
+        r.add(
             "bfd_packets_received",
             "BFD datagrams received on the BFD ports, dropped or not",
             self.bfd_packets_in.clone(),
         );
-        r.register(
+        r.add(
             "bfd_packets_sent",
             "BFD packets sent",
             self.bfd_packets_out.clone(),
         );
-        r.register(
+        r.add(
             "bfd_packets_dropped",
             "BFD datagrams dropped without changing any session, by reason",
             self.bfd_dropped.clone(),
         );
         r
     }
+}
+
+/// What every exported name starts with.
+const PREFIX: &str = "tabby";
+
+/// One series as a scrape names its samples (a counter's with `_total`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub name: String,
+    /// `counter`, `gauge`, … (OpenMetrics).
+    pub kind: String,
+    pub help: String,
+}
+
+/// A registry being filled, and the series it will export.
+struct Catalogue {
+    registry: Registry,
+    series: Vec<Series>,
+}
+
+impl Catalogue {
+    fn add(&mut self, name: &str, help: &str, metric: impl Metric) {
+        let kind = metric.metric_type();
+        let family = format!("{PREFIX}_{name}");
+        // The sample names of the OpenMetrics text encoding.
+        let suffixes: &[&str] = match kind {
+            MetricType::Counter => &["_total"],
+            MetricType::Histogram => &["_bucket", "_sum", "_count"],
+            MetricType::Info => &["_info"],
+            MetricType::Gauge | MetricType::Unknown => &[""],
+        };
+        for suffix in suffixes {
+            self.series.push(Series {
+                name: format!("{family}{suffix}"),
+                kind: kind.as_str().to_owned(),
+                help: help.to_owned(),
+            });
+        }
+        self.registry.register(name, help, metric);
+    }
+}
+
+/// `tabbyd metrics`: every series, aligned as `NAME  TYPE  HELP`.
+pub fn print_series() -> ExitCode {
+    let series = Metrics::default().describe();
+    let width = series.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in &series {
+        println!("{:<width$}  {:<7}  {}", s.name, s.kind, s.help);
+    }
+    ExitCode::SUCCESS
 }
 
 /// Brings computed gauges up to date just before a scrape.
@@ -239,4 +306,67 @@ fn respond(req: &Request<hyper::body::Incoming>, registry: &Registry) -> Respons
         )
         .body(Full::new(Bytes::from(text)))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The series listed are the sample names a scrape shows once every
+    /// family has a sample.
+    #[test]
+    fn described_series_are_what_a_scrape_names() {
+        let m = Arc::new(Metrics::default());
+        let state = StateLabel {
+            state: "Established".into(),
+        };
+        let pf = PeerFamilyLabel {
+            peer: "198.18.0.1".into(),
+            family: "ipv4".into(),
+        };
+        let peer = PeerLabel {
+            peer: "198.18.0.1".into(),
+        };
+        let kind = KindLabel { kind: "set".into() };
+        m.sessions.get_or_create(&state).inc();
+        m.prefixes_received.get_or_create(&pf).set(1);
+        m.prefixes_advertised.get_or_create(&pf).set(1);
+        m.updates_in.get_or_create(&peer).inc();
+        m.updates_out.get_or_create(&peer).inc();
+        m.fib_operations.get_or_create(&kind).inc();
+        m.fib_errors.get_or_create(&kind).inc();
+        m.datastore_events.get_or_create(&kind).inc();
+        m.api_calls.get_or_create(&kind).inc();
+        m.bfd_sessions.get_or_create(&state).inc();
+        m.bfd_transitions
+            .get_or_create(&BfdTransitionLabel {
+                peer: "198.18.0.1".into(),
+                to: "up".into(),
+            })
+            .inc();
+        m.bfd_packets_in.inc();
+        m.bfd_packets_out.inc();
+        m.bfd_dropped
+            .get_or_create(&ReasonLabel {
+                reason: "malformed".into(),
+            })
+            .inc();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.register()).unwrap();
+        let scraped: BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let described = m.describe();
+        let names: BTreeSet<&str> = described.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names, scraped,
+            "a metric added to Metrics needs a sample here"
+        );
+        assert_eq!(names.len(), described.len(), "a series is listed twice");
+        assert!(described.iter().all(|s| !s.help.is_empty()));
+    }
 }
