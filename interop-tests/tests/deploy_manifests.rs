@@ -666,6 +666,12 @@ fn rbac_is_least_privilege(api: &KubeApi) -> Result<()> {
     let mut no: Vec<(String, String, Vec<&str>)> = vec![];
     for verb in ["list", "watch"] {
         yes.push((verb.into(), "nodes".into(), vec![]));
+        yes.push((verb.into(), "services".into(), vec![]));
+        yes.push((
+            verb.into(),
+            "endpointslices.discovery.k8s.io".into(),
+            vec![],
+        ));
         for r in [
             "bgpconfigurations",
             "bgppeers",
@@ -690,6 +696,7 @@ fn rbac_is_least_privilege(api: &KubeApi) -> Result<()> {
 
     for verb in ["get", "delete", "update", "patch", "create"] {
         no.push((verb.into(), "nodes".into(), vec![]));
+        no.push((verb.into(), "services".into(), vec![]));
     }
     for r in [
         "bgppeers",

@@ -168,7 +168,8 @@ pub fn local_route(r: &OriginatedRoute) -> LocalRoute {
             OriginKind::Block => LocalKind::PodBlock,
             OriginKind::ServiceClusterIps
             | OriginKind::ServiceExternalIps
-            | OriginKind::ServiceLoadBalancerIps => LocalKind::Service,
+            | OriginKind::ServiceLoadBalancerIps
+            | OriginKind::ServiceAddress => LocalKind::Service,
         },
         ..LocalRoute::default()
     };

@@ -12,6 +12,7 @@ use crate::bfd::{self, BfdAnnotation};
 use crate::error::TopologyError;
 use crate::resources::Resources;
 use crate::router_id::DeriveOptions;
+use crate::services;
 use crate::state::*;
 use crate::types::*;
 
@@ -801,8 +802,8 @@ fn derive_originated(
         return;
     }
     let Some(cfg) = ctx.default else { return };
-    // serviceLoadBalancerAggregation: Disabled drops the LoadBalancer ranges; Calico then
-    // announces each Service's LB ingress IP instead, which needs Services (not read here).
+    // serviceLoadBalancerAggregation: Disabled drops the LoadBalancer ranges; each
+    // Service's addresses are then announced as host routes (below).
     let lb_ips: &[IpNet] = if state.service_lb_aggregation {
         &cfg.service_load_balancer_ips
     } else {
@@ -825,6 +826,16 @@ fn derive_originated(
                 communities: communities_for(prefix, ads),
             });
         }
+    }
+    // Each Service's own addresses, where confd's route generator announces them.
+    let aggregate = state.service_lb_aggregation;
+    for (prefix, _service) in services::service_routes(ctx.res, &me.name, cfg, aggregate) {
+        state.originated.entry(prefix).or_insert(OriginatedRoute {
+            prefix,
+            kind: OriginKind::ServiceAddress,
+            blackhole: false,
+            communities: communities_for(&prefix, ads),
+        });
     }
 }
 

@@ -57,6 +57,7 @@ mod model;
 mod resources;
 mod router_id;
 pub mod selector;
+pub(crate) mod services;
 pub mod source;
 mod state;
 mod types;

@@ -50,10 +50,10 @@ pub fn parse_object(
         return Ok(None);
     };
     // A `kind: Node` of apiVersion v1 is a Kubernetes Node, not Calico's: ignore it.
-    let expected_api = if kind == Kind::Secret {
-        "v1"
-    } else {
-        CALICO_API_VERSION
+    let expected_api = match kind {
+        Kind::Secret | Kind::Service => "v1",
+        Kind::EndpointSlice => "discovery.k8s.io/v1",
+        _ => CALICO_API_VERSION,
     };
     if let Some(api) = api_version
         && api != expected_api
@@ -95,6 +95,16 @@ pub fn parse_object(
             Resource::BlockAffinity(parse_block_affinity(name, map.get("spec"))?)
         }
         Kind::Secret => Resource::Secret(parse_secret(name, namespace, value)?),
+        Kind::Service => Resource::Service(crate::services::parse_service(
+            namespace.as_deref(),
+            name,
+            value,
+        )?),
+        Kind::EndpointSlice => Resource::EndpointSlice(crate::services::parse_endpoint_slice(
+            namespace.as_deref(),
+            name,
+            value,
+        )?),
     };
     Ok(Some(resource))
 }

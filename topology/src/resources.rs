@@ -43,6 +43,9 @@ pub struct Resources {
     pub bgp_filters: BTreeMap<String, Arc<BgpFilter>>,
     pub block_affinities: BTreeMap<String, Arc<BlockAffinity>>,
     pub secrets: BTreeMap<(String, String), Arc<Secret>>,
+    /// Kubernetes Services and EndpointSlices by `namespace/name`.
+    pub services: BTreeMap<String, Arc<crate::services::Service>>,
+    pub endpoint_slices: BTreeMap<String, Arc<crate::services::EndpointSlice>>,
     /// What the source skipped or cannot read (a bad object, a forbidden or unreachable
     /// collection), one line each for the operator. Empty for a clean read. The resources
     /// above are still the best view: the last good value of each skipped object.
@@ -75,6 +78,8 @@ impl Resources {
             Resource::BgpFilter(v) => put(&mut self.bgp_filters, v.name.clone(), v),
             Resource::BlockAffinity(v) => put(&mut self.block_affinities, v.name.clone(), v),
             Resource::Secret(v) => put(&mut self.secrets, (v.namespace.clone(), v.name.clone()), v),
+            Resource::Service(v) => put(&mut self.services, v.name.clone(), v),
+            Resource::EndpointSlice(v) => put(&mut self.endpoint_slices, v.name.clone(), v),
         }
     }
 
@@ -93,6 +98,8 @@ impl Resources {
                     .remove(&(ns.to_string(), name.to_string()))
                     .is_some()
             }
+            Kind::Service => self.services.remove(name).is_some(),
+            Kind::EndpointSlice => self.endpoint_slices.remove(name).is_some(),
         }
     }
 
@@ -107,6 +114,8 @@ impl Resources {
             Resource::Secret(v) => self
                 .secrets
                 .contains_key(&(v.namespace.clone(), v.name.clone())),
+            Resource::Service(v) => self.services.contains_key(&v.name),
+            Resource::EndpointSlice(v) => self.endpoint_slices.contains_key(&v.name),
         }
     }
 
@@ -124,6 +133,8 @@ impl Resources {
             Kind::BgpFilter => keys(&self.bgp_filters),
             Kind::BlockAffinity => keys(&self.block_affinities),
             Kind::Secret => self.secrets.keys().cloned().collect(),
+            Kind::Service => keys(&self.services),
+            Kind::EndpointSlice => keys(&self.endpoint_slices),
         }
     }
 
@@ -281,6 +292,8 @@ impl Resources {
                 let ns = namespace.unwrap_or(crate::model::DEFAULT_SECRET_NAMESPACE);
                 Resource::Secret((**self.secrets.get(&(ns.to_string(), name.to_string()))?).clone())
             }
+            Kind::Service => Resource::Service(one(&self.services, name)?),
+            Kind::EndpointSlice => Resource::EndpointSlice(one(&self.endpoint_slices, name)?),
         })
     }
 

@@ -367,6 +367,10 @@ pub enum OriginKind {
     ServiceClusterIps,
     ServiceExternalIps,
     ServiceLoadBalancerIps,
+    /// One Service's address (a /32 or /128), announced by the route generator's rules
+    /// (`externalTrafficPolicy: Local` with an endpoint here, a single allowed address, or
+    /// any ready endpoint when LoadBalancer aggregation is off).
+    ServiceAddress,
 }
 
 /// A route this node advertises itself.

@@ -28,10 +28,14 @@ pub enum Kind {
     BgpFilter,
     BlockAffinity,
     Secret,
+    /// A Kubernetes Service (per-Service routes), held as `namespace/name`.
+    Service,
+    /// A Kubernetes EndpointSlice, held as `namespace/name`.
+    EndpointSlice,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Node,
         Kind::BgpConfiguration,
         Kind::BgpPeer,
@@ -39,6 +43,8 @@ impl Kind {
         Kind::BgpFilter,
         Kind::BlockAffinity,
         Kind::Secret,
+        Kind::Service,
+        Kind::EndpointSlice,
     ];
 
     /// The `kind:` string as Calico (or Kubernetes, for `Secret`) spells it.
@@ -51,6 +57,8 @@ impl Kind {
             Kind::BgpFilter => "BGPFilter",
             Kind::BlockAffinity => "BlockAffinity",
             Kind::Secret => "Secret",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
         }
     }
 
@@ -64,6 +72,8 @@ impl Kind {
             Kind::BgpFilter => "bgpfilters",
             Kind::BlockAffinity => "blockaffinities",
             Kind::Secret => "secrets",
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
         }
     }
 
@@ -427,6 +437,8 @@ pub enum Resource {
     BgpFilter(BgpFilter),
     BlockAffinity(BlockAffinity),
     Secret(Secret),
+    Service(crate::services::Service),
+    EndpointSlice(crate::services::EndpointSlice),
 }
 
 impl Resource {
@@ -439,6 +451,8 @@ impl Resource {
             Resource::BgpFilter(_) => Kind::BgpFilter,
             Resource::BlockAffinity(_) => Kind::BlockAffinity,
             Resource::Secret(_) => Kind::Secret,
+            Resource::Service(_) => Kind::Service,
+            Resource::EndpointSlice(_) => Kind::EndpointSlice,
         }
     }
 
@@ -451,6 +465,8 @@ impl Resource {
             Resource::BgpFilter(r) => &r.name,
             Resource::BlockAffinity(r) => &r.name,
             Resource::Secret(r) => &r.name,
+            Resource::Service(r) => &r.name,
+            Resource::EndpointSlice(r) => &r.name,
         }
     }
 }

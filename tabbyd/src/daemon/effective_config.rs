@@ -482,6 +482,7 @@ fn origin_kind(k: topo::OriginKind) -> &'static str {
         topo::OriginKind::ServiceClusterIps => "service-cluster-ip",
         topo::OriginKind::ServiceExternalIps => "service-external-ip",
         topo::OriginKind::ServiceLoadBalancerIps => "service-load-balancer-ip",
+        topo::OriginKind::ServiceAddress => "service-address",
     }
 }
 

@@ -387,6 +387,8 @@ fn lookup(res: &Resources, id: &Identity) -> Option<Resource> {
             let ns = id.namespace.clone().unwrap_or_default();
             Resource::Secret((**res.secrets.get(&(ns, n.clone()))?).clone())
         }
+        // Calico keeps no Services in etcd: these come from Kubernetes alone.
+        Kind::Service | Kind::EndpointSlice => return None,
     })
 }
 

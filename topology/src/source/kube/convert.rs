@@ -210,6 +210,26 @@ pub fn secret(obj: &Json) -> Converted {
     }
 }
 
+/// A core `v1` Service or a `discovery.k8s.io/v1` EndpointSlice, as the API server
+/// serves it (per-Service routes).
+pub fn service_object(kind: Kind, obj: &Json) -> Converted {
+    let name = name_of(obj).unwrap_or("?");
+    let mut v = to_yaml(obj);
+    if let Value::Mapping(m) = &mut v {
+        let api = if kind == Kind::EndpointSlice {
+            "discovery.k8s.io/v1"
+        } else {
+            "v1"
+        };
+        m.insert("apiVersion".into(), Value::String(api.into()));
+        m.insert("kind".into(), Value::String(kind.as_str().into()));
+    }
+    Converted {
+        resource: parse_object(&v, &format!("Kubernetes {kind} {name}"), Some(kind)),
+        warnings: Vec::new(),
+    }
+}
+
 fn object(kind: Kind, metadata: Mapping, spec: Value) -> Value {
     let mut m = Mapping::new();
     m.insert(
@@ -258,6 +278,66 @@ mod tests {
     use super::*;
     use crate::types::{AffinityState, BindMode};
     use serde_json::json;
+
+    /// A Service and an EndpointSlice as the typed watch hands them over (through
+    /// k8s-openapi's types, as `feed.rs` serialises them).
+    #[test]
+    fn services_and_endpoint_slices_from_the_api_server() {
+        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "1", "resourceVersion": "7"},
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                     "clusterIP": "100.96.0.10", "clusterIPs": ["100.96.0.10"],
+                     "ipFamilies": ["IPv4"], "ports": [{"port": 80}],
+                     "selector": {"app": "web"}},
+            "status": {"loadBalancer": {"ingress": [{"ip": "198.19.100.20"}]}}
+        }))
+        .expect("Service");
+        let c = service_object(Kind::Service, &serde_json::to_value(&svc).expect("json"));
+        match c.resource {
+            Ok(Some(Resource::Service(s))) => {
+                assert_eq!(s.name, "shop/web");
+                assert_eq!(s.cluster_ips, vec![IpAddr::from([100, 96, 0, 10])]);
+                assert_eq!(s.ingress_ips, vec![IpAddr::from([198, 19, 100, 20])]);
+                assert_eq!(s.traffic_policy.as_deref(), Some("Local"));
+            }
+            other => panic!("expected a Service, got {other:?}"),
+        }
+        let slice: k8s_openapi::api::discovery::v1::EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-x1", "namespace": "shop",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["100.64.1.5"], "conditions": {"ready": true}, "nodeName": "node-a"},
+                {"addresses": ["100.64.2.5"], "conditions": {"ready": false}, "nodeName": "node-b"},
+                {"addresses": ["100.64.3.5"]}
+            ]
+        }))
+        .expect("EndpointSlice");
+        let c = service_object(
+            Kind::EndpointSlice,
+            &serde_json::to_value(&slice).expect("json"),
+        );
+        match c.resource {
+            Ok(Some(Resource::EndpointSlice(e))) => {
+                assert_eq!(e.name, "shop/web-x1");
+                assert_eq!(e.service.as_deref(), Some("shop/web"));
+                let seen: Vec<(bool, Option<&str>)> = e
+                    .endpoints
+                    .iter()
+                    .map(|p| (p.ready, p.node_name.as_deref()))
+                    .collect();
+                assert_eq!(
+                    seen,
+                    [
+                        (true, Some("node-a")),
+                        (false, Some("node-b")),
+                        (true, None)
+                    ]
+                );
+            }
+            other => panic!("expected an EndpointSlice, got {other:?}"),
+        }
+    }
 
     fn node_of(c: Converted) -> crate::types::Node {
         match c.resource {

@@ -98,6 +98,10 @@ pub enum Target {
     /// One Secret in a namespace, watched by name (`metadata.name=` field selector, so
     /// RBAC can name exactly the Secrets Tabby may read).
     Secret { namespace: String, name: String },
+    /// Core v1 Services in every namespace.
+    Services,
+    /// `discovery.k8s.io/v1` EndpointSlices in every namespace.
+    EndpointSlices,
 }
 
 /// Runs one feed until its receiver is gone.
@@ -125,6 +129,22 @@ pub async fn run(
             let cfg = cfg.fields(&format!("metadata.name={name}"));
             let s = watch(api, cfg);
             pump(s, &client2, &id, &tx, convert::secret).await;
+        }
+        Target::Services => {
+            let api: Api<k8s_openapi::api::core::v1::Service> = Api::all(client);
+            let s = watch(api, cfg);
+            pump(s, &client2, &id, &tx, |j| {
+                convert::service_object(Kind::Service, j)
+            })
+            .await;
+        }
+        Target::EndpointSlices => {
+            let api: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::all(client);
+            let s = watch(api, cfg);
+            pump(s, &client2, &id, &tx, |j| {
+                convert::service_object(Kind::EndpointSlice, j)
+            })
+            .await;
         }
     }
 }
@@ -181,7 +201,7 @@ async fn pump<K, S>(
             Ok(Event::Init) => Msg::Init,
             Ok(Event::InitDone) => Msg::InitDone,
             Ok(Event::Apply(o) | Event::InitApply(o)) => {
-                let name = o.meta().name.clone().unwrap_or_default();
+                let name = key_of(id, o.meta());
                 let converted = match serde_json::to_value(&o) {
                     Ok(j) => conv(&j),
                     Err(e) => Converted {
@@ -198,7 +218,7 @@ async fn pump<K, S>(
                 }
             }
             Ok(Event::Delete(o)) => Msg::Delete {
-                name: o.meta().name.clone().unwrap_or_default(),
+                name: key_of(id, o.meta()),
             },
             Err(e) => Msg::Failed(failure(&e)),
         };
@@ -208,6 +228,18 @@ async fn pump<K, S>(
         if let Some(d) = pause {
             tokio::time::sleep(d).await;
         }
+    }
+}
+
+/// The name an object is held under: Services and EndpointSlices of every namespace by
+/// `namespace/name`, the rest by name.
+fn key_of(id: &FeedId, meta: &kube::api::ObjectMeta) -> String {
+    let name = meta.name.clone().unwrap_or_default();
+    match id {
+        FeedId::Kind(Kind::Service | Kind::EndpointSlice) => {
+            crate::services::service_key(meta.namespace.as_deref(), &name)
+        }
+        _ => name,
     }
 }
 

@@ -216,6 +216,14 @@ impl KubeSource {
             );
         }
         self.start_feed(&client, FeedId::Kind(Kind::Node), Target::Nodes);
+        // Services and their EndpointSlices, for per-Service routes (as confd's route
+        // generator watches them). A cluster that forbids them still runs: reported.
+        self.start_feed(&client, FeedId::Kind(Kind::Service), Target::Services);
+        self.start_feed(
+            &client,
+            FeedId::Kind(Kind::EndpointSlice),
+            Target::EndpointSlices,
+        );
         self.client = Some(client);
         self.group = Some(group);
         Ok(())
