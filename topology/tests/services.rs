@@ -85,6 +85,18 @@ ports: [{{port: 8080, protocol: TCP}}]
     )
 }
 
+/// `shop/web`: LoadBalancer, Local, with a ready endpoint on node-a.
+fn web_local() -> String {
+    service(
+        "web",
+        "LoadBalancer",
+        "Local",
+        "100.96.0.10",
+        "198.19.200.4",
+        "{ip: 198.19.100.20}",
+    ) + &slice("web-1", "web", "node-a", true)
+}
+
 fn service_routes(yaml: &str, node: &str) -> BTreeSet<IpNet> {
     let res = Resources::from_yaml_str(yaml, "services.yaml").expect("cluster");
     assert!(res.problems.is_empty(), "{:?}", res.problems);
@@ -103,16 +115,7 @@ fn nets(list: &[&str]) -> BTreeSet<IpNet> {
 
 #[test]
 fn a_local_service_is_announced_by_the_nodes_with_a_ready_endpoint_only() {
-    let yaml = cluster("", "")
-        + &service(
-            "web",
-            "LoadBalancer",
-            "Local",
-            "100.96.0.10",
-            "198.19.200.4",
-            "{ip: 198.19.100.20}",
-        )
-        + &slice("web-1", "web", "node-a", true);
+    let yaml = cluster("", "") + &web_local();
     // Its cluster IP, its allowed external IP and its LoadBalancer ingress, each as a /32.
     assert_eq!(
         service_routes(&yaml, "node-a"),
@@ -223,14 +226,7 @@ fn a_single_allowed_address_is_announced_even_when_aggregated() {
 
 #[test]
 fn excluded_nodes_headless_and_external_name_services_announce_nothing() {
-    let local = service(
-        "web",
-        "LoadBalancer",
-        "Local",
-        "100.96.0.10",
-        "198.19.200.4",
-        "{ip: 198.19.100.20}",
-    ) + &slice("web-1", "web", "node-a", true);
+    let local = web_local();
     let excluded = cluster(
         "",
         "'node.kubernetes.io/exclude-from-external-load-balancers': 'true'",
@@ -252,15 +248,7 @@ fn excluded_nodes_headless_and_external_name_services_announce_nothing() {
 #[test]
 fn a_bad_service_is_reported_and_the_others_still_announce() {
     let yaml = cluster("", "")
-        + &service(
-            "web",
-            "LoadBalancer",
-            "Local",
-            "100.96.0.10",
-            "198.19.200.4",
-            "{ip: 198.19.100.20}",
-        )
-        + &slice("web-1", "web", "node-a", true)
+        + &web_local()
         + &service(
             "broken",
             "LoadBalancer",
