@@ -15,9 +15,13 @@
 //!   error and a `/readyz` reason, and nothing is lost; restored, it recovers.
 //! - `calico_crds_in_the_v3_group`: Calico 3.32+'s CRDs in
 //!   `projectcalico.org/v3` are found and read.
+//! - `per_service_routes_follow_local_endpoints`: a Local LoadBalancer Service
+//!   announced (ingress and cluster IP, /32 each) by the node of its ready
+//!   endpoint only, following the EndpointSlice from node to node.
 
 mod fixtures;
 
+use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -763,5 +767,135 @@ fn calico_crds_in_the_v3_group() -> Result<()> {
         "node-1 did not use the v3 group:\n{log}"
     );
     eprintln!("scenario 11d: passed in {:?}", started.elapsed());
+    Ok(())
+}
+
+/// Which of the nodes originate `prefix` themselves (the others may have it from them:
+/// as in Calico, a route inside a service range is exported whoever it came from).
+fn originators(t: &[Tabbyd], prefix: IpNet) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for (i, ti) in t.iter().enumerate() {
+        let local = rib_paths(ti, prefix)?.iter().any(|p| {
+            p["source"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("local:"))
+        });
+        if local {
+            out.push(i + 1);
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn per_service_routes_follow_local_endpoints() -> Result<()> {
+    // A LoadBalancer Service with externalTrafficPolicy Local, its ingress IP in
+    // serviceLoadBalancerIPs: announced as a /32 (with its cluster IP) by the node
+    // where its ready endpoint is, wherever the EndpointSlice moves it.
+    need(&[Need::KubeApiServer, Need::Bird2]);
+    let mut lab = Lab::new("scen11e")?;
+    let (mesh, api_ns, tors, seg) = kdd_lab(&mut lab, 2, &["tor"])?;
+    let ip = |n: &Ns| seg.v4(n).map(IpAddr::V4);
+    let api = lab.start_kube_apiserver(&api_ns, "kube", ip(&api_ns)?)?;
+    let kubeconfig = kdd_install(&api)?;
+    let at = ip(&tors[0])?;
+    let mut c = mesh
+        .cluster(true)
+        .doc(&kdd_doc(&bgp_peer_yaml("tor", at, 65001, None, "")));
+    c.default_spec = vec![
+        "serviceClusterIPs: [{cidr: 198.19.255.0/24}]".into(),
+        "serviceLoadBalancerIPs: [{cidr: 198.19.100.0/24}]".into(),
+    ];
+    api.apply(&c.kdd())?;
+    let IpAddr::V4(rid) = at else { unreachable!() };
+    let mut conf = Bird2Conf::new(rid);
+    for (i, &n) in mesh.addrs.iter().enumerate() {
+        conf = conf.peer(Bird2Peer::ebgp(
+            &format!("node{}", i + 1),
+            65001,
+            n,
+            CLUSTER_AS,
+        ));
+    }
+    let bird = lab.start_bird2(&tors[0], "bird-tor", &conf.render())?;
+    let t = start_nodes(&mut lab, &mesh, &kubeconfig)?;
+    lab.wait_for("the ToR Established on both nodes", T, || {
+        for ti in &t {
+            established(ti, &[at])?;
+        }
+        Ok(())
+    })?;
+
+    api.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\n\
+         spec:\n  type: LoadBalancer\n  externalTrafficPolicy: Local\n  ports:\n  - port: 80\n",
+    )?;
+    api.kubectl(&[
+        "patch",
+        "service",
+        "web",
+        "-n",
+        "default",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"loadBalancer":{"ingress":[{"ip":"198.19.100.20"}]}}}"#,
+    ])?;
+    let cluster_ip = api
+        .kubectl(&[
+            "get",
+            "service",
+            "web",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])?
+        .trim()
+        .to_string();
+    let cluster_ip: IpNet = format!("{cluster_ip}/32").parse()?;
+    let lb = net("198.19.100.20/32");
+    let slice = |node: &str, ready: bool| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  \
+             namespace: default\n  labels:\n    kubernetes.io/service-name: web\naddressType: IPv4\n\
+             endpoints:\n- addresses: [100.64.1.5]\n  conditions: {{ready: {ready}}}\n  nodeName: {node}\n\
+             ports:\n- port: 80\n  protocol: TCP\n"
+        )
+    };
+    // Ready on node-1: only node-1 announces it.
+    api.apply(&slice("node-1", true))?;
+    lab.wait_for("the Service's addresses from node-1 only", T, || {
+        for p in [lb, cluster_ip] {
+            let by = originators(&t, p)?;
+            ensure!(by == [1], "{p} originated by nodes {by:?}");
+            ensure!(!bird.routes_for(p)?.is_empty(), "{p} not at the ToR");
+        }
+        Ok(())
+    })?;
+    // The endpoint moves to node-2.
+    api.apply(&slice("node-2", true))?;
+    lab.wait_for("the Service's addresses from node-2 only", T, || {
+        for p in [lb, cluster_ip] {
+            let by = originators(&t, p)?;
+            ensure!(by == [2], "{p} originated by nodes {by:?}");
+            ensure!(!bird.routes_for(p)?.is_empty(), "{p} not at the ToR");
+        }
+        Ok(())
+    })?;
+    // Not ready: nobody announces it.
+    api.apply(&slice("node-2", false))?;
+    lab.wait_for("the Service's addresses withdrawn", T, || {
+        for p in [lb, cluster_ip] {
+            let by = originators(&t, p)?;
+            ensure!(by.is_empty(), "{p} originated by nodes {by:?}");
+            let at = bird.routes_for(p)?;
+            ensure!(at.is_empty(), "{p} still at the ToR: {at:?}");
+        }
+        Ok(())
+    })?;
+    // The range itself stays announced by both.
+    let by = originators(&t, net("198.19.100.0/24"))?;
+    ensure!(by == [1, 2], "the LoadBalancer range originated by {by:?}");
     Ok(())
 }
