@@ -15,6 +15,8 @@
 //!      node-1 has learned (Felix would own that route);
 //!    - the ToR learns the LoadBalancer range, and node-2's block with
 //!      node-1 as next hop (`nextHopMode` Auto on eBGP).
+//!    - a BGPFilter on the ToR peering adds a community and prepends two ASNs
+//!      to node-1's own block only (Calico 3.32 operations).
 //! 2. One live edit: priority 256, `programClusterRoutes: Disabled`,
 //!    `serviceLoadBalancerAggregation: Disabled`, the BGPPeer's
 //!    `nextHopMode: Keep`:
@@ -85,10 +87,16 @@ fn calico_3_32_fields_change_real_sessions_and_routes() -> Result<()> {
                 TOR_AS,
                 Some("node-1"),
                 &format!(
-                    "  keepaliveTime: 10s\n  nextHopMode: {}\n",
+                    "  keepaliveTime: 10s\n  nextHopMode: {}\n  filters: [to-tor]\n",
                     if live { "Keep" } else { "Auto" }
                 ),
-            ));
+            ))
+            .doc(
+                "apiVersion: projectcalico.org/v3\nkind: BGPFilter\nmetadata:\n  name: to-tor\nspec:\n  \
+                 exportV4:\n  - action: Accept\n    matchOperator: Equal\n    cidr: 100.64.1.0/26\n    \
+                 operations:\n    - addCommunity: {value: '64512:100'}\n    \
+                 - prependASPath: {prefix: [65010, 65011]}\n",
+            );
         c.default_spec = vec![
             "serviceLoadBalancerIPs: [{cidr: 198.19.100.0/24}]".into(),
             format!("ipv4NormalRoutePriority: {}", if live { 256 } else { 512 }),
@@ -169,6 +177,31 @@ fn calico_3_32_fields_change_real_sessions_and_routes() -> Result<()> {
         );
         Ok(())
     })?;
+    // BGPFilter operations on export: node-1's own block leaves with the community
+    // added and the ASNs prepended (after node-1's own AS, as BIRD sends it); node-2's
+    // block, which the rule does not match, goes unchanged.
+    let own = bird
+        .routes_for(net("100.64.1.0/26"))?
+        .into_iter()
+        .find(|r| r.protocol == "node1")
+        .ok_or_else(|| anyhow!("the ToR has no route for node-1's block"))?;
+    ensure!(
+        own.as_path() == [CLUSTER_AS, 65010, 65011] && own.communities().contains(&(64512, 100)),
+        "node-1's block at the ToR: path {:?}, communities {:?}",
+        own.as_path(),
+        own.communities()
+    );
+    let other = bird
+        .routes_for(plain)?
+        .into_iter()
+        .find(|r| r.protocol == "node1")
+        .ok_or_else(|| anyhow!("the ToR has no route for node-2's block"))?;
+    ensure!(
+        other.as_path() == [CLUSTER_AS] && !other.communities().contains(&(64512, 100)),
+        "node-2's block at the ToR: path {:?}, communities {:?}",
+        other.as_path(),
+        other.communities()
+    );
     ensure!(
         metrics_of(&lab, &n1, ipip)?.is_empty(),
         "EnabledNoEncapOnly: the IP-in-IP block is in node-1's kernel"
