@@ -46,6 +46,13 @@ pub struct BfdTransitionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionTransitionLabel {
+    pub peer: String,
+    /// `established`, or `down` (left Established).
+    pub to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
 }
@@ -54,6 +61,7 @@ pub struct ReasonLabel {
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub sessions: Family<StateLabel, Gauge>,
+    pub session_transitions: Family<SessionTransitionLabel, Counter>,
     pub prefixes_received: Family<PeerFamilyLabel, Gauge>,
     pub prefixes_advertised: Family<PeerFamilyLabel, Gauge>,
     pub updates_in: Family<PeerLabel, Counter>,
@@ -91,6 +99,11 @@ impl Metrics {
             "bgp_sessions",
             "BGP sessions by FSM state",
             self.sessions.clone(),
+        );
+        r.add(
+            "bgp_session_transitions",
+            "BGP sessions reaching Established (to=established) or leaving it (to=down), per peer",
+            self.session_transitions.clone(),
         );
         r.add(
             "bgp_prefixes_received",

@@ -39,7 +39,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::convert;
 use crate::logging::LogControl;
-use crate::metrics::{KindLabel, Metrics, PeerFamilyLabel, PeerLabel, StateLabel};
+use crate::metrics::{
+    KindLabel, Metrics, PeerFamilyLabel, PeerLabel, SessionTransitionLabel, StateLabel,
+};
 use crate::sessions::{SessionHandle, SessionSpec, Sessions};
 use prometheus_client::metrics::{family::Family as MetricFamily, gauge::Gauge};
 use tabby_bgp_driver::{PeerCommand, PeerEvent};

@@ -571,6 +571,20 @@ impl Daemon {
                         slot.track.flaps += 1;
                     }
                 }
+                let transition = match (from, to) {
+                    (_, State::Established) => Some("established"),
+                    (State::Established, _) => Some("down"),
+                    _ => None,
+                };
+                if let Some(to) = transition {
+                    self.metrics
+                        .session_transitions
+                        .get_or_create(&SessionTransitionLabel {
+                            peer: peer_label(key),
+                            to: to.into(),
+                        })
+                        .inc();
+                }
                 self.metrics
                     .sessions
                     .get_or_create(&StateLabel {

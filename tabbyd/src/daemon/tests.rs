@@ -312,6 +312,34 @@ fn session_loss_without_graceful_restart_removes_the_kernel_route() {
 }
 
 #[test]
+fn session_transitions_are_counted_per_peer() {
+    let mut h = harness(0);
+    h.load(CLUSTER);
+    h.establish("198.18.0.1", 65000, Ipv4Addr::new(198, 18, 0, 1));
+    let id = h.id_of("198.18.0.1");
+    h.daemon.session_event(
+        id,
+        PeerEvent::StateChanged {
+            from: State::Established,
+            to: State::Idle,
+        },
+        Instant::now(),
+    );
+    h.establish("198.18.0.1", 65000, Ipv4Addr::new(198, 18, 0, 1));
+    let count = |to: &str| {
+        h.daemon
+            .metrics
+            .session_transitions
+            .get_or_create(&crate::metrics::SessionTransitionLabel {
+                peer: "198.18.0.1".into(),
+                to: to.into(),
+            })
+            .get()
+    };
+    assert_eq!((count("established"), count("down")), (2, 1));
+}
+
+#[test]
 fn max_prefixes_closes_the_session_with_cease_1() {
     let mut h = harness(2);
     h.load(CLUSTER);
