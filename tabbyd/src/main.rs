@@ -15,6 +15,7 @@ mod bfd_link;
 mod convert;
 mod core_api;
 mod daemon;
+mod fib_errors;
 mod logging;
 mod metrics;
 mod node_status;
@@ -132,7 +133,9 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
             }
         });
         // The daemon pushes its changes, in order, straight into fib-sync.
-        Some(fib.ops())
+        let ops = fib.ops();
+        tokio::spawn(fib_errors::poll(fib, metrics.clone()));
+        Some(ops)
     };
 
     // BGP sessions.
