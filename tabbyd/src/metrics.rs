@@ -344,6 +344,12 @@ mod tests {
         };
         let kind = KindLabel { kind: "set".into() };
         m.sessions.get_or_create(&state).inc();
+        m.session_transitions
+            .get_or_create(&SessionTransitionLabel {
+                peer: "198.18.0.1".into(),
+                to: "established".into(),
+            })
+            .inc();
         m.prefixes_received.get_or_create(&pf).set(1);
         m.prefixes_advertised.get_or_create(&pf).set(1);
         m.updates_in.get_or_create(&peer).inc();
