@@ -111,5 +111,7 @@ fn to_fib_route<'a>(r: &KernelRoute, dev: impl Fn(u32) -> Option<&'a str>) -> Op
         prefix: r.prefix,
         kind,
         pref_src: r.pref_src,
+        // The metric the route has in the kernel (Felix's priority for it).
+        metric: Some(r.metric),
     })
 }

@@ -258,6 +258,7 @@ impl Planner {
     /// `route` has been through `validate`.
     fn want(&mut self, route: FibRoute) {
         let p = route.prefix;
+        self.set_own_metric(p, route.metric);
         match self.desired.entry(p) {
             Entry::Occupied(o) if *o.get() == route => return,
             Entry::Occupied(mut o) => {
@@ -270,6 +271,44 @@ impl Planner {
         remove_if_any(&mut self.parked, &p);
         self.mark(p);
         self.changed += 1;
+    }
+
+    /// Records the metric `p` is wanted at. Foreign routes are known by key
+    /// at every metric, but which of our routes is on the key and which is
+    /// stale moves with it: when a route of ours exists or is in flight,
+    /// the prefix is looked at again from a dump (as after a priority
+    /// change), and the route at the old metric goes once the new one is
+    /// in.
+    fn set_own_metric(&mut self, p: IpNet, metric: Option<u32>) {
+        if metric.is_none() && self.view.own_metric.is_empty() {
+            return;
+        }
+        let before = self.view.metric_for(&p);
+        match metric {
+            Some(m) => {
+                self.view.own_metric.insert(p, m);
+            }
+            None => {
+                self.view.own_metric.remove(&p);
+            }
+        }
+        if self.view.metric_for(&p) != before
+            && (self.view.ours.contains_key(&p)
+                || self.view.stale_metric.contains_key(&p)
+                || self.flags(&p) & INFLIGHT != 0)
+        {
+            debug!(prefix = %p, from = before, to = self.view.metric_for(&p), "route metric changed: moving the route");
+            self.need_dump = true;
+        }
+    }
+
+    /// Forgets the metric of its own of a prefix that is neither wanted nor
+    /// held at any metric, so the map stays as small as the routes that
+    /// have one.
+    fn drop_own_metric(&mut self, p: &IpNet) {
+        if !self.view.own_metric.is_empty() && !self.view.stale_metric.contains_key(p) {
+            self.view.own_metric.remove(p);
+        }
     }
 
     fn unwant(&mut self, p: IpNet) {
@@ -382,7 +421,10 @@ impl Planner {
         let have = self.view.ours.get(&p);
         let Some(want) = self.desired.get(&p) else {
             remove_if_any_key(&mut self.blocked, &p);
-            have?;
+            if have.is_none() {
+                self.drop_own_metric(&p);
+                return None;
+            }
             return Some(Op::Delete { metric });
         };
         if self.parked.contains_key(&p) {
@@ -427,6 +469,7 @@ impl Planner {
                 RouteKind::Unicast(_) => Shape::Unicast(hops),
             },
             pref_src: want.pref_src,
+            metric,
         };
         Some(match kind? {
             OpKind::Delete => Op::Delete { metric },
@@ -435,10 +478,10 @@ impl Planner {
         })
     }
 
-    fn metric_of(&self, r: &Request) -> u32 {
-        match r.op {
-            Op::Delete { metric } => metric,
-            Op::Create(_) | Op::Replace(_) => self.view.metric_for(&r.prefix),
+    fn metric_of(r: &Request) -> u32 {
+        match &r.op {
+            Op::Delete { metric } => *metric,
+            Op::Create(w) | Op::Replace(w) => w.metric,
         }
     }
 
@@ -460,7 +503,7 @@ impl Planner {
             self.mark(prefix);
         }
         let kind = r.kind();
-        let metric = self.metric_of(&r);
+        let metric = Self::metric_of(&r);
         if errno == 0 {
             match kind {
                 OpKind::Create => self.counters.installs += 1,
@@ -480,13 +523,21 @@ impl Planner {
                         self.view.forget_ours(prefix, metric);
                         // Gone from an old metric: the prefix may have more
                         // to do (another old metric, or its route at ours),
-                        // and no notification will come to say so.
-                        if metric != self.view.metric_for(&prefix) {
+                        // and no notification will come to say so. Gone for
+                        // good: its own metric, if any, is forgotten.
+                        if metric != self.view.metric_for(&prefix)
+                            || !self.desired.contains_key(&prefix)
+                        {
                             self.mark(prefix);
                         }
                     }
-                    Op::Create(w) | Op::Replace(w) => {
-                        self.view.assume_ours(prefix, w.shape, w.pref_src)
+                    Op::Create(w) | Op::Replace(w) if w.metric == self.view.metric_for(&prefix) => {
+                        self.view.assume_ours(prefix, w.shape, w.pref_src, w.metric)
+                    }
+                    Op::Create(_) | Op::Replace(_) => {
+                        // Its metric moved while in flight (which asked for
+                        // a dump): the dump places it.
+                        self.mark(prefix);
                     }
                 }
             }
@@ -613,11 +664,11 @@ impl Planner {
                 if let Some(ev) = self.learner.note(&r, added, |i| self.view.device(i)) {
                     self.events.push_back(ev);
                 }
-                if place == Place::ForeignBeside {
-                    return;
-                }
                 if self.view.note_foreign(&r, added, replace) {
                     self.need_dump = true;
+                }
+                if place == Place::ForeignBeside {
+                    return;
                 }
                 if self.desired.contains_key(&p) || self.view.ours.contains_key(&p) {
                     self.mark(p);
@@ -706,7 +757,7 @@ impl Planner {
                 self.desired
                     .get(p)
                     .is_some_and(|w| self.view.matches_spec(w, r))
-                    && !self.view.foreign.contains_key(p)
+                    && !self.view.foreign_may_hold(p)
             });
             !settled
         }));

@@ -18,9 +18,9 @@ pub(crate) struct Request {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
-    /// Install our route at our metric (`NLM_F_CREATE|NLM_F_EXCL`).
+    /// Install our route at its metric (`NLM_F_CREATE|NLM_F_EXCL`).
     Create(Wanted),
-    /// Replace our route at our metric in place (`NLM_F_REPLACE`).
+    /// Replace our route at its metric in place (`NLM_F_REPLACE`).
     Replace(Wanted),
     /// Delete our route at `metric` (by protocol).
     Delete { metric: u32 },
@@ -33,6 +33,8 @@ pub(crate) enum Op {
 pub(crate) struct Wanted {
     pub shape: Shape,
     pub pref_src: Option<IpAddr>,
+    /// The metric the route goes in at (part of its key).
+    pub metric: u32,
 }
 
 impl Request {
@@ -47,7 +49,7 @@ impl Request {
     /// What the request carries besides the key, for `wire::push_request`.
     pub(crate) fn body(&self) -> Body<'_> {
         match &self.op {
-            Op::Create(w) | Op::Replace(w) => Body::Route(&w.shape, w.pref_src),
+            Op::Create(w) | Op::Replace(w) => Body::Route(&w.shape, w.pref_src, w.metric),
             Op::Delete { metric } => Body::Delete(*metric),
         }
     }

@@ -34,6 +34,11 @@ pub struct FibRoute {
     pub kind: RouteKind,
     /// Optional preferred source address (`RTA_PREFSRC`, `ip route ... src`).
     pub pref_src: Option<IpAddr>,
+    /// This route's own metric (`RTA_PRIORITY`); `None`: its family's (see
+    /// [`FibOp::Priority`]). A metric is part of the kernel's route key, so
+    /// a change moves the route: installed at the new metric, then removed
+    /// from the old one. 0 for IPv6 means 1024.
+    pub metric: Option<u32>,
 }
 
 impl FibRoute {
@@ -43,6 +48,7 @@ impl FibRoute {
             prefix,
             kind: RouteKind::Unicast(vec![NextHopSpec::gateway(gateway)]),
             pref_src: None,
+            metric: None,
         }
     }
 
@@ -52,6 +58,7 @@ impl FibRoute {
             prefix,
             kind: RouteKind::Unicast(gateways.into_iter().map(NextHopSpec::gateway).collect()),
             pref_src: None,
+            metric: None,
         }
     }
 
@@ -62,7 +69,14 @@ impl FibRoute {
             prefix,
             kind: RouteKind::Blackhole,
             pref_src: None,
+            metric: None,
         }
+    }
+
+    /// The same route at a metric of its own instead of its family's.
+    pub fn at_metric(mut self, metric: u32) -> Self {
+        self.metric = Some(metric);
+        self
     }
 }
 
@@ -284,6 +298,10 @@ pub(crate) fn validate(mut route: FibRoute) -> Result<FibRoute, FibError> {
             "preferred source {src} is not of the prefix's family"
         ));
     }
+    if v6 && route.metric == Some(0) {
+        // The kernel stores an IPv6 route asked for at 0 at 1024.
+        route.metric = Some(1024);
+    }
     if let RouteKind::Unicast(hops) = &mut route.kind {
         if hops.is_empty() {
             return bad("a unicast route needs at least one next hop".into());
@@ -346,6 +364,7 @@ mod tests {
             prefix: "100.64.1.9/24".parse().unwrap(),
             kind: RouteKind::Unicast(hops),
             pref_src: None,
+            metric: None,
         };
         let v = validate(r).unwrap();
         assert_eq!(v.prefix, "100.64.1.0/24".parse::<IpNet>().unwrap());
@@ -376,11 +395,13 @@ mod tests {
                 prefix: p,
                 kind: RouteKind::Unicast(Vec::new()),
                 pref_src: None,
+                metric: None,
             },
             FibRoute {
                 prefix: p,
                 kind: RouteKind::Blackhole,
                 pref_src: Some(ip("198.18.0.1")),
+                metric: None,
             },
             FibRoute {
                 prefix: p,
@@ -389,6 +410,7 @@ mod tests {
                     ..NextHopSpec::gateway(ip("2001:db8::2"))
                 }]),
                 pref_src: None,
+                metric: None,
             },
             FibRoute {
                 prefix: p,
@@ -397,6 +419,7 @@ mod tests {
                     "a-name-longer-than-15",
                 )]),
                 pref_src: None,
+                metric: None,
             },
         ];
         for r in bad {
@@ -410,6 +433,7 @@ mod tests {
                 NextHopSpec::onlink(ip("2001:db8::2"), "t1"),
             ]),
             pref_src: None,
+            metric: None,
         };
         assert!(validate(two).is_ok());
     }

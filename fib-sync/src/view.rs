@@ -93,7 +93,14 @@ pub(crate) struct KernelView {
     /// Our routes in the kernel at another metric (an older configuration);
     /// removed after convergence.
     pub stale_metric: HashMap<IpNet, Vec<u32>>,
-    pub foreign: HashMap<IpNet, Foreign>,
+    /// Other protocols' routes in our table by key (prefix, metric; tos 0
+    /// only), on our keys and beside them: a prefix whose metric moves
+    /// finds its new key's holders here.
+    pub foreign: HashMap<(IpNet, u32), Foreign>,
+    /// Prefixes whose key is at a metric of their own rather than their
+    /// family's (`FibRoute::metric`); kept while a route of ours may sit
+    /// there, so that notifications and dumps place it on its key.
+    pub own_metric: HashMap<IpNet, u32>,
 }
 
 impl KernelView {
@@ -105,11 +112,23 @@ impl KernelView {
             ours: HashMap::default(),
             stale_metric: HashMap::default(),
             foreign: HashMap::default(),
+            own_metric: HashMap::default(),
         }
     }
 
-    /// Our metric for a prefix of this family.
+    /// Our metric for a prefix: its own, else its family's.
     pub(crate) fn metric_for(&self, p: &IpNet) -> u32 {
+        // Most tables have no route at a metric of its own: no lookup then.
+        if !self.own_metric.is_empty()
+            && let Some(m) = self.own_metric.get(p)
+        {
+            return *m;
+        }
+        self.family_metric(p)
+    }
+
+    /// The metric of a route of `p`'s family that has none of its own.
+    pub(crate) fn family_metric(&self, p: &IpNet) -> u32 {
         match p {
             IpNet::V4(_) => self.target.metric_v4,
             IpNet::V6(_) => self.target.metric_v6,
@@ -120,13 +139,15 @@ impl KernelView {
     /// REPLACE there could hit it.
     pub(crate) fn foreign_may_hold(&self, p: &IpNet) -> bool {
         self.foreign
-            .get(p)
+            .get(&(*p, self.metric_for(p)))
             .is_some_and(|f| f.count > 0 || f.ambiguous)
     }
 
     /// Whether a foreign route is known to hold `p`'s key.
     pub(crate) fn foreign_holds(&self, p: &IpNet) -> bool {
-        self.foreign.get(p).is_some_and(|f| f.count > 0)
+        self.foreign
+            .get(&(*p, self.metric_for(p)))
+            .is_some_and(|f| f.count > 0)
     }
 
     pub(crate) fn place(&self, r: &KernelRoute) -> Place {
@@ -146,7 +167,7 @@ impl KernelView {
     pub(crate) fn note_ours(&mut self, r: KernelRoute, added: bool, replace: bool) -> OursSeen {
         let p = r.prefix;
         let mut ambiguous = false;
-        if replace && let Some(f) = self.foreign.get_mut(&p).filter(|f| f.count > 0) {
+        if replace && let Some(f) = self.foreign.get_mut(&(p, r.metric)).filter(|f| f.count > 0) {
             // Which route did this replace, ours or theirs?
             f.ambiguous = true;
             ambiguous = true;
@@ -181,12 +202,17 @@ impl KernelView {
         }
     }
 
-    /// Applies a notification about a foreign route on our key; true when
-    /// the view can no longer tell who holds the key (a dump must).
+    /// Applies a notification about a foreign route in our table (tos 0:
+    /// the others are on no key of ours); true when the view can no longer
+    /// tell who holds the key (a dump must).
     pub(crate) fn note_foreign(&mut self, r: &KernelRoute, added: bool, replace: bool) -> bool {
+        if r.tos != 0 {
+            return false;
+        }
         let p = r.prefix;
-        let ours = self.ours.contains_key(&p);
-        let f = self.foreign.entry(p).or_default();
+        let key = (p, r.metric);
+        let ours = r.metric == self.metric_for(&p) && self.ours.contains_key(&p);
+        let f = self.foreign.entry(key).or_default();
         let mut ambiguous = false;
         if added {
             if replace {
@@ -207,7 +233,7 @@ impl KernelView {
             f.count = f.count.saturating_sub(1);
         }
         if f.count == 0 && !f.ambiguous {
-            self.foreign.remove(&p);
+            self.foreign.remove(&key);
         }
         ambiguous
     }
@@ -226,12 +252,18 @@ impl KernelView {
 
     /// Records that the kernel now holds our route as requested (bulk mode,
     /// where no notification will say so).
-    pub(crate) fn assume_ours(&mut self, prefix: IpNet, shape: Shape, pref_src: Option<IpAddr>) {
+    pub(crate) fn assume_ours(
+        &mut self,
+        prefix: IpNet,
+        shape: Shape,
+        pref_src: Option<IpAddr>,
+        metric: u32,
+    ) {
         let route = KernelRoute {
             prefix,
             table: self.target.table,
             protocol: self.target.protocol,
-            metric: self.metric_for(&prefix),
+            metric,
             tos: 0,
             shape,
             pref_src,
@@ -351,10 +383,10 @@ impl KernelView {
                     .entry(r.prefix)
                     .or_default()
                     .push(r.metric),
-                place @ (Place::ForeignOnKey | Place::ForeignBeside) => {
+                Place::ForeignOnKey | Place::ForeignBeside => {
                     foreign(&r, &self.links);
-                    if place == Place::ForeignOnKey {
-                        self.foreign.entry(r.prefix).or_default().count += 1;
+                    if r.tos == 0 {
+                        self.foreign.entry((r.prefix, r.metric)).or_default().count += 1;
                     }
                 }
             }
@@ -388,17 +420,18 @@ impl KernelView {
         out.other.extend(
             self.foreign
                 .iter()
-                .filter(|(p, f)| {
+                .filter(|(k, f)| {
                     old_foreign
-                        .get(*p)
+                        .get(*k)
                         .is_none_or(|o| o.count != f.count || o.ambiguous)
                 })
-                .map(|(p, _)| *p),
+                .map(|(k, _)| k.0),
         );
         out.other.extend(
             old_foreign
                 .keys()
-                .filter(|p| !self.foreign.contains_key(*p)),
+                .filter(|k| !self.foreign.contains_key(*k))
+                .map(|k| k.0),
         );
         out
     }

@@ -407,6 +407,7 @@ impl Dump {
 pub(crate) struct Target {
     pub protocol: u8,
     pub table: u32,
+    /// The metric of a route of each family that has none of its own.
     pub metric_v4: u32,
     pub metric_v6: u32,
 }
@@ -451,8 +452,8 @@ fn put_addr(buf: &mut Vec<u8>, ty: u16, a: IpAddr) {
 #[derive(Debug)]
 pub(crate) enum Body<'a> {
     /// A route to create or replace (devices resolved), with its preferred
-    /// source.
-    Route(&'a Shape, Option<IpAddr>),
+    /// source and metric.
+    Route(&'a Shape, Option<IpAddr>, u32),
     /// A delete of our route at `metric`.
     Delete(u32),
 }
@@ -483,19 +484,18 @@ pub(crate) fn push_request(
     };
     let (scope, kind, rtm_flags, metric) = match &body {
         Body::Delete(m) => (RT_SCOPE_NOWHERE, 0u8, 0u32, *m),
-        Body::Route(shape, _) => {
+        Body::Route(shape, _, metric) => {
             let (kind, hops) = match shape {
                 Shape::Blackhole => (RTN_BLACKHOLE, &[][..]),
                 Shape::Unicast(hops) => (RTN_UNICAST, hops.as_slice()),
                 Shape::Other(kind) => (*kind, &[][..]),
             };
             let onlink = matches!(hops, [h] if h.onlink);
-            let metric = if v6 { t.metric_v6 } else { t.metric_v4 };
             (
                 RT_SCOPE_UNIVERSE,
                 kind,
                 if onlink { u32::from(RTNH_F_ONLINK) } else { 0 },
-                metric,
+                *metric,
             )
         }
     };
@@ -518,7 +518,7 @@ pub(crate) fn push_request(
     put_addr(buf, RTA_DST, prefix.addr());
     put_attr(buf, RTA_TABLE, &t.table.to_ne_bytes());
     put_attr(buf, RTA_PRIORITY, &metric.to_ne_bytes());
-    if let Body::Route(shape, pref_src) = body {
+    if let Body::Route(shape, pref_src, _) = body {
         if let Shape::Unicast(hops) = shape {
             if let [hop] = hops.as_slice() {
                 if let Some(g) = hop.gateway {
@@ -754,7 +754,7 @@ mod tests {
         let (h, m) = encode(
             OpKind::Create,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32),
         );
         assert_eq!(h.message_type, RTM_NEWROUTE);
         assert_eq!(h.flags, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL);
@@ -785,7 +785,7 @@ mod tests {
         let (_, m) = encode(
             OpKind::Create,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32),
         );
         assert!(
             m.attributes.contains(&RouteAttribute::Via(RouteVia::Inet6(
@@ -815,7 +815,7 @@ mod tests {
         let (_, m) = encode(
             OpKind::Create,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32),
         );
         let k = parse_route(&emit(&m)).unwrap();
         assert_eq!(k.shape, Shape::Unicast(hops.to_vec()));
@@ -843,7 +843,7 @@ mod tests {
             OpKind::Replace,
             &t,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 1024),
         );
         let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf).unwrap();
         assert_eq!(m.header.flags, NLM_F_REQUEST | NLM_F_REPLACE);
@@ -875,7 +875,7 @@ mod tests {
         let (_, m) = encode(
             OpKind::Create,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32),
         );
         let mp = m
             .attributes
@@ -897,9 +897,14 @@ mod tests {
         let (_, m) = encode(
             OpKind::Create,
             &bh.prefix,
-            Body::Route(&Shape::Blackhole, bh.pref_src),
+            Body::Route(&Shape::Blackhole, bh.pref_src, 2_147_483_547),
         );
         assert_eq!(m.header.kind, RouteType::BlackHole);
+        // The request's own metric, not the target's family metric.
+        assert!(
+            m.attributes
+                .contains(&RouteAttribute::Priority(2_147_483_547))
+        );
         assert_eq!(parse_route(&emit(&m)).unwrap().shape, Shape::Blackhole);
 
         let p: IpNet = "100.64.4.0/24".parse().unwrap();
@@ -985,6 +990,7 @@ mod tests {
             prefix: "100.64.5.0/24".parse().unwrap(),
             kind: RouteKind::Unicast(vec![NextHopSpec::gateway("198.18.0.2".parse().unwrap())]),
             pref_src: None,
+            metric: None,
         };
         let hops = [hop("198.18.0.2", 1, false, 1)];
         let mut buf = Vec::new();
@@ -994,7 +1000,7 @@ mod tests {
             OpKind::Create,
             &T,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32),
         );
         for cut in 0..buf.len() {
             let _ = parse_route(buf.get(16..cut).unwrap_or(&[]));

@@ -83,6 +83,7 @@ fn ecmp_add_and_shrink() {
             prefix: v4,
             kind: RouteKind::Unicast(hops),
             pref_src: None,
+            metric: None,
         };
         set_and_sync(
             &fib,
@@ -162,12 +163,14 @@ fn onlink_via_device() {
             prefix: net("100.64.4.0/26"),
             kind: RouteKind::Unicast(vec![NextHopSpec::onlink(ip("198.18.9.1"), "t0")]),
             pref_src: None,
+            metric: None,
         };
         // A device that does not exist yet: parked, then installed when it appears.
         let later = FibRoute {
             prefix: net("100.64.5.0/26"),
             kind: RouteKind::Unicast(vec![NextHopSpec::onlink(ip("198.18.9.2"), "tunx")]),
             pref_src: None,
+            metric: None,
         };
         set_and_sync(&fib, [r, later]).await;
         let line = ours(&n, "100.64.4.0/26").expect("onlink route");
@@ -944,6 +947,7 @@ fn the_op_stream_applies_in_order_and_outlives_the_handle() {
             prefix: p(2),
             kind: RouteKind::Unicast(Vec::new()),
             pref_src: None,
+            metric: None,
         }));
         // `sync` covers the ops queued before it.
         fib.sync().await.unwrap();
@@ -967,5 +971,49 @@ fn the_op_stream_applies_in_order_and_outlives_the_handle() {
             .expect("the task stops")
             .expect("without failing");
         assert_eq!(our_prefixes(&n).len(), 8);
+    });
+}
+
+#[test]
+fn a_route_at_its_own_metric_moves_and_survives_a_restart_untouched() {
+    run_in(&lab(), |n| async move {
+        let elevated = via("100.64.7.9/32", "198.18.0.2").at_metric(512);
+        let normal = via("100.64.7.0/26", "198.18.0.2");
+        let v6 = via("2001:db8:1000:7::9/128", "2001:db8::2").at_metric(2_147_483_547);
+        {
+            let (fib, task) = start(FibConfig::default()).await;
+            fib.converged().await.unwrap();
+            set_and_sync(&fib, [elevated.clone(), normal.clone(), v6.clone()]).await;
+            let r = ours(&n, "100.64.7.9").expect("elevated route installed");
+            assert!(r.contains("metric 512"), "{r}");
+            let r = ours(&n, "100.64.7.0/26").expect("normal route installed");
+            assert!(r.contains("metric 32"), "{r}");
+            let r = ours(&n, "2001:db8:1000:7::9").expect("v6 route installed");
+            assert!(r.contains("metric 2147483547"), "{r}");
+
+            // The priority changes: one route at the new metric, none left at
+            // the old one.
+            set_and_sync(&fib, [elevated.clone().at_metric(256)]).await;
+            let all = routes(&n, false, "84");
+            let at: Vec<&String> = all
+                .iter()
+                .filter(|r| r.starts_with("100.64.7.9 "))
+                .collect();
+            assert_eq!(at.len(), 1, "{all:?}");
+            assert!(at[0].contains("metric 256"), "{all:?}");
+            // "kill -9".
+            drop(fib);
+            task.await.unwrap();
+        }
+        // Restarted and wanting the same: nothing deleted or replaced.
+        let monitor = DelMonitor::start(PROTO);
+        let (fib, _task) = start(FibConfig::default()).await;
+        set_and_sync(&fib, [elevated.at_metric(256), normal, v6]).await;
+        fib.converged().await.unwrap();
+        fib.sync().await.unwrap();
+        let s = fib.stats().await.unwrap();
+        assert_eq!((s.installs, s.replaces, s.deletes), (0, 0, 0), "{s:?}");
+        assert!(monitor.finish().is_empty(), "a valid route was deleted");
+        assert!(ours(&n, "100.64.7.9").unwrap().contains("metric 256"));
     });
 }

@@ -23,7 +23,10 @@ use crate::types::{FibOp, FibRoute, NextHopSpec, RouteKind, validate};
 use crate::wire::{Hop, KernelRoute, Shape};
 
 const PREFIXES: usize = 8;
-const VARIANTS: u8 = 7;
+const VARIANTS: u8 = 9;
+/// Metrics of their own that variants 7 and 8 ask for.
+const OWN_METRIC: u32 = 512;
+const OWN_METRIC_2: u32 = 2_147_482_623;
 
 /// Six IPv4 and two IPv6 prefixes: few enough that changes collide.
 fn prefix(i: usize) -> IpNet {
@@ -55,7 +58,8 @@ fn far_gateways() -> [IpAddr; 2] {
 
 /// Route variants: 0 blackhole, 1 and 2 via one gateway each, 3 ECMP over
 /// both (weights 1 and 2), 4 with a preferred source, 5 onlink through the
-/// tunnel (absent until `Action::TunnelUp`), 6 via an unreachable gateway.
+/// tunnel (absent until `Action::TunnelUp`), 6 via an unreachable gateway,
+/// 7 and 8 via one gateway at a metric of their own.
 fn route(p: IpNet, variant: u8) -> FibRoute {
     let v6 = matches!(p, IpNet::V6(_));
     let gw = |n| gateway(v6, n);
@@ -70,6 +74,7 @@ fn route(p: IpNet, variant: u8) -> FibRoute {
                 prefix: p,
                 kind: RouteKind::Unicast(vec![NextHopSpec::gateway(gw(1)), two]),
                 pref_src: None,
+                metric: None,
             }
         }
         4 => FibRoute::via(p, gw(1)),
@@ -77,8 +82,11 @@ fn route(p: IpNet, variant: u8) -> FibRoute {
             prefix: p,
             kind: RouteKind::Unicast(vec![NextHopSpec::onlink(gw(1), TUNNEL_NAME)]),
             pref_src: None,
+            metric: None,
         },
-        _ => FibRoute::via(p, gw(3)),
+        6 => FibRoute::via(p, gw(3)),
+        7 => FibRoute::via(p, gw(1)).at_metric(OWN_METRIC),
+        _ => FibRoute::via(p, gw(2)).at_metric(OWN_METRIC_2),
     };
     if variant % VARIANTS == 4 {
         r.pref_src = Some(if v6 {
@@ -115,6 +123,10 @@ enum Found {
     OursAtOldMetric(u8),
     /// Another protocol's route on our key.
     Foreign,
+    /// Another protocol's route on the key of variant 7.
+    ForeignAtOwnMetric,
+    /// A route of ours on the key of variant 7.
+    OursAtOwnMetric(u8),
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +139,8 @@ enum Action {
     /// Read up to this many answers (and every notification).
     Read(usize),
     ForeignAppend(usize),
+    /// On the key of variant 7.
+    ForeignAppendAtOwnMetric(usize),
     ForeignReplace(usize),
     ForeignDelete(usize),
     DeleteOurs(usize),
@@ -149,6 +163,8 @@ fn found() -> impl Strategy<Value = Vec<(usize, Found)>> {
                 (0..5u8).prop_map(Found::Ours),
                 (0..5u8).prop_map(Found::OursAtOldMetric),
                 Just(Found::Foreign),
+                Just(Found::ForeignAtOwnMetric),
+                (0..5u8).prop_map(Found::OursAtOwnMetric),
             ],
         ),
         0..8,
@@ -164,6 +180,7 @@ fn action() -> impl Strategy<Value = Action> {
         6 => Just(Action::Turn),
         4 => (0..6usize).prop_map(Action::Read),
         1 => p.clone().prop_map(Action::ForeignAppend),
+        1 => p.clone().prop_map(Action::ForeignAppendAtOwnMetric),
         1 => p.clone().prop_map(Action::ForeignReplace),
         1 => p.clone().prop_map(Action::ForeignDelete),
         1 => p.clone().prop_map(Action::DeleteOurs),
@@ -195,6 +212,8 @@ fn kernel_with(found: &[(usize, Found)]) -> Kernel {
             Found::Ours(v) => ours(*v, &k, METRIC),
             Found::OursAtOldMetric(v) => ours(*v, &k, OLD_METRIC),
             Found::Foreign => static_route(p, METRIC),
+            Found::ForeignAtOwnMetric => static_route(p, OWN_METRIC),
+            Found::OursAtOwnMetric(v) => ours(*v, &k, OWN_METRIC),
         };
         if r.protocol == OURS && k.table.get(&(p, r.metric)).is_some_and(|v| !v.is_empty()) {
             continue;
@@ -218,6 +237,13 @@ fn play(sim: &mut Sim, a: Action) {
         // (The kernel refuses a route through a downed link.)
         Action::ForeignAppend(i) => {
             let r = static_route(prefix(i), METRIC);
+            if sim.kernel.accepts(&r) {
+                sim.kernel.append(r);
+                sim.notify();
+            }
+        }
+        Action::ForeignAppendAtOwnMetric(i) => {
+            let r = static_route(prefix(i), OWN_METRIC);
             if sim.kernel.accepts(&r) {
                 sim.kernel.append(r);
                 sim.notify();

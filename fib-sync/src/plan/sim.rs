@@ -141,7 +141,7 @@ impl Kernel {
         let v6 = matches!(r.prefix, IpNet::V6(_));
         match &r.op {
             Op::Create(w) | Op::Replace(w) => {
-                let key = (r.prefix, self.metric);
+                let key = (r.prefix, w.metric);
                 let shape = Self::spelled(&w.shape);
                 let held = self.table.get(&key).is_some_and(|v| !v.is_empty());
                 let create = matches!(r.op, Op::Create(_));
@@ -156,7 +156,7 @@ impl Kernel {
                 }
                 let route = KernelRoute {
                     pref_src: w.pref_src,
-                    ..kernel_route(r.prefix, OURS, self.metric, shape)
+                    ..kernel_route(r.prefix, OURS, w.metric, shape)
                 };
                 let routes = self.table.entry(key).or_default();
                 if create {
@@ -300,25 +300,41 @@ impl Kernel {
             .collect()
     }
 
-    /// Our route on `prefix`'s key.
+    /// Our route on `prefix`'s key at the family metric.
     pub(crate) fn ours(&self, prefix: &IpNet) -> Option<&KernelRoute> {
+        self.ours_at(prefix, self.metric)
+    }
+
+    /// Our route on `prefix` at `metric`.
+    pub(crate) fn ours_at(&self, prefix: &IpNet, metric: u32) -> Option<&KernelRoute> {
         self.table
-            .get(&(*prefix, self.metric))
+            .get(&(*prefix, metric))
             .and_then(|v| v.iter().find(|r| r.protocol == OURS))
     }
 
-    /// Routes of other protocols on `prefix`'s key.
+    /// Routes of other protocols on `prefix`'s key at the family metric.
     pub(crate) fn foreign_on_key(&self, prefix: &IpNet) -> usize {
+        self.foreign_at(prefix, self.metric)
+    }
+
+    /// Routes of other protocols on `prefix` at `metric`.
+    pub(crate) fn foreign_at(&self, prefix: &IpNet, metric: u32) -> usize {
         self.table
-            .get(&(*prefix, self.metric))
+            .get(&(*prefix, metric))
             .map_or(0, |v| v.iter().filter(|r| r.protocol != OURS).count())
     }
 
-    /// Metrics other than ours at which a route of ours is on `prefix`.
+    /// Metrics other than the family's at which a route of ours is on
+    /// `prefix`.
     pub(crate) fn stale_metrics(&self, prefix: &IpNet) -> Vec<u32> {
+        self.metrics_of_ours_except(prefix, self.metric)
+    }
+
+    /// Metrics other than `metric` at which a route of ours is on `prefix`.
+    pub(crate) fn metrics_of_ours_except(&self, prefix: &IpNet, metric: u32) -> Vec<u32> {
         self.table
             .range((*prefix, 0)..=(*prefix, u32::MAX))
-            .filter(|((_, m), v)| *m != self.metric && v.iter().any(|r| r.protocol == OURS))
+            .filter(|((_, m), v)| *m != metric && v.iter().any(|r| r.protocol == OURS))
             .map(|((_, m), _)| *m)
             .collect()
     }
@@ -348,7 +364,7 @@ impl Kernel {
         };
         Some(KernelRoute {
             pref_src: want.pref_src,
-            ..kernel_route(want.prefix, OURS, self.metric, shape)
+            ..kernel_route(want.prefix, OURS, want.metric.unwrap_or(self.metric), shape)
         })
     }
 
@@ -609,18 +625,42 @@ impl Sim {
         let mut prefixes: BTreeSet<IpNet> = self.kernel.table.keys().map(|(p, _)| *p).collect();
         prefixes.extend(self.plan.desired().keys().copied());
         prefixes.extend(view.ours.keys().copied());
-        prefixes.extend(view.foreign.keys().copied());
+        prefixes.extend(view.foreign.keys().map(|k| k.0));
+        // Every foreign route is known by its key, ours or not.
+        let mut foreign_keys: BTreeMap<(IpNet, u32), usize> = BTreeMap::new();
+        for (key, routes) in &self.kernel.table {
+            let n = routes.iter().filter(|r| r.protocol != OURS).count();
+            if n > 0 {
+                foreign_keys.insert(*key, n);
+            }
+        }
+        let seen_keys: BTreeMap<(IpNet, u32), usize> = view
+            .foreign
+            .iter()
+            .map(|(k, f)| {
+                assert!(!f.ambiguous, "an ambiguous key left at rest: {k:?}");
+                (*k, f.count as usize)
+            })
+            .collect();
+        assert_eq!(seen_keys, foreign_keys, "the view of foreign routes by key");
         for p in &prefixes {
-            let have = self.kernel.ours(p);
+            // The key a wanted route belongs on, from what was asked; for a
+            // prefix not wanted, nothing of ours may be left at any metric.
+            let metric = match self.plan.desired().get(p) {
+                Some(want) => want.metric.unwrap_or(self.kernel.metric),
+                None => view.metric_for(p),
+            };
+            assert_eq!(view.metric_for(p), metric, "the view's key for {p}");
+            let have = self.kernel.ours_at(p, metric);
             assert_eq!(view.ours.get(p), have, "view of our route on {p}");
-            let foreign = self.kernel.foreign_on_key(p);
-            let seen = view.foreign.get(p).copied().unwrap_or_default();
+            let foreign = self.kernel.foreign_at(p, metric);
+            let seen = view.foreign.get(&(*p, metric)).copied().unwrap_or_default();
             assert_eq!(
                 (seen.count as usize, seen.ambiguous),
                 (foreign, false),
                 "view of foreign routes on {p}"
             );
-            let mut stale = self.kernel.stale_metrics(p);
+            let mut stale = self.kernel.metrics_of_ours_except(p, metric);
             let mut seen_stale = view.stale_metric.get(p).cloned().unwrap_or_default();
             stale.sort_unstable();
             seen_stale.sort_unstable();

@@ -134,6 +134,7 @@ fn an_invalid_route_on_the_stream_is_refused_and_leaves_the_prefix_as_it_was() {
         prefix: net(p),
         kind: crate::types::RouteKind::Unicast(Vec::new()),
         pref_src: None,
+        metric: None,
     };
     sim.plan.apply(FibOp::Set(bad));
     sim.run();
@@ -428,6 +429,7 @@ fn a_missing_device_parks_without_a_request_until_the_link_appears() {
             TUNNEL_NAME,
         )]),
         pref_src: None,
+        metric: None,
     };
     sim.plan.apply(FibOp::Set(route));
     sim.run();
@@ -824,5 +826,106 @@ fn a_priority_change_before_convergence_keeps_old_routes_until_then() {
     sim.plan.apply(FibOp::Converged);
     sim.run();
     assert!(sim.kernel.stale_metrics(&net(p)).is_empty());
+    sim.assert_reconciled();
+}
+
+#[test]
+fn a_route_at_its_own_metric_goes_in_there_and_moves_make_before_break() {
+    let mut sim = converged_sim(Kernel::default());
+    let p = "100.64.9.7/32";
+    let q = "100.64.9.0/26";
+    sim.plan
+        .apply(FibOp::Set(via(p, "198.18.0.2").at_metric(512)));
+    sim.plan.apply(FibOp::Set(via(q, "198.18.0.2")));
+    sim.run();
+    // Its own key; the other route keeps the family's.
+    assert_eq!(
+        sim.kernel.ours_at(&net(p), 512),
+        Some(&ours_via(p, "198.18.0.2", 512))
+    );
+    assert!(sim.kernel.ours(&net(p)).is_none());
+    assert!(sim.kernel.ours(&net(q)).is_some());
+    sim.assert_reconciled();
+
+    // A new metric (the route's priority changed): in at 2147482623 before
+    // out at 512, and nothing else touched.
+    let before = sim.sent.len();
+    sim.plan
+        .apply(FibOp::Set(via(p, "198.18.0.2").at_metric(2_147_482_623)));
+    sim.run();
+    let after: Vec<&super::Request> = sim.sent[before..].iter().collect();
+    assert_eq!(kinds(&after), ["create", "delete"]);
+    assert!(after.iter().all(|r| r.prefix == net(p)));
+    assert_eq!(after[1].op, Op::Delete { metric: 512 });
+    assert!(sim.kernel.ours_at(&net(p), 2_147_482_623).is_some());
+    assert!(
+        sim.kernel
+            .metrics_of_ours_except(&net(p), 2_147_482_623)
+            .is_empty()
+    );
+    sim.assert_reconciled();
+
+    // Back to the family's metric, then withdrawn: deleted from its key and
+    // the metric of its own forgotten.
+    sim.plan.apply(FibOp::Set(via(p, "198.18.0.2")));
+    sim.run();
+    assert!(sim.kernel.ours(&net(p)).is_some());
+    assert!(sim.kernel.stale_metrics(&net(p)).is_empty());
+    sim.plan
+        .apply(FibOp::Set(via(p, "198.18.0.3").at_metric(300)));
+    sim.run();
+    sim.plan.apply(FibOp::Remove(net(p)));
+    sim.run();
+    assert!(sim.kernel.table.keys().all(|(k, _)| *k != net(p)));
+    assert!(sim.plan.view().own_metric.is_empty());
+    sim.assert_reconciled();
+}
+
+#[test]
+fn a_route_at_its_own_metric_found_at_start_is_kept_with_no_deletion() {
+    let mut kernel = Kernel::default();
+    let p = "100.64.9.7/32";
+    kernel.append(ours_via(p, "198.18.0.2", 512));
+    let mut sim = Sim::start(&config(0), kernel);
+    sim.plan
+        .apply(FibOp::Set(via(p, "198.18.0.2").at_metric(512)));
+    sim.run();
+    sim.plan.apply(FibOp::Converged);
+    sim.run();
+    assert!(
+        sim.sent.is_empty(),
+        "the route was already as wanted: {:?}",
+        sim.sent
+    );
+    assert!(sim.kernel.ours_at(&net(p), 512).is_some());
+    sim.assert_reconciled();
+}
+
+#[test]
+fn a_foreign_route_on_a_routes_own_key_is_never_replaced() {
+    let mut kernel = Kernel::default();
+    let p = "100.64.9.7/32";
+    kernel.append(kernel_route(net(p), 4, 512, unicast("198.18.0.9")));
+    let mut sim = Sim::start(&config(0), kernel);
+    sim.plan.apply(FibOp::Converged);
+    // Wanted first at the family metric (free), then moved onto the key the
+    // static route holds: the kernel's EXCL create would refuse, so the
+    // planner must not even try a REPLACE there.
+    sim.plan.apply(FibOp::Set(via(p, "198.18.0.2")));
+    sim.run();
+    assert!(sim.kernel.ours(&net(p)).is_some());
+    sim.plan
+        .apply(FibOp::Set(via(p, "198.18.0.2").at_metric(512)));
+    sim.run();
+    assert_eq!(sim.kernel.foreign_at(&net(p), 512), 1);
+    assert!(sim.kernel.ours_at(&net(p), 512).is_none());
+    assert!(sim.sent.iter().all(|r| !matches!(r.op, Op::Replace(_))));
+    // The static route goes: ours takes its key, and the one at the family
+    // metric goes after.
+    assert!(sim.kernel.delete(net(p), 512, 4));
+    sim.notify();
+    sim.run();
+    assert!(sim.kernel.ours_at(&net(p), 512).is_some());
+    assert!(sim.kernel.ours(&net(p)).is_none());
     sim.assert_reconciled();
 }

@@ -209,6 +209,7 @@ impl KernelView {
             prefix: *prefix,
             kind: tabby_fib_sync::RouteKind::Unicast(hops),
             pref_src: None,
+            metric: None,
         })
     }
 
