@@ -182,6 +182,15 @@ pub fn local_route_from_pb(index: usize, r: &pb::LocalRoute) -> Result<LocalRout
         }
         Some(nh)
     };
+    let priority = match r.priority {
+        None => None,
+        Some(p @ 1..=2_147_483_646) => Some(p),
+        Some(p) => {
+            return Err(Status::invalid_argument(format!(
+                "{field}.priority {p} is outside 1..=2147483646 (a Calico route priority: lower is preferred; leave it unset for the normal priority)"
+            )));
+        }
+    };
     Ok(LocalRoute {
         prefix,
         kind,
@@ -196,6 +205,7 @@ pub fn local_route_from_pb(index: usize, r: &pb::LocalRoute) -> Result<LocalRout
             })
             .collect(),
         next_hop,
+        priority,
     })
 }
 

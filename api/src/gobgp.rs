@@ -427,6 +427,7 @@ fn local_route_from_path(p: &g::Path) -> Result<LocalRoute, Status> {
         communities: Vec::new(),
         large_communities: Vec::new(),
         next_hop: None,
+        priority: None,
     };
     let mut next_hop: Option<String> = None;
     for a in &p.pattrs {

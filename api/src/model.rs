@@ -94,6 +94,9 @@ pub struct LocalRoute {
     pub large_communities: Vec<LargeCommunity>,
     /// Explicit next hop; `None` means the session's local address.
     pub next_hop: Option<IpAddr>,
+    /// Calico route priority, 1..=2147483646 (lower is preferred); `None`:
+    /// the family's normal priority.
+    pub priority: Option<u32>,
 }
 
 /// An owner of locally originated routes, e.g. "calico-ipam". Validated:

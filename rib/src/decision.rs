@@ -84,6 +84,9 @@ pub struct RankKey {
     pub ineligible: bool,
     /// False for locally originated paths.
     pub remote: bool,
+    /// A learned path above Calico's normal route priority: it does not
+    /// lose to local paths at the local-origin step (see `rank_key`).
+    pub elevated: bool,
     pub llgr_stale: bool,
     pub local_pref: LocalPref,
     pub as_path_len: u32,
@@ -118,7 +121,19 @@ pub fn compare(a: &RankKey, b: &RankKey) -> (Ordering, Step) {
         };
     }
     step!(a.ineligible.cmp(&b.ineligible), Step::Eligibility);
-    step!(a.remote.cmp(&b.remote), Step::LocalOrigin);
+    // Local paths first, except that a learned path above the normal
+    // priority ranks with them. Between two learned paths this step only
+    // ever separates an elevated one from one that is not, which LOCAL_PREF
+    // would decide the same way: it is named for that.
+    let outranked = |k: &RankKey| k.remote && !k.elevated;
+    step!(
+        outranked(a).cmp(&outranked(b)),
+        if a.remote && b.remote {
+            Step::LocalPref
+        } else {
+            Step::LocalOrigin
+        }
+    );
     step!(a.llgr_stale.cmp(&b.llgr_stale), Step::LlgrStale);
     step!(a.local_pref.cmp_preference(b.local_pref), Step::LocalPref);
     step!(a.as_path_len.cmp(&b.as_path_len), Step::AsPathLength);
@@ -203,6 +218,7 @@ mod tests {
         RankKey {
             ineligible: false,
             remote: true,
+            elevated: false,
             llgr_stale: false,
             local_pref: LocalPref::new(100),
             as_path_len: 2,
@@ -391,6 +407,7 @@ mod tests {
                 RankKey {
                     ineligible: inel,
                     remote,
+                    elevated: remote && lp == 2,
                     llgr_stale: llgr,
                     local_pref: LocalPref::new(lp),
                     as_path_len: aslen,

@@ -81,7 +81,7 @@ impl Rib {
             let mut keys: Vec<_> = d
                 .paths
                 .iter()
-                .map(|p| rank_key(p, &self.peers, &self.cfg))
+                .map(|p| rank_key(p, &prefix, &self.peers, &self.cfg))
                 .collect();
             resolve_med(&mut keys, self.cfg.always_compare_med);
             for (i, p) in d.paths.iter().enumerate() {

@@ -80,6 +80,13 @@ pub enum Match {
         priority: u32,
         local: u32,
     },
+    /// The route's Calico priority (as for [`Match::Priority`]) is below
+    /// `priority`: preferred over it (Calico's `krt_metric < normal` in
+    /// `calico_aggr`).
+    PriorityBelow {
+        priority: u32,
+        local: u32,
+    },
     /// The next hop lies within `cidr`.
     NextHopIn(IpNet),
     /// Negation of another match.
@@ -173,6 +180,19 @@ pub struct RouteCtx<'a> {
     /// LOCAL_PREF of a learned route that carries none (RFC 4271 §5.1.5).
     pub default_local_pref: LocalPref,
     pub attrs: &'a PathAttributes,
+}
+
+impl RouteCtx<'_> {
+    /// The LOCAL_PREF a Calico priority match compares: the route's, or for
+    /// one without, priority `local` when originated here and the default
+    /// when learned.
+    fn local_pref_as_priority(&self, local: u32) -> LocalPref {
+        match (self.attrs.local_pref, self.source) {
+            (Some(lp), _) => lp,
+            (None, SourceMatchInput::Local(_)) => priority_to_local_pref(local),
+            (None, SourceMatchInput::Remote(_)) => self.default_local_pref,
+        }
+    }
 }
 
 /// The route's origin as seen by [`SourceMatch`].
@@ -273,12 +293,10 @@ impl Match {
             },
             Match::PeerKind(k) => *k == r.peer_kind,
             Match::Priority { priority, local } => {
-                let lp = match (r.attrs.local_pref, r.source) {
-                    (Some(lp), _) => lp,
-                    (None, SourceMatchInput::Local(_)) => priority_to_local_pref(*local),
-                    (None, SourceMatchInput::Remote(_)) => r.default_local_pref,
-                };
-                lp == priority_to_local_pref(*priority)
+                r.local_pref_as_priority(*local) == priority_to_local_pref(*priority)
+            }
+            Match::PriorityBelow { priority, local } => {
+                r.local_pref_as_priority(*local).get() > priority_to_local_pref(*priority).get()
             }
             Match::NextHopIn(cidr) => cidr.contains(&r.next_hop),
             Match::Not(m) => !m.holds(r),

@@ -217,13 +217,28 @@ pub(crate) fn is_martian(a: IpAddr) -> bool {
     }
 }
 
-/// Builds the decision key of one path.
-pub(crate) fn rank_key(p: &Path, peers: &[Option<PeerSlot>], cfg: &RibConfig) -> RankKey {
+/// Builds the decision key of one path of `prefix`.
+pub(crate) fn rank_key(
+    p: &Path,
+    prefix: &IpNet,
+    peers: &[Option<PeerSlot>],
+    cfg: &RibConfig,
+) -> RankKey {
     let r = &p.attrs.rank;
     let peer = if p.is_local() {
         None
     } else {
         peers.get(p.source as usize).and_then(|s| s.as_ref())
+    };
+    // Calico 3.32 gives a learned route above the normal priority (LOCAL_PREF
+    // above 2147483647 − normal priority) `preference 200`, so that it
+    // overrides a route of this node (a workload live-migrated to another
+    // node): such a path does not lose to local ones at the local-origin
+    // step, and LOCAL_PREF decides between them.
+    let elevated = || {
+        r.local_pref.is_some_and(|lp| {
+            lp.get() > crate::policy::PRIORITY_BASE.saturating_sub(cfg.normal_priority(prefix))
+        })
     };
     let (remote, ibgp, rid, addr) = match peer {
         Some(s) => (true, s.kind == PeerKind::Ibgp, s.bgp_id, s.cfg.address),
@@ -237,6 +252,7 @@ pub(crate) fn rank_key(p: &Path, peers: &[Option<PeerSlot>], cfg: &RibConfig) ->
     RankKey {
         ineligible: !p.eligible(),
         remote,
+        elevated: remote && elevated(),
         llgr_stale: p.flags & flag::LLGR_STALE != 0,
         local_pref: r
             .local_pref
@@ -766,7 +782,7 @@ impl Rib {
         }
         if changed {
             dest.decide(keys, cfg.always_compare_med, cfg.max_paths, |p| {
-                rank_key(p, peers, cfg)
+                rank_key(p, &prefix, peers, cfg)
             });
             dest.signature(sig_new);
             let best_changed = sig_old != sig_new;
@@ -1106,9 +1122,12 @@ impl Rib {
         let mut large = route.large_communities.clone();
         large.sort();
         large.dedup();
+        let local_pref = route.local_pref.unwrap_or_else(|| {
+            crate::policy::priority_to_local_pref(self.cfg.normal_priority(&prefix))
+        });
         let attrs = PathAttributes {
             origin: Some(Origin::Igp),
-            local_pref: route.local_pref,
+            local_pref: Some(local_pref),
             med: route.med,
             communities,
             large_communities: large,
@@ -1130,6 +1149,38 @@ impl Rib {
         };
         self.change_dest(prefix, true, path.source, |d| d.upsert(path));
         change
+    }
+
+    /// Sets Calico's normal route priorities (see
+    /// `RibConfig::normal_priority_v4`): local routes without a LOCAL_PREF
+    /// of their own are originated again with the new one, and re-exported.
+    /// Returns how many.
+    pub fn set_normal_priority(&mut self, v4: u32, v6: u32) -> usize {
+        let (old_v4, old_v6) = (self.cfg.normal_priority_v4, self.cfg.normal_priority_v6);
+        if (old_v4, old_v6) == (v4, v6) {
+            return 0;
+        }
+        self.cfg.normal_priority_v4 = v4;
+        self.cfg.normal_priority_v6 = v6;
+        let moved: Vec<(IpNet, u32, LocalRoute)> = self
+            .local_meta
+            .iter()
+            .filter(|((p, _), r)| {
+                r.local_pref.is_none()
+                    && match p {
+                        IpNet::V4(_) => old_v4 != v4,
+                        IpNet::V6(_) => old_v6 != v6,
+                    }
+            })
+            .map(|((p, id), r)| (*p, *id, r.clone()))
+            .collect();
+        let n = moved.len();
+        for (prefix, id, route) in moved {
+            if let Some(owner) = self.owners.get(id as usize).cloned() {
+                self.originate(prefix, &owner, route);
+            }
+        }
+        n
     }
 
     /// Withdraws a route originated by `owner`. Returns whether it existed.

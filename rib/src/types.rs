@@ -42,9 +42,15 @@ pub struct RibConfig {
     /// How long to wait for End-of-RIB from a restarting peer that came back
     /// before sweeping its remaining stale routes (RFC 4724 §4.2).
     pub stale_path_time: Duration,
-    /// LOCAL_PREF given to locally originated routes and to iBGP routes
-    /// that arrive without one.
+    /// LOCAL_PREF given to iBGP routes that arrive without one.
     pub default_local_pref: u32,
+    /// Calico's normal route priority per family (`ipv4NormalRoutePriority`,
+    /// `ipv6NormalRoutePriority`; 1024 unless set). A locally originated
+    /// route without a LOCAL_PREF of its own carries 2147483647 − this, as
+    /// Calico 3.32's export filter gives a kernel route without a metric,
+    /// so that every node programs it at this priority.
+    pub normal_priority_v4: u32,
+    pub normal_priority_v6: u32,
 }
 
 impl RibConfig {
@@ -59,6 +65,16 @@ impl RibConfig {
             local_addresses: Vec::new(),
             stale_path_time: Duration::from_secs(360),
             default_local_pref: 100,
+            normal_priority_v4: 1024,
+            normal_priority_v6: 1024,
+        }
+    }
+
+    /// The normal route priority of `prefix`'s family.
+    pub fn normal_priority(&self, prefix: &IpNet) -> u32 {
+        match prefix {
+            IpNet::V4(_) => self.normal_priority_v4,
+            IpNet::V6(_) => self.normal_priority_v6,
         }
     }
 
@@ -285,7 +301,8 @@ pub struct LocalRoute {
     pub large_communities: Vec<tabby_bgp::attr::LargeCommunity>,
     /// Advertise this next hop instead of our own address.
     pub next_hop: Option<IpAddr>,
-    /// LOCAL_PREF for this route (`None`: the configured default).
+    /// LOCAL_PREF for this route (`None`: 2147483647 − the family's
+    /// normal priority, see `RibConfig::normal_priority_v4`).
     pub local_pref: Option<LocalPref>,
     pub med: Option<Med>,
 }

@@ -724,3 +724,92 @@ fn ipv4_route_with_ipv6_next_hop_is_accepted_and_readvertised_sendably() {
         "an IPv6 next hop cannot go to an IPv4 peer without RFC 8950: {to4:?}"
     );
 }
+
+#[test]
+fn local_routes_carry_calicos_priority_as_local_pref_on_ibgp() {
+    // Calico 3.32's export filter: a route of this node without a metric
+    // gets krt_metric = normal priority and bgp_local_pref = 2147483647 −
+    // krt_metric, so every node programs it at that priority. eBGP never
+    // carries LOCAL_PREF.
+    let mut r = rib_with(|_| {});
+    up(&mut r, 1, peer("198.18.0.2", LOCAL_AS));
+    up(&mut r, 2, peer("198.18.0.3", 65002));
+    r.drain_outgoing();
+    r.originate(net("100.64.1.0/26"), "ipam", LocalRoute::default());
+    let elevated = LocalRoute {
+        local_pref: Some(policy::priority_to_local_pref(512)),
+        ..LocalRoute::default()
+    };
+    r.originate(net("100.64.2.7/32"), "ipam", elevated);
+    let out = r.drain_outgoing();
+    let ibgp = render(&updates_for(&out, PeerId(1))).join("\n");
+    assert!(
+        ibgp.contains(r#"["100.64.1.0/26"] nh=198.18.0.1 path=[] lp=Some(2147482623)"#),
+        "{ibgp}"
+    );
+    assert!(
+        ibgp.contains(r#"["100.64.2.7/32"] nh=198.18.0.1 path=[] lp=Some(2147483135)"#),
+        "{ibgp}"
+    );
+    let ebgp = render(&updates_for(&out, PeerId(2))).join("\n");
+    assert!(
+        ebgp.contains("lp=None") && !ebgp.contains("lp=Some"),
+        "{ebgp}"
+    );
+
+    // ipv4NormalRoutePriority 1024 → 256: re-sent at the new priority; the
+    // route with a priority of its own stays as it was.
+    assert_eq!(r.set_normal_priority(256, 1024), 1);
+    let again = render(&updates_for(&r.drain_outgoing(), PeerId(1)));
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(
+        again[0].contains(r#"["100.64.1.0/26"] nh=198.18.0.1 path=[] lp=Some(2147483391)"#),
+        "{again:?}"
+    );
+    assert_eq!(r.set_normal_priority(256, 1024), 0);
+    assert!(r.drain_outgoing().is_empty());
+}
+
+#[test]
+fn a_learned_route_above_the_normal_priority_overrides_a_local_one() {
+    // Live migration: the workload's address is still originated here, and
+    // its new node announces it at priority 512. Calico gives that route
+    // `preference 200` so the kernel sends the traffic there; a route at
+    // the normal priority never overrides a local one.
+    let mut r = rib_with(|_| {});
+    up(&mut r, 1, peer("198.18.0.2", LOCAL_AS));
+    up(&mut r, 2, peer("198.18.0.3", LOCAL_AS));
+    let host = "100.64.1.7/32";
+    r.originate(net(host), "ipam", LocalRoute::default());
+    let mut normal = attrs(&[], &[]);
+    normal.local_pref = Some(policy::priority_to_local_pref(1024));
+    learn_with(&mut r, 1, &[host], "198.18.0.2", normal);
+    assert!(
+        r.best(&net(host)).unwrap().local,
+        "normal priority: ours wins"
+    );
+    assert_eq!(
+        r.explain(&net(host)).candidates[1].lost_at,
+        Some(Step::LocalOrigin)
+    );
+
+    let mut moved = attrs(&[], &[]);
+    moved.local_pref = Some(policy::priority_to_local_pref(512));
+    learn_with(&mut r, 2, &[host], "198.18.0.3", moved);
+    let best = r.best(&net(host)).unwrap();
+    assert!(!best.local, "the elevated route wins over ours");
+    assert_eq!(best.next_hops[0].addr, ip("198.18.0.3"));
+    let e = r.explain(&net(host));
+    let ours = e
+        .candidates
+        .iter()
+        .find(|c| c.lost_at.is_some() && matches!(c.source, RouteSource::Local { .. }))
+        .expect("our path lost");
+    assert_eq!(ours.lost_at, Some(Step::LocalPref));
+
+    // Its priority back to normal: ours wins again.
+    let mut back = attrs(&[], &[]);
+    back.local_pref = Some(policy::priority_to_local_pref(1024));
+    learn_with(&mut r, 2, &[host], "198.18.0.3", back);
+    assert!(r.best(&net(host)).unwrap().local);
+}

@@ -274,6 +274,11 @@ struct RouteAttrs {
     /// Next hop (default: this node's session address).
     #[arg(long)]
     next_hop: Option<String>,
+    /// Calico route priority, lower preferred (default: the normal
+    /// priority, 1024 unless the BGPConfiguration sets another); e.g. 512
+    /// for a live-migrated workload's address.
+    #[arg(long)]
+    priority: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -332,6 +337,7 @@ impl RouteAttrs {
                 communities: communities.clone(),
                 large_communities: large.clone(),
                 next_hop: self.next_hop.clone().unwrap_or_default(),
+                priority: self.priority,
             })
             .collect())
     }

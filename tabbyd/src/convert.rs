@@ -40,6 +40,10 @@ pub fn policy(name: &str, p: &topo::Policy) -> Policy {
                     priority: *value,
                     local: *local,
                 },
+                topo::Match::PriorityBelow { value, local } => Match::PriorityBelow {
+                    priority: *value,
+                    local: *local,
+                },
             };
             rule.matches.push(m);
         }

@@ -877,7 +877,9 @@ fn export_base(
                 .collect(),
         });
     }
-    // 3. calico_aggr(): our blocks exactly; nothing more specific inside them.
+    // 3. calico_aggr(): our blocks exactly; nothing more specific inside them
+    // but a route above the normal priority (`krt_metric < normal`).
+    let normal = state.normal_route_priority(v6);
     for b in state
         .originated
         .values()
@@ -887,6 +889,16 @@ fn export_base(
             Match::Prefix(PrefixMatch::exact(b.prefix)),
             PolicyAction::Accept,
         ));
+        rules.push(PolicyRule {
+            matches: vec![
+                Match::Prefix(PrefixMatch::within(b.prefix)),
+                Match::PriorityBelow {
+                    value: normal,
+                    local: normal,
+                },
+            ],
+            actions: vec![PolicyAction::Accept],
+        });
         rules.push(rule(
             Match::Prefix(PrefixMatch::within(b.prefix)),
             PolicyAction::Reject,

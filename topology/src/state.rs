@@ -220,6 +220,14 @@ pub enum Match {
         value: u32,
         local: u32,
     },
+    /// The route's Calico priority is below `value` (preferred over it;
+    /// `local` as for [`Match::Priority`]): `calico_aggr`'s
+    /// `krt_metric < normal`, which lets a host route above the normal
+    /// priority (a live-migrated workload) out of its block's aggregation.
+    PriorityBelow {
+        value: u32,
+        local: u32,
+    },
 }
 
 /// What a matching rule does.
@@ -305,6 +313,7 @@ impl Match {
             Match::Community(c) => r.communities.contains(c),
             Match::AsPathPrefix(p) => r.as_path.starts_with(p),
             Match::Priority { value, local } => r.priority.unwrap_or(*local) == *value,
+            Match::PriorityBelow { value, local } => r.priority.unwrap_or(*local) < *value,
         }
     }
 }

@@ -111,6 +111,7 @@ fn host_route(p: Ipv4Net) -> pb::LocalRoute {
         communities: vec![],
         large_communities: vec![],
         next_hop: String::new(),
+        priority: None,
     }
 }
 

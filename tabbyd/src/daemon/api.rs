@@ -60,7 +60,8 @@ pub(super) fn rib_local_route(r: &am::LocalRoute) -> LocalRoute {
             })
             .collect(),
         next_hop: r.next_hop,
-        local_pref: None,
+        // Calico's priority travels as LOCAL_PREF; `None`: the normal one.
+        local_pref: r.priority.map(tabby_rib::policy::priority_to_local_pref),
         med: None,
     }
 }

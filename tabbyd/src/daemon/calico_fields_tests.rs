@@ -121,10 +121,31 @@ fn a_live_priority_change_moves_kernel_routes_without_touching_sessions() {
         ", ipv4NormalRoutePriority: 100, ipv6NormalRoutePriority: 200",
     ));
     let ops = h.fib_ops();
-    assert_eq!(ops, vec![FibOp::Priority { v4: 100, v6: 200 }]);
+    assert_eq!(ops.first(), Some(&FibOp::Priority { v4: 100, v6: 200 }));
+    // Routes are offered again (one whose LOCAL_PREF set its metric would
+    // keep it); none without one gets a metric of its own.
+    assert!(
+        ops[1..]
+            .iter()
+            .all(|op| matches!(op, FibOp::Set(r) if r.metric.is_none())),
+        "{ops:?}"
+    );
+    // Our block goes to the other node at the new priority's LOCAL_PREF; no
+    // session is reset or stopped.
     for peer in ["198.18.0.12", "198.18.0.1"] {
         let cmds = h.commands(peer);
-        assert!(cmds.is_empty(), "{peer}: {cmds:?}");
+        assert!(
+            cmds.iter().all(|c| matches!(
+                c,
+                PeerCommand::SendShared { .. }
+                    | PeerCommand::SendEncoded(_)
+                    | PeerCommand::SendUpdates(_)
+            )),
+            "{peer}: {cmds:?}"
+        );
+        if peer == "198.18.0.12" {
+            assert!(!cmds.is_empty(), "our block was not re-sent");
+        }
     }
     // Routes stay programmed (fib-sync moves them to the new metric).
     assert!(h.daemon.in_fib(&"100.64.0.64/26".parse().unwrap()));
@@ -133,4 +154,5 @@ fn a_live_priority_change_moves_kernel_routes_without_touching_sessions() {
         ", ipv4NormalRoutePriority: 100, ipv6NormalRoutePriority: 200",
     ));
     assert_eq!(h.fib_ops(), vec![]);
+    assert!(h.commands("198.18.0.12").is_empty());
 }

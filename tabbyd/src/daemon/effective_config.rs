@@ -601,6 +601,9 @@ fn match_text(m: &rp::Match) -> String {
         rp::Match::Priority { priority, local } => {
             format!("priority {priority} (own routes {local})")
         }
+        rp::Match::PriorityBelow { priority, local } => {
+            format!("priority below {priority} (own routes {local})")
+        }
         rp::Match::NextHopIn(c) => format!("next-hop in {c}"),
         rp::Match::Not(m) => format!("not ({})", match_text(m)),
     }

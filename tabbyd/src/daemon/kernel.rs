@@ -66,17 +66,19 @@ impl KernelView {
     /// The metric of every kernel route: Calico's normal route priority
     /// (`ipv4NormalRoutePriority` / `ipv6NormalRoutePriority`, 1024 unless
     /// set), sent ahead of the routes it applies to. fib-sync moves routes
-    /// already in the kernel to it.
-    pub(super) fn set_priority(&mut self, state: &NodeState, metrics: &Metrics) {
+    /// already in the kernel to it. True when it changed: learned routes
+    /// whose metric comes from their LOCAL_PREF must then be sent again
+    /// (see `metric_for`).
+    pub(super) fn set_priority(&mut self, state: &NodeState, metrics: &Metrics) -> bool {
         let want = (
             state.normal_route_priority_v4,
             state.normal_route_priority_v6,
         );
         if self.priority == Some(want) {
-            return;
+            return false;
         }
         let Some(fib) = self.fib.as_ref() else {
-            return;
+            return false;
         };
         if self.priority.is_some() {
             info!(
@@ -96,6 +98,7 @@ impl KernelView {
             v4: want.0,
             v6: want.1,
         });
+        true
     }
 
     /// One best-route change.
@@ -209,8 +212,25 @@ impl KernelView {
             prefix: *prefix,
             kind: tabby_fib_sync::RouteKind::Unicast(hops),
             pref_src: None,
-            metric: None,
+            metric: self.metric_for(prefix, best),
         })
+    }
+
+    /// A learned route's kernel metric, as Calico 3.32 programs it
+    /// (`calico_kernel_programming`): 2147483647 − LOCAL_PREF when the route
+    /// carries one (a Calico node sends 2147483647 − its priority, so the
+    /// metric is the originating node's priority, or the one an import
+    /// filter's `priority` gave), else the family's normal priority. `None`
+    /// when that is the family's normal priority: such routes follow a
+    /// priority change without being sent again.
+    fn metric_for(&self, prefix: &IpNet, best: &BestRoute) -> Option<u32> {
+        let local_pref = best.attributes.attrs.local_pref?;
+        let metric = tabby_rib::policy::local_pref_to_priority(local_pref);
+        let normal = self.priority.map(|(v4, v6)| match prefix {
+            IpNet::V4(_) => v4,
+            IpNet::V6(_) => v6,
+        });
+        (normal != Some(metric)).then_some(metric)
     }
 
     /// The restart rule (RFC 4724 §4.1 for the kernel): once every peer

@@ -62,10 +62,20 @@ impl Daemon {
             ),
         };
         // Before any route of this state reaches the kernel.
-        self.kernel.set_priority(&new, &self.metrics);
+        let moved = self.kernel.set_priority(&new, &self.metrics);
         match self.state.take() {
             None => self.first_state(new, now),
             Some(old) => self.apply_diff(old, new, now),
+        }
+        if let (Some(rib), Some(s)) = (self.rib.as_mut(), self.state.as_ref()) {
+            // Our routes carry the normal priority to the other nodes.
+            rib.set_normal_priority(s.normal_route_priority_v4, s.normal_route_priority_v6);
+        }
+        if moved && let Some(rib) = self.rib.as_ref() {
+            // A route whose metric came from its LOCAL_PREF stays there; one
+            // at the normal priority moved with it.
+            self.kernel
+                .reprogram_all(self.state.as_ref(), rib, &self.metrics);
         }
         self.pump(now);
     }
@@ -73,6 +83,8 @@ impl Daemon {
     pub(super) fn rib_config(state: &NodeState) -> RibConfig {
         let mut cfg = RibConfig::new(state.router_id, Asn(state.local_as));
         cfg.cluster_id = state.rr_cluster_id;
+        cfg.normal_priority_v4 = state.normal_route_priority_v4;
+        cfg.normal_priority_v6 = state.normal_route_priority_v6;
         cfg.max_paths = 8;
         cfg.local_addresses = state
             .ipv4

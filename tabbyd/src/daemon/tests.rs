@@ -562,6 +562,7 @@ fn api_owners_cannot_use_the_topology_owner_and_announce_counts() {
         communities: vec![],
         large_communities: vec![],
         next_hop: None,
+        priority: None,
     };
     let c = h
         .daemon
@@ -628,6 +629,7 @@ fn routes_announced_without_a_kind_are_not_blackholed() {
         communities: vec![],
         large_communities: vec![],
         next_hop: None,
+        priority: None,
     };
     h.daemon
         .announce(
@@ -762,6 +764,7 @@ fn an_as_change_keeps_what_api_clients_gave() {
         communities: vec![],
         large_communities: vec![],
         next_hop: None,
+        priority: None,
     };
     h.daemon.replace(&ipam, vec![pod], now).unwrap();
     h.daemon
@@ -845,3 +848,6 @@ mod peer_settings_tests;
 
 #[path = "calico_fields_tests.rs"]
 mod calico_fields_tests;
+
+#[path = "priority_tests.rs"]
+mod priority_tests;
