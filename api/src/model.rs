@@ -94,6 +94,10 @@ pub struct LocalRoute {
     pub large_communities: Vec<LargeCommunity>,
     /// Explicit next hop; `None` means the session's local address.
     pub next_hop: Option<IpAddr>,
+    /// LOCAL_PREF to originate with; `None` means the configured default.
+    pub local_pref: Option<u32>,
+    /// MULTI_EXIT_DISC to originate with; `None` sends none.
+    pub med: Option<u32>,
 }
 
 /// An owner of locally originated routes, e.g. "calico-ipam". Validated:

@@ -60,8 +60,8 @@ pub(super) fn rib_local_route(r: &am::LocalRoute) -> LocalRoute {
             })
             .collect(),
         next_hop: r.next_hop,
-        local_pref: None,
-        med: None,
+        local_pref: r.local_pref.map(tabby_bgp::attr::LocalPref::new),
+        med: r.med.map(tabby_bgp::attr::Med::new),
     }
 }
 

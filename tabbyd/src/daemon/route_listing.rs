@@ -147,6 +147,8 @@ spec: {bgp: {ipv4Address: 198.18.0.11/24, ipv6Address: 2001:db8::11/64}}
                 communities: vec![],
                 large_communities: vec![],
                 next_hop: None,
+                local_pref: None,
+                med: None,
             })
             .collect();
         d.announce(&owner, routes, Instant::now()).unwrap();
@@ -254,6 +256,8 @@ spec: {bgp: {ipv4Address: 198.18.0.11/24, ipv6Address: 2001:db8::11/64}}
                 communities: vec![],
                 large_communities: vec![],
                 next_hop: None,
+                local_pref: None,
+                med: None,
             }],
             Instant::now(),
         )

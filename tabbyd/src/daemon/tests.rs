@@ -562,6 +562,8 @@ fn api_owners_cannot_use_the_topology_owner_and_announce_counts() {
         communities: vec![],
         large_communities: vec![],
         next_hop: None,
+        local_pref: None,
+        med: None,
     };
     let c = h
         .daemon
@@ -628,6 +630,8 @@ fn routes_announced_without_a_kind_are_not_blackholed() {
         communities: vec![],
         large_communities: vec![],
         next_hop: None,
+        local_pref: None,
+        med: None,
     };
     h.daemon
         .announce(
@@ -762,6 +766,8 @@ fn an_as_change_keeps_what_api_clients_gave() {
         communities: vec![],
         large_communities: vec![],
         next_hop: None,
+        local_pref: None,
+        med: None,
     };
     h.daemon.replace(&ipam, vec![pod], now).unwrap();
     h.daemon
