@@ -27,55 +27,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
             &["proto"],
         )?;
-    // v4 kept v3's wire form for these messages: they reuse the v3 Rust
-    // types, so tabby-api converts to them once for both versions.
-    let mut v4 = tonic_prost_build::configure()
-        .file_descriptor_set_path(out.join("gobgp4_descriptor.bin"));
-    for (v4_name, v3_type) in SHARED_WITH_V3 {
-        v4 = v4.extern_path(format!(".api.{v4_name}"), format!("crate::gobgp::{v3_type}"));
-    }
-    v4.compile_protos(
-        &[
-            "proto/gobgp4/gobgp.proto",
-            "proto/gobgp4/attribute.proto",
-            "proto/gobgp4/capability.proto",
-            "proto/gobgp4/common.proto",
-        ],
-        &["proto"],
-    )?;
+    // v4 names the messages it kept unchanged from v3 as `apipb.X`: they
+    // are the v3 Rust types, so tabby-api converts to them once for both.
+    // Its own directory: protoc hands it the imported apipb files too, and
+    // what it writes for them (the v3 service alone) must not replace the
+    // v3 code above.
+    let v4_out = out.join("gobgp4");
+    std::fs::create_dir_all(&v4_out)?;
+    tonic_prost_build::configure()
+        .out_dir(&v4_out)
+        .file_descriptor_set_path(out.join("gobgp4_descriptor.bin"))
+        .extern_path(".apipb", "crate::gobgp")
+        .compile_protos(
+            &[
+                "proto/gobgp4/gobgp.proto",
+                "proto/gobgp4/attribute.proto",
+                "proto/gobgp4/capability.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }
-
-/// v4 messages (package api) whose fields and numbers equal a v3 message's
-/// (package apipb), with the v3 Rust type's name.
-const SHARED_WITH_V3: &[(&str, &str)] = &[
-    ("Family", "Family"),
-    ("Global", "Global"),
-    ("Messages", "Messages"),
-    ("Message", "Message"),
-    ("Queues", "Queues"),
-    ("Timers", "Timers"),
-    ("TimersConfig", "TimersConfig"),
-    ("TimersState", "TimersState"),
-    ("Transport", "Transport"),
-    ("EbgpMultihop", "EbgpMultihop"),
-    ("RouteReflector", "RouteReflector"),
-    ("RouteServer", "RouteServer"),
-    ("PrefixLimit", "PrefixLimit"),
-    ("AfiSafiConfig", "AfiSafiConfig"),
-    ("AfiSafiState", "AfiSafiState"),
-    ("AfiSafi", "AfiSafi"),
-    ("IPAddressPrefix", "IpAddressPrefix"),
-    ("OriginAttribute", "OriginAttribute"),
-    ("AsSegment", "AsSegment"),
-    ("AsPathAttribute", "AsPathAttribute"),
-    ("NextHopAttribute", "NextHopAttribute"),
-    ("MultiExitDiscAttribute", "MultiExitDiscAttribute"),
-    ("LocalPrefAttribute", "LocalPrefAttribute"),
-    ("CommunitiesAttribute", "CommunitiesAttribute"),
-    ("LargeCommunity", "LargeCommunity"),
-    ("LargeCommunitiesAttribute", "LargeCommunitiesAttribute"),
-    ("MultiProtocolCapability", "MultiProtocolCapability"),
-    ("RouteRefreshCapability", "RouteRefreshCapability"),
-    ("FourOctetASNCapability", "FourOctetAsnCapability"),
-];

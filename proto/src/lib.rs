@@ -6,8 +6,8 @@
 //!   stock `gobgp` CLI needs (same message names and field numbers);
 //! - [`gobgp4`]: package `api`, the subset of GoBGP v4's `GoBgpService` that
 //!   the 4.x `gobgp` CLI needs. Messages v4 left unchanged on the wire are
-//!   the [`gobgp`] Rust types (e.g. `gobgp4::Peer::timers` is a
-//!   `gobgp::Timers`).
+//!   v3's (its `.proto` names them `apipb.X`), so they are the [`gobgp`]
+//!   Rust types (e.g. `gobgp4::Peer::timers` is a `gobgp::Timers`).
 //!
 //! It does not own any server logic: `tabby-api` implements the services and
 //! `tabbyctl` is a client.
@@ -31,7 +31,7 @@ pub mod gobgp {
 /// Package `api`: the GoBGP v4 compatible subset.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod gobgp4 {
-    tonic::include_proto!("api");
+    include!(concat!(env!("OUT_DIR"), "/gobgp4/api.rs"));
 }
 
 /// Encoded `FileDescriptorSet` of `tabby.v1`, for server reflection.
