@@ -206,6 +206,8 @@ pub fn local_route_from_pb(index: usize, r: &pb::LocalRoute) -> Result<LocalRout
             .collect(),
         next_hop,
         priority,
+        local_pref: None,
+        med: None,
     })
 }
 

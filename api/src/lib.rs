@@ -1,8 +1,8 @@
 //! tabby-api: Tabby's gRPC server.
 //!
 //! Owns the tonic services for `tabby.v1` (Routes, Peers, Daemon), the
-//! grpc.health.v1 health and reflection services, the GoBGP v3 compatible
-//! subset, the listeners (unix socket by default, TCP with TLS when
+//! grpc.health.v1 health and reflection services, the GoBGP v3 and v4
+//! compatible subsets, the listeners (unix socket by default, TCP with TLS when
 //! configured) and the validation of everything clients send.
 //!
 //! It does not own any routing state: it reaches the daemon core through the

@@ -97,6 +97,10 @@ pub struct LocalRoute {
     /// Calico route priority, 1..=2147483646 (lower is preferred); `None`:
     /// the family's normal priority.
     pub priority: Option<u32>,
+    /// LOCAL_PREF to originate with; `None` means the configured default.
+    pub local_pref: Option<u32>,
+    /// MULTI_EXIT_DISC to originate with; `None` sends none.
+    pub med: Option<u32>,
 }
 
 /// An owner of locally originated routes, e.g. "calico-ipam". Validated:

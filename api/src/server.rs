@@ -1,6 +1,6 @@
 //! Listeners and the tonic server: a unix socket by default, TCP (with TLS)
-//! only when configured, and the GoBGP-compatible service only on its own
-//! address when asked.
+//! only when configured, and the GoBGP-compatible services (v3, v4) only on
+//! their own addresses when asked.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use tonic_health::ServingStatus;
 
 use crate::Core;
 use crate::daemon::DaemonService;
-use crate::gobgp::GobgpService;
+use crate::gobgp::{ExplainUnimplemented, GoBgpV4Service, GobgpService};
 use crate::peers::PeersService;
 use crate::routes::RoutesService;
 
@@ -105,9 +105,12 @@ pub struct ApiConfig {
     pub unix_socket_group: Option<u32>,
     /// TCP listener for tabby.v1, off by default.
     pub tcp: Option<TcpListen>,
-    /// Address for the GoBGP-compatible API (plaintext, like GoBGP), off by
-    /// default; e.g. 127.0.0.1:50051.
+    /// Address for the GoBGP v3 compatible API (plaintext, like GoBGP), off
+    /// by default; e.g. 127.0.0.1:50051.
     pub gobgp: Option<SocketAddr>,
+    /// Address for the GoBGP v4 compatible API (plaintext), off by default;
+    /// may be on beside the v3 one, on another port.
+    pub gobgp_v4: Option<SocketAddr>,
     /// How often the health service asks the core.
     pub health_interval: Duration,
     /// Request and stream limits.
@@ -122,6 +125,7 @@ impl Default for ApiConfig {
             unix_socket_group: None,
             tcp: None,
             gobgp: None,
+            gobgp_v4: None,
             health_interval: Duration::from_secs(1),
             limits: Limits::default(),
         }
@@ -160,6 +164,7 @@ pub struct BoundApi {
     unix: Option<(PathBuf, UnixListener)>,
     tcp: Option<TcpListener>,
     gobgp: Option<TcpListener>,
+    gobgp_v4: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for BoundApi {
@@ -168,6 +173,7 @@ impl std::fmt::Debug for BoundApi {
             .field("unix", &self.unix_socket())
             .field("tcp", &self.tcp_addr())
             .field("gobgp", &self.gobgp_addr())
+            .field("gobgp_v4", &self.gobgp_v4_addr())
             .finish_non_exhaustive()
     }
 }
@@ -227,21 +233,30 @@ pub async fn bind(core: Arc<dyn Core>, config: ApiConfig) -> Result<BoundApi, Se
         ),
         None => None,
     };
-    let gobgp = match &config.gobgp {
-        Some(a) => Some(
-            TcpListener::bind(a)
-                .await
-                .map_err(listen_err(format!("GoBGP API {a}")))?,
-        ),
-        None => None,
-    };
+    let gobgp = bind_gobgp(config.gobgp, "GoBGP v3 API").await?;
+    let gobgp_v4 = bind_gobgp(config.gobgp_v4, "GoBGP v4 API").await?;
     Ok(BoundApi {
         core,
         config,
         unix,
         tcp,
         gobgp,
+        gobgp_v4,
     })
+}
+
+async fn bind_gobgp(
+    addr: Option<SocketAddr>,
+    what: &str,
+) -> Result<Option<TcpListener>, ServeError> {
+    match addr {
+        Some(a) => Ok(Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(listen_err(format!("{what} {a}")))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Binds and serves until `shutdown` completes. The daemon's entry point.
@@ -278,9 +293,14 @@ impl BoundApi {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// The bound GoBGP API address (useful with port 0).
+    /// The bound GoBGP v3 API address (useful with port 0).
     pub fn gobgp_addr(&self) -> Option<SocketAddr> {
         self.gobgp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The bound GoBGP v4 API address (useful with port 0).
+    pub fn gobgp_v4_addr(&self) -> Option<SocketAddr> {
+        self.gobgp_v4.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves every listener until `shutdown` completes, then removes the
@@ -295,6 +315,7 @@ impl BoundApi {
             unix,
             tcp,
             gobgp,
+            gobgp_v4,
         } = self;
         let limits = config.limits;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -383,17 +404,31 @@ impl BoundApi {
             });
         }
         if let Some(listener) = gobgp {
-            tracing::info!(addr = ?listener.local_addr().ok(), "GoBGP-compatible API listening");
+            tracing::info!(addr = ?listener.local_addr().ok(), "GoBGP v3 compatible API listening");
             let svc = tabby_proto::gobgp::gobgp_api_server::GobgpApiServer::new(GobgpService::new(
                 Arc::clone(&core),
                 limits,
                 stop_rx.clone(),
             ))
             .max_decoding_message_size(limits.max_message_bytes);
+            let router = Server::builder().add_service(ExplainUnimplemented::new(svc));
             let rx = stop_rx.clone();
             tasks.spawn(async move {
-                Server::builder()
-                    .add_service(svc)
+                router
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(rx))
+                    .await
+            });
+        }
+        if let Some(listener) = gobgp_v4 {
+            tracing::info!(addr = ?listener.local_addr().ok(), "GoBGP v4 compatible API listening");
+            let svc = tabby_proto::gobgp4::go_bgp_service_server::GoBgpServiceServer::new(
+                GoBgpV4Service::new(Arc::clone(&core), limits, stop_rx.clone()),
+            )
+            .max_decoding_message_size(limits.max_message_bytes);
+            let router = Server::builder().add_service(ExplainUnimplemented::new(svc));
+            let rx = stop_rx.clone();
+            tasks.spawn(async move {
+                router
                     .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(rx))
                     .await
             });

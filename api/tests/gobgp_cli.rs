@@ -17,34 +17,16 @@ fn gobgp_path() -> &'static str {
     p
 }
 
-/// `gobgp -u 127.0.0.1 -p PORT ARGS...`, the arguments written as one
-/// command line (`"neighbor 198.18.0.2 reset"`).
 fn gobgp_command(port: u16, args: &str) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(gobgp_path());
-    cmd.args(["-u", "127.0.0.1", "-p", &port.to_string()])
-        .args(args.split_whitespace())
-        .kill_on_drop(true);
-    cmd
+    common::gobgp_cli::command(std::path::Path::new(gobgp_path()), port, args)
 }
 
-/// Runs [`gobgp_command`]; returns (success, stdout+stderr).
 async fn gobgp(port: u16, args: &str) -> (bool, String) {
-    let out = tokio::time::timeout(Duration::from_secs(20), gobgp_command(port, args).output())
-        .await
-        .expect("gobgp finished within 20s")
-        .expect("gobgp ran");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::gobgp_cli::run(std::path::Path::new(gobgp_path()), port, args).await
 }
 
 async fn ok(port: u16, args: &str) -> String {
-    let (success, text) = gobgp(port, args).await;
-    assert!(success, "gobgp {args} failed:\n{text}");
-    text
+    common::gobgp_cli::ok(std::path::Path::new(gobgp_path()), port, args).await
 }
 
 async fn start() -> (std::sync::Arc<TestCore>, TestServer, u16) {

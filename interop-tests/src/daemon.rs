@@ -216,6 +216,8 @@ pub struct TabbydOpts {
     pub run_dir: Option<PathBuf>,
     /// `--gobgp-api ADDR` (the GoBGP-compatible API, e.g. `127.0.0.1:50051`).
     pub gobgp_api: Option<String>,
+    /// `--gobgp-v4-api ADDR` (the GoBGP v4 compatible API).
+    pub gobgp_v4_api: Option<String>,
     /// `--metrics ADDR`.
     pub metrics: Option<String>,
     pub no_fib: bool,
@@ -239,6 +241,7 @@ impl TabbydOpts {
             api: None,
             run_dir: None,
             gobgp_api: None,
+            gobgp_v4_api: None,
             metrics: None,
             no_fib: false,
             kernel_protocol: None,
@@ -284,6 +287,7 @@ impl TabbydOpts {
             self.run_dir.as_ref().map(|p| p.display().to_string()),
         );
         opt("--gobgp-api", self.gobgp_api.clone());
+        opt("--gobgp-v4-api", self.gobgp_v4_api.clone());
         opt("--metrics", self.metrics.clone());
         opt(
             "--kernel-protocol",

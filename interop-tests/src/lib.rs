@@ -59,7 +59,7 @@ pub use kernel::{KernelNextHop, KernelRoute};
 pub use kube::KubeApi;
 pub use lab::{Lab, Member, Ns, Segment};
 pub use netns::in_netns;
-pub use preflight::{Need, preflight};
+pub use preflight::{Need, gobgp4_cli, preflight};
 pub use procfs::ProcStats;
 pub use raw::{RawBgp, RawMsg};
 pub use tabbyd::Tabbyd;

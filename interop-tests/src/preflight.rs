@@ -36,6 +36,20 @@ pub fn workspace_root() -> PathBuf {
     here.parent().unwrap_or(here).to_path_buf()
 }
 
+/// The GoBGP 4 CLI that `scripts/lab-gobgp.sh` builds (v4 gRPC API); an
+/// error saying to run that script when it is missing.
+pub fn gobgp4_cli() -> Result<PathBuf, String> {
+    let p = workspace_root().join("target/lab/gobgp4/bin/gobgp");
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "GoBGP 4 CLI missing at {}: run `bash scripts/lab-gobgp.sh`",
+            p.display()
+        ))
+    }
+}
+
 /// Where BIRD 1.6 is unpacked: `$TABBY_BIRD1_DIR` or `<workspace>/target/lab/bird1`.
 pub fn bird1_dir() -> PathBuf {
     std::env::var_os("TABBY_BIRD1_DIR")

@@ -49,6 +49,12 @@ pub struct Args {
     #[arg(long, env = "TABBY_GOBGP_API")]
     pub gobgp_api: Option<SocketAddr>,
 
+    /// Serve the GoBGP v4 compatible API on this TCP address (for the 4.x
+    /// `gobgp` CLI and other v4 clients), e.g. 127.0.0.1:50052; off by
+    /// default. May be on beside `--gobgp-api` (another port).
+    #[arg(long, env = "TABBY_GOBGP_V4_API")]
+    pub gobgp_v4_api: Option<SocketAddr>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics. Off unless given.
     #[arg(long, env = "TABBY_METRICS")]
     pub metrics: Option<SocketAddr>,

@@ -408,6 +408,7 @@ fn api_config(args: &Args) -> Result<tabby_api::ApiConfig, String> {
         ));
     }
     cfg.gobgp = args.gobgp_api;
+    cfg.gobgp_v4 = args.gobgp_v4_api;
     Ok(cfg)
 }
 

@@ -3,6 +3,8 @@
 //! socket in a temporary directory and connect a tonic client to it.
 #![allow(dead_code)]
 
+pub mod gobgp_cli;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path as FsPath, PathBuf};
@@ -186,8 +188,8 @@ fn local_path(owner: &Owner, r: &LocalRoute) -> Path {
         }),
         as_path: vec![],
         origin: Origin::Igp,
-        local_pref: 100,
-        med: None,
+        local_pref: r.local_pref.unwrap_or(100),
+        med: r.med,
         communities: r.communities.clone(),
         large_communities: r.large_communities.clone(),
         source: PathSource::Local(owner.clone()),
@@ -596,6 +598,7 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub gobgp: Option<std::net::SocketAddr>,
+    pub gobgp_v4: Option<std::net::SocketAddr>,
     pub tcp: Option<std::net::SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), tabby_api::ServeError>>>,
@@ -617,6 +620,7 @@ impl TestServer {
         tweak(&mut cfg);
         let bound = tabby_api::bind(core, cfg).await.expect("bind API");
         let gobgp = bound.gobgp_addr();
+        let gobgp_v4 = bound.gobgp_v4_addr();
         let tcp = bound.tcp_addr();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(bound.run(async move {
@@ -626,6 +630,7 @@ impl TestServer {
             dir,
             socket,
             gobgp,
+            gobgp_v4,
             tcp,
             stop: Some(stop),
             task: Some(task),

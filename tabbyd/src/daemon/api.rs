@@ -60,9 +60,14 @@ pub(super) fn rib_local_route(r: &am::LocalRoute) -> LocalRoute {
             })
             .collect(),
         next_hop: r.next_hop,
-        // Calico's priority travels as LOCAL_PREF; `None`: the normal one.
-        local_pref: r.priority.map(tabby_rib::policy::priority_to_local_pref),
-        med: None,
+        // An explicit LOCAL_PREF (GoBGP's `global rib add ... local-pref`),
+        // else Calico's priority, which travels as LOCAL_PREF; `None`: the
+        // normal priority.
+        local_pref: r
+            .local_pref
+            .map(tabby_bgp::attr::LocalPref::new)
+            .or(r.priority.map(tabby_rib::policy::priority_to_local_pref)),
+        med: r.med.map(tabby_bgp::attr::Med::new),
     }
 }
 

@@ -148,6 +148,8 @@ spec: {bgp: {ipv4Address: 198.18.0.11/24, ipv6Address: 2001:db8::11/64}}
                 large_communities: vec![],
                 next_hop: None,
                 priority: None,
+                local_pref: None,
+                med: None,
             })
             .collect();
         d.announce(&owner, routes, Instant::now()).unwrap();
@@ -256,6 +258,8 @@ spec: {bgp: {ipv4Address: 198.18.0.11/24, ipv6Address: 2001:db8::11/64}}
                 large_communities: vec![],
                 next_hop: None,
                 priority: None,
+                local_pref: None,
+                med: None,
             }],
             Instant::now(),
         )

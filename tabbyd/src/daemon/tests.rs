@@ -563,6 +563,8 @@ fn api_owners_cannot_use_the_topology_owner_and_announce_counts() {
         large_communities: vec![],
         next_hop: None,
         priority: None,
+        local_pref: None,
+        med: None,
     };
     let c = h
         .daemon
@@ -630,6 +632,8 @@ fn routes_announced_without_a_kind_are_not_blackholed() {
         large_communities: vec![],
         next_hop: None,
         priority: None,
+        local_pref: None,
+        med: None,
     };
     h.daemon
         .announce(
@@ -765,6 +769,8 @@ fn an_as_change_keeps_what_api_clients_gave() {
         large_communities: vec![],
         next_hop: None,
         priority: None,
+        local_pref: None,
+        med: None,
     };
     h.daemon.replace(&ipam, vec![pod], now).unwrap();
     h.daemon
