@@ -209,6 +209,7 @@ pub(super) fn local_route(
         next_hop: None,
         local_pref: None,
         med: None,
+        priority: None,
     };
     let mut next_hop: Option<String> = None;
     for a in attrs {

@@ -88,6 +88,8 @@ fn a_host_route_above_the_normal_priority_leaves_the_blocks_aggregation() {
         communities: vec![],
         large_communities: vec![],
         next_hop: None,
+        local_pref: None,
+        med: None,
         priority,
     };
     // Inside our block 100.64.0.0/26: only the block goes to the ToR...
