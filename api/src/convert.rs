@@ -447,6 +447,7 @@ fn peer_type_to_pb(t: PeerType) -> pb::PeerType {
         PeerType::Global => pb::PeerType::Global,
         PeerType::NodeSpecific => pb::PeerType::NodeSpecific,
         PeerType::Api => pb::PeerType::Api,
+        PeerType::Workload => pb::PeerType::Workload,
     }
 }
 

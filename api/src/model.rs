@@ -403,6 +403,8 @@ pub enum PeerType {
     NodeSpecific,
     /// Added through the API.
     Api,
+    /// A workload on this node (`localWorkloadSelector`).
+    Workload,
 }
 
 /// Names one peer's session: its address, and the peer's port when it runs

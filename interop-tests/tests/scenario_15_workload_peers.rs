@@ -105,6 +105,10 @@ spec: {{localWorkloadSelector: \"role == 'virtual-router'\", asNumber: {WORKLOAD
         wp["remote_as"].as_u64() == Some(u64::from(WORKLOAD_AS)),
         "the BGPPeer's asNumber: {wp}"
     );
+    ensure!(
+        wp["type"].as_str() == Some("workload"),
+        "shown as a workload peering: {wp}"
+    );
 
     // The accepted prefix reaches the node's kernel via the workload; the other does not.
     wait_kernel(&lab, &node, &[(allowed, Want::Via(vr_ip))])?;

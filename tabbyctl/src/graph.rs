@@ -288,6 +288,7 @@ pub fn cluster(res: &Resources, origin: &str) -> Graph {
                 PeerKind::Mesh => "node-mesh",
                 PeerKind::Global => "global",
                 PeerKind::Node => "node-specific",
+                PeerKind::Workload => "workload",
             });
             p.internal = peer.internal;
             if peer.rr_client {

@@ -184,6 +184,7 @@ pub(crate) fn peer_type_name(v: i32) -> &'static str {
         Ok(pb::PeerType::Global) => "global",
         Ok(pb::PeerType::NodeSpecific) => "node-specific",
         Ok(pb::PeerType::Api) => "api",
+        Ok(pb::PeerType::Workload) => "workload",
         _ => "-",
     }
 }

@@ -35,6 +35,9 @@ pub enum PeerKind {
     Global,
     /// A `BGPPeer` for this node (`node`, `nodeSelector`) or an automatic reverse peering.
     Node,
+    /// A workload on this node that a `BGPPeer`'s `localWorkloadSelector` picks
+    /// (confd's `Local_Workload_*` protocols): passive, never reversed.
+    Workload,
 }
 
 /// What to put in NEXT_HOP when sending to this peer.

@@ -145,7 +145,7 @@ fn each_workload_gets_a_passive_session_per_family_with_the_bgppeers_settings() 
     );
 
     let v4 = &state.peers[&key("198.19.0.5")];
-    assert_eq!(v4.kind, PeerKind::Global);
+    assert_eq!(v4.kind, PeerKind::Workload);
     assert_eq!(v4.peer_as, 65010);
     assert_eq!(v4.local_as, 64600);
     assert_eq!(v4.local_as_override, Some(64600));
@@ -213,7 +213,7 @@ fn only_bgppeers_that_apply_to_this_node_give_sessions() {
     let peers = workload_peers(&a);
     assert_eq!(peers.len(), 1, "{:#?}", a.peers);
     assert_eq!(peers[0].key, key("198.19.0.7"));
-    assert_eq!(peers[0].kind, PeerKind::Node);
+    assert_eq!(peers[0].kind, PeerKind::Workload);
     assert_eq!(peers[0].peer_as, 65011);
     assert!(a.warnings.is_empty(), "{:?}", a.warnings);
 

@@ -258,6 +258,7 @@ impl Daemon {
             topo::PeerKind::Mesh => am::PeerType::NodeMesh,
             topo::PeerKind::Global => am::PeerType::Global,
             topo::PeerKind::Node => am::PeerType::NodeSpecific,
+            topo::PeerKind::Workload => am::PeerType::Workload,
         };
         cfg.description = p.calico_node.clone().unwrap_or_else(|| p.origin.clone());
         if let Some(state) = self.state.as_ref() {

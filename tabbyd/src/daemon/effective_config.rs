@@ -455,6 +455,7 @@ fn peer_kind(k: topo::PeerKind) -> &'static str {
         topo::PeerKind::Mesh => "mesh",
         topo::PeerKind::Global => "global",
         topo::PeerKind::Node => "node",
+        topo::PeerKind::Workload => "workload",
     }
 }
 

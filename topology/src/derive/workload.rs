@@ -115,8 +115,8 @@ pub(super) fn build_workload_peer(
     );
     Peer {
         key,
-        // Where confd files it: a global or a node-specific peering, as its BGPPeer.
-        kind: c.kind,
+        // confd renders these as their own protocols, whatever the BGPPeer's scope.
+        kind: PeerKind::Workload,
         origin,
         calico_node: None,
         peer_as,
