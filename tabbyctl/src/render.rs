@@ -650,7 +650,7 @@ pub fn peers(peers: &[pb::Peer]) -> Rendered {
     Rendered::message(Value::Array(peers.iter().map(peer_json).collect()), text)
 }
 
-fn datastore_name(v: i32) -> &'static str {
+pub(crate) fn datastore_name(v: i32) -> &'static str {
     match pb::DatastoreSyncState::try_from(v) {
         Ok(pb::DatastoreSyncState::Disabled) => "disabled",
         Ok(pb::DatastoreSyncState::Syncing) => "syncing",
@@ -660,7 +660,7 @@ fn datastore_name(v: i32) -> &'static str {
     }
 }
 
-fn fib_name(v: i32) -> &'static str {
+pub(crate) fn fib_name(v: i32) -> &'static str {
     match pb::FibSyncState::try_from(v) {
         Ok(pb::FibSyncState::Disabled) => "disabled",
         Ok(pb::FibSyncState::Syncing) => "syncing",
@@ -670,7 +670,7 @@ fn fib_name(v: i32) -> &'static str {
     }
 }
 
-fn gr_name(v: i32) -> &'static str {
+pub(crate) fn gr_name(v: i32) -> &'static str {
     match pb::GracefulRestartState::try_from(v) {
         Ok(pb::GracefulRestartState::Disabled) => "disabled",
         Ok(pb::GracefulRestartState::Idle) => "idle",
@@ -836,7 +836,7 @@ fn bfd_detail(b: &pb::BfdStatus) -> String {
     t
 }
 
-fn source(p: &pb::Path) -> String {
+pub(crate) fn source(p: &pb::Path) -> String {
     match p.source.as_ref().and_then(|s| s.source.as_ref()) {
         Some(pb::path_source::Source::LocalOwner(o)) => format!("local:{o}"),
         Some(pb::path_source::Source::PeerAddress(a)) => a.clone(),
