@@ -4,6 +4,8 @@
 //! (table, JSON, YAML). Talks only tabby.v1 and grpc.health.v1.
 
 mod client;
+#[cfg(test)]
+mod fixtures;
 mod graph;
 mod render;
 mod top;

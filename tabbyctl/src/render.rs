@@ -1103,16 +1103,9 @@ mod tests {
 
     fn peer(addr: &str, state: pb::SessionState, bfd: Option<pb::BfdStatus>) -> pb::Peer {
         pb::Peer {
-            config: Some(pb::PeerConfig {
-                address: addr.into(),
-                remote_as: 64513,
-                r#type: pb::PeerType::NodeMesh as i32,
-                ..Default::default()
-            }),
-            state: state as i32,
-            enabled: true,
+            settings: None,
             bfd,
-            ..Default::default()
+            ..crate::fixtures::peer(addr, 0, state)
         }
     }
 

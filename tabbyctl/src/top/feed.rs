@@ -41,7 +41,7 @@ pub fn spawn(api: Api, interval: Duration, tx: mpsc::Sender<Msg>) -> JoinSet<()>
                 .watch_peers(pb::WatchPeersRequest {})
                 .await
         },
-        Msg::Peer,
+        |ev| Msg::Peer(Box::new(ev)),
     ));
     set.spawn(follow(
         Feed::Routes,

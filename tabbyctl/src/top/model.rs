@@ -20,8 +20,8 @@ pub enum Msg {
     Connected(Feed),
     /// A stream ended or the poll failed; the feed retries.
     Down(Feed, String),
-    /// An event of the WatchPeers stream.
-    Peer(pb::PeerEvent),
+    /// An event of the WatchPeers stream (boxed: a peer is large).
+    Peer(Box<pb::PeerEvent>),
     /// An event of the WatchRoutes stream.
     Route(pb::RouteEvent),
     /// A poll's answers: Status, ListPeers and the node's name (from the
@@ -277,7 +277,7 @@ impl Top {
             Msg::Down(feed, reason) => {
                 self.links.insert(feed, Link::Down(reason));
             }
-            Msg::Peer(ev) => self.peer_event(now, ev),
+            Msg::Peer(ev) => self.peer_event(now, *ev),
             Msg::Route(ev) => self.route_event(now, ev),
             Msg::Polled {
                 status,

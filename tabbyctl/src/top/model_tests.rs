@@ -2,26 +2,9 @@
 //! watch streams and polls, session order.
 
 use super::*;
+use crate::fixtures::peer;
 
 const SEC: Duration = Duration::from_secs(1);
-
-pub(crate) fn peer(address: &str, port: u32, state: pb::SessionState) -> pb::Peer {
-    pb::Peer {
-        config: Some(pb::PeerConfig {
-            address: address.into(),
-            remote_as: 64513,
-            r#type: pb::PeerType::NodeMesh as i32,
-            ..Default::default()
-        }),
-        state: state as i32,
-        enabled: true,
-        settings: Some(pb::PeerSettings {
-            port,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 fn with_updates(mut p: pb::Peer, received: u64, sent: u64) -> pb::Peer {
     p.counters = Some(pb::PeerCounters {
@@ -33,12 +16,12 @@ fn with_updates(mut p: pb::Peer, received: u64, sent: u64) -> pb::Peer {
 }
 
 fn peer_event(kind: pb::PeerEventKind, p: Option<pb::Peer>) -> Msg {
-    Msg::Peer(pb::PeerEvent {
+    Msg::Peer(Box::new(pb::PeerEvent {
         sequence: 1,
         kind: kind as i32,
         peer: p,
         previous_state: 0,
-    })
+    }))
 }
 
 fn route_event(kind: pb::RouteEventKind, prefix: &str, next_hop: &str) -> Msg {
@@ -187,11 +170,11 @@ fn the_peer_watch_snapshot_replaces_sessions_and_changes_follow() {
     top.apply(now, peer_event(pb::PeerEventKind::StateChanged, None));
     top.apply(
         now,
-        Msg::Peer(pb::PeerEvent {
+        Msg::Peer(Box::new(pb::PeerEvent {
             kind: 99,
             peer: Some(peer("198.18.0.7", 179, pb::SessionState::Idle)),
             ..Default::default()
-        }),
+        })),
     );
     assert_eq!(names(&top), ["198.18.0.2", "198.18.0.4"]);
     let states: Vec<i32> = top.sessions().map(|s| s.peer.state).collect();
@@ -235,24 +218,16 @@ fn route_events_count_best_routes_per_family_and_changes() {
     assert_eq!(top.route_changes(), 0, "a snapshot is no change");
     top.tick(t0);
 
-    top.apply(
-        t0 + SEC,
-        route_event(K::BestChanged, "100.64.1.0/26", "198.18.0.1"),
-    );
-    top.apply(
-        t0 + SEC,
-        route_event(K::BestChanged, "198.19.7.0/24", "198.18.0.3"),
-    );
-    top.apply(
-        t0 + SEC,
-        route_event(K::Withdrawn, "2001:db8:1000::/48", ""),
-    );
-    // Withdrawing what is not there, or an event with no prefix, changes no
-    // count below zero.
-    top.apply(
-        t0 + SEC,
-        route_event(K::Withdrawn, "2001:db8:1000::/48", ""),
-    );
+    // A second withdrawal of a prefix no longer held takes no count below
+    // zero; an event without a prefix is ignored.
+    for (kind, prefix, next_hop) in [
+        (K::BestChanged, "100.64.1.0/26", "198.18.0.1"),
+        (K::BestChanged, "198.19.7.0/24", "198.18.0.3"),
+        (K::Withdrawn, "2001:db8:1000::/48", ""),
+        (K::Withdrawn, "2001:db8:1000::/48", ""),
+    ] {
+        top.apply(t0 + SEC, route_event(kind, prefix, next_hop));
+    }
     top.apply(t0 + SEC, route_event(K::BestChanged, "", ""));
     assert_eq!(top.best_routes(), (2, 0));
     assert_eq!(top.route_changes(), 4);

@@ -28,6 +28,9 @@ const COLUMNS: [&str; 11] = [
     "BFD",
 ];
 
+/// Where STATE is (drawn in the session's colour).
+const STATE_COLUMN: usize = 3;
+
 /// Columns whose numbers are right-aligned.
 const NUMERIC: [bool; 11] = [
     false, true, false, false, true, true, true, true, true, true, false,
@@ -199,16 +202,24 @@ fn draw_sessions(frame: &mut Frame, area: Rect, top: &Top, now: Instant) {
             .enumerate()
             .map(|(i, t)| cell(i, t))
             .collect();
-        cells[3] = cells[3].clone().style(style);
+        cells[STATE_COLUMN] = cells[STATE_COLUMN].clone().style(style);
         Row::new(cells)
     });
     let title = format!(
         " Sessions: {} configured, {established} established ",
         top.sessions().count()
     );
+    // Two spaces between columns when they fit, else one, before ratatui
+    // has to cut cells.
+    let needed: u16 = widths.iter().sum::<u16>() + 2 * (widths.len() as u16 - 1);
+    let spacing = if needed <= area.width.saturating_sub(4) {
+        2
+    } else {
+        1
+    };
     let table = Table::new(body, widths.map(Constraint::Length))
         .header(header)
-        .column_spacing(2)
+        .column_spacing(spacing)
         .block(pane(title));
     frame.render_widget(table, area);
 }

@@ -8,6 +8,7 @@ use ratatui::backend::TestBackend;
 
 use super::super::model::{Feed, Msg};
 use super::*;
+use crate::fixtures;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -28,30 +29,19 @@ fn screen(top: &Top, now: Instant, width: u16, height: u16) -> Vec<String> {
 }
 
 fn peer(address: &str, state: pb::SessionState, received: u64, sent: u64) -> pb::Peer {
-    pb::Peer {
-        config: Some(pb::PeerConfig {
-            address: address.into(),
-            remote_as: 64513,
-            r#type: pb::PeerType::NodeMesh as i32,
-            ..Default::default()
-        }),
-        state: state as i32,
-        enabled: true,
-        uptime_seconds: if state == pb::SessionState::Established {
-            125
-        } else {
-            0
-        },
-        counters: Some(pb::PeerCounters {
-            prefixes_received: 3,
-            prefixes_accepted: 2,
-            prefixes_advertised: 4,
-            updates_received: received,
-            updates_sent: sent,
-            ..Default::default()
-        }),
-        ..Default::default()
+    let mut p = fixtures::peer(address, 179, state);
+    if state == pb::SessionState::Established {
+        p.uptime_seconds = 125;
     }
+    p.counters = Some(pb::PeerCounters {
+        prefixes_received: 3,
+        prefixes_accepted: 2,
+        prefixes_advertised: 4,
+        updates_received: received,
+        updates_sent: sent,
+        ..Default::default()
+    });
+    p
 }
 
 fn status() -> pb::StatusResponse {
@@ -187,6 +177,34 @@ fn before_the_first_poll_it_says_so() {
         "│ (reading the Loc-RIB)        ││                          │"
     );
     assert_eq!(lines[15], " q quit · polled every 0.5s");
+}
+
+#[test]
+fn a_narrow_screen_closes_the_columns_up_before_cutting_cells() {
+    let now = Instant::now();
+    let mut top = Top::new(SEC);
+    let mut p = peer("198.51.100.1", pb::SessionState::Established, 0, 0);
+    p.settings = Some(pb::PeerSettings {
+        port: 1179,
+        ..Default::default()
+    });
+    top.apply(
+        now,
+        Msg::Polled {
+            status: status(),
+            peers: vec![p],
+            node: None,
+        },
+    );
+    // 96 columns: the cells fit one space apart, not two.
+    let lines = screen(&top, now, 96, 16);
+    assert_eq!(
+        lines[5],
+        "│ PEER                 AS TYPE      STATE       UPTIME RCVD ACPT ADV UPD IN/s UPD OUT/s BFD    │"
+    );
+    assert!(lines[5].contains(" STATE "), "{}", lines.join("\n"));
+    assert!(lines[5].contains(" UPD OUT/s "), "{}", lines.join("\n"));
+    assert!(lines[6].contains(" Established "), "{}", lines.join("\n"));
 }
 
 #[test]
