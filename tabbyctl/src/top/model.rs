@@ -298,11 +298,12 @@ impl Top {
         }
     }
 
-    /// Samples the route-change counter; called on every redraw tick.
+    /// Samples the route-change counter; called on every redraw tick. The
+    /// rate is over a whole interval: changes come in bursts, and a rate
+    /// over a few hundred milliseconds would flicker.
     pub fn tick(&mut self, now: Instant) {
-        let window = self.window();
         let total = self.routes.changes;
-        self.routes.rate.observe(now, total, window);
+        self.routes.rate.observe(now, total, self.interval);
     }
 
     fn start_peer_snapshot(&mut self) {
