@@ -27,6 +27,8 @@ declare -A want=(
   [curl]=curl
   # `tabbyctl graph -o svg` and its tests draw with Graphviz
   [dot]=graphviz
+  # the `tabbyctl top` test drives it in a real terminal
+  [tmux]=tmux
   [openssl]=openssl
   # the container image (scripts/build-image.sh): podman, a static libc, setcap
   [podman]=podman

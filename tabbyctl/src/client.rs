@@ -165,3 +165,14 @@ pub fn status_error(what: &str, s: tonic::Status) -> anyhow::Error {
     };
     anyhow!("{what} failed: {}{hint}", s.message())
 }
+
+/// The node's name from the daemon's effective configuration; `None` when
+/// the daemon does not give one.
+pub async fn node_name(ch: Channel) -> Option<String> {
+    let r = tabby_proto::v1::daemon_client::DaemonClient::new(ch)
+        .get_config(tabby_proto::v1::GetConfigRequest {})
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&r.into_inner().config_json).ok()?;
+    v["node_name"].as_str().map(str::to_owned)
+}

@@ -4,8 +4,11 @@
 //! (table, JSON, YAML). Talks only tabby.v1 and grpc.health.v1.
 
 mod client;
+#[cfg(test)]
+mod fixtures;
 mod graph;
 mod render;
+mod top;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,7 +19,7 @@ use tabby_proto::v1 as pb;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use crate::client::{ApiTarget, TlsFiles, connect, status_error};
+use crate::client::{ApiTarget, TlsFiles, connect, node_name, status_error};
 use crate::render::{Output, Rendered};
 
 /// Operate tabbyd: sessions, routes, health.
@@ -116,6 +119,16 @@ enum Command {
     /// peerings each node derives). `-o dot` (the default) prints DOT,
     /// `-o svg` has Graphviz's `dot` draw it.
     Graph(GraphArgs),
+    /// A live view on the terminal: the daemon's status, every session
+    /// (state, uptime, prefixes, UPDATEs per second, BFD) and the routes
+    /// (best routes per family, changes per second, the last changes), fed
+    /// by the WatchPeers and WatchRoutes streams. q, Esc or Ctrl-C quits.
+    Top {
+        /// Seconds between polls of Status and ListPeers (the counters the
+        /// update rates come from), 0.1 to 3600.
+        #[arg(long, default_value = "2", value_parser = top::parse_interval)]
+        interval: Duration,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -395,6 +408,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         graph_cmd(&target, &tls, cli.output, g).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Top { interval } = &cli.command {
+        if cli.output.is_some() {
+            bail!("tabbyctl top draws on the terminal and takes no -o");
+        }
+        top::run(&target, &tls, *interval).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let ch = connect(&target, &tls).await?;
     let out = cli.output.unwrap_or(Output::Table);
     match cli.command {
@@ -548,6 +568,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print(out, render::config(&r.config_json))?;
         }
         Command::Graph(_) => unreachable!("drawn before connecting"),
+        Command::Top { .. } => unreachable!("run before connecting"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -578,16 +599,8 @@ async fn graph_cmd(
                 .await
                 .map_err(|s| status_error("status", s))?
                 .into_inner();
-            // The node's name is in the effective configuration; a daemon
-            // without one is drawn as "this node".
-            let name = daemon
-                .get_config(pb::GetConfigRequest {})
-                .await
-                .ok()
-                .and_then(|r| {
-                    serde_json::from_str::<serde_json::Value>(&r.into_inner().config_json).ok()
-                })
-                .and_then(|c| c["node_name"].as_str().map(str::to_owned));
+            // A daemon that names no node is drawn as "this node".
+            let name = node_name(ch.clone()).await;
             let list = pb::peers_client::PeersClient::new(ch)
                 .list_peers(pb::ListPeersRequest {})
                 .await

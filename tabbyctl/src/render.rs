@@ -651,7 +651,7 @@ pub fn peers(peers: &[pb::Peer]) -> Rendered {
     Rendered::message(Value::Array(peers.iter().map(peer_json).collect()), text)
 }
 
-fn datastore_name(v: i32) -> &'static str {
+pub(crate) fn datastore_name(v: i32) -> &'static str {
     match pb::DatastoreSyncState::try_from(v) {
         Ok(pb::DatastoreSyncState::Disabled) => "disabled",
         Ok(pb::DatastoreSyncState::Syncing) => "syncing",
@@ -661,7 +661,7 @@ fn datastore_name(v: i32) -> &'static str {
     }
 }
 
-fn fib_name(v: i32) -> &'static str {
+pub(crate) fn fib_name(v: i32) -> &'static str {
     match pb::FibSyncState::try_from(v) {
         Ok(pb::FibSyncState::Disabled) => "disabled",
         Ok(pb::FibSyncState::Syncing) => "syncing",
@@ -671,7 +671,7 @@ fn fib_name(v: i32) -> &'static str {
     }
 }
 
-fn gr_name(v: i32) -> &'static str {
+pub(crate) fn gr_name(v: i32) -> &'static str {
     match pb::GracefulRestartState::try_from(v) {
         Ok(pb::GracefulRestartState::Disabled) => "disabled",
         Ok(pb::GracefulRestartState::Idle) => "idle",
@@ -837,7 +837,7 @@ fn bfd_detail(b: &pb::BfdStatus) -> String {
     t
 }
 
-fn source(p: &pb::Path) -> String {
+pub(crate) fn source(p: &pb::Path) -> String {
     match p.source.as_ref().and_then(|s| s.source.as_ref()) {
         Some(pb::path_source::Source::LocalOwner(o)) => format!("local:{o}"),
         Some(pb::path_source::Source::PeerAddress(a)) => a.clone(),
@@ -1104,16 +1104,9 @@ mod tests {
 
     fn peer(addr: &str, state: pb::SessionState, bfd: Option<pb::BfdStatus>) -> pb::Peer {
         pb::Peer {
-            config: Some(pb::PeerConfig {
-                address: addr.into(),
-                remote_as: 64513,
-                r#type: pb::PeerType::NodeMesh as i32,
-                ..Default::default()
-            }),
-            state: state as i32,
-            enabled: true,
+            settings: None,
             bfd,
-            ..Default::default()
+            ..crate::fixtures::peer(addr, 0, state)
         }
     }
 
