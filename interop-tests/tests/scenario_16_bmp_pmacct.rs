@@ -223,7 +223,7 @@ fn bmp_export_to_pmbmpd() -> Result<()> {
             .peer(Bird2Peer::ebgp("node1", EXT_AS, IpAddr::V4(a1), CLUSTER_AS))
             .render(),
     )?;
-    let mut o = TabbydOpts::new("node-1", Datastore::File(file));
+    let mut o = TabbydOpts::new("node-1", Datastore::File(file.clone()));
     o.no_fib = true;
     o.extra_args = vec![
         "--bmp-station".into(),
@@ -303,6 +303,42 @@ fn bmp_export_to_pmbmpd() -> Result<()> {
         ensure!(records.len() > before, "nothing new logged yet");
         let v = station_matches(&pm, &t, a1, &[(at, TOR_AS)])?;
         ensure!(v.loc_rib.contains_key("198.19.4.0/24"), "{:?}", v.loc_rib);
+        Ok(())
+    })?;
+
+    // A second station from the datastore (the annotation Calico's CRDs do
+    // not prune), added and removed while running: it gets the whole state,
+    // then Termination; the flag's station is not disturbed.
+    let station2 = SocketAddr::new(IpAddr::V4(am), 1791);
+    let pm2 = lab.start_pmbmpd(&mon, "pmbmpd-2", station2)?;
+    let annotated = c.render().replacen(
+        "metadata:\n  name: default\n",
+        &format!(
+            "metadata:\n  name: default\n  annotations:\n    tabby-routing.io/bmp-stations: \"{station2}\"\n"
+        ),
+        1,
+    );
+    ensure!(annotated != c.render(), "the annotation went in");
+    let sessions_before = pm.of_type("init")?.len();
+    write_atomic(&file, &annotated)?;
+    lab.wait_for("the datastore's station has everything", T, || {
+        station_matches(&pm2, &t, a1, &[(at, TOR_AS)]).map(|_| ())
+    })?;
+    write_atomic(&file, &c.render())?;
+    lab.wait_for("Termination at the removed station", T, || {
+        let term = pm2.of_type("term")?;
+        ensure!(!term.is_empty(), "no term record yet");
+        Ok(())
+    })?;
+    ensure!(
+        pm.of_type("init")?.len() == sessions_before,
+        "the flag's station was reconnected by a change that did not concern it"
+    );
+
+    // A clean shutdown of tabbyd ends with Termination.
+    lab.stop("node-1")?;
+    lab.wait_for("Termination at shutdown", T, || {
+        ensure!(!pm.of_type("term")?.is_empty(), "no term record");
         Ok(())
     })?;
     Ok(())

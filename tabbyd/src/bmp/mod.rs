@@ -245,15 +245,24 @@ impl BmpExport {
             .any(|s| s.shared.live.load(Ordering::Relaxed))
     }
 
+    /// Whether an event is worth building (a station takes events). When
+    /// not, each station waiting to resynchronise counts it as dropped.
+    pub fn wants_event(&self) -> bool {
+        if self.any_live() {
+            return true;
+        }
+        for s in self.stations.values() {
+            if s.shared.resync.load(Ordering::Relaxed) {
+                s.shared.dropped.inc();
+            }
+        }
+        false
+    }
+
     /// Hands an event to every live station without waiting; a full queue
     /// drops it, counts it and sends that station to resynchronise.
     pub fn emit(&self, event: impl FnOnce() -> BmpEvent) {
-        if !self.any_live() {
-            for s in self.stations.values() {
-                if s.shared.resync.load(Ordering::Relaxed) {
-                    s.shared.dropped.inc();
-                }
-            }
+        if !self.wants_event() {
             return;
         }
         let event = Arc::new(event());

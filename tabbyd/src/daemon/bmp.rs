@@ -297,7 +297,7 @@ impl Daemon {
         let Some(peer) = self.peers.get(&key).and_then(|s| s.bmp_peer.clone()) else {
             return;
         };
-        if !self.bmp.any_live() {
+        if !self.bmp.wants_event() {
             return;
         }
         let at = self.bmp_time(now);
@@ -376,7 +376,7 @@ impl Daemon {
 
     /// Best routes changed: the Loc-RIB's Route Monitoring.
     pub(super) fn bmp_loc_rib(&self, changes: &[BestChange], changed: &[IpNet], now: Instant) {
-        if (changes.is_empty() && changed.is_empty()) || !self.bmp.any_live() {
+        if (changes.is_empty() && changed.is_empty()) || !self.bmp.wants_event() {
             return;
         }
         let Some(local) = self.bmp_local() else {

@@ -845,3 +845,6 @@ mod peer_settings_tests;
 
 #[path = "calico_fields_tests.rs"]
 mod calico_fields_tests;
+
+#[path = "bmp_tests.rs"]
+mod bmp_tests;
