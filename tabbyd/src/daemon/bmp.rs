@@ -294,12 +294,12 @@ impl Daemon {
         update: Box<Update>,
         now: Instant,
     ) {
-        let Some(peer) = self.peers.get(&key).and_then(|s| s.bmp_peer.clone()) else {
-            return;
-        };
         if !self.bmp.wants_event() {
             return;
         }
+        let Some(peer) = self.peers.get(&key).and_then(|s| s.bmp_peer.clone()) else {
+            return;
+        };
         let at = self.bmp_time(now);
         let rib = self.rib.as_ref();
         let routes: Vec<RouteChange> = update
@@ -330,6 +330,9 @@ impl Daemon {
     }
 
     pub(super) fn bmp_end_of_rib(&mut self, key: topo::PeerKey, family: Family, now: Instant) {
+        if !self.bmp.wants_event() {
+            return;
+        }
         let Some(peer) = self.peers.get(&key).and_then(|s| s.bmp_peer.clone()) else {
             return;
         };
