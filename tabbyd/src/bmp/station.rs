@@ -179,3 +179,137 @@ async fn session(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::AtomicBool;
+
+    use tabby_bmp::{Message, PeerType};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::bmp::{LocalInfo, RouteChange};
+
+    fn shared(addr: std::net::SocketAddr) -> Arc<StationShared> {
+        Arc::new(StationShared {
+            addr,
+            live: AtomicBool::new(false),
+            resync: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+            dropped: Default::default(),
+            sent: Default::default(),
+            resyncs: Default::default(),
+        })
+    }
+
+    fn local() -> Arc<LocalInfo> {
+        Arc::new(LocalInfo {
+            asn: 64512,
+            router_id: Ipv4Addr::new(198, 18, 0, 11),
+            ipv6: None,
+        })
+    }
+
+    /// Reads one BMP message off the stream.
+    async fn next(s: &mut TcpStream) -> Option<Message> {
+        let mut head = [0u8; 6];
+        s.read_exact(&mut head).await.ok()?;
+        let len = tabby_bmp::frame_len(&head).ok()??;
+        let mut buf = head.to_vec();
+        buf.resize(len, 0);
+        s.read_exact(&mut buf[6..]).await.ok()?;
+        Some(tabby_bmp::decode(&buf).expect("tabbyd's messages decode"))
+    }
+
+    #[tokio::test]
+    async fn snapshot_then_events_then_termination_and_a_reconnect_to_resynchronise() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sh = shared(listener.local_addr().unwrap());
+        let (tx, events) = mpsc::channel(16);
+        let s = sh.clone();
+        let snapshot: SnapshotFn = Arc::new(move |_| {
+            s.resync.store(false, Ordering::Relaxed);
+            s.live.store(true, Ordering::Relaxed);
+            Some(Snapshot {
+                local: Some(local()),
+                peers: vec![],
+                loc_rib: vec![],
+                at: Default::default(),
+            })
+        });
+        let task = StationTask {
+            id: 1,
+            shared: sh.clone(),
+            events,
+        };
+        let run = tokio::spawn(run(task, "node-a".into(), snapshot));
+
+        let (mut c, _) = listener.accept().await.unwrap();
+        assert!(matches!(next(&mut c).await, Some(Message::Initiation(_))));
+        let up = next(&mut c).await;
+        assert!(
+            matches!(&up, Some(Message::PeerUp(u)) if u.peer.peer_type == PeerType::LocRib),
+            "{up:?}"
+        );
+        for _ in 0..2 {
+            // End-of-RIB of the (empty) Loc-RIB, IPv4 and IPv6.
+            assert!(matches!(
+                next(&mut c).await,
+                Some(Message::RouteMonitoring(_))
+            ));
+        }
+        assert!(sh.live.load(Ordering::Relaxed));
+        assert_eq!(sh.resyncs.get(), 1);
+
+        // An event after the snapshot.
+        let ev = BmpEvent::LocRib {
+            local: local(),
+            routes: vec![RouteChange {
+                prefix: "198.19.0.0/24".parse().unwrap(),
+                path_id: 0,
+                attrs: None,
+            }],
+            at: Default::default(),
+        };
+        tx.send(Arc::new(ev)).await.unwrap();
+        let Some(Message::RouteMonitoring(rm)) = next(&mut c).await else {
+            panic!("a withdrawal")
+        };
+        let u = rm.decode_update().unwrap();
+        assert_eq!(u.withdrawn.len(), 1);
+
+        // Told to resynchronise: the connection is dropped and a new one
+        // starts from a new snapshot.
+        sh.live.store(false, Ordering::Relaxed);
+        sh.resync.store(true, Ordering::Relaxed);
+        sh.wake.notify_one();
+        assert!(next(&mut c).await.is_none(), "the old connection closes");
+        let (mut c2, _) = listener.accept().await.unwrap();
+        assert!(matches!(next(&mut c2).await, Some(Message::Initiation(_))));
+        let resynced = tokio::time::timeout(Duration::from_secs(5), async {
+            while sh.resyncs.get() < 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(resynced.is_ok(), "a second snapshot was taken");
+
+        // The station removed: Termination, then the task ends.
+        drop(tx);
+        loop {
+            match next(&mut c2).await {
+                Some(Message::Termination(t)) => {
+                    assert_eq!(&t[0].value[..], &[0, 0], "administratively closed");
+                    break;
+                }
+                Some(_) => continue,
+                None => panic!("closed without Termination"),
+            }
+        }
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("the task ends")
+            .unwrap();
+    }
+}
