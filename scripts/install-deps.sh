@@ -24,6 +24,8 @@ declare -A want=(
   [ping]=iputils-ping
   # the BFD link-loss test drops a link's packets with nftables (no netem in the lab kernel)
   [nft]=nftables
+  # the BMP station the BMP export is tested against
+  [pmbmpd]=pmacct
   [curl]=curl
   # `tabbyctl graph -o svg` and its tests draw with Graphviz
   [dot]=graphviz

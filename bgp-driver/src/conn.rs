@@ -275,6 +275,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.local_addr().ok()
+    }
+
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.peer_addr().ok()
+    }
+
     pub fn new(id: ConnectionId, stream: TcpStream) -> Conn {
         Conn {
             id,

@@ -471,7 +471,15 @@ impl<T: Copy> Peer<T> {
                 Action::StateChanged { from, to } => {
                     self.emit(PeerEvent::StateChanged { from, to });
                 }
-                Action::Established(n) => self.emit(PeerEvent::Established(n)),
+                Action::Established(mut n) => {
+                    // The session's connection: the only one left once a
+                    // collision is resolved (the loser's Close came first).
+                    if let Some(c) = self.conns.last() {
+                        n.local_addr = c.local_addr();
+                        n.remote_addr = c.peer_addr();
+                    }
+                    self.emit(PeerEvent::Established(n))
+                }
                 Action::Down(d) => self.emit(PeerEvent::Down(d)),
                 Action::Update(u) => self.emit(PeerEvent::Update(u)),
                 Action::RouteRefresh(r) => self.emit(PeerEvent::RouteRefresh(r)),

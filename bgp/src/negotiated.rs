@@ -5,7 +5,7 @@
 //! `Established` action and yields the codec's [`CodecCtx`].
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::capability::{Capability, GracefulRestart, LlgrFamily, Role};
@@ -57,6 +57,14 @@ pub struct Negotiated {
     pub peer_role: Option<Role>,
     /// Every capability the peer sent, unknown ones included, for operators.
     pub peer_capabilities: Vec<Capability>,
+    /// The OPEN we sent and the one we received, for monitoring (BMP's
+    /// Peer Up carries both, RFC 7854 §4.10).
+    pub local_open: Open,
+    pub peer_open: Open,
+    /// The connection's local and remote socket addresses: filled in by
+    /// the I/O driver (the sans-IO session has no sockets).
+    pub local_addr: Option<SocketAddr>,
+    pub remote_addr: Option<SocketAddr>,
 }
 
 impl Negotiated {
@@ -187,6 +195,10 @@ impl Negotiated {
             peer_llgr,
             peer_role,
             peer_capabilities: peer.capabilities.clone(),
+            local_open: local.clone(),
+            peer_open: peer.clone(),
+            local_addr: None,
+            remote_addr: None,
         }
     }
 

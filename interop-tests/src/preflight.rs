@@ -24,6 +24,8 @@ pub enum Need {
     Etcd,
     /// `tcpdump` for captures.
     Tcpdump,
+    /// pmacct's BMP station `pmbmpd` (Debian `pmacct`).
+    Pmbmpd,
     /// `kube-apiserver`, `kubectl` and the `etcd` it stores in, built by
     /// `scripts/lab-k8s.sh` into `target/lab/k8s/bin`; `etcdctl` and
     /// `openssl` (the lab's certificates).
@@ -136,6 +138,7 @@ fn missing(need: Need) -> Vec<String> {
         Need::Frr => pkg(&["/usr/lib/frr/bgpd", "vtysh"], "FRR (apt-get install frr)"),
         Need::ExaBgp => pkg(&["exabgp"], "ExaBGP (apt-get install exabgp)"),
         Need::Tcpdump => pkg(&["tcpdump"], "tcpdump (apt-get install tcpdump)"),
+        Need::Pmbmpd => pkg(&["pmbmpd"], "pmacct's pmbmpd (apt-get install pmacct)"),
         Need::Etcd => pkg(
             &["etcd", "etcdctl"],
             "etcd (apt-get install etcd-server etcd-client)",

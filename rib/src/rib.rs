@@ -499,7 +499,7 @@ impl Rib {
         self.peers.get(slot as usize).and_then(|p| p.as_ref())
     }
 
-    fn peer_mut(&mut self, slot: u32) -> Option<&mut PeerSlot> {
+    pub(crate) fn peer_mut(&mut self, slot: u32) -> Option<&mut PeerSlot> {
         self.peers.get_mut(slot as usize).and_then(|p| p.as_mut())
     }
 

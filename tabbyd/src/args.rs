@@ -59,6 +59,22 @@ pub struct Args {
     #[arg(long, env = "TABBY_METRICS")]
     pub metrics: Option<SocketAddr>,
 
+    /// Export to a BMP monitoring station (RFC 7854, with the Loc-RIB of
+    /// RFC 9069) at ADDR:PORT; repeat for more (the variable takes a
+    /// comma-separated list). Added to the stations of the datastore's
+    /// `tabby-routing.io/bmp-stations` annotation. Off unless given.
+    #[arg(
+        long = "bmp-station",
+        value_name = "ADDR:PORT",
+        env = "TABBY_BMP_STATIONS",
+        value_delimiter = ','
+    )]
+    pub bmp_stations: Vec<SocketAddr>,
+
+    /// Seconds between the BMP Statistics Reports of each session (0: none).
+    #[arg(long, env = "TABBY_BMP_STATS_INTERVAL", default_value_t = 60)]
+    pub bmp_stats_interval: u64,
+
     /// Do not program the kernel: standalone route-reflector mode.
     #[arg(long, env = "TABBY_NO_FIB")]
     pub no_fib: bool,

@@ -12,6 +12,7 @@
 
 mod args;
 mod bfd_link;
+mod bmp;
 mod convert;
 mod core_api;
 mod daemon;
@@ -159,6 +160,24 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
 
     lock(&daemon)?
         .set_derive_options(tabby_topology::DeriveOptions::from_env().map_err(|e| e.to_string())?);
+
+    // BMP: one task per monitoring station; a station that connects takes
+    // its snapshot under the core's lock.
+    {
+        let core = Arc::downgrade(&daemon);
+        let snapshot: bmp::station::SnapshotFn = Arc::new(move |id| {
+            let d = core.upgrade()?;
+            let mut d = d.lock().ok()?;
+            d.bmp_snapshot(id, Instant::now())
+        });
+        let node = node.clone();
+        let mut d = lock(&daemon)?;
+        d.set_bmp_runner(Box::new(move |task| {
+            tokio::spawn(bmp::station::run(task, node.clone(), snapshot.clone()));
+        }));
+        d.set_bmp_stats_interval(Duration::from_secs(args.bmp_stats_interval));
+        d.set_bmp_flag_stations(args.bmp_stations.iter().copied().collect());
+    }
 
     // BFD: the driver starts with the first peer that asks for it.
     let (bfd_tx, mut bfd_rx) = mpsc::channel(1024);
@@ -312,6 +331,8 @@ async fn run(args: Args, datastore: DatastoreSpec, log: logging::LogControl) -> 
     // (graceful restart): no NOTIFICATION, the connections just close.
     info!("tabbyd stopping: kernel routes stay, peers keep our routes for the restart time");
     lock(&daemon)?.detach_all();
+    // BMP stations get Termination.
+    lock(&daemon)?.stop_bmp();
     let _ = api_stop_tx.send(());
     // Let the session tasks close their connections.
     tokio::time::sleep(Duration::from_millis(300)).await;

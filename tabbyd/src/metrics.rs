@@ -57,6 +57,12 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StationLabel {
+    /// A BMP station's ADDRESS:PORT.
+    pub station: String,
+}
+
 /// Every metric tabbyd exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -75,6 +81,9 @@ pub struct Metrics {
     pub bfd_packets_in: Counter,
     pub bfd_packets_out: Counter,
     pub bfd_dropped: Family<ReasonLabel, Counter>,
+    pub bmp_sent: Family<StationLabel, Counter>,
+    pub bmp_dropped: Family<StationLabel, Counter>,
+    pub bmp_resyncs: Family<StationLabel, Counter>,
 }
 
 impl Metrics {
@@ -169,6 +178,21 @@ impl Metrics {
             "bfd_packets_dropped",
             "BFD datagrams dropped without changing any session, by reason",
             self.bfd_dropped.clone(),
+        );
+        r.add(
+            "bmp_messages_sent",
+            "BMP messages written to each monitoring station",
+            self.bmp_sent.clone(),
+        );
+        r.add(
+            "bmp_dropped",
+            "Events not delivered to a BMP station whose queue was full; each overflow makes it resynchronise",
+            self.bmp_dropped.clone(),
+        );
+        r.add(
+            "bmp_resyncs",
+            "Full-state dumps sent to a BMP station (every connection starts with one)",
+            self.bmp_resyncs.clone(),
         );
         r
     }
@@ -372,6 +396,12 @@ mod tests {
                 reason: "malformed".into(),
             })
             .inc();
+        let station = StationLabel {
+            station: "192.0.2.10:1790".into(),
+        };
+        m.bmp_sent.get_or_create(&station).inc();
+        m.bmp_dropped.get_or_create(&station).inc();
+        m.bmp_resyncs.get_or_create(&station).inc();
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &m.register()).unwrap();
         let scraped: BTreeSet<&str> = text

@@ -204,7 +204,7 @@ fn workload_peers_are_planned_from_felixs_endpoint_status_files() {
         assert_eq!(w["peer_as"], 65010, "{w:#}");
         assert_eq!(w["local_as"], 64512);
         assert_eq!(w["passive"], true);
-        assert_eq!(w["type"], "global");
+        assert_eq!(w["type"], "workload");
         assert_eq!(w["filters"], serde_json::json!(["workload-routes"]));
         assert_eq!(
             w["origin"],

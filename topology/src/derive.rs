@@ -132,8 +132,24 @@ pub fn derive_with(
         export_base_v4: Vec::new(),
         export_base_v6: Vec::new(),
         static_routes: Vec::new(),
+        bmp_stations: Vec::new(),
         warnings: Vec::new(),
     };
+    if let Some(cfg) = ctx.default
+        && let Some(value) = &cfg.bmp_stations
+    {
+        let (stations, problems) = match value {
+            Ok(text) => crate::bmp::parse_stations(text),
+            Err(found) => (
+                vec![],
+                vec![format!("found {found}, but annotation values are strings")],
+            ),
+        };
+        state.bmp_stations = stations;
+        for p in problems {
+            state.warnings.push(crate::bmp::warning(&cfg.name, &p));
+        }
+    }
 
     // Endpoint status files that could not be read (workload peerings).
     state

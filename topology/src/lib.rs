@@ -48,6 +48,7 @@
 
 mod bfd;
 mod bgp_filter;
+mod bmp;
 mod derive;
 mod diff;
 pub mod endpoint_status;
@@ -64,6 +65,7 @@ mod types;
 mod yaml11;
 
 pub use bfd::{BFD_ANNOTATION, BFD_MAX_INTERVAL, BFD_MIN_INTERVAL, BfdAnnotation};
+pub use bmp::{BMP_STATIONS_ANNOTATION, parse_stations};
 pub use derive::{derive, derive_with, filter_rule};
 pub use diff::{Change, GlobalField, PeerField, diff};
 pub use endpoint_status::{

@@ -11,6 +11,7 @@ use serde_yaml_ng::Value;
 
 use crate::bfd::{BFD_ANNOTATION, BfdAnnotation};
 use crate::bgp_filter;
+use crate::bmp::BMP_STATIONS_ANNOTATION;
 use crate::error::TopologyError;
 use crate::fields::{Fields, describe};
 use crate::selector::Selector;
@@ -74,7 +75,13 @@ pub fn parse_object(
     let namespace = meta.nonempty("namespace")?;
     let labels = meta.string_map("labels")?;
     // The BFD annotation is read apart: a bad value of it never rejects the resource.
-    let annotations = meta.string_map_except("annotations", &[BFD_ANNOTATION])?;
+    let annotations =
+        meta.string_map_except("annotations", &[BFD_ANNOTATION, BMP_STATIONS_ANNOTATION])?;
+    let bmp_stations = map
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(BMP_STATIONS_ANNOTATION))
+        .and_then(crate::bmp::from_yaml);
     let bfd = map
         .get("metadata")
         .and_then(|m| m.get("annotations"))
@@ -86,7 +93,9 @@ pub fn parse_object(
     let resource = match kind {
         Kind::Node => Resource::Node(parse_node(name, labels, &annotations, map.get("spec"))?),
         Kind::BgpConfiguration => {
-            Resource::BgpConfiguration(parse_bgp_configuration(name, map.get("spec"), bfd)?)
+            let mut cfg = parse_bgp_configuration(name, map.get("spec"), bfd)?;
+            cfg.bmp_stations = bmp_stations;
+            Resource::BgpConfiguration(cfg)
         }
         Kind::BgpPeer => Resource::BgpPeer(parse_bgp_peer(name, map.get("spec"), bfd)?),
         Kind::IpPool => Resource::IpPool(parse_ip_pool(name, map.get("spec"))?),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -462,6 +462,9 @@ pub struct NodeState {
     pub export_base_v4: Vec<PolicyRule>,
     pub export_base_v6: Vec<PolicyRule>,
     pub static_routes: Vec<StaticRoute>,
+    /// BMP monitoring stations (the `tabby-routing.io/bmp-stations` annotation of
+    /// `default`).
+    pub bmp_stations: Vec<SocketAddr>,
     /// Non-fatal problems (missing Secret, unknown filter name…), for logs and status.
     pub warnings: Vec<String>,
 }

@@ -197,6 +197,9 @@ pub struct BgpConfiguration {
     /// The `tabby-routing.io/bfd` annotation, for the node-to-node mesh sessions (`default`:
     /// every node's; `node.<name>`: that node's, over `default`'s). `None`: not annotated.
     pub bfd: Option<BfdAnnotation>,
+    /// The `tabby-routing.io/bmp-stations` annotation (read from `default`): its text, or
+    /// what it is instead of a string. `None`: not annotated.
+    pub bmp_stations: Option<Result<String, String>>,
 }
 
 /// `BGPConfiguration.spec.programClusterRoutes`: which pools' cluster routes (routes to

@@ -442,6 +442,6 @@ impl Daemon {
             self.departures.record(p, departure.clone());
         }
         info!(peer = %key, prefixes = changes.len() + changed.len(), withdrawn, "BFD down: the peer's routes left");
-        self.deliver_best(changes, changed);
+        self.deliver_best(changes, changed, at);
     }
 }

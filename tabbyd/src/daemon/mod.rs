@@ -48,6 +48,7 @@ use tabby_bgp_driver::{PeerCommand, PeerEvent};
 
 mod api;
 mod bfd;
+mod bmp;
 mod damping;
 mod departures;
 mod effective_config;
@@ -164,6 +165,10 @@ struct PeerSlot {
     /// BFD closed the session (diagnostic, when): its Down event is
     /// attributed to BFD in `route explain`.
     bfd_teardown: Option<(tabby_bfd_driver::Diag, Instant)>,
+    /// The established session as BMP stations see it (Peer Up content).
+    bmp_peer: Option<Arc<crate::bmp::PeerInfo>>,
+    /// What the RIB refused of this session's UPDATEs, for BMP statistics.
+    bmp_counts: bmp::SessionCounts,
 }
 
 /// The daemon core.
@@ -199,6 +204,13 @@ pub struct Daemon {
     last_reconfigured: Option<std::time::SystemTime>,
     log: Option<LogControl>,
     metrics: Arc<Metrics>,
+    /// BMP monitoring stations and their queues.
+    bmp: crate::bmp::BmpExport,
+    bmp_flag_stations: BTreeSet<SocketAddr>,
+    bmp_datastore_stations: BTreeSet<SocketAddr>,
+    /// When BMP Statistics Reports are next due, and how often.
+    bmp_stats_due: Option<Instant>,
+    bmp_stats_interval: Duration,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -278,6 +290,11 @@ impl Daemon {
             listen_problem: None,
             last_reconfigured: None,
             log,
+            bmp: crate::bmp::BmpExport::new(metrics.clone()),
+            bmp_flag_stations: BTreeSet::new(),
+            bmp_datastore_stations: BTreeSet::new(),
+            bmp_stats_due: None,
+            bmp_stats_interval: Duration::from_secs(60),
             metrics,
         }
     }
@@ -295,10 +312,15 @@ impl Daemon {
     /// When the core next needs [`Daemon::on_timer`].
     pub fn next_deadline(&self) -> Option<Instant> {
         let rib = self.rib.as_ref().and_then(|r| r.next_deadline());
-        [rib, self.kernel.next_deadline(), self.bfd_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            rib,
+            self.kernel.next_deadline(),
+            self.bfd_deadline(),
+            self.bmp_stats_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn on_timer(&mut self, now: Instant) {
@@ -306,6 +328,7 @@ impl Daemon {
             rib.on_timer(now);
         }
         self.bfd_timer(now);
+        self.bmp_timer(now);
         self.pump(now);
     }
 
@@ -317,7 +340,7 @@ impl Daemon {
         let changes = rib.drain_best_changes();
         let changed = rib.drain_changed_prefixes();
         let outgoing = rib.drain_outgoing();
-        self.deliver_best(changes, changed);
+        self.deliver_best(changes, changed, now);
         for out in outgoing {
             self.send_outgoing(out);
         }
@@ -331,7 +354,9 @@ impl Daemon {
         &mut self,
         changes: Vec<tabby_rib::BestChange>,
         changed: Vec<IpNet>,
+        now: Instant,
     ) {
+        self.bmp_loc_rib(&changes, &changed, now);
         for c in changes {
             // Built only for live watchers: a reflector's million changes
             // would otherwise each be converted for nobody.

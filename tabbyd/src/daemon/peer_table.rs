@@ -41,6 +41,7 @@ impl Daemon {
             warn!(warning = %w, "configuration");
         }
         self.config_warnings = new.warnings.clone();
+        self.set_bmp_datastore_stations(new.bmp_stations.iter().copied().collect());
         self.metrics
             .datastore_events
             .get_or_create(&KindLabel {
@@ -105,6 +106,8 @@ impl Daemon {
             originated = state.originated.len(),
             "configuration loaded"
         );
+        // Stations connected to the previous configuration start again.
+        self.bmp.resync_all();
         let mut rib = Rib::new(Self::rib_config(&state));
         // A reflector without a FIB needs no route per change; the journal
         // asks for the current one when somebody watches live.
@@ -305,6 +308,8 @@ impl Daemon {
             return;
         };
         let cfg = convert::peer_config(state, p);
+        // Post-policy routes may change without a session event.
+        self.bmp.resync_all();
         match rib.update_settings(slot.id, cfg.settings()) {
             Ok(outcome) => {
                 for f in outcome.route_refresh {
@@ -415,6 +420,9 @@ impl Daemon {
     ) {
         let id = self.alloc_id();
         let ipv4_over_ipv6 = spec.config.extended_next_hop;
+        // BMP stations get every peer's routes as received.
+        let mut rib_cfg = rib_cfg;
+        rib_cfg.soft_reconfig_inbound |= self.bmp.configured();
         if let Some(rib) = self.rib.as_mut()
             && let Err(e) = rib.add_peer(id, rib_cfg)
         {
@@ -453,6 +461,8 @@ impl Daemon {
                 gr_notification: false,
                 bfd: None,
                 bfd_teardown: None,
+                bmp_peer: None,
+                bmp_counts: Default::default(),
             },
         );
         // With BFD asked to be Up first, the session starts when it is.
@@ -477,6 +487,7 @@ impl Daemon {
         slot.session
             .command(PeerCommand::Stop(Some("peer de-configured".into())));
         self.stop_bfd(key, slot.bfd.is_some());
+        self.bmp_deconfigured(slot.bmp_peer.clone(), now);
         self.by_id.remove(&slot.id);
         if let Some(rib) = self.rib.as_mut() {
             let _ = rib.peer_down(slot.id, DownKind::Flush, now);
@@ -633,6 +644,7 @@ impl Daemon {
                 {
                     warn!(peer = %key, error = %e, "RIB refused the session");
                 }
+                self.bmp_session_up(key, &neg, now);
             }
             PeerEvent::Update(u) => {
                 if let Some(slot) = self.peers.get_mut(&key) {
@@ -649,6 +661,10 @@ impl Daemon {
                 if let Some(rib) = self.rib.as_mut() {
                     match rib.apply_update(id, &u) {
                         Ok(out) => {
+                            let taw = u.treat_as_withdraw();
+                            if let Some(slot) = self.peers.get_mut(&key) {
+                                slot.bmp_counts.count(&out, taw);
+                            }
                             for (reason, n) in out.rejected {
                                 debug!(peer = %key, ?reason, n, "routes rejected");
                             }
@@ -656,6 +672,7 @@ impl Daemon {
                         Err(e) => warn!(peer = %key, error = %e, "UPDATE not applied"),
                     }
                 }
+                self.bmp_received(key, id, u, now);
                 self.check_max_prefixes(key, id);
             }
             PeerEvent::EndOfRib(f) => {
@@ -668,6 +685,7 @@ impl Daemon {
                 {
                     warn!(peer = %key, error = %e, "End-of-RIB not applied");
                 }
+                self.bmp_end_of_rib(key, f, now);
             }
             PeerEvent::RouteRefresh(rr) => {
                 if rr.subtype == RefreshSubtype::Request
@@ -693,6 +711,9 @@ impl Daemon {
                         }
                         _ => {}
                     }
+                }
+                if d.was_established {
+                    self.bmp_session_down(key, &d.reason, now);
                 }
                 let by_bfd = self.peers.get_mut(&key).and_then(|s| s.bfd_teardown.take());
                 match by_bfd {

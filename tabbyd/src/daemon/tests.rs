@@ -857,3 +857,6 @@ mod calico_fields_tests;
 
 #[path = "priority_tests.rs"]
 mod priority_tests;
+
+#[path = "bmp_tests.rs"]
+mod bmp_tests;
