@@ -38,16 +38,6 @@ use interop_tests::*;
 
 const TOR_AS: u32 = 65000;
 
-/// The node's kernel routes of Tabby's protocol for `prefix`, with their metrics.
-fn metrics_of(lab: &Lab, ns: &Ns, prefix: ipnet::IpNet) -> Result<Vec<Option<u32>>> {
-    Ok(lab
-        .kernel_routes_proto(ns, TABBY_PROTO)?
-        .into_iter()
-        .filter(|r| r.dst == prefix)
-        .map(|r| r.metric)
-        .collect())
-}
-
 /// The ToR's route for `prefix` from node-1 and its BGP next hops.
 fn tor_next_hops(bird: &Bird, prefix: ipnet::IpNet) -> Result<Vec<IpAddr>> {
     let rs = bird.routes_for(prefix)?;

@@ -28,16 +28,6 @@ use anyhow::{Result, anyhow, ensure};
 use fixtures::*;
 use interop_tests::*;
 
-/// The metrics of Tabby's kernel routes for `prefix` in `ns`.
-fn metrics_of(lab: &Lab, ns: &Ns, prefix: ipnet::IpNet) -> Result<Vec<Option<u32>>> {
-    Ok(lab
-        .kernel_routes_proto(ns, TABBY_PROTO)?
-        .into_iter()
-        .filter(|r| r.dst == prefix)
-        .map(|r| r.metric)
-        .collect())
-}
-
 /// BIRD's LOCAL_PREF for `prefix` from node-1, if it has the route.
 fn bird_local_pref(bird: &Bird, prefix: ipnet::IpNet) -> Result<Option<u32>> {
     Ok(bird
