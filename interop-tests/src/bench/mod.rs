@@ -33,5 +33,5 @@ pub mod scenario;
 
 pub use anchors::Dut;
 pub use generator::{GenOutcome, Load, Phase, SessionSpec};
-pub use report::{Row, table};
+pub use report::{Row, table, table_staged};
 pub use scenario::{RunOpts, RunResult, Shape, Unavailable, run_once};

@@ -179,6 +179,98 @@ pub fn table(title: &str, rows: &[Row]) -> String {
     o
 }
 
+/// The table for a load with a withdrawal stage (the full table): each
+/// phase's time and the daemon's CPU over that phase, with ratios to the
+/// best anchor.
+pub fn table_staged(title: &str, rows: &[Row]) -> String {
+    let time = |r: &Row, f: &dyn Fn(&RunResult) -> Option<Phase>| -> Option<f64> {
+        match phase_cell(&r.runs.iter().map(f).collect::<Vec<_>>()) {
+            Cell::Times(m, ..) => Some(m),
+            _ => None,
+        }
+    };
+    let conv = |r: &Row| time(r, &|x| x.converge);
+    let wd = |r: &Row| time(r, &|x| x.withdraw);
+    let ccpu = |r: &Row| conv(r).and(median(r.runs.iter().filter_map(|x| x.converge_cpu)));
+    let wcpu = |r: &Row| wd(r).and(median(r.runs.iter().filter_map(|x| x.withdraw_cpu)));
+    let rss = |r: &Row| conv(r).and(median(r.runs.iter().map(|x| x.daemon_rss_mib)));
+    let best = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
+        rows.iter()
+            .filter(|r| r.dut.is_anchor() && !r.runs.is_empty())
+            .filter_map(f)
+            .min_by(f64::total_cmp)
+    };
+    let b = [best(&conv), best(&ccpu), best(&wd), best(&wcpu), best(&rss)];
+    let mut o = String::new();
+    let _ = writeln!(o, "### {title}\n");
+    o.push_str("| daemon | runs | established (s) | converged (s) | × best | CPU (s) | × best | all withdrawn (s) | × best | CPU (s) | × best | peak RSS (MiB) | × best | generator CPU (s) | host load |\n");
+    o.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        if r.runs.is_empty() {
+            let _ = writeln!(
+                o,
+                "| {} | 0/{} | not measured: {} | | | | | | | | | | | | |",
+                r.dut.name(),
+                r.requested,
+                r.note
+                    .as_deref()
+                    .unwrap_or("no run")
+                    .replace('|', "/")
+                    .replace('\n', " ")
+            );
+            continue;
+        }
+        let n = r.runs.len();
+        let cells = |f: &dyn Fn(&RunResult) -> Option<Phase>, what: &str| {
+            cell_text(
+                &phase_cell(&r.runs.iter().map(f).collect::<Vec<_>>()),
+                n,
+                what,
+            )
+        };
+        let cpu_text = |v: Vec<f64>| {
+            spread(&v)
+                .map(|(m, lo, hi)| fmt_spread(m, lo, hi, v.len()))
+                .unwrap_or_else(|| "—".into())
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {n}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.dut.name(),
+            r.requested,
+            cells(&|x| Some(x.establish), "established"),
+            cells(&|x| x.converge, "clients done"),
+            ratio(conv(r), b[0]),
+            cpu_text(r.runs.iter().filter_map(|x| x.converge_cpu).collect()),
+            ratio(ccpu(r), b[1]),
+            cells(&|x| x.withdraw, "clients done"),
+            ratio(wd(r), b[2]),
+            cpu_text(r.runs.iter().filter_map(|x| x.withdraw_cpu).collect()),
+            ratio(wcpu(r), b[3]),
+            median(r.runs.iter().map(|x| x.daemon_rss_mib))
+                .map(|m| format!("{m:.0}"))
+                .unwrap_or_default(),
+            ratio(rss(r), b[4]),
+            cpu_text(r.runs.iter().map(|x| x.gen_cpu).collect()),
+            median(r.runs.iter().map(|x| x.host_load))
+                .map(|l| format!("{l:.1}"))
+                .unwrap_or_default(),
+        );
+    }
+    let notes: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.runs.is_empty())
+        .filter_map(|r| r.note.as_ref().map(|n| format!("- {}: {n}", r.dut.name())))
+        .collect();
+    if !notes.is_empty() {
+        o.push('\n');
+        for n in notes {
+            let _ = writeln!(o, "{n}");
+        }
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +291,9 @@ mod tests {
             gen_cpu: 0.1,
             observers: vec![],
             host_load: 1.0,
+            withdraw: None,
+            converge_cpu: None,
+            withdraw_cpu: None,
         }
     }
 
@@ -239,5 +334,46 @@ mod tests {
         );
         assert!(t.contains("not measured: tabbyd not available: x"), "{t}");
         assert!(t.contains("- GoBGP: stopped after a timeout"), "{t}");
+    }
+
+    #[test]
+    fn staged_table_has_both_phases_and_their_cpu() {
+        let staged = |conv: f64, wd: Option<f64>, c: f64| RunResult {
+            withdraw: Some(match wd {
+                Some(s) => Phase::Done(Duration::from_secs_f64(s)),
+                None => Phase::TimedOut {
+                    limit: Duration::from_secs(60),
+                    done: 2,
+                    of: 9,
+                },
+            }),
+            converge_cpu: Some(c),
+            withdraw_cpu: Some(c / 2.0),
+            ..run(Some(conv), c, 40.0)
+        };
+        let rows = vec![
+            Row {
+                dut: Dut::Bird2,
+                runs: vec![staged(4.0, Some(2.0), 4.0), staged(6.0, Some(3.0), 6.0)],
+                requested: 2,
+                note: None,
+            },
+            Row {
+                dut: Dut::Tabby,
+                runs: vec![staged(0.5, Some(0.25), 0.5), staged(0.5, Some(0.25), 0.5)],
+                requested: 2,
+                note: None,
+            },
+            Row {
+                dut: Dut::Frr,
+                runs: vec![staged(8.0, None, 9.0)],
+                requested: 2,
+                note: None,
+            },
+        ];
+        let t = table_staged("t", &rows);
+        assert!(t.contains("| BIRD 2 | 2/2 | 0.50 (0.50–0.50) | 5.00 (4.00–6.00) | 1.00× | 5.00 (4.00–6.00) | 1.00× | 2.50 (2.00–3.00) | 1.00× | 2.50 (2.00–3.00) | 1.00× | 40 | 1.00× |"), "{t}");
+        assert!(t.contains("| Tabby (tabbyd) | 2/2 | 0.50 (0.50–0.50) | 0.50 (0.50–0.50) | 0.10× | 0.50 (0.50–0.50) | 0.10× | 0.25 (0.25–0.25) | 0.10× | 0.25 (0.25–0.25) | 0.10× | 40 | 1.00× |"), "{t}");
+        assert!(t.contains("> 60 s (2/9 clients done)"), "{t}");
     }
 }

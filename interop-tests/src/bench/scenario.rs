@@ -28,6 +28,16 @@ pub enum Shape {
     /// (b) `peers` non-client iBGP peers of the reflector's cluster announce
     /// `prefixes` distinct /30s each; one client observes all of them.
     Ingest { peers: usize, prefixes: usize },
+    /// A full table through the reflector: one client announces `prefixes`
+    /// distinct /28s under `attr_sets` attribute sets, reflected to
+    /// `clients` other clients, then withdraws them all. `observers` of
+    /// them decode; every other one counts what it is sent.
+    FullTable {
+        clients: usize,
+        prefixes: usize,
+        attr_sets: usize,
+        observers: usize,
+    },
 }
 
 impl Shape {
@@ -36,6 +46,7 @@ impl Shape {
         match *self {
             Shape::Fanout { clients, .. } => clients,
             Shape::Ingest { peers, .. } => peers + 1,
+            Shape::FullTable { clients, .. } => clients + 1,
         }
     }
 
@@ -46,6 +57,11 @@ impl Shape {
             Shape::Ingest { peers, prefixes } => {
                 format!("(b) ingest and reflect, {peers} peers × {prefixes} prefixes → 1 client")
             }
+            Shape::FullTable {
+                clients, prefixes, ..
+            } => format!(
+                "(e) full table through the reflector, {prefixes} prefixes → {clients} clients"
+            ),
         }
     }
 
@@ -61,6 +77,16 @@ impl Shape {
             Shape::Ingest { peers, prefixes } => format!(
                 "{peers} iBGP peers inside the reflector's cluster (non-clients) each announce {prefixes} distinct /30s from 100.64.0.0/10, packed into full 4096-octet UPDATEs; one reflector client must receive all {}.",
                 peers * prefixes
+            ),
+            Shape::FullTable {
+                clients,
+                prefixes,
+                attr_sets,
+                observers,
+            } => format!(
+                "One iBGP reflector client announces {prefixes} distinct /28s from 100.64.0.0/10 under {attr_sets} attribute sets (AS_PATHs of one to five private ASNs, ORIGIN IGP or INCOMPLETE, MED on half, one to three communities, LOCAL_PREF 100), packed into full 4096-octet UPDATEs, one run per set; the reflector must send all of them to {clients} other clients: {} route deliveries. *Converged*: every one of the {clients} clients was sent every prefix ({} spread observers decode each UPDATE and hold every prefix; the others count the prefixes by walking the UPDATEs' framing). Then the source withdraws everything; *withdrawn*: every observer holds nothing and every other client counted as many withdrawals. Each phase's CPU is the daemon's over that phase alone.",
+                clients * prefixes,
+                observers.clamp(1, clients)
             ),
         }
     }
@@ -107,6 +133,9 @@ impl Shape {
                         asn: ASN,
                         announce: blocks(c)?,
                         expect,
+                        attr_sets: 1,
+                        withdraw_after: false,
+                        count: None,
                     });
                 }
                 let peers = sessions
@@ -139,6 +168,9 @@ impl Shape {
                         asn: ASN,
                         announce: mine,
                         expect: None,
+                        attr_sets: 1,
+                        withdraw_after: false,
+                        count: None,
                     });
                 }
                 let obs = *addrs.get(peers).context("no address for the observer")?;
@@ -147,6 +179,9 @@ impl Shape {
                     asn: ASN,
                     announce: vec![],
                     expect: Some(all),
+                    attr_sets: 1,
+                    withdraw_after: false,
+                    count: None,
                 });
                 let roles = sessions
                     .iter()
@@ -157,6 +192,64 @@ impl Shape {
                     })
                     .collect();
                 Ok((sessions, roles))
+            }
+            Shape::FullTable {
+                clients,
+                prefixes,
+                attr_sets,
+                observers,
+            } => {
+                ensure!(
+                    clients >= 1 && prefixes >= 1,
+                    "the full table needs clients and prefixes"
+                );
+                ensure!(
+                    prefixes as u64 * 16 <= PREFIX_SPACE,
+                    "{prefixes} /28s do not fit 100.64.0.0/10"
+                );
+                let table: Vec<Ipv4Net> = (0..prefixes)
+                    .map(|i| prefix(i as u64 * 16, 28))
+                    .collect::<Result<_>>()?;
+                let k = observers.clamp(1, clients);
+                let obs: Vec<usize> = (0..k)
+                    .map(|j| {
+                        if k == 1 {
+                            0
+                        } else {
+                            j * (clients - 1) / (k - 1)
+                        }
+                    })
+                    .collect();
+                let mut sessions = Vec::with_capacity(clients + 1);
+                sessions.push(SessionSpec {
+                    source: addrs[0],
+                    asn: ASN,
+                    announce: table.clone(),
+                    expect: None,
+                    attr_sets,
+                    withdraw_after: true,
+                    count: None,
+                });
+                for (c, &addr) in addrs[1..=clients].iter().enumerate() {
+                    let observer = obs.contains(&c);
+                    sessions.push(SessionSpec {
+                        source: addr,
+                        asn: ASN,
+                        announce: vec![],
+                        expect: observer.then(|| table.clone()),
+                        attr_sets: 1,
+                        withdraw_after: false,
+                        count: (!observer).then_some(prefixes),
+                    });
+                }
+                let peers = sessions
+                    .iter()
+                    .map(|s| Peer {
+                        addr: s.source,
+                        client: true,
+                    })
+                    .collect();
+                Ok((sessions, peers))
             }
         }
     }
@@ -200,6 +293,11 @@ pub struct RunResult {
     /// The host's 1-minute load average when the run started: the machine
     /// may be shared, and a busy one slows every daemon alike.
     pub host_load: f64,
+    /// A load with withdrawals: until everything was withdrawn everywhere.
+    pub withdraw: Option<Phase>,
+    /// Daemon CPU seconds over the converge phase alone, and the withdraw phase.
+    pub converge_cpu: Option<f64>,
+    pub withdraw_cpu: Option<f64>,
 }
 
 /// The 1-minute load average (`/proc/loadavg`), 0 if unreadable.
@@ -251,6 +349,7 @@ pub fn run_once(dut: Dut, shape: Shape, opts: &RunOpts) -> Result<RunResult> {
         }
         return Err(e.context(format!("starting {}", dut.name())));
     }
+    let dut_pid = lab.pid("dut")?;
     let load = Load {
         target: SocketAddr::new(IpAddr::V4(me.v4), 179),
         daemon_asn: ASN,
@@ -260,6 +359,7 @@ pub fn run_once(dut: Dut, shape: Shape, opts: &RunOpts) -> Result<RunResult> {
         connect_burst: opts.connect_burst,
         establish_timeout: opts.establish_timeout,
         converge_timeout: opts.converge_timeout,
+        daemon_pid: Some(dut_pid),
     };
     let host_load = load_average();
     let d0 = lab.stats("dut")?;
@@ -272,13 +372,21 @@ pub fn run_once(dut: Dut, shape: Shape, opts: &RunOpts) -> Result<RunResult> {
         .with_context(|| format!("{} died during the run", dut.name()))?;
     let d1 = lab.stats("dut")?;
     let out = out?;
-    if let Some(Phase::Done(_)) = out.converge {
-        // The generator's own check, stated again for the report's sake.
-        for (h, e) in out.observer_held.iter().zip(&out.observer_expected) {
-            if h != e {
-                bail!("an observer holds {h} of {e} prefixes after convergence");
+    // The generator's own checks, stated again for the report's sake.
+    match (out.converge, out.withdraw) {
+        (_, Some(Phase::Done(_))) => {
+            if let Some(h) = out.observer_held.iter().find(|&&h| h != 0) {
+                bail!("an observer still holds {h} prefixes after the withdrawal");
             }
         }
+        (Some(Phase::Done(_)), None) => {
+            for (h, e) in out.observer_held.iter().zip(&out.observer_expected) {
+                if h != e {
+                    bail!("an observer holds {h} of {e} prefixes after convergence");
+                }
+            }
+        }
+        _ => {}
     }
     Ok(RunResult {
         establish: out.establish,
@@ -293,6 +401,9 @@ pub fn run_once(dut: Dut, shape: Shape, opts: &RunOpts) -> Result<RunResult> {
             .zip(out.observer_expected.iter().copied())
             .collect(),
         host_load,
+        withdraw: out.withdraw,
+        converge_cpu: out.converge_cpu,
+        withdraw_cpu: out.withdraw_cpu,
     })
 }
 
@@ -341,6 +452,31 @@ mod tests {
         let uniq: std::collections::HashSet<_> = e.iter().collect();
         assert_eq!(uniq.len(), 15);
         assert_eq!(s[2].announce[4].to_string(), "100.64.0.56/30");
+    }
+
+    #[test]
+    fn full_table_goes_from_one_client_to_every_other() {
+        let (s, p) = Shape::FullTable {
+            clients: 10,
+            prefixes: 50,
+            attr_sets: 3,
+            observers: 2,
+        }
+        .build(&addrs(11))
+        .unwrap();
+        assert_eq!(s.len(), 11);
+        assert!(p.iter().all(|p| p.client));
+        assert_eq!(s[0].announce.len(), 50);
+        assert!(s[0].withdraw_after && s[0].attr_sets == 3);
+        assert_eq!(s[0].announce[1].to_string(), "100.64.0.16/28");
+        let observers: Vec<usize> = (1..11).filter(|&i| s[i].expect.is_some()).collect();
+        assert_eq!(observers, [1, 10]);
+        assert!(
+            (1..11)
+                .filter(|i| !observers.contains(i))
+                .all(|i| s[i].count == Some(50) && s[i].announce.is_empty())
+        );
+        assert_eq!(s[10].expect.as_ref().unwrap(), &s[0].announce);
     }
 
     #[test]

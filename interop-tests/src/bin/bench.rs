@@ -6,6 +6,7 @@
 //! cargo run --release -p interop-tests --bin bench -- --with-2000  # (a) at 2000 clients too
 //! cargo run --release -p interop-tests --bin bench -- --scenario fanout --clients 500 --daemons bird2,frr --reps 3
 //! cargo run --release -p interop-tests --bin bench -- --scenario e2e --reps 5  # (d) API → peer's kernel
+//! cargo run --release -p interop-tests --bin bench -- --scenario full-table  # (e) 100k prefixes → 1000 clients
 //! cargo run --release -p interop-tests --bin bench -- --scenario api --reps 5  # bulk AnnounceRoutes, WatchRoutes
 //! cargo run --release -p interop-tests --bin bench -- --scenario fib  # (c) kernel FIB vs ip -batch, BIRD 2
 //! cargo run --release -p interop-tests --bin bench -- --scenario fib --fib-v4 100000,1000000 --fib-v6 0
@@ -32,7 +33,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use interop_tests::bench::{
-    Dut, Phase, Row, RunOpts, Shape, Unavailable, api, bfd, bfd_gen, e2e, fib, kdd, run_once, table,
+    Dut, Phase, Row, RunOpts, Shape, Unavailable, api, bfd, bfd_gen, e2e, fib, kdd, run_once,
+    table, table_staged,
 };
 use interop_tests::{Need, preflight};
 
@@ -42,6 +44,9 @@ enum Scenario {
     Fanout,
     /// (b) ingest and reflect.
     Ingest,
+    /// (e) a full table through the reflector: one client's 100,000
+    /// prefixes to 1,000 clients, then withdrawn (not part of `all`).
+    FullTable,
     /// (d) end to end: AnnounceRoutes on node A → route in node B's kernel.
     E2e,
     /// The API under load: one AnnounceRoutes with many routes, WatchRoutes
@@ -82,6 +87,15 @@ struct Args {
     /// Prefixes per peer in (b).
     #[arg(long, default_value_t = 100_000)]
     ingest_prefixes: usize,
+    /// Reflector clients receiving the full table in (e).
+    #[arg(long, default_value_t = 1000)]
+    full_clients: usize,
+    /// Prefixes of the full table in (e).
+    #[arg(long, default_value_t = 100_000)]
+    full_prefixes: usize,
+    /// Distinct attribute sets of the full table in (e).
+    #[arg(long, default_value_t = 300)]
+    full_attr_sets: usize,
     /// Announcements per run in (d).
     #[arg(long, default_value_t = 1000)]
     announcements: usize,
@@ -223,6 +237,17 @@ fn main() -> Result<()> {
             }],
         ));
     }
+    if args.scenario == Scenario::FullTable {
+        files.push((
+            "fulltable",
+            vec![Shape::FullTable {
+                clients: args.full_clients,
+                prefixes: args.full_prefixes,
+                attr_sets: args.full_attr_sets,
+                observers: args.observers,
+            }],
+        ));
+    }
     for (name, shapes) in files {
         let mut doc = header.clone();
         for shape in shapes {
@@ -230,7 +255,10 @@ fn main() -> Result<()> {
                 .iter()
                 .map(|&d| measure(d, shape, &args, &opts))
                 .collect();
-            let t = table(&shape.title(), &rows);
+            let t = match shape {
+                Shape::FullTable { .. } => table_staged(&shape.title(), &rows),
+                _ => table(&shape.title(), &rows),
+            };
             println!("{t}");
             doc.push_str(&t);
             doc.push('\n');
@@ -504,9 +532,14 @@ fn measure(dut: Dut, shape: Shape, args: &Args, opts: &RunOpts) -> Row {
         match run_once(dut, shape, opts) {
             Ok(r) => {
                 let timed_out = matches!(r.establish, Phase::TimedOut { .. })
-                    || matches!(r.converge, Some(Phase::TimedOut { .. }));
+                    || matches!(r.converge, Some(Phase::TimedOut { .. }))
+                    || matches!(r.withdraw, Some(Phase::TimedOut { .. }));
+                let withdrawn = match r.withdraw {
+                    Some(p) => format!(" withdrawn {}", phase_text(Some(p))),
+                    None => String::new(),
+                };
                 eprintln!(
-                    "  established {} converged {} daemon CPU {:.2} s peak RSS {:.0} MiB generator CPU {:.2} s",
+                    "  established {} converged {}{withdrawn} daemon CPU {:.2} s peak RSS {:.0} MiB generator CPU {:.2} s",
                     phase_text(Some(r.establish)),
                     phase_text(r.converge),
                     r.daemon_cpu,
