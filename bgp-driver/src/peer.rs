@@ -12,12 +12,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, debug, info_span, warn};
 
-use tabby_bgp::fsm::{Action, ConnectionId, Event, Session};
-use tabby_bgp::message::Update;
+use tabby_bgp::fsm::{Action, ConnectionId, Event, Session, SessionConfig};
+use tabby_bgp::message::{Open, Update};
 use tabby_bgp::notification::Cease;
 
 use crate::conn::{self, COALESCE_BUFFERS, COALESCE_OCTETS, Conn, NetEvent, Read, Transport};
-use crate::speaker::{PeerCommand, PeerConfig, PeerEvent, PeerStatus};
+use crate::speaker::{PeerCommand, PeerEvent, PeerStatus};
 
 /// Events held for a daemon that is not reading; then reads pause. Small:
 /// one UPDATE event holds up to 4 KiB of parsed routes, and what waits in
@@ -139,16 +139,16 @@ enum Ready {
 /// state once, where an `async fn` would also keep its arguments, and a
 /// reflector runs thousands of these.
 pub(crate) fn run<T: Copy + Send + Sync + 'static>(
-    cfg: PeerConfig,
+    transport: Transport,
+    (session, open): (Arc<SessionConfig>, Arc<Open>),
     (ctl_tx, ctl_rx): Control,
     mut commands: Commands,
     events_tx: Sink<T>,
     status: Option<tokio::sync::watch::Sender<PeerStatus>>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let span = info_span!("peer", remote = %cfg.remote);
-    let (transport, session) = Transport::split(cfg);
+    let span = info_span!("peer", remote = %transport.remote);
     let mut p = Peer {
-        session: Session::new(session),
+        session: Session::shared(session, open),
         transport,
         conns: Vec::new(),
         connecting: Vec::new(),

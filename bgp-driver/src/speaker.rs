@@ -1,10 +1,10 @@
 //! The listener shared by all peers, what a peer is configured with, and
 //! the commands and events the daemon exchanges with each peer task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use tabby_bgp::fsm::{Down, SessionConfig, SessionStats, State};
-use tabby_bgp::message::{RouteRefresh, Update};
+use tabby_bgp::fsm::{Down, SessionConfig, SessionStats, State, local_open};
+use tabby_bgp::message::{Open, RouteRefresh, Update};
 use tabby_bgp::negotiated::Negotiated;
 use tabby_bgp::types::Family;
 
@@ -171,16 +171,42 @@ struct Session {
 /// The sessions to one address, by the remote port they connect to.
 /// Usually one; a peer that runs several speakers on different ports (two
 /// Calico BGPPeers for `198.51.100.1:150` and `198.51.100.1:166`) has more.
+/// A vector sorted by port, not a map: a map's first node holds room for
+/// eleven, and a reflector has thousands of addresses with one session.
 #[derive(Debug, Default)]
 struct PeerSlot {
-    sessions: BTreeMap<u16, Session>,
+    sessions: Vec<(u16, Session)>,
 }
 
 impl PeerSlot {
     /// The TCP-MD5 key the listeners carry for this address: one per
     /// address in the kernel, so the lowest port's that has one.
     fn md5(&self) -> Option<&str> {
-        self.sessions.values().find_map(|s| s.md5.as_deref())
+        self.sessions.iter().find_map(|(_, s)| s.md5.as_deref())
+    }
+
+    fn position(&self, port: u16) -> Result<usize, usize> {
+        self.sessions.binary_search_by_key(&port, |(p, _)| *p)
+    }
+
+    fn contains(&self, port: u16) -> bool {
+        self.position(port).is_ok()
+    }
+
+    fn insert(&mut self, port: u16, session: Session) {
+        match self.position(port) {
+            Ok(i) => self.sessions[i].1 = session,
+            Err(i) => {
+                // Usually the only one: no spare room.
+                self.sessions.reserve_exact(1);
+                self.sessions.insert(i, (port, session));
+            }
+        }
+    }
+
+    fn remove(&mut self, port: u16) -> Option<Session> {
+        let i = self.position(port).ok()?;
+        Some(self.sessions.remove(i).1)
     }
 
     /// Who takes a connection that arrived on our `local_port`. A TCP
@@ -192,13 +218,19 @@ impl PeerSlot {
     /// connection to the first protocol with that neighbor address. The
     /// other sessions to the address connect out only.
     fn for_local_port(&self, local_port: u16) -> Option<&Session> {
-        self.sessions
-            .get(&local_port)
-            .or_else(|| self.sessions.values().next())
+        let at = self.position(local_port).unwrap_or(0);
+        self.sessions.get(at).map(|(_, s)| s)
     }
 }
 
 type Peers = Arc<Mutex<HashMap<IpAddr, PeerSlot>>>;
+
+/// A configuration in use and its OPEN, while some peer runs it.
+#[derive(Debug)]
+struct Shared {
+    cfg: Weak<SessionConfig>,
+    open: Weak<Open>,
+}
 
 /// The listening sockets and the table that routes accepted connections to
 /// peers.
@@ -212,6 +244,10 @@ pub struct Speaker {
     peers: Peers,
     /// Locked after `peers` where both are.
     listeners: Mutex<Vec<Listener>>,
+    /// The session configurations in use and the OPEN each sends, one per
+    /// distinct configuration: a reflector's thousands of clients of one
+    /// configuration share them.
+    configs: Mutex<Vec<Shared>>,
 }
 
 impl Speaker {
@@ -220,6 +256,7 @@ impl Speaker {
         let s = Speaker {
             peers: Arc::default(),
             listeners: Mutex::new(Vec::new()),
+            configs: Mutex::new(Vec::new()),
         };
         s.listen(cfg)?;
         Ok(s)
@@ -272,8 +309,10 @@ impl Speaker {
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let (status_tx, status) = tokio::sync::watch::channel(PeerStatus::default());
+        let (transport, session) = conn::Transport::split(cfg);
         let task = tokio::spawn(peer::run(
-            cfg,
+            transport,
+            self.shared(session),
             control,
             peer::Commands::Bounded(cmd_rx),
             peer::Sink::<()>::Own(ev_tx),
@@ -303,8 +342,10 @@ impl Speaker {
     {
         let (remote, control) = self.register(&cfg)?;
         let (cmd_tx, cmd_rx) = flume::unbounded();
+        let (transport, session) = conn::Transport::split(cfg);
         let task = tokio::spawn(peer::run(
-            cfg,
+            transport,
+            self.shared(session),
             control,
             peer::Commands::Unbounded(cmd_rx),
             peer::Sink::Tagged(tag, events),
@@ -317,6 +358,27 @@ impl Speaker {
         })
     }
 
+    /// `cfg` and the OPEN it sends, shared with the peers already running
+    /// the same configuration.
+    fn shared(&self, cfg: SessionConfig) -> (Arc<SessionConfig>, Arc<Open>) {
+        let mut configs = self.configs.lock().unwrap_or_else(PoisonError::into_inner);
+        configs.retain(|s| s.cfg.strong_count() > 0);
+        for s in configs.iter() {
+            if let (Some(c), Some(o)) = (s.cfg.upgrade(), s.open.upgrade())
+                && *c == cfg
+            {
+                return (c, o);
+            }
+        }
+        let open = Arc::new(local_open(&cfg));
+        let cfg = Arc::new(cfg);
+        configs.push(Shared {
+            cfg: Arc::downgrade(&cfg),
+            open: Arc::downgrade(&open),
+        });
+        (cfg, open)
+    }
+
     /// Checks the configuration and takes the listener slot for its
     /// address and remote port.
     fn register(&self, cfg: &PeerConfig) -> io::Result<(IpAddr, peer::Control)> {
@@ -327,7 +389,7 @@ impl Speaker {
         let (in_tx, in_rx) = flume::unbounded();
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = peers.entry(remote).or_default();
-        if slot.sessions.contains_key(&cfg.remote_port) {
+        if slot.contains(cfg.remote_port) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!(
@@ -336,7 +398,7 @@ impl Speaker {
                 ),
             ));
         }
-        slot.sessions.insert(
+        slot.insert(
             cfg.remote_port,
             Session {
                 incoming: in_tx.clone(),
@@ -352,7 +414,7 @@ impl Speaker {
             {
                 if let Err(e) = sockopt::set_tcp_md5(l.socket.as_ref(), remote, Some(pw.as_bytes()))
                 {
-                    slot.sessions.remove(&cfg.remote_port);
+                    slot.remove(cfg.remote_port);
                     if slot.sessions.is_empty() {
                         peers.remove(&remote);
                     }
@@ -374,7 +436,7 @@ impl Speaker {
             return;
         };
         let before = slot.md5().map(str::to_owned);
-        if slot.sessions.remove(&remote_port).is_none() {
+        if slot.remove(remote_port).is_none() {
             return;
         }
         let after = slot.md5().map(str::to_owned);
@@ -438,5 +500,65 @@ fn hand_over(table: &HashMap<IpAddr, PeerSlot>, stream: TcpStream, from: SocketA
             }
         }
         None => debug!(%from, "connection from an unknown address closed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use tabby_bgp::Asn;
+    use tabby_bgp::fsm::PeerAs;
+
+    use super::*;
+
+    fn cfg(hold: u16) -> SessionConfig {
+        let mut c = SessionConfig::new(Asn(64512), PeerAs::Internal, Ipv4Addr::new(198, 18, 0, 1));
+        c.hold_time = hold;
+        c
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn peers_of_one_configuration_share_it_and_its_open() {
+        let sp = Speaker::bind(&ListenConfig { addrs: vec![] }).expect("speaker");
+        let (c1, o1) = sp.shared(cfg(90));
+        let (c2, o2) = sp.shared(cfg(90));
+        assert!(Arc::ptr_eq(&c1, &c2) && Arc::ptr_eq(&o1, &o2));
+        assert_eq!(*o1, local_open(&cfg(90)));
+        let (c3, o3) = sp.shared(cfg(30));
+        assert!(!Arc::ptr_eq(&c1, &c3) && !Arc::ptr_eq(&o1, &o3));
+        assert_eq!(o3.hold_time, 30);
+        // Once no peer runs a configuration, it is forgotten.
+        drop((c3, o3));
+        let _ = sp.shared(cfg(90));
+        assert_eq!(sp.configs.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_address_keeps_its_sessions_sorted_by_port() {
+        let (tx, _rx) = flume::unbounded();
+        let s = |md5: Option<&str>| Session {
+            incoming: tx.clone(),
+            md5: md5.map(str::to_owned),
+        };
+        let mut slot = PeerSlot::default();
+        slot.insert(179, s(None));
+        slot.insert(150, s(Some("k")));
+        slot.insert(166, s(None));
+        let ports: Vec<u16> = slot.sessions.iter().map(|(p, _)| *p).collect();
+        assert_eq!(ports, [150, 166, 179]);
+        assert!(slot.contains(166) && !slot.contains(200));
+        assert_eq!(slot.md5(), Some("k"));
+        // Our port's session takes the connection, else the lowest port's.
+        assert!(std::ptr::eq(
+            slot.for_local_port(179).unwrap(),
+            &slot.sessions[2].1
+        ));
+        assert!(std::ptr::eq(
+            slot.for_local_port(200).unwrap(),
+            &slot.sessions[0].1
+        ));
+        assert!(slot.remove(150).is_some() && slot.remove(150).is_none());
+        assert_eq!(slot.md5(), None);
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::capability::{Capability, GracefulRestart, LlgrFamily, Role};
@@ -55,12 +56,11 @@ pub struct Negotiated {
     pub peer_llgr: Vec<LlgrFamily>,
     /// RFC 9234: the peer's role, when it announced one.
     pub peer_role: Option<Role>,
-    /// Every capability the peer sent, unknown ones included, for operators.
-    pub peer_capabilities: Vec<Capability>,
     /// The OPEN we sent and the one we received, for monitoring (BMP's
-    /// Peer Up carries both, RFC 7854 §4.10).
-    pub local_open: Open,
-    pub peer_open: Open,
+    /// Peer Up carries both, RFC 7854 §4.10). Shared, not copied: a
+    /// reflector's sessions with one configuration send one OPEN.
+    pub local_open: Arc<Open>,
+    pub peer_open: Arc<Open>,
     /// The connection's local and remote socket addresses: filled in by
     /// the I/O driver (the sans-IO session has no sockets).
     pub local_addr: Option<SocketAddr>,
@@ -71,6 +71,20 @@ impl Negotiated {
     /// Intersects our OPEN with the peer's. Both OPENs must already have
     /// passed the checks of RFC 4271 §6.2.
     pub fn new(local: &Open, peer: &Open, keepalive_cfg: Option<u16>) -> Negotiated {
+        Negotiated::sharing(
+            &Arc::new(local.clone()),
+            Arc::new(peer.clone()),
+            keepalive_cfg,
+        )
+    }
+
+    /// [`Negotiated::new`] keeping the OPENs it is given rather than copies.
+    pub fn sharing(
+        local_open: &Arc<Open>,
+        peer_open: Arc<Open>,
+        keepalive_cfg: Option<u16>,
+    ) -> Negotiated {
+        let (local, peer) = (local_open.as_ref(), peer_open.as_ref());
         let local_asn = local.asn();
         let peer_asn = peer.asn();
         let ours = families(local);
@@ -194,12 +208,16 @@ impl Negotiated {
             gr_notification,
             peer_llgr,
             peer_role,
-            peer_capabilities: peer.capabilities.clone(),
-            local_open: local.clone(),
-            peer_open: peer.clone(),
+            local_open: local_open.clone(),
+            peer_open: peer_open.clone(),
             local_addr: None,
             remote_addr: None,
         }
+    }
+
+    /// Every capability the peer sent, unknown ones included, for operators.
+    pub fn peer_capabilities(&self) -> &[Capability] {
+        &self.peer_open.capabilities
     }
 
     /// The codec parameters this session's messages use.

@@ -56,6 +56,7 @@ use crate::notification::Notification;
 use crate::types::Family;
 
 pub use config::{GrConfig, PeerAs, SessionConfig};
+pub use open::local_open;
 pub use session::{MessageCounts, SendError, Session, SessionStats};
 
 /// One TCP connection of a session, named by the session.

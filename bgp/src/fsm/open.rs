@@ -7,8 +7,8 @@ use crate::types::{Afi, Asn, Family};
 
 use super::config::SessionConfig;
 
-/// The OPEN this speaker sends.
-pub(crate) fn local_open(cfg: &SessionConfig) -> Open {
+/// The OPEN a session with `cfg` sends.
+pub fn local_open(cfg: &SessionConfig) -> Open {
     let mut caps: Vec<Capability> = cfg
         .families
         .iter()

@@ -1,6 +1,7 @@
 //! [`Session`]: one peer's state machine.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -125,8 +126,10 @@ impl Conn {
 /// One peer's BGP session, sans IO. See the [module docs](super).
 #[derive(Debug)]
 pub struct Session {
-    cfg: SessionConfig,
-    local_open: Open,
+    /// Both shared with every session of the same configuration
+    /// ([`Session::shared`]).
+    cfg: Arc<SessionConfig>,
+    local_open: Arc<Open>,
     admin_up: bool,
     conns: Vec<Conn>,
     /// Our outbound attempt not yet connected.
@@ -143,8 +146,17 @@ pub struct Session {
 
 impl Session {
     pub fn new(cfg: SessionConfig) -> Session {
+        let open = Arc::new(local_open(&cfg));
+        Session::shared(Arc::new(cfg), open)
+    }
+
+    /// A session of a shared configuration sending `open`, which must be
+    /// [`local_open`]`(&cfg)`: a driver with thousands of peers of one
+    /// configuration keeps one of each.
+    pub fn shared(cfg: Arc<SessionConfig>, open: Arc<Open>) -> Session {
+        debug_assert_eq!(*open, local_open(&cfg), "the OPEN of another configuration");
         Session {
-            local_open: local_open(&cfg),
+            local_open: open,
             idle_hold_next: cfg.idle_hold,
             cfg,
             admin_up: false,
@@ -192,7 +204,13 @@ impl Session {
 
     /// The next action to carry out.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let a = self.actions.pop_front();
+        if a.is_none() && self.actions.capacity() > 0 {
+            // Drained: an idle session keeps no queue (a reflector has
+            // thousands idle between keepalives).
+            self.actions = VecDeque::new();
+        }
+        a
     }
 
     /// When to deliver the next [`Event::Timer`].
@@ -521,7 +539,7 @@ impl Session {
     }
 
     fn send_open(&mut self, now: Instant, id: ConnectionId) {
-        let msg = Message::Open(self.local_open.clone());
+        let msg = Message::Open(Open::clone(&self.local_open));
         if let Some(bytes) = encode(&msg, &CodecCtx::default()) {
             self.push_send(now, id, bytes, true);
         }
@@ -606,7 +624,7 @@ impl Session {
                 Ok(Some(n)) => c.buf.split_to(n).freeze(),
                 Ok(None) => {
                     // A burst grew the buffer; a quiet peer should not keep it.
-                    if c.buf.is_empty() && c.buf.capacity() > 4096 {
+                    if c.buf.is_empty() && c.buf.capacity() > 0 {
                         c.buf = BytesMut::new();
                     }
                     return;
@@ -738,16 +756,16 @@ impl Session {
             self.drop_conn(now, id, DownReason::NotificationSent(n.clone()), Some(n));
             return;
         }
-        let neg = Negotiated::new(&self.local_open, &open, self.cfg.keepalive);
+        let restarted = open.capabilities.iter().any(
+            |c| matches!(c, crate::capability::Capability::GracefulRestart(g) if g.restart_state),
+        );
+        let neg = Negotiated::sharing(&self.local_open, Arc::new(open), self.cfg.keepalive);
         debug!(%id, peer_id = %neg.peer_id, peer_as = %neg.peer_asn, hold = ?neg.hold_time, "OPEN accepted");
         if phase == Phase::DelayOpen {
             // RFC 4271 §8.2.2: OPEN while DelayOpen runs → send ours now.
             self.send_open(now, id);
         }
         let send_hold = self.cfg.send_hold_time(neg.hold_time);
-        let restarted = open.capabilities.iter().any(
-            |c| matches!(c, crate::capability::Capability::GracefulRestart(g) if g.restart_state),
-        );
         let Some(c) = self.conn_mut(id) else { return };
         c.ctx = neg.codec_ctx();
         c.phase = Phase::OpenConfirm;

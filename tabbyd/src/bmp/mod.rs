@@ -44,8 +44,8 @@ pub struct PeerInfo {
     pub add_path: BTreeSet<Family>,
     pub local: SocketAddr,
     pub remote_port: u16,
-    pub sent_open: Open,
-    pub received_open: Open,
+    pub sent_open: Arc<Open>,
+    pub received_open: Arc<Open>,
     pub up_at: Timestamp,
 }
 

@@ -570,7 +570,10 @@ impl Daemon {
     pub(super) fn peer_slot(&self, peer: impl Into<am::PeerRef>) -> Result<&PeerSlot, CoreError> {
         let peer = peer.into();
         let key = self.peer_key(peer)?;
-        self.peers.get(&key).ok_or_else(|| no_peer(peer))
+        self.peers
+            .get(&key)
+            .map(|s| &**s)
+            .ok_or_else(|| no_peer(peer))
     }
 
     /// The session `peer` names: by address and port, or the one session

@@ -181,7 +181,9 @@ pub struct Daemon {
     state: Option<NodeState>,
     rib: Option<Rib>,
     /// By address and port: a peer may run speakers on several ports.
-    peers: BTreeMap<topo::PeerKey, PeerSlot>,
+    /// Boxed: a slot is large, and the map's nodes would otherwise keep
+    /// room for eleven of them each.
+    peers: BTreeMap<topo::PeerKey, Box<PeerSlot>>,
     by_id: HashMap<PeerId, topo::PeerKey>,
     next_id: u32,
     sessions: Box<dyn Sessions>,

@@ -442,7 +442,7 @@ impl Daemon {
         self.by_id.insert(id, key);
         self.peers.insert(
             key,
-            PeerSlot {
+            Box::new(PeerSlot {
                 id,
                 origin,
                 session,
@@ -463,7 +463,7 @@ impl Daemon {
                 bfd_teardown: None,
                 bmp_peer: None,
                 bmp_counts: Default::default(),
-            },
+            }),
         );
         // With BFD asked to be Up first, the session starts when it is.
         if !self.start_bfd(key, now)
