@@ -784,13 +784,7 @@ impl Session {
                     if converged && book.held == 0 && *self.stage.borrow() >= 2 {
                         reached(p, &p.withdrawn, &mut withdrawn);
                     }
-                    if buf.capacity() - buf.len() < 8192 {
-                        buf.reserve(64 * 1024);
-                    }
-                    let n = rd.read_buf(&mut buf).await?;
-                    if n == 0 {
-                        bail!("the daemon closed the session");
-                    }
+                    read_more(&mut rd, &mut buf).await?;
                 }
             }
             _ => match self.spec.count {
@@ -815,13 +809,7 @@ impl Session {
                         if converged && gone >= target {
                             reached(p, &p.withdrawn, &mut withdrawn);
                         }
-                        if buf.capacity() - buf.len() < 8192 {
-                            buf.reserve(64 * 1024);
-                        }
-                        let n = rd.read_buf(&mut buf).await?;
-                        if n == 0 {
-                            bail!("the daemon closed the session");
-                        }
+                        read_more(&mut rd, &mut buf).await?;
                     }
                 }
                 None => {
@@ -837,6 +825,17 @@ impl Session {
             },
         }
     }
+}
+
+/// Reads what the daemon sent next onto `buf`; a closed session is a failure.
+async fn read_more(rd: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut) -> Result<()> {
+    if buf.capacity() - buf.len() < 8192 {
+        buf.reserve(64 * 1024);
+    }
+    if rd.read_buf(buf).await? == 0 {
+        bail!("the daemon closed the session");
+    }
+    Ok(())
 }
 
 async fn read_message(stream: &mut tokio::net::TcpStream, buf: &mut BytesMut) -> Result<Message> {

@@ -100,6 +100,46 @@ fn ratio(v: Option<f64>, best: Option<f64>) -> String {
     }
 }
 
+/// The lowest of `f` over the anchors that ran.
+fn best_anchor(rows: &[Row], f: &dyn Fn(&Row) -> Option<f64>) -> Option<f64> {
+    rows.iter()
+        .filter(|r| r.dut.is_anchor() && !r.runs.is_empty())
+        .filter_map(f)
+        .min_by(f64::total_cmp)
+}
+
+/// The row of a daemon that did not run: why, and `columns` cells in all.
+fn not_measured(o: &mut String, r: &Row, columns: usize) {
+    let why = r
+        .note
+        .as_deref()
+        .unwrap_or("no run")
+        .replace('|', "/")
+        .replace('\n', " ");
+    let _ = writeln!(
+        o,
+        "| {} | 0/{} | not measured: {why} |{}",
+        r.dut.name(),
+        r.requested,
+        " |".repeat(columns - 3)
+    );
+}
+
+/// Each measured daemon's note, as a list below the table.
+fn push_notes(o: &mut String, rows: &[Row]) {
+    let notes: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.runs.is_empty())
+        .filter_map(|r| r.note.as_ref().map(|n| format!("- {}: {n}", r.dut.name())))
+        .collect();
+    if !notes.is_empty() {
+        o.push('\n');
+        for n in notes {
+            let _ = writeln!(o, "{n}");
+        }
+    }
+}
+
 /// The table for one load.
 pub fn table(title: &str, rows: &[Row]) -> String {
     let conv = |r: &Row| -> Option<f64> {
@@ -112,12 +152,7 @@ pub fn table(title: &str, rows: &[Row]) -> String {
     let rss = |r: &Row| median(r.runs.iter().map(|x| x.daemon_rss_mib));
     let done_cpu = |r: &Row| conv(r).and(cpu(r));
     let done_rss = |r: &Row| conv(r).and(rss(r));
-    let best = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
-        rows.iter()
-            .filter(|r| r.dut.is_anchor() && !r.runs.is_empty())
-            .filter_map(f)
-            .min_by(f64::total_cmp)
-    };
+    let best = |f: &dyn Fn(&Row) -> Option<f64>| best_anchor(rows, f);
     let (bc, bcpu, brss) = (best(&conv), best(&done_cpu), best(&done_rss));
     let mut o = String::new();
     let _ = writeln!(o, "### {title}\n");
@@ -125,17 +160,7 @@ pub fn table(title: &str, rows: &[Row]) -> String {
     o.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         if r.runs.is_empty() {
-            let _ = writeln!(
-                o,
-                "| {} | 0/{} | not measured: {} | | | | | | | | |",
-                r.dut.name(),
-                r.requested,
-                r.note
-                    .as_deref()
-                    .unwrap_or("no run")
-                    .replace('|', "/")
-                    .replace('\n', " ")
-            );
+            not_measured(&mut o, r, 11);
             continue;
         }
         let n = r.runs.len();
@@ -165,17 +190,7 @@ pub fn table(title: &str, rows: &[Row]) -> String {
                 .unwrap_or_default(),
         );
     }
-    let notes: Vec<String> = rows
-        .iter()
-        .filter(|r| !r.runs.is_empty())
-        .filter_map(|r| r.note.as_ref().map(|n| format!("- {}: {n}", r.dut.name())))
-        .collect();
-    if !notes.is_empty() {
-        o.push('\n');
-        for n in notes {
-            let _ = writeln!(o, "{n}");
-        }
-    }
+    push_notes(&mut o, rows);
     o
 }
 
@@ -194,12 +209,7 @@ pub fn table_staged(title: &str, rows: &[Row]) -> String {
     let ccpu = |r: &Row| conv(r).and(median(r.runs.iter().filter_map(|x| x.converge_cpu)));
     let wcpu = |r: &Row| wd(r).and(median(r.runs.iter().filter_map(|x| x.withdraw_cpu)));
     let rss = |r: &Row| conv(r).and(median(r.runs.iter().map(|x| x.daemon_rss_mib)));
-    let best = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
-        rows.iter()
-            .filter(|r| r.dut.is_anchor() && !r.runs.is_empty())
-            .filter_map(f)
-            .min_by(f64::total_cmp)
-    };
+    let best = |f: &dyn Fn(&Row) -> Option<f64>| best_anchor(rows, f);
     let b = [best(&conv), best(&ccpu), best(&wd), best(&wcpu), best(&rss)];
     let mut o = String::new();
     let _ = writeln!(o, "### {title}\n");
@@ -207,17 +217,7 @@ pub fn table_staged(title: &str, rows: &[Row]) -> String {
     o.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         if r.runs.is_empty() {
-            let _ = writeln!(
-                o,
-                "| {} | 0/{} | not measured: {} | | | | | | | | | | | | |",
-                r.dut.name(),
-                r.requested,
-                r.note
-                    .as_deref()
-                    .unwrap_or("no run")
-                    .replace('|', "/")
-                    .replace('\n', " ")
-            );
+            not_measured(&mut o, r, 15);
             continue;
         }
         let n = r.runs.len();
@@ -257,17 +257,7 @@ pub fn table_staged(title: &str, rows: &[Row]) -> String {
                 .unwrap_or_default(),
         );
     }
-    let notes: Vec<String> = rows
-        .iter()
-        .filter(|r| !r.runs.is_empty())
-        .filter_map(|r| r.note.as_ref().map(|n| format!("- {}: {n}", r.dut.name())))
-        .collect();
-    if !notes.is_empty() {
-        o.push('\n');
-        for n in notes {
-            let _ = writeln!(o, "{n}");
-        }
-    }
+    push_notes(&mut o, rows);
     o
 }
 

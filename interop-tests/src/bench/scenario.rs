@@ -106,17 +106,7 @@ impl Shape {
                         .map(|k| prefix((c * 4 + k) as u64 * 64, 26))
                         .collect()
                 };
-                let k = observers.clamp(1, clients);
-                // Spread over the range: first, last and evenly between.
-                let obs: Vec<usize> = (0..k)
-                    .map(|j| {
-                        if k == 1 {
-                            0
-                        } else {
-                            j * (clients - 1) / (k - 1)
-                        }
-                    })
-                    .collect();
+                let obs = spread(observers, clients);
                 let mut sessions = Vec::with_capacity(clients);
                 for (c, &addr) in addrs.iter().take(clients).enumerate() {
                     let expect = if obs.contains(&c) {
@@ -138,13 +128,7 @@ impl Shape {
                         count: None,
                     });
                 }
-                let peers = sessions
-                    .iter()
-                    .map(|s| Peer {
-                        addr: s.source,
-                        client: true,
-                    })
-                    .collect();
+                let peers = all_clients(&sessions);
                 Ok((sessions, peers))
             }
             Shape::Ingest { peers, prefixes } => {
@@ -210,16 +194,7 @@ impl Shape {
                 let table: Vec<Ipv4Net> = (0..prefixes)
                     .map(|i| prefix(i as u64 * 16, 28))
                     .collect::<Result<_>>()?;
-                let k = observers.clamp(1, clients);
-                let obs: Vec<usize> = (0..k)
-                    .map(|j| {
-                        if k == 1 {
-                            0
-                        } else {
-                            j * (clients - 1) / (k - 1)
-                        }
-                    })
-                    .collect();
+                let obs = spread(observers, clients);
                 let mut sessions = Vec::with_capacity(clients + 1);
                 sessions.push(SessionSpec {
                     source: addrs[0],
@@ -242,17 +217,31 @@ impl Shape {
                         count: (!observer).then_some(prefixes),
                     });
                 }
-                let peers = sessions
-                    .iter()
-                    .map(|s| Peer {
-                        addr: s.source,
-                        client: true,
-                    })
-                    .collect();
+                let peers = all_clients(&sessions);
                 Ok((sessions, peers))
             }
         }
     }
+}
+
+/// Every session a reflector client.
+fn all_clients(sessions: &[SessionSpec]) -> Vec<Peer> {
+    sessions
+        .iter()
+        .map(|s| Peer {
+            addr: s.source,
+            client: true,
+        })
+        .collect()
+}
+
+/// `k` of `n` indices (at least one, at most all) spread over the range:
+/// first, last and evenly between.
+fn spread(k: usize, n: usize) -> Vec<usize> {
+    let k = k.clamp(1, n);
+    (0..k)
+        .map(|j| if k == 1 { 0 } else { j * (n - 1) / (k - 1) })
+        .collect()
 }
 
 fn prefix(offset: u64, len: u8) -> Result<Ipv4Net> {
