@@ -282,11 +282,15 @@ pub fn parse_routes(json: &str) -> Result<Vec<FrrPath>> {
 impl Frr {
     /// Runs one vtysh command against this bgpd.
     pub fn vtysh(&self, command: &str) -> Result<String> {
+        self.vtysh_within(command, CMD_TIMEOUT)
+    }
+
+    fn vtysh_within(&self, command: &str, limit: Duration) -> Result<String> {
         let dir = self.vty_dir.display().to_string();
         cmd::run_ok(
             "vtysh",
             &["--vty_socket", &dir, "-d", "bgpd", "-c", command],
-            CMD_TIMEOUT,
+            limit,
         )
         .with_context(|| format!("vtysh of {}", self.label))
     }
@@ -351,7 +355,16 @@ impl Lab {
             conf: path,
             vty_dir,
         };
-        self.wait_ready(label, Duration::from_secs(10), || f.summary())?;
+        // bgpd reads its whole configuration before it answers: thousands
+        // of neighbours (the benchmark's reflector) take it seconds.
+        let neighbors = conf
+            .lines()
+            .filter(|l| l.trim_start().starts_with("neighbor "))
+            .count();
+        let limit = Duration::from_secs(10).max(Duration::from_millis(20 * neighbors as u64));
+        self.wait_ready(label, limit, || {
+            parse_summary(&f.vtysh_within("show bgp summary json", limit)?)
+        })?;
         Ok(f)
     }
 }
