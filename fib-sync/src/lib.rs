@@ -35,6 +35,7 @@ mod failure_log;
 mod inflight;
 mod learn;
 mod maps;
+mod nexthops;
 pub mod netns;
 mod plan;
 mod request;
