@@ -383,7 +383,7 @@ impl FibTask {
         let mut first: Option<u32> = None;
         let mut last_at = 0usize;
         let mut result = Ok(());
-        while self.inflight.len() < self.cfg.max_in_flight {
+        while self.inflight.len() < self.cfg.max_in_flight || self.plan.owes_route() {
             let Some(r) = self.plan.next() else {
                 break;
             };

@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 
+use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
 use crate::maps::{HashMap, HashSet};
@@ -74,6 +75,9 @@ pub(crate) struct Nexthops {
     /// Next hops whose object the kernel refused (errno): their routes
     /// spell the next hop out instead, until the next retry.
     failed: HashMap<NhSpec, i32>,
+    /// Prefixes that spelled a failed next hop out: moved onto an object
+    /// when it gets another try.
+    fallen_back: Vec<IpNet>,
     /// An object of ours was created or found: a later refusal is about
     /// that next hop, not about nexthop objects.
     proven: bool,
@@ -97,6 +101,7 @@ impl Nexthops {
             queue: VecDeque::new(),
             idle: Vec::new(),
             failed: HashMap::default(),
+            fallen_back: Vec::new(),
             proven: false,
         }
     }
@@ -201,10 +206,17 @@ impl Nexthops {
         self.idle.extend(self.objs.keys().copied());
     }
 
+    /// `p` spells out a next hop whose object the kernel refused.
+    pub(crate) fn fell_back(&mut self, p: IpNet) {
+        self.fallen_back.push(p);
+    }
+
     /// Next hops refused before get another try (link up, address added,
-    /// resync, retry timer).
-    pub(crate) fn retry_failed(&mut self) {
+    /// resync, retry timer); returns the prefixes that spelled them out, to
+    /// be planned again.
+    pub(crate) fn retry_failed(&mut self) -> Vec<IpNet> {
         self.failed.clear();
+        std::mem::take(&mut self.fallen_back)
     }
 
     /// The next nexthop request: queued creates first, then deletes of
@@ -254,9 +266,9 @@ impl Nexthops {
                 self.proven = true;
                 if let Some(o) = self.objs.get_mut(&id).filter(|o| o.state == State::Creating) {
                     o.state = State::Present;
-                    // A route that named it may have failed meanwhile.
-                    self.idle.push(id);
                 }
+                // The routes that named it may have failed or moved on.
+                self.idle.push(id);
                 false
             }
             (NhOp::Create(id, spec), libc::EEXIST) => {
@@ -311,6 +323,21 @@ impl Nexthops {
         }
     }
 
+    /// The answers to everything in flight were lost; a dump follows and
+    /// shows which objects exist.
+    pub(crate) fn lost(&mut self) {
+        let creating: Vec<u32> = self
+            .objs
+            .iter()
+            .filter(|(_, o)| o.state == State::Creating)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in creating {
+            self.forget(id);
+        }
+        self.queue.clear();
+    }
+
     fn forget(&mut self, id: u32) {
         if let Some(o) = self.objs.remove(&id)
             && self.by_spec.get(&o.spec) == Some(&id)
@@ -346,8 +373,9 @@ impl Nexthops {
         match before {
             Some(o) if o.spec == spec => {
                 if o.state == State::Creating {
-                    // Confirmed ahead of our ack; the ack changes nothing.
+                    // Confirmed ahead of our ack.
                     self.objs.insert(n.id, Obj { spec, state: State::Present });
+                    self.idle.push(n.id);
                 }
                 NhChange::Nothing
             }

@@ -398,7 +398,9 @@ impl Planner {
     }
 
     /// The next request to send, if any: a nexthop object always before the
-    /// first route that names it. Nothing while a dump is needed.
+    /// first route that names it. Nothing while a dump is needed. While
+    /// `owes_route` the caller must ask again at once, whatever its window:
+    /// the route was planned against the view of now.
     pub(crate) fn next(&mut self) -> Option<Planned> {
         if self.need_dump {
             return None;
@@ -426,6 +428,12 @@ impl Planner {
             return Some(Planned::Nexthop(n));
         }
         Some(Planned::Route(r))
+    }
+
+    /// A route planned behind the nexthop object just returned by `next`
+    /// waits to be taken.
+    pub(crate) fn owes_route(&self) -> bool {
+        self.stashed.is_some()
     }
 
     /// The next route request, if any; at most one per prefix is ever
@@ -536,7 +544,15 @@ impl Planner {
         }
         let pref_src = want.pref_src;
         let is_blackhole = matches!(want.kind, RouteKind::Blackhole);
-        let spec = self.nh_spec(want);
+        let mut spec = self.nh_spec(want);
+        if let Some(s) = spec
+            && !self.nexthops.usable(&s)
+        {
+            if self.nexthops.enabled() {
+                self.nexthops.fell_back(p);
+            }
+            spec = None;
+        }
         let nh = spec.and_then(|s| self.nexthops.id_for(s));
         let wanted = Wanted {
             shape: match (is_blackhole, spec.filter(|_| nh.is_some())) {
@@ -563,8 +579,9 @@ impl Planner {
     /// a single-path unicast route whose gateway has the prefix's family
     /// and whose device is known (named, or the one whose address covers
     /// the gateway). `None`: the route spells its next hops out (ECMP,
-    /// blackhole, RFC 8950 gateway, unknown device, a next hop whose object
-    /// the kernel refused, or no nexthop objects at all).
+    /// blackhole, RFC 8950 gateway, unknown device, or no nexthop objects at
+    /// all); a next hop whose object the kernel refused is checked apart
+    /// (`Nexthops::usable`).
     fn nh_spec(&self, want: &FibRoute) -> Option<NhSpec> {
         if !self.nexthops.enabled() {
             return None;
@@ -582,19 +599,19 @@ impl Planner {
             Some(d) => *self.view.names.get(d)?,
             None => self.view.resolve_oif(h.gateway)?,
         };
-        let spec = NhSpec {
+        Some(NhSpec {
             gateway: h.gateway,
             oif,
             onlink: h.onlink,
-        };
-        self.nexthops.usable(&spec).then_some(spec)
+        })
     }
 
     /// Whether our kernel route goes through the nexthop object (or none)
     /// the wanted route should: the object of ours it names stands for the
     /// wanted next hop.
     fn nh_matches(&self, want: &FibRoute, have: &KernelRoute) -> bool {
-        match (self.nh_spec(want), have.nh_id) {
+        let spec = self.nh_spec(want).filter(|s| self.nexthops.usable(s));
+        match (spec, have.nh_id) {
             (None, None) => true,
             (Some(spec), Some(id)) => {
                 self.nexthops.alive(id) && self.nexthops.spec_of(id) == Some(spec)
@@ -784,12 +801,16 @@ impl Planner {
     pub(crate) fn unsent_nexthop(&mut self, r: NhRequest) {
         self.nh_in_flight = self.nh_in_flight.saturating_sub(1);
         self.nexthops.unsent(r);
+        if let Some(route) = self.stashed.take() {
+            self.unsent(route);
+        }
     }
 
     /// The answers to nexthop requests were lost: the dump that follows
     /// shows which objects exist.
     pub(crate) fn lost_nexthops(&mut self, n: usize) {
         self.nh_in_flight = self.nh_in_flight.saturating_sub(n);
+        self.nexthops.lost();
         self.need_dump = true;
     }
 
@@ -828,7 +849,9 @@ impl Planner {
     }
 
     fn unpark(&mut self, why: &str) {
-        self.nexthops.retry_failed();
+        for p in self.nexthops.retry_failed() {
+            self.mark(p);
+        }
         if self.parked.is_empty() {
             return;
         }

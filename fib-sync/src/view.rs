@@ -109,6 +109,8 @@ pub(crate) struct KernelView {
     pub nh_users: HashMap<u32, u32>,
     /// Ids whose count dropped to zero since the planner last looked.
     pub nh_released: Vec<u32>,
+    /// The nexthop object each of our routes at another metric names.
+    pub stale_nh: HashMap<(IpNet, u32), u32>,
 }
 
 impl KernelView {
@@ -124,7 +126,18 @@ impl KernelView {
             addrs: HashMap::default(),
             nh_users: HashMap::default(),
             nh_released: Vec::new(),
+            stale_nh: HashMap::default(),
         }
+    }
+
+    /// Records the nexthop object our route at a stale metric names.
+    fn set_stale_nh(&mut self, p: IpNet, metric: u32, id: Option<u32>) {
+        let old = match id {
+            Some(id) => self.stale_nh.insert((p, metric), id),
+            None => self.stale_nh.remove(&(p, metric)),
+        };
+        self.nh_ref(old, false);
+        self.nh_ref(id, true);
     }
 
     /// Counts a route naming `id` in (`up`) or out of the table.
@@ -293,6 +306,7 @@ impl KernelView {
     /// Applies a notification about our route at another metric or tos.
     pub(crate) fn note_stale(&mut self, r: &KernelRoute, added: bool) {
         let p = r.prefix;
+        self.set_stale_nh(p, r.metric, r.nh_id.filter(|_| added));
         let v = self.stale_metric.entry(p).or_default();
         if added {
             if !v.contains(&r.metric) {
@@ -356,6 +370,7 @@ impl KernelView {
             if v.is_empty() {
                 self.stale_metric.remove(&prefix);
             }
+            self.set_stale_nh(prefix, metric, None);
         }
     }
 
@@ -465,6 +480,7 @@ impl KernelView {
         }
         // Recounted below from what the dump shows.
         let old_users = std::mem::take(&mut self.nh_users);
+        self.stale_nh.clear();
 
         let old_len = self.ours.len();
         let mut hits = 0usize;
@@ -499,11 +515,16 @@ impl KernelView {
                         }
                     }
                 }
-                Place::OursStale => self
-                    .stale_metric
-                    .entry(r.prefix)
-                    .or_default()
-                    .push(r.metric),
+                Place::OursStale => {
+                    if let Some(id) = r.nh_id {
+                        self.stale_nh.insert((r.prefix, r.metric), id);
+                        *self.nh_users.entry(id).or_default() += 1;
+                    }
+                    self.stale_metric
+                        .entry(r.prefix)
+                        .or_default()
+                        .push(r.metric);
+                }
                 Place::ForeignOnKey | Place::ForeignBeside => {
                     if let Some(id) = r.nh_id {
                         *self.nh_users.entry(id).or_default() += 1;

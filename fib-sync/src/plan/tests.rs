@@ -290,7 +290,7 @@ fn a_replace_notification_on_a_shared_key_asks_for_a_dump() {
     sim.notify();
     assert!(sim.plan.needs_dump());
     assert!(
-        sim.plan.next_request().is_none(),
+        sim.plan.next().is_none(),
         "nothing is planned on a guess"
     );
     let dumps = sim.dumps;
