@@ -126,7 +126,9 @@ impl FibTask {
         let dump = open("dump", 4 << 20, &[])?;
         // Our nexthop objects deleted or changed by others (kernels without
         // nexthop objects refuse the group; the dump below tells).
-        if cfg.nexthop_objects && let Err(e) = events.set_groups(&[RTNLGRP_NEXTHOP], true) {
+        if cfg.nexthop_objects
+            && let Err(e) = events.set_groups(&[RTNLGRP_NEXTHOP], true)
+        {
             debug!(error = %e, "no nexthop notifications");
         }
         info!(
@@ -160,7 +162,7 @@ impl FibTask {
             recv_buf: Vec::with_capacity(RECV_BUF),
             send_buf: Vec::with_capacity(256 << 10),
         };
-        if cfg_nexthops(&task) {
+        if task.cfg.nexthop_objects {
             // Detected once: a kernel without nexthop objects refuses the dump.
             if let Err(e) = task.dump_once(DumpKind::Nexthops).await {
                 task.plan
@@ -717,10 +719,6 @@ impl FibTask {
         }
         Ok((dump.out, dump.interrupted))
     }
-}
-
-fn cfg_nexthops(task: &FibTask) -> bool {
-    task.cfg.nexthop_objects
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -114,7 +114,10 @@ impl Nexthops {
     /// route spells its next hops out.
     pub(crate) fn disable(&mut self, why: &str) {
         if self.enabled {
-            info!(why, "nexthop objects not used; next hops programmed per route");
+            info!(
+                why,
+                "nexthop objects not used; next hops programmed per route"
+            );
         }
         self.enabled = false;
         self.queue.clear();
@@ -237,8 +240,7 @@ impl Nexthops {
             let Some(obj) = self.objs.get_mut(&id) else {
                 continue;
             };
-            if obj.state != State::Present || self.in_flight.contains_key(&id) || users(id) != 0
-            {
+            if obj.state != State::Present || self.in_flight.contains_key(&id) || users(id) != 0 {
                 continue;
             }
             obj.state = State::Deleting;
@@ -264,19 +266,25 @@ impl Nexthops {
         match (r.op, errno) {
             (NhOp::Create(id, _), 0) => {
                 self.proven = true;
-                if let Some(o) = self.objs.get_mut(&id).filter(|o| o.state == State::Creating) {
+                if let Some(o) = self
+                    .objs
+                    .get_mut(&id)
+                    .filter(|o| o.state == State::Creating)
+                {
                     o.state = State::Present;
                 }
                 // The routes that named it may have failed or moved on.
                 self.idle.push(id);
                 false
             }
-            (NhOp::Create(id, spec), libc::EEXIST) => {
+            (NhOp::Create(id, _), libc::EEXIST) => {
                 // Someone we never saw holds the id: keep off it.
                 self.forget(id);
                 self.foreign.insert(id);
-                debug!(id, "nexthop id taken by an object we did not see; using another");
-                let _ = spec;
+                debug!(
+                    id,
+                    "nexthop id taken by an object we did not see; using another"
+                );
                 true
             }
             (NhOp::Create(id, spec), e) => {
@@ -284,20 +292,37 @@ impl Nexthops {
                 if !self.proven && matches!(e, libc::EOPNOTSUPP | libc::EAFNOSUPPORT) {
                     self.disable("the kernel refused the first nexthop object");
                 } else {
-                    warn!(id, ?spec, errno = e, "nexthop object refused; its routes spell the next hop out until the next retry");
+                    warn!(
+                        id,
+                        ?spec,
+                        errno = e,
+                        "nexthop object refused; its routes spell the next hop out until the next retry"
+                    );
                     self.failed.insert(spec, e);
                 }
                 true
             }
             (NhOp::Delete(id), 0 | libc::ENOENT | libc::ESRCH) => {
-                if self.objs.get(&id).is_some_and(|o| o.state == State::Deleting) {
+                if self
+                    .objs
+                    .get(&id)
+                    .is_some_and(|o| o.state == State::Deleting)
+                {
                     self.objs.remove(&id);
                 }
                 false
             }
             (NhOp::Delete(id), e) => {
-                warn!(id, errno = e, "deleting an unused nexthop object failed; retried when next unused");
-                if let Some(o) = self.objs.get_mut(&id).filter(|o| o.state == State::Deleting) {
+                warn!(
+                    id,
+                    errno = e,
+                    "deleting an unused nexthop object failed; retried when next unused"
+                );
+                if let Some(o) = self
+                    .objs
+                    .get_mut(&id)
+                    .filter(|o| o.state == State::Deleting)
+                {
                     o.state = State::Present;
                     self.by_spec.entry(o.spec).or_insert(id);
                 }
@@ -309,11 +334,20 @@ impl Nexthops {
     /// `r` never reached the kernel: sent again first.
     pub(crate) fn unsent(&mut self, r: NhRequest) {
         match r.op {
-            NhOp::Create(id, _) if self.objs.get(&id).is_some_and(|o| o.state == State::Creating) => {
+            NhOp::Create(id, _)
+                if self
+                    .objs
+                    .get(&id)
+                    .is_some_and(|o| o.state == State::Creating) =>
+            {
                 self.queue.push_front(r);
             }
             NhOp::Delete(id) => {
-                if let Some(o) = self.objs.get_mut(&id).filter(|o| o.state == State::Deleting) {
+                if let Some(o) = self
+                    .objs
+                    .get_mut(&id)
+                    .filter(|o| o.state == State::Deleting)
+                {
                     o.state = State::Present;
                     self.by_spec.entry(o.spec).or_insert(id);
                     self.idle.push(id);
@@ -374,7 +408,13 @@ impl Nexthops {
             Some(o) if o.spec == spec => {
                 if o.state == State::Creating {
                     // Confirmed ahead of our ack.
-                    self.objs.insert(n.id, Obj { spec, state: State::Present });
+                    self.objs.insert(
+                        n.id,
+                        Obj {
+                            spec,
+                            state: State::Present,
+                        },
+                    );
                     self.idle.push(n.id);
                 }
                 NhChange::Nothing
@@ -383,7 +423,13 @@ impl Nexthops {
                 // New to us (someone created one under our protocol) or
                 // changed under us: the id now stands for `spec`.
                 self.forget(n.id);
-                self.objs.insert(n.id, Obj { spec, state: State::Present });
+                self.objs.insert(
+                    n.id,
+                    Obj {
+                        spec,
+                        state: State::Present,
+                    },
+                );
                 self.by_spec.entry(spec).or_insert(n.id);
                 self.idle.push(n.id);
                 match before {
@@ -408,7 +454,13 @@ impl Nexthops {
                     if old.get(&n.id).is_some_and(|o| o.spec != spec) {
                         changed.push(n.id);
                     }
-                    self.objs.insert(n.id, Obj { spec, state: State::Present });
+                    self.objs.insert(
+                        n.id,
+                        Obj {
+                            spec,
+                            state: State::Present,
+                        },
+                    );
                     self.by_spec.entry(spec).or_insert(n.id);
                     self.proven = true;
                 }

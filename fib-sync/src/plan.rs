@@ -62,6 +62,8 @@ mod props;
 mod sim;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_nexthops;
 
 // Work flags per prefix (`Planner::marks`). Queued-ness is not among them:
 // `dirty` may hold a prefix twice (the second visit finds nothing to do), so
@@ -826,7 +828,12 @@ impl Planner {
     fn nh_lost(&mut self, id: u32) {
         let gone = !self.nexthops.alive(id);
         let on = self.view.routes_on_nh(id, gone);
-        info!(id, routes = on.len(), deleted = gone, "nexthop object of ours changed by someone else; restoring its routes");
+        info!(
+            id,
+            routes = on.len(),
+            deleted = gone,
+            "nexthop object of ours changed by someone else; restoring its routes"
+        );
         for p in on {
             if self.desired.contains_key(&p) && (self.converged || !self.inherited.contains(&p)) {
                 self.set_flags(p, TOUCHED, 0);

@@ -643,9 +643,7 @@ pub(crate) fn dump_addresses(buf: &mut Vec<u8>, seq: u32) {
     push(
         buf,
         header,
-        RouteNetlinkMessage::GetAddress(
-            netlink_packet_route::address::AddressMessage::default(),
-        ),
+        RouteNetlinkMessage::GetAddress(netlink_packet_route::address::AddressMessage::default()),
     );
 }
 
@@ -1031,7 +1029,8 @@ mod tests {
         // Decoded: the kernel's dump of `ip route add 100.64.0.0/24 nhid 5
         // proto 84 metric 32` (nexthop 5 via 198.18.0.2 dev 3): RTA_NH_ID,
         // and in compatibility mode the gateway and device spelled out.
-        let dumped = b"\x02\x18\x00\x00\xfe\x54\x00\x01\x00\x00\x00\x00\x08\x00\x0f\x00\xfe\x00\x00\x00\
+        let dumped =
+            b"\x02\x18\x00\x00\xfe\x54\x00\x01\x00\x00\x00\x00\x08\x00\x0f\x00\xfe\x00\x00\x00\
 \x08\x00\x01\x00\x64\x40\x00\x00\x08\x00\x06\x00\x20\x00\x00\x00\x08\x00\x1e\x00\x05\x00\x00\x00\
 \x08\x00\x05\x00\xc6\x12\x00\x02\x08\x00\x04\x00\x03\x00\x00\x00";
         assert_eq!(

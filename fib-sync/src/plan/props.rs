@@ -304,7 +304,8 @@ fn play(sim: &mut Sim, a: Action) {
         Action::DeleteOurNexthop(n) => {
             let ours: Vec<u32> = sim.kernel.our_nexthops().keys().copied().collect();
             if !ours.is_empty() {
-                sim.kernel.remove_nexthop(ours[usize::from(n) % ours.len()], true);
+                sim.kernel
+                    .remove_nexthop(ours[usize::from(n) % ours.len()], true);
                 sim.notify();
             }
         }

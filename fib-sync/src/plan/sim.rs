@@ -69,6 +69,8 @@ pub(crate) struct Kernel {
     pub nexthops: BTreeMap<u32, KernelNexthop>,
     /// Interface addresses (index, prefix).
     pub addrs: Vec<(u32, IpNet)>,
+    /// An old kernel: nexthop requests fail with this errno.
+    pub nexthops_refused: Option<i32>,
 }
 
 impl Default for Kernel {
@@ -84,9 +86,16 @@ impl Default for Kernel {
             notes: VecDeque::new(),
             metric: METRIC,
             nexthops: BTreeMap::new(),
+            nexthops_refused: None,
             addrs: vec![
-                (ETH, "198.18.0.1/24".parse().unwrap_or_else(|_| unreachable!())),
-                (ETH, "2001:db8::1/64".parse().unwrap_or_else(|_| unreachable!())),
+                (
+                    ETH,
+                    "198.18.0.1/24".parse().unwrap_or_else(|_| unreachable!()),
+                ),
+                (
+                    ETH,
+                    "2001:db8::1/64".parse().unwrap_or_else(|_| unreachable!()),
+                ),
             ],
         }
     }
@@ -215,6 +224,9 @@ impl Kernel {
     /// object a route still names (the kernel would delete the route) or
     /// another protocol's object.
     pub(crate) fn apply_nh(&mut self, r: &NhRequest) -> i32 {
+        if let Some(errno) = self.nexthops_refused {
+            return errno;
+        }
         match r.op {
             NhOp::Create(id, spec) => {
                 if self.nexthops.contains_key(&id) {
@@ -243,7 +255,10 @@ impl Kernel {
                     .flatten()
                     .filter(|r| r.nh_id == Some(id))
                     .collect();
-                assert!(users.is_empty(), "deleted nexthop {id} still named by {users:?}");
+                assert!(
+                    users.is_empty(),
+                    "deleted nexthop {id} still named by {users:?}"
+                );
                 self.remove_nexthop(id, true);
                 0
             }
@@ -516,6 +531,8 @@ pub(crate) struct Sim {
     answers: VecDeque<(Planned, i32)>,
     /// Every nexthop request sent, in order.
     pub sent_nh: Vec<NhRequest>,
+    /// Every request sent, routes and nexthops, in order.
+    pub order: Vec<Planned>,
     outstanding: HashSet<IpNet>,
     /// Every request sent, in order.
     pub sent: Vec<Request>,
@@ -553,6 +570,7 @@ impl Sim {
             window: cfg.max_in_flight.max(1),
             answers: VecDeque::new(),
             sent_nh: Vec::new(),
+            order: Vec::new(),
             outstanding: HashSet::default(),
             sent: Vec::new(),
             answered: Vec::new(),
@@ -648,6 +666,7 @@ impl Sim {
             return;
         }
         for r in batch {
+            self.order.push(r.clone());
             let errno = match &r {
                 Planned::Route(q) => {
                     self.sent.push(q.clone());
