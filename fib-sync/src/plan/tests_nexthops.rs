@@ -273,8 +273,10 @@ fn an_object_deleted_by_someone_else_comes_back_with_its_routes() {
 
 #[test]
 fn a_kernel_refusing_objects_falls_back_to_per_route_next_hops() {
-    let mut kernel = Kernel::default();
-    kernel.nexthops_refused = Some(libc::EOPNOTSUPP);
+    let kernel = Kernel {
+        nexthops_refused: Some(libc::EOPNOTSUPP),
+        ..Kernel::default()
+    };
     let mut sim = Sim::start(&cfg(0), kernel);
     sim.plan.apply(FibOp::Converged);
     sim.plan
