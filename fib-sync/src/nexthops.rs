@@ -13,14 +13,63 @@
 //! Ids come from a range of our own (our protocol number in the top byte),
 //! skipping ids the kernel shows held by others; objects of other protocols
 //! are never touched.
+//!
+//! Flush: when no wanted route has an object's next hop any more and no
+//! route of ours naming it is wanted (a withdraw), the object is deleted
+//! while routes still name it, and the kernel deletes them all with it: one
+//! request instead of one per route. Never while another protocol's route
+//! names it, a request in flight names it, or before convergence.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
 use crate::maps::{HashMap, HashSet};
+use crate::types::{FibRoute, RouteKind};
 use crate::wire::{KernelNexthop, NhOp, NhSpec};
+
+/// A wanted single next hop as the route gives it (the device by name, or
+/// none): what the flush rule counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct HopKey {
+    gateway: IpAddr,
+    device: Option<String>,
+    onlink: bool,
+}
+
+impl HopKey {
+    /// The key of a route that could go through an object: one gateway of
+    /// the prefix's family.
+    pub(crate) fn of(r: &FibRoute) -> Option<Self> {
+        let RouteKind::Unicast(hops) = &r.kind else {
+            return None;
+        };
+        let [h] = hops.as_slice() else {
+            return None;
+        };
+        (h.gateway.is_ipv4() == r.prefix.addr().is_ipv4()).then(|| Self {
+            gateway: h.gateway,
+            device: h.device.clone(),
+            onlink: h.onlink,
+        })
+    }
+}
+
+/// Who else may hold on to an object, as the planner sees it; see
+/// `Nexthops::next_request`.
+pub(crate) trait Holders {
+    /// Routes in our table naming `id` (ours and others').
+    fn users(&self, id: u32) -> u32;
+    /// Routes of other protocols naming `id`.
+    fn foreign_users(&self, id: u32) -> u32;
+    /// A device's name by index.
+    fn device(&self, index: u32) -> Option<&str>;
+    /// Whether a route of ours naming `id` is wanted (a scan: asked only
+    /// when no wanted route has the object's next hop).
+    fn wanted_route_on(&self, id: u32) -> bool;
+}
 
 /// A nexthop request the planner wants sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +130,8 @@ pub(crate) struct Nexthops {
     /// An object of ours was created or found: a later refusal is about
     /// that next hop, not about nexthop objects.
     proven: bool,
+    /// Wanted routes by next hop (see `HopKey`).
+    wanted: HashMap<HopKey, u32>,
 }
 
 impl Nexthops {
@@ -103,6 +154,7 @@ impl Nexthops {
             failed: HashMap::default(),
             fallen_back: Vec::new(),
             proven: false,
+            wanted: HashMap::default(),
         }
     }
 
@@ -169,6 +221,13 @@ impl Nexthops {
         None
     }
 
+    /// Whether a delete of our object `id` is in flight.
+    pub(crate) fn deleting(&self, id: u32) -> bool {
+        self.objs
+            .get(&id)
+            .is_some_and(|o| o.state == State::Deleting)
+    }
+
     /// Whether `id` is an object of ours the kernel holds or is creating.
     pub(crate) fn alive(&self, id: u32) -> bool {
         self.objs
@@ -204,6 +263,54 @@ impl Nexthops {
         }
     }
 
+    /// A wanted route's next hop changed from `old` to `new` (either may be
+    /// none). When the last wanted route of a next hop goes, its object may
+    /// be flushed.
+    pub(crate) fn wanted_changed(&mut self, old: Option<HopKey>, new: Option<HopKey>) {
+        if !self.enabled || old == new {
+            return;
+        }
+        if let Some(k) = new {
+            *self.wanted.entry(k).or_default() += 1;
+        }
+        if let Some(k) = old
+            && let Some(n) = self.wanted.get_mut(&k)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.wanted.remove(&k);
+                self.check_all();
+            }
+        }
+    }
+
+    /// Recounts the wanted next hops (after the desired set was replaced).
+    pub(crate) fn recount_wanted<'a>(&mut self, routes: impl Iterator<Item = &'a FibRoute>) {
+        if !self.enabled {
+            return;
+        }
+        self.wanted.clear();
+        for k in routes.filter_map(HopKey::of) {
+            *self.wanted.entry(k).or_default() += 1;
+        }
+        self.check_all();
+    }
+
+    /// Whether a wanted route has `spec`'s next hop (by device name, or
+    /// with the device left to us).
+    fn hop_wanted(&self, spec: &NhSpec, device: Option<&str>) -> bool {
+        let mut key = HopKey {
+            gateway: spec.gateway,
+            device: None,
+            onlink: spec.onlink,
+        };
+        if self.wanted.contains_key(&key) {
+            return true;
+        }
+        key.device = device.map(str::to_owned);
+        key.device.is_some() && self.wanted.contains_key(&key)
+    }
+
     /// At convergence: every object of ours is a candidate for deletion.
     pub(crate) fn check_all(&mut self) {
         self.idle.extend(self.objs.keys().copied());
@@ -222,13 +329,13 @@ impl Nexthops {
         std::mem::take(&mut self.fallen_back)
     }
 
-    /// The next nexthop request: queued creates first, then deletes of
-    /// objects that no route uses (`users`: routes in the view naming it),
-    /// once `converged`.
+    /// The next nexthop request: queued creates first, then, once
+    /// `converged`, deletes of objects that no route uses, or that only
+    /// unwanted routes of ours use (a flush; see the module docs).
     pub(crate) fn next_request(
         &mut self,
         converged: bool,
-        users: impl Fn(u32) -> u32,
+        holders: &impl Holders,
     ) -> Option<NhRequest> {
         if let Some(r) = self.queue.pop_front() {
             return Some(r);
@@ -240,9 +347,28 @@ impl Nexthops {
             let Some(obj) = self.objs.get_mut(&id) else {
                 continue;
             };
-            if obj.state != State::Present || self.in_flight.contains_key(&id) || users(id) != 0 {
+            if obj.state != State::Present || self.in_flight.contains_key(&id) {
                 continue;
             }
+            let users = holders.users(id);
+            if users != 0 {
+                let spec = obj.spec;
+                let device = holders.device(spec.oif);
+                if holders.foreign_users(id) != 0
+                    || self.hop_wanted(&spec, device)
+                    || holders.wanted_route_on(id)
+                {
+                    continue;
+                }
+                debug!(
+                    id,
+                    routes = users,
+                    "flushing an unwanted nexthop object with its routes"
+                );
+            }
+            let Some(obj) = self.objs.get_mut(&id) else {
+                continue;
+            };
             obj.state = State::Deleting;
             if self.by_spec.get(&obj.spec) == Some(&id) {
                 self.by_spec.remove(&obj.spec);

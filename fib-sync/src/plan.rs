@@ -50,7 +50,7 @@ use tracing::{debug, info, warn};
 use crate::failure_log::FailureLog;
 use crate::learn::Learner;
 use crate::maps::{HashMap, HashSet, remove_if_any, remove_if_any_key};
-use crate::nexthops::{Nexthops, NhChange, NhRequest};
+use crate::nexthops::{Holders, HopKey, Nexthops, NhChange, NhRequest};
 use crate::request::{Op, Request, Wanted};
 use crate::types::{FibConfig, FibOp, FibRoute, FibStats, KernelEvent, RouteKind, validate};
 use crate::view::{self, KernelView, LinkChange, Place};
@@ -99,6 +99,54 @@ pub(crate) enum Planned {
     Nexthop(NhRequest),
 }
 
+/// The planner's answers to `Nexthops::next_request`.
+struct PlanHolders<'a> {
+    view: &'a KernelView,
+    desired: &'a HashMap<IpNet, FibRoute>,
+}
+
+impl Holders for PlanHolders<'_> {
+    fn users(&self, id: u32) -> u32 {
+        self.view.nh_users_of(id)
+    }
+
+    fn foreign_users(&self, id: u32) -> u32 {
+        self.view.nh_foreign_users_of(id)
+    }
+
+    fn device(&self, index: u32) -> Option<&str> {
+        self.view.device(index)
+    }
+
+    fn wanted_route_on(&self, id: u32) -> bool {
+        self.view
+            .ours
+            .iter()
+            .any(|(p, r)| r.nh_id == Some(id) && self.desired.contains_key(p))
+    }
+}
+
+/// For taking only queued creates: nothing holds anything.
+struct NoHolders;
+
+impl Holders for NoHolders {
+    fn users(&self, _: u32) -> u32 {
+        0
+    }
+
+    fn foreign_users(&self, _: u32) -> u32 {
+        0
+    }
+
+    fn device(&self, _: u32) -> Option<&str> {
+        None
+    }
+
+    fn wanted_route_on(&self, _: u32) -> bool {
+        false
+    }
+}
+
 /// A bulk run that ended (see `Planner::leave_bulk_if_done`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BulkEnd {
@@ -127,6 +175,8 @@ pub(crate) struct Planner {
     stashed: Option<Request>,
     /// Nexthop requests outstanding.
     nh_in_flight: usize,
+    /// Objects being flushed, with the routes of ours naming them then.
+    flushing: HashMap<u32, u32>,
     learner: Learner,
     desired: HashMap<IpNet, FibRoute>,
     /// Prefixes whose kernel route predates this run; untouched until the
@@ -176,6 +226,7 @@ impl Planner {
             nexthops: Nexthops::new(cfg.nexthop_objects, cfg.protocol),
             stashed: None,
             nh_in_flight: 0,
+            flushing: HashMap::default(),
             learner: Learner::new(cfg.learn.clone()),
             desired: HashMap::default(),
             inherited: HashSet::default(),
@@ -277,14 +328,21 @@ impl Planner {
     fn want(&mut self, route: FibRoute) {
         let p = route.prefix;
         self.set_own_metric(p, route.metric);
-        match self.desired.entry(p) {
+        let counting = self.nexthops.enabled();
+        let new_hop = if counting { HopKey::of(&route) } else { None };
+        let old_hop = match self.desired.entry(p) {
             Entry::Occupied(o) if *o.get() == route => return,
             Entry::Occupied(mut o) => {
-                o.insert(route);
+                let old = o.insert(route);
+                if counting { HopKey::of(&old) } else { None }
             }
             Entry::Vacant(v) => {
                 v.insert(route);
+                None
             }
+        };
+        if counting {
+            self.nexthops.wanted_changed(old_hop, new_hop);
         }
         remove_if_any(&mut self.parked, &p);
         self.mark(p);
@@ -330,7 +388,10 @@ impl Planner {
     }
 
     fn unwant(&mut self, p: IpNet) {
-        if self.desired.remove(&p).is_some() {
+        if let Some(old) = self.desired.remove(&p) {
+            if self.nexthops.enabled() {
+                self.nexthops.wanted_changed(HopKey::of(&old), None);
+            }
             remove_if_any(&mut self.parked, &p);
             remove_if_any_key(&mut self.blocked, &p);
             self.mark(p);
@@ -360,6 +421,7 @@ impl Planner {
             self.parked.remove(&p);
             self.mark(p);
         }
+        self.nexthops.recount_wanted(self.desired.values());
         self.set_converged();
     }
 
@@ -415,16 +477,22 @@ impl Planner {
         {
             return Some(Planned::Route(r));
         }
-        let view = &self.view;
-        if let Some(n) = self
-            .nexthops
-            .next_request(self.converged, |id| view.nh_users_of(id))
-        {
+        let holders = PlanHolders {
+            view: &self.view,
+            desired: &self.desired,
+        };
+        if let Some(n) = self.nexthops.next_request(self.converged, &holders) {
             self.nh_in_flight += 1;
+            if let crate::wire::NhOp::Delete(id) = n.op {
+                let users = self.view.nh_users_of(id);
+                if users > 0 {
+                    self.flushing.insert(id, users);
+                }
+            }
             return Some(Planned::Nexthop(n));
         }
         let r = self.next_request()?;
-        if let Some(n) = self.nexthops.next_request(false, |_| 0) {
+        if let Some(n) = self.nexthops.next_request(false, &NoHolders) {
             self.stashed = Some(r);
             self.nh_in_flight += 1;
             return Some(Planned::Nexthop(n));
@@ -496,8 +564,12 @@ impl Planner {
         let have = self.view.ours.get(&p);
         let Some(want) = self.desired.get(&p) else {
             remove_if_any_key(&mut self.blocked, &p);
-            if have.is_none() {
+            let Some(have) = have else {
                 self.drop_own_metric(&p);
+                return None;
+            };
+            if have.nh_id.is_some_and(|id| self.nexthops.deleting(id)) {
+                // Goes with its object (a flush in flight).
                 return None;
             }
             return Some(Op::Delete { metric });
@@ -797,12 +869,38 @@ impl Planner {
             _ => {}
         }
         self.nexthops.complete(r, errno);
+        if let crate::wire::NhOp::Delete(id) = r.op {
+            let flushed = self.flushing.remove(&id);
+            if matches!(errno, 0 | libc::ENOENT | libc::ESRCH) {
+                // The kernel deleted the routes naming it (reporting only
+                // the IPv6 ones, and none during a bulk run).
+                self.counters.deletes += u64::from(flushed.unwrap_or(0));
+                for p in self.view.drop_routes_on_nh(id) {
+                    if self.desired.contains_key(&p) {
+                        self.mark(p);
+                    }
+                }
+            } else if flushed.is_some() {
+                // Still there with its routes: they go one by one.
+                for p in self.view.routes_on_nh(id, false) {
+                    self.mark(p);
+                }
+            }
+        }
     }
 
     /// A nexthop request never reached the kernel: sent again.
     pub(crate) fn unsent_nexthop(&mut self, r: NhRequest) {
         self.nh_in_flight = self.nh_in_flight.saturating_sub(1);
         self.nexthops.unsent(r);
+        if let crate::wire::NhOp::Delete(id) = r.op
+            && self.flushing.remove(&id).is_some()
+        {
+            // The routes it would have taken along go their own way.
+            for p in self.view.routes_on_nh(id, false) {
+                self.mark(p);
+            }
+        }
         if let Some(route) = self.stashed.take() {
             self.unsent(route);
         }
@@ -813,6 +911,7 @@ impl Planner {
     pub(crate) fn lost_nexthops(&mut self, n: usize) {
         self.nh_in_flight = self.nh_in_flight.saturating_sub(n);
         self.nexthops.lost();
+        self.flushing.clear();
         self.need_dump = true;
     }
 

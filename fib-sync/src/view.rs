@@ -111,6 +111,9 @@ pub(crate) struct KernelView {
     pub nh_released: Vec<u32>,
     /// The nexthop object each of our routes at another metric names.
     pub stale_nh: HashMap<(IpNet, u32), u32>,
+    /// Routes of other protocols in our table naming each nexthop id: an
+    /// object they name is never flushed.
+    pub nh_foreign_users: HashMap<u32, u32>,
 }
 
 impl KernelView {
@@ -127,7 +130,28 @@ impl KernelView {
             nh_users: HashMap::default(),
             nh_released: Vec::new(),
             stale_nh: HashMap::default(),
+            nh_foreign_users: HashMap::default(),
         }
+    }
+
+    /// Routes of other protocols in our table naming `id`.
+    pub(crate) fn nh_foreign_users_of(&self, id: u32) -> u32 {
+        self.nh_foreign_users.get(&id).copied().unwrap_or(0)
+    }
+
+    /// Our routes (at any metric) the kernel deleted with object `id`:
+    /// dropped from the view; returns the prefixes of those on our key.
+    pub(crate) fn drop_routes_on_nh(&mut self, id: u32) -> Vec<IpNet> {
+        let stale: Vec<(IpNet, u32)> = self
+            .stale_nh
+            .iter()
+            .filter(|(_, i)| **i == id)
+            .map(|(k, _)| *k)
+            .collect();
+        for (p, metric) in stale {
+            self.forget_ours(p, metric);
+        }
+        self.routes_on_nh(id, true)
     }
 
     /// Records the nexthop object our route at a stale metric names.
@@ -330,19 +354,37 @@ impl KernelView {
         let p = r.prefix;
         let key = (p, r.metric);
         self.nh_ref(r.nh_id, added);
+        if let Some(id) = r.nh_id {
+            let n = self.nh_foreign_users.entry(id).or_default();
+            if added {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.nh_foreign_users.remove(&id);
+                }
+            }
+        }
         let ours = r.metric == self.metric_for(&p) && self.ours.contains_key(&p);
+        // Our route at an old metric sits on this key: a REPLACE may hit it
+        // as it may hit ours.
+        let stale_here = !ours
+            && self
+                .stale_metric
+                .get(&p)
+                .is_some_and(|v| v.contains(&r.metric));
         let mut took_ours = false;
         let f = self.foreign.entry(key).or_default();
         let mut ambiguous = false;
         if added {
             if replace {
-                if ours && f.count == 0 {
+                if (ours || stale_here) && f.count == 0 {
                     // A foreign REPLACE took over our route's key.
                     took_ours = true;
                     f.count = 1;
                 } else if f.count == 0 {
                     f.count = 1;
-                } else if ours {
+                } else if ours || stale_here {
                     f.ambiguous = true;
                     ambiguous = true;
                 }
@@ -356,7 +398,7 @@ impl KernelView {
             self.foreign.remove(&key);
         }
         if took_ours {
-            self.remove_ours(&p);
+            self.forget_ours(p, r.metric);
         }
         ambiguous
     }
@@ -481,6 +523,7 @@ impl KernelView {
         // Recounted below from what the dump shows.
         let old_users = std::mem::take(&mut self.nh_users);
         self.stale_nh.clear();
+        self.nh_foreign_users.clear();
 
         let old_len = self.ours.len();
         let mut hits = 0usize;
@@ -528,6 +571,7 @@ impl KernelView {
                 Place::ForeignOnKey | Place::ForeignBeside => {
                     if let Some(id) = r.nh_id {
                         *self.nh_users.entry(id).or_default() += 1;
+                        *self.nh_foreign_users.entry(id).or_default() += 1;
                     }
                     foreign(&r, &self.links);
                     if r.tos == 0 {

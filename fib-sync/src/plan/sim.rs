@@ -220,9 +220,9 @@ impl Kernel {
         }
     }
 
-    /// Applies one nexthop request of ours. Panics if it would delete an
-    /// object a route still names (the kernel would delete the route) or
-    /// another protocol's object.
+    /// Applies one nexthop request of ours. Panics if it would delete
+    /// another protocol's object (see `Sim::check_nh` for the routes a
+    /// delete takes along).
     pub(crate) fn apply_nh(&mut self, r: &NhRequest) -> i32 {
         if let Some(errno) = self.nexthops_refused {
             return errno;
@@ -249,16 +249,6 @@ impl Kernel {
                     return libc::ENOENT;
                 };
                 assert_eq!(n.protocol, OURS, "deleted another protocol's nexthop {id}");
-                let users: Vec<&KernelRoute> = self
-                    .table
-                    .values()
-                    .flatten()
-                    .filter(|r| r.nh_id == Some(id))
-                    .collect();
-                assert!(
-                    users.is_empty(),
-                    "deleted nexthop {id} still named by {users:?}"
-                );
                 self.remove_nexthop(id, true);
                 0
             }
@@ -639,6 +629,30 @@ impl Sim {
         }
     }
 
+    /// Checks a nexthop delete: the routes it takes along (the kernel
+    /// deletes every route naming the object) are only routes of ours on
+    /// prefixes not wanted, after convergence; never another protocol's.
+    fn check_nh(&self, n: &NhRequest) {
+        let NhOp::Delete(id) = n.op else { return };
+        for r in self.kernel.table.values().flatten() {
+            if r.nh_id != Some(id) {
+                continue;
+            }
+            assert_eq!(r.protocol, OURS, "deleting nexthop {id} would take {r:?}");
+            assert!(
+                self.plan.stats().converged,
+                "flushing nexthop {id} before convergence takes {r:?}"
+            );
+            let view = self.plan.view();
+            if r.metric == view.metric_for(&r.prefix) {
+                assert!(
+                    !self.plan.desired().contains_key(&r.prefix),
+                    "deleting nexthop {id} would take the wanted {r:?}"
+                );
+            }
+        }
+    }
+
     /// Sends what the planner plans, up to the window.
     pub(crate) fn send(&mut self) {
         let mut batch = Vec::new();
@@ -646,9 +660,12 @@ impl Sim {
             let Some(r) = self.plan.next() else {
                 break;
             };
-            if let Planned::Route(r) = &r {
-                self.check(r);
-                self.outstanding.insert(r.prefix);
+            match &r {
+                Planned::Route(r) => {
+                    self.check(r);
+                    self.outstanding.insert(r.prefix);
+                }
+                Planned::Nexthop(n) => self.check_nh(n),
             }
             batch.push(r);
         }

@@ -158,13 +158,98 @@ fn an_object_goes_only_after_its_last_route_and_a_moved_route_changes_object() {
     sim.run();
     let after: Vec<&Planned> = sim.order[before..].iter().collect();
     assert!(
-        matches!(after.as_slice(), [Planned::Route(r), Planned::Nexthop(n)]
-            if r.prefix == net(ps[2]) && n.op == NhOp::Delete(a)),
-        "the last route goes, then its object: {after:?}"
+        matches!(after.as_slice(), [Planned::Nexthop(n)] if n.op == NhOp::Delete(a)),
+        "the last route goes with its object, in one request: {after:?}"
     );
     assert_eq!(object_for(&sim.kernel, "198.18.0.2"), None);
-    assert_eq!(sim.plan.stats().nexthop_deletes, 1);
+    assert_eq!(sim.kernel.ours(&net(ps[2])), None);
+    let s = sim.plan.stats();
+    assert_eq!(
+        (s.nexthop_deletes, s.deletes, s.installed),
+        (1, 2, 1),
+        "{s:?}"
+    );
     sim.assert_reconciled();
+}
+
+#[test]
+fn a_withdraw_flushes_an_object_with_its_routes_unless_one_is_wanted_or_foreign() {
+    for bulk in [0, 4] {
+        let mut sim = started(bulk);
+        let v4: Vec<String> = (0..32).map(|i| format!("100.64.{i}.0/24")).collect();
+        let v6: Vec<String> = (0..32)
+            .map(|i| format!("2001:db8:1000:{i:x}::/64"))
+            .collect();
+        for p in &v4 {
+            sim.plan.apply(FibOp::Set(via(p, "198.18.0.2")));
+        }
+        for p in &v6 {
+            sim.plan.apply(FibOp::Set(via(p, "2001:db8::2")));
+        }
+        sim.run();
+        let a = object_for(&sim.kernel, "198.18.0.2").unwrap();
+
+        // All but one IPv4 route withdrawn: the one left keeps the object,
+        // the rest go one by one.
+        let before = sim.sent.len();
+        for p in &v4[1..] {
+            sim.plan.apply(FibOp::Remove(net(p)));
+        }
+        sim.run();
+        assert_eq!(sim.sent.len() - before, 31);
+        assert!(sim.kernel.nexthops.contains_key(&a));
+
+        // Withdraw everything: two requests, one per object.
+        let before = (sim.sent.len(), sim.sent_nh.len());
+        sim.plan.replace_all(Vec::new());
+        sim.run();
+        assert_eq!(
+            sim.sent.len(),
+            before.0,
+            "no route request: {:?}",
+            &sim.sent[before.0..]
+        );
+        assert_eq!(sim.sent_nh.len() - before.1, 2);
+        assert!(sim.kernel.table.is_empty(), "{:?}", sim.kernel.table);
+        assert!(sim.kernel.our_nexthops().is_empty());
+        let s = sim.plan.stats();
+        assert_eq!((s.installed, s.deletes), (0, 31 + 33), "{s:?}");
+        sim.assert_reconciled();
+    }
+}
+
+#[test]
+fn an_object_a_foreign_route_names_is_never_flushed() {
+    let mut sim = started(0);
+    let ps = ["100.64.1.0/24", "100.64.2.0/24"];
+    for p in ps {
+        sim.plan.apply(FibOp::Set(via(p, "198.18.0.2")));
+    }
+    sim.run();
+    let a = object_for(&sim.kernel, "198.18.0.2").unwrap();
+    // Someone else routes through our object.
+    let mut theirs = kernel_route(
+        net("100.64.9.0/24"),
+        4,
+        METRIC,
+        Shape::Unicast(vec![hop_of(&spec("198.18.0.2"))]),
+    );
+    theirs.nh_id = Some(a);
+    sim.kernel.append(theirs);
+    sim.notify();
+
+    sim.plan.replace_all(Vec::new());
+    sim.run();
+    assert_eq!(sim.sent.len(), 4, "our two routes deleted one by one");
+    assert!(sim.sent_nh.iter().all(|n| !matches!(n.op, NhOp::Delete(_))));
+    assert!(sim.kernel.nexthops.contains_key(&a), "kept while named");
+    assert_eq!(sim.kernel.foreign_on_key(&net("100.64.9.0/24")), 1);
+
+    // Once their route goes, so does our object.
+    sim.kernel.delete(net("100.64.9.0/24"), METRIC, 4);
+    sim.notify();
+    sim.run();
+    assert!(!sim.kernel.nexthops.contains_key(&a));
 }
 
 /// A kernel as a previous run of ours left it: two objects of ours (one
