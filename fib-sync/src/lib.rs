@@ -9,8 +9,9 @@
 //! the nexthop objects of our protocol (one per distinct gateway and device,
 //! shared by every single-path route through it with `RTA_NH_ID`, ids
 //! `protocol << 24 | n`; created before the first route that names them,
-//! deleted after the last one goes, adopted at restart like our routes, put
-//! back with their routes when someone deletes them). A kernel without
+//! deleted after the last one goes, or with its routes when none of them is
+//! wanted (one request for a whole next hop's withdraw), adopted at restart
+//! like our routes, put back with their routes when someone deletes them). A kernel without
 //! nexthop objects (the start-up dump is refused, or the first create gets
 //! EOPNOTSUPP) gets next hops spelled out per route, as do ECMP and
 //! blackhole routes and gateways of the other family.

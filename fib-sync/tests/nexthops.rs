@@ -86,10 +86,41 @@ fn routes_share_objects_and_restart_adopts_them_with_no_change() {
             table_before
         );
 
-        // Withdrawn: routes go, then their objects; the foreign one stays.
+        // Another protocol's route through our first object keeps it.
+        ip_words(
+            &n,
+            &format!("route add 100.66.1.0/24 nhid {a} proto static"),
+        );
+        // Withdrawn: the objects only our unwanted routes name are deleted
+        // with them (the kernel flushes the routes), the one a foreign route
+        // names stays and our routes on it go one by one.
+        let monitor = DelMonitor::start(PROTO);
         fib.replace_all(Vec::new()).await.unwrap();
         fib.sync().await.unwrap();
-        wait_for_kernel(&n, "objects deleted", Duration::from_secs(10), |n| {
+        wait_for_kernel(&n, "our routes withdrawn", Duration::from_secs(10), |n| {
+            routes(n, false, "84").is_empty() && routes(n, true, "84").is_empty()
+        })
+        .await;
+        let s = fib.stats().await.unwrap();
+        assert_eq!((s.installed, s.nexthop_deletes), (0, 2), "{s:?}");
+        assert_eq!(
+            nexthops(&n, "84").len(),
+            1,
+            "the object a foreign route names"
+        );
+        assert_eq!(routes(&n, false, "static").len(), 2);
+        // IPv4 routes flushed with an object are not reported, so only
+        // the ones deleted one by one (on the kept object) and IPv6 show.
+        let deleted = monitor.finish();
+        assert!(
+            deleted.len() < routes_v4.len() + v6.len(),
+            "{}",
+            deleted.len()
+        );
+
+        // Once that route goes, so does the object.
+        ip_words(&n, "route del 100.66.1.0/24 proto static");
+        wait_for_kernel(&n, "last object deleted", Duration::from_secs(10), |n| {
             nexthops(n, "84").is_empty()
         })
         .await;
