@@ -31,11 +31,12 @@ use tracing::{debug, info, warn};
 
 use crate::FibError;
 use crate::inflight::Inflight;
-use crate::plan::{Planner, RouteChange};
+use crate::nexthops::NhRequest;
+use crate::plan::{Planned, Planner, RouteChange};
 use crate::request::Request;
 use crate::socket::{
     NlSocket, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE,
-    RTNLGRP_LINK,
+    RTNLGRP_LINK, RTNLGRP_NEXTHOP,
 };
 use crate::types::{FibConfig, FibOp, FibRoute, FibStats, KernelEvent};
 use crate::wire::{self, Parsed};
@@ -81,7 +82,7 @@ pub struct FibTask {
     events_tx: broadcast::Sender<KernelEvent>,
 
     plan: Planner,
-    inflight: Inflight<Request>,
+    inflight: Inflight<Planned>,
     /// (first seq, last seq) of every sent batch, oldest first.
     batches: VecDeque<(u32, u32)>,
     /// Sequence numbers of dump requests (their own socket).
@@ -123,6 +124,13 @@ impl FibTask {
             ],
         )?;
         let dump = open("dump", 4 << 20, &[])?;
+        // Our nexthop objects deleted or changed by others (kernels without
+        // nexthop objects refuse the group; the dump below tells).
+        if cfg.nexthop_objects
+            && let Err(e) = events.set_groups(&[RTNLGRP_NEXTHOP], true)
+        {
+            debug!(error = %e, "no nexthop notifications");
+        }
         info!(
             protocol = cfg.protocol,
             table = cfg.table,
@@ -154,7 +162,24 @@ impl FibTask {
             recv_buf: Vec::with_capacity(RECV_BUF),
             send_buf: Vec::with_capacity(256 << 10),
         };
+        if task.cfg.nexthop_objects {
+            // Detected once: a kernel without nexthop objects refuses the dump.
+            if let Err(e) = task.dump_once(DumpKind::Nexthops).await {
+                task.plan
+                    .disable_nexthops("the kernel refused a nexthop dump (Linux < 5.3?)");
+                debug!(error = %e, "nexthop dump refused");
+            }
+        }
         task.resync().await?;
+        info!(
+            nexthop_objects = task.plan.uses_nexthops(),
+            "next hops are {}",
+            if task.plan.uses_nexthops() {
+                "shared nexthop objects (RTA_NH_ID) for single-path routes"
+            } else {
+                "programmed per route"
+            }
+        );
         let inherited = task.plan.adopt_found_routes();
         info!(
             inherited,
@@ -360,13 +385,18 @@ impl FibTask {
         let mut first: Option<u32> = None;
         let mut last_at = 0usize;
         let mut result = Ok(());
-        while self.inflight.len() < self.cfg.max_in_flight {
-            let Some(r) = self.plan.next_request() else {
+        while self.inflight.len() < self.cfg.max_in_flight || self.plan.owes_route() {
+            let Some(r) = self.plan.next() else {
                 break;
             };
             last_at = buf.len();
             let seq = self.inflight.next_seq();
-            wire::push_request(&mut buf, seq, r.kind(), &target, &r.prefix, r.body());
+            match &r {
+                Planned::Route(r) => {
+                    wire::push_request(&mut buf, seq, r.kind(), &target, &r.prefix, r.body());
+                }
+                Planned::Nexthop(n) => wire::push_nexthop(&mut buf, seq, target.protocol, n.op),
+            }
             self.inflight.push(r);
             if first.is_none() {
                 first = Some(seq);
@@ -419,8 +449,10 @@ impl FibTask {
         // Nothing of the batch was processed: plan it again.
         let mut s = first;
         loop {
-            if let Some(r) = self.inflight.remove(s) {
-                self.plan.unsent(r);
+            match self.inflight.remove(s) {
+                Some(Planned::Route(r)) => self.plan.unsent(r),
+                Some(Planned::Nexthop(n)) => self.plan.unsent_nexthop(n),
+                None => {}
             }
             if s == last {
                 break;
@@ -479,7 +511,16 @@ impl FibTask {
             self.on_ack(seq, errno);
         }
         if lost_acks {
-            self.plan.lost(self.inflight.drain());
+            let mut routes: Vec<Request> = Vec::new();
+            let mut nexthops = 0;
+            for p in self.inflight.drain() {
+                match p {
+                    Planned::Route(r) => routes.push(r),
+                    Planned::Nexthop(_) => nexthops += 1,
+                }
+            }
+            self.plan.lost(routes);
+            self.plan.lost_nexthops(nexthops);
             self.batches.clear();
         }
         self.publish_events();
@@ -490,7 +531,7 @@ impl FibTask {
         if (errno != 0 || self.batches.front().is_none_or(|b| b.1 != seq))
             && let Some(r) = self.inflight.remove(seq)
         {
-            self.plan.complete(r, errno);
+            self.complete(r, errno);
         }
         // The batch's ack (or the failure of its last request) closes it:
         // requests of the batch with no failure seen succeeded.
@@ -501,7 +542,7 @@ impl FibTask {
             let mut s = first;
             loop {
                 if let Some(r) = self.inflight.remove(s) {
-                    self.plan.complete(r, 0);
+                    self.complete(r, 0);
                 }
                 if s == last {
                     break;
@@ -509,6 +550,17 @@ impl FibTask {
                 s = s.wrapping_add(1);
             }
         }
+    }
+
+    fn complete(&mut self, r: Planned, errno: i32) {
+        match r {
+            Planned::Route(r) => self.plan.complete(r, errno),
+            Planned::Nexthop(n) => self.complete_nexthop(n, errno),
+        }
+    }
+
+    fn complete_nexthop(&mut self, n: NhRequest, errno: i32) {
+        self.plan.complete_nexthop(n, errno);
     }
 
     fn drain_events(&mut self) -> Result<(), FibError> {
@@ -553,6 +605,8 @@ impl FibTask {
                 self.plan.on_route(r, change);
             }
             Parsed::DelRoute(r) => self.plan.on_route(r, RouteChange::Removed),
+            Parsed::NewNexthop(n) => self.plan.on_nexthop(n, true),
+            Parsed::DelNexthop(n) => self.plan.on_nexthop(n, false),
             Parsed::Link {
                 index,
                 name,
@@ -590,7 +644,16 @@ impl FibTask {
         }
         self.recv_buf = buf;
 
-        let (links, _) = self.dump_until_stable(DumpKind::Links).await?;
+        let (mut links, _) = self.dump_until_stable(DumpKind::Links).await?;
+        let (addrs, _) = self.dump_until_stable(DumpKind::Addresses).await?;
+        links.extend(addrs);
+        // Nexthop objects before routes: a route naming an object created
+        // between the two dumps finds it.
+        let mut nexthops = Vec::new();
+        let mut clean_nh = true;
+        if self.plan.uses_nexthops() {
+            (nexthops, clean_nh) = self.dump_until_stable(DumpKind::Nexthops).await?;
+        }
         let (mut routes, clean4) = self
             .dump_until_stable(DumpKind::Routes { v6: false })
             .await?;
@@ -598,7 +661,9 @@ impl FibTask {
             .dump_until_stable(DumpKind::Routes { v6: true })
             .await?;
         routes.extend(routes6);
-        self.plan.rebuild(links, routes, clean4 && clean6);
+        routes.extend(nexthops);
+        self.plan
+            .rebuild(links, routes, clean4 && clean6 && clean_nh);
         self.publish_events();
         Ok(())
     }
@@ -632,6 +697,8 @@ impl FibTask {
         let mut req = Vec::with_capacity(64);
         match kind {
             DumpKind::Links => wire::dump_links(&mut req, seq),
+            DumpKind::Addresses => wire::dump_addresses(&mut req, seq),
+            DumpKind::Nexthops => wire::dump_nexthops(&mut req, seq),
             DumpKind::Routes { v6 } => wire::dump_routes(&mut req, seq, v6, self.cfg.table),
         }
         self.dump.send(&req).map_err(FibError::Io)?;
@@ -657,5 +724,7 @@ impl FibTask {
 #[derive(Debug, Clone, Copy)]
 enum DumpKind {
     Links,
+    Addresses,
+    Nexthops,
     Routes { v6: bool },
 }

@@ -5,13 +5,23 @@
 //! Owns: the netlink sockets, the desired-versus-kernel reconciliation, the
 //! restart rule (routes of our protocol found at start stay untouched until
 //! the RIB says it converged), watching the kernel (restoring our routes,
-//! link/address events, optional learning of other protocols' routes).
+//! link/address events, optional learning of other protocols' routes), and
+//! the nexthop objects of our protocol (one per distinct gateway and device,
+//! shared by every single-path route through it with `RTA_NH_ID`, ids
+//! `protocol << 24 | n`; created before the first route that names them,
+//! deleted after the last one goes, or with its routes when none of them is
+//! wanted (one request for a whole next hop's withdraw), adopted at restart
+//! like our routes, put back with their routes when someone deletes them). A kernel without
+//! nexthop objects (the start-up dump is refused, or the first create gets
+//! EOPNOTSUPP) gets next hops spelled out per route, as do ECMP and
+//! blackhole routes and gateways of the other family.
 //! Does not own: route selection (tabby-rib), which routes to program (the
 //! daemon maps the RIB's best-route changes onto [`FibOp`]s), or any
 //! tunnel device (its name is configuration).
 //!
 //! Inside, the reconciliation is a planner without I/O (`plan.rs`, over the
-//! kernel view of `view.rs`): route changes, kernel notifications, dumps and
+//! kernel view of `view.rs` and the nexthop book of `nexthops.rs`): route
+//! changes, kernel notifications, dumps and
 //! request results in, route requests out as data, the time passed in. The
 //! task (`actor.rs`) owns the sockets, the channels and the clock, and only
 //! moves data between them and the planner.
@@ -36,6 +46,7 @@ mod inflight;
 mod learn;
 mod maps;
 pub mod netns;
+mod nexthops;
 mod plan;
 mod request;
 mod socket;

@@ -50,10 +50,11 @@ use tracing::{debug, info, warn};
 use crate::failure_log::FailureLog;
 use crate::learn::Learner;
 use crate::maps::{HashMap, HashSet, remove_if_any, remove_if_any_key};
+use crate::nexthops::{Holders, HopKey, Nexthops, NhChange, NhRequest};
 use crate::request::{Op, Request, Wanted};
 use crate::types::{FibConfig, FibOp, FibRoute, FibStats, KernelEvent, RouteKind, validate};
 use crate::view::{self, KernelView, LinkChange, Place};
-use crate::wire::{KernelRoute, OpKind, Parsed, Shape, Target};
+use crate::wire::{Hop, KernelNexthop, KernelRoute, NhSpec, OpKind, Parsed, Shape, Target};
 
 #[cfg(test)]
 mod props;
@@ -61,6 +62,8 @@ mod props;
 mod sim;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_nexthops;
 
 // Work flags per prefix (`Planner::marks`). Queued-ness is not among them:
 // `dirty` may hold a prefix twice (the second visit finds nothing to do), so
@@ -89,6 +92,61 @@ pub(crate) enum RouteChange {
     Removed,
 }
 
+/// One request to send, in the order planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Planned {
+    Route(Request),
+    Nexthop(NhRequest),
+}
+
+/// The planner's answers to `Nexthops::next_request`.
+struct PlanHolders<'a> {
+    view: &'a KernelView,
+    desired: &'a HashMap<IpNet, FibRoute>,
+}
+
+impl Holders for PlanHolders<'_> {
+    fn users(&self, id: u32) -> u32 {
+        self.view.nh_users_of(id)
+    }
+
+    fn foreign_users(&self, id: u32) -> u32 {
+        self.view.nh_foreign_users_of(id)
+    }
+
+    fn device(&self, index: u32) -> Option<&str> {
+        self.view.device(index)
+    }
+
+    fn wanted_route_on(&self, id: u32) -> bool {
+        self.view
+            .ours
+            .iter()
+            .any(|(p, r)| r.nh_id == Some(id) && self.desired.contains_key(p))
+    }
+}
+
+/// For taking only queued creates: nothing holds anything.
+struct NoHolders;
+
+impl Holders for NoHolders {
+    fn users(&self, _: u32) -> u32 {
+        0
+    }
+
+    fn foreign_users(&self, _: u32) -> u32 {
+        0
+    }
+
+    fn device(&self, _: u32) -> Option<&str> {
+        None
+    }
+
+    fn wanted_route_on(&self, _: u32) -> bool {
+        false
+    }
+}
+
 /// A bulk run that ended (see `Planner::leave_bulk_if_done`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BulkEnd {
@@ -112,6 +170,13 @@ struct BulkRun {
 #[derive(Debug)]
 pub(crate) struct Planner {
     view: KernelView,
+    nexthops: Nexthops,
+    /// A route request planned behind the nexthop create it needs.
+    stashed: Option<Request>,
+    /// Nexthop requests outstanding.
+    nh_in_flight: usize,
+    /// Objects being flushed, with the routes of ours naming them then.
+    flushing: HashMap<u32, u32>,
     learner: Learner,
     desired: HashMap<IpNet, FibRoute>,
     /// Prefixes whose kernel route predates this run; untouched until the
@@ -158,6 +223,10 @@ impl Planner {
         let verify_every = cfg.verify_interval.filter(|v| !v.is_zero());
         Self {
             view: KernelView::new(target),
+            nexthops: Nexthops::new(cfg.nexthop_objects, cfg.protocol),
+            stashed: None,
+            nh_in_flight: 0,
+            flushing: HashMap::default(),
             learner: Learner::new(cfg.learn.clone()),
             desired: HashMap::default(),
             inherited: HashSet::default(),
@@ -259,14 +328,21 @@ impl Planner {
     fn want(&mut self, route: FibRoute) {
         let p = route.prefix;
         self.set_own_metric(p, route.metric);
-        match self.desired.entry(p) {
+        let counting = self.nexthops.enabled();
+        let new_hop = if counting { HopKey::of(&route) } else { None };
+        let old_hop = match self.desired.entry(p) {
             Entry::Occupied(o) if *o.get() == route => return,
             Entry::Occupied(mut o) => {
-                o.insert(route);
+                let old = o.insert(route);
+                if counting { HopKey::of(&old) } else { None }
             }
             Entry::Vacant(v) => {
                 v.insert(route);
+                None
             }
+        };
+        if counting {
+            self.nexthops.wanted_changed(old_hop, new_hop);
         }
         remove_if_any(&mut self.parked, &p);
         self.mark(p);
@@ -312,7 +388,10 @@ impl Planner {
     }
 
     fn unwant(&mut self, p: IpNet) {
-        if self.desired.remove(&p).is_some() {
+        if let Some(old) = self.desired.remove(&p) {
+            if self.nexthops.enabled() {
+                self.nexthops.wanted_changed(HopKey::of(&old), None);
+            }
             remove_if_any(&mut self.parked, &p);
             remove_if_any_key(&mut self.blocked, &p);
             self.mark(p);
@@ -342,6 +421,7 @@ impl Planner {
             self.parked.remove(&p);
             self.mark(p);
         }
+        self.nexthops.recount_wanted(self.desired.values());
         self.set_converged();
     }
 
@@ -359,6 +439,8 @@ impl Planner {
         for p in inherited {
             self.mark(p);
         }
+        // Nexthop objects found at start and not used go now.
+        self.nexthops.check_all();
         // Routes left at an old metric by a priority change go now.
         let stale: Vec<IpNet> = self.view.stale_metric.keys().copied().collect();
         for p in stale {
@@ -368,9 +450,65 @@ impl Planner {
 
     // ----- planning ----------------------------------------------------------
 
-    /// The next request to send, if any; at most one per prefix is ever
+    /// Whether routes go through nexthop objects.
+    pub(crate) fn uses_nexthops(&self) -> bool {
+        self.nexthops.enabled()
+    }
+
+    /// The kernel has no nexthop objects: next hops are spelled out per
+    /// route from now on.
+    pub(crate) fn disable_nexthops(&mut self, why: &str) {
+        self.nexthops.disable(why);
+    }
+
+    /// The next request to send, if any: a nexthop object always before the
+    /// first route that names it. Nothing while a dump is needed. While
+    /// `owes_route` the caller must ask again at once, whatever its window:
+    /// the route was planned against the view of now.
+    pub(crate) fn next(&mut self) -> Option<Planned> {
+        if self.need_dump {
+            return None;
+        }
+        for id in std::mem::take(&mut self.view.nh_released) {
+            self.nexthops.maybe_unused(id);
+        }
+        if !self.nexthops.has_queued()
+            && let Some(r) = self.stashed.take()
+        {
+            return Some(Planned::Route(r));
+        }
+        let holders = PlanHolders {
+            view: &self.view,
+            desired: &self.desired,
+        };
+        if let Some(n) = self.nexthops.next_request(self.converged, &holders) {
+            self.nh_in_flight += 1;
+            if let crate::wire::NhOp::Delete(id) = n.op {
+                let users = self.view.nh_users_of(id);
+                if users > 0 {
+                    self.flushing.insert(id, users);
+                }
+            }
+            return Some(Planned::Nexthop(n));
+        }
+        let r = self.next_request()?;
+        if let Some(n) = self.nexthops.next_request(false, &NoHolders) {
+            self.stashed = Some(r);
+            self.nh_in_flight += 1;
+            return Some(Planned::Nexthop(n));
+        }
+        Some(Planned::Route(r))
+    }
+
+    /// A route planned behind the nexthop object just returned by `next`
+    /// waits to be taken.
+    pub(crate) fn owes_route(&self) -> bool {
+        self.stashed.is_some()
+    }
+
+    /// The next route request, if any; at most one per prefix is ever
     /// outstanding. Nothing while a dump is needed.
-    pub(crate) fn next_request(&mut self) -> Option<Request> {
+    fn next_request(&mut self) -> Option<Request> {
         if self.need_dump {
             return None;
         }
@@ -388,6 +526,11 @@ impl Planner {
             };
             self.set_flags(p, INFLIGHT, TOUCHED);
             self.in_flight += 1;
+            if let Op::Create(Wanted { nh: Some(id), .. })
+            | Op::Replace(Wanted { nh: Some(id), .. }) = &op
+            {
+                self.nexthops.sent_route(*id);
+            }
             return Some(Request {
                 prefix: p,
                 op,
@@ -421,8 +564,12 @@ impl Planner {
         let have = self.view.ours.get(&p);
         let Some(want) = self.desired.get(&p) else {
             remove_if_any_key(&mut self.blocked, &p);
-            if have.is_none() {
+            let Some(have) = have else {
                 self.drop_own_metric(&p);
+                return None;
+            };
+            if have.nh_id.is_some_and(|id| self.nexthops.deleting(id)) {
+                // Goes with its object (a flush in flight).
                 return None;
             }
             return Some(Op::Delete { metric });
@@ -431,7 +578,9 @@ impl Planner {
             return None;
         }
         // The common case (nothing to do) without allocating resolved hops.
-        if !foreign && have.is_some_and(|h| self.view.matches_spec(want, h)) {
+        if !foreign
+            && have.is_some_and(|h| self.view.matches_spec(want, h) && self.nh_matches(want, h))
+        {
             remove_if_any_key(&mut self.blocked, &p);
             return None;
         }
@@ -443,7 +592,7 @@ impl Planner {
             }
         };
         let kind = match have {
-            Some(have) if view::matches(want, &hops, have) => None,
+            Some(have) if view::matches(want, &hops, have) && self.nh_matches(want, have) => None,
             // Step aside: REPLACE could hit the foreign route.
             Some(_) if foreign => Some(OpKind::Delete),
             // REPLACE needs a current view of foreign routes; the dump that
@@ -463,19 +612,86 @@ impl Planner {
         } else {
             remove_if_any_key(&mut self.blocked, &p);
         }
-        let wanted = |hops| Wanted {
-            shape: match want.kind {
-                RouteKind::Blackhole => Shape::Blackhole,
-                RouteKind::Unicast(_) => Shape::Unicast(hops),
+        let kind = kind?;
+        if kind == OpKind::Delete {
+            return Some(Op::Delete { metric });
+        }
+        let pref_src = want.pref_src;
+        let is_blackhole = matches!(want.kind, RouteKind::Blackhole);
+        let mut spec = self.nh_spec(want);
+        if let Some(s) = spec
+            && !self.nexthops.usable(&s)
+        {
+            if self.nexthops.enabled() {
+                self.nexthops.fell_back(p);
+            }
+            spec = None;
+        }
+        let nh = spec.and_then(|s| self.nexthops.id_for(s));
+        let wanted = Wanted {
+            shape: match (is_blackhole, spec.filter(|_| nh.is_some())) {
+                (true, _) => Shape::Blackhole,
+                (false, Some(s)) => Shape::Unicast(vec![Hop {
+                    gateway: Some(s.gateway),
+                    oif: s.oif,
+                    onlink: s.onlink,
+                    weight: 1,
+                }]),
+                (false, None) => Shape::Unicast(hops),
             },
-            pref_src: want.pref_src,
+            pref_src,
             metric,
+            nh,
         };
-        Some(match kind? {
-            OpKind::Delete => Op::Delete { metric },
-            OpKind::Create => Op::Create(wanted(hops)),
-            OpKind::Replace => Op::Replace(wanted(hops)),
+        Some(match kind {
+            OpKind::Create => Op::Create(wanted),
+            _ => Op::Replace(wanted),
         })
+    }
+
+    /// The next hop a wanted route reaches through a nexthop object of ours:
+    /// a single-path unicast route whose gateway has the prefix's family
+    /// and whose device is known (named, or the one whose address covers
+    /// the gateway). `None`: the route spells its next hops out (ECMP,
+    /// blackhole, RFC 8950 gateway, unknown device, or no nexthop objects at
+    /// all); a next hop whose object the kernel refused is checked apart
+    /// (`Nexthops::usable`).
+    fn nh_spec(&self, want: &FibRoute) -> Option<NhSpec> {
+        if !self.nexthops.enabled() {
+            return None;
+        }
+        let RouteKind::Unicast(hops) = &want.kind else {
+            return None;
+        };
+        let [h] = hops.as_slice() else {
+            return None;
+        };
+        if h.gateway.is_ipv4() != want.prefix.addr().is_ipv4() {
+            return None;
+        }
+        let oif = match &h.device {
+            Some(d) => *self.view.names.get(d)?,
+            None => self.view.resolve_oif(h.gateway)?,
+        };
+        Some(NhSpec {
+            gateway: h.gateway,
+            oif,
+            onlink: h.onlink,
+        })
+    }
+
+    /// Whether our kernel route goes through the nexthop object (or none)
+    /// the wanted route should: the object of ours it names stands for the
+    /// wanted next hop.
+    fn nh_matches(&self, want: &FibRoute, have: &KernelRoute) -> bool {
+        let spec = self.nh_spec(want).filter(|s| self.nexthops.usable(s));
+        match (spec, have.nh_id) {
+            (None, None) => true,
+            (Some(spec), Some(id)) => {
+                self.nexthops.alive(id) && self.nexthops.spec_of(id) == Some(spec)
+            }
+            _ => false,
+        }
     }
 
     fn metric_of(r: &Request) -> u32 {
@@ -504,6 +720,26 @@ impl Planner {
         }
         let kind = r.kind();
         let metric = Self::metric_of(&r);
+        let nh = match &r.op {
+            Op::Create(w) | Op::Replace(w) => w.nh,
+            Op::Delete { .. } => None,
+        };
+        if let Some(id) = nh {
+            self.nexthops.route_done(id);
+        }
+        if errno != 0
+            && let Some(id) = nh
+            && !self.nexthops.alive(id)
+        {
+            // Its nexthop object was refused or went: planned again, on
+            // another object or with the next hop spelled out.
+            *self.counters.errors.entry(errno).or_default() += 1;
+            if let Some(run) = &mut self.bulk {
+                run.unsettled = true;
+            }
+            self.mark(prefix);
+            return;
+        }
         if errno == 0 {
             match kind {
                 OpKind::Create => self.counters.installs += 1,
@@ -532,7 +768,8 @@ impl Planner {
                         }
                     }
                     Op::Create(w) | Op::Replace(w) if w.metric == self.view.metric_for(&prefix) => {
-                        self.view.assume_ours(prefix, w.shape, w.pref_src, w.metric)
+                        self.view
+                            .assume_ours(prefix, w.shape, w.pref_src, w.metric, w.nh)
                     }
                     Op::Create(_) | Op::Replace(_) => {
                         // Its metric moved while in flight (which asked for
@@ -594,6 +831,7 @@ impl Planner {
     /// planned again later, as the same kind of change.
     pub(crate) fn unsent(&mut self, r: Request) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.release_nh_of(&r);
         let touched = if r.restore { TOUCHED } else { 0 };
         self.set_flags(r.prefix, touched, INFLIGHT | DEFERRED);
         self.mark(r.prefix);
@@ -604,10 +842,103 @@ impl Planner {
     pub(crate) fn lost(&mut self, requests: impl IntoIterator<Item = Request>) {
         for r in requests {
             self.in_flight = self.in_flight.saturating_sub(1);
+            self.release_nh_of(&r);
             self.set_flags(r.prefix, 0, INFLIGHT | DEFERRED);
             self.mark(r.prefix);
         }
         self.need_dump = true;
+    }
+
+    fn release_nh_of(&mut self, r: &Request) {
+        if let Op::Create(Wanted { nh: Some(id), .. }) | Op::Replace(Wanted { nh: Some(id), .. }) =
+            &r.op
+        {
+            self.nexthops.route_done(*id);
+        }
+    }
+
+    /// The kernel's answer to a nexthop request (0 or a positive errno).
+    pub(crate) fn complete_nexthop(&mut self, r: NhRequest, errno: i32) {
+        self.nh_in_flight = self.nh_in_flight.saturating_sub(1);
+        if errno != 0 {
+            *self.counters.errors.entry(errno).or_default() += 1;
+        }
+        match r.op {
+            crate::wire::NhOp::Create(..) if errno == 0 => self.counters.nexthop_installs += 1,
+            crate::wire::NhOp::Delete(_) if errno == 0 => self.counters.nexthop_deletes += 1,
+            _ => {}
+        }
+        self.nexthops.complete(r, errno);
+        if let crate::wire::NhOp::Delete(id) = r.op {
+            let flushed = self.flushing.remove(&id);
+            if matches!(errno, 0 | libc::ENOENT | libc::ESRCH) {
+                // The kernel deleted the routes naming it (reporting only
+                // the IPv6 ones, and none during a bulk run).
+                self.counters.deletes += u64::from(flushed.unwrap_or(0));
+                for p in self.view.drop_routes_on_nh(id) {
+                    if self.desired.contains_key(&p) {
+                        self.mark(p);
+                    }
+                }
+            } else if flushed.is_some() {
+                // Still there with its routes: they go one by one.
+                for p in self.view.routes_on_nh(id, false) {
+                    self.mark(p);
+                }
+            }
+        }
+    }
+
+    /// A nexthop request never reached the kernel: sent again.
+    pub(crate) fn unsent_nexthop(&mut self, r: NhRequest) {
+        self.nh_in_flight = self.nh_in_flight.saturating_sub(1);
+        self.nexthops.unsent(r);
+        if let crate::wire::NhOp::Delete(id) = r.op
+            && self.flushing.remove(&id).is_some()
+        {
+            // The routes it would have taken along go their own way.
+            for p in self.view.routes_on_nh(id, false) {
+                self.mark(p);
+            }
+        }
+        if let Some(route) = self.stashed.take() {
+            self.unsent(route);
+        }
+    }
+
+    /// The answers to nexthop requests were lost: the dump that follows
+    /// shows which objects exist.
+    pub(crate) fn lost_nexthops(&mut self, n: usize) {
+        self.nh_in_flight = self.nh_in_flight.saturating_sub(n);
+        self.nexthops.lost();
+        self.flushing.clear();
+        self.need_dump = true;
+    }
+
+    /// A nexthop notification (`added`: `RTM_NEWNEXTHOP`).
+    pub(crate) fn on_nexthop(&mut self, n: KernelNexthop, added: bool) {
+        if let NhChange::Lost(id) = self.nexthops.on_nexthop(&n, added) {
+            self.nh_lost(id);
+        }
+    }
+
+    /// Our nexthop object `id` went or changed without a request of ours:
+    /// the routes naming it are restored.
+    fn nh_lost(&mut self, id: u32) {
+        let gone = !self.nexthops.alive(id);
+        let on = self.view.routes_on_nh(id, gone);
+        info!(
+            id,
+            routes = on.len(),
+            deleted = gone,
+            "nexthop object of ours changed by someone else; restoring its routes"
+        );
+        for p in on {
+            if self.desired.contains_key(&p) && (self.converged || !self.inherited.contains(&p)) {
+                self.set_flags(p, TOUCHED, 0);
+            }
+            self.mark(p);
+        }
     }
 
     fn park(&mut self, prefix: IpNet, errno: i32, what: &str) {
@@ -624,6 +955,9 @@ impl Planner {
     }
 
     fn unpark(&mut self, why: &str) {
+        for p in self.nexthops.retry_failed() {
+            self.mark(p);
+        }
         if self.parked.is_empty() {
             return;
         }
@@ -707,6 +1041,7 @@ impl Planner {
 
     /// An address notification.
     pub(crate) fn on_address(&mut self, index: u32, address: IpNet, removed: bool) {
+        self.view.note_addr(index, address, removed);
         let ev = if removed {
             KernelEvent::AddressRemoved { index, address }
         } else {
@@ -731,8 +1066,22 @@ impl Planner {
     /// shows differently from the view the earlier plans were made on, plus
     /// what was put off for a dump: at a million routes a full replan costs
     /// more than the dump.
+    /// `links` holds links and addresses, `routes` routes and nexthop
+    /// objects.
     pub(crate) fn rebuild(&mut self, links: Vec<Parsed>, routes: Vec<Parsed>, clean: bool) {
         self.need_dump = false;
+        let nhs: Vec<KernelNexthop> = routes
+            .iter()
+            .filter_map(|m| match m {
+                Parsed::NewNexthop(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        let nh_changed = if self.nexthops.enabled() {
+            self.nexthops.rebuild(&nhs)
+        } else {
+            Vec::new()
+        };
         self.counters.resyncs += 1;
         let learned_before = self.learner.restart();
         let learner = &mut self.learner;
@@ -756,12 +1105,15 @@ impl Planner {
             let settled = self.view.ours.get(p).is_some_and(|r| {
                 self.desired
                     .get(p)
-                    .is_some_and(|w| self.view.matches_spec(w, r))
+                    .is_some_and(|w| self.view.matches_spec(w, r) && self.nh_matches(w, r))
                     && !self.view.foreign_may_hold(p)
             });
             !settled
         }));
         todo.extend(rebuilt.other);
+        for id in nh_changed {
+            todo.extend(self.view.routes_on_nh(id, false));
+        }
         // The dump superseded the notifications of requests still
         // outstanding: look at their prefixes again when the answers come
         // (the kernel may have undone their effect since, silently).
@@ -862,7 +1214,7 @@ impl Planner {
         input_pending: bool,
     ) -> Option<BulkEnd> {
         let run = self.bulk?;
-        if self.in_flight != 0 {
+        if self.in_flight != 0 || self.nh_in_flight != 0 || self.stashed.is_some() {
             return None;
         }
         let more = !self.dirty.is_empty() || input_pending;
@@ -891,7 +1243,12 @@ impl Planner {
     /// applied so far is in the kernel, or waits on a foreign route or an
     /// unusable next hop.
     pub(crate) fn is_idle(&self) -> bool {
-        self.dirty.is_empty() && self.in_flight == 0 && !self.need_dump
+        self.dirty.is_empty()
+            && self.in_flight == 0
+            && self.nh_in_flight == 0
+            && self.stashed.is_none()
+            && !self.nexthops.has_queued()
+            && !self.need_dump
     }
 
     #[cfg(test)]
@@ -913,7 +1270,13 @@ impl Planner {
         s.blocked_by_foreign = self.blocked.len();
         s.parked = self.parked.len();
         s.converged = self.converged;
+        s.nexthops = self.nexthops.len();
         s
+    }
+
+    #[cfg(test)]
+    pub(crate) fn nexthops(&self) -> &Nexthops {
+        &self.nexthops
     }
 
     #[cfg(test)]

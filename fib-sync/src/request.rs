@@ -35,6 +35,9 @@ pub(crate) struct Wanted {
     pub pref_src: Option<IpAddr>,
     /// The metric the route goes in at (part of its key).
     pub metric: u32,
+    /// The nexthop object of ours the route names (`RTA_NH_ID`) instead of
+    /// spelling out its single next hop; `shape` says what it holds.
+    pub nh: Option<u32>,
 }
 
 impl Request {
@@ -49,7 +52,7 @@ impl Request {
     /// What the request carries besides the key, for `wire::push_request`.
     pub(crate) fn body(&self) -> Body<'_> {
         match &self.op {
-            Op::Create(w) | Op::Replace(w) => Body::Route(&w.shape, w.pref_src, w.metric),
+            Op::Create(w) | Op::Replace(w) => Body::Route(&w.shape, w.pref_src, w.metric, w.nh),
             Op::Delete { metric } => Body::Delete(*metric),
         }
     }

@@ -12,6 +12,7 @@ pub(crate) const RTNLGRP_IPV4_IFADDR: u32 = 5;
 pub(crate) const RTNLGRP_IPV4_ROUTE: u32 = 7;
 pub(crate) const RTNLGRP_IPV6_IFADDR: u32 = 9;
 pub(crate) const RTNLGRP_IPV6_ROUTE: u32 = 11;
+pub(crate) const RTNLGRP_NEXTHOP: u32 = 32;
 
 #[derive(Debug)]
 pub(crate) struct NlSocket {

@@ -195,6 +195,12 @@ pub struct FibConfig {
     /// last). `None` disables. A dump costs about as much as reading the
     /// same routes as events.
     pub verify_interval: Option<Duration>,
+    /// Program single-path routes through shared nexthop objects
+    /// (`RTM_NEWNEXTHOP`, `RTA_NH_ID`; Linux 5.3+): one object per distinct
+    /// gateway and device instead of a next hop set up per route. Used only
+    /// when the kernel takes them (detected at start); otherwise, and for
+    /// ECMP and blackhole routes, next hops are spelled out per route.
+    pub nexthop_objects: bool,
 }
 
 impl Default for FibConfig {
@@ -211,6 +217,7 @@ impl Default for FibConfig {
             retry_interval: Duration::from_secs(10),
             bulk_threshold: 4096,
             verify_interval: Some(Duration::from_secs(600)),
+            nexthop_objects: true,
         }
     }
 }
@@ -260,6 +267,13 @@ pub struct FibStats {
     /// and left the desired route of their prefix as it was (the async
     /// methods return the error instead).
     pub refused: u64,
+    /// Nexthop objects of ours created and acknowledged.
+    pub nexthop_installs: u64,
+    /// Nexthop objects of ours deleted once no route used them.
+    pub nexthop_deletes: u64,
+    /// Nexthop objects of ours in the kernel (or being created); 0 when the
+    /// kernel has none and next hops are spelled out per route.
+    pub nexthops: usize,
 }
 
 /// What the synchroniser saw in the kernel, for the daemon (next-hop

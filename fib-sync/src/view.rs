@@ -101,6 +101,19 @@ pub(crate) struct KernelView {
     /// family's (`FibRoute::metric`); kept while a route of ours may sit
     /// there, so that notifications and dumps place it on its key.
     pub own_metric: HashMap<IpNet, u32>,
+    /// Addresses by interface: which device a gateway given without one
+    /// sits on (a nexthop object needs it).
+    pub addrs: HashMap<u32, Vec<IpNet>>,
+    /// Routes in our table (ours and others') naming each nexthop id: an
+    /// object of ours is deleted only when none does.
+    pub nh_users: HashMap<u32, u32>,
+    /// Ids whose count dropped to zero since the planner last looked.
+    pub nh_released: Vec<u32>,
+    /// The nexthop object each of our routes at another metric names.
+    pub stale_nh: HashMap<(IpNet, u32), u32>,
+    /// Routes of other protocols in our table naming each nexthop id: an
+    /// object they name is never flushed.
+    pub nh_foreign_users: HashMap<u32, u32>,
 }
 
 impl KernelView {
@@ -113,7 +126,135 @@ impl KernelView {
             stale_metric: HashMap::default(),
             foreign: HashMap::default(),
             own_metric: HashMap::default(),
+            addrs: HashMap::default(),
+            nh_users: HashMap::default(),
+            nh_released: Vec::new(),
+            stale_nh: HashMap::default(),
+            nh_foreign_users: HashMap::default(),
         }
+    }
+
+    /// Routes of other protocols in our table naming `id`.
+    pub(crate) fn nh_foreign_users_of(&self, id: u32) -> u32 {
+        self.nh_foreign_users.get(&id).copied().unwrap_or(0)
+    }
+
+    /// Our routes (at any metric) the kernel deleted with object `id`:
+    /// dropped from the view; returns the prefixes of those on our key.
+    pub(crate) fn drop_routes_on_nh(&mut self, id: u32) -> Vec<IpNet> {
+        let stale: Vec<(IpNet, u32)> = self
+            .stale_nh
+            .iter()
+            .filter(|(_, i)| **i == id)
+            .map(|(k, _)| *k)
+            .collect();
+        for (p, metric) in stale {
+            self.forget_ours(p, metric);
+        }
+        self.routes_on_nh(id, true)
+    }
+
+    /// Records the nexthop object our route at a stale metric names.
+    fn set_stale_nh(&mut self, p: IpNet, metric: u32, id: Option<u32>) {
+        let old = match id {
+            Some(id) => self.stale_nh.insert((p, metric), id),
+            None => self.stale_nh.remove(&(p, metric)),
+        };
+        self.nh_ref(old, false);
+        self.nh_ref(id, true);
+    }
+
+    /// Counts a route naming `id` in (`up`) or out of the table.
+    fn nh_ref(&mut self, id: Option<u32>, up: bool) {
+        let Some(id) = id else { return };
+        if up {
+            *self.nh_users.entry(id).or_default() += 1;
+        } else if let Some(n) = self.nh_users.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.nh_users.remove(&id);
+                self.nh_released.push(id);
+            }
+        }
+    }
+
+    /// Routes in our table naming nexthop `id`.
+    pub(crate) fn nh_users_of(&self, id: u32) -> u32 {
+        self.nh_users.get(&id).copied().unwrap_or(0)
+    }
+
+    fn insert_ours(&mut self, p: IpNet, r: KernelRoute) {
+        let id = r.nh_id;
+        if let Some(old) = self.ours.insert(p, r) {
+            self.nh_ref(old.nh_id, false);
+        }
+        self.nh_ref(id, true);
+    }
+
+    fn remove_ours(&mut self, p: &IpNet) -> Option<KernelRoute> {
+        let old = self.ours.remove(p)?;
+        self.nh_ref(old.nh_id, false);
+        Some(old)
+    }
+
+    /// Our routes naming nexthop `id`; with `gone`, they are dropped from
+    /// the view (the kernel deleted them with the object, and says so only
+    /// for IPv6).
+    pub(crate) fn routes_on_nh(&mut self, id: u32, gone: bool) -> Vec<IpNet> {
+        let on: Vec<IpNet> = self
+            .ours
+            .iter()
+            .filter(|(_, r)| r.nh_id == Some(id))
+            .map(|(p, _)| *p)
+            .collect();
+        if gone {
+            for p in &on {
+                self.remove_ours(p);
+            }
+        }
+        on
+    }
+
+    /// Applies an address notification.
+    pub(crate) fn note_addr(&mut self, index: u32, address: IpNet, removed: bool) {
+        let v = self.addrs.entry(index).or_default();
+        v.retain(|a| *a != address);
+        if !removed {
+            v.push(address);
+        }
+        if v.is_empty() {
+            self.addrs.remove(&index);
+        }
+    }
+
+    /// The device of a gateway given without one: the interface whose
+    /// address prefix covers it most specifically (the kernel resolves the
+    /// gateway through the connected route that address makes). `None` when
+    /// no address covers it, or two interfaces tie (the kernel's choice then
+    /// cannot be foreseen; the route spells its next hop out).
+    pub(crate) fn resolve_oif(&self, gateway: IpAddr) -> Option<u32> {
+        let mut best: Option<(u8, u32)> = None;
+        let mut tie = false;
+        for (index, nets) in &self.addrs {
+            for n in nets {
+                if !n.contains(&gateway) || n.addr() == gateway {
+                    continue;
+                }
+                let len = n.prefix_len();
+                match best {
+                    Some((l, i)) if l == len && i != *index => tie = true,
+                    Some((l, _)) if l >= len => {}
+                    _ => {
+                        best = Some((len, *index));
+                        tie = false;
+                    }
+                }
+            }
+        }
+        if tie {
+            return None;
+        }
+        best.map(|(_, i)| i)
     }
 
     /// Our metric for a prefix: its own, else its family's.
@@ -179,9 +320,9 @@ impl KernelView {
             before.is_some()
         };
         if added {
-            self.ours.insert(p, r);
+            self.insert_ours(p, r);
         } else {
-            self.ours.remove(&p);
+            self.remove_ours(&p);
         }
         OursSeen { changed, ambiguous }
     }
@@ -189,6 +330,7 @@ impl KernelView {
     /// Applies a notification about our route at another metric or tos.
     pub(crate) fn note_stale(&mut self, r: &KernelRoute, added: bool) {
         let p = r.prefix;
+        self.set_stale_nh(p, r.metric, r.nh_id.filter(|_| added));
         let v = self.stale_metric.entry(p).or_default();
         if added {
             if !v.contains(&r.metric) {
@@ -211,18 +353,38 @@ impl KernelView {
         }
         let p = r.prefix;
         let key = (p, r.metric);
+        self.nh_ref(r.nh_id, added);
+        if let Some(id) = r.nh_id {
+            let n = self.nh_foreign_users.entry(id).or_default();
+            if added {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.nh_foreign_users.remove(&id);
+                }
+            }
+        }
         let ours = r.metric == self.metric_for(&p) && self.ours.contains_key(&p);
+        // Our route at an old metric sits on this key: a REPLACE may hit it
+        // as it may hit ours.
+        let stale_here = !ours
+            && self
+                .stale_metric
+                .get(&p)
+                .is_some_and(|v| v.contains(&r.metric));
+        let mut took_ours = false;
         let f = self.foreign.entry(key).or_default();
         let mut ambiguous = false;
         if added {
             if replace {
-                if ours && f.count == 0 {
+                if (ours || stale_here) && f.count == 0 {
                     // A foreign REPLACE took over our route's key.
-                    self.ours.remove(&p);
+                    took_ours = true;
                     f.count = 1;
                 } else if f.count == 0 {
                     f.count = 1;
-                } else if ours {
+                } else if ours || stale_here {
                     f.ambiguous = true;
                     ambiguous = true;
                 }
@@ -235,18 +397,22 @@ impl KernelView {
         if f.count == 0 && !f.ambiguous {
             self.foreign.remove(&key);
         }
+        if took_ours {
+            self.forget_ours(p, r.metric);
+        }
         ambiguous
     }
 
     /// Forgets our route at `metric` (deleted, or found gone).
     pub(crate) fn forget_ours(&mut self, prefix: IpNet, metric: u32) {
         if metric == self.metric_for(&prefix) {
-            self.ours.remove(&prefix);
+            self.remove_ours(&prefix);
         } else if let Some(v) = self.stale_metric.get_mut(&prefix) {
             v.retain(|m| *m != metric);
             if v.is_empty() {
                 self.stale_metric.remove(&prefix);
             }
+            self.set_stale_nh(prefix, metric, None);
         }
     }
 
@@ -258,6 +424,7 @@ impl KernelView {
         shape: Shape,
         pref_src: Option<IpAddr>,
         metric: u32,
+        nh_id: Option<u32>,
     ) {
         let route = KernelRoute {
             prefix,
@@ -267,8 +434,9 @@ impl KernelView {
             tos: 0,
             shape,
             pref_src,
+            nh_id,
         };
-        self.ours.insert(prefix, route);
+        self.insert_ours(prefix, route);
     }
 
     /// Applies a link notification; `None` when nothing changed.
@@ -332,18 +500,30 @@ impl KernelView {
     ) -> Rebuilt {
         self.links.clear();
         self.names.clear();
+        self.addrs.clear();
         for m in links {
-            if let Parsed::Link {
-                index,
-                name: Some(name),
-                up,
-                ..
-            } = m
-            {
-                self.names.insert(name.clone(), index);
-                self.links.insert(index, Link { name, up });
+            match m {
+                Parsed::Link {
+                    index,
+                    name: Some(name),
+                    up,
+                    ..
+                } => {
+                    self.names.insert(name.clone(), index);
+                    self.links.insert(index, Link { name, up });
+                }
+                Parsed::Addr {
+                    index,
+                    address,
+                    removed: false,
+                } => self.note_addr(index, address, false),
+                _ => {}
             }
         }
+        // Recounted below from what the dump shows.
+        let old_users = std::mem::take(&mut self.nh_users);
+        self.stale_nh.clear();
+        self.nh_foreign_users.clear();
 
         let old_len = self.ours.len();
         let mut hits = 0usize;
@@ -378,12 +558,21 @@ impl KernelView {
                         }
                     }
                 }
-                Place::OursStale => self
-                    .stale_metric
-                    .entry(r.prefix)
-                    .or_default()
-                    .push(r.metric),
+                Place::OursStale => {
+                    if let Some(id) = r.nh_id {
+                        self.stale_nh.insert((r.prefix, r.metric), id);
+                        *self.nh_users.entry(id).or_default() += 1;
+                    }
+                    self.stale_metric
+                        .entry(r.prefix)
+                        .or_default()
+                        .push(r.metric);
+                }
                 Place::ForeignOnKey | Place::ForeignBeside => {
+                    if let Some(id) = r.nh_id {
+                        *self.nh_users.entry(id).or_default() += 1;
+                        *self.nh_foreign_users.entry(id).or_default() += 1;
+                    }
                     foreign(&r, &self.links);
                     if r.tos == 0 {
                         self.foreign.entry((r.prefix, r.metric)).or_default().count += 1;
@@ -406,6 +595,16 @@ impl KernelView {
             }
             out.other.extend(gone);
         }
+        for r in self.ours.values() {
+            if let Some(id) = r.nh_id {
+                *self.nh_users.entry(id).or_default() += 1;
+            }
+        }
+        self.nh_released.extend(
+            old_users
+                .keys()
+                .filter(|id| !self.nh_users.contains_key(*id)),
+        );
         out.other.extend(
             self.stale_metric
                 .iter()

@@ -11,6 +11,9 @@ use netlink_packet_core::{
 use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+mod nexthop;
+pub(crate) use nexthop::{KernelNexthop, NhOp, NhSpec, dump_nexthops, push_nexthop};
+
 /// `RT_TABLE_COMPAT`: what `rtm_table` says when the real id is in `RTA_TABLE`.
 const RT_TABLE_COMPAT: u8 = 252;
 
@@ -57,6 +60,10 @@ pub(crate) struct KernelRoute {
     pub tos: u8,
     pub shape: Shape,
     pub pref_src: Option<IpAddr>,
+    /// The nexthop object the route forwards through (`RTA_NH_ID`); `shape`
+    /// then holds what the kernel reports of it (its compatibility mode
+    /// spells it out as `RTA_GATEWAY`/`RTA_OIF`).
+    pub nh_id: Option<u32>,
 }
 
 impl KernelRoute {
@@ -83,6 +90,7 @@ impl KernelRoute {
             && self.metric == kernel.metric
             && self.tos == kernel.tos
             && self.pref_src == kernel.pref_src
+            && self.nh_id == kernel.nh_id
     }
 }
 
@@ -91,6 +99,8 @@ impl KernelRoute {
 pub(crate) enum Parsed {
     NewRoute(KernelRoute),
     DelRoute(KernelRoute),
+    NewNexthop(KernelNexthop),
+    DelNexthop(KernelNexthop),
     Link {
         index: u32,
         name: Option<String>,
@@ -160,6 +170,16 @@ fn parse_one(one: &[u8], seq: u32) -> Result<Parsed, DecodeError> {
         RTM_DELROUTE => {
             return Ok(parse_route(body)
                 .map(Parsed::DelRoute)
+                .unwrap_or(Parsed::Other));
+        }
+        nexthop::RTM_NEWNEXTHOP => {
+            return Ok(nexthop::parse_nexthop(body)
+                .map(Parsed::NewNexthop)
+                .unwrap_or(Parsed::Other));
+        }
+        nexthop::RTM_DELNEXTHOP => {
+            return Ok(nexthop::parse_nexthop(body)
+                .map(Parsed::DelNexthop)
                 .unwrap_or(Parsed::Other));
         }
         _ => {}
@@ -287,6 +307,7 @@ pub(crate) fn parse_route(b: &[u8]) -> Option<KernelRoute> {
     let mut oif = 0;
     let mut pref_src = None;
     let mut multipath = None;
+    let mut nh_id = None;
     for (ty, v) in attrs(b.get(12..)?) {
         match ty {
             RTA_DST => dst = ip_of(family, v),
@@ -297,6 +318,7 @@ pub(crate) fn parse_route(b: &[u8]) -> Option<KernelRoute> {
             RTA_OIF => oif = u32_of(v)?,
             RTA_PREFSRC => pref_src = ip_of(family, v),
             RTA_MULTIPATH => multipath = Some(v),
+            RTA_NH_ID => nh_id = u32_of(v),
             _ => {}
         }
     }
@@ -353,6 +375,7 @@ pub(crate) fn parse_route(b: &[u8]) -> Option<KernelRoute> {
         tos,
         shape,
         pref_src,
+        nh_id,
     })
 }
 
@@ -426,6 +449,7 @@ const RTA_PREFSRC: u16 = 7;
 const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
 const RTA_VIA: u16 = 18;
+const RTA_NH_ID: u16 = 30;
 const RTN_UNICAST: u8 = 1;
 const RTN_BLACKHOLE: u8 = 6;
 const RT_SCOPE_UNIVERSE: u8 = 0;
@@ -452,8 +476,9 @@ fn put_addr(buf: &mut Vec<u8>, ty: u16, a: IpAddr) {
 #[derive(Debug)]
 pub(crate) enum Body<'a> {
     /// A route to create or replace (devices resolved), with its preferred
-    /// source and metric.
-    Route(&'a Shape, Option<IpAddr>, u32),
+    /// source, metric and nexthop object (which then stands for the shape's
+    /// single next hop on the wire).
+    Route(&'a Shape, Option<IpAddr>, u32, Option<u32>),
     /// A delete of our route at `metric`.
     Delete(u32),
 }
@@ -484,13 +509,14 @@ pub(crate) fn push_request(
     };
     let (scope, kind, rtm_flags, metric) = match &body {
         Body::Delete(m) => (RT_SCOPE_NOWHERE, 0u8, 0u32, *m),
-        Body::Route(shape, _, metric) => {
+        Body::Route(shape, _, metric, nh) => {
             let (kind, hops) = match shape {
                 Shape::Blackhole => (RTN_BLACKHOLE, &[][..]),
                 Shape::Unicast(hops) => (RTN_UNICAST, hops.as_slice()),
                 Shape::Other(kind) => (*kind, &[][..]),
             };
-            let onlink = matches!(hops, [h] if h.onlink);
+            // With a nexthop object, onlink is the object's flag.
+            let onlink = nh.is_none() && matches!(hops, [h] if h.onlink);
             (
                 RT_SCOPE_UNIVERSE,
                 kind,
@@ -518,8 +544,10 @@ pub(crate) fn push_request(
     put_addr(buf, RTA_DST, prefix.addr());
     put_attr(buf, RTA_TABLE, &t.table.to_ne_bytes());
     put_attr(buf, RTA_PRIORITY, &metric.to_ne_bytes());
-    if let Body::Route(shape, pref_src, _) = body {
-        if let Shape::Unicast(hops) = shape {
+    if let Body::Route(shape, pref_src, _, nh) = body {
+        if let Some(id) = nh {
+            put_attr(buf, RTA_NH_ID, &id.to_ne_bytes());
+        } else if let Shape::Unicast(hops) = shape {
             if let [hop] = hops.as_slice() {
                 if let Some(g) = hop.gateway {
                     put_gateway(buf, v6, g);
@@ -604,6 +632,18 @@ pub(crate) fn dump_links(buf: &mut Vec<u8>, seq: u32) {
         buf,
         header,
         RouteNetlinkMessage::GetLink(netlink_packet_route::link::LinkMessage::default()),
+    );
+}
+
+/// A dump request for every interface address (both families).
+pub(crate) fn dump_addresses(buf: &mut Vec<u8>, seq: u32) {
+    let mut header = NetlinkHeader::default();
+    header.sequence_number = seq;
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    push(
+        buf,
+        header,
+        RouteNetlinkMessage::GetAddress(netlink_packet_route::address::AddressMessage::default()),
     );
 }
 
@@ -711,6 +751,7 @@ mod tests {
             tos: h.tos,
             shape,
             pref_src,
+            nh_id: None,
         })
     }
 
@@ -754,7 +795,7 @@ mod tests {
         let (h, m) = encode(
             OpKind::Create,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32, None),
         );
         assert_eq!(h.message_type, RTM_NEWROUTE);
         assert_eq!(h.flags, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL);
@@ -785,7 +826,7 @@ mod tests {
         let (_, m) = encode(
             OpKind::Create,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32, None),
         );
         assert!(
             m.attributes.contains(&RouteAttribute::Via(RouteVia::Inet6(
@@ -815,7 +856,7 @@ mod tests {
         let (_, m) = encode(
             OpKind::Create,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32, None),
         );
         let k = parse_route(&emit(&m)).unwrap();
         assert_eq!(k.shape, Shape::Unicast(hops.to_vec()));
@@ -843,7 +884,7 @@ mod tests {
             OpKind::Replace,
             &t,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 1024),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 1024, None),
         );
         let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf).unwrap();
         assert_eq!(m.header.flags, NLM_F_REQUEST | NLM_F_REPLACE);
@@ -875,7 +916,7 @@ mod tests {
         let (_, m) = encode(
             OpKind::Create,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32, None),
         );
         let mp = m
             .attributes
@@ -897,7 +938,7 @@ mod tests {
         let (_, m) = encode(
             OpKind::Create,
             &bh.prefix,
-            Body::Route(&Shape::Blackhole, bh.pref_src, 2_147_483_547),
+            Body::Route(&Shape::Blackhole, bh.pref_src, 2_147_483_547, None),
         );
         assert_eq!(m.header.kind, RouteType::BlackHole);
         // The request's own metric, not the target's family metric.
@@ -929,6 +970,7 @@ mod tests {
             tos: 0,
             shape: Shape::Unicast(vec![hop("198.18.0.2", 0, false, 1)]),
             pref_src: None,
+            nh_id: None,
         };
         let kernel = KernelRoute {
             shape: Shape::Unicast(vec![hop("198.18.0.2", 3, false, 1)]),
@@ -955,6 +997,55 @@ mod tests {
         };
         assert!(!mine.requested_as(&blackhole));
         assert!(blackhole.requested_as(&blackhole.clone()));
+    }
+
+    #[test]
+    fn route_on_a_nexthop_object_both_ways() {
+        // Encoded: RTA_NH_ID stands for the next hop; no gateway, no oif,
+        // no onlink flag (those are the object's).
+        let hops = [hop("198.18.0.2", 3, true, 1)];
+        let p: IpNet = "100.64.0.0/24".parse().unwrap();
+        let mut buf = Vec::new();
+        let shape = Shape::Unicast(hops.to_vec());
+        push_request(
+            &mut buf,
+            3,
+            OpKind::Create,
+            &T,
+            &p,
+            Body::Route(&shape, None, 32, Some(0x5400_0001)),
+        );
+        let body = &buf[16..];
+        assert_eq!(u32::from_ne_bytes(body[8..12].try_into().unwrap()), 0);
+        let attrs: Vec<(u16, Vec<u8>)> = attrs(&body[12..]).map(|(t, v)| (t, v.to_vec())).collect();
+        assert_eq!(
+            attrs.iter().map(|a| a.0).collect::<Vec<_>>(),
+            [RTA_DST, RTA_TABLE, RTA_PRIORITY, RTA_NH_ID]
+        );
+        assert_eq!(attrs[3].1, 0x5400_0001u32.to_ne_bytes());
+        let k = parse_route(body).unwrap();
+        assert_eq!(k.nh_id, Some(0x5400_0001));
+
+        // Decoded: the kernel's dump of `ip route add 100.64.0.0/24 nhid 5
+        // proto 84 metric 32` (nexthop 5 via 198.18.0.2 dev 3): RTA_NH_ID,
+        // and in compatibility mode the gateway and device spelled out.
+        let dumped =
+            b"\x02\x18\x00\x00\xfe\x54\x00\x01\x00\x00\x00\x00\x08\x00\x0f\x00\xfe\x00\x00\x00\
+\x08\x00\x01\x00\x64\x40\x00\x00\x08\x00\x06\x00\x20\x00\x00\x00\x08\x00\x1e\x00\x05\x00\x00\x00\
+\x08\x00\x05\x00\xc6\x12\x00\x02\x08\x00\x04\x00\x03\x00\x00\x00";
+        assert_eq!(
+            parse_route(dumped),
+            Some(KernelRoute {
+                prefix: "100.64.0.0/24".parse().unwrap(),
+                table: 254,
+                protocol: 84,
+                metric: 32,
+                tos: 0,
+                shape: Shape::Unicast(vec![hop("198.18.0.2", 3, false, 1)]),
+                pref_src: None,
+                nh_id: Some(5),
+            })
+        );
     }
 
     #[test]
@@ -1000,7 +1091,7 @@ mod tests {
             OpKind::Create,
             &T,
             &route.prefix,
-            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32),
+            Body::Route(&Shape::Unicast(hops.to_vec()), route.pref_src, 32, None),
         );
         for cut in 0..buf.len() {
             let _ = parse_route(buf.get(16..cut).unwrap_or(&[]));

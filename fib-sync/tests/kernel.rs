@@ -233,6 +233,11 @@ fn restart_keeps_valid_routes_and_removes_stale_after_convergence() {
             task.await.unwrap();
         }
         assert_eq!(routes(&n, false, "84").len(), total as usize);
+        // On one shared nexthop object (this kernel has them).
+        assert!(
+            routes(&n, false, "84").iter().all(|l| l.contains("nhid")),
+            "routes name a nexthop object"
+        );
 
         let monitor = DelMonitor::start(PROTO);
         let (fib, _task) = start(FibConfig::default()).await;
@@ -255,11 +260,31 @@ fn restart_keeps_valid_routes_and_removes_stale_after_convergence() {
             (20, 0, 0),
             "{before:?}"
         );
+        // The new routes joined the adopted object.
+        assert_eq!(
+            (
+                before.nexthop_installs,
+                before.nexthop_deletes,
+                before.nexthops
+            ),
+            (0, 0, 1),
+            "{before:?}"
+        );
         assert_eq!(routes(&n, false, "84").len(), total as usize + 20);
         fib.converged().await.unwrap();
         fib.sync().await.unwrap();
         let after = fib.stats().await.unwrap();
         assert_eq!((after.replaces, after.deletes), (50, 100), "{after:?}");
+        // One object for the changed next hop; the adopted one is still used.
+        assert_eq!(
+            (
+                after.nexthop_installs,
+                after.nexthop_deletes,
+                after.nexthops
+            ),
+            (1, 0, 2),
+            "{after:?}"
+        );
         let deleted = monitor.finish();
         let stale: std::collections::BTreeSet<_> = first[(total - 100) as usize..]
             .iter()

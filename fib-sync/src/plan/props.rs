@@ -8,7 +8,10 @@
 //! nothing for a route found at start before convergence. Checked at rest
 //! (`Sim::assert_reconciled`): the view equals the kernel, and every prefix
 //! is as wanted unless a foreign route holds its key or the kernel refuses
-//! it.
+//! it; with nexthop objects, every route naming one names an existing
+//! object of ours standing for its next hop, single-path routes of the
+//! prefix's family use one, and our objects are exactly those our routes
+//! name, one per distinct next hop (`Sim::assert_nexthops_reconciled`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -149,6 +152,9 @@ enum Action {
     Reach,
     EthDown,
     EthUp,
+    /// Someone deletes one of our nexthop objects (`ip nexthop del`),
+    /// and with it the routes naming it.
+    DeleteOurNexthop(u8),
     LoseNotifications,
     LoseAnswers,
     FailSend,
@@ -189,6 +195,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::Reach),
         1 => Just(Action::EthDown),
         1 => Just(Action::EthUp),
+        1 => any::<u8>().prop_map(Action::DeleteOurNexthop),
         1 => Just(Action::LoseNotifications),
         1 => Just(Action::LoseAnswers),
         1 => Just(Action::FailSend),
@@ -294,6 +301,14 @@ fn play(sim: &mut Sim, a: Action) {
             sim.kernel.set_link(ETH, "eth0", true);
             sim.notify();
         }
+        Action::DeleteOurNexthop(n) => {
+            let ours: Vec<u32> = sim.kernel.our_nexthops().keys().copied().collect();
+            if !ours.is_empty() {
+                sim.kernel
+                    .remove_nexthop(ours[usize::from(n) % ours.len()], true);
+                sim.notify();
+            }
+        }
         Action::LoseNotifications => sim.lose_notes(),
         Action::LoseAnswers => sim.lose_answers(),
         Action::FailSend => sim.failing_sends += 1,
@@ -312,9 +327,11 @@ proptest! {
         actions in proptest::collection::vec(action(), 0..60),
         bulk in prop_oneof![Just(0usize), Just(3usize)],
         window in 1..8usize,
+        nexthop_objects in any::<bool>(),
     ) {
         let mut cfg = config(bulk);
         cfg.max_in_flight = window;
+        cfg.nexthop_objects = nexthop_objects;
         let mut sim = Sim::start(&cfg, kernel_with(&found));
         for a in actions {
             play(&mut sim, a);

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::{Op, Planner, Request, RouteChange};
+use super::{Op, Planned, Planner, Request, RouteChange};
 use crate::maps::HashSet;
+use crate::nexthops::NhRequest;
 use crate::types::{FibConfig, FibRoute, KernelEvent, RouteKind};
-use crate::wire::{Hop, KernelRoute, Parsed, Shape};
+use crate::wire::{Hop, KernelNexthop, KernelRoute, NhOp, NhSpec, Parsed, Shape};
 
 pub(crate) const OURS: u8 = 84;
 pub(crate) const TABLE: u32 = 254;
@@ -46,6 +47,7 @@ pub(crate) enum Note {
         address: IpNet,
         removed: bool,
     },
+    Nexthop(KernelNexthop, bool),
 }
 
 /// The kernel's routing table, links and event socket.
@@ -63,6 +65,12 @@ pub(crate) struct Kernel {
     pub notes: VecDeque<Note>,
     /// The metric our routes are wanted at (`FibOp::Priority` moves it).
     pub metric: u32,
+    /// Nexthop objects by id (ours and others').
+    pub nexthops: BTreeMap<u32, KernelNexthop>,
+    /// Interface addresses (index, prefix).
+    pub addrs: Vec<(u32, IpNet)>,
+    /// An old kernel: nexthop requests fail with this errno.
+    pub nexthops_refused: Option<i32>,
 }
 
 impl Default for Kernel {
@@ -77,6 +85,18 @@ impl Default for Kernel {
             listening: true,
             notes: VecDeque::new(),
             metric: METRIC,
+            nexthops: BTreeMap::new(),
+            nexthops_refused: None,
+            addrs: vec![
+                (
+                    ETH,
+                    "198.18.0.1/24".parse().unwrap_or_else(|_| unreachable!()),
+                ),
+                (
+                    ETH,
+                    "2001:db8::1/64".parse().unwrap_or_else(|_| unreachable!()),
+                ),
+            ],
         }
     }
 }
@@ -91,6 +111,7 @@ pub(crate) fn kernel_route(prefix: IpNet, protocol: u8, metric: u32, shape: Shap
         tos: 0,
         shape,
         pref_src: None,
+        nh_id: None,
     }
 }
 
@@ -142,7 +163,15 @@ impl Kernel {
         match &r.op {
             Op::Create(w) | Op::Replace(w) => {
                 let key = (r.prefix, w.metric);
-                let shape = Self::spelled(&w.shape);
+                let shape = match w.nh {
+                    // The kernel spells a route on an object out as its
+                    // next hop (compatibility mode).
+                    Some(id) => match self.nexthops.get(&id).and_then(|n| n.spec) {
+                        Some(s) => Shape::Unicast(vec![hop_of(&s)]),
+                        None => return libc::EINVAL,
+                    },
+                    None => Self::spelled(&w.shape),
+                };
                 let held = self.table.get(&key).is_some_and(|v| !v.is_empty());
                 let create = matches!(r.op, Op::Create(_));
                 if create && held {
@@ -156,6 +185,7 @@ impl Kernel {
                 }
                 let route = KernelRoute {
                     pref_src: w.pref_src,
+                    nh_id: w.nh,
                     ..kernel_route(r.prefix, OURS, w.metric, shape)
                 };
                 let routes = self.table.entry(key).or_default();
@@ -188,6 +218,78 @@ impl Kernel {
                 0
             }
         }
+    }
+
+    /// Applies one nexthop request of ours. Panics if it would delete
+    /// another protocol's object (see `Sim::check_nh` for the routes a
+    /// delete takes along).
+    pub(crate) fn apply_nh(&mut self, r: &NhRequest) -> i32 {
+        if let Some(errno) = self.nexthops_refused {
+            return errno;
+        }
+        match r.op {
+            NhOp::Create(id, spec) => {
+                if self.nexthops.contains_key(&id) {
+                    return libc::EEXIST;
+                }
+                if let Some(errno) = self.refusal(&Shape::Unicast(vec![hop_of(&spec)])) {
+                    return errno;
+                }
+                let n = KernelNexthop {
+                    id,
+                    protocol: OURS,
+                    spec: Some(spec),
+                };
+                self.nexthops.insert(id, n.clone());
+                self.notes.push_back(Note::Nexthop(n, true));
+                0
+            }
+            NhOp::Delete(id) => {
+                let Some(n) = self.nexthops.get(&id) else {
+                    return libc::ENOENT;
+                };
+                assert_eq!(n.protocol, OURS, "deleted another protocol's nexthop {id}");
+                self.remove_nexthop(id, true);
+                0
+            }
+        }
+    }
+
+    /// Removes nexthop `id` and the routes naming it (the kernel reports
+    /// the IPv6 ones only), reporting the object itself if `notify`.
+    pub(crate) fn remove_nexthop(&mut self, id: u32, notify: bool) -> bool {
+        let Some(n) = self.nexthops.remove(&id) else {
+            return false;
+        };
+        let mut gone = Vec::new();
+        self.table.retain(|_, routes| {
+            routes.retain(|r| {
+                let keep = r.nh_id != Some(id);
+                if !keep {
+                    gone.push(r.clone());
+                }
+                keep
+            });
+            !routes.is_empty()
+        });
+        if notify {
+            self.notes.push_back(Note::Nexthop(n, false));
+        }
+        for r in gone {
+            if matches!(r.prefix, IpNet::V6(_)) {
+                self.note_route(&r, RouteChange::Removed);
+            }
+        }
+        true
+    }
+
+    /// Our nexthop objects (id, what they stand for).
+    pub(crate) fn our_nexthops(&self) -> BTreeMap<u32, NhSpec> {
+        self.nexthops
+            .values()
+            .filter(|n| n.protocol == OURS)
+            .filter_map(|n| Some((n.id, n.spec?)))
+            .collect()
     }
 
     /// Someone else appends a route (`ip route append`).
@@ -250,6 +352,16 @@ impl Kernel {
         }
         self.links.insert(index, (name.to_owned(), up));
         if !up {
+            // Nexthop objects on the device go, silently, with their routes.
+            let on: Vec<u32> = self
+                .nexthops
+                .values()
+                .filter(|n| n.spec.is_some_and(|s| s.oif == index))
+                .map(|n| n.id)
+                .collect();
+            for id in on {
+                self.remove_nexthop(id, false);
+            }
             self.table.retain(|(p, _), routes| {
                 routes.retain(|r| {
                     !(matches!(p, IpNet::V4(_))
@@ -277,11 +389,14 @@ impl Kernel {
                 address,
                 removed: false,
             });
+            self.addrs.push((ETH, address));
         }
     }
 
+    /// Links and addresses.
     pub(crate) fn dump_links(&self) -> Vec<Parsed> {
-        self.links
+        let mut out: Vec<Parsed> = self
+            .links
             .iter()
             .map(|(index, (name, up))| Parsed::Link {
                 index: *index,
@@ -289,15 +404,25 @@ impl Kernel {
                 up: *up,
                 removed: false,
             })
-            .collect()
+            .collect();
+        out.extend(self.addrs.iter().map(|(index, address)| Parsed::Addr {
+            index: *index,
+            address: *address,
+            removed: false,
+        }));
+        out
     }
 
+    /// Routes and nexthop objects.
     pub(crate) fn dump_routes(&self) -> Vec<Parsed> {
-        self.table
+        let mut out: Vec<Parsed> = self
+            .table
             .values()
             .flatten()
             .map(|r| Parsed::NewRoute(r.clone()))
-            .collect()
+            .collect();
+        out.extend(self.nexthops.values().cloned().map(Parsed::NewNexthop));
+        out
     }
 
     /// Our route on `prefix`'s key at the family metric.
@@ -374,6 +499,16 @@ impl Kernel {
     }
 }
 
+/// A nexthop object's next hop as a route spells it.
+pub(crate) fn hop_of(s: &NhSpec) -> Hop {
+    Hop {
+        gateway: Some(s.gateway),
+        oif: s.oif,
+        onlink: s.onlink,
+        weight: 1,
+    }
+}
+
 /// The planner driven against a `Kernel` as the actor drives it.
 #[derive(Debug)]
 pub(crate) struct Sim {
@@ -383,7 +518,11 @@ pub(crate) struct Sim {
     /// Requests outstanding at most (`FibConfig::max_in_flight`).
     pub window: usize,
     /// Sent requests and their answers, not read yet, oldest first.
-    answers: VecDeque<(Request, i32)>,
+    answers: VecDeque<(Planned, i32)>,
+    /// Every nexthop request sent, in order.
+    pub sent_nh: Vec<NhRequest>,
+    /// Every request sent, routes and nexthops, in order.
+    pub order: Vec<Planned>,
     outstanding: HashSet<IpNet>,
     /// Every request sent, in order.
     pub sent: Vec<Request>,
@@ -404,6 +543,7 @@ pub(crate) fn config(bulk_threshold: usize) -> FibConfig {
         bulk_threshold,
         retry_interval: Duration::from_secs(10),
         verify_interval: Some(Duration::from_secs(60)),
+        nexthop_objects: false,
         ..FibConfig::default()
     }
 }
@@ -419,6 +559,8 @@ impl Sim {
             now,
             window: cfg.max_in_flight.max(1),
             answers: VecDeque::new(),
+            sent_nh: Vec::new(),
+            order: Vec::new(),
             outstanding: HashSet::default(),
             sent: Vec::new(),
             answered: Vec::new(),
@@ -487,28 +629,71 @@ impl Sim {
         }
     }
 
+    /// Checks a nexthop delete: the routes it takes along (the kernel
+    /// deletes every route naming the object) are only routes of ours on
+    /// prefixes not wanted, after convergence; never another protocol's.
+    fn check_nh(&self, n: &NhRequest) {
+        let NhOp::Delete(id) = n.op else { return };
+        for r in self.kernel.table.values().flatten() {
+            if r.nh_id != Some(id) {
+                continue;
+            }
+            assert_eq!(r.protocol, OURS, "deleting nexthop {id} would take {r:?}");
+            assert!(
+                self.plan.stats().converged,
+                "flushing nexthop {id} before convergence takes {r:?}"
+            );
+            let view = self.plan.view();
+            if r.metric == view.metric_for(&r.prefix) {
+                assert!(
+                    !self.plan.desired().contains_key(&r.prefix),
+                    "deleting nexthop {id} would take the wanted {r:?}"
+                );
+            }
+        }
+    }
+
     /// Sends what the planner plans, up to the window.
     pub(crate) fn send(&mut self) {
         let mut batch = Vec::new();
-        while self.answers.len() + batch.len() < self.window {
-            let Some(r) = self.plan.next_request() else {
+        while self.answers.len() + batch.len() < self.window || self.plan.owes_route() {
+            let Some(r) = self.plan.next() else {
                 break;
             };
-            self.check(&r);
-            self.outstanding.insert(r.prefix);
+            match &r {
+                Planned::Route(r) => {
+                    self.check(r);
+                    self.outstanding.insert(r.prefix);
+                }
+                Planned::Nexthop(n) => self.check_nh(n),
+            }
             batch.push(r);
         }
         if self.failing_sends > 0 && !batch.is_empty() {
             self.failing_sends -= 1;
             for r in batch {
-                self.outstanding.remove(&r.prefix);
-                self.plan.unsent(r);
+                match r {
+                    Planned::Route(r) => {
+                        self.outstanding.remove(&r.prefix);
+                        self.plan.unsent(r);
+                    }
+                    Planned::Nexthop(n) => self.plan.unsent_nexthop(n),
+                }
             }
             return;
         }
         for r in batch {
-            let errno = self.kernel.apply(&r);
-            self.sent.push(r.clone());
+            self.order.push(r.clone());
+            let errno = match &r {
+                Planned::Route(q) => {
+                    self.sent.push(q.clone());
+                    self.kernel.apply(q)
+                }
+                Planned::Nexthop(n) => {
+                    self.sent_nh.push(*n);
+                    self.kernel.apply_nh(n)
+                }
+            };
             self.answers.push_back((r, errno));
         }
     }
@@ -529,6 +714,7 @@ impl Sim {
                     address,
                     removed,
                 } => self.plan.on_address(index, address, removed),
+                Note::Nexthop(n, added) => self.plan.on_nexthop(n, added),
             }
         }
         self.collect_events();
@@ -538,12 +724,17 @@ impl Sim {
     /// answers (as `FibTask::drain`).
     pub(crate) fn read(&mut self, n: usize) {
         let k = n.min(self.answers.len());
-        let read: Vec<(Request, i32)> = self.answers.drain(..k).collect();
+        let read: Vec<(Planned, i32)> = self.answers.drain(..k).collect();
         self.notify();
         for (r, errno) in read {
-            self.outstanding.remove(&r.prefix);
-            self.answered.push((r.clone(), errno));
-            self.plan.complete(r, errno);
+            match r {
+                Planned::Route(r) => {
+                    self.outstanding.remove(&r.prefix);
+                    self.answered.push((r.clone(), errno));
+                    self.plan.complete(r, errno);
+                }
+                Planned::Nexthop(n) => self.plan.complete_nexthop(n, errno),
+            }
         }
         self.collect_events();
     }
@@ -551,9 +742,17 @@ impl Sim {
     /// The results of everything outstanding are lost (request socket
     /// overrun).
     pub(crate) fn lose_answers(&mut self) {
-        let lost: Vec<Request> = self.answers.drain(..).map(|(r, _)| r).collect();
+        let mut lost: Vec<Request> = Vec::new();
+        let mut lost_nh = 0;
+        for (r, _) in self.answers.drain(..) {
+            match r {
+                Planned::Route(r) => lost.push(r),
+                Planned::Nexthop(_) => lost_nh += 1,
+            }
+        }
         self.outstanding.clear();
         self.plan.lost(lost);
+        self.plan.lost_nexthops(lost_nh);
     }
 
     /// Notifications are lost (event socket overrun).
@@ -616,11 +815,49 @@ impl Sim {
         self.sent.iter().filter(|r| r.prefix == *prefix).collect()
     }
 
+    /// The nexthop part of the final-state check: every route naming an
+    /// object names one that exists and stands for the route's next hop;
+    /// once converged, our objects are exactly those our routes name (none
+    /// leaked), one per distinct next hop; the planner's view of them is
+    /// the kernel's.
+    pub(crate) fn assert_nexthops_reconciled(&self) {
+        let ours = self.kernel.our_nexthops();
+        let mut named: BTreeMap<u32, usize> = BTreeMap::new();
+        for r in self.kernel.table.values().flatten() {
+            let Some(id) = r.nh_id else { continue };
+            let n = self.kernel.nexthops.get(&id);
+            assert!(n.is_some(), "route names missing nexthop {id}: {r:?}");
+            if r.protocol == OURS {
+                let spec = ours.get(&id).copied();
+                assert!(spec.is_some(), "our route names another's nexthop: {r:?}");
+                if let (Some(s), Shape::Unicast(h)) = (spec, &r.shape) {
+                    assert_eq!(h.as_slice(), [hop_of(&s)], "route spelling of {id}");
+                }
+            }
+            *named.entry(id).or_default() += 1;
+        }
+        assert_eq!(
+            self.plan.nexthops().ids(),
+            ours.iter().map(|(i, s)| (*i, *s)).collect::<Vec<_>>(),
+            "the planner's view of our nexthop objects"
+        );
+        if self.plan.stats().converged {
+            let unused: Vec<&u32> = ours.keys().filter(|id| !named.contains_key(*id)).collect();
+            assert!(unused.is_empty(), "unused nexthop objects left: {unused:?}");
+            let mut specs: Vec<&NhSpec> = ours.values().collect();
+            let n = specs.len();
+            specs.sort();
+            specs.dedup();
+            assert_eq!(specs.len(), n, "two objects for one next hop: {ours:?}");
+        }
+    }
+
     /// The final-state check: the view is the kernel, and every prefix not
     /// waiting for convergence is as wanted (a foreign route on the key
     /// leaves ours absent or as wanted; a route the kernel refuses is
     /// absent).
     pub(crate) fn assert_reconciled(&self) {
+        self.assert_nexthops_reconciled();
         let view = self.plan.view();
         let mut prefixes: BTreeSet<IpNet> = self.kernel.table.keys().map(|(p, _)| *p).collect();
         prefixes.extend(self.plan.desired().keys().copied());
@@ -677,11 +914,34 @@ impl Sim {
                     match have {
                         // Refused: the route before stays while it waits.
                         Some(_) if !installable && self.plan.is_parked(p) => {}
-                        Some(have) => assert_eq!(
-                            Some(have),
-                            expected.as_ref(),
-                            "our route on {p} (foreign routes on the key: {foreign})"
-                        ),
+                        Some(have) => {
+                            let spelled = KernelRoute {
+                                nh_id: None,
+                                ..have.clone()
+                            };
+                            assert_eq!(
+                                Some(&spelled),
+                                expected.as_ref(),
+                                "our route on {p} (foreign routes on the key: {foreign})"
+                            );
+                            // On an object only when the planner uses them
+                            // and the route has one gateway of its family;
+                            // then always, unless the kernel refuses the
+                            // next hop now (a route it kept through a downed
+                            // link spells it out until the object can be
+                            // made).
+                            let single = matches!(&want.kind, RouteKind::Unicast(h)
+                                if h.len() == 1 && h[0].gateway.is_ipv4() == p.addr().is_ipv4());
+                            let eligible = single && self.plan.uses_nexthops();
+                            assert!(
+                                have.nh_id.is_none() || eligible,
+                                "{p} on an object: {have:?}"
+                            );
+                            assert!(
+                                have.nh_id.is_some() || !eligible || !installable,
+                                "{p} not on an object: {have:?}"
+                            );
+                        }
                         None if foreign > 0 => {}
                         None => {
                             assert!(!installable, "{p} wanted, installable, and missing");

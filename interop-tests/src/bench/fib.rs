@@ -298,6 +298,10 @@ async fn tabby_in_ns(case: FibCase, routes: Vec<FibRoute>) -> Result<MethodRun> 
         "tabby-fib-sync installed {} of {n} routes: {s:?}",
         s.installs
     );
+    eprintln!(
+        "tabby-fib-sync: {n} routes on {} nexthop object(s) (0: next hops per route)",
+        s.nexthops
+    );
     let cpu0 = thread_cpu()?;
     let t0 = Instant::now();
     fib.replace_all(Vec::new()).await?;
