@@ -61,6 +61,21 @@ impl Api {
             .into_inner())
     }
 
+    /// Replaces the whole set of [`OWNER`]'s routes with `prefixes` (/32s as
+    /// host routes, shorter prefixes as pod blocks) in one call.
+    pub async fn replace(&mut self, prefixes: &[Ipv4Net]) -> Result<pb::RouteChangeResponse> {
+        let req = pb::ReplaceRoutesRequest {
+            owner: OWNER.into(),
+            routes: prefixes.iter().map(|p| host_route(*p)).collect(),
+        };
+        Ok(self
+            .routes
+            .replace_routes(req)
+            .await
+            .map_err(|s| anyhow!("ReplaceRoutes: {}", s.message()))?
+            .into_inner())
+    }
+
     /// Withdraws `prefixes` of [`OWNER`] in one call.
     pub async fn withdraw(&mut self, prefixes: &[Ipv4Net]) -> Result<pb::RouteChangeResponse> {
         let req = pb::WithdrawRoutesRequest {

@@ -16,11 +16,14 @@
 //! - [`kdd`]: the Kubernetes datastore against a real kube-apiserver
 //!   (BGPPeer apply → Established, a 5,000-node cluster listed and derived,
 //!   one Node's change).
+//! - [`churn`]: a cluster of tabbyds (and of BIRD 2 nodes, the baseline)
+//!   under route churn, latency to every other node's kernel.
 
 pub mod anchors;
 pub mod api;
 pub mod bfd;
 pub mod bfd_gen;
+pub mod churn;
 pub mod client;
 pub mod e2e;
 pub mod fib;

@@ -37,6 +37,9 @@ pub struct RouteSeen {
     pub at: Instant,
 }
 
+/// Where a monitor's thread hands each notification.
+type Sink = Box<dyn FnMut(RouteSeen) + Send>;
+
 /// A running monitor; stops (and its thread ends) when dropped.
 #[derive(Debug)]
 pub struct RouteMonitor {
@@ -56,17 +59,42 @@ impl RouteMonitor {
     /// Subscribes in `ns` to route changes of kernel protocol `proto`, each
     /// one sent on [`RouteMonitor::events`]; returns once subscribed.
     pub fn start(lab: &Lab, ns: &Ns, proto: u8) -> Result<RouteMonitor> {
-        Self::open(lab, ns, proto, true)
+        let (tx, events) = mpsc::channel();
+        // The receiver may be gone at the end of a run.
+        let sink: Sink = Box::new(move |ev| {
+            let _ = tx.send(ev);
+        });
+        Self::open(lab, ns, proto, events, Some(sink))
     }
 
     /// Like [`RouteMonitor::start`] but only counting: for hundreds of
     /// thousands of routes nobody reads one by one, the monitor thread then
     /// does as little as it can beside the process under test.
     pub fn counter(lab: &Lab, ns: &Ns, proto: u8) -> Result<RouteMonitor> {
-        Self::open(lab, ns, proto, false)
+        let (_, events) = mpsc::channel();
+        Self::open(lab, ns, proto, events, None)
     }
 
-    fn open(lab: &Lab, ns: &Ns, proto: u8, each: bool) -> Result<RouteMonitor> {
+    /// Like [`RouteMonitor::start`] but every notification goes to `sink`,
+    /// called on the monitor's thread, and none to [`RouteMonitor::events`]:
+    /// many monitors (one per namespace) feeding one consumer.
+    pub fn start_with(
+        lab: &Lab,
+        ns: &Ns,
+        proto: u8,
+        sink: impl FnMut(RouteSeen) + Send + 'static,
+    ) -> Result<RouteMonitor> {
+        let (_, events) = mpsc::channel();
+        Self::open(lab, ns, proto, events, Some(Box::new(sink)))
+    }
+
+    fn open(
+        lab: &Lab,
+        ns: &Ns,
+        proto: u8,
+        events: mpsc::Receiver<RouteSeen>,
+        sink: Option<Sink>,
+    ) -> Result<RouteMonitor> {
         // The socket is created inside the namespace and keeps belonging to
         // it when read from another thread.
         let sock = lab
@@ -93,8 +121,7 @@ impl RouteMonitor {
                 Ok(s)
             })?
             .with_context(|| format!("cannot open a route monitor socket in {ns}"))?;
-        let (tx, events) = mpsc::channel();
-        let tx = each.then_some(tx);
+        let mut sink = sink;
         let added = Arc::new(AtomicU64::new(0));
         let deleted = Arc::new(AtomicU64::new(0));
         let last = Arc::new(Mutex::new(None));
@@ -126,10 +153,9 @@ impl RouteMonitor {
                             let adds = seen.iter().filter(|(_, added)| *added).count() as u64;
                             a.fetch_add(adds, Ordering::Release);
                             d.fetch_add(seen.len() as u64 - adds, Ordering::Release);
-                            if let Some(tx) = &tx {
+                            if let Some(sink) = sink.as_mut() {
                                 for (prefix, added) in seen {
-                                    // The receiver may be gone at the end of a run.
-                                    let _ = tx.send(RouteSeen { prefix, added, at });
+                                    sink(RouteSeen { prefix, added, at });
                                 }
                             }
                         }
@@ -168,6 +194,12 @@ impl RouteMonitor {
     /// When the latest notification of a route of ours was received.
     pub fn last_seen(&self) -> Option<Instant> {
         *self.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the thread to stop without waiting for it (dropping many
+    /// monitors one by one waits up to 100 ms each otherwise).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 
     /// Fails if the kernel dropped notifications (the counts are then low).

@@ -14,6 +14,8 @@
 //! cargo run --release -p interop-tests --bin bench -- --scenario kdd --kdd-nodes 1000 --reps 3
 //! cargo run --release -p interop-tests --bin bench -- --scenario bfd --daemons tabby,frr --reps 3  # 2,000 BFD sessions, 60 s
 //! cargo run --release -p interop-tests --bin bench -- --scenario bfd --bfd-sessions 500 --bfd-seconds 20
+//! cargo run --release -p interop-tests --bin bench -- --scenario churn  # 100 tabbyds + 2 RRs, BIRD 2 baseline
+//! cargo run --release -p interop-tests --bin bench -- --scenario churn --churn-nodes 20 --churn-rates 50,500 --churn-seconds 10
 //! ```
 //!
 //! (c) is not part of `all`: at the default sizes and repetitions it takes
@@ -33,8 +35,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use interop_tests::bench::{
-    Dut, Phase, Row, RunOpts, Shape, Unavailable, api, bfd, bfd_gen, e2e, fib, kdd, run_once,
-    table, table_staged,
+    Dut, Phase, Row, RunOpts, Shape, Unavailable, api, bfd, bfd_gen, churn, e2e, fib, kdd,
+    run_once, table, table_staged,
 };
 use interop_tests::{Need, preflight};
 
@@ -62,6 +64,9 @@ enum Scenario {
     /// BFD at scale: tabbyd and FRR's bfdd under N single-hop sessions from
     /// our generator, the other core loaded (not part of `all`).
     Bfd,
+    /// Churn across a cluster of tabbyds with two route reflectors, against
+    /// BIRD 2 changed the way confd does (not part of `all`).
+    Churn,
     /// (a), (b), (d) and the API load.
     All,
 }
@@ -127,6 +132,28 @@ struct Args {
     /// of holding its BGP sessions Established.
     #[arg(long)]
     bfd_without_bgp: bool,
+    /// Nodes in the `churn` cluster (plus two route reflectors; at most 248).
+    #[arg(long, default_value_t = 100)]
+    churn_nodes: usize,
+    /// Changes per second in the `churn` scenario, one window each.
+    #[arg(long, value_delimiter = ',', default_values_t = [50.0f64, 200.0, 1000.0, 5000.0])]
+    churn_rates: Vec<f64>,
+    /// Seconds each `churn` rate runs for.
+    #[arg(long, default_value_t = 60.0)]
+    churn_seconds: f64,
+    /// Seconds every change may take to reach every kernel after a window.
+    #[arg(long, default_value_t = 10.0)]
+    churn_settle: f64,
+    /// The rate of the `churn` fault windows (a reflector, then a node,
+    /// killed and restarted; Tabby only); 0 skips them.
+    #[arg(long, default_value_t = 100.0)]
+    churn_fault_rate: f64,
+    /// Seconds of each `churn` fault window.
+    #[arg(long, default_value_t = 20.0)]
+    churn_fault_seconds: f64,
+    /// Seed of the `churn` change generator.
+    #[arg(long, default_value_t = 17)]
+    churn_seed: u64,
     /// Daemons to measure, comma-separated (bird2, gobgp, frr, tabby; in
     /// (c) tabby means tabby-fib-sync, and `ip -batch` always runs).
     #[arg(long, value_delimiter = ',', default_values_t = ["tabby".to_string(), "bird2".into(), "frr".into(), "gobgp".into()])]
@@ -161,6 +188,9 @@ fn main() -> Result<()> {
     preflight(&[Need::Root])?;
     if args.scenario == Scenario::Kdd {
         return kdd_file(&args);
+    }
+    if args.scenario == Scenario::Churn {
+        return churn_file(&args);
     }
     let mut duts = Vec::new();
     for d in &args.daemons {
@@ -418,6 +448,81 @@ fn bfd_file(args: &Args, duts: &[Dut], date: &str, tabbyd: Option<PathBuf>) -> R
     std::fs::write(&path, &doc).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// Churn across a cluster: Tabby, then the BIRD 2 baseline, in one run
+/// (see `bench::churn`).
+fn churn_file(args: &Args) -> Result<()> {
+    let date = interop_tests::cmd::run_ok("date", &["-u", "+%F"], interop_tests::cmd::CMD_TIMEOUT)?
+        .trim()
+        .to_string();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut rates = args.churn_rates.clone();
+    rates.retain(|r| *r > 0.0);
+    rates.sort_by(f64::total_cmp);
+    anyhow::ensure!(!rates.is_empty(), "give --churn-rates at least one rate above 0");
+    let opts = churn::ChurnOpts {
+        nodes: args.churn_nodes,
+        rates,
+        window: Duration::from_secs_f64(args.churn_seconds),
+        settle: Duration::from_secs_f64(args.churn_settle),
+        seed: args.churn_seed,
+        setup_limit: Duration::from_secs(args.timeout.max(120)),
+        fault_rate: (args.churn_fault_rate > 0.0).then_some(args.churn_fault_rate),
+        fault_window: Duration::from_secs_f64(args.churn_fault_seconds),
+    };
+    let tabbyd = tabbyd_release();
+    let mut doc = String::new();
+    let _ = writeln!(doc, "## Tabby cluster churn benchmark, {date}\n");
+    let _ = writeln!(
+        doc,
+        "Machine: {}; load average at the start {:.2}. {} nodes + 2 route reflectors; rates {} changes/s, {} s each, {} s to settle; faults at {} changes/s for {} s. tabbyd: `{}`; BIRD {}.\n",
+        machine_line(),
+        interop_tests::bench::scenario::load_average(),
+        opts.nodes,
+        opts.rates.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
+        args.churn_seconds,
+        args.churn_settle,
+        args.churn_fault_rate,
+        args.churn_fault_seconds,
+        tabbyd.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not found".into()),
+        bird_version()
+    );
+    print!("{doc}");
+    let mut runs = vec![];
+    for d in &args.daemons {
+        let flavour = match Dut::parse(d)? {
+            Dut::Tabby => churn::cluster::Flavour::Tabby,
+            Dut::Bird2 => {
+                preflight(&[Need::Bird2])?;
+                churn::cluster::Flavour::Bird
+            }
+            other => {
+                eprintln!("{}: not in the churn scenario (tabby and bird2 only)", other.key());
+                continue;
+            }
+        };
+        if flavour == churn::cluster::Flavour::Tabby && tabbyd.is_none() {
+            eprintln!("tabby: no release build of tabbyd (run `cargo build --release -p tabbyd` or set TABBYD_BIN)");
+            continue;
+        }
+        runs.push(churn::run(flavour, tabbyd.as_deref(), &opts));
+    }
+    let body = format!("{}\n{}", churn::report::tables(&opts, &runs), churn::report::describe(&opts));
+    println!("{body}");
+    doc.push_str(&body);
+    let path = args.out.join(format!("{date}-churn.md"));
+    std::fs::write(&path, &doc).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// `bird --version`'s answer (it prints to stderr).
+fn bird_version() -> String {
+    interop_tests::cmd::run("bird", &["--version"], interop_tests::cmd::CMD_TIMEOUT)
+        .map(|o| format!("{}{}", o.stdout, o.stderr).trim().to_string())
+        .unwrap_or_else(|_| "not found".into())
 }
 
 /// The Kubernetes datastore: one lab, three measurements (see `bench::kdd`).
