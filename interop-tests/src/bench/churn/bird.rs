@@ -100,14 +100,14 @@ pub fn rr_conf(addr: Ipv4Addr, other: Ipv4Addr, nodes: &[Ipv4Addr]) -> String {
     o.push_str("protocol direct { ipv4; interface \"*\"; }\n");
     let _ = writeln!(
         o,
-        "template bgp client {{\n  local {addr} as {ASN};\n  rr client;\n  rr cluster id {CLUSTER_ID};\n  passive on;\n  ipv4 {{ import all; export where source = RTS_BGP; }};\n}}"
+        "template bgp rrclient {{\n  local {addr} as {ASN};\n  rr client;\n  rr cluster id {CLUSTER_ID};\n  passive on;\n  ipv4 {{ import all; export where source = RTS_BGP; }};\n}}"
     );
     let _ = writeln!(
         o,
         "protocol bgp reflector {{\n  local {addr} as {ASN};\n  neighbor {other} as {ASN};\n  rr cluster id {CLUSTER_ID};\n  connect delay time 1;\n  connect retry time 2;\n  ipv4 {{ import all; export where source = RTS_BGP; }};\n}}"
     );
     for (i, n) in nodes.iter().enumerate() {
-        let _ = writeln!(o, "protocol bgp n{i} from client {{ neighbor {n} as {ASN}; }}");
+        let _ = writeln!(o, "protocol bgp n{i} from rrclient {{ neighbor {n} as {ASN}; }}");
     }
     o
 }
@@ -196,7 +196,7 @@ mod tests {
             Ipv4Addr::new(198, 18, 1, 2),
             &[Ipv4Addr::new(198, 18, 1, 3), Ipv4Addr::new(198, 18, 1, 4)],
         );
-        assert!(c.contains("protocol bgp n1 from client { neighbor 198.18.1.4 as 64512; }"));
+        assert!(c.contains("protocol bgp n1 from rrclient { neighbor 198.18.1.4 as 64512; }"));
         assert!(c.contains("rr client;"));
         assert!(c.contains("neighbor 198.18.1.2 as 64512;"));
         assert!(!c.contains("protocol kernel"));

@@ -20,6 +20,8 @@ pub struct RateRun {
     pub window: Window,
     /// Per change seen everywhere: call returned → every other kernel.
     pub latency: Vec<Duration>,
+    /// Per change seen everywhere: call started → every other kernel.
+    pub from_start: Vec<Duration>,
     /// Per change: scheduled → call started.
     pub lag: Vec<Duration>,
     /// Changes issued in the window.
@@ -48,6 +50,11 @@ pub struct RateRun {
 impl RateRun {
     pub fn p(&self, q: f64) -> Option<f64> {
         quantile_ms(&self.latency, q)
+    }
+
+    /// The `q` quantile from the call starting, in ms.
+    pub fn from_start_ms(&self, q: f64) -> Option<f64> {
+        quantile_ms(&self.from_start, q)
     }
 
     pub fn lag_p99(&self) -> Option<f64> {
@@ -115,6 +122,7 @@ pub fn measure(
     let g = lock(&cluster.shared);
     let recs = g.tracker.records.get(window.first..window.end).unwrap_or(&[]);
     let latency: Vec<Duration> = recs.iter().filter_map(|r| r.latency()).collect();
+    let from_start: Vec<Duration> = recs.iter().filter_map(|r| r.from_start()).collect();
     let lag: Vec<Duration> = recs.iter().filter_map(|r| r.lag()).collect();
     let failed = recs.iter().filter(|r| r.failed).count();
     let lost = recs.iter().filter(|r| !r.done()).count();
@@ -124,6 +132,7 @@ pub fn measure(
         issued: window.end - window.first,
         window,
         latency,
+        from_start,
         lag,
         lost,
         failed,

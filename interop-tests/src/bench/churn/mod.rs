@@ -92,6 +92,7 @@ pub fn run(flavour: Flavour, tabbyd: Option<&Path>, opts: &ChurnOpts) -> Flavour
         error: None,
     };
     if let Err(e) = run_into(flavour, tabbyd, opts, &mut out) {
+        eprintln!("{}: the run failed: {e:#}", flavour.name());
         out.error = Some(format!("{e:#}"));
     }
     out

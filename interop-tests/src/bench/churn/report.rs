@@ -63,12 +63,14 @@ fn rate_row(o: &mut String, f: Flavour, r: &RateRun) {
     };
     let _ = writeln!(
         o,
-        "| {} | {} | {issued} | {} | {} | {} | {} | {} | {} | {} / {} | {node:.0} | {rr:.0} | {helper} | {:.1} | {} |",
+        "| {} | {} | {issued} | {} | {} | {} | {} / {} | {} | {} | {} | {} / {} | {node:.0} | {rr:.0} | {helper} | {:.1} | {} |",
         f.name(),
         r.rate,
         ms(r.p(0.5)),
         ms(r.p(0.99)),
         ms(r.p(1.0)),
+        ms(r.from_start_ms(0.5)),
+        ms(r.from_start_ms(0.99)),
         ms(r.lag_p99()),
         r.lost + r.failed,
         kernels(r),
@@ -89,8 +91,8 @@ pub fn tables(opts: &ChurnOpts, runs: &[FlavourRun]) -> String {
         opts.nodes,
         opts.window.as_secs_f64()
     );
-    o.push_str("| daemon | rate (changes/s) | changes | p50 (ms) | p99 (ms) | max (ms) | schedule lag p99 (ms) | lost | kernels after settling | stray deletions / additions | node CPU per change per node (µs) | reflector CPU per change (µs) | confd-side CPU per change (µs, birdc) | host load | sustained |\n");
-    o.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    o.push_str("| daemon | rate (changes/s) | changes | p50 (ms) | p99 (ms) | max (ms) | from the call starting p50 / p99 (ms) | schedule lag p99 (ms) | lost | kernels after settling | stray deletions / additions | node CPU per change per node (µs) | reflector CPU per change (µs) | confd-side CPU per change (µs, birdc) | host load | sustained |\n");
+    o.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for f in runs {
         for r in &f.rates {
             rate_row(&mut o, f.flavour, r);
@@ -98,14 +100,14 @@ pub fn tables(opts: &ChurnOpts, runs: &[FlavourRun]) -> String {
         for (rate, why) in &f.skipped {
             let _ = writeln!(
                 o,
-                "| {} | {rate} | not run: {why} | | | | | | | | | | | | no |",
+                "| {} | {rate} | not run: {why} | | | | | | | | | | | | | no |",
                 f.flavour.name()
             );
         }
         if let Some(e) = &f.error {
             let _ = writeln!(
                 o,
-                "| {} | — | failed: {} | | | | | | | | | | | | |",
+                "| {} | — | failed: {} | | | | | | | | | | | | | |",
                 f.flavour.name(),
                 e.lines().next().unwrap_or("")
             );
@@ -121,17 +123,20 @@ pub fn tables(opts: &ChurnOpts, runs: &[FlavourRun]) -> String {
     if let (Some(t), Some(b)) = (tabby, bird) {
         o.push_str("#### Tabby against the BIRD baseline (same run)\n\n");
         o.push_str(
-            "| rate (changes/s) | Tabby p99 (ms) | BIRD 2 p99 (ms) | BIRD p99 / Tabby p99 | Tabby node CPU / change / node (µs) | BIRD node CPU / change / node (µs) |\n|---|---|---|---|---|---|\n",
+            "| rate (changes/s) | Tabby p99 (ms) | BIRD 2 p99 (ms) | BIRD p99 / Tabby p99 | from the call starting: Tabby / BIRD p99 (ms) | ratio | Tabby node CPU / change / node (µs) | BIRD node CPU / change / node (µs) |\n|---|---|---|---|---|---|---|---|\n",
         );
         for tr in &t.rates {
             let br = b.rates.iter().find(|r| r.rate == tr.rate);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {:.0} | {} |",
+                "| {} | {} | {} | {} | {} / {} | {} | {:.0} | {} |",
                 tr.rate,
                 ms(tr.p(0.99)),
                 ms(br.and_then(|r| r.p(0.99))),
                 ratio(br.and_then(|r| r.p(0.99)), tr.p(0.99)),
+                ms(tr.from_start_ms(0.99)),
+                ms(br.and_then(|r| r.from_start_ms(0.99))),
+                ratio(br.and_then(|r| r.from_start_ms(0.99)), tr.from_start_ms(0.99)),
                 tr.cpu_us_per_change().0,
                 br.map(|r| format!("{:.0}", r.cpu_us_per_change().0))
                     .unwrap_or_else(|| "—".into()),
@@ -184,7 +189,7 @@ pub fn describe(opts: &ChurnOpts) -> String {
     format!(
         "Setup: {n} nodes and 2 route reflectors, each in its own network namespace, on one bridge; iBGP AS 64512, every node a client of both reflectors (one cluster id). Tabby: one Calico cluster file (no mesh, reflector Nodes with `routeReflectorClusterID`, a BGPPeer selecting them), tabbyd with its FIB on every node and `--no-fib` on the reflectors. BIRD 2: the same topology; a change rewrites the node's whole configuration (a static blackhole per block and borrowed /32, exported to both reflectors) and runs `birdc configure`, as Calico's confd does; the kernel protocol exports learned routes and the node's own blocks.\n\n\
 Load: each node starts with one /26; a single driver (this binary) changes one node's set per change, at a combined rate R spread over the nodes at random (seed {seed}): a /26 block appearing or going, or a borrowed /32 created or deleted (a quarter blocks). Open loop: change k is due at k/R s whether or not earlier changes have arrived; each node's changes go through its own worker in order (Tabby: one `ReplaceRoutes` with the node's whole set; BIRD: the rewrite and `birdc configure`). A prefix never has two changes in flight, so every kernel notification maps to one change. A window stops early if a change waits over 2 s to start (the rate is then plainly not sustained) and higher rates are not run.\n\n\
-Latency: from the call (or `birdc configure`) returning until the route is present, or gone, in every other node's kernel, stamped by an rtnetlink monitor opened inside each node's namespace (RTM_NEWROUTE/RTM_DELROUTE of the daemon's protocol: 84 for tabbyd, 12 for BIRD). Schedule lag: from a change's due time to its call starting. Lost: changes not seen everywhere {settle:.0} s after the window. Kernels after settling: every node's dump of the protocol's routes against the desired set (other nodes' routes, and the node's own blocks as blackholes). Stray notifications: deletions of routes a node should hold, additions of routes it should not. CPU from /proc over the window and settle: all nodes' daemons divided by changes and nodes; reflectors averaged; `birdc` processes (the confd side) per change.\n",
+Latency: from the call (or `birdc configure`) returning until the route is present, or gone, in every other node's kernel, stamped by an rtnetlink monitor opened inside each node's namespace (RTM_NEWROUTE/RTM_DELROUTE of the daemon's protocol: 84 for tabbyd, 12 for BIRD); zero when every kernel had it before the call returned (BIRD's `birdc configure` returns after the reload, often after the UPDATE left). *From the call starting* adds the call's own time: what the operator waits for in all. Schedule lag: from a change's due time to its call starting. Lost: changes not seen everywhere {settle:.0} s after the window. Kernels after settling: every node's dump of the protocol's routes against the desired set (other nodes' routes, and the node's own blocks as blackholes). Stray notifications: deletions of routes a node should hold, additions of routes it should not. CPU from /proc over the window and settle: all nodes' daemons divided by changes and nodes; reflectors averaged; `birdc` processes (the confd side) per change.\n",
         n = opts.nodes,
         seed = opts.seed,
         settle = opts.settle.as_secs_f64()

@@ -50,6 +50,19 @@ impl Record {
         })
     }
 
+    /// From the call starting to every other node's kernel: what the
+    /// operator waits for in all (the call's own time included).
+    pub fn from_start(&self) -> Option<Duration> {
+        if !self.done() {
+            return None;
+        }
+        let start = self.started?;
+        Some(match self.last_seen {
+            Some(seen) => seen.saturating_duration_since(start),
+            None => Duration::ZERO,
+        })
+    }
+
     /// From the scheduled time to the call starting: how far the driver (or
     /// a node's queue) lagged behind the schedule.
     pub fn lag(&self) -> Option<Duration> {
@@ -234,6 +247,7 @@ mod tests {
         t.seen(2, &ev(&p, c.add, t0 + Duration::from_millis(9)), &load);
         assert!(t.records[id].done());
         assert_eq!(t.records[id].latency(), Some(Duration::from_millis(7)));
+        assert_eq!(t.records[id].from_start(), Some(Duration::from_millis(9)));
         assert!(!t.busy(&IpNet::V4(c.prefix)));
         assert_eq!(t.in_flight(), 0);
     }
