@@ -461,7 +461,10 @@ fn churn_file(args: &Args) -> Result<()> {
     let mut rates = args.churn_rates.clone();
     rates.retain(|r| *r > 0.0);
     rates.sort_by(f64::total_cmp);
-    anyhow::ensure!(!rates.is_empty(), "give --churn-rates at least one rate above 0");
+    anyhow::ensure!(
+        !rates.is_empty(),
+        "give --churn-rates at least one rate above 0"
+    );
     let opts = churn::ChurnOpts {
         nodes: args.churn_nodes,
         rates,
@@ -470,6 +473,7 @@ fn churn_file(args: &Args) -> Result<()> {
         seed: args.churn_seed,
         setup_limit: Duration::from_secs(args.timeout.max(120)),
         fault_rate: (args.churn_fault_rate > 0.0).then_some(args.churn_fault_rate),
+        faults: vec![churn::fault::Fault::Reflector, churn::fault::Fault::Node],
         fault_window: Duration::from_secs_f64(args.churn_fault_seconds),
     };
     let tabbyd = tabbyd_release();
@@ -481,12 +485,19 @@ fn churn_file(args: &Args) -> Result<()> {
         machine_line(),
         interop_tests::bench::scenario::load_average(),
         opts.nodes,
-        opts.rates.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
+        opts.rates
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         args.churn_seconds,
         args.churn_settle,
         args.churn_fault_rate,
         args.churn_fault_seconds,
-        tabbyd.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not found".into()),
+        tabbyd
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "not found".into()),
         bird_version()
     );
     print!("{doc}");
@@ -499,17 +510,26 @@ fn churn_file(args: &Args) -> Result<()> {
                 churn::cluster::Flavour::Bird
             }
             other => {
-                eprintln!("{}: not in the churn scenario (tabby and bird2 only)", other.key());
+                eprintln!(
+                    "{}: not in the churn scenario (tabby and bird2 only)",
+                    other.key()
+                );
                 continue;
             }
         };
         if flavour == churn::cluster::Flavour::Tabby && tabbyd.is_none() {
-            eprintln!("tabby: no release build of tabbyd (run `cargo build --release -p tabbyd` or set TABBYD_BIN)");
+            eprintln!(
+                "tabby: no release build of tabbyd (run `cargo build --release -p tabbyd` or set TABBYD_BIN)"
+            );
             continue;
         }
         runs.push(churn::run(flavour, tabbyd.as_deref(), &opts));
     }
-    let body = format!("{}\n{}", churn::report::tables(&opts, &runs), churn::report::describe(&opts));
+    let body = format!(
+        "{}\n{}",
+        churn::report::tables(&opts, &runs),
+        churn::report::describe(&opts)
+    );
     println!("{body}");
     doc.push_str(&body);
     let path = args.out.join(format!("{date}-churn.md"));

@@ -107,7 +107,10 @@ pub fn rr_conf(addr: Ipv4Addr, other: Ipv4Addr, nodes: &[Ipv4Addr]) -> String {
         "protocol bgp reflector {{\n  local {addr} as {ASN};\n  neighbor {other} as {ASN};\n  rr cluster id {CLUSTER_ID};\n  connect delay time 1;\n  connect retry time 2;\n  ipv4 {{ import all; export where source = RTS_BGP; }};\n}}"
     );
     for (i, n) in nodes.iter().enumerate() {
-        let _ = writeln!(o, "protocol bgp n{i} from rrclient {{ neighbor {n} as {ASN}; }}");
+        let _ = writeln!(
+            o,
+            "protocol bgp n{i} from rrclient {{ neighbor {n} as {ASN}; }}"
+        );
     }
     o
 }
@@ -150,13 +153,17 @@ pub fn start(
         birds.push(b);
     }
     let t0 = Instant::now();
-    lab.wait_for("every BIRD node Established with both reflectors", limit, || {
-        for b in &birds {
-            b.established("refl1")?;
-            b.established("refl2")?;
-        }
-        Ok(())
-    })?;
+    lab.wait_for(
+        "every BIRD node Established with both reflectors",
+        limit,
+        || {
+            for b in &birds {
+                b.established("refl1")?;
+                b.established("refl2")?;
+            }
+            Ok(())
+        },
+    )?;
     tracing::info!(nodes, elapsed = ?t0.elapsed(), "BIRD churn cluster established");
     let cluster = {
         let _g = rt.enter();
@@ -177,7 +184,10 @@ mod tests {
         let c = node_conf(
             Ipv4Addr::new(198, 18, 1, 3),
             [Ipv4Addr::new(198, 18, 1, 1), Ipv4Addr::new(198, 18, 1, 2)],
-            &["100.64.0.0/26".parse().unwrap(), "100.64.96.7/32".parse().unwrap()],
+            &[
+                "100.64.0.0/26".parse().unwrap(),
+                "100.64.96.7/32".parse().unwrap(),
+            ],
         )
         .render();
         assert!(c.contains("route 100.64.0.0/26 blackhole;"));

@@ -78,7 +78,10 @@ pub struct Job {
 #[derive(Debug)]
 pub enum Applier {
     /// `ReplaceRoutes` on the node's API socket (reconnecting when needed).
-    Tabby { sock: PathBuf, api: Option<Api> },
+    Tabby {
+        sock: PathBuf,
+        api: Option<Api>,
+    },
     Bird(BirdNode),
 }
 
@@ -86,20 +89,23 @@ impl Applier {
     async fn apply(&mut self, set: &[Ipv4Net]) -> Result<()> {
         match self {
             Applier::Tabby { sock, api } => {
-                if api.is_none() {
-                    *api = Some(Api::connect(sock).await?);
-                }
-                let Some(a) = api.as_mut() else {
-                    bail!("no API client");
-                };
-                match a.replace(set).await {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        // A restarted daemon: the next job reconnects.
-                        *api = None;
-                        Err(e)
+                // A restarted daemon breaks the old connection: one retry
+                // on a fresh one.
+                let mut last = None;
+                for _ in 0..2 {
+                    let a = match api {
+                        Some(a) => a,
+                        None => api.insert(Api::connect(sock).await?),
+                    };
+                    match a.replace(set).await {
+                        Ok(_) => return Ok(()),
+                        Err(e) => {
+                            *api = None;
+                            last = Some(e);
+                        }
                     }
                 }
+                Err(last.unwrap_or_else(|| anyhow::anyhow!("ReplaceRoutes failed")))
             }
             Applier::Bird(b) => b.apply(set).await,
         }
@@ -237,7 +243,8 @@ impl Cluster {
     /// Fails if a monitor's socket overran (its counts are then short).
     pub fn check_monitors(&self) -> Result<()> {
         for (m, ns) in self.monitors.iter().zip(&self.nodes) {
-            m.check().with_context(|| format!("route monitor of {ns}"))?;
+            m.check()
+                .with_context(|| format!("route monitor of {ns}"))?;
         }
         Ok(())
     }

@@ -65,8 +65,7 @@ impl Driver {
                 .clone();
             let job = {
                 let mut g = lock(&self.shared);
-                if g
-                    .tracker
+                if g.tracker
                     .oldest_unstarted()
                     .is_some_and(|o| o.elapsed() > BACKLOG_LIMIT)
                 {
@@ -74,20 +73,21 @@ impl Driver {
                     break;
                 }
                 let Shared { load, tracker } = &mut *g;
-                let Some(c) = load.next(
-                    |i| !down.contains(&i),
-                    |p| tracker.busy(&IpNet::V4(*p)),
-                ) else {
+                let Some(c) = load.next(|i| !down.contains(&i), |p| tracker.busy(&IpNet::V4(*p)))
+                else {
                     w.skipped += 1;
                     continue;
                 };
                 let expect = (0..n).filter(|j| !down.contains(j)).collect();
                 let id = tracker.begin(&c, at, expect);
                 w.end = id + 1;
-                (c.node, Job {
-                    id: Some(id),
-                    set: c.set,
-                })
+                (
+                    c.node,
+                    Job {
+                        id: Some(id),
+                        set: c.set,
+                    },
+                )
             };
             if let Some(q) = self.queues.get(job.0) {
                 // A closed queue means the cluster is going away.

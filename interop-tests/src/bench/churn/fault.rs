@@ -12,6 +12,7 @@ use super::cluster::{Cluster, lock};
 use super::drive::Driver;
 use super::measure::{RateRun, measure};
 use super::tabby::established;
+use crate::bench::client::Api;
 
 /// Which fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +41,10 @@ pub struct FaultRun {
     /// its set given again).
     pub down: Duration,
     pub back: Duration,
-    /// Deletions nobody asked for: on every node (reflector fault) or in
-    /// the restarted node's kernel (node fault).
-    pub deletions: u64,
+    /// Deletions nobody asked for in the restarted node's own kernel (node
+    /// fault only), and on every other node.
+    pub deletions_own: Option<u64>,
+    pub deletions_others: u64,
 }
 
 /// How a fault's window runs.
@@ -97,8 +99,11 @@ pub fn run(
                 cluster.lab.kill9(&label)?;
                 std::thread::sleep(down);
                 cluster.lab.restart(&label)?;
-                node_back(rt, cluster, &label)?;
+                // The node's set goes back as soon as its API answers, as a
+                // local agent reconnecting would give it.
+                node_back(rt, cluster, &label, false)?;
                 cluster.push_sets(Some(0))?;
+                node_back(rt, cluster, &label, true)?;
                 driver
                     .down
                     .lock()
@@ -109,27 +114,41 @@ pub fn run(
         }
         rt.block_on(h).context("the churn driver task failed")
     })?;
-    let deletions = match fault {
-        Fault::Reflector => run.stray_deleted.iter().sum(),
-        Fault::Node => run.stray_deleted.first().copied().unwrap_or(0),
+    let all: u64 = run.stray_deleted.iter().sum();
+    let deletions_own = match fault {
+        Fault::Reflector => None,
+        Fault::Node => run.stray_deleted.first().copied(),
     };
     Ok(FaultRun {
         fault,
+        deletions_others: all - deletions_own.unwrap_or(0),
+        deletions_own,
         run,
         down,
         back,
-        deletions,
     })
 }
 
-/// Waits until the restarted node's API answers and both reflectors are
-/// Established with it again.
-fn node_back(rt: &tokio::runtime::Runtime, cluster: &mut Cluster, label: &str) -> Result<()> {
+/// Waits until the restarted node's API answers (and, with `sessions`,
+/// both reflectors are Established with it again).
+fn node_back(
+    rt: &tokio::runtime::Runtime,
+    cluster: &mut Cluster,
+    label: &str,
+    sessions: bool,
+) -> Result<()> {
     let sock = cluster.lab.path(&format!("{label}.api.sock"));
     let t0 = Instant::now();
     let limit = Duration::from_secs(60);
     loop {
-        match rt.block_on(established(&[], std::slice::from_ref(&sock))) {
+        let probe = async {
+            if sessions {
+                established(&[], std::slice::from_ref(&sock)).await
+            } else {
+                Api::connect(&sock).await?.status().await.map(|_| ())
+            }
+        };
+        match rt.block_on(probe) {
             Ok(()) => return Ok(()),
             Err(e) if t0.elapsed() > limit => {
                 bail!("{label} not back within {limit:?} after its restart: {e:#}")

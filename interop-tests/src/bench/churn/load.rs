@@ -231,7 +231,10 @@ mod tests {
         assert_eq!(node_block(1).unwrap().to_string(), "100.64.64.0/26");
         assert_eq!(node_block(255).unwrap().to_string(), "100.127.192.0/26");
         assert!(node_block(256).is_err());
-        assert_eq!(extra_block(1, 255).unwrap().to_string(), "100.64.127.192/26");
+        assert_eq!(
+            extra_block(1, 255).unwrap().to_string(),
+            "100.64.127.192/26"
+        );
         assert_eq!(borrowed(1, 8191).unwrap().to_string(), "100.64.127.255/32");
         let pool: Ipv4Net = POOL.parse().unwrap();
         assert!(pool.contains(&extra_block(255, 255).unwrap()));

@@ -20,15 +20,19 @@ pub struct RateRun {
     pub window: Window,
     /// Per change seen everywhere: call returned → every other kernel.
     pub latency: Vec<Duration>,
+    /// [`RateRun::latency`] of additions and of removals.
+    pub latency_add: Vec<Duration>,
+    pub latency_del: Vec<Duration>,
     /// Per change seen everywhere: call started → every other kernel.
     pub from_start: Vec<Duration>,
     /// Per change: scheduled → call started.
     pub lag: Vec<Duration>,
     /// Changes issued in the window.
     pub issued: usize,
-    /// Changes not in every expected kernel after the settle time.
+    /// Changes whose call succeeded but that were not in every expected
+    /// kernel after the settle time.
     pub lost: usize,
-    /// Calls that failed.
+    /// Calls that failed (their change may or may not have happened).
     pub failed: usize,
     /// Notifications against the desired state: deletions per node,
     /// additions over all nodes.
@@ -120,18 +124,31 @@ pub fn measure(
     let kernel = cluster.kernel_diff()?;
     let (sd1, sa1, del1) = strays(cluster);
     let g = lock(&cluster.shared);
-    let recs = g.tracker.records.get(window.first..window.end).unwrap_or(&[]);
+    let recs = g
+        .tracker
+        .records
+        .get(window.first..window.end)
+        .unwrap_or(&[]);
     let latency: Vec<Duration> = recs.iter().filter_map(|r| r.latency()).collect();
     let from_start: Vec<Duration> = recs.iter().filter_map(|r| r.from_start()).collect();
     let lag: Vec<Duration> = recs.iter().filter_map(|r| r.lag()).collect();
     let failed = recs.iter().filter(|r| r.failed).count();
-    let lost = recs.iter().filter(|r| !r.done()).count();
+    let lost = recs.iter().filter(|r| !r.done() && !r.failed).count();
+    let split = |add: bool| -> Vec<Duration> {
+        recs.iter()
+            .filter(|r| r.add == add)
+            .filter_map(|r| r.latency())
+            .collect()
+    };
+    let (latency_add, latency_del) = (split(true), split(false));
     drop(g);
     Ok(RateRun {
         rate,
         issued: window.end - window.first,
         window,
         latency,
+        latency_add,
+        latency_del,
         from_start,
         lag,
         lost,

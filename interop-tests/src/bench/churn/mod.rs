@@ -51,6 +51,8 @@ pub struct ChurnOpts {
     pub setup_limit: Duration,
     /// Runs the fault windows (Tabby only) at this rate.
     pub fault_rate: Option<f64>,
+    /// Which faults, in order.
+    pub faults: Vec<Fault>,
     /// Each fault's window.
     pub fault_window: Duration,
 }
@@ -157,15 +159,25 @@ fn run_into(
             down: Duration::from_secs(2),
             settle: opts.settle.max(Duration::from_secs(30)),
         };
-        for f in [Fault::Reflector, Fault::Node] {
+        for &f in &opts.faults {
             eprintln!("  fault: {} at {rate}/s", f.title());
             let r = fault::run(&rt, &mut cluster, &driver, f, plan).map_err(|e| format!("{e:#}"));
             match &r {
-                Ok(fr) => eprintln!(
-                    "    {}; deletions {}",
-                    report::one_line(&fr.run),
-                    fr.deletions
-                ),
+                Ok(fr) => {
+                    eprintln!(
+                        "    {}; unasked deletions: own kernel {:?}, other nodes {}",
+                        report::one_line(&fr.run),
+                        fr.deletions_own,
+                        fr.deletions_others
+                    );
+                    let g = cluster::lock(&cluster.shared);
+                    for (j, p, added) in &g.tracker.stray_examples {
+                        eprintln!(
+                            "    stray: node-{j} {} {p}",
+                            if *added { "added" } else { "deleted" }
+                        );
+                    }
+                }
                 Err(e) => eprintln!("    failed: {e}"),
             }
             let failed = r.is_err();

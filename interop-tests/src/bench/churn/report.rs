@@ -7,6 +7,7 @@ use super::ChurnOpts;
 use super::FlavourRun;
 use super::cluster::Flavour;
 use super::measure::{P99_TARGET, RateRun};
+use crate::bench::e2e::quantile_ms;
 
 fn ms(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "—".into())
@@ -22,13 +23,14 @@ fn ratio(num: Option<f64>, den: Option<f64>) -> String {
 /// A progress line for stderr.
 pub fn one_line(r: &RateRun) -> String {
     format!(
-        "{} issued, p50 {} ms, p99 {} ms, max {} ms, lag p99 {} ms, lost {}, kernels {}{}",
+        "{} issued, p50 {} ms, p99 {} ms, max {} ms, lag p99 {} ms, lost {}, failed calls {}, kernels {}{}",
         r.issued,
         ms(r.p(0.5)),
         ms(r.p(0.99)),
         ms(r.p(1.0)),
         ms(r.lag_p99()),
         r.lost,
+        r.failed,
         kernels(r),
         match r.window.stopped_at {
             Some(t) => format!(", stopped at {:.1} s (fell behind)", t.as_secs_f64()),
@@ -63,7 +65,7 @@ fn rate_row(o: &mut String, f: Flavour, r: &RateRun) {
     };
     let _ = writeln!(
         o,
-        "| {} | {} | {issued} | {} | {} | {} | {} / {} | {} | {} | {} | {} / {} | {node:.0} | {rr:.0} | {helper} | {:.1} | {} |",
+        "| {} | {} | {issued} | {} | {} | {} | {} / {} | {} | {} / {} | {} | {} / {} | {node:.0} | {rr:.0} | {helper} | {:.1} | {} |",
         f.name(),
         r.rate,
         ms(r.p(0.5)),
@@ -72,7 +74,8 @@ fn rate_row(o: &mut String, f: Flavour, r: &RateRun) {
         ms(r.from_start_ms(0.5)),
         ms(r.from_start_ms(0.99)),
         ms(r.lag_p99()),
-        r.lost + r.failed,
+        r.lost,
+        r.failed,
         kernels(r),
         r.stray_deleted.iter().sum::<u64>(),
         r.stray_added,
@@ -91,7 +94,7 @@ pub fn tables(opts: &ChurnOpts, runs: &[FlavourRun]) -> String {
         opts.nodes,
         opts.window.as_secs_f64()
     );
-    o.push_str("| daemon | rate (changes/s) | changes | p50 (ms) | p99 (ms) | max (ms) | from the call starting p50 / p99 (ms) | schedule lag p99 (ms) | lost | kernels after settling | stray deletions / additions | node CPU per change per node (µs) | reflector CPU per change (µs) | confd-side CPU per change (µs, birdc) | host load | sustained |\n");
+    o.push_str("| daemon | rate (changes/s) | changes | p50 (ms) | p99 (ms) | max (ms) | from the call starting p50 / p99 (ms) | schedule lag p99 (ms) | lost / failed calls | kernels after settling | stray deletions / additions | node CPU per change per node (µs) | reflector CPU per change (µs) | confd-side CPU per change (µs, birdc) | host load | sustained |\n");
     o.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for f in runs {
         for r in &f.rates {
@@ -136,7 +139,10 @@ pub fn tables(opts: &ChurnOpts, runs: &[FlavourRun]) -> String {
                 ratio(br.and_then(|r| r.p(0.99)), tr.p(0.99)),
                 ms(tr.from_start_ms(0.99)),
                 ms(br.and_then(|r| r.from_start_ms(0.99))),
-                ratio(br.and_then(|r| r.from_start_ms(0.99)), tr.from_start_ms(0.99)),
+                ratio(
+                    br.and_then(|r| r.from_start_ms(0.99)),
+                    tr.from_start_ms(0.99)
+                ),
                 tr.cpu_us_per_change().0,
                 br.map(|r| format!("{:.0}", r.cpu_us_per_change().0))
                     .unwrap_or_else(|| "—".into()),
@@ -146,8 +152,10 @@ pub fn tables(opts: &ChurnOpts, runs: &[FlavourRun]) -> String {
         let _ = writeln!(
             o,
             "\nHighest sustained rate: Tabby {}, BIRD 2 {}; ratio {} (at least, when Tabby sustained the highest rate tried).\n",
-            ts.map(|r| format!("{r}/s")).unwrap_or_else(|| "none".into()),
-            bs.map(|r| format!("{r}/s")).unwrap_or_else(|| "none".into()),
+            ts.map(|r| format!("{r}/s"))
+                .unwrap_or_else(|| "none".into()),
+            bs.map(|r| format!("{r}/s"))
+                .unwrap_or_else(|| "none".into()),
             ratio(ts, bs)
         );
     }
@@ -155,27 +163,37 @@ pub fn tables(opts: &ChurnOpts, runs: &[FlavourRun]) -> String {
         && !t.faults.is_empty()
     {
         o.push_str("#### Faults during churn (Tabby)\n\n");
-        o.push_str("| fault | rate (changes/s) | changes during the window | lost | p99 (ms) | max (ms) | unasked deletions | kernels after settling | down / back (s) |\n|---|---|---|---|---|---|---|---|---|\n");
+        o.push_str("| fault | rate (changes/s) | changes during the window | lost / failed calls | p99 (ms) | p99 additions / removals (ms) | max (ms) | unasked deletions: restarted node's kernel / other nodes | kernels after settling | down / back (s) |\n|---|---|---|---|---|---|---|---|---|---|\n");
         for f in &t.faults {
             match f {
                 Ok(f) => {
                     let _ = writeln!(
                         o,
-                        "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} |",
+                        "| {} | {} | {} | {} / {} | {} | {} / {} | {} | {} / {} | {} | {:.1} / {:.1} |",
                         f.fault.title(),
                         f.run.rate,
                         f.run.issued,
-                        f.run.lost + f.run.failed,
+                        f.run.lost,
+                        f.run.failed,
                         ms(f.run.p(0.99)),
+                        ms(quantile_ms(&f.run.latency_add, 0.99)),
+                        ms(quantile_ms(&f.run.latency_del, 0.99)),
                         ms(f.run.p(1.0)),
-                        f.deletions,
+                        f.deletions_own
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "—".into()),
+                        f.deletions_others,
                         kernels(&f.run),
                         f.down.as_secs_f64(),
                         f.back.as_secs_f64()
                     );
                 }
                 Err(e) => {
-                    let _ = writeln!(o, "| failed: {} | | | | | | | | |", e.lines().next().unwrap_or(""));
+                    let _ = writeln!(
+                        o,
+                        "| failed: {} | | | | | | | | | |",
+                        e.lines().next().unwrap_or("")
+                    );
                 }
             }
         }

@@ -151,7 +151,10 @@ mod tests {
             &[Ipv4Addr::new(198, 18, 1, 3)],
         );
         assert!(y.contains("nodeToNodeMeshEnabled: false"));
-        assert_eq!(y.matches("routeReflectorClusterID: 198.18.255.1").count(), 2);
+        assert_eq!(
+            y.matches("routeReflectorClusterID: 198.18.255.1").count(),
+            2
+        );
         assert_eq!(y.matches("kind: Node\n").count(), 3);
         assert!(y.contains("name: node-0\nspec:\n  bgp:\n    ipv4Address: 198.18.1.3/24"));
         assert!(y.contains("peerSelector: route-reflector == 'true'"));

@@ -92,7 +92,12 @@ pub struct Tracker {
     pub strays: Vec<Strays>,
     /// Per node: every deletion notification.
     pub deletions: Vec<u64>,
+    /// The first stray notifications (node, prefix, added), for logs.
+    pub stray_examples: Vec<(usize, IpNet, bool)>,
 }
+
+/// How many stray notifications [`Tracker::stray_examples`] keeps.
+const STRAY_EXAMPLES: usize = 20;
 
 impl Tracker {
     pub fn new(nodes: usize) -> Tracker {
@@ -169,7 +174,9 @@ impl Tracker {
     /// A notification from node `j`'s kernel; `load` says what `j` should
     /// hold now.
     pub fn seen(&mut self, j: usize, ev: &RouteSeen, load: &Load) {
-        if !ev.added && let Some(d) = self.deletions.get_mut(j) {
+        if !ev.added
+            && let Some(d) = self.deletions.get_mut(j)
+        {
             *d += 1;
         }
         if let Some(&id) = self.in_flight.get(&ev.prefix)
@@ -193,6 +200,9 @@ impl Tracker {
                 s.added += 1;
             } else {
                 s.deleted += 1;
+            }
+            if self.stray_examples.len() < STRAY_EXAMPLES {
+                self.stray_examples.push((j, ev.prefix, ev.added));
             }
         }
     }
@@ -263,8 +273,20 @@ mod tests {
         t.seen(0, &ev("100.64.0.0/26", true, now), &load);
         // A route nobody holds appearing is a stray addition.
         t.seen(0, &ev("100.65.0.1/32", true, now), &load);
-        assert_eq!(t.strays[1], Strays { deleted: 1, added: 0 });
-        assert_eq!(t.strays[0], Strays { deleted: 0, added: 1 });
+        assert_eq!(
+            t.strays[1],
+            Strays {
+                deleted: 1,
+                added: 0
+            }
+        );
+        assert_eq!(
+            t.strays[0],
+            Strays {
+                deleted: 0,
+                added: 1
+            }
+        );
         assert_eq!(t.deletions, vec![0, 1]);
     }
 
