@@ -80,7 +80,7 @@ pub enum Applier {
     /// `ReplaceRoutes` on the node's API socket (reconnecting when needed).
     Tabby {
         sock: PathBuf,
-        api: Option<Api>,
+        api: Option<Box<Api>>,
     },
     Bird(BirdNode),
 }
@@ -95,7 +95,7 @@ impl Applier {
                 for _ in 0..2 {
                     let a = match api {
                         Some(a) => a,
-                        None => api.insert(Api::connect(sock).await?),
+                        None => api.insert(Box::new(Api::connect(sock).await?)),
                     };
                     match a.replace(set).await {
                         Ok(_) => return Ok(()),

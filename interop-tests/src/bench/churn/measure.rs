@@ -35,9 +35,11 @@ pub struct RateRun {
     /// Calls that failed (their change may or may not have happened).
     pub failed: usize,
     /// Notifications against the desired state: deletions per node,
-    /// additions over all nodes.
+    /// additions over all nodes, and interim notifications (see
+    /// [`super::track::Strays::interim`]) over all nodes.
     pub stray_deleted: Vec<u64>,
     pub stray_added: u64,
+    pub interim: u64,
     /// Every deletion notification, per node.
     pub deletions: Vec<u64>,
     pub kernel: KernelDiff,
@@ -46,6 +48,8 @@ pub struct RateRun {
     pub node_cpu: f64,
     pub rr_cpu: [f64; 2],
     pub helper_cpu: f64,
+    /// This process (driver, route monitors, collector) over the same time.
+    pub bench_cpu: f64,
     pub nodes: usize,
     pub settle: Duration,
     pub host_load: f64,
@@ -79,13 +83,15 @@ impl RateRun {
     }
 
     /// Microseconds of CPU per change: per node (all nodes' CPU divided by
-    /// changes and nodes), per reflector (mean of the two), of helpers.
-    pub fn cpu_us_per_change(&self) -> (f64, f64, f64) {
+    /// changes and nodes), per reflector (mean of the two), of helpers, of
+    /// this process.
+    pub fn cpu_us_per_change(&self) -> (f64, f64, f64, f64) {
         let c = self.issued.max(1) as f64;
         (
             self.node_cpu / c / self.nodes.max(1) as f64 * 1e6,
             (self.rr_cpu[0] + self.rr_cpu[1]) / 2.0 / c * 1e6,
             self.helper_cpu / c * 1e6,
+            self.bench_cpu / c * 1e6,
         )
     }
 }
@@ -98,6 +104,13 @@ pub fn children_cpu() -> f64 {
             let t = |v: nix::sys::time::TimeVal| v.tv_sec() as f64 + v.tv_usec() as f64 * 1e-6;
             t(u.user_time()) + t(u.system_time())
         })
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds of this process so far (0 when /proc cannot say).
+fn own_cpu() -> f64 {
+    crate::procfs::stats(std::process::id())
+        .map(|s| s.cpu_secs)
         .unwrap_or(0.0)
 }
 
@@ -114,15 +127,17 @@ pub fn measure(
     let host_load = load_average();
     let (n0, r0) = cluster.cpu()?;
     let h0 = children_cpu();
-    let (sd0, sa0, del0) = strays(cluster);
+    let b0 = own_cpu();
+    let (sd0, sa0, i0, del0) = strays(cluster);
     let window = body(cluster)?;
     let settled = rt.block_on(driver.settle(settle));
     let (n1, r1) = cluster.cpu()?;
     let h1 = children_cpu();
+    let b1 = own_cpu();
     cluster.check_monitors()?;
     cluster.check_alive()?;
     let kernel = cluster.kernel_diff()?;
-    let (sd1, sa1, del1) = strays(cluster);
+    let (sd1, sa1, i1, del1) = strays(cluster);
     let g = lock(&cluster.shared);
     let recs = g
         .tracker
@@ -155,25 +170,28 @@ pub fn measure(
         failed,
         stray_deleted: sd1.iter().zip(&sd0).map(|(a, b)| a - b).collect(),
         stray_added: sa1 - sa0,
+        interim: i1 - i0,
         deletions: del1.iter().zip(&del0).map(|(a, b)| a - b).collect(),
         kernel,
         node_cpu: n1 - n0,
         rr_cpu: [r1[0] - r0[0], r1[1] - r0[1]],
         helper_cpu: h1 - h0,
+        bench_cpu: b1 - b0,
         nodes: cluster.nodes.len(),
         settle: settled,
         host_load,
     })
 }
 
-/// Stray deletions per node, stray additions over all nodes, and every
-/// deletion per node.
-fn strays(cluster: &Cluster) -> (Vec<u64>, u64, Vec<u64>) {
+/// Stray deletions per node, stray additions and interim notifications
+/// over all nodes, and every deletion per node.
+fn strays(cluster: &Cluster) -> (Vec<u64>, u64, u64, Vec<u64>) {
     let g = lock(&cluster.shared);
     let t = &g.tracker;
     (
         t.strays.iter().map(|s| s.deleted).collect(),
         t.strays.iter().map(|s| s.added).sum(),
+        t.strays.iter().map(|s| s.interim).sum(),
         t.deletions.clone(),
     )
 }

@@ -48,7 +48,7 @@ fn kernels(r: &RateRun) -> String {
 }
 
 fn rate_row(o: &mut String, f: Flavour, r: &RateRun) {
-    let (node, rr, helper) = r.cpu_us_per_change();
+    let (node, rr, helper, bench) = r.cpu_us_per_change();
     let issued = match r.window.stopped_at {
         Some(t) => format!(
             "{} of {} (fell behind at {:.1} s)",
@@ -65,7 +65,7 @@ fn rate_row(o: &mut String, f: Flavour, r: &RateRun) {
     };
     let _ = writeln!(
         o,
-        "| {} | {} | {issued} | {} | {} | {} | {} / {} | {} | {} / {} | {} | {} / {} | {node:.0} | {rr:.0} | {helper} | {:.1} | {} |",
+        "| {} | {} | {issued} | {} | {} | {} | {} / {} | {} | {} / {} | {} | {} / {} / {} | {node:.0} | {rr:.0} | {helper} | {bench:.0} | {:.1} | {} |",
         f.name(),
         r.rate,
         ms(r.p(0.5)),
@@ -79,6 +79,7 @@ fn rate_row(o: &mut String, f: Flavour, r: &RateRun) {
         kernels(r),
         r.stray_deleted.iter().sum::<u64>(),
         r.stray_added,
+        r.interim,
         r.host_load,
         if r.sustained() { "yes" } else { "no" },
     );
@@ -94,8 +95,8 @@ pub fn tables(opts: &ChurnOpts, runs: &[FlavourRun]) -> String {
         opts.nodes,
         opts.window.as_secs_f64()
     );
-    o.push_str("| daemon | rate (changes/s) | changes | p50 (ms) | p99 (ms) | max (ms) | from the call starting p50 / p99 (ms) | schedule lag p99 (ms) | lost / failed calls | kernels after settling | stray deletions / additions | node CPU per change per node (µs) | reflector CPU per change (µs) | confd-side CPU per change (µs, birdc) | host load | sustained |\n");
-    o.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    o.push_str("| daemon | rate (changes/s) | changes | p50 (ms) | p99 (ms) | max (ms) | from the call starting p50 / p99 (ms) | schedule lag p99 (ms) | lost / failed calls | kernels after settling | stray deletions / additions / interim | node CPU per change per node (µs) | reflector CPU per change (µs) | confd-side CPU per change (µs, birdc) | bench process CPU per change (µs: driver, monitors) | host load | sustained |\n");
+    o.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for f in runs {
         for r in &f.rates {
             rate_row(&mut o, f.flavour, r);
@@ -103,14 +104,14 @@ pub fn tables(opts: &ChurnOpts, runs: &[FlavourRun]) -> String {
         for (rate, why) in &f.skipped {
             let _ = writeln!(
                 o,
-                "| {} | {rate} | not run: {why} | | | | | | | | | | | | | no |",
+                "| {} | {rate} | not run: {why} | | | | | | | | | | | | | | no |",
                 f.flavour.name()
             );
         }
         if let Some(e) = &f.error {
             let _ = writeln!(
                 o,
-                "| {} | — | failed: {} | | | | | | | | | | | | | |",
+                "| {} | — | failed: {} | | | | | | | | | | | | | | |",
                 f.flavour.name(),
                 e.lines().next().unwrap_or("")
             );
@@ -207,7 +208,7 @@ pub fn describe(opts: &ChurnOpts) -> String {
     format!(
         "Setup: {n} nodes and 2 route reflectors, each in its own network namespace, on one bridge; iBGP AS 64512, every node a client of both reflectors (one cluster id). Tabby: one Calico cluster file (no mesh, reflector Nodes with `routeReflectorClusterID`, a BGPPeer selecting them), tabbyd with its FIB on every node and `--no-fib` on the reflectors. BIRD 2: the same topology; a change rewrites the node's whole configuration (a static blackhole per block and borrowed /32, exported to both reflectors) and runs `birdc configure`, as Calico's confd does; the kernel protocol exports learned routes and the node's own blocks.\n\n\
 Load: each node starts with one /26; a single driver (this binary) changes one node's set per change, at a combined rate R spread over the nodes at random (seed {seed}): a /26 block appearing or going, or a borrowed /32 created or deleted (a quarter blocks). Open loop: change k is due at k/R s whether or not earlier changes have arrived; each node's changes go through its own worker in order (Tabby: one `ReplaceRoutes` with the node's whole set; BIRD: the rewrite and `birdc configure`). A prefix never has two changes in flight, so every kernel notification maps to one change. A window stops early if a change waits over 2 s to start (the rate is then plainly not sustained) and higher rates are not run.\n\n\
-Latency: from the call (or `birdc configure`) returning until the route is present, or gone, in every other node's kernel, stamped by an rtnetlink monitor opened inside each node's namespace (RTM_NEWROUTE/RTM_DELROUTE of the daemon's protocol: 84 for tabbyd, 12 for BIRD); zero when every kernel had it before the call returned (BIRD's `birdc configure` returns after the reload, often after the UPDATE left). *From the call starting* adds the call's own time: what the operator waits for in all. Schedule lag: from a change's due time to its call starting. Lost: changes not seen everywhere {settle:.0} s after the window. Kernels after settling: every node's dump of the protocol's routes against the desired set (other nodes' routes, and the node's own blocks as blackholes). Stray notifications: deletions of routes a node should hold, additions of routes it should not. CPU from /proc over the window and settle: all nodes' daemons divided by changes and nodes; reflectors averaged; `birdc` processes (the confd side) per change.\n",
+Latency: from the call (or `birdc configure`) returning until the route is present, or gone, in every other node's kernel, stamped by an rtnetlink monitor opened inside each node's namespace (RTM_NEWROUTE/RTM_DELROUTE of the daemon's protocol: 84 for tabbyd, 12 for BIRD); zero when every kernel had it before the call returned (BIRD's `birdc configure` returns after the reload, often after the UPDATE left). *From the call starting* adds the call's own time: what the operator waits for in all. Schedule lag: from a change's due time to its call starting. Lost: changes not seen everywhere {settle:.0} s after the window. Kernels after settling: every node's dump of the protocol's routes against the desired set (other nodes' routes, and the node's own blocks as blackholes). Stray notifications: deletions of routes a node should hold, additions of routes it should not; *interim*: a notification against the direction of the prefix's change in flight at that node (e.g. an RTM_NEWROUTE rewriting a route that is on its way out), not counted as the change's arrival. CPU from /proc over the window and settle: all nodes' daemons divided by changes and nodes; reflectors averaged; `birdc` processes (the confd side) per change.\n",
         n = opts.nodes,
         seed = opts.seed,
         settle = opts.settle.as_secs_f64()

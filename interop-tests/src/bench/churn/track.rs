@@ -77,6 +77,10 @@ pub struct Strays {
     pub deleted: u64,
     /// A route added that the node should not hold.
     pub added: u64,
+    /// A notification against the direction of the prefix's change in
+    /// flight: a route rewritten (RTM_NEWROUTE) on its way out, or removed
+    /// on its way in.
+    pub interim: u64,
 }
 
 /// Every change of a run and the state of its reports.
@@ -181,9 +185,14 @@ impl Tracker {
         }
         if let Some(&id) = self.in_flight.get(&ev.prefix)
             && let Some(r) = self.records.get_mut(id)
-            && r.add == ev.added
             && let Some(pos) = r.pending.iter().position(|&n| n == j)
         {
+            if r.add != ev.added {
+                if let Some(s) = self.strays.get_mut(j) {
+                    s.interim += 1;
+                }
+                return;
+            }
             r.pending.swap_remove(pos);
             r.last_seen = Some(r.last_seen.map_or(ev.at, |t| t.max(ev.at)));
             if r.pending.is_empty() {
@@ -251,9 +260,10 @@ mod tests {
         t.seen(1, &ev(&p, c.add, t0 + Duration::from_millis(5)), &load);
         assert!(!t.records[id].done());
         assert_eq!(t.records[id].latency(), None);
-        // The wrong direction does not count.
+        // The wrong direction does not count; it is noted as interim.
         t.seen(2, &ev(&p, !c.add, t0 + Duration::from_millis(6)), &load);
         assert!(!t.records[id].done());
+        assert_eq!(t.strays[2].interim, 1);
         t.seen(2, &ev(&p, c.add, t0 + Duration::from_millis(9)), &load);
         assert!(t.records[id].done());
         assert_eq!(t.records[id].latency(), Some(Duration::from_millis(7)));
