@@ -287,14 +287,16 @@ mod tests {
             t.strays[1],
             Strays {
                 deleted: 1,
-                added: 0
+                added: 0,
+                interim: 0
             }
         );
         assert_eq!(
             t.strays[0],
             Strays {
                 deleted: 0,
-                added: 1
+                added: 1,
+                interim: 0
             }
         );
         assert_eq!(t.deletions, vec![0, 1]);
