@@ -136,7 +136,7 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     churn_nodes: usize,
     /// Changes per second in the `churn` scenario, one window each.
-    #[arg(long, value_delimiter = ',', default_values_t = [20.0f64, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0])]
+    #[arg(long, value_delimiter = ',', default_values_t = [25.0f64, 50.0, 75.0, 100.0, 150.0, 200.0, 500.0, 1000.0])]
     churn_rates: Vec<f64>,
     /// Seconds each `churn` rate runs for.
     #[arg(long, default_value_t = 60.0)]

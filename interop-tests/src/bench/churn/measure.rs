@@ -82,6 +82,14 @@ impl RateRun {
             && self.lag_p99().is_some_and(|p| p <= target)
     }
 
+    /// Node CPU per change per node in µs net of the idle cost (`idle`: CPU
+    /// seconds per second of one node doing nothing).
+    pub fn node_us_net_of_idle(&self, idle: f64) -> f64 {
+        let secs = (self.window.elapsed + self.settle).as_secs_f64();
+        let net = self.node_cpu - idle * secs * self.nodes as f64;
+        net.max(0.0) / self.issued.max(1) as f64 / self.nodes.max(1) as f64 * 1e6
+    }
+
     /// Microseconds of CPU per change: per node (all nodes' CPU divided by
     /// changes and nodes), per reflector (mean of the two), of helpers, of
     /// this process.

@@ -36,6 +36,9 @@ use drive::Driver;
 use fault::{Fault, FaultPlan, FaultRun};
 use measure::{RateRun, measure};
 
+/// How long the idle cost is measured for.
+const IDLE: Duration = Duration::from_secs(5);
+
 /// What the scenario runs.
 #[derive(Debug, Clone)]
 pub struct ChurnOpts {
@@ -64,6 +67,9 @@ pub struct FlavourRun {
     /// From the first namespace to every session Established and every
     /// permanent block in every kernel.
     pub setup: Option<Duration>,
+    /// CPU seconds per second of one node's daemon (mean over nodes) and
+    /// of a reflector (mean of the two) while nothing changes.
+    pub idle: Option<(f64, f64)>,
     pub rates: Vec<RateRun>,
     /// Rates not run, and why.
     pub skipped: Vec<(f64, String)>,
@@ -88,6 +94,7 @@ pub fn run(flavour: Flavour, tabbyd: Option<&Path>, opts: &ChurnOpts) -> Flavour
     let mut out = FlavourRun {
         flavour,
         setup: None,
+        idle: None,
         rates: vec![],
         skipped: vec![],
         faults: vec![],
@@ -126,6 +133,16 @@ fn run_into(
         opts.nodes,
         t0.elapsed().as_secs_f64()
     );
+    // Idle cost (keepalives, timers), to tell it from the cost of changes.
+    let (n0, r0) = cluster.cpu()?;
+    let t_idle = Instant::now();
+    std::thread::sleep(IDLE);
+    let (n1, r1) = cluster.cpu()?;
+    let secs = t_idle.elapsed().as_secs_f64();
+    out.idle = Some((
+        (n1 - n0) / secs / opts.nodes.max(1) as f64,
+        (r1[0] - r0[0] + r1[1] - r0[1]) / 2.0 / secs,
+    ));
     let driver = Driver {
         shared: cluster.shared.clone(),
         queues: cluster.queues.clone(),

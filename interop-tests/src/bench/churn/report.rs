@@ -20,6 +20,11 @@ fn ratio(num: Option<f64>, den: Option<f64>) -> String {
     }
 }
 
+fn idle_ms(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.2} ms", x * 1e3))
+        .unwrap_or_else(|| "—".into())
+}
+
 /// A progress line for stderr.
 pub fn one_line(r: &RateRun) -> String {
     format!(
@@ -47,7 +52,12 @@ fn kernels(r: &RateRun) -> String {
     }
 }
 
-fn rate_row(o: &mut String, f: Flavour, r: &RateRun) {
+fn rate_row(o: &mut String, f: &FlavourRun, r: &RateRun) {
+    let net = f
+        .idle
+        .map(|(idle, _)| format!("{:.0}", r.node_us_net_of_idle(idle)))
+        .unwrap_or_else(|| "—".into());
+    let f = f.flavour;
     let (node, rr, helper, bench) = r.cpu_us_per_change();
     let issued = match r.window.stopped_at {
         Some(t) => format!(
@@ -65,7 +75,7 @@ fn rate_row(o: &mut String, f: Flavour, r: &RateRun) {
     };
     let _ = writeln!(
         o,
-        "| {} | {} | {issued} | {} | {} | {} | {} / {} | {} | {} / {} | {} | {} / {} / {} | {node:.0} | {rr:.0} | {helper} | {bench:.0} | {:.1} | {} |",
+        "| {} | {} | {issued} | {} | {} | {} | {} / {} | {} | {} / {} | {} | {} / {} / {} | {node:.0} ({net}) | {rr:.0} | {helper} | {bench:.0} | {:.1} | {} |",
         f.name(),
         r.rate,
         ms(r.p(0.5)),
@@ -95,11 +105,11 @@ pub fn tables(opts: &ChurnOpts, runs: &[FlavourRun]) -> String {
         opts.nodes,
         opts.window.as_secs_f64()
     );
-    o.push_str("| daemon | rate (changes/s) | changes | p50 (ms) | p99 (ms) | max (ms) | from the call starting p50 / p99 (ms) | schedule lag p99 (ms) | lost / failed calls | kernels after settling | stray deletions / additions / interim | node CPU per change per node (µs) | reflector CPU per change (µs) | confd-side CPU per change (µs, birdc) | bench process CPU per change (µs: driver, monitors) | host load | sustained |\n");
+    o.push_str("| daemon | rate (changes/s) | changes | p50 (ms) | p99 (ms) | max (ms) | from the call starting p50 / p99 (ms) | schedule lag p99 (ms) | lost / failed calls | kernels after settling | stray deletions / additions / interim | node CPU per change per node (µs; net of idle) | reflector CPU per change (µs) | confd-side CPU per change (µs, birdc) | bench process CPU per change (µs: driver, monitors) | host load | sustained |\n");
     o.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for f in runs {
         for r in &f.rates {
-            rate_row(&mut o, f.flavour, r);
+            rate_row(&mut o, f, r);
         }
         for (rate, why) in &f.skipped {
             let _ = writeln!(
@@ -152,7 +162,11 @@ pub fn tables(opts: &ChurnOpts, runs: &[FlavourRun]) -> String {
         let (ts, bs) = (t.sustained(), b.sustained());
         let _ = writeln!(
             o,
-            "\nHighest sustained rate: Tabby {}, BIRD 2 {}; ratio {} (at least, when Tabby sustained the highest rate tried).\n",
+            "\nIdle cost (5 s, nothing changing), CPU per second: Tabby node {}, reflector {}; BIRD node {}, reflector {}.\n\nHighest sustained rate: Tabby {}, BIRD 2 {}; ratio {} (the highest rate of the ladder that met every condition).\n",
+            idle_ms(t.idle.map(|i| i.0)),
+            idle_ms(t.idle.map(|i| i.1)),
+            idle_ms(b.idle.map(|i| i.0)),
+            idle_ms(b.idle.map(|i| i.1)),
             ts.map(|r| format!("{r}/s"))
                 .unwrap_or_else(|| "none".into()),
             bs.map(|r| format!("{r}/s"))

@@ -2,6 +2,11 @@
 //! node expected to see it has reported the route added (or deleted) in its
 //! kernel. A prefix has at most one change in flight (the load never picks a
 //! busy prefix), so a notification maps to at most one change.
+//!
+//! A change counts once it holds for good: a notification at a node that
+//! undoes a finished change there (a removed route coming back because the
+//! second reflector's copy arrived late, a route lost in a fault) reopens
+//! the change for that node, and its time is the node's last report.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -81,6 +86,8 @@ pub struct Strays {
     /// flight: a route rewritten (RTM_NEWROUTE) on its way out, or removed
     /// on its way in.
     pub interim: u64,
+    /// Strays that reopened a finished change at this node.
+    pub reopened: u64,
 }
 
 /// Every change of a run and the state of its reports.
@@ -96,6 +103,8 @@ pub struct Tracker {
     pub strays: Vec<Strays>,
     /// Per node: every deletion notification.
     pub deletions: Vec<u64>,
+    /// The latest change of each prefix.
+    last: HashMap<IpNet, usize>,
     /// The first stray notifications (node, prefix, added), for logs.
     pub stray_examples: Vec<(usize, IpNet, bool)>,
 }
@@ -131,6 +140,7 @@ impl Tracker {
         if !expect.is_empty() {
             self.in_flight.insert(prefix, id);
         }
+        self.last.insert(prefix, id);
         self.records.push(Record {
             node: c.node,
             prefix,
@@ -213,6 +223,26 @@ impl Tracker {
             if self.stray_examples.len() < STRAY_EXAMPLES {
                 self.stray_examples.push((j, ev.prefix, ev.added));
             }
+            self.reopen(j, ev.prefix, ev.added);
+        }
+    }
+
+    /// Node `j` reported `prefix` added (or deleted) against its latest
+    /// change: that change is not done at `j` until `j` reports it again.
+    fn reopen(&mut self, j: usize, prefix: IpNet, added: bool) {
+        let Some(&id) = self.last.get(&prefix) else {
+            return;
+        };
+        let Some(r) = self.records.get_mut(id) else {
+            return;
+        };
+        if r.add == added || r.node == j || r.pending.contains(&j) {
+            return;
+        }
+        r.pending.push(j);
+        self.in_flight.insert(prefix, id);
+        if let Some(s) = self.strays.get_mut(j) {
+            s.reopened += 1;
         }
     }
 
@@ -288,7 +318,8 @@ mod tests {
             Strays {
                 deleted: 1,
                 added: 0,
-                interim: 0
+                interim: 0,
+                reopened: 0
             }
         );
         assert_eq!(
@@ -296,10 +327,43 @@ mod tests {
             Strays {
                 deleted: 0,
                 added: 1,
-                interim: 0
+                interim: 0,
+                reopened: 0
             }
         );
         assert_eq!(t.deletions, vec![0, 1]);
+    }
+
+    #[test]
+    fn a_removed_route_coming_back_reopens_its_change() {
+        let mut load = Load::new(2, 5).unwrap();
+        let mut t = Tracker::new(2);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        // An addition at node 0, seen by node 1; then its removal.
+        let add = load.next(|n| n == 0, |_| false).unwrap();
+        let a = t.begin(&add, t0, vec![0, 1]);
+        t.returned(a, t0, true);
+        let p = add.prefix.to_string();
+        t.seen(1, &ev(&p, true, ms(1)), &load);
+        let mut del = load.next(|n| n == 0, |_| false).unwrap();
+        while del.add || del.prefix != add.prefix {
+            // Drain other moves until the load removes our prefix.
+            t.begin(&del, t0, vec![]);
+            del = load.next(|n| n == 0, |_| false).unwrap();
+        }
+        let d = t.begin(&del, ms(2), vec![0, 1]);
+        t.returned(d, ms(2), true);
+        t.seen(1, &ev(&p, false, ms(3)), &load);
+        assert_eq!(t.records[d].latency(), Some(Duration::from_millis(1)));
+        // The other reflector's late copy brings it back: not done.
+        t.seen(1, &ev(&p, true, ms(5)), &load);
+        assert!(!t.records[d].done());
+        assert!(t.busy(&add.prefix.into()));
+        assert_eq!(t.strays[1].reopened, 1);
+        t.seen(1, &ev(&p, false, ms(9)), &load);
+        assert_eq!(t.records[d].latency(), Some(Duration::from_millis(7)));
+        assert!(!t.busy(&add.prefix.into()));
     }
 
     #[test]
