@@ -498,6 +498,17 @@ impl Nexthops {
         self.queue.clear();
     }
 
+    /// Records object `id` as in the kernel, standing for `spec`.
+    fn present(&mut self, id: u32, spec: NhSpec) {
+        self.objs.insert(
+            id,
+            Obj {
+                spec,
+                state: State::Present,
+            },
+        );
+    }
+
     fn forget(&mut self, id: u32) {
         if let Some(o) = self.objs.remove(&id)
             && self.by_spec.get(&o.spec) == Some(&id)
@@ -534,13 +545,7 @@ impl Nexthops {
             Some(o) if o.spec == spec => {
                 if o.state == State::Creating {
                     // Confirmed ahead of our ack.
-                    self.objs.insert(
-                        n.id,
-                        Obj {
-                            spec,
-                            state: State::Present,
-                        },
-                    );
+                    self.present(n.id, spec);
                     self.idle.push(n.id);
                 }
                 NhChange::Nothing
@@ -549,13 +554,7 @@ impl Nexthops {
                 // New to us (someone created one under our protocol) or
                 // changed under us: the id now stands for `spec`.
                 self.forget(n.id);
-                self.objs.insert(
-                    n.id,
-                    Obj {
-                        spec,
-                        state: State::Present,
-                    },
-                );
+                self.present(n.id, spec);
                 self.by_spec.entry(spec).or_insert(n.id);
                 self.idle.push(n.id);
                 match before {
@@ -580,13 +579,7 @@ impl Nexthops {
                     if old.get(&n.id).is_some_and(|o| o.spec != spec) {
                         changed.push(n.id);
                     }
-                    self.objs.insert(
-                        n.id,
-                        Obj {
-                            spec,
-                            state: State::Present,
-                        },
-                    );
+                    self.present(n.id, spec);
                     self.by_spec.entry(spec).or_insert(n.id);
                     self.proven = true;
                 }

@@ -617,32 +617,31 @@ pub(crate) fn dump_routes(buf: &mut Vec<u8>, seq: u32, v6: bool, table: u32) {
         m.header.table = table as u8;
     }
     m.attributes.push(RouteAttribute::Table(table));
+    push(buf, dump_header(seq), RouteNetlinkMessage::GetRoute(m));
+}
+
+/// The header of a dump request.
+fn dump_header(seq: u32) -> NetlinkHeader {
     let mut header = NetlinkHeader::default();
     header.sequence_number = seq;
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    push(buf, header, RouteNetlinkMessage::GetRoute(m));
+    header
 }
 
 /// A dump request for links (names and state) or addresses.
 pub(crate) fn dump_links(buf: &mut Vec<u8>, seq: u32) {
-    let mut header = NetlinkHeader::default();
-    header.sequence_number = seq;
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     push(
         buf,
-        header,
+        dump_header(seq),
         RouteNetlinkMessage::GetLink(netlink_packet_route::link::LinkMessage::default()),
     );
 }
 
 /// A dump request for every interface address (both families).
 pub(crate) fn dump_addresses(buf: &mut Vec<u8>, seq: u32) {
-    let mut header = NetlinkHeader::default();
-    header.sequence_number = seq;
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     push(
         buf,
-        header,
+        dump_header(seq),
         RouteNetlinkMessage::GetAddress(netlink_packet_route::address::AddressMessage::default()),
     );
 }

@@ -66,6 +66,35 @@ pub fn cluster_yaml(a: std::net::Ipv4Addr, b: std::net::Ipv4Addr) -> String {
     o
 }
 
+/// Starts `tabbyd` as `label` in `ns` from the cluster file `yaml`, with
+/// its API on a socket in the lab (returned). `TABBY_BENCH_TABBYD_LOG`
+/// raises its log level to debug a run (off in figures);
+/// `TABBY_BENCH_TABBYD_ARGS` adds arguments.
+pub(crate) fn start_tabbyd(
+    lab: &mut Lab,
+    tabbyd: &Path,
+    ns: &Ns,
+    label: &str,
+    yaml: &Path,
+    no_fib: bool,
+) -> Result<PathBuf> {
+    let mut opts = TabbydOpts::new(label, Datastore::File(yaml.to_path_buf()));
+    opts.no_fib = no_fib;
+    opts.log_level = std::env::var("TABBY_BENCH_TABBYD_LOG").unwrap_or_else(|_| "error".into());
+    if let Ok(extra) = std::env::var("TABBY_BENCH_TABBYD_ARGS") {
+        opts.extra_args = extra.split_whitespace().map(str::to_string).collect();
+    }
+    let sock = lab.path(&format!("{label}.api.sock"));
+    opts.api = Some(format!("unix:{}", sock.display()));
+    opts.run_dir = Some(lab.path(&format!("{label}.run")));
+    let mut daemon = Daemon::other(tabbyd, &[]);
+    daemon.kind = DaemonKind::Tabbyd;
+    daemon.args = opts.args();
+    lab.start(ns, label, daemon)
+        .with_context(|| format!("starting tabbyd as {label}"))?;
+    Ok(sock)
+}
+
 impl Pair {
     /// Starts both nodes with `tabbyd` and waits until their session is
     /// Established (seen through A's API).
@@ -78,21 +107,7 @@ impl Pair {
         let yaml = lab.write_file("cluster.yaml", &cluster_yaml(a4, b4))?;
         let mut socks = vec![];
         for (label, ns) in [(A, &a_ns), (B, &b_ns)] {
-            let mut opts = TabbydOpts::new(label, Datastore::File(yaml.clone()));
-            opts.log_level =
-                std::env::var("TABBY_BENCH_TABBYD_LOG").unwrap_or_else(|_| "error".into());
-            if let Ok(extra) = std::env::var("TABBY_BENCH_TABBYD_ARGS") {
-                opts.extra_args = extra.split_whitespace().map(str::to_string).collect();
-            }
-            let sock = lab.path(&format!("{label}.api.sock"));
-            opts.api = Some(format!("unix:{}", sock.display()));
-            opts.run_dir = Some(lab.path(&format!("{label}.run")));
-            let mut daemon = Daemon::other(tabbyd, &[]);
-            daemon.kind = DaemonKind::Tabbyd;
-            daemon.args = opts.args();
-            lab.start(ns, label, daemon)
-                .with_context(|| format!("starting tabbyd as {label}"))?;
-            socks.push(sock);
+            socks.push(start_tabbyd(&mut lab, tabbyd, ns, label, &yaml, false)?);
         }
         let (Some(b_sock), Some(a_sock)) = (socks.pop(), socks.pop()) else {
             bail!("two sockets expected");

@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use ipnet::{IpNet, Ipv4Net};
 
-use super::cluster::{ASN, Applier, CLUSTER_ID, Cluster, Flavour, node_label, rr_label};
+use super::cluster::{ASN, Applier, CLUSTER_ID, Cluster, Flavour, LanLab, node_label, rr_label};
 use super::load::Load;
 use crate::bird::Bird;
 use crate::bird_conf::{Bird2Conf, Bird2Peer, StaticRoute};
-use crate::lab::{Lab, Ns};
 
 /// How long one `birdc configure` may take.
 const CONFIGURE_LIMIT: Duration = Duration::from_secs(10);
@@ -124,15 +123,13 @@ pub fn start(
     limit: Duration,
 ) -> Result<Cluster> {
     let load = Load::new(nodes, seed)?;
-    let mut lab = Lab::new("churn-bird")?;
-    let rr_ns = [lab.ns(&rr_label(0))?, lab.ns(&rr_label(1))?];
-    let node_ns: Vec<Ns> = (0..nodes)
-        .map(|i| lab.ns(&node_label(i)))
-        .collect::<Result<_>>()?;
-    let members: Vec<&Ns> = rr_ns.iter().chain(&node_ns).collect();
-    let seg = lab.lan(&members)?;
-    let rrs = [seg.v4(&rr_ns[0])?, seg.v4(&rr_ns[1])?];
-    let node_addrs: Vec<Ipv4Addr> = node_ns.iter().map(|n| seg.v4(n)).collect::<Result<_>>()?;
+    let LanLab {
+        mut lab,
+        rr_ns,
+        node_ns,
+        rr_addrs: rrs,
+        node_addrs,
+    } = LanLab::new("churn-bird", nodes)?;
     for i in 0..2 {
         lab.start_bird2(
             &rr_ns[i],

@@ -54,6 +54,38 @@ impl Flavour {
     }
 }
 
+/// A cluster's lab before its daemons: two reflectors' and `nodes` nodes'
+/// namespaces on one LAN, with their addresses.
+#[derive(Debug)]
+pub struct LanLab {
+    pub lab: Lab,
+    pub rr_ns: [Ns; 2],
+    pub node_ns: Vec<Ns>,
+    pub rr_addrs: [Ipv4Addr; 2],
+    pub node_addrs: Vec<Ipv4Addr>,
+}
+
+impl LanLab {
+    pub fn new(label: &str, nodes: usize) -> Result<LanLab> {
+        let mut lab = Lab::new(label)?;
+        let rr_ns = [lab.ns(&rr_label(0))?, lab.ns(&rr_label(1))?];
+        let node_ns: Vec<Ns> = (0..nodes)
+            .map(|i| lab.ns(&node_label(i)))
+            .collect::<Result<_>>()?;
+        let members: Vec<&Ns> = rr_ns.iter().chain(&node_ns).collect();
+        let seg = lab.lan(&members)?;
+        let rr_addrs = [seg.v4(&rr_ns[0])?, seg.v4(&rr_ns[1])?];
+        let node_addrs: Vec<Ipv4Addr> = node_ns.iter().map(|n| seg.v4(n)).collect::<Result<_>>()?;
+        Ok(LanLab {
+            lab,
+            rr_ns,
+            node_ns,
+            rr_addrs,
+            node_addrs,
+        })
+    }
+}
+
 /// What every node's monitor and worker share.
 #[derive(Debug)]
 pub struct Shared {

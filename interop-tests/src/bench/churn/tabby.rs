@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::cluster::{ASN, Applier, CLUSTER_ID, Cluster, Flavour, node_label, rr_label};
+use super::cluster::{ASN, Applier, CLUSTER_ID, Cluster, Flavour, LanLab, node_label, rr_label};
 use super::load::{Load, POOL};
 use crate::bench::client::Api;
-use crate::daemon::{Daemon, DaemonKind, Datastore, TabbydOpts};
-use crate::lab::{Lab, Ns};
+use crate::bench::pair::start_tabbyd;
+use crate::lab::Ns;
 
 /// The Calico resources of the cluster.
 pub fn cluster_yaml(rrs: [Ipv4Addr; 2], nodes: &[Ipv4Addr]) -> String {
@@ -53,34 +53,17 @@ pub fn start(
     limit: Duration,
 ) -> Result<Cluster> {
     let load = Load::new(nodes, seed)?;
-    let mut lab = Lab::new("churn-tabby")?;
-    let rr_ns = [lab.ns(&rr_label(0))?, lab.ns(&rr_label(1))?];
-    let node_ns: Vec<Ns> = (0..nodes)
-        .map(|i| lab.ns(&node_label(i)))
-        .collect::<Result<_>>()?;
-    let members: Vec<&Ns> = rr_ns.iter().chain(&node_ns).collect();
-    let seg = lab.lan(&members)?;
-    let rr_addrs = [seg.v4(&rr_ns[0])?, seg.v4(&rr_ns[1])?];
-    let node_addrs: Vec<Ipv4Addr> = node_ns.iter().map(|n| seg.v4(n)).collect::<Result<_>>()?;
+    let LanLab {
+        mut lab,
+        rr_ns,
+        node_ns,
+        rr_addrs,
+        node_addrs,
+    } = LanLab::new("churn-tabby", nodes)?;
     let yaml = lab.write_file("cluster.yaml", &cluster_yaml(rr_addrs, &node_addrs))?;
 
     let mut start = |ns: &Ns, label: &str, no_fib: bool| -> Result<PathBuf> {
-        let mut opts = TabbydOpts::new(label, Datastore::File(yaml.clone()));
-        opts.no_fib = no_fib;
-        // TABBY_BENCH_TABBYD_LOG raises it to debug a run (off in figures).
-        opts.log_level = std::env::var("TABBY_BENCH_TABBYD_LOG").unwrap_or_else(|_| "error".into());
-        if let Ok(extra) = std::env::var("TABBY_BENCH_TABBYD_ARGS") {
-            opts.extra_args = extra.split_whitespace().map(str::to_string).collect();
-        }
-        let sock = lab.path(&format!("{label}.api.sock"));
-        opts.api = Some(format!("unix:{}", sock.display()));
-        opts.run_dir = Some(lab.path(&format!("{label}.run")));
-        let mut daemon = Daemon::other(tabbyd, &[]);
-        daemon.kind = DaemonKind::Tabbyd;
-        daemon.args = opts.args();
-        lab.start(ns, label, daemon)
-            .with_context(|| format!("starting tabbyd as {label}"))?;
-        Ok(sock)
+        start_tabbyd(&mut lab, tabbyd, ns, label, &yaml, no_fib)
     };
     let mut rr_socks = vec![];
     for (i, ns) in rr_ns.iter().enumerate() {
