@@ -444,14 +444,7 @@ impl Nexthops {
                     errno = e,
                     "deleting an unused nexthop object failed; retried when next unused"
                 );
-                if let Some(o) = self
-                    .objs
-                    .get_mut(&id)
-                    .filter(|o| o.state == State::Deleting)
-                {
-                    o.state = State::Present;
-                    self.by_spec.entry(o.spec).or_insert(id);
-                }
+                self.undelete(id);
                 false
             }
         }
@@ -469,13 +462,7 @@ impl Nexthops {
                 self.queue.push_front(r);
             }
             NhOp::Delete(id) => {
-                if let Some(o) = self
-                    .objs
-                    .get_mut(&id)
-                    .filter(|o| o.state == State::Deleting)
-                {
-                    o.state = State::Present;
-                    self.by_spec.entry(o.spec).or_insert(id);
+                if self.undelete(id) {
                     self.idle.push(id);
                 }
             }
@@ -496,6 +483,21 @@ impl Nexthops {
             self.forget(id);
         }
         self.queue.clear();
+    }
+
+    /// A delete of `id` that did not happen: the object stands again.
+    /// Whether it was being deleted.
+    fn undelete(&mut self, id: u32) -> bool {
+        let Some(o) = self
+            .objs
+            .get_mut(&id)
+            .filter(|o| o.state == State::Deleting)
+        else {
+            return false;
+        };
+        o.state = State::Present;
+        self.by_spec.entry(o.spec).or_insert(id);
+        true
     }
 
     /// Records object `id` as in the kernel, standing for `spec`.

@@ -11,15 +11,15 @@ use super::{MAX_BULK_RUN, Op, RouteChange};
 use crate::types::{FibOp, FibRoute, KernelEvent, LearnFilter, NextHopSpec};
 use crate::wire::{Hop, KernelRoute, Shape};
 
-fn net(s: &str) -> IpNet {
+pub(super) fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn via(p: &str, gw: &str) -> FibRoute {
+pub(super) fn via(p: &str, gw: &str) -> FibRoute {
     FibRoute::via(net(p), ip(gw))
 }
 

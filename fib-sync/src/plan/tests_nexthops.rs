@@ -3,26 +3,12 @@
 //! after their last route, adopted at restart, restored when someone else
 //! deletes them, and the fallback when the kernel refuses them.
 
-use std::net::IpAddr;
-
-use ipnet::IpNet;
-
 use super::Planned;
 use super::sim::*;
 use crate::types::{FibConfig, FibOp, FibRoute};
 use crate::wire::{KernelNexthop, NhOp, NhSpec, Shape};
 
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn via(p: &str, gw: &str) -> FibRoute {
-    FibRoute::via(net(p), ip(gw))
-}
+use super::tests::{ip, net, via};
 
 fn cfg(bulk_threshold: usize) -> FibConfig {
     FibConfig {
